@@ -1,0 +1,18 @@
+# Two commands (see README): `make main` runs the main job on the built-in data, `make test` the
+# tests. Both first run dev/setup_env.sh, which builds .venv (idempotent: seconds when up to date).
+PY := .venv/bin/python
+OUTPUT ?= output/mini
+
+.PHONY: setup main test format
+setup:
+	bash dev/setup_env.sh
+
+main: setup
+	$(PY) tools/run_mini.py --output-dir $(OUTPUT)
+
+test: setup
+	$(PY) -m pytest tests -q -p no:cacheprovider --durations=10
+
+format: setup
+	$(PY) -m black -l 100 lift_det tools tests configs setup.py
+	$(PY) -m isort --profile black -l 100 lift_det tools tests configs setup.py

@@ -1,0 +1,243 @@
+"""LiFT: a Lightweight Feature Transform that doubles the resolution of frozen ViT features.
+
+Suri, Walmer, Gupta, Shrivastava, "LiFT: A Surprisingly Simple Lightweight Feature Transform for
+Dense ViT Descriptors", ECCV 2024 (§3.2). A U-Net-style conv net fuses the coarse ViT features
+(stride p) with shallow conv features of the same image and returns features at stride p/2.
+
+LiFT-S reproduces the paper's 1.2M-parameter layout for 384-channel ViTs. LiFT-B is our layout for
+768-channel ViT-B (paper Appendix B: wider channels, one more encoder conv block, ~7M parameters),
+arranged to keep FLOPs low: most of its capacity works at stride p (a fusion block) and the
+stride-p/2 decoder stays narrow.
+"""
+import copy
+from typing import Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detectron2.layers import get_norm
+
+__all__ = ["LiFT", "LIFT_PRESETS", "ConvNormAct"]
+
+
+# Widths of the presets. Channels and patch size come from the ViT and are passed separately.
+LIFT_PRESETS: Dict[str, Dict] = {
+    # The paper's module (official code): 1.19M parameters for in_channels=384.
+    "LiFT-S": dict(image_channels=32, num_image_blocks=3, fuse_channels=0, decoder_channels=None),
+    # ViT-B (768 ch): 4 image-encoder blocks, a 3x3 fusion block at stride p, a 192-wide decoder.
+    "LiFT-B": dict(image_channels=64, num_image_blocks=4, fuse_channels=480, decoder_channels=192),
+}
+
+
+class ConvNormAct(nn.Sequential):
+    """Conv2d -> norm -> ReLU.
+
+    Submodules are named ``conv`` and ``norm_layer``: never ``norm`` or ``proj``, so detectron2's
+    suffix-matching checkpoint heuristics cannot load MAE's ``norm.*`` tensors into LiFT.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        norm: str = "BN",
+    ):
+        super().__init__()
+        norm_layer = get_norm(norm, out_channels) if norm else None
+        self.conv = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size=3,
+            stride=stride,
+            padding=1,
+            bias=norm_layer is None,
+        )
+        if norm_layer is not None:
+            self.norm_layer = norm_layer
+        self.act = nn.ReLU(inplace=True)
+
+
+class LiFT(nn.Module):
+    """
+    LiFT block: (image, ViT features at stride p) -> features at stride p/2.
+
+    Layout (names in brackets)::
+
+        image (B,3,H,W) -> [image_encoder] stride-2, stride-2 conv blocks (+ stride-1 blocks)
+                         -> adaptive max-pool to the stride-p/2 grid          = img_half
+                         -> [image_down] stride-2 conv block, stride p        = img_full
+        cat(features, img_full) -> [fuse] optional 3x3 conv blocks at stride p
+                         -> [upsample] 2x2 transposed conv to stride p/2
+        cat(., img_half) -> [decoder] two 3x3 conv blocks -> [out_conv] 1x1 to in_channels
+
+    Fully convolutional: any image size. See :meth:`forward` for the size rules and for recursive
+    application (stride p / 2^k).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        patch_size: int = 16,
+        image_channels: int = 32,
+        num_image_blocks: int = 3,
+        fuse_channels: int = 0,
+        up_channels: Optional[int] = None,
+        decoder_channels: Optional[int] = None,
+        norm: str = "BN",
+    ):
+        """
+        Args:
+            in_channels (int): channels of the ViT features; the output has the same.
+            patch_size (int): the ViT's patch size p (8, 14 or 16): features are at stride p.
+            image_channels (int): width of the image branch.
+            num_image_blocks (int): conv blocks of the image branch, at least 3: two stride-2
+                blocks to stride 4, ``num_image_blocks - 3`` stride-1 blocks at stride 4, and one
+                stride-2 block after pooling to stride p/2. LiFT-S has 3, LiFT-B 4.
+            fuse_channels (int): if > 0, width of two 3x3 conv blocks applied at stride p to the
+                concatenated ViT and image features before upsampling (LiFT-B); 0 keeps the
+                paper's LiFT-S layout.
+            up_channels (int or None): output width of the transposed conv; default: half its
+                input width (the paper's).
+            decoder_channels (int or None): width of the stride-p/2 decoder; default
+                ``in_channels // 2`` (the paper's).
+            norm (str): normalization after each conv: "BN", "SyncBN", "FrozenBN", "GN" or ""
+                (none). See :func:`detectron2.layers.get_norm`.
+        """
+        super().__init__()
+        if patch_size not in (8, 14, 16):
+            raise NotImplementedError(f"patch_size={patch_size} is not supported (use 8, 14, 16).")
+        if num_image_blocks < 3:
+            raise ValueError(f"num_image_blocks must be >= 3, got {num_image_blocks}.")
+        if in_channels <= 0:
+            raise ValueError(f"in_channels must be positive, got {in_channels}.")
+        self.in_channels = in_channels
+        self.patch_size = patch_size
+        # constructor arguments, stored in LiFT files so that stage two can check them
+        self.arch = dict(
+            in_channels=in_channels,
+            patch_size=patch_size,
+            image_channels=image_channels,
+            num_image_blocks=num_image_blocks,
+            fuse_channels=fuse_channels,
+            up_channels=up_channels,
+            decoder_channels=decoder_channels,
+            norm=norm,
+        )
+        self.preset = "custom"
+
+        w = image_channels
+        blocks = [ConvNormAct(3, w, stride=2, norm=norm), ConvNormAct(w, w, stride=2, norm=norm)]
+        blocks += [ConvNormAct(w, w, norm=norm) for _ in range(num_image_blocks - 3)]
+        self.image_encoder = nn.Sequential(*blocks)
+        self.image_down = ConvNormAct(w, w, stride=2, norm=norm)
+
+        fused = in_channels + w
+        if fuse_channels > 0:
+            self.fuse = nn.Sequential(
+                ConvNormAct(fused, fuse_channels, norm=norm),
+                ConvNormAct(fuse_channels, fuse_channels, norm=norm),
+            )
+            fused = fuse_channels
+        else:
+            self.fuse = nn.Identity()
+        up_channels = up_channels or fused // 2
+        decoder_channels = decoder_channels or in_channels // 2
+        self.upsample = nn.ConvTranspose2d(fused, up_channels, kernel_size=2, stride=2)
+        self.decoder = nn.Sequential(
+            ConvNormAct(up_channels + w, decoder_channels, norm=norm),
+            ConvNormAct(decoder_channels, decoder_channels, norm=norm),
+        )
+        self.out_conv = nn.Conv2d(decoder_channels, in_channels, kernel_size=1)
+
+    @classmethod
+    def from_preset(cls, name: str, in_channels: int, patch_size: int = 16, **kwargs) -> "LiFT":
+        """
+        Build a preset ("LiFT-S" or "LiFT-B") for a ViT with ``in_channels`` and ``patch_size``.
+        Keyword arguments override the preset's widths (e.g. ``norm="SyncBN"``).
+        """
+        if name not in LIFT_PRESETS:
+            raise KeyError(f"Unknown LiFT preset '{name}'; available: {sorted(LIFT_PRESETS)}.")
+        args = {**copy.deepcopy(LIFT_PRESETS[name]), **kwargs}
+        lift = cls(in_channels=in_channels, patch_size=patch_size, **args)
+        lift.preset = name
+        return lift
+
+    def _check_inputs(self, image: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Validate shapes; crop/pad the image to the feature grid (see :meth:`forward`)."""
+        if image.dim() != 4 or features.dim() != 4:
+            raise ValueError(
+                f"LiFT expects a 4-D image (B,3,H,W) and 4-D features (B,C,h,w); got image of "
+                f"shape {tuple(image.shape)} and features of shape {tuple(features.shape)}."
+            )
+        if image.shape[1] != 3:
+            raise ValueError(f"LiFT expects a 3-channel image, got shape {tuple(image.shape)}.")
+        if features.shape[1] != self.in_channels:
+            raise ValueError(
+                f"LiFT was built for {self.in_channels}-channel features, got "
+                f"{features.shape[1]} channels (features of shape {tuple(features.shape)}). Use a "
+                f"LiFT with in_channels={features.shape[1]} for this ViT."
+            )
+        if image.shape[0] != features.shape[0]:
+            raise ValueError(
+                f"Batch sizes differ: image {image.shape[0]}, features {features.shape[0]}."
+            )
+        p = self.patch_size
+        (H, W), (h, w) = image.shape[-2:], features.shape[-2:]
+        # The ViT's patch embedding floors (H // p, detectron2 and timm) or pads (ceil) a size
+        # that is not a multiple of p; both are accepted: the image is cropped or zero-padded
+        # (zero = the mean color after normalization, ViTDet's padding) to exactly (h*p, w*p).
+        valid_h = (H // p, -(-H // p))
+        valid_w = (W // p, -(-W // p))
+        if h not in valid_h or w not in valid_w:
+            raise ValueError(
+                f"Image size {H}x{W} and feature size {h}x{w} disagree with patch size {p}: "
+                f"expected features of {H // p}x{W // p} (or {valid_h[1]}x{valid_w[1]} when the "
+                f"ViT pads), i.e. an image of {h * p}x{w * p} for these features."
+            )
+        if (H, W) != (h * p, w * p):
+            image = image[:, :, : h * p, : w * p]
+            image = F.pad(image, (0, w * p - image.shape[-1], 0, h * p - image.shape[-2]))
+        return image
+
+    def _forward_once(self, image: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        image = self._check_inputs(image, features)
+        h, w = features.shape[-2:]
+        img = self.image_encoder(image)  # stride 4
+        img_half = F.adaptive_max_pool2d(img, (2 * h, 2 * w))  # stride p/2
+        img_full = self.image_down(img_half)  # stride p
+        x = torch.cat([features, img_full], dim=1)
+        x = self.fuse(x)
+        x = self.upsample(x)  # stride p -> p/2
+        x = torch.cat([x, img_half], dim=1)
+        x = self.decoder(x)
+        return self.out_conv(x)
+
+    def forward(
+        self, image: torch.Tensor, features: torch.Tensor, num_passes: int = 1
+    ) -> torch.Tensor:
+        """
+        Args:
+            image: (B, 3, H, W), normalized exactly as the ViT saw it.
+            features: (B, C, h, w) ViT features at stride p: h = H // p (or ceil(H / p) for a
+                ViT that pads); the image is cropped/zero-padded to (h*p, w*p).
+            num_passes (int): k >= 1 applies LiFT recursively (paper §6): pass i sees the image
+                bilinearly resized to the current feature grid times p, and the output has
+                stride p / 2^k, shape (B, C, 2^k h, 2^k w).
+
+        Returns:
+            Tensor (B, C, 2^k h, 2^k w).
+        """
+        if num_passes < 1:
+            raise ValueError(f"num_passes must be >= 1, got {num_passes}.")
+        x = self._forward_once(image, features)
+        p = self.patch_size
+        for _ in range(num_passes - 1):
+            size = (x.shape[-2] * p, x.shape[-1] * p)
+            resized = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+            x = self._forward_once(resized, x)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"preset={self.preset}, in_channels={self.in_channels}, patch_size={self.patch_size}"

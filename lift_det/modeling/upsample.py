@@ -1,0 +1,51 @@
+"""Controls that take LiFT's place: the same call signature, no image detail.
+
+Every LiFT result is reported next to :class:`BilinearUpsampler` (paper's "BL"), and optionally
+:class:`ResizeConvUpsampler` (paper's "RC": bilinear then a learned 3x3 conv, trained like LiFT).
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["BilinearUpsampler", "ResizeConvUpsampler"]
+
+
+class _UpsamplerBase(nn.Module):
+    def __init__(self, in_channels: int, patch_size: int = 16):
+        super().__init__()
+        self.in_channels = in_channels
+        self.patch_size = patch_size
+        self.preset = self.__class__.__name__
+
+    def _upsample(self, features: torch.Tensor) -> torch.Tensor:
+        if features.dim() != 4 or features.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{self.preset} expects features of shape (B,{self.in_channels},h,w), "
+                f"got {tuple(features.shape)}."
+            )
+        return F.interpolate(features, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
+class BilinearUpsampler(_UpsamplerBase):
+    """Bilinear 2x upsampling of the features; the image is ignored. No parameters."""
+
+    def forward(self, image: torch.Tensor, features: torch.Tensor, num_passes: int = 1):
+        for _ in range(num_passes):
+            features = self._upsample(features)
+        return features
+
+
+class ResizeConvUpsampler(_UpsamplerBase):
+    """Bilinear 2x upsampling followed by a 3x3 conv (residual, zero-initialized)."""
+
+    def __init__(self, in_channels: int, patch_size: int = 16):
+        super().__init__(in_channels, patch_size)
+        self.refine_conv = nn.Conv2d(in_channels, in_channels, kernel_size=3, padding=1)
+        nn.init.zeros_(self.refine_conv.weight)
+        nn.init.zeros_(self.refine_conv.bias)
+
+    def forward(self, image: torch.Tensor, features: torch.Tensor, num_passes: int = 1):
+        for _ in range(num_passes):
+            features = self._upsample(features)
+            features = features + self.refine_conv(features)
+        return features

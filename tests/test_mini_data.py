@@ -1,0 +1,327 @@
+"""Tests of the built-in mini COCO dataset (lift_det.data.mini)."""
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from typing import Dict, Iterator, List
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pycocotools.coco import COCO
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.evaluation import COCOEvaluator
+from detectron2.structures import Boxes, BoxMode, Instances
+
+from lift_det.data import (
+    MINI_CLASSES,
+    MINI_DATASETS,
+    default_mini_root,
+    ensure_mini_coco,
+    generate_mini_coco,
+    register_mini_coco,
+)
+
+SPLITS = ("train", "val")
+TINY = {"num_train": 6, "num_val": 4}
+
+
+def _coco(root: str, split: str) -> COCO:
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(os.path.join(root, "annotations", f"instances_{split}.json"))
+
+
+def _files(root: str) -> List[str]:
+    return sorted(
+        os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs
+    )
+
+
+def _mtimes(root: str) -> Dict[str, int]:
+    return {f: os.stat(os.path.join(root, f)).st_mtime_ns for f in _files(root)}
+
+
+@pytest.fixture(scope="module")
+def mini_root(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The dataset generated once with the default parameters."""
+    root = str(tmp_path_factory.mktemp("mini") / "lift_mini_coco")
+    generate_mini_coco(root)
+    return root
+
+
+@pytest.fixture
+def restore_registration() -> Iterator[None]:
+    """Restores the import-time registration (default root; generates nothing) after a test."""
+    root = default_mini_root()
+    yield
+    for name in MINI_DATASETS:
+        if name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+        if name in MetadataCatalog.list():
+            MetadataCatalog.remove(name)
+    register_mini_coco(root)
+
+
+def test_files_written(mini_root: str) -> None:
+    for split, num in [("train", 160), ("val", 40)]:
+        images = sorted(os.listdir(os.path.join(mini_root, split)))
+        assert images == [f"{i:06d}.jpg" for i in range(num)]
+        assert os.path.isfile(os.path.join(mini_root, "annotations", f"instances_{split}.json"))
+    with open(os.path.join(mini_root, ".complete")) as f:
+        stamp = json.load(f)
+    assert stamp["num_train"] == 160 and stamp["num_val"] == 40
+    assert stamp["image_size"] == 256 and stamp["seed"] == 0
+    assert not [f for f in _files(mini_root) if ".tmp" in f]
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_annotations_match_masks(mini_root: str, split: str) -> None:
+    coco = _coco(mini_root, split)
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(MINI_CLASSES)
+    assert coco.getCatIds() == [1, 2, 3]
+    for img in coco.dataset["images"]:
+        with Image.open(os.path.join(mini_root, split, img["file_name"])) as im:
+            assert im.mode == "RGB" and im.size == (img["width"], img["height"]) == (256, 256)
+        assert 1 <= len(coco.getAnnIds(imgIds=img["id"])) <= 6
+    ids = [a["id"] for a in coco.dataset["annotations"]]
+    assert len(set(ids)) == len(ids) and min(ids) >= 1
+    for ann in coco.dataset["annotations"]:
+        assert ann["iscrowd"] == 0
+        assert len(ann["segmentation"]) == 1
+        poly = ann["segmentation"][0]
+        assert len(poly) >= 6 and len(poly) % 2 == 0
+        assert all(isinstance(v, float) for v in ann["bbox"])
+        mask = coco.annToMask(ann)
+        area = int(mask.sum())
+        assert area > 0
+        assert abs(area - ann["area"]) <= 0.03 * ann["area"]
+        ys, xs = np.nonzero(mask)
+        x, y, w, h = ann["bbox"]
+        mask_box = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        np.testing.assert_allclose([x, y, x + w, y + h], mask_box, atol=1.0)
+        # polygons lie inside the image
+        assert 0 <= min(poly) and max(poly[0::2]) <= 256 and max(poly[1::2]) <= 256
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_size_and_class_coverage(mini_root: str, split: str) -> None:
+    anns = _coco(mini_root, split).dataset["annotations"]
+    areas = np.array([a["area"] for a in anns])
+    assert (areas < 32**2).sum() >= 5
+    assert ((areas >= 32**2) & (areas <= 96**2)).sum() >= 5
+    assert (areas > 96**2).sum() >= 5
+    assert {a["category_id"] for a in anns} == {1, 2, 3}
+
+
+def test_objects_are_visible_where_the_masks_are(mini_root: str) -> None:
+    """The drawn shapes coincide with the annotated masks: inside and around them differ."""
+    coco = _coco(mini_root, "val")
+    for img in coco.dataset["images"]:
+        pixels = np.asarray(Image.open(os.path.join(mini_root, "val", img["file_name"])))
+        pixels = pixels.astype(np.float32)
+        for ann in coco.loadAnns(coco.getAnnIds(imgIds=img["id"])):
+            mask = coco.annToMask(ann).astype(bool)
+            inner = mask & ~_grow(~mask, 1)  # 1 px away from the edge (JPEG ringing)
+            ring = _grow(mask, 3) & ~_grow(mask, 1)
+            if inner.sum() < 10:
+                continue
+            contrast = np.linalg.norm(pixels[inner].mean(axis=0) - pixels[ring].mean(axis=0))
+            assert contrast > 40.0, (img["file_name"], ann["id"], contrast)
+
+
+def _grow(mask: np.ndarray, r: int) -> np.ndarray:
+    padded = np.pad(mask, r)
+    h, w = mask.shape
+    out = np.zeros_like(mask)
+    for dy in range(2 * r + 1):
+        for dx in range(2 * r + 1):
+            out |= padded[dy : dy + h, dx : dx + w]
+    return out
+
+
+def test_deterministic(tmp_path) -> None:
+    roots = [str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "c")]
+    generate_mini_coco(roots[0], **TINY)
+    generate_mini_coco(roots[1], **TINY)
+    generate_mini_coco(roots[2], **TINY, seed=1)
+    assert _files(roots[0]) == _files(roots[1])
+    for split in SPLITS:
+        rel = os.path.join("annotations", f"instances_{split}.json")
+        jsons = [open(os.path.join(r, rel), "rb").read() for r in roots]
+        assert jsons[0] == jsons[1]
+        assert jsons[0] != jsons[2]
+        for name in os.listdir(os.path.join(roots[0], split)):
+            a, b = (np.asarray(Image.open(os.path.join(r, split, name))) for r in roots[:2])
+            np.testing.assert_array_equal(a, b)
+
+
+def test_cached_and_regenerated(tmp_path) -> None:
+    root = str(tmp_path / "mini")
+    generate_mini_coco(root, **TINY)
+    before = _mtimes(root)
+    generate_mini_coco(root, **TINY)
+    assert _mtimes(root) == before
+
+    # another parameter: regenerated, and images of the former, larger split removed
+    generate_mini_coco(root, num_train=TINY["num_train"], num_val=2)
+    assert sorted(os.listdir(os.path.join(root, "val"))) == ["000000.jpg", "000001.jpg"]
+    assert len(_coco(root, "val").dataset["images"]) == 2
+    with open(os.path.join(root, ".complete")) as f:
+        assert json.load(f)["num_val"] == 2
+    val_json = os.path.join(root, "annotations", "instances_val.json")
+    assert (
+        os.stat(val_json).st_mtime_ns != before[os.path.join("annotations", "instances_val.json")]
+    )
+
+    # a missing stamp (interrupted generation, with its temporary files) or a corrupt one:
+    # regenerated
+    for corrupt in [False, True]:
+        stamp = os.path.join(root, ".complete")
+        os.remove(stamp)
+        leftovers = [
+            os.path.join(root, "val", ".000001.jpg.tmp123"),
+            os.path.join(root, "annotations", ".instances_val.json.tmp123"),
+        ]
+        for path in leftovers:
+            open(path, "wb").close()
+        if corrupt:
+            with open(stamp, "w") as f:
+                f.write("{")
+        generate_mini_coco(root, num_train=TINY["num_train"], num_val=2)
+        with open(stamp) as f:
+            assert json.load(f)["num_val"] == 2
+        assert not any(os.path.exists(path) for path in leftovers)
+
+
+def test_bad_arguments(tmp_path) -> None:
+    with pytest.raises(ValueError, match="train"):
+        ensure_mini_coco("test", root=str(tmp_path))
+    with pytest.raises(ValueError, match="num_val"):
+        generate_mini_coco(str(tmp_path), num_val=0)
+    with pytest.raises(ValueError, match="image_size"):
+        generate_mini_coco(str(tmp_path), image_size=32)
+    assert not os.listdir(tmp_path)
+
+
+def test_concurrent_generation(tmp_path) -> None:
+    root = str(tmp_path / "mini")
+    code = textwrap.dedent(f"""
+        from lift_det.data.mini import generate_mini_coco
+        generate_mini_coco({root!r}, num_train=24, num_val=6)
+        """)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(2)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    assert len(_coco(root, "train").dataset["images"]) == 24
+    assert len(os.listdir(os.path.join(root, "val"))) == 6
+    assert not [f for f in _files(root) if ".tmp" in f]
+
+
+def test_default_root(monkeypatch) -> None:
+    monkeypatch.delenv("LIFT_DET_MINI_ROOT", raising=False)
+    monkeypatch.delenv("DETECTRON2_DATASETS", raising=False)
+    assert default_mini_root() == os.path.join("datasets", "lift_mini_coco")
+    monkeypatch.setenv("DETECTRON2_DATASETS", "/data/d2")
+    assert default_mini_root() == "/data/d2/lift_mini_coco"
+    monkeypatch.setenv("LIFT_DET_MINI_ROOT", "/data/mini")
+    assert default_mini_root() == "/data/mini"
+
+
+def test_registered_at_import() -> None:
+    for name in MINI_DATASETS:
+        assert name in DatasetCatalog.list()
+        meta = MetadataCatalog.get(name)
+        assert meta.evaluator_type == "coco"
+        assert meta.thing_classes == list(MINI_CLASSES)
+
+
+def test_register_generates_nothing(tmp_path, restore_registration) -> None:
+    root = str(tmp_path / "mini")
+    register_mini_coco(root)
+    register_mini_coco(root)  # idempotent
+    assert not os.path.exists(root)
+    meta = MetadataCatalog.get("lift_mini_val")
+    assert meta.json_file == os.path.join(root, "annotations", "instances_val.json")
+    assert meta.image_root == os.path.join(root, "val")
+
+
+def test_registration(mini_root: str, tmp_path, restore_registration) -> None:
+    # a root registered earlier is replaced
+    register_mini_coco(str(tmp_path / "elsewhere"))
+    register_mini_coco(mini_root)
+    assert not os.path.exists(tmp_path / "elsewhere")
+
+    before = _mtimes(mini_root)
+    dicts = DatasetCatalog.get("lift_mini_val")
+    assert _mtimes(mini_root) == before  # complete already: nothing regenerated
+    assert len(dicts) == 40
+    for d in dicts:
+        assert os.path.isfile(d["file_name"])
+        assert (d["height"], d["width"]) == (256, 256)
+        assert d["annotations"]
+        for ann in d["annotations"]:
+            assert ann["bbox_mode"] == BoxMode.XYWH_ABS
+            assert 0 <= ann["category_id"] < len(MINI_CLASSES)
+            assert ann["segmentation"]
+    meta = MetadataCatalog.get("lift_mini_val")
+    assert os.path.isfile(meta.json_file)
+    assert meta.thing_classes == list(MINI_CLASSES)
+    assert meta.thing_dataset_id_to_contiguous_id == {1: 0, 2: 1, 3: 2}
+    assert len(DatasetCatalog.get("lift_mini_train")) == 160
+
+    assert ensure_mini_coco("val", mini_root) == "lift_mini_val"
+    assert ensure_mini_coco("train", mini_root) == "lift_mini_train"
+    with pytest.raises(ValueError, match="val"):
+        ensure_mini_coco("minival", mini_root)
+    assert _mtimes(mini_root) == before
+
+
+def test_catalog_keeps_a_custom_generation(tmp_path, restore_registration) -> None:
+    root = str(tmp_path / "mini")
+    generate_mini_coco(root, **TINY, image_size=128)
+    register_mini_coco(root)
+    dicts = DatasetCatalog.get("lift_mini_train")
+    assert len(dicts) == TINY["num_train"]
+    assert all(d["height"] == d["width"] == 128 for d in dicts)
+
+
+def test_ensure_generates_lazily(tmp_path, monkeypatch, restore_registration) -> None:
+    root = str(tmp_path / "env_root")
+    monkeypatch.setenv("LIFT_DET_MINI_ROOT", root)
+    assert ensure_mini_coco("val") == "lift_mini_val"
+    with open(os.path.join(root, ".complete")) as f:
+        stamp = json.load(f)
+    assert (stamp["num_train"], stamp["num_val"], stamp["image_size"]) == (160, 40, 256)
+    assert MetadataCatalog.get("lift_mini_val").json_file.startswith(root)
+    assert DatasetCatalog.get("lift_mini_val")[0]["file_name"].startswith(root)
+
+
+def test_coco_evaluator_on_ground_truth(mini_root: str, tmp_path, restore_registration) -> None:
+    """detectron2's COCOEvaluator works unchanged: the ground truth as predictions scores 100."""
+    register_mini_coco(mini_root)
+    evaluator = COCOEvaluator("lift_mini_val", tasks=("bbox", "segm"), output_dir=None)
+    evaluator.reset()
+    coco = _coco(mini_root, "val")
+    for d in DatasetCatalog.get("lift_mini_val"):
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=d["image_id"]))
+        instances = Instances((d["height"], d["width"]))
+        boxes = [BoxMode.convert(a["bbox"], BoxMode.XYWH_ABS, BoxMode.XYXY_ABS) for a in anns]
+        instances.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
+        instances.scores = torch.ones(len(anns))
+        instances.pred_classes = torch.tensor([a["category_id"] - 1 for a in anns])
+        instances.pred_masks = torch.from_numpy(np.stack([coco.annToMask(a) for a in anns]) > 0)
+        evaluator.process([d], [{"instances": instances}])
+    with contextlib.redirect_stdout(io.StringIO()):
+        results = evaluator.evaluate()
+    for task in ("bbox", "segm"):
+        for metric in ("AP", "APs", "APm", "APl"):
+            assert results[task][metric] == pytest.approx(100.0), (task, metric)
