@@ -76,11 +76,14 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         if not os.path.isdir(self.save_dir):  # remote storage: no rename, plain save
             return super().save(name, **kwargs)
         tmp_name = f"{_TMP_PREFIX}{name}"
-        super().save(tmp_name, **kwargs)  # tag_last_checkpoint below ignores the tmp name
-        os.replace(
-            os.path.join(self.save_dir, f"{tmp_name}.pth"),
-            os.path.join(self.save_dir, f"{name}.pth"),
-        )
+        tmp_path = os.path.join(self.save_dir, f"{tmp_name}.pth")
+        try:
+            super().save(tmp_name, **kwargs)  # tag_last_checkpoint below ignores the tmp name
+            os.replace(tmp_path, os.path.join(self.save_dir, f"{name}.pth"))
+        except BaseException:
+            if os.path.exists(tmp_path):
+                os.remove(tmp_path)
+            raise
         self.tag_last_checkpoint(f"{name}.pth")
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:

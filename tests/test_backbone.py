@@ -1,0 +1,147 @@
+"""The ViT+LiFT backbone, the stride-8 pyramid, the four configs, freezing, real ViT-B sizes."""
+import pytest
+import torch
+
+from detectron2.config import instantiate
+from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.utils.events import EventStorage
+
+from lift_det.modeling import BilinearUpsampler, LiFT, ViTLiFT
+
+from conftest import TINY_VIT, load_config
+
+CONFIGS = ["vitdet_mrcnn", "vitdet_cascade", "vitdet_mrcnn_lift", "vitdet_cascade_lift",
+           "vitdet_mrcnn_bilinear"]
+
+
+def n_params(m, contains=""):
+    return sum(p.numel() for k, p in m.named_parameters() if contains in k)
+
+
+def fake_batch(n=2, size=128):
+    batch = []
+    for i in range(n):
+        inst = Instances((size, size))
+        inst.gt_boxes = Boxes(torch.tensor([[10.0, 12.0, 70.0, 90.0], [60.0, 20.0, 100.0, 50.0]]))
+        inst.gt_classes = torch.tensor([1, 5])
+        masks = torch.zeros(2, size, size, dtype=torch.bool)
+        masks[0, 12:90, 10:70] = True
+        masks[1, 20:50, 60:100] = True
+        inst.gt_masks = BitMasks(masks)
+        image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8)
+        batch.append({"image": image, "instances": inst, "height": size, "width": size})
+    return batch
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_eval_forward_and_train_step(name):
+    cfg = load_config(name)
+    model = instantiate(cfg.model)
+    model.eval()
+    with torch.no_grad():
+        (out,) = model([{"image": torch.rand(3, 100, 128) * 255, "height": 100, "width": 128}])
+    assert out["instances"].image_size == (100, 128)
+    model.train()
+    with EventStorage():
+        losses = model(fake_batch())
+    assert {"loss_rpn_cls", "loss_cls", "loss_box_reg", "loss_mask"} <= set(losses) or any(
+        k.startswith("loss_cls_stage") for k in losses
+    )
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    heads = [p for k, p in model.named_parameters() if k.startswith("roi_heads") and p.requires_grad]
+    assert heads and all(p.grad is not None for p in heads[:3])
+    if "lift" in name or "bilinear" in name:  # stage two: ViT and LiFT frozen
+        for k, p in model.backbone.net.named_parameters():
+            assert not p.requires_grad and p.grad is None, k
+        assert not model.backbone.net.blocks.training  # no drop path in a frozen ViT
+        assert model.backbone.simfp_6[1].weight.grad is not None  # fresh pyramid stage trains
+
+
+@pytest.mark.parametrize("name", ["vitdet_mrcnn_lift", "vitdet_mrcnn_bilinear"])
+def test_output_shape_matches_forward(name):
+    model = instantiate(load_config(name).model).eval()
+    shapes = model.backbone.output_shape()
+    assert {k: v.stride for k, v in shapes.items()} == {"p2": 4, "p3": 8, "p4": 16, "p5": 32,
+                                                        "p6": 64}
+    assert model.backbone.net.output_shape()["last_feat"].stride == 8
+    with torch.no_grad():
+        feats = model.backbone(torch.rand(1, 3, 128, 128))
+    for k, spec in shapes.items():
+        assert feats[k].shape == (1, 256, 128 // spec.stride, 128 // spec.stride), k
+
+
+def test_pyramid_stage_names_follow_vitdet_scales():
+    model = instantiate(load_config("vitdet_mrcnn_lift").model)
+    bb = model.backbone
+    names = sorted(n for n, _ in bb.named_children() if n.startswith("simfp_"))
+    assert names == ["simfp_3", "simfp_4", "simfp_5", "simfp_6"]
+    assert isinstance(bb.simfp_3[0], torch.nn.ConvTranspose2d)  # 2x: like ViTDet's simfp_3
+    assert isinstance(bb.simfp_5[0], torch.nn.MaxPool2d) and bb.simfp_5[0].stride == 2
+    assert bb.simfp_6[0].stride == 4
+
+
+def test_real_vitdet_b_with_lift_b_sizes():
+    """configs/vitdet_mrcnn_lift.py at full size: 116-120M parameters, LiFT-B 6.5-7.5M."""
+    cfg = load_config("vitdet_mrcnn_lift", tiny=False)
+    model = instantiate(cfg.model)
+    total, lift = n_params(model), n_params(model, ".lift.")
+    assert 116e6 <= total <= 120e6, total
+    assert 6.5e6 <= lift <= 7.5e6, lift
+    base = n_params(instantiate(load_config("vitdet_mrcnn", tiny=False).model))
+    assert 109e6 < base < 112e6  # paper: 111M
+    assert model.backbone.net.lift.preset == "LiFT-B"
+
+
+def _tiny_vitlift(lift, **kw):
+    args = dict(TINY_VIT)
+    args.pop("img_size")
+    return ViTLiFT(lift=lift, img_size=128, **args, **kw)
+
+
+def test_frozen_lift_keeps_bn_statistics_in_train_mode():
+    net = _tiny_vitlift(LiFT.from_preset("LiFT-S", 64), freeze_lift=True, freeze_vit=True)
+    net.train()
+    assert net.training and not net.lift.training and not net.blocks.training
+    bn = net.lift.decoder[0].norm_layer
+    before = bn.running_mean.clone()
+    net(torch.rand(2, 3, 128, 128))
+    torch.testing.assert_close(bn.running_mean, before)
+    assert all(not p.requires_grad for p in net.parameters())
+
+
+def test_trainable_lift_updates_and_vit_gets_no_grad_when_frozen():
+    net = _tiny_vitlift(LiFT.from_preset("LiFT-S", 64), freeze_vit=True).train()
+    out = net(torch.rand(2, 3, 128, 128))["last_feat"]
+    out.mean().backward()
+    assert net.lift.out_conv.weight.grad is not None
+    assert net.patch_embed.proj.weight.grad is None
+
+
+def test_wrapper_rejects_mismatched_lift():
+    with pytest.raises(ValueError, match="built for 384 channels and patch size 16.*embed_dim=64"):
+        _tiny_vitlift(LiFT.from_preset("LiFT-S", 384))
+    with pytest.raises(ValueError, match="patch size 8"):
+        _tiny_vitlift(BilinearUpsampler(64, patch_size=8))
+
+
+def test_yacs_builder():
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_backbone
+
+    from lift_det import add_lift_config
+
+    cfg = add_lift_config(get_cfg())
+    cfg.MODEL.BACKBONE.NAME = "build_vit_lift_backbone"
+    c = cfg.MODEL.VIT_LIFT
+    c.IMG_SIZE, c.EMBED_DIM, c.DEPTH, c.NUM_HEADS, c.WINDOW_SIZE = 128, 64, 2, 2, 4
+    c.WINDOW_BLOCK_INDEXES, c.UPSAMPLER, c.FREEZE_VIT = [0], "LiFT-S", True
+    bb = build_backbone(cfg)
+    assert [s.stride for s in bb.output_shape().values()] == [4, 8, 16, 32, 64]
+    assert not bb.net.pos_embed.requires_grad
+    feats = bb(torch.rand(1, 3, 128, 128))
+    assert feats["p2"].shape == (1, 256, 32, 32)
+    c.UPSAMPLER = "nearest"
+    with pytest.raises(ValueError, match="UPSAMPLER"):
+        build_backbone(cfg)
