@@ -37,6 +37,7 @@ setup(
         "Pillow>=9",
         "matplotlib",
         "tabulate",
+        "shapely",  # detectron2 crops polygon masks with it (LSJ's FixedSizeCrop)
     ],
     extras_require={"dev": ["pytest>=7", "pytest-timeout", "black", "isort"]},
 )

@@ -12,22 +12,25 @@ from detectron2.modeling.roi_heads import (
 
 
 def to_cascade(model):
+    # the cascade's box heads copy the Mask R-CNN box head's widths (ViTDet: 4 convs + 1 fc)
+    channels = model.backbone.out_channels
+    conv_dims, fc_dims = list(model.roi_heads.box_head.conv_dims), list(model.roi_heads.box_head.fc_dims)
     # arguments that don't exist for Cascade R-CNN
     [model.roi_heads.pop(k) for k in ["box_head", "box_predictor", "proposal_matcher"]]
     model.roi_heads.update(
         _target_=CascadeROIHeads,
         box_heads=[
             L(FastRCNNConvFCHead)(
-                input_shape=ShapeSpec(channels=256, height=7, width=7),
-                conv_dims=[256, 256, 256, 256],
-                fc_dims=[1024],
+                input_shape=ShapeSpec(channels=channels, height=7, width=7),
+                conv_dims=conv_dims,
+                fc_dims=fc_dims,
                 conv_norm="LN",
             )
             for _ in range(3)
         ],
         box_predictors=[
             L(FastRCNNOutputLayers)(
-                input_shape=ShapeSpec(channels=1024),
+                input_shape=ShapeSpec(channels=fc_dims[-1]),
                 test_score_thresh=0.05,
                 box2box_transform=L(Box2BoxTransform)(weights=(w1, w1, w2, w2)),
                 cls_agnostic_bbox_reg=True,

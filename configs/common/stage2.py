@@ -25,3 +25,9 @@ def freeze_for_stage2(backbone):
     backbone.net.freeze_vit = True
     if "freeze_lift" in backbone.net:
         backbone.net.freeze_lift = True
+
+
+def frozen_vit_lr_factor(name):
+    """lr factor 0 for the ViT (``backbone.net.*``), for a plain ViTDet that has no freeze switch:
+    the same-budget baseline control finetunes exactly what stage two finetunes."""
+    return 0.0 if name.startswith("backbone.net.") else 1.0

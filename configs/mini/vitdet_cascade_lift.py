@@ -1,0 +1,6 @@
+# Cascade Mask R-CNN + LiFT-S on the mini data (stage two); see configs/mini/vitdet_mrcnn_lift.py.
+from ..common.cascade import to_cascade
+from .vitdet_mrcnn_lift import dataloader, lr_multiplier, model, optimizer, train
+
+model = to_cascade(model)
+train.output_dir = "./output/mini/vitdet_cascade_lift"
