@@ -1,4 +1,5 @@
 """Shared helpers: tiny ViTDet configs (same structure as the real ones, small sizes) for CPU tests."""
+
 import os
 import warnings
 

@@ -1,4 +1,5 @@
 """The ViT+LiFT backbone, the stride-8 pyramid, the four configs, freezing, real ViT-B sizes."""
+
 import pytest
 import torch
 
@@ -10,8 +11,13 @@ from lift_det.modeling import BilinearUpsampler, LiFT, ViTLiFT
 
 from conftest import TINY_VIT, load_config
 
-CONFIGS = ["vitdet_mrcnn", "vitdet_cascade", "vitdet_mrcnn_lift", "vitdet_cascade_lift",
-           "vitdet_mrcnn_bilinear"]
+CONFIGS = [
+    "vitdet_mrcnn",
+    "vitdet_cascade",
+    "vitdet_mrcnn_lift",
+    "vitdet_cascade_lift",
+    "vitdet_mrcnn_bilinear",
+]
 
 
 def n_params(m, contains=""):
@@ -50,7 +56,9 @@ def test_config_eval_forward_and_train_step(name):
     total = sum(losses.values())
     assert torch.isfinite(total)
     total.backward()
-    heads = [p for k, p in model.named_parameters() if k.startswith("roi_heads") and p.requires_grad]
+    heads = [
+        p for k, p in model.named_parameters() if k.startswith("roi_heads") and p.requires_grad
+    ]
     assert heads and all(p.grad is not None for p in heads[:3])
     if "lift" in name or "bilinear" in name:  # stage two: ViT and LiFT frozen
         for k, p in model.backbone.net.named_parameters():
@@ -63,8 +71,13 @@ def test_config_eval_forward_and_train_step(name):
 def test_output_shape_matches_forward(name):
     model = instantiate(load_config(name).model).eval()
     shapes = model.backbone.output_shape()
-    assert {k: v.stride for k, v in shapes.items()} == {"p2": 4, "p3": 8, "p4": 16, "p5": 32,
-                                                        "p6": 64}
+    assert {k: v.stride for k, v in shapes.items()} == {
+        "p2": 4,
+        "p3": 8,
+        "p4": 16,
+        "p5": 32,
+        "p6": 64,
+    }
     assert model.backbone.net.output_shape()["last_feat"].stride == 8
     with torch.no_grad():
         feats = model.backbone(torch.rand(1, 3, 128, 128))

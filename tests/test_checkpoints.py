@@ -1,6 +1,7 @@
 """Checkpoint contract: official ViTDet (.pth / model-zoo .pkl), Cascade, MAE and LiFT files load
 into the LiFT models through detectron2's own DetectionCheckpointer with exactly the documented
 missing / unused keys; checkpoints are written atomically."""
+
 import os
 import pickle
 
@@ -84,7 +85,11 @@ def test_vitdet_checkpoint_loads_into_lift_model(tmp_path, base, lift_cfg, fmt):
 def mae_state_dict(embed_dim=64, depth=2, num_heads=2):
     """An MAE-format (timm names) ViT checkpoint from a random timm VisionTransformer at 224."""
     vit = timm.models.vision_transformer.VisionTransformer(
-        img_size=224, patch_size=16, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+        img_size=224,
+        patch_size=16,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
         num_classes=0,
     )
     state = vit.state_dict()
@@ -102,7 +107,9 @@ def test_mae_checkpoint_loads_with_matching_heuristics(tmp_path):
     after = model.state_dict()
     vit = model.backbone.net
     torch.testing.assert_close(vit.pos_embed.detach(), state["pos_embed"])
-    torch.testing.assert_close(vit.patch_embed.proj.weight.detach(), state["patch_embed.proj.weight"])
+    torch.testing.assert_close(
+        vit.patch_embed.proj.weight.detach(), state["patch_embed.proj.weight"]
+    )
     for i in range(TINY_VIT["depth"]):
         for name in ["norm1.weight", "attn.qkv.weight", "attn.proj.bias", "mlp.fc2.weight"]:
             torch.testing.assert_close(
@@ -115,8 +122,14 @@ def test_mae_checkpoint_loads_with_matching_heuristics(tmp_path):
 
 
 def _identity(**kw):
-    return {"type": "detectron2.ViT", "embed_dim": 64, "depth": 2, "num_heads": 2,
-            "patch_size": 16, **kw}
+    return {
+        "type": "detectron2.ViT",
+        "embed_dim": 64,
+        "depth": 2,
+        "num_heads": 2,
+        "patch_size": 16,
+        **kw,
+    }
 
 
 def _tiny_vitlift(lift, **kw):
@@ -137,8 +150,12 @@ def test_lift_file_round_trip_into_wrapper(tmp_path):
         torch.testing.assert_close(net.lift.state_dict()[k], v)
     # the LiFT model built from the config takes it through its own key
     cfg = load_config("vitdet_mrcnn_lift")
-    cfg.model.backbone.net.lift = {"_target_": LiFT.from_preset, "name": "LiFT-S",
-                                   "in_channels": 64, "patch_size": 16}
+    cfg.model.backbone.net.lift = {
+        "_target_": LiFT.from_preset,
+        "name": "LiFT-S",
+        "in_channels": 64,
+        "patch_size": 16,
+    }
     cfg.model.backbone.net.lift_weights = path
     model = instantiate(cfg.model)
     torch.testing.assert_close(model.backbone.net.lift.out_conv.weight, trained.out_conv.weight)

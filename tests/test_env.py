@@ -1,4 +1,5 @@
 """The installed stack: torchvision's compiled ops on CPU, detectron2's ViTDet, lift_det."""
+
 import torch
 from torchvision.ops import nms, roi_align
 

@@ -1,4 +1,5 @@
 """LiFT module: shapes, presets, recursion, size rules, bad input."""
+
 import pytest
 import torch
 
@@ -81,14 +82,26 @@ def test_controls_start_equal():
     """The resize-conv control starts as exact bilinear upsampling (zero-initialized conv)."""
     feats = torch.rand(2, 16, 4, 5)
     img = torch.rand(2, 3, 64, 80)
-    torch.testing.assert_close(ResizeConvUpsampler(16)(img, feats), BilinearUpsampler(16)(img, feats))
+    torch.testing.assert_close(
+        ResizeConvUpsampler(16)(img, feats), BilinearUpsampler(16)(img, feats)
+    )
     assert BilinearUpsampler(16)(img, feats, num_passes=2).shape == (2, 16, 16, 20)
 
 
 def test_no_parameter_named_like_mae_keys():
     """detectron2's matching heuristics load a checkpoint key into any model key ending with it."""
-    mae_suffixes = ["norm.weight", "norm.bias", "proj.weight", "proj.bias", "fc1.weight", "fc2.weight",
-                    "qkv.weight", "head.weight", "pos_embed", "cls_token"]
+    mae_suffixes = [
+        "norm.weight",
+        "norm.bias",
+        "proj.weight",
+        "proj.bias",
+        "fc1.weight",
+        "fc2.weight",
+        "qkv.weight",
+        "head.weight",
+        "pos_embed",
+        "cls_token",
+    ]
     for name in LiFT.from_preset("LiFT-B", 768).state_dict():
         full = "backbone.net.lift." + name
         assert not any(full.endswith("." + s) for s in mae_suffixes), name

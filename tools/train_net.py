@@ -6,6 +6,7 @@ Train / evaluate a LazyConfig detector (ViTDet, ViTDet+LiFT, controls) the way u
     tools/train_net.py --config-file configs/vitdet_mrcnn_lift.py [--eval-only] [--resume] \
         [--num-gpus N --num-machines M --machine-rank R --dist-url U] [key=value ...]
 """
+
 from detectron2.engine import launch
 
 import lift_det  # noqa: F401  (registers backbones and datasets)
