@@ -37,7 +37,8 @@ setup(
         "Pillow>=9",
         "matplotlib",
         "tabulate",
-        "shapely",  # detectron2 crops polygon masks with it (LSJ's FixedSizeCrop)
+        "shapely",
+        "opencv-python-headless",  # detectron2's Visualizer imports cv2  # detectron2 crops polygon masks with it (LSJ's FixedSizeCrop)
     ],
     extras_require={"dev": ["pytest>=7", "pytest-timeout", "black", "isort"]},
 )

@@ -100,6 +100,8 @@ def do_train(args, cfg):
         ]
     )
 
+    if not (args.resume and checkpointer.has_checkpoint()):
+        check_weights(cfg.train.init_checkpoint)
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
     if args.resume and checkpointer.has_checkpoint():
         # The checkpoint stores the iteration as 1 less than the next iteration to run
@@ -115,6 +117,21 @@ def do_train(args, cfg):
             f"{last or 'none written yet'}; lower the learning rate and resume with --resume."
         ) from e
     return trainer
+
+
+def check_weights(path: str, what: str = "train.init_checkpoint") -> None:
+    """A local checkpoint path that does not exist or is empty gets a clear error before loading
+    (URLs such as detectron2:// are left to detectron2's PathManager)."""
+    if not path or "://" in path:
+        return
+    local = path.split("?")[0]
+    if not os.path.isfile(local):
+        raise FileNotFoundError(
+            f"{what} '{path}' does not exist. Give the path of a checkpoint (a ViTDet .pkl/.pth, "
+            f"an MAE .pth with ?matching_heuristics=True, or OUTPUT_DIR/model_final.pth)."
+        )
+    if os.path.getsize(local) == 0:
+        raise RuntimeError(f"{what} '{path}' is empty (an interrupted download or copy?).")
 
 
 def main(args):
@@ -133,8 +150,7 @@ def main(args):
                 "--eval-only needs weights: set train.init_checkpoint=/path/to/model_final.pth "
                 "(a checkpoint of this model, e.g. OUTPUT_DIR/model_final.pth)."
             )
-        if "://" not in weights and not os.path.exists(weights.split("?")[0]):
-            raise FileNotFoundError(f"--eval-only: train.init_checkpoint '{weights}' not found.")
+        check_weights(weights)
         model = instantiate(cfg.model)
         model.to(cfg.train.device)
         model = create_ddp_model(model)
