@@ -10,9 +10,12 @@ __version__ = "0.1.0"
 from .modeling import (  # noqa: E402
     LIFT_PRESETS,
     BilinearUpsampler,
+    D2ViTSource,
     LiFT,
+    LiFTDistiller,
     LiFTSimpleFeaturePyramid,
     ResizeConvUpsampler,
+    TimmViTSource,
     ViTLiFT,
     build_vit_lift_backbone,
 )
@@ -22,4 +25,4 @@ from .checkpoint import AtomicDetectionCheckpointer, load_lift_file, save_lift_f
 from .config import add_lift_config, lift_backbone  # noqa: E402
 
 # datasets (registration only; files are generated on first use)
-from . import data  # noqa: E402,F401
+from . import data, evaluation  # noqa: E402,F401

@@ -37,6 +37,13 @@ LIFT_FILE_FORMAT = 1
 _TMP_PREFIX = ".tmp-"
 
 
+def _umask_mode() -> int:
+    """The mode a plain open() would give a new file (mkstemp makes files 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_torch_save(obj: Any, path: str) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -47,6 +54,7 @@ def atomic_torch_save(obj: Any, path: str) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -59,6 +67,7 @@ def _atomic_write_text(path: str, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=folder)
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.chmod(tmp, _umask_mode())
     os.replace(tmp, path)
 
 
@@ -171,6 +180,8 @@ def load_lift_file(
     arch = getattr(lift, "arch", None)
     if arch and meta.get("arch"):
         for key, value in arch.items():
+            if key == "norm":  # BN / SyncBN / FrozenBN share a state dict; GN fails on load
+                continue
             _check(f"arch.{key}", value, meta["arch"].get(key), path, hint)
     if backbone and meta.get("backbone"):
         for key, value in backbone.items():

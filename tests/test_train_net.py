@@ -75,11 +75,15 @@ def test_resume_after_kill_continues_at_the_right_iteration(small_mini, tmp_path
             "train.max_iter=6", "train.checkpointer.period=2", "train.eval_period=100"]  # fmt: skip
     proc = subprocess.Popen([sys.executable, TRAIN_NET, *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
-    ckpt = os.path.join(out, "model_0000001.pth")
+    tag = os.path.join(out, "last_checkpoint")
+
+    def tagged():  # a checkpoint is complete once last_checkpoint names it
+        return os.path.exists(tag) and open(tag).read().strip() == "model_0000001.pth"
+
     deadline = time.time() + 300
-    while not os.path.exists(ckpt) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert os.path.exists(ckpt), "no checkpoint written before the deadline"
+    while not tagged() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert tagged(), "no checkpoint written before the deadline"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not os.path.exists(os.path.join(out, "model_final.pth"))

@@ -12,6 +12,7 @@ from .mini import (
     generate_mini_coco,
     register_mini_coco,
 )
+from .stage1 import Stage1DatasetMapper, image_folder_dicts, read_rgb_image, stage1_dataset_dicts
 
 __all__ = [
     "MINI_CLASSES",
@@ -20,6 +21,10 @@ __all__ = [
     "ensure_mini_coco",
     "generate_mini_coco",
     "register_mini_coco",
+    "Stage1DatasetMapper",
+    "image_folder_dicts",
+    "read_rgb_image",
+    "stage1_dataset_dicts",
 ]
 
 # registration only: no file is generated at import time

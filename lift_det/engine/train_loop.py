@@ -25,6 +25,7 @@ from detectron2.engine import (
 from detectron2.engine import default_argument_parser as _d2_parser
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import AtomicDetectionCheckpointer
 
@@ -72,7 +73,10 @@ def do_train(args, cfg):
     optim = instantiate(cfg.optimizer)
     train_loader = instantiate(cfg.dataloader.train)
 
-    model = create_ddp_model(model, **cfg.train.ddp)
+    ddp = dict(cfg.train.ddp)
+    if not str(cfg.train.device).startswith("cuda"):
+        ddp["device_ids"] = None  # DDP on CPU (gloo) takes no device ids
+    model = create_ddp_model(model, **ddp)
     trainer = build_trainer(cfg, model, optim, train_loader)
     checkpointer = AtomicDetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
     export_hooks = [instantiate(h) for h in cfg.train.get("export", [])]
@@ -142,6 +146,8 @@ def main(args):
         logger.warning("CUDA is not available: running on CPU (train.device=cpu).")
         cfg.train.device = "cpu"
     default_setup(cfg, args)
+    # default_setup configures detectron2's loggers; lift_det's (exports, evaluators) too
+    setup_logger(cfg.train.output_dir, comm.get_rank(), name="lift_det", abbrev_name="lift_det")
 
     if args.eval_only:
         weights = cfg.train.init_checkpoint

@@ -1,6 +1,27 @@
-"""LiFT, its controls, and the ViTDet+LiFT backbone (registered in BACKBONE_REGISTRY)."""
-from .backbone import LiFTSimpleFeaturePyramid, ViTLiFT, build_vit_lift_backbone
+"""LiFT, its controls, the ViTDet+LiFT backbone (registered in BACKBONE_REGISTRY), stage one."""
+# LiFT and the controls that take its place
 from .lift import LIFT_PRESETS, ConvNormAct, LiFT
 from .upsample import BilinearUpsampler, ResizeConvUpsampler
 
-__all__ = [k for k in globals().keys() if not k.startswith("_")]
+# stage two: ViT + LiFT backbone, stride-8 pyramid, yacs builder
+from .backbone import LiFTSimpleFeaturePyramid, ViTLiFT, build_vit_lift_backbone
+
+# stage one: frozen feature sources and the self-supervised model
+from .feature_source import D2ViTSource, TimmViTSource
+from .distill import ExportLiFTFile, LiFTDistiller, measure_stage1_ratio
+
+__all__ = [
+    "LIFT_PRESETS",
+    "ConvNormAct",
+    "LiFT",
+    "BilinearUpsampler",
+    "ResizeConvUpsampler",
+    "LiFTSimpleFeaturePyramid",
+    "ViTLiFT",
+    "build_vit_lift_backbone",
+    "D2ViTSource",
+    "TimmViTSource",
+    "ExportLiFTFile",
+    "LiFTDistiller",
+    "measure_stage1_ratio",
+]

@@ -1,0 +1,293 @@
+"""Image-only data for LiFT's stage one (paper §3.4: color jitter is the only augmentation).
+
+* :func:`stage1_dataset_dicts`: the images of detectron2-registered datasets (e.g. COCO's
+  ``coco_2017_train`` under ``$DETECTRON2_DATASETS``) and/or plain image folders, as dataset dicts
+  without annotations; a missing or empty dataset is an error that names the path.
+* :class:`Stage1DatasetMapper`: reads an image as 8-bit RGB (grayscale, RGBA, CMYK, palette and
+  16-bit images are converted), resizes its longest side to ``image_size`` (ViTDet's view; the
+  model pads it to a square) and applies color jitter in training.
+
+Both plug into detectron2's ``build_detection_train_loader`` / ``build_detection_test_loader``::
+
+    dataloader.train = L(build_detection_train_loader)(
+        dataset=L(stage1_dataset_dicts)(names="coco_2017_train"),
+        mapper=L(Stage1DatasetMapper)(is_train=True, image_size=1024, patch_size=16),
+        total_batch_size=64,
+        aspect_ratio_grouping=False,
+    )
+"""
+
+import copy
+import logging
+import os
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+import detectron2.data.transforms as T
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.detection_utils import _apply_exif_orientation, convert_PIL_to_numpy
+from detectron2.utils.file_io import PathManager
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "Stage1DatasetMapper",
+    "color_jitter",
+    "image_folder_dicts",
+    "read_rgb_image",
+    "stage1_dataset_dicts",
+]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+_HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _datasets_hint() -> str:
+    root = os.environ.get("DETECTRON2_DATASETS")
+    where = f"DETECTRON2_DATASETS={root}" if root else "DETECTRON2_DATASETS is unset: ./datasets"
+    return (
+        f"Datasets are looked up under $DETECTRON2_DATASETS ({where}); set it before starting "
+        f"(see detectron2's datasets/README.md for the layout), or fix the path."
+    )
+
+
+# -------------------------------------------------------------------------------------------------
+# datasets
+# -------------------------------------------------------------------------------------------------
+
+
+def image_folder_dicts(
+    root: str, extensions: Sequence[str] = IMAGE_EXTENSIONS
+) -> List[Dict[str, Any]]:
+    """
+    All images under ``root`` (recursively, sorted) as dataset dicts ``{"file_name",
+    "image_id"}``. Missing or empty folders raise with the path in the message.
+    """
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"Image folder '{root}' does not exist. {_datasets_hint()}")
+    exts = tuple(e.lower() for e in extensions)
+    files = sorted(
+        os.path.join(d, f)
+        for d, _, names in os.walk(root, followlinks=True)
+        for f in names
+        if f.lower().endswith(exts) and not f.startswith(".")
+    )
+    if not files:
+        raise ValueError(
+            f"Image folder '{root}' contains no images (extensions {', '.join(exts)}). "
+            f"{_datasets_hint()}"
+        )
+    return [{"file_name": f, "image_id": os.path.relpath(f, root)} for f in files]
+
+
+def _check_registered_dataset(name: str) -> None:
+    """Raise a clear error if the files of a registered dataset are missing."""
+    if name not in DatasetCatalog.list():
+        raise KeyError(
+            f"Dataset '{name}' is not registered in detectron2's DatasetCatalog. Registered: "
+            f"{', '.join(sorted(DatasetCatalog.list()))}."
+        )
+    meta = MetadataCatalog.get(name)
+    for key in ("json_file", "image_root"):
+        path = meta.get(key, None)
+        if path and "://" not in path and not os.path.exists(path):
+            raise FileNotFoundError(
+                f"Dataset '{name}': {key} '{path}' does not exist. {_datasets_hint()} Note that "
+                f"detectron2 reads $DETECTRON2_DATASETS when it is imported."
+            )
+
+
+def stage1_dataset_dicts(
+    names: Union[str, Sequence[str]] = (),
+    image_folders: Union[str, Sequence[str]] = (),
+    max_images: int = 0,
+) -> List[Dict[str, Any]]:
+    """
+    The images of registered datasets and/or image folders, as dataset dicts with only
+    ``file_name``, ``image_id`` and (when known) ``height`` / ``width``; annotations are dropped
+    (stage one needs none, and every image counts, annotated or not).
+
+    Args:
+        names: detectron2-registered dataset names (e.g. "coco_2017_train").
+        image_folders: folders of images (see :func:`image_folder_dicts`).
+        max_images (int): if > 0, keep only the first ``max_images`` (a deterministic subset,
+            e.g. for a quick held-out evaluation).
+    """
+    names = [names] if isinstance(names, str) else list(names)
+    image_folders = [image_folders] if isinstance(image_folders, str) else list(image_folders)
+    if not names and not image_folders:
+        raise ValueError("stage1_dataset_dicts: give dataset names and/or image folders.")
+    dicts: List[Dict[str, Any]] = []
+    for name in names:
+        _check_registered_dataset(name)
+        loaded = DatasetCatalog.get(name)
+        if not loaded:
+            meta = MetadataCatalog.get(name)
+            where = meta.get("image_root", None) or meta.get("json_file", None) or name
+            raise ValueError(f"Dataset '{name}' ({where}) is empty. {_datasets_hint()}")
+        keep = ("file_name", "image_id", "height", "width")
+        dicts += [{k: d[k] for k in keep if k in d} for d in loaded]
+    for folder in image_folders:
+        dicts += image_folder_dicts(folder)
+    if max_images > 0:
+        dicts = dicts[:max_images]
+    logger.info(f"Stage-one images: {len(dicts)} from {names + image_folders}.")
+    return dicts
+
+
+# -------------------------------------------------------------------------------------------------
+# images
+# -------------------------------------------------------------------------------------------------
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    """PIL image of any mode -> (H, W, 3) uint8 RGB."""
+    if image.mode in _HIGH_BIT_MODES:
+        # PIL's convert("RGB") clips 16-bit / 32-bit values at 255: rescale to 8 bits instead
+        array = np.asarray(image).astype(np.float64)
+        if image.mode == "F":
+            lo, hi = float(np.nanmin(array)), float(np.nanmax(array))
+            array = (array - lo) / max(hi - lo, 1e-12) * 255.0
+        else:
+            array = array / 257.0  # 0-65535 -> 0-255
+        gray = np.clip(np.rint(array), 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    # detectron2's conversion (read_image(format="RGB")): L, LA, P, RGBA, CMYK, YCbCr, ...
+    return np.ascontiguousarray(convert_PIL_to_numpy(image, "RGB"))
+
+
+def read_rgb_image(file_name: str) -> np.ndarray:
+    """
+    detectron2's ``read_image(file_name, "RGB")`` (EXIF orientation applied) that also reads
+    16-bit / 32-bit images right. Returns (H, W, 3) uint8. Unreadable files raise an ``OSError``
+    that names the file.
+    """
+    try:
+        with PathManager.open(file_name, "rb") as f:
+            image = Image.open(f)
+            image.load()
+            image = _apply_exif_orientation(image)
+            return _to_rgb(image)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise OSError(f"Cannot read image '{file_name}': {type(e).__name__}: {e}") from e
+
+
+def color_jitter(strength: float = 0.4) -> List[T.Augmentation]:
+    """
+    Random brightness, contrast and saturation, each scaled by a factor in
+    [1 - strength, 1 + strength] (detectron2 augmentations: deterministic given the seed,
+    ``train.seed``).
+    """
+    if not 0.0 <= strength < 1.0:
+        raise ValueError(f"color jitter strength must be in [0, 1), got {strength}.")
+    if strength == 0:
+        return []
+    lo, hi = 1.0 - strength, 1.0 + strength
+    return [T.RandomBrightness(lo, hi), T.RandomContrast(lo, hi), T.RandomSaturation(lo, hi)]
+
+
+class Stage1DatasetMapper:
+    """
+    Map a dataset dict to the input of :class:`lift_det.modeling.LiFTDistiller`:
+    ``{"image": (3, h, w) uint8 RGB tensor, "height", "width", "file_name", "image_id"}``, the
+    image resized so that its longest side is ``image_size`` (detectron2's ResizeShortestEdge
+    with ``max_size=image_size``, ViTDet's test-time view; the model pads it to a square).
+
+    Images too small for stage one are skipped (``None``: detectron2's loaders then draw another
+    image) and counted: those whose content would span fewer than ``min_patches`` patches along a
+    side at x/4 (very elongated images), or fewer than ``min_patches`` patches at their own
+    resolution (tiny images, which resizing would only blur). Unreadable images are skipped and
+    counted too (a warning for each of the first 10, then for every 100th). With
+    ``skip_bad_images=False`` both raise instead (use it for evaluation).
+    """
+
+    def __init__(
+        self,
+        is_train: bool = True,
+        *,
+        image_size: int = 1024,
+        patch_size: int = 16,
+        color_jitter_strength: float = 0.4,
+        min_patches: int = 2,
+        skip_bad_images: bool = True,
+    ):
+        """
+        Args:
+            is_train (bool): apply color jitter.
+            image_size (int): longest side after resizing; a multiple of 4 * patch_size.
+            patch_size (int): the ViT's patch size.
+            color_jitter_strength (float): see :func:`color_jitter`; 0 disables it.
+            min_patches (int): the minimum size described above, in patches.
+            skip_bad_images (bool): skip (and count) too small / unreadable images rather than
+                raise.
+        """
+        if image_size % (4 * patch_size):
+            raise ValueError(
+                f"image_size={image_size} must be a multiple of 4 * patch_size = {4 * patch_size} "
+                f"(x/4 must be a whole number of patches)."
+            )
+        if image_size // 4 < min_patches * patch_size:
+            raise ValueError(
+                f"image_size={image_size} is too small: x/4 ({image_size // 4} px) must span at "
+                f"least min_patches={min_patches} patches of {patch_size} px."
+            )
+        self.is_train = is_train
+        self.image_size = image_size
+        self.patch_size = patch_size
+        self.min_patches = min_patches
+        self.skip_bad_images = skip_bad_images
+        self.resize = T.ResizeShortestEdge(short_edge_length=image_size, max_size=image_size)
+        self.augmentations = T.AugmentationList(
+            color_jitter(color_jitter_strength) if is_train else []
+        )
+        self.num_skipped = {"too_small": 0, "unreadable": 0}
+
+    def _skip(self, reason: str, message: str) -> None:
+        if not self.skip_bad_images:
+            raise ValueError(message) if reason == "too_small" else OSError(message)
+        self.num_skipped[reason] += 1
+        total = sum(self.num_skipped.values())
+        if total > 10 and total % 100:
+            return  # the first 10, then every 100th
+        logger.warning(
+            f"{message} Skipped ({self.num_skipped['too_small']} too small, "
+            f"{self.num_skipped['unreadable']} unreadable so far in this loader process)."
+        )
+
+    def _too_small(self, h: int, w: int, new_h: int, new_w: int) -> Optional[str]:
+        need = self.min_patches * self.patch_size
+        if min(h, w) < need:
+            return f"{w}x{h} px is smaller than {self.min_patches} patches ({need} px) per side"
+        if min(new_h, new_w) // 4 < need:
+            return (
+                f"{w}x{h} px resized to {new_w}x{new_h} spans fewer than {self.min_patches} "
+                f"patches per side at x/4"
+            )
+        return None
+
+    def __call__(self, dataset_dict: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        dataset_dict = copy.deepcopy(dataset_dict)
+        file_name = dataset_dict["file_name"]
+        try:
+            image = read_rgb_image(file_name)
+        except OSError as e:
+            self._skip("unreadable", str(e))
+            return None
+        h, w = image.shape[:2]
+        transform = self.resize.get_transform(image)
+        new_h, new_w = transform.new_h, transform.new_w
+        reason = self._too_small(h, w, new_h, new_w)
+        if reason:
+            self._skip("too_small", f"Image '{file_name}' is too small for stage one: {reason}.")
+            return None
+        image = transform.apply_image(image)
+        aug_input = T.AugInput(image)
+        self.augmentations(aug_input)
+        image = aug_input.image
+        dataset_dict["height"], dataset_dict["width"] = h, w
+        dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        return dataset_dict

@@ -1,0 +1,69 @@
+"""How well upsampled features match the ViT's own features at twice the resolution.
+
+For held-out images x, :class:`lift_det.modeling.LiFTDistiller` (in eval mode) reports the mean
+cosine similarity to F(x) of three 2x upsamplings of F(x/2): LiFT's, bilinear and nearest
+(paper §3.3's reconstruction target; bilinear is the control every LiFT number is reported with).
+"""
+
+import itertools
+import logging
+from collections import OrderedDict
+from typing import Dict, List
+
+import numpy as np
+
+from detectron2.evaluation import DatasetEvaluator
+from detectron2.utils import comm
+
+__all__ = ["FeatureQualityEvaluator"]
+
+logger = logging.getLogger(__name__)
+
+_KEYS = ("cos_lift", "cos_bilinear", "cos_nearest")
+
+
+class FeatureQualityEvaluator(DatasetEvaluator):
+    """
+    Averages the per-image similarities of :class:`LiFTDistiller`'s eval outputs over the
+    dataset (all processes) and returns ``{"lift_quality": {"cos_lift", "cos_bilinear",
+    "cos_nearest"}}`` (a mean over images, each image the mean over its feature cells).
+    """
+
+    def __init__(self, distributed: bool = True):
+        """
+        Args:
+            distributed (bool): gather the results of all processes (main process returns them).
+        """
+        self._distributed = distributed
+        self.reset()
+
+    def reset(self):
+        self._sims: List[Dict[str, float]] = []
+
+    def process(self, inputs, outputs):
+        for output in outputs:
+            missing = [k for k in _KEYS if k not in output]
+            if missing:
+                raise KeyError(
+                    f"FeatureQualityEvaluator expects LiFTDistiller eval outputs with {_KEYS}; "
+                    f"missing {missing} in {sorted(output)}."
+                )
+            self._sims.append({k: float(output[k]) for k in _KEYS})
+
+    def evaluate(self):
+        sims = self._sims
+        if self._distributed:
+            comm.synchronize()
+            sims = list(itertools.chain(*comm.gather(sims, dst=0)))
+            if not comm.is_main_process():
+                return {}
+        if not sims:
+            logger.warning("FeatureQualityEvaluator: no images were evaluated.")
+            return {}
+        res = OrderedDict((k, float(np.mean([s[k] for s in sims]))) for k in _KEYS)
+        logger.info(
+            f"Feature quality on {len(sims)} images, mean cos. similarity to F(x) of 2x-upsampled "
+            f"F(x/2): LiFT {res['cos_lift']:.4f} | bilinear {res['cos_bilinear']:.4f} | "
+            f"nearest {res['cos_nearest']:.4f}"
+        )
+        return {"lift_quality": res}

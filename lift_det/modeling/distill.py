@@ -1,0 +1,388 @@
+"""Stage one of LiFT (paper §3.3-3.4): train LiFT against a frozen ViT, self-supervised.
+
+With F the frozen ViT and Θ LiFT, the multi-scale reconstruction objective (paper Eq. 1) is::
+
+    L = d(F(x), Θ(x/2, F(x/2))) + d(F(x/2), Θ(x/4, F(x/4)))
+
+:class:`LiFTDistiller` is a detectron2 model: it takes detectron2's list of dicts, returns
+``{"loss_lift_s2", "loss_lift_s4"}`` in training and per-image feature-quality numbers in eval
+(read by :class:`lift_det.evaluation.FeatureQualityEvaluator`), so the stock trainers, hooks,
+checkpointer and ``launch`` run it unchanged. The ViT is stored at ``backbone.net`` (ViTDet's
+names: a ViTDet checkpoint in ``train.init_checkpoint`` loads into it) and LiFT at ``lift``.
+
+Also here: :class:`ExportLiFTFile`, the ``after_train`` hook that writes ``lift_final.pth`` for
+stage two, and :func:`measure_stage1_ratio`, the cost of a stage-one step in frozen-ViT forwards.
+"""
+
+import copy
+import logging
+import os
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from detectron2.engine import HookBase
+from detectron2.structures import ImageList
+from detectron2.utils import comm
+
+from ..checkpoint import save_lift_file
+
+__all__ = ["LiFTDistiller", "ExportLiFTFile", "measure_stage1_ratio", "DISTANCES", "DOWNSCALES"]
+
+logger = logging.getLogger(__name__)
+
+DISTANCES = ("cosine", "l1", "l2")
+DOWNSCALES = ("bilinear-antialias", "bilinear")
+
+
+class LiFTDistiller(nn.Module):
+    """
+    LiFT's stage-one model (paper §3.3, Eq. 1): a frozen feature source F (``backbone``) and the
+    LiFT being trained (``lift``).
+
+    Preprocessing is ViTDet's: 0-255 RGB images are normalized with the source's mean/std, then
+    padded with zeros (the mean color) to a common size divisible by 4p, or to a ``square_pad``
+    square as ViTDet does. x/2 and x/4 are the padded, normalized batch resized by
+    ``F.interpolate(mode="bilinear", antialias=True)``: antialiasing makes x/2 look like the image
+    taken at half resolution (what the ViT sees at that size), rather than an aliased subsample.
+    Losses and similarities are averaged over the feature cells that cover image content
+    (padding-only cells are ignored).
+    """
+
+    def __init__(
+        self,
+        *,
+        source: nn.Module,
+        lift: nn.Module,
+        distance: str = "cosine",
+        downscale: str = "bilinear-antialias",
+        square_pad: int = 0,
+        ignore_padding: bool = True,
+    ):
+        """
+        Args:
+            source (nn.Module): a frozen feature source (:class:`D2ViTSource`,
+                :class:`TimmViTSource`): ``embed_dim``, ``patch_size``, ``pixel_mean``,
+                ``pixel_std``, ``identity()``, ``forward(images) -> (B, C, H/p, W/p)``.
+            lift (nn.Module): :class:`LiFT` or a control (:class:`ResizeConvUpsampler`) with the
+                source's ``in_channels`` and ``patch_size``.
+            distance (str): d in Eq. 1, per feature cell: "cosine" (1 - cosine similarity, the
+                paper's choice, App. A.3), "l1" (mean absolute error over channels) or "l2"
+                (mean squared error over channels).
+            downscale (str): how x/2 and x/4 are made: "bilinear-antialias" (default) or
+                "bilinear" (no antialiasing).
+            square_pad (int): if > 0, pad every batch to this square size (ViTDet's
+                ``square_pad``); it must be a multiple of 4 * patch_size.
+            ignore_padding (bool): average losses / similarities only over cells with content.
+        """
+        super().__init__()
+        if distance not in DISTANCES:
+            raise NotImplementedError(f"distance={distance!r} is not supported; use {DISTANCES}.")
+        if downscale not in DOWNSCALES:
+            raise NotImplementedError(
+                f"downscale={downscale!r} is not supported; use {DOWNSCALES}."
+            )
+        for attr in ("embed_dim", "patch_size", "pixel_mean", "pixel_std", "identity"):
+            if not hasattr(source, attr):
+                raise TypeError(f"source {type(source).__name__} has no '{attr}'.")
+        if lift.in_channels != source.embed_dim or lift.patch_size != source.patch_size:
+            raise ValueError(
+                f"{type(lift).__name__} was built for {lift.in_channels} channels and patch size "
+                f"{lift.patch_size}, but the feature source has embed_dim={source.embed_dim} and "
+                f"patch_size={source.patch_size}."
+            )
+        self.size_divisibility = 4 * source.patch_size
+        if square_pad % self.size_divisibility:
+            raise ValueError(
+                f"square_pad={square_pad} must be a multiple of 4 * patch_size = "
+                f"{self.size_divisibility} (x/4 must be a whole number of patches)."
+            )
+        self.backbone = source
+        self.lift = lift
+        self.distance = distance
+        self.downscale = downscale
+        self.square_pad = square_pad
+        self.ignore_padding = ignore_padding
+        self.register_buffer(
+            "pixel_mean", torch.tensor(source.pixel_mean).view(-1, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "pixel_std", torch.tensor(source.pixel_std).view(-1, 1, 1), persistent=False
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def train(self, mode: bool = True) -> "LiFTDistiller":
+        super().train(mode)
+        self.backbone.train(False)  # the source re-freezes itself too; be explicit
+        return self
+
+    # ---------------------------------------------------------------------------------------------
+    # preprocessing
+    # ---------------------------------------------------------------------------------------------
+
+    def preprocess_image(self, batched_inputs: List[Dict[str, Any]]) -> ImageList:
+        """Normalize 0-255 RGB images and pad them (zeros = mean color) as ViTDet does."""
+        images = []
+        for x in batched_inputs:
+            image = x["image"]
+            if image.dim() != 3 or image.shape[0] != 3:
+                raise ValueError(
+                    f"Expected an RGB image tensor (3, H, W), got shape {tuple(image.shape)} "
+                    f"({x.get('file_name', 'unnamed image')})."
+                )
+            image = image.to(self.device, non_blocking=True).float()
+            images.append((image - self.pixel_mean) / self.pixel_std)
+        return ImageList.from_tensors(
+            images,
+            self.size_divisibility,
+            padding_constraints={"square_size": self.square_pad},
+        )
+
+    def _resize(self, x: torch.Tensor, factor: int) -> torch.Tensor:
+        size = (x.shape[-2] // factor, x.shape[-1] // factor)
+        antialias = self.downscale == "bilinear-antialias"
+        return F.interpolate(
+            x, size=size, mode="bilinear", align_corners=False, antialias=antialias
+        )
+
+    def _content_mask(self, image_sizes: Sequence[Tuple[int, int]], grid: torch.Size, stride: int):
+        """(B, h, w) bool: feature cells (stride ``stride`` in x) that see image content."""
+        mask = torch.zeros(
+            (len(image_sizes), grid[0], grid[1]), dtype=torch.bool, device=self.device
+        )
+        for i, (h, w) in enumerate(image_sizes):
+            if self.ignore_padding:
+                mask[i, : -(-int(h) // stride), : -(-int(w) // stride)] = True
+            else:
+                mask[i] = True
+        return mask
+
+    # ---------------------------------------------------------------------------------------------
+    # losses and similarities
+    # ---------------------------------------------------------------------------------------------
+
+    def _cell_distance(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) x 2 -> (B, h, w) distance per cell, in float32."""
+        pred, target = pred.float(), target.float()
+        if self.distance == "cosine":
+            return 1.0 - F.cosine_similarity(pred, target, dim=1, eps=1e-6)
+        if self.distance == "l1":
+            return (pred - target).abs().mean(dim=1)
+        return (pred - target).square().mean(dim=1)
+
+    @staticmethod
+    def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        mask = mask.to(values.dtype)
+        return (values * mask).sum() / mask.sum().clamp(min=1.0)
+
+    def features(self, images: ImageList):
+        """x, x/2, x/4 and F of each (F computed once per scale, under no_grad)."""
+        x = images.tensor
+        x2, x4 = self._resize(x, 2), self._resize(x, 4)
+        return (x, x2, x4), (self.backbone(x), self.backbone(x2), self.backbone(x4))
+
+    def forward(self, batched_inputs: List[Dict[str, Any]]):
+        """
+        Args:
+            batched_inputs: a list of dicts with "image": a (3, H, W) RGB tensor in 0-255 (uint8
+                or float), as produced by :class:`lift_det.data.Stage1DatasetMapper`.
+
+        Returns:
+            training: ``{"loss_lift_s2": d(F(x), LiFT(x/2, F(x/2))),
+            "loss_lift_s4": d(F(x/2), LiFT(x/4, F(x/4)))}``.
+            eval: one dict per image with the mean cosine similarity to F(x) of LiFT(x/2,
+            F(x/2)) ("cos_lift"), of bilinear ("cos_bilinear") and of nearest ("cos_nearest")
+            2x upsampling of F(x/2).
+        """
+        images = self.preprocess_image(batched_inputs)
+        (_, x2, x4), (f1, f2, f4) = self.features(images)
+        p = self.backbone.patch_size
+        mask1 = self._content_mask(images.image_sizes, f1.shape[-2:], p)
+        if self.training:
+            mask2 = self._content_mask(images.image_sizes, f2.shape[-2:], 2 * p)
+            d2 = self._cell_distance(self.lift(x2, f2), f1)
+            d4 = self._cell_distance(self.lift(x4, f4), f2)
+            return {
+                "loss_lift_s2": self._masked_mean(d2, mask1),
+                "loss_lift_s4": self._masked_mean(d4, mask2),
+            }
+        candidates = {
+            "cos_lift": self.lift(x2, f2),
+            "cos_bilinear": F.interpolate(
+                f2, scale_factor=2.0, mode="bilinear", align_corners=False
+            ),
+            "cos_nearest": F.interpolate(f2, scale_factor=2.0, mode="nearest"),
+        }
+        sims = {
+            k: F.cosine_similarity(v.float(), f1, dim=1, eps=1e-6) for k, v in candidates.items()
+        }
+        results = []
+        for i in range(len(batched_inputs)):
+            m = mask1[i]
+            results.append({k: float(s[i][m].mean()) for k, s in sims.items()})
+        return results
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+class ExportLiFTFile(HookBase):
+    """
+    ``after_train`` hook (for ``cfg.train.export``): writes the trained LiFT of a
+    :class:`LiFTDistiller` with its metadata (preset, channels, patch size, the source's
+    identity, feature layer, iteration, teacher weights) to ``<output_dir>/<filename>``, the file
+    that stage two loads (``ViTLiFT(lift_weights=...)``). Main process only, atomic; nothing is
+    written if training stopped before ``max_iter`` (e.g. on a NaN loss).
+
+    It also warns before training when ``teacher_weights`` is empty: the ViT is then random.
+    """
+
+    def __init__(
+        self,
+        filename: str = "lift_final.pth",
+        teacher_weights: str = "",
+        feature_layer: str = "last_feat",
+        output_dir: str = "",
+    ):
+        """
+        Args:
+            filename (str): file name in the output directory.
+            teacher_weights (str): where the ViT's weights came from (``train.init_checkpoint``),
+                recorded in the file.
+            feature_layer (str): the ViT feature LiFT was trained on.
+            output_dir (str): output directory; default: the checkpointer's ``save_dir``
+                (``train.output_dir``; the engine sets ``.checkpointer`` on export hooks).
+        """
+        self.filename = filename
+        self.teacher_weights = teacher_weights
+        self.feature_layer = feature_layer
+        self.output_dir = output_dir
+        self.checkpointer = None
+        self.path: Optional[str] = None
+
+    def before_train(self):
+        if not self.teacher_weights:
+            logger.warning(
+                "train.init_checkpoint is empty: the frozen ViT is RANDOMLY INITIALIZED (unless "
+                "resuming), so LiFT learns to upsample the features of a random network. Set "
+                "train.init_checkpoint to a trained ViTDet checkpoint for a useful LiFT."
+            )
+
+    def after_train(self):
+        trainer = self.trainer
+        if trainer.iter < trainer.max_iter:
+            logger.warning(
+                f"Training stopped at iteration {trainer.iter} < max_iter={trainer.max_iter}: "
+                f"{self.filename} not written."
+            )
+            return
+        if not comm.is_main_process():
+            return
+        folder = self.output_dir or getattr(self.checkpointer, "save_dir", "")
+        if not folder:
+            raise ValueError("ExportLiFTFile needs output_dir or a checkpointer with a save_dir.")
+        model = _unwrap(trainer.model)
+        self.path = os.path.join(folder, self.filename)
+        save_lift_file(
+            self.path,
+            model.lift,
+            backbone=model.backbone.identity(),
+            feature_layer=self.feature_layer,
+            iteration=int(min(trainer.iter, trainer.max_iter)),
+            teacher_weights=self.teacher_weights,
+            distance=getattr(model, "distance", "cosine"),
+        )
+        logger.info(f"Wrote the stage-one LiFT to {self.path} (load it with lift_weights=...).")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_stage1_ratio(
+    distiller: LiFTDistiller,
+    batch: List[Dict[str, Any]],
+    repeats: int = 10,
+    warmup: int = 2,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+    use_amp: Optional[bool] = None,
+) -> float:
+    """
+    Cost of one stage-one training step (forward with F(x), F(x/2), F(x/4) and LiFT at two
+    scales, backward, optimizer step) divided by the cost of one frozen-ViT forward of the same
+    batch at full resolution, both timed interleaved in the same run (step, ViT, step, ViT, ...)
+    so that clock and thermal drift affect them alike. Returns the ratio of the medians.
+
+    Args:
+        distiller (LiFTDistiller): on its device; its LiFT weights, BN statistics and mode are
+            restored afterwards.
+        batch (list[dict]): a batch as the train loader yields it.
+        repeats (int): timed repetitions of each.
+        warmup (int): untimed repetitions first.
+        optimizer: the optimizer to step; default AdamW(lr=1e-3) over LiFT's parameters.
+        use_amp (bool or None): autocast the step as AMPTrainer does; None: on CUDA only.
+
+    Returns:
+        float: median step time / median frozen-ViT forward time.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}.")
+    device = distiller.device
+    use_amp = device.type == "cuda" if use_amp is None else use_amp
+    saved_state = copy.deepcopy(distiller.lift.state_dict())
+    was_training = distiller.training
+    params = [p for p in distiller.parameters() if p.requires_grad]
+    optimizer = optimizer or torch.optim.AdamW(params, lr=1e-3)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
+    amp = torch.autocast(device.type, enabled=use_amp)
+
+    def step() -> float:
+        distiller.train()
+        _sync(device)
+        start = time.perf_counter()
+        with amp:
+            loss = sum(distiller(batch).values())
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        _sync(device)
+        return time.perf_counter() - start
+
+    def vit_forward() -> float:
+        distiller.eval()
+        _sync(device)
+        start = time.perf_counter()
+        images = distiller.preprocess_image(batch)
+        distiller.backbone(images.tensor)
+        _sync(device)
+        return time.perf_counter() - start
+
+    try:
+        for _ in range(warmup):
+            step()
+            vit_forward()
+        steps, forwards = [], []
+        for _ in range(repeats):
+            steps.append(step())
+            forwards.append(vit_forward())
+    finally:
+        distiller.lift.load_state_dict(saved_state)
+        distiller.train(was_training)
+        optimizer.zero_grad(set_to_none=True)
+    step_s = sorted(steps)[len(steps) // 2]
+    vit_s = sorted(forwards)[len(forwards) // 2]
+    logger.info(
+        f"stage one: step {step_s * 1e3:.1f} ms, frozen ViT forward {vit_s * 1e3:.1f} ms "
+        f"(median of {repeats}), ratio {step_s / vit_s:.2f}"
+    )
+    return step_s / vit_s

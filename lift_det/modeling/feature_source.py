@@ -1,0 +1,272 @@
+"""Frozen ViT feature sources: the teacher F of LiFT's stage one (paper §3.3).
+
+A feature source wraps a pretrained ViT that is never trained: it runs in eval mode, under
+``torch.no_grad()`` (and autocast on CUDA), and returns its last-layer patch features as an NCHW
+map at stride ``patch_size``. Every source has the same interface:
+
+* ``embed_dim``, ``patch_size``: channels and stride of the features;
+* ``pixel_mean``, ``pixel_std``: the normalization the ViT was trained with, for 0-255 RGB input;
+* ``identity()``: the description of the ViT recorded in LiFT files (``backbone=`` of
+  :func:`lift_det.checkpoint.save_lift_file`) and checked in stage two;
+* ``forward(images)``: normalized images (B, 3, H, W) -> features (B, C, H/p, W/p).
+
+The wrapped network is stored as ``self.net``, so that a model holding the source as
+``backbone`` has the ViT's parameters at ``backbone.net.*``, as ViTDet's checkpoints do.
+"""
+
+import logging
+import os
+import sys
+from contextlib import nullcontext
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from detectron2.modeling import ViT
+
+__all__ = ["FrozenFeatureSource", "D2ViTSource", "TimmViTSource", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+logger = logging.getLogger(__name__)
+
+# ImageNet statistics for 0-255 RGB input (detectron2's constants.imagenet_rgb256_mean / _std)
+IMAGENET_MEAN: Tuple[float, float, float] = (123.675, 116.28, 103.53)
+IMAGENET_STD: Tuple[float, float, float] = (58.395, 57.12, 57.375)
+
+
+def _rgb_tuple(values: Sequence[float], name: str) -> Tuple[float, float, float]:
+    values = tuple(float(v) for v in values)
+    if len(values) != 3:
+        raise ValueError(f"{name} must have 3 values (R, G, B), got {values}.")
+    return values
+
+
+class FrozenFeatureSource(nn.Module):
+    """
+    Base class of the frozen feature sources: freezes ``self.net``, keeps it in eval mode whatever
+    ``train()`` is called with, and runs :meth:`features` under ``no_grad`` (and autocast on CUDA).
+    Subclasses set ``embed_dim``, ``patch_size``, ``pixel_mean``, ``pixel_std`` and implement
+    :meth:`features` and :meth:`identity`.
+    """
+
+    embed_dim: int
+    patch_size: int
+    pixel_mean: Tuple[float, float, float]
+    pixel_std: Tuple[float, float, float]
+
+    def __init__(self, net: nn.Module, autocast: bool = True):
+        """
+        Args:
+            net (nn.Module): the ViT.
+            autocast (bool): run the ViT under fp16 autocast when its input is on CUDA.
+        """
+        super().__init__()
+        self.net = net
+        self.autocast = autocast
+        self.freeze()
+
+    def freeze(self) -> "FrozenFeatureSource":
+        """No gradients to the ViT; eval mode (no dropout / drop path)."""
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self.train(False)
+
+    def train(self, mode: bool = True) -> "FrozenFeatureSource":
+        # the teacher is always in eval mode (SimpleTrainer calls model.train() on the whole model)
+        return super().train(False)
+
+    def identity(self) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            images: (B, 3, H, W) normalized with ``pixel_mean`` / ``pixel_std``; H and W
+                multiples of ``patch_size``.
+
+        Returns:
+            Tensor (B, embed_dim, H / patch_size, W / patch_size), float32, no grad.
+        """
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"Expected images of shape (B, 3, H, W), got {tuple(images.shape)}.")
+        H, W = images.shape[-2:]
+        p = self.patch_size
+        if H % p or W % p:
+            raise ValueError(
+                f"Input height ({H}) and width ({W}) should be divisible by patch size ({p})."
+            )
+        use_amp = self.autocast and images.is_cuda
+        amp = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
+        with torch.no_grad(), amp:
+            out = self.features(images)
+        return out.float()
+
+    def extra_repr(self) -> str:
+        return f"embed_dim={self.embed_dim}, patch_size={self.patch_size}, frozen=True"
+
+
+class D2ViTSource(FrozenFeatureSource):
+    """
+    detectron2's :class:`ViT` (ViTDet's backbone, :paper:`vitdet`) as a frozen feature source;
+    features are its ``out_feature`` (``"last_feat"``). Smaller inputs (x/2, x/4) work as in
+    ViTDet: absolute position embeddings are interpolated (``get_abs_pos``), relative position
+    tables are interpolated in global blocks, and windowed blocks pad to ``window_size``.
+    """
+
+    def __init__(
+        self,
+        net: ViT,
+        pixel_mean: Sequence[float] = IMAGENET_MEAN,
+        pixel_std: Sequence[float] = IMAGENET_STD,
+        autocast: bool = True,
+    ):
+        """
+        Args:
+            net (ViT): detectron2's ViT; its weights are loaded later with the model (e.g. from
+                a ViTDet checkpoint, whose ``backbone.net.*`` keys land in ``backbone.net``).
+            pixel_mean, pixel_std: per-channel normalization for 0-255 RGB input; ViTDet's
+                (ImageNet) by default, i.e. what the detector feeds the ViT.
+            autocast (bool): fp16 autocast when on CUDA.
+        """
+        if not isinstance(net, ViT):
+            raise TypeError(f"D2ViTSource needs a detectron2 ViT, got {type(net).__name__}.")
+        super().__init__(net, autocast=autocast)
+        self._out_feature = net._out_features[0]
+        self.embed_dim = int(net._out_feature_channels[self._out_feature])
+        self.patch_size = int(net._out_feature_strides[self._out_feature])
+        self.pixel_mean = _rgb_tuple(pixel_mean, "pixel_mean")
+        self.pixel_std = _rgb_tuple(pixel_std, "pixel_std")
+
+    def identity(self) -> Dict[str, Any]:
+        """Equal to :meth:`ViTLiFT.backbone_identity` for the same ViT arguments."""
+        return {
+            "type": "detectron2.ViT",
+            "embed_dim": self.embed_dim,
+            "depth": len(self.net.blocks),
+            "num_heads": int(self.net.blocks[0].attn.num_heads),
+            "patch_size": self.patch_size,
+        }
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)[self._out_feature]
+
+
+class TimmViTSource(FrozenFeatureSource):
+    """
+    A timm ViT (e.g. ``"vit_small_patch16_224.dino"``, the paper's DINO ViT-S/16) as a frozen
+    feature source: the patch tokens of ``forward_features`` (after the final norm), without the
+    class / register tokens, as an NCHW map. Built with ``dynamic_img_size=True`` so that position
+    embeddings are interpolated to any input size. Nothing is downloaded: weights come from a
+    local file.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        weights: str = "",
+        img_size: Optional[int] = None,
+        autocast: bool = True,
+        **model_kwargs: Any,
+    ):
+        """
+        Args:
+            model_name (str): a timm model name; its pretrained config gives the normalization.
+            weights (str): a local checkpoint (timm/PyTorch state dict, optionally under "model"
+                or "state_dict", or ``.safetensors``); empty: random initialization (and a
+                warning). May also be loaded later through the model's checkpointer.
+            img_size (int or None): the ViT's reference image size (position embedding grid);
+                None: the model's default.
+            autocast (bool): fp16 autocast when on CUDA.
+            model_kwargs: more arguments of ``timm.create_model`` (e.g. ``depth=2`` for tests).
+        """
+        import timm
+
+        kwargs = dict(pretrained=False, num_classes=0, dynamic_img_size=True, **model_kwargs)
+        if img_size is not None:
+            kwargs["img_size"] = img_size
+        net = timm.create_model(model_name, **kwargs)
+        if not hasattr(net, "forward_features") or not hasattr(net, "patch_embed"):
+            raise TypeError(f"timm model '{model_name}' is not a ViT with patch embeddings.")
+        super().__init__(net, autocast=autocast)
+        self.model_name = model_name
+        self.embed_dim = int(net.embed_dim)
+        patch = net.patch_embed.patch_size
+        patch = tuple(patch) if isinstance(patch, (tuple, list)) else (patch, patch)
+        if patch[0] != patch[1]:
+            raise NotImplementedError(f"Non-square patches {patch} are not supported.")
+        self.patch_size = int(patch[0])
+        self.num_prefix_tokens = int(getattr(net, "num_prefix_tokens", 1))
+        cfg = getattr(net, "pretrained_cfg", None) or {}
+        self.pixel_mean = _rgb_tuple(
+            [255.0 * m for m in cfg.get("mean", (0.485, 0.456, 0.406))], "mean"
+        )
+        self.pixel_std = _rgb_tuple(
+            [255.0 * s for s in cfg.get("std", (0.229, 0.224, 0.225))], "std"
+        )
+        if weights:
+            self.load_weights(weights)
+        else:
+            logger.warning(
+                f"TimmViTSource('{model_name}'): no weights given, the ViT is randomly initialized "
+                f"(unless a checkpoint is loaded into the model later)."
+            )
+
+    def load_weights(self, path: str) -> None:
+        """Load a local checkpoint into the ViT (strict, after timm's own key conversion)."""
+        from timm.models import load_state_dict
+
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"TimmViTSource: weights file '{path}' does not exist (nothing is downloaded; "
+                f"give a local checkpoint of '{self.model_name}')."
+            )
+        try:
+            state = load_state_dict(path, weights_only=False)
+        except Exception as e:
+            raise RuntimeError(
+                f"TimmViTSource: weights file '{path}' is corrupt or not a checkpoint: {e}"
+            ) from e
+        # timm's conversion for its family (e.g. DINOv2 / CLIP layouts, position embedding
+        # resampling to this img_size), if the model's module has one
+        filter_fn = getattr(sys.modules[type(self.net).__module__], "checkpoint_filter_fn", None)
+        if filter_fn is not None:
+            state = filter_fn(state, self.net)
+        own = self.net.state_dict()
+        # the classifier is not part of a feature source
+        state = {k: v for k, v in state.items() if k in own or not k.startswith("head")}
+        missing, unexpected = self.net.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"TimmViTSource: '{path}' does not fit '{self.model_name}': missing keys "
+                f"{missing[:8]}{'...' if len(missing) > 8 else ''}, unexpected keys "
+                f"{unexpected[:8]}{'...' if len(unexpected) > 8 else ''}."
+            )
+        self.freeze()
+        logger.info(f"TimmViTSource: loaded '{self.model_name}' weights from {path}.")
+
+    def identity(self) -> Dict[str, Any]:
+        return {
+            "type": "timm",
+            "model_name": self.model_name,
+            "embed_dim": self.embed_dim,
+            "patch_size": self.patch_size,
+            "depth": len(self.net.blocks),
+        }
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        B, _, H, W = images.shape
+        h, w = H // self.patch_size, W // self.patch_size
+        tokens = self.net.forward_features(images)
+        if tokens.dim() == 4:  # NHWC output (some timm ViTs keep the grid)
+            return tokens.permute(0, 3, 1, 2)
+        tokens = tokens[:, self.num_prefix_tokens :]
+        if tokens.shape[1] != h * w:
+            raise RuntimeError(
+                f"'{self.model_name}' returned {tokens.shape[1]} patch tokens for a {H}x{W} image, "
+                f"expected {h}x{w}={h * w}."
+            )
+        # NLC -> NCHW
+        return tokens.transpose(1, 2).reshape(B, self.embed_dim, h, w)

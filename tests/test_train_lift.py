@@ -1,0 +1,358 @@
+"""Tests of stage one end to end: configs, tools/train_lift.py, resume, NaN, launch, LiFT files."""
+
+import importlib.util
+import json
+import logging
+import os
+import subprocess
+import sys
+from functools import partial
+from typing import Dict, Iterator, List
+
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from detectron2 import model_zoo
+from detectron2.config import LazyCall as L
+from detectron2.config import LazyConfig, instantiate
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.engine import HookBase
+from detectron2.utils.env import seed_all_rng
+
+from lift_det.data import MINI_DATASETS, default_mini_root, generate_mini_coco, register_mini_coco
+from lift_det.data.stage1 import stage1_dataset_dicts
+from lift_det.engine import default_argument_parser, do_train
+from lift_det.modeling import LiFT, ResizeConvUpsampler, ViTLiFT
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MINI_CONFIG = os.path.join(REPO, "configs", "mini", "lift_stage1.py")
+COCO_CONFIG = os.path.join(REPO, "configs", "lift_stage1_coco.py")
+TOOL = os.path.join(REPO, "tools", "train_lift.py")
+
+# the ViT of configs/mini/lift_stage1.py
+MINI_VIT = dict(
+    img_size=256,
+    patch_size=16,
+    embed_dim=192,
+    depth=4,
+    num_heads=3,
+    window_size=8,
+    window_block_indexes=[0, 2],
+    use_rel_pos=True,
+    mlp_ratio=4,
+    qkv_bias=True,
+    norm_layer=partial(nn.LayerNorm, eps=1e-6),
+    pretrain_img_size=224,
+    pretrain_use_cls_token=True,
+    drop_path_rate=0.0,
+    out_feature="last_feat",
+)
+# small runs: batch of 4 (2 per process when launched with 2)
+FAST = ["dataloader.train.total_batch_size=4", "train.log_period=1"]
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location("train_lift_tool", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def mini_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A small mini COCO (16 train / 8 val images) used through ensure_mini_coco."""
+    old_env, old_root = os.environ.get("LIFT_DET_MINI_ROOT"), default_mini_root()
+    root = str(tmp_path_factory.mktemp("mini") / "lift_mini_coco")
+    generate_mini_coco(root, num_train=16, num_val=8)
+    os.environ["LIFT_DET_MINI_ROOT"] = root
+    yield root
+    if old_env is None:
+        os.environ.pop("LIFT_DET_MINI_ROOT")
+    else:
+        os.environ["LIFT_DET_MINI_ROOT"] = old_env
+    for name in MINI_DATASETS:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    register_mini_coco(old_root)
+
+
+def run_tool(args: List[str]):
+    """tools/train_lift.py in this process (as launch() runs it with one process)."""
+    tool = _load_tool()
+    return tool.main_stage1(default_argument_parser().parse_args(args))
+
+
+def test_coco_config():
+    cfg = LazyConfig.load(COCO_CONFIG)
+    # 100 epochs of COCO train2017 at 64 images per iteration
+    epochs = cfg.train.max_iter * cfg.dataloader.train.total_batch_size / 118287
+    assert 100 <= epochs < 100.001
+    assert cfg.dataloader.train.mapper.image_size == 1024 == cfg.model.square_pad
+    assert cfg.dataloader.test.mapper.image_size == 1024
+    assert cfg.dataloader.train.dataset.names == "coco_2017_train"
+    assert cfg.optimizer.lr == 1e-3
+    assert "mask_rcnn_vitdet_b" in cfg.train.init_checkpoint
+    assert cfg.train.export[0].teacher_weights == cfg.train.init_checkpoint
+    model = instantiate(cfg.model)
+    assert model.lift.preset == "LiFT-B"
+    assert model.backbone.identity() == {
+        "type": "detectron2.ViT",
+        "embed_dim": 768,
+        "depth": 12,
+        "num_heads": 12,
+        "patch_size": 16,
+    }
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("lift.") for n in trainable)
+    assert model.backbone.net.blocks[0].drop_path.__class__.__name__ == "Identity"
+
+
+def test_mini_run_writes_lift_file_for_stage_two(mini_root, tmp_path, caplog):
+    out = str(tmp_path / "run")
+    lift_logger = logging.getLogger("lift_det")  # the tool stops it propagating to the root
+    lift_logger.addHandler(caplog.handler)
+    try:
+        run_tool(
+            ["--config-file", MINI_CONFIG]
+            + FAST
+            + [f"train.output_dir={out}", "train.max_iter=4", "train.eval_period=4"]
+        )
+    finally:
+        lift_logger.removeHandler(caplog.handler)
+    assert "RANDOMLY INITIALIZED" in caplog.text  # train.init_checkpoint is empty
+    assert "Feature quality on 8 images" in caplog.text
+    path = os.path.join(out, "lift_final.pth")
+    data = torch.load(path, weights_only=False)
+    meta = data["lift_det"]
+    vit_lift = ViTLiFT(lift=LiFT.from_preset("LiFT-S", 192, 16), lift_weights=path, **MINI_VIT)
+    assert meta["backbone"] == vit_lift.backbone_identity()
+    assert meta["preset"] == "LiFT-S" and meta["in_channels"] == 192 and meta["patch_size"] == 16
+    assert meta["feature_layer"] == "last_feat" and meta["iteration"] == 4
+    assert meta["teacher_weights"] == ""
+    for k, v in vit_lift.lift.state_dict().items():
+        assert torch.equal(v, data["model"][k]), k
+    # the distiller's checkpoint holds the same LiFT
+    final = torch.load(os.path.join(out, "model_final.pth"), weights_only=False)
+    assert torch.equal(final["model"]["lift.out_conv.weight"], data["model"]["out_conv.weight"])
+    with open(os.path.join(out, "metrics.json")) as f:
+        metrics = [json.loads(line) for line in f]
+    quality = [m for m in metrics if "lift_quality/cos_lift" in m]
+    assert quality and {"lift_quality/cos_bilinear", "lift_quality/cos_nearest"} <= set(quality[-1])
+
+    # refused: another width, patch size or ViT
+    other_width = dict(MINI_VIT, embed_dim=384, num_heads=6)
+    with pytest.raises(ValueError, match="in_channels"):
+        ViTLiFT(lift=LiFT.from_preset("LiFT-S", 384, 16), lift_weights=path, **other_width)
+    with pytest.raises(ValueError, match="patch_size"):
+        ViTLiFT(
+            lift=LiFT.from_preset("LiFT-S", 192, 8),
+            lift_weights=path,
+            **dict(MINI_VIT, patch_size=8),
+        )
+    with pytest.raises(ValueError, match="backbone.depth"):
+        ViTLiFT(
+            lift=LiFT.from_preset("LiFT-S", 192, 16),
+            lift_weights=path,
+            **dict(MINI_VIT, depth=6, window_block_indexes=[0]),
+        )
+
+    # --eval-only on the stage-one checkpoint
+    res = run_tool(
+        ["--config-file", MINI_CONFIG, "--eval-only"]
+        + [f"train.output_dir={out}", f"train.init_checkpoint={out}/model_final.pth"]
+    )
+    assert set(res["lift_quality"]) == {"cos_lift", "cos_bilinear", "cos_nearest"}
+    assert res["lift_quality"]["cos_lift"] == pytest.approx(quality[-1]["lift_quality/cos_lift"])
+
+
+class _CrashAt(HookBase):
+    """Simulates a killed job: raises after iteration ``iteration`` (and its checkpoint)."""
+
+    def __init__(self, iteration: int):
+        self.iteration = iteration
+
+    def after_step(self):
+        if self.trainer.iter == self.iteration:
+            raise KeyboardInterrupt(f"simulated interruption after iteration {self.iteration}")
+
+
+def _one_image_cfg(folder: str, out: str, max_iter: int):
+    """The mini config on a one-image folder without jitter: every batch is the same, so a
+    resumed run sees the same data as an uninterrupted one (detectron2 does not restore the
+    position of the data stream on resume)."""
+    cfg = LazyConfig.load(MINI_CONFIG)
+    cfg.dataloader.train.dataset = L(stage1_dataset_dicts)(image_folders=folder)
+    cfg.dataloader.train.mapper.color_jitter_strength = 0.0
+    cfg.dataloader.train.total_batch_size = 2
+    cfg.model.square_pad = 128  # and the mapper's image_size: a cheaper 8x8-patch view
+    cfg.train.output_dir = out
+    cfg.train.max_iter = max_iter
+    cfg.train.eval_period = 0
+    cfg.dataloader.pop("evaluator")  # no evaluation at the end
+    cfg.train.checkpointer.period = 2
+    cfg.train.log_period = 1
+    return cfg
+
+
+def _train(cfg, resume: bool = False, crash_at: int = -1):
+    if crash_at >= 0:
+        cfg.train.export = list(cfg.train.export) + [L(_CrashAt)(iteration=crash_at)]
+    seed_all_rng(0)
+    args = default_argument_parser().parse_args(["--resume"] if resume else [])
+    return do_train(args, cfg)
+
+
+def test_resume_continues_iteration_optimizer_and_schedule(mini_root, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    image = Image.open(os.path.join(mini_root, "train", "000000.jpg"))
+    image.save(folder / "only.jpg")
+    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
+
+    trainer = _train(_one_image_cfg(str(folder), whole, 6))
+    assert trainer.iter == 6
+    with pytest.raises(KeyboardInterrupt):
+        _train(_one_image_cfg(str(folder), parts, 6), crash_at=3)
+    assert not os.path.exists(os.path.join(parts, "lift_final.pth"))
+    with open(os.path.join(parts, "last_checkpoint")) as f:
+        assert f.read().strip() == "model_0000003.pth"
+    trainer = _train(_one_image_cfg(str(folder), parts, 6), resume=True)
+    assert trainer.start_iter == 4 and trainer.iter == 6
+
+    a = torch.load(os.path.join(whole, "model_final.pth"), weights_only=False)
+    b = torch.load(os.path.join(parts, "model_final.pth"), weights_only=False)
+    assert a["iteration"] == b["iteration"] == 5
+    a, b = a["trainer"], b["trainer"]
+    assert a["iteration"] == b["iteration"] == 5
+    # the lr scheduler (last iteration, last lr) and the optimizer (lr, step counts, moments)
+    assert a["hooks"]["LRScheduler"] == b["hooks"]["LRScheduler"]
+    assert a["optimizer"]["param_groups"] == b["optimizer"]["param_groups"]
+    for k, state in a["optimizer"]["state"].items():
+        for name, value in state.items():
+            torch.testing.assert_close(
+                b["optimizer"]["state"][k][name], value, rtol=1e-4, atol=1e-6
+            )
+    a = torch.load(os.path.join(whole, "model_final.pth"), weights_only=False)
+    b = torch.load(os.path.join(parts, "model_final.pth"), weights_only=False)
+    for k, v in a["model"].items():
+        torch.testing.assert_close(b["model"][k], v, rtol=1e-4, atol=1e-6, msg=k)
+    lift_a = torch.load(os.path.join(whole, "lift_final.pth"), weights_only=False)
+    lift_b = torch.load(os.path.join(parts, "lift_final.pth"), weights_only=False)
+    assert lift_a["lift_det"]["iteration"] == lift_b["lift_det"]["iteration"] == 6
+
+
+class _Snapshot(HookBase):
+    """Keeps the model's state as training starts (after train.init_checkpoint was loaded)."""
+
+    state: Dict[str, torch.Tensor] = {}
+
+    def before_train(self):
+        model = self.trainer.model
+        _Snapshot.state = {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _mae_checkpoint(vit: Dict, seed: int = 0) -> Dict[str, torch.Tensor]:
+    """Random weights under MAE's (timm's) names for a ViT with these arguments."""
+    C, hidden = vit["embed_dim"], int(vit["embed_dim"] * vit["mlp_ratio"])
+    num_patches = (vit["pretrain_img_size"] // vit["patch_size"]) ** 2
+    g = torch.Generator().manual_seed(seed)
+    shapes = {
+        "cls_token": (1, 1, C),
+        "pos_embed": (1, 1 + num_patches, C),
+        "patch_embed.proj.weight": (C, 3, vit["patch_size"], vit["patch_size"]),
+        "patch_embed.proj.bias": (C,),
+        "norm.weight": (C,),
+        "norm.bias": (C,),
+    }
+    for i in range(vit["depth"]):
+        for name, w in [
+            ("norm1", (C,)),
+            ("attn.qkv", (3 * C, C)),
+            ("attn.proj", (C, C)),
+            ("norm2", (C,)),
+            ("mlp.fc1", (hidden, C)),
+            ("mlp.fc2", (C, hidden)),
+        ]:
+            shapes[f"blocks.{i}.{name}.weight"] = w
+            shapes[f"blocks.{i}.{name}.bias"] = (w[0],)
+    return {k: torch.randn(*s, generator=g) for k, s in shapes.items()}
+
+
+def _init_cfg(out: str, init_checkpoint: str):
+    cfg = LazyConfig.load(MINI_CONFIG)
+    cfg.dataloader.train.total_batch_size = 2
+    cfg.dataloader.pop("evaluator")
+    cfg.model.square_pad = 128
+    cfg.train.output_dir = out
+    cfg.train.max_iter = 1
+    cfg.train.init_checkpoint = init_checkpoint
+    cfg.train.export = list(cfg.train.export) + [L(_Snapshot)()]
+    return cfg
+
+
+def test_init_checkpoint_vitdet_and_mae(mini_root, tmp_path):
+    # a ViTDet checkpoint ({"model": ...} with backbone.net.* keys) of the same small ViT
+    det_cfg = model_zoo.get_config("common/models/mask_rcnn_vitdet.py")
+    det_cfg.model.backbone.net.update(MINI_VIT)
+    det_cfg.model.backbone.square_pad = 256
+    torch.manual_seed(1)
+    detector = instantiate(det_cfg.model)
+    with torch.no_grad():
+        for p in detector.backbone.net.parameters():
+            p.add_(torch.randn_like(p))
+    vitdet_path = str(tmp_path / "vitdet_mini.pth")
+    torch.save({"model": detector.state_dict()}, vitdet_path)
+    trainer = _train(_init_cfg(str(tmp_path / "vitdet"), vitdet_path))
+    expected = detector.backbone.net.state_dict()
+    for k, v in trainer.model.backbone.net.state_dict().items():
+        assert torch.equal(_Snapshot.state[f"backbone.net.{k}"], expected[k]), k
+        assert torch.equal(v, expected[k]), k  # and still after training: frozen
+    meta = torch.load(str(tmp_path / "vitdet" / "lift_final.pth"), weights_only=False)["lift_det"]
+    assert meta["teacher_weights"] == vitdet_path
+
+    # an MAE checkpoint (timm names), through detectron2's matching heuristics
+    mae = _mae_checkpoint(MINI_VIT)
+    mae_path = str(tmp_path / "mae_mini.pth")
+    torch.save(mae, mae_path)
+    cfg = _init_cfg(str(tmp_path / "mae"), mae_path + "?matching_heuristics=True")
+    seed_all_rng(0)
+    fresh_lift = instantiate(cfg.model).lift.state_dict()  # what do_train builds, same seed
+    _train(cfg)
+    loaded = _Snapshot.state
+    for k, v in mae.items():
+        if k not in ("cls_token", "norm.weight", "norm.bias"):  # not in detectron2's ViT
+            assert torch.equal(loaded[f"backbone.net.{k}"], v), k
+    for k, v in fresh_lift.items():
+        assert torch.equal(loaded[f"lift.{k}"], v), k  # LiFT untouched by the MAE file
+
+
+class _NaNLift(ResizeConvUpsampler):
+    def forward(self, image, features, num_passes=1):
+        return super().forward(image, features, num_passes) * float("nan")
+
+
+def test_nan_loss_stops_naming_iteration(mini_root, tmp_path):
+    cfg = LazyConfig.load(MINI_CONFIG)
+    cfg.model.lift = L(_NaNLift)(in_channels=192, patch_size=16)
+    cfg.dataloader.train.total_batch_size = 2
+    cfg.model.square_pad = 128
+    cfg.train.output_dir = str(tmp_path)
+    cfg.train.max_iter = 3
+    with pytest.raises(FloatingPointError, match="iteration") as e:
+        _train(cfg)
+    assert "Last checkpoint" in str(e.value)
+    assert not os.path.exists(os.path.join(str(tmp_path), "lift_final.pth"))
+
+
+def test_two_process_launch(mini_root, tmp_path):
+    out = str(tmp_path / "ddp")
+    cmd = [sys.executable, TOOL, "--num-gpus", "2", "--dist-url", "auto"]
+    cmd += ["--config-file", MINI_CONFIG] + FAST
+    cmd += [f"train.output_dir={out}", "train.max_iter=2", "train.eval_period=2"]
+    env = dict(os.environ, LIFT_DET_MINI_ROOT=mini_root, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert os.path.isfile(os.path.join(out, "lift_final.pth"))
+    assert "Feature quality on 8 images" in proc.stdout + proc.stderr
