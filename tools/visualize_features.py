@@ -1,0 +1,91 @@
+#!/usr/bin/env python
+"""
+Self-similarity maps of dense features (paper Fig. 5): the cosine similarity of every location's
+feature to the feature at a query location, for the ViT, ViT + bilinear, the ViT at 2x input,
+ViT + LiFT and k x recursive LiFT (k = 2..--passes, paper Table 8), as one PNG.
+
+    tools/visualize_features.py --output out.png [--image PATH] [--config CONFIG]
+        [--weights CHECKPOINT] [--lift-weights lift_final.pth] [--passes K] [--query x,y]
+        [--size S]
+
+--config: a stage-one config (default: configs/mini/lift_stage1.py, a 4-block, 192-channel ViT at
+256 + LiFT-S) or a ViTDet detector config (configs/vitdet_mrcnn_lift.py, ...). Without
+--image: a photograph that ships with matplotlib. Without weights the maps come from random weights.
+"""
+
+import argparse
+import os
+
+import torch
+
+from detectron2.data.detection_utils import read_image
+from detectron2.utils.logger import setup_logger
+
+from lift_det.analysis.similarity import (
+    build_feature_model,
+    default_image_path,
+    load_feature_weights,
+    native_image_size,
+    plot_self_similarity,
+    prepare_image,
+    self_similarity_maps,
+)
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
+    parser.add_argument("--output", required=True, help="PNG to write")
+    parser.add_argument("--image", default="", help="an image (default: matplotlib's photo)")
+    parser.add_argument("--config", default=None, help="stage-one or detector LazyConfig")
+    parser.add_argument("--weights", default="", help="detector / stage-one checkpoint")
+    parser.add_argument("--lift-weights", default="", help="LiFT file (lift_final.pth)")
+    parser.add_argument("--passes", type=int, default=2, help="show LiFT applied 1..K times")
+    parser.add_argument(
+        "--query", default="", help="x,y in the input image's pixels (default: center)"
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=0,
+        help="longer image side (default: the ViT's img_size; the 2x-input map of ViT-B at 1024 "
+        "needs ~36 GB: use 512 on a small machine)",
+    )
+    return parser
+
+
+def parse_query(text, image_hw):
+    if not text:
+        return image_hw[1] / 2.0, image_hw[0] / 2.0
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise SystemExit(f"--query must be 'x,y' in pixels, got {text!r}.") from None
+    return x, y
+
+
+def main(args):
+    logger = setup_logger(name="lift_det", abbrev_name="lift_det")
+    if args.passes < 1:
+        raise SystemExit(f"--passes must be >= 1, got {args.passes}.")
+    torch.manual_seed(0)  # parts left at random initialization are the same every run
+    net = build_feature_model(args.config)
+    loaded = load_feature_weights(net, args.weights, args.lift_weights)
+    path = args.image or default_image_path()
+    original = read_image(path, format="RGB")
+    size = args.size or native_image_size(net)
+    x, image = prepare_image(original, size, net.lift.patch_size)
+    qx, qy = parse_query(args.query, original.shape[:2])
+    # the query in the resized image's pixels
+    query = (qx * image.shape[1] / original.shape[1], qy * image.shape[0] / original.shape[0])
+    maps = self_similarity_maps(net, x, query, num_passes=args.passes)
+    random = [{"vit": "ViT", "lift": "LiFT"}[k] for k, v in loaded.items() if not v]
+    title = f"{os.path.basename(path)}: self-similarity to the red query"
+    if random:
+        title += f" (RANDOM weights: {', '.join(random)})"
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    plot_self_similarity(image, maps, query, args.output, title=title)
+    logger.info(f"Wrote {args.output} ({len(maps)} maps, image {image.shape[0]}x{image.shape[1]}).")
+
+
+if __name__ == "__main__":
+    main(get_parser().parse_args())
