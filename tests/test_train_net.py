@@ -1,4 +1,5 @@
 """Stage two / the main job: tools/train_net.py on the mini configs (a smaller mini dataset)."""
+
 import json
 import os
 import signal
