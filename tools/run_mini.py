@@ -3,7 +3,7 @@
 The main job on the built-in mini data (README's `make main`): baseline ViTDet -> stage one ->
 stage two (+LiFT, +bilinear control, baseline with the same extra iterations) -> COCO eval table.
 
-    tools/run_mini.py --output-dir output/mini [--baseline-iters 400 --stage1-iters 200
+    tools/run_mini.py --output-dir output/mini [--baseline-iters 400 --stage1-iters 500
         --stage2-iters 160] [--resume] [-- key=value ...  (passed to every step)]
 """
 import argparse
@@ -14,7 +14,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", default="output/mini")
     parser.add_argument("--baseline-iters", type=int, default=400)
-    parser.add_argument("--stage1-iters", type=int, default=200)
+    parser.add_argument("--stage1-iters", type=int, default=500)
     parser.add_argument("--stage2-iters", type=int, default=160)
     parser.add_argument("--resume", action="store_true", help="skip steps that finished")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="key=value for every step")

@@ -21,6 +21,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 _ECHO = re.compile(r"eta: |Inference done|copypaste: \d|lift_quality|Error|error:|Traceback")
 
 
+def _condense(line: str, width: int = 150) -> str:
+    """A child's log line without its timestamp prefix, cut to ``width`` characters."""
+    line = re.sub(r"^\[\d\d/\d\d \d\d:\d\d:\d\d [\w.]+\]: ", "", line.rstrip())
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
 @dataclass
 class Step:
     name: str
@@ -123,7 +129,7 @@ def _run_step(step: Step, out: str, extra: List[str]) -> float:
         for line in proc.stdout:
             log.write(line)
             if _ECHO.search(line):
-                print(f"  [{step.name}] {line.rstrip()[-160:]}", flush=True)
+                print(f"  [{step.name}] {_condense(line)}", flush=True)
         code = proc.wait()
     if code != 0:
         raise RuntimeError(
@@ -136,7 +142,7 @@ def _run_step(step: Step, out: str, extra: List[str]) -> float:
 def run_pipeline(
     out: str,
     baseline_iters: int = 400,
-    stage1_iters: int = 200,
+    stage1_iters: int = 500,
     stage2_iters: int = 160,
     extra: Optional[List[str]] = None,
     resume: bool = False,

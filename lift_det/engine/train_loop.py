@@ -39,13 +39,26 @@ def default_argument_parser(epilog: Optional[str] = None):
     return _d2_parser(epilog)
 
 
+def instantiate_data(node, what: str):
+    """``instantiate`` a data loader; a missing dataset file gets the dataset root in the error."""
+    try:
+        return instantiate(node)
+    except FileNotFoundError as e:
+        root = os.environ.get("DETECTRON2_DATASETS", "datasets")
+        raise FileNotFoundError(
+            f"{what}: {e}\nDatasets are read under $DETECTRON2_DATASETS (now '{root}', e.g. "
+            f"{root}/coco/train2017 and {root}/coco/annotations/instances_train2017.json). Set "
+            f"DETECTRON2_DATASETS to the folder that holds them, or use the built-in mini data "
+            f"(configs/mini/)."
+        ) from e
+
+
 def do_test(cfg, model) -> Dict[str, Any]:
     """Evaluate ``model`` on ``cfg.dataloader.test`` with ``cfg.dataloader.evaluator``."""
     if "evaluator" not in cfg.dataloader:
         return {}
-    ret = inference_on_dataset(
-        model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator)
-    )
+    loader = instantiate_data(cfg.dataloader.test, "the test data (dataloader.test)")
+    ret = inference_on_dataset(model, loader, instantiate(cfg.dataloader.evaluator))
     if comm.is_main_process():
         print_csv_format(ret)
     return ret
@@ -71,7 +84,7 @@ def do_train(args, cfg):
 
     cfg.optimizer.params.model = model
     optim = instantiate(cfg.optimizer)
-    train_loader = instantiate(cfg.dataloader.train)
+    train_loader = instantiate_data(cfg.dataloader.train, "the training data (dataloader.train)")
 
     ddp = dict(cfg.train.ddp)
     if not str(cfg.train.device).startswith("cuda"):
