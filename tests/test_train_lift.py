@@ -81,7 +81,7 @@ def mini_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def run_tool(args: List[str]):
     """tools/train_lift.py in this process (as launch() runs it with one process)."""
     tool = _load_tool()
-    return tool.main_stage1(default_argument_parser().parse_args(args))
+    return tool.main(default_argument_parser().parse_args(args))
 
 
 def test_coco_config():
