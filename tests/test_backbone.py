@@ -158,3 +158,14 @@ def test_yacs_builder():
     c.UPSAMPLER = "nearest"
     with pytest.raises(ValueError, match="UPSAMPLER"):
         build_backbone(cfg)
+
+
+def test_freeze_pyramid_switch():
+    cfg = load_config("vitdet_mrcnn_lift")
+    cfg.model.backbone.freeze = True
+    model = instantiate(cfg.model)
+    stages = [n for n, _ in model.backbone.named_children() if n.startswith("simfp_")]
+    assert stages
+    for name in stages:
+        assert all(not p.requires_grad for p in getattr(model.backbone, name).parameters())
+    assert model.roi_heads.box_predictor.cls_score.weight.requires_grad

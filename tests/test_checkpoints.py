@@ -208,3 +208,15 @@ def test_atomic_checkpointer_keeps_previous_checkpoint_on_failure(tmp_path, monk
     assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000009.pth"]
     assert ckpt.get_checkpoint_file().endswith("model_0000009.pth")
     assert "weight" in torch.load(ckpt.get_checkpoint_file())["model"]
+
+
+def test_checkpoint_for_another_model_size_is_reported(tmp_path):
+    """A ViTDet checkpoint of another width loads nothing of the ViT and says so."""
+    path, _ = vitdet_checkpoint(tmp_path, "vitdet_mrcnn", "pth")  # embed_dim 64
+    cfg = load_config("vitdet_mrcnn_lift")
+    cfg.model.backbone.net.embed_dim = 96
+    model = instantiate(cfg.model)
+    missing, unexpected, shapes = load_and_report(model, path)
+    mismatched = {k for k, *_ in shapes}
+    assert "backbone.net.blocks.0.attn.qkv.weight" in mismatched
+    assert "backbone.net.pos_embed" in mismatched
