@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 OUTPUT ?= output/mini
 
-.PHONY: setup main test format
+.PHONY: setup main test format lint
 setup:
 	bash dev/setup_env.sh
 
@@ -15,4 +15,9 @@ test: setup
 
 format: setup
 	$(PY) -m black -l 100 lift_det tools tests configs setup.py
-	$(PY) -m isort --profile black -l 100 lift_det tools tests configs setup.py
+	$(PY) -m isort lift_det tools tests configs setup.py
+
+lint: setup
+	$(PY) -m black -l 100 --check lift_det tools tests configs setup.py
+	$(PY) -m isort --check-only lift_det tools tests configs setup.py
+	$(PY) -m flake8 lift_det tools tests configs

@@ -4,9 +4,10 @@
 detectron2 itself is not on PyPI and is therefore not listed in ``install_requires``: install it
 from source (upstream) or run ``dev/setup_env.sh``, which does the whole stack (see README).
 """
-import os
 
 from setuptools import find_packages, setup
+
+import os
 
 
 def get_version():

@@ -147,7 +147,7 @@ log "detectron2 $("$PY" -c 'import detectron2; print(detectron2.__version__, det
 
 # 5. the project (editable), with its declared dependencies (timm, pycocotools, ...)
 pip_step "lift_det (editable) and its dependencies" -e "$ROOT" "setuptools<81"
-pip_step "test tools" "pytest>=7" "pytest-timeout"
+pip_step "test and format tools" "pytest>=7" "pytest-timeout" "isort>=5" "flake8"
 
 check_stack || fail "the stack does not import after install" "rm -rf $VENV and run this script again"
 want_stamp > "$STAMP"

@@ -11,16 +11,17 @@ A LiFT file (written by stage one, read by stage two) is a torch file::
 Loading checks the metadata against the module and the backbone it is loaded into and refuses a
 file for another width, patch size or backbone with an error that says what differs.
 """
-import logging
-import os
-import tempfile
-from typing import Any, Dict, Optional
 
 import torch
 from torch import nn
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.file_io import PathManager
+
+import logging
+import os
+import tempfile
+from typing import Any, Dict, Optional
 
 __all__ = [
     "AtomicDetectionCheckpointer",

@@ -1,4 +1,5 @@
 """yacs defaults for users of detectron2's ``get_cfg()`` configs (LazyConfig users need none)."""
+
 from detectron2.config import CfgNode as CN
 
 __all__ = ["add_lift_config", "lift_backbone"]
@@ -65,9 +66,7 @@ def lift_backbone(vitdet_backbone, upsampler: str = "LiFT-B", **lift_kwargs):
     vit_args.setdefault("patch_size", 16)
     vit_args.setdefault("embed_dim", 768)
     return L(LiFTSimpleFeaturePyramid)(
-        net=L(ViTLiFT)(
-            lift=lift, lift_weights="", freeze_vit=False, freeze_lift=False, **vit_args
-        ),
+        net=L(ViTLiFT)(lift=lift, lift_weights="", freeze_vit=False, freeze_lift=False, **vit_args),
         in_feature="${.net.out_feature}",
         out_channels=vitdet_backbone.out_channels,
         scale_factors=(2.0, 1.0, 0.5, 0.25),

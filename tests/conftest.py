@@ -1,12 +1,12 @@
-"""Shared helpers: tiny ViTDet configs (same structure as the real ones, small sizes) for CPU tests."""
-
-import os
-import warnings
+"""Shared helpers: tiny ViTDet configs (the real structure, small sizes) for CPU tests."""
 
 import pytest
 import torch
 
 from detectron2.config import LazyConfig
+
+import os
+import warnings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 warnings.filterwarnings("ignore", category=FutureWarning)

@@ -1,16 +1,15 @@
 """Tests of lift_det.analysis: linear CKA, self-similarity maps, the feature model, and the
 visualization tools (tools/visualize_features.py, tools/scale_invariance.py) on tiny inputs."""
 
-import json
-import math
-import os
-import runpy
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import json
+import math
+import os
+import runpy
 from lift_det.analysis.cka import feature_map_cka, linear_cka, resize_features
 from lift_det.analysis.similarity import (
     build_feature_model,

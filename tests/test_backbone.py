@@ -7,9 +7,8 @@ from detectron2.config import instantiate
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from lift_det.modeling import BilinearUpsampler, LiFT, ViTLiFT
-
 from conftest import TINY_VIT, load_config
+from lift_det.modeling import BilinearUpsampler, LiFT, ViTLiFT
 
 CONFIGS = [
     "vitdet_mrcnn",

@@ -1,14 +1,13 @@
 """Tests of lift_det.analysis.flops and tools/benchmark.py: the table's shape, never its speed."""
 
-import json
-import math
-import os
-import runpy
-
 import pytest
 import torch
 from torch import nn
 
+import json
+import math
+import os
+import runpy
 from lift_det.analysis.flops import (
     flop_count,
     flop_count_meta,

@@ -2,9 +2,6 @@
 into the LiFT models through detectron2's own DetectionCheckpointer with exactly the documented
 missing / unused keys; checkpoints are written atomically."""
 
-import os
-import pickle
-
 import pytest
 import timm
 import torch
@@ -12,6 +9,9 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import instantiate
 
+import os
+import pickle
+from conftest import TINY_VIT, load_config
 from lift_det.checkpoint import (
     AtomicDetectionCheckpointer,
     read_lift_file,
@@ -19,11 +19,9 @@ from lift_det.checkpoint import (
 )
 from lift_det.modeling import LiFT, ViTLiFT
 
-from conftest import TINY_VIT, load_config
-
 
 def load_and_report(model, path):
-    """DetectionCheckpointer(model).load(path), returning (missing, unexpected, shape mismatches)."""
+    """DetectionCheckpointer(model).load(path) -> (missing, unexpected, shape mismatches)."""
     ckpt = DetectionCheckpointer(model)
     report = {}
     ckpt._log_incompatible_keys = lambda inc: report.update(

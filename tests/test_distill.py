@@ -1,9 +1,5 @@
 """Tests of stage one's model (lift_det.modeling.distill) and feature sources."""
 
-import copy
-from functools import partial
-from typing import Dict, List
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,9 +10,12 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import instantiate
 from detectron2.modeling import ViT
 
+import copy
+from functools import partial
 from lift_det.modeling import LiFT, ResizeConvUpsampler, ViTLiFT
 from lift_det.modeling.distill import LiFTDistiller, measure_stage1_ratio
 from lift_det.modeling.feature_source import D2ViTSource, TimmViTSource
+from typing import Dict, List
 
 TINY_VIT = dict(
     img_size=128,

@@ -1,14 +1,5 @@
 """Tests of the built-in mini COCO dataset (lift_det.data.mini)."""
 
-import contextlib
-import io
-import json
-import os
-import subprocess
-import sys
-import textwrap
-from typing import Dict, Iterator, List
-
 import numpy as np
 import pytest
 import torch
@@ -19,6 +10,13 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import COCOEvaluator
 from detectron2.structures import Boxes, BoxMode, Instances
 
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
 from lift_det.data import (
     MINI_CLASSES,
     MINI_DATASETS,
@@ -27,6 +25,7 @@ from lift_det.data import (
     generate_mini_coco,
     register_mini_coco,
 )
+from typing import Dict, Iterator, List
 
 SPLITS = ("train", "val")
 TINY = {"num_train": 6, "num_val": 4}

@@ -1,8 +1,5 @@
 """Tests of stage one's image-only data (lift_det.data.stage1)."""
 
-import json
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -16,6 +13,8 @@ from detectron2.data import (
 )
 from detectron2.data.datasets import register_coco_instances
 
+import json
+import os
 from lift_det.data.stage1 import (
     Stage1DatasetMapper,
     image_folder_dicts,

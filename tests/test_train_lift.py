@@ -1,14 +1,5 @@
 """Tests of stage one end to end: configs, tools/train_lift.py, resume, NaN, launch, LiFT files."""
 
-import importlib.util
-import json
-import logging
-import os
-import subprocess
-import sys
-from functools import partial
-from typing import Dict, Iterator, List
-
 import pytest
 import torch
 from PIL import Image
@@ -21,10 +12,18 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import HookBase
 from detectron2.utils.env import seed_all_rng
 
+import importlib.util
+import json
+import logging
+import os
+import subprocess
+import sys
+from functools import partial
 from lift_det.data import MINI_DATASETS, default_mini_root, generate_mini_coco, register_mini_coco
 from lift_det.data.stage1 import stage1_dataset_dicts
 from lift_det.engine import default_argument_parser, do_train
 from lift_det.modeling import LiFT, ResizeConvUpsampler, ViTLiFT
+from typing import Dict, Iterator, List
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MINI_CONFIG = os.path.join(REPO, "configs", "mini", "lift_stage1.py")

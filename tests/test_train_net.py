@@ -1,5 +1,10 @@
 """Stage two / the main job: tools/train_net.py on the mini configs (a smaller mini dataset)."""
 
+import pytest
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
 import json
 import os
 import signal
@@ -7,18 +12,9 @@ import socket
 import subprocess
 import sys
 import time
-
-import pytest
-import torch
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
-
-from detectron2.config import LazyConfig
-
+from conftest import REPO
 from lift_det.data.mini import generate_mini_coco, register_mini_coco
 from lift_det.engine.mini_pipeline import read_final_metrics
-
-from conftest import REPO
 
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
 
@@ -54,8 +50,16 @@ def config(name):
 
 def test_reported_ap_equals_pycocotools(small_mini, tmp_path):
     out = str(tmp_path / "run")
-    run_tool(["--config-file", config("vitdet_mrcnn"), f"train.output_dir={out}",
-              "train.max_iter=3", "train.eval_period=3", "model.roi_heads.box_predictor.test_score_thresh=0.0"])  # fmt: skip
+    run_tool(
+        [
+            "--config-file",
+            config("vitdet_mrcnn"),
+            f"train.output_dir={out}",
+            "train.max_iter=3",
+            "train.eval_period=3",
+            "model.roi_heads.box_predictor.test_score_thresh=0.0",
+        ]
+    )
     reported = read_final_metrics(out)
     gt = COCO(os.path.join(small_mini, "annotations", "instances_val.json"))
     with open(os.path.join(out, "coco_instances_results.json")) as f:
@@ -72,10 +76,17 @@ def test_reported_ap_equals_pycocotools(small_mini, tmp_path):
 
 def test_resume_after_kill_continues_at_the_right_iteration(small_mini, tmp_path):
     out = str(tmp_path / "run")
-    args = ["--config-file", config("vitdet_mrcnn"), f"train.output_dir={out}",
-            "train.max_iter=6", "train.checkpointer.period=2", "train.eval_period=100"]  # fmt: skip
-    proc = subprocess.Popen([sys.executable, TRAIN_NET, *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    args = [
+        "--config-file",
+        config("vitdet_mrcnn"),
+        f"train.output_dir={out}",
+        "train.max_iter=6",
+        "train.checkpointer.period=2",
+        "train.eval_period=100",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, TRAIN_NET, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     tag = os.path.join(out, "last_checkpoint")
 
     def tagged():  # a checkpoint is complete once last_checkpoint names it
@@ -108,8 +119,19 @@ def free_port():
 def test_two_process_cpu_launch(small_mini, tmp_path):
     out = str(tmp_path / "ddp")
     url = f"tcp://127.0.0.1:{free_port()}"
-    proc = run_tool(["--num-gpus", "2", "--dist-url", url, "--config-file", config("vitdet_mrcnn"),
-                     f"train.output_dir={out}", "train.max_iter=2", "train.eval_period=100"])  # fmt: skip
+    proc = run_tool(
+        [
+            "--num-gpus",
+            "2",
+            "--dist-url",
+            url,
+            "--config-file",
+            config("vitdet_mrcnn"),
+            f"train.output_dir={out}",
+            "train.max_iter=2",
+            "train.eval_period=100",
+        ]
+    )
     assert "world size: 2" in (proc.stdout + proc.stderr).lower() or os.path.exists(
         os.path.join(out, "model_final.pth")
     )
@@ -119,12 +141,27 @@ def test_two_process_cpu_launch(small_mini, tmp_path):
 
 def test_lift_stage_two_config_trains_only_heads(small_mini, tmp_path):
     out = str(tmp_path / "base")
-    run_tool(["--config-file", config("vitdet_mrcnn"), f"train.output_dir={out}",
-              "train.max_iter=1", "train.eval_period=100"])  # fmt: skip
+    run_tool(
+        [
+            "--config-file",
+            config("vitdet_mrcnn"),
+            f"train.output_dir={out}",
+            "train.max_iter=1",
+            "train.eval_period=100",
+        ]
+    )
     base = os.path.join(out, "model_final.pth")
     out2 = str(tmp_path / "lift")
-    proc = run_tool(["--config-file", config("vitdet_mrcnn_lift"), f"train.output_dir={out2}",
-                     f"train.init_checkpoint={base}", "train.max_iter=2", "train.eval_period=100"])  # fmt: skip
+    proc = run_tool(
+        [
+            "--config-file",
+            config("vitdet_mrcnn_lift"),
+            f"train.output_dir={out2}",
+            f"train.init_checkpoint={base}",
+            "train.max_iter=2",
+            "train.eval_period=100",
+        ]
+    )
     before = torch.load(base, weights_only=False)["model"]
     after = torch.load(os.path.join(out2, "model_final.pth"), weights_only=False)["model"]
     vit_key = "backbone.net.blocks.0.attn.qkv.weight"
@@ -137,13 +174,27 @@ def test_lift_stage_two_config_trains_only_heads(small_mini, tmp_path):
 def test_bad_inputs_give_clear_errors(small_mini, tmp_path):
     proc = run_tool(["--config-file", config("vitdet_mrcnn"), "--eval-only"], check=False)
     assert proc.returncode != 0 and "--eval-only needs weights" in proc.stderr
-    proc = run_tool(["--config-file", config("vitdet_mrcnn"), "--eval-only",
-                     "train.init_checkpoint=/nonexistent/model.pth"], check=False)  # fmt: skip
+    proc = run_tool(
+        [
+            "--config-file",
+            config("vitdet_mrcnn"),
+            "--eval-only",
+            "train.init_checkpoint=/nonexistent/model.pth",
+        ],
+        check=False,
+    )
     assert proc.returncode != 0 and "does not exist" in proc.stderr
     bad = tmp_path / "lift.pth"
     torch.save({"model": {}}, bad)
-    proc = run_tool(["--config-file", config("vitdet_mrcnn_lift"), f"train.output_dir={tmp_path}",
-                     f"model.backbone.net.lift_weights={bad}"], check=False)  # fmt: skip
+    proc = run_tool(
+        [
+            "--config-file",
+            config("vitdet_mrcnn_lift"),
+            f"train.output_dir={tmp_path}",
+            f"model.backbone.net.lift_weights={bad}",
+        ],
+        check=False,
+    )
     assert proc.returncode != 0 and "not a LiFT file" in proc.stderr
 
 

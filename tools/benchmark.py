@@ -11,12 +11,11 @@ stage-one step time / one frozen-ViT forward; peak memory. See lift_det.analysis
 timing); the LiFT-B / ViT-B FLOP ratio is always counted at 1024. --tiny is for tests.
 """
 
-import argparse
-
 import torch
 
 from detectron2.utils.logger import setup_logger
 
+import argparse
 from lift_det.analysis.flops import run_benchmark, write_benchmark
 
 

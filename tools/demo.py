@@ -5,16 +5,16 @@ Detect on images with a LazyConfig model and draw boxes and masks with detectron
     tools/demo.py --config-file configs/mini/vitdet_mrcnn_lift.py --input img.jpg \
         --output out.png [--weights OUTPUT_DIR/model_final.pth] [--confidence 0.5] [key=value ...]
 """
-import argparse
-import logging
-import os
 
 from detectron2.config import LazyConfig
 from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
+import argparse
 import lift_det  # noqa: F401  (registers backbones and datasets)
+import logging
+import os
 from lift_det.engine.predictor import LazyPredictor
 
 

@@ -6,8 +6,8 @@ stage two (+LiFT, +bilinear control, baseline with the same extra iterations) ->
     tools/run_mini.py --output-dir output/mini [--baseline-iters 400 --stage1-iters 500
         --stage2-iters 160] [--resume] [-- key=value ...  (passed to every step)]
 """
-import argparse
 
+import argparse
 from lift_det.engine.mini_pipeline import run_pipeline
 
 if __name__ == "__main__":

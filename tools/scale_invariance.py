@@ -8,19 +8,19 @@ and per-source-scale curves) and the numbers as JSON.
         [--config CONFIG] [--weights CHECKPOINT] [--lift-weights lift_final.pth]
         [--scales 0.5 0.75 1 1.5 2] [--size S] [--grid G] [--passes K]
 
---config: a stage-one config (default: configs/mini/lift_stage1.py) or a ViTDet detector config. Without --images: a photograph that ships with
+--config: a stage-one config (default: configs/mini/lift_stage1.py) or a ViTDet detector config.
+Without --images: a photograph that ships with
 matplotlib. --images takes files, folders and globs.
 """
-
-import argparse
-import glob
-import os
 
 import torch
 
 from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
 
+import argparse
+import glob
+import os
 from lift_det.analysis.cka import plot_scale_cka, save_scale_cka_json, scale_invariance
 from lift_det.analysis.similarity import (
     build_feature_model,

@@ -14,7 +14,6 @@ from detectron2.engine import launch
 import lift_det  # noqa: F401  (registers backbones and datasets)
 from lift_det.engine import default_argument_parser, main
 
-
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
     launch(

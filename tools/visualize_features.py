@@ -13,14 +13,13 @@ ViT + LiFT and k x recursive LiFT (k = 2..--passes, paper Table 8), as one PNG.
 --image: a photograph that ships with matplotlib. Without weights the maps come from random weights.
 """
 
-import argparse
-import os
-
 import torch
 
 from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
 
+import argparse
+import os
 from lift_det.analysis.similarity import (
     build_feature_model,
     default_image_path,

@@ -14,7 +14,9 @@ from detectron2.modeling.roi_heads import (
 def to_cascade(model):
     # the cascade's box heads copy the Mask R-CNN box head's widths (ViTDet: 4 convs + 1 fc)
     channels = model.backbone.out_channels
-    conv_dims, fc_dims = list(model.roi_heads.box_head.conv_dims), list(model.roi_heads.box_head.fc_dims)
+    conv_dims, fc_dims = list(model.roi_heads.box_head.conv_dims), list(
+        model.roi_heads.box_head.fc_dims
+    )
     # arguments that don't exist for Cascade R-CNN
     [model.roi_heads.pop(k) for k in ["box_head", "box_predictor", "proposal_matcher"]]
     model.roi_heads.update(

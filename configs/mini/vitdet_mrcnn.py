@@ -1,16 +1,17 @@
 # The pipeline on the built-in mini COCO data (3 classes, 256x256, generated on first use) with a
-# small ViT and slimmer heads, so that it trains on a CPU. Same code paths as configs/vitdet_mrcnn.py;
+# small ViT and slimmer heads, so that it trains on a CPU. Same code paths as
+# configs/vitdet_mrcnn.py;
 # no pretrained weights exist for this ViT: it trains from scratch.
-#   tools/train_net.py --config-file configs/mini/vitdet_mrcnn.py train.max_iter=… train.output_dir=…
+#   tools/train_net.py --config-file configs/mini/vitdet_mrcnn.py \
+#       train.max_iter=… train.output_dir=…
 import torch
+from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 import detectron2.data.transforms as T
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
-from detectron2.modeling.backbone.vit import get_vit_lr_decay_rate  # noqa: F401
 from detectron2.solver import WarmupParamScheduler
-from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 from lift_det.data import ensure_mini_coco
 

@@ -1,6 +1,7 @@
 # Stage two on the mini data: the trained mini ViTDet + LiFT-S (192 channels) from stage one; ViT
 # and LiFT frozen, pyramid and heads finetuned. tools/run_mini.py passes the two files:
-#   train.init_checkpoint=<baseline>/model_final.pth model.backbone.net.lift_weights=<s1>/lift_final.pth
+#   train.init_checkpoint=<baseline>/model_final.pth
+#   model.backbone.net.lift_weights=<stage1>/lift_final.pth
 from lift_det.config import lift_backbone
 
 from ..common.stage2 import finetune_schedule, freeze_for_stage2

@@ -15,11 +15,11 @@ that its features are more similar across scales (higher CKA) than the ViT's or 
 upsampled ViT features.
 """
 
-import json
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
-
 import torch
 import torch.nn.functional as F
+
+import json
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 __all__ = [
     "linear_cka",

@@ -1,4 +1,4 @@
-"""Measured cost of LiFT in ViTDet-B: parameters, FLOPs, inference time, stage-one step time, memory.
+"""Measured cost of LiFT in ViTDet-B: parameters, FLOPs, inference time, stage-one step, memory.
 
 The paper reports LiFT's cost against its backbone (§5, Tables 5-6: +22% FLOPs for DINO ViT-S/16 at
 224, 3x fewer FLOPs than the ViT at 2x input for the same stride-8 grid). :func:`run_benchmark`
@@ -18,6 +18,9 @@ always runs on the full 100 detections per image (a trained model on COCO is clo
 random weights and the default 0.05 threshold the mask head would not run at all).
 """
 
+import torch
+from torch import nn
+
 import contextlib
 import json
 import logging
@@ -29,9 +32,6 @@ import threading
 import time
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple
-
-import torch
-from torch import nn
 
 __all__ = [
     "BENCHMARK_MODES",
@@ -176,9 +176,9 @@ def flop_count_meta(module: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> floa
     small machine). It counts matmuls and convolutions only: on ViT-B at 1024x1024 it gives
     482.8 G where fvcore gives 483.2 G.
     """
-    import copy
-
     from torch.utils.flop_counter import FlopCounterMode
+
+    import copy
 
     meta = copy.deepcopy(module).to("meta")
     meta_inputs = tuple(torch.empty(x.shape, dtype=x.dtype, device="meta") for x in inputs)

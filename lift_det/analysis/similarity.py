@@ -11,16 +11,16 @@ stage-one setup, ``configs/mini/lift_stage1.py``: a 4-block, 192-channel ViT + L
 from a detector / stage-one checkpoint and/or a LiFT file.
 """
 
-import logging
-import os
-from typing import Dict, List, Optional, Sequence, Tuple
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from detectron2.checkpoint import DetectionCheckpointer
+
+import logging
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..checkpoint import load_lift_file
 from ..modeling import LIFT_PRESETS, BilinearUpsampler, LiFT, ViTLiFT

@@ -20,6 +20,13 @@ Example in a LazyConfig::
     dataloader.evaluator.dataset_name = L(ensure_mini_coco)(split="val")
 """
 
+import numpy as np
+import pycocotools.mask as mask_util
+from PIL import Image
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import load_coco_json
+
 import colorsys
 import contextlib
 import fcntl
@@ -31,13 +38,6 @@ import os
 import re
 import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple
-
-import numpy as np
-import pycocotools.mask as mask_util
-from PIL import Image
-
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets import load_coco_json
 
 __all__ = [
     "MINI_CLASSES",

@@ -17,11 +17,6 @@ Both plug into detectron2's ``build_detection_train_loader`` / ``build_detection
     )
 """
 
-import copy
-import logging
-import os
-from typing import Any, Dict, List, Optional, Sequence, Union
-
 import numpy as np
 import torch
 from PIL import Image
@@ -30,6 +25,11 @@ import detectron2.data.transforms as T
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import _apply_exif_orientation, convert_PIL_to_numpy
 from detectron2.utils.file_io import PathManager
+
+import copy
+import logging
+import os
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 __all__ = [
     "IMAGE_EXTENSIONS",

@@ -6,6 +6,7 @@ the same extra iterations -> COCO evaluation of each, as one table (markdown + J
 Every step runs the project's own tool (tools/train_net.py or tools/train_lift.py) in a
 subprocess, exactly as a user would, with its full log in ``<output>/<step>/log.txt``.
 """
+
 import json
 import os
 import re

@@ -1,5 +1,4 @@
 """A single-image predictor for LazyConfig models (detectron2's DefaultPredictor takes yacs)."""
-from typing import Any, Dict
 
 import numpy as np
 import torch
@@ -7,6 +6,8 @@ import torch
 from detectron2.config import instantiate
 from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
+
+from typing import Any, Dict
 
 from ..checkpoint import AtomicDetectionCheckpointer
 

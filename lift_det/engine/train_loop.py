@@ -7,9 +7,6 @@ The loop of upstream's ``tools/lazyconfig_train_net.py``, shared by our two tool
 * ``--eval-only`` without weights refused with a clear error;
 * optional ``train.export`` hooks (``after_train`` callables, e.g. writing ``lift_final.pth``).
 """
-import logging
-import os
-from typing import Any, Dict, Optional
 
 import torch
 
@@ -18,14 +15,16 @@ from detectron2.engine import (
     AMPTrainer,
     SimpleTrainer,
     create_ddp_model,
-    default_setup,
-    default_writers,
-    hooks,
 )
 from detectron2.engine import default_argument_parser as _d2_parser
+from detectron2.engine import default_setup, default_writers, hooks
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
+
+import logging
+import os
+from typing import Any, Dict, Optional
 
 from ..checkpoint import AtomicDetectionCheckpointer
 

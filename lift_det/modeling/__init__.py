@@ -1,4 +1,5 @@
 """LiFT, its controls, the ViTDet+LiFT backbone (registered in BACKBONE_REGISTRY), stage one."""
+
 # LiFT and the controls that take its place
 from .lift import LIFT_PRESETS, ConvNormAct, LiFT
 from .upsample import BilinearUpsampler, ResizeConvUpsampler

@@ -12,15 +12,16 @@ Parameter names are the contract with official checkpoints:
   unchanged; ``simfp_6`` (0.25x, new) starts fresh; ViTDet's 4x stage ``simfp_2`` has no
   counterpart (LiFT replaces its upsampling) and is reported as unused when loading.
 """
-import math
-from contextlib import nullcontext
-from typing import Any, Dict, Optional, Sequence
 
 import torch
 from torch import nn
 
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone, SimpleFeaturePyramid, ViT
+
+import math
+from contextlib import nullcontext
+from typing import Any, Dict, Optional, Sequence
 
 from ..checkpoint import load_lift_file
 
@@ -199,9 +200,9 @@ def build_vit_lift_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
     yacs builder (``MODEL.BACKBONE.NAME = "build_vit_lift_backbone"``): ViTDet-B + LiFT-B +
     stride-8 pyramid, configured by ``cfg.MODEL.VIT_LIFT`` (see :func:`add_lift_config`).
     """
-    from functools import partial
-
     from detectron2.modeling.backbone.fpn import LastLevelMaxPool
+
+    from functools import partial
 
     from .lift import LiFT
     from .upsample import BilinearUpsampler, ResizeConvUpsampler

@@ -14,12 +14,6 @@ Also here: :class:`ExportLiFTFile`, the ``after_train`` hook that writes ``lift_
 stage two, and :func:`measure_stage1_ratio`, the cost of a stage-one step in frozen-ViT forwards.
 """
 
-import copy
-import logging
-import os
-import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,6 +22,12 @@ from torch.nn.parallel import DistributedDataParallel
 from detectron2.engine import HookBase
 from detectron2.structures import ImageList
 from detectron2.utils import comm
+
+import copy
+import logging
+import os
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..checkpoint import save_lift_file
 

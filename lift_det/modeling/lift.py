@@ -9,14 +9,15 @@ LiFT-S reproduces the paper's 1.2M-parameter layout for 384-channel ViTs. LiFT-B
 arranged to keep FLOPs low: most of its capacity works at stride p (a fusion block) and the
 stride-p/2 decoder stays narrow.
 """
-import copy
-from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from detectron2.layers import get_norm
+
+import copy
+from typing import Dict, Optional
 
 __all__ = ["LiFT", "LIFT_PRESETS", "ConvNormAct"]
 

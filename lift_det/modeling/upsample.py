@@ -3,6 +3,7 @@
 Every LiFT result is reported next to :class:`BilinearUpsampler` (paper's "BL"), and optionally
 :class:`ResizeConvUpsampler` (paper's "RC": bilinear then a learned 3x3 conv, trained like LiFT).
 """
+
 import torch
 import torch.nn.functional as F
 from torch import nn
