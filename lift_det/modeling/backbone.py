@@ -19,6 +19,7 @@ from torch import nn
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone, SimpleFeaturePyramid, ViT
 
+import logging
 import math
 from contextlib import nullcontext
 from typing import Any, Dict, Optional, Sequence
@@ -83,6 +84,12 @@ class ViTLiFT(ViT):
         self.freeze_lift = freeze_lift
         if lift_weights:
             load_lift_file(self.lift, lift_weights, backbone=self.backbone_identity())
+        elif freeze_lift and any(True for _ in lift.parameters()):
+            logging.getLogger(__name__).warning(
+                f"{type(lift).__name__} is frozen but no lift_weights were given: unless a "
+                f"checkpoint loaded later holds backbone.net.lift.*, it stays at random init. "
+                f"Pass the stage-one file (model.backbone.net.lift_weights=.../lift_final.pth)."
+            )
         for name, p in self.named_parameters():
             is_lift = name.startswith("lift.")
             if (freeze_lift and is_lift) or (freeze_vit and not is_lift):
