@@ -293,10 +293,15 @@ def test_catalog_keeps_a_custom_generation(tmp_path, restore_registration) -> No
     assert all(d["height"] == d["width"] == 128 for d in dicts)
 
 
-def test_ensure_generates_lazily(tmp_path, monkeypatch, restore_registration) -> None:
+def test_ensure_registers_and_the_first_load_generates(
+    tmp_path, monkeypatch, restore_registration
+) -> None:
     root = str(tmp_path / "env_root")
     monkeypatch.setenv("LIFT_DET_MINI_ROOT", root)
     assert ensure_mini_coco("val") == "lift_mini_val"
+    assert not os.path.exists(root)  # names and metadata only
+    assert MetadataCatalog.get("lift_mini_val").thing_classes == list(MINI_CLASSES)
+    assert len(DatasetCatalog.get("lift_mini_val")) == 40
     with open(os.path.join(root, ".complete")) as f:
         stamp = json.load(f)
     assert (stamp["num_train"], stamp["num_val"], stamp["image_size"]) == (160, 40, 256)
