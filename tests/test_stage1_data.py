@@ -171,6 +171,8 @@ def test_coco_builtin_missing_names_datasets_env():
 
 def test_registered_dataset_drops_annotations(tmp_path):
     images = [{"id": i + 1, "file_name": f"{i}.jpg", "height": 64, "width": 64} for i in range(3)]
+    for image in images:
+        _save(tmp_path / image["file_name"], Image.fromarray(_gradient(64, 64).astype(np.uint8)))
     ann = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 4, 4], "area": 16, "iscrowd": 0}
     coco = {"images": images, "annotations": [ann], "categories": [{"id": 1, "name": "x"}]}
     json_file = tmp_path / "ann.json"

@@ -299,8 +299,8 @@ def ensure_mini_coco(split: str = "train", root: Optional[str] = None) -> str:
     """
     Registers the mini COCO dataset at ``root`` (see :func:`register_mini_coco`) and returns the
     registered name of one split. Generates no files (the first ``DatasetCatalog.get`` does), so
-    looking up the metadata of a config's dataset has no side effect. Meant for configs that must
-    follow ``$LIFT_DET_MINI_ROOT`` set after import, e.g. ``names=L(ensure_mini_coco)(split="val")``.
+    looking up the metadata of a config's dataset has no side effect. For configs that must follow
+    ``$LIFT_DET_MINI_ROOT`` set after import: ``names=L(ensure_mini_coco)(split="val")``.
 
     Args:
         split: "train" or "val".
