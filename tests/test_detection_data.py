@@ -14,6 +14,7 @@ from detectron2.structures import BoxMode
 
 import json
 import os
+import pickle
 from lift_det.data import DetectionDatasetMapper, get_detection_dataset_dicts, read_image
 from typing import Iterator
 
@@ -183,3 +184,10 @@ def test_coco_json_with_bad_boxes_through_the_loader(tmp_path, registered):
     mapper = _mapper(DetectionDatasetMapper)
     assert mapper(dicts[0])["instances"].gt_boxes.tensor.tolist() == [[2.0, 3.0, 12.0, 8.0]]
     assert mapper.num_dropped_boxes == 2
+
+
+def test_mapper_pickles_for_loader_workers(tmp_path):
+    path = _save_16bit(tmp_path / "deep.png", _gray8())
+    mapper = pickle.loads(pickle.dumps(_mapper(DetectionDatasetMapper)))
+    out = mapper({"file_name": path, "annotations": []})
+    assert torch.equal(out["image"][0], torch.from_numpy(_gray8()))
