@@ -193,3 +193,20 @@ def load_lift_file(
         f"feature '{meta.get('feature_layer')}', iteration {meta.get('iteration')})."
     )
     return meta
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to a unique temporary file in the same folder, then rename over ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
