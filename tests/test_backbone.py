@@ -303,3 +303,139 @@ def test_freeze_pyramid_switch():
     for name in stages:
         assert all(not p.requires_grad for p in getattr(model.backbone, name).parameters())
     assert model.roi_heads.box_predictor.cls_score.weight.requires_grad
+
+
+# LiFT weights through checkpoint loading (ViTLiFT's load_state_dict pre-hook)
+
+
+def random_lift_file(path, channels=64, scale=1.0):
+    """A LiFT-B file for the tiny ViT with random (non-initial) weights; returns its state."""
+    lift = LiFT.from_preset("LiFT-B", channels)
+    for k, v in lift.state_dict().items():
+        if v.is_floating_point():
+            v.copy_(
+                torch.randn_like(v).abs() * scale if "running_var" in k else torch.randn_like(v)
+            )
+    backbone = dict(type="detectron2.ViT", embed_dim=channels, depth=2, num_heads=2, patch_size=16)
+    save_lift_file(str(path), lift, backbone=backbone, iteration=10)
+    return {k: v.clone() for k, v in lift.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def vitdet_files(tmp_path_factory):
+    """A ViTDet-B-structured checkpoint (random tiny model) as .pth and as a model zoo .pkl."""
+    torch.manual_seed(1)
+    state = instantiate(load_config("vitdet_mrcnn").model).state_dict()
+    folder = tmp_path_factory.mktemp("vitdet")
+    torch.save({"model": state, "iteration": 184374}, folder / "vitdet.pth")
+    with open(folder / "model_final.pkl", "wb") as f:
+        data = {"model": {k: v.numpy() for k, v in state.items()}}
+        pickle.dump({**data, "__author__": "Detectron2 Model Zoo"}, f)
+    return folder, state
+
+
+def stage_two_model(lift_weights=""):
+    """configs/vitdet_mrcnn_lift.py (tiny ViT): frozen ViT and LiFT, LiFT from lift_weights."""
+    cfg = load_config("vitdet_mrcnn_lift")
+    cfg.model.backbone.net.lift_weights = lift_weights
+    cfg.model.roi_heads.batch_size_per_image = 64
+    return instantiate(cfg.model)
+
+
+def lift_state(model):
+    return {
+        k[len("backbone.net.lift.") :]: v for k, v in model.state_dict().items() if ".lift." in k
+    }
+
+
+@pytest.mark.parametrize("fmt", ["vitdet.pth", "model_final.pkl"])
+def test_vitdet_checkpoint_brings_the_lift_file(tmp_path, vitdet_files, fmt, caplog):
+    folder, vitdet = vitdet_files
+    expected = random_lift_file(tmp_path / "lift_final.pth")
+    model = stage_two_model(str(tmp_path / "lift_final.pth"))
+    checkpointer = DetectionCheckpointer(model)
+    report = {}
+    checkpointer._log_incompatible_keys = lambda inc: report.update(missing=inc.missing_keys)
+    checkpointer.resume_or_load(str(folder / fmt), resume=False)
+    got = lift_state(model)
+    assert set(got) == set(expected)
+    for k, v in expected.items():
+        torch.testing.assert_close(got[k], v, msg=k)
+    torch.testing.assert_close(
+        model.backbone.net.blocks[0].attn.qkv.weight,
+        vitdet["backbone.net.blocks.0.attn.qkv.weight"],
+    )
+    assert report["missing"] and all(k.startswith("backbone.simfp_6.") for k in report["missing"])
+    model.train()
+    with EventStorage():
+        model(fake_batch(1))  # a loaded frozen LiFT trains
+
+
+def test_ddp_prefix_brings_the_lift_file(tmp_path, vitdet_files):
+    folder, vitdet = vitdet_files
+    expected = random_lift_file(tmp_path / "lift_final.pth")
+    wrapped = torch.nn.DataParallel(stage_two_model(str(tmp_path / "lift_final.pth")))
+    incompatible = wrapped.load_state_dict(
+        {"module." + k: v for k, v in vitdet.items()}, strict=False
+    )
+    assert not [k for k in incompatible.missing_keys if ".lift." in k]
+    torch.testing.assert_close(
+        lift_state(wrapped.module)["out_conv.weight"], expected["out_conv.weight"]
+    )
+
+
+def test_checkpoint_with_lift_wins_and_the_file_is_never_read(tmp_path, caplog):
+    path = tmp_path / "lift_final.pth"
+    trained = stage_two_model()
+    for p in trained.backbone.net.lift.parameters():
+        p.data.normal_()
+    torch.save({"model": trained.state_dict(), "iteration": 5}, tmp_path / "model_final.pth")
+    random_lift_file(path)
+    model = stage_two_model(str(path))
+    os.remove(path)  # evaluation and resume need only the checkpoint
+    with caplog.at_level(logging.INFO, logger="lift_det"):
+        DetectionCheckpointer(model).resume_or_load(str(tmp_path / "model_final.pth"), resume=False)
+    for k, v in lift_state(trained).items():
+        torch.testing.assert_close(lift_state(model)[k], v, msg=k)
+    lines = [r for r in caplog.records if r.name.startswith("lift_det")]
+    assert [r.levelno for r in lines] == [logging.INFO]
+    assert "come from the checkpoint; lift_weights=" in lines[0].getMessage()
+    model.train()
+    with EventStorage():
+        model(fake_batch(1))
+
+
+def test_frozen_random_lift_refuses_to_train():
+    model = stage_two_model()
+    model.eval()
+    with torch.no_grad():  # evaluating a random LiFT is allowed (e.g. a quick smoke test)
+        model([{"image": torch.rand(3, 128, 128) * 255, "height": 128, "width": 128}])
+    model.train()
+    with pytest.raises(
+        RuntimeError, match=r"lift_weights=.*lift_final.pth.*allow_random_lift=True"
+    ):
+        with EventStorage():
+            model(fake_batch(1))
+    model.backbone.net.allow_random_lift = True
+    with EventStorage():
+        model(fake_batch(1))
+    # lift_weights set but nothing loaded (no checkpoint): the message says so
+    net = _tiny_vitlift(LiFT.from_preset("LiFT-S", 64), freeze_lift=True, lift_weights="x.pth")
+    with pytest.raises(RuntimeError, match="x.pth is set but no checkpoint was loaded"):
+        net.train()(torch.rand(1, 3, 128, 128))
+
+
+def test_lift_file_loaded_directly_and_bad_files_through_the_checkpoint(tmp_path, vitdet_files):
+    """A LiFT file loaded with load_lift_file (the previous way) still counts; a file for another
+    model is refused when the checkpoint is loaded, naming the file."""
+    from lift_det.checkpoint import load_lift_file
+
+    expected = random_lift_file(tmp_path / "lift.pth")
+    net = _tiny_vitlift(LiFT.from_preset("LiFT-B", 64), freeze_lift=True)
+    load_lift_file(net.lift, str(tmp_path / "lift.pth"), backbone=net.backbone_identity())
+    torch.testing.assert_close(net.lift.out_conv.bias, expected["out_conv.bias"])
+    net.train()(torch.rand(1, 3, 128, 128))
+    random_lift_file(tmp_path / "wide.pth", channels=96)
+    model = stage_two_model(str(tmp_path / "wide.pth"))
+    with pytest.raises(ValueError, match="wide.pth.*in_channels is 96 in the file but 64"):
+        DetectionCheckpointer(model).load(str(vitdet_files[0] / "vitdet.pth"))
