@@ -1,15 +1,15 @@
 """LiFT, its controls, the ViTDet+LiFT backbone (registered in BACKBONE_REGISTRY), stage one."""
 
 # LiFT and the controls that take its place
-from .lift import LIFT_PRESETS, ConvNormAct, LiFT
-from .upsample import BilinearUpsampler, ResizeConvUpsampler
-
-# stage two: ViT + LiFT backbone, stride-8 pyramid, yacs builder
-from .backbone import LiFTSimpleFeaturePyramid, ViTLiFT, build_vit_lift_backbone
+# stage two: ViT + LiFT backbone, its pyramid, yacs builder
+from .backbone import ViTLiFT, build_vit_lift_backbone, vit_identity
+from .distill import ExportLiFTFile, LiFTDistiller, measure_stage1_ratio
 
 # stage one: frozen feature sources and the self-supervised model
 from .feature_source import D2ViTSource, TimmViTSource
-from .distill import ExportLiFTFile, LiFTDistiller, measure_stage1_ratio
+from .lift import LIFT_PRESETS, ConvNormAct, LiFT
+from .pyramid import LiFTSimpleFeaturePyramid
+from .upsample import UPSAMPLER_NAMES, BilinearUpsampler, ResizeConvUpsampler, build_upsampler
 
 __all__ = [
     "LIFT_PRESETS",
@@ -17,9 +17,12 @@ __all__ = [
     "LiFT",
     "BilinearUpsampler",
     "ResizeConvUpsampler",
+    "UPSAMPLER_NAMES",
+    "build_upsampler",
     "LiFTSimpleFeaturePyramid",
     "ViTLiFT",
     "build_vit_lift_backbone",
+    "vit_identity",
     "D2ViTSource",
     "TimmViTSource",
     "ExportLiFTFile",
