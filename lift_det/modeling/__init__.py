@@ -9,7 +9,7 @@ from .backbone import LiFTSimpleFeaturePyramid, ViTLiFT, build_vit_lift_backbone
 
 # stage one: frozen feature sources and the self-supervised model
 from .feature_source import D2ViTSource, TimmViTSource
-from .distill import ExportLiFTFile, LiFTDistiller, measure_stage1_ratio
+from .distill import LiFTDistiller, measure_stage1_ratio
 
 __all__ = [
     "LIFT_PRESETS",
@@ -22,7 +22,6 @@ __all__ = [
     "build_vit_lift_backbone",
     "D2ViTSource",
     "TimmViTSource",
-    "ExportLiFTFile",
     "LiFTDistiller",
     "measure_stage1_ratio",
 ]
