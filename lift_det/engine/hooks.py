@@ -88,7 +88,7 @@ class ExportLiFTFile(HookBase):
         self.path = os.path.join(folder, self.filename)
         # iterations done: max_iter, or where a resumed run started if max_iter was lowered
         reached = max(trainer.start_iter, min(trainer.iter, trainer.max_iter))
-        if reached > trainer.max_iter:
+        if reached > max(trainer.max_iter, 0):
             logger.warning(
                 f"max_iter={trainer.max_iter} is below the {reached} iterations this LiFT was "
                 f"trained (a resumed run): {self.filename} records iteration {reached}."
