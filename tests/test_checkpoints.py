@@ -1,6 +1,7 @@
 """Checkpoint contract: official ViTDet (.pth / model-zoo .pkl), Cascade, MAE and LiFT files load
 into the LiFT models through detectron2's own DetectionCheckpointer with exactly the documented
-missing / unused keys; checkpoints are written atomically."""
+missing / unused keys; checkpoints are written atomically; weights that do not fit are refused
+with one summary log line; broken LiFT files are never read."""
 
 import pytest
 import timm
@@ -9,14 +10,27 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import instantiate
 
+import errno
+import hashlib
+import logging
 import os
 import pickle
+import subprocess
+import sys
+import threading
 from conftest import TINY_VIT, load_config
 from lift_det.checkpoint import (
     AtomicDetectionCheckpointer,
+    atomic_write_bytes,
+    atomic_write_text,
+    is_temp_file,
+    lift_metadata,
+    load_lift_file,
     read_lift_file,
+    remove_stale_temp_files,
     save_lift_file,
 )
+from lift_det.checkpoint.file_io import _HOST
 from lift_det.modeling import LiFT, ViTLiFT
 
 
@@ -175,20 +189,6 @@ def test_lift_file_for_another_model_is_refused(tmp_path):
         _tiny_vitlift(LiFT.from_preset("LiFT-S", 64), lift_weights=path)
 
 
-def test_bad_lift_files(tmp_path):
-    lift = LiFT.from_preset("LiFT-S", 64)
-    with pytest.raises(FileNotFoundError, match="tools/train_lift.py"):
-        _tiny_vitlift(lift, lift_weights=str(tmp_path / "nope.pth"))
-    bad = tmp_path / "corrupt.pth"
-    bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(RuntimeError, match="corrupt"):
-        _tiny_vitlift(lift, lift_weights=str(bad))
-    det = tmp_path / "detector.pth"
-    torch.save({"model": {}}, det)
-    with pytest.raises(ValueError, match="not a LiFT file"):
-        _tiny_vitlift(lift, lift_weights=str(det))
-
-
 def test_atomic_checkpointer_keeps_previous_checkpoint_on_failure(tmp_path, monkeypatch):
     model = torch.nn.Linear(2, 2)
     ckpt = AtomicDetectionCheckpointer(model, str(tmp_path))
@@ -218,3 +218,467 @@ def test_checkpoint_for_another_model_size_is_reported(tmp_path):
     mismatched = {k for k, *_ in shapes}
     assert "backbone.net.blocks.0.attn.qkv.weight" in mismatched
     assert "backbone.net.pos_embed" in mismatched
+
+
+# ---- atomic writes ------------------------------------------------------------------------------
+ENFORCE_FAIL = (
+    "[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+    "data/0: file write failed"
+)
+
+
+def test_disk_full_keeps_last_checkpoint_and_says_so(tmp_path, monkeypatch):
+    ckpt = AtomicDetectionCheckpointer(torch.nn.Linear(2, 2), str(tmp_path))
+    ckpt.save("model_0000009")
+    before = (tmp_path / "model_0000009.pth").read_bytes()
+
+    def full_disk(obj, f, *a, **k):
+        f.write(b"partial")
+        raise RuntimeError(ENFORCE_FAIL)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError) as e:
+        ckpt.save("model_0000019")
+    assert e.value.errno == errno.ENOSPC
+    assert str(e.value).endswith(
+        f"no space left on {tmp_path}: the last good checkpoint "
+        f"{tmp_path / 'model_0000009.pth'} is kept; free space and --resume"
+    )
+    assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000009.pth"]
+    assert (tmp_path / "model_0000009.pth").read_bytes() == before
+
+
+def test_atomic_save_of_lift_file_keeps_previous_file(tmp_path, monkeypatch):
+    path = str(tmp_path / "lift_final.pth")
+    lift = LiFT.from_preset("LiFT-S", 64)
+    save_lift_file(path, lift, backbone=_identity(), iteration=7)
+    before = open(path, "rb").read()
+    monkeypatch.setattr(torch, "save", lambda obj, f: f.write(b"half") and 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        save_lift_file(path, lift, backbone=_identity(), iteration=8)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["lift_final.pth"]
+    assert open(path, "rb").read() == before
+    assert read_lift_file(path)["lift_det"]["iteration"] == 7
+
+
+def test_concurrent_saves_use_unique_temp_names(tmp_path, monkeypatch):
+    """Two threads saving the same checkpoint at once: both temp files exist side by side (the old
+    fixed `.tmp-<name>` collided), the result is one complete checkpoint and no temp is left."""
+    ckpt = AtomicDetectionCheckpointer(torch.nn.Linear(2, 2), str(tmp_path))
+    barrier, seen, real_save = threading.Barrier(2, timeout=20), [], torch.save
+
+    def synchronized_save(obj, f, *a, **k):
+        barrier.wait()  # both writers have opened their temp file
+        seen.append(sorted(n for n in os.listdir(tmp_path) if n.startswith(".")))
+        barrier.wait()
+        real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", synchronized_save)
+    errors = []
+    threads = [
+        threading.Thread(target=lambda: _catch(errors, ckpt.save, "model_final")) for _ in range(2)
+    ]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    monkeypatch.undo()
+    assert errors == []
+    assert len(seen) == 2 and len(seen[0]) == 2 and all(is_temp_file(n) for n in seen[0])
+    assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_final.pth"]
+    assert set(torch.load(tmp_path / "model_final.pth")["model"]) == {"weight", "bias"}
+
+
+def _catch(errors, fn, *args):
+    try:
+        fn(*args)
+    except Exception as e:  # collected for the main thread
+        errors.append(e)
+
+
+def test_leftovers_of_killed_saves_are_cleaned(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftovers = {
+        "dead": f".model_0000009.pth.{_HOST}-{dead.pid}.abcd1234.tmp",  # a killed writer: removed
+        "live": f".model_0000019.pth.{_HOST}-{os.getppid()}.abcd1234.tmp",  # running: kept
+        "self": f".model_0000029.pth.{_HOST}-{os.getpid()}.abcd1234.tmp",  # this process: kept
+        "other": ".notes.tmp",  # not ours: kept
+        "user": "model_0000009.pth",  # kept
+    }
+    for name in leftovers.values():
+        (tmp_path / name).write_bytes(b"x")
+    AtomicDetectionCheckpointer(torch.nn.Linear(2, 2), str(tmp_path))  # a start cleans
+    kept = {k for k, v in leftovers.items() if (tmp_path / v).exists()}
+    assert kept == {"live", "self", "other", "user"}
+    # ... and so does the next save
+    (tmp_path / leftovers["dead"]).write_bytes(b"x")
+    AtomicDetectionCheckpointer(torch.nn.Linear(2, 2), str(tmp_path / "sub")).save("m")
+    assert (tmp_path / leftovers["dead"]).exists()  # another folder is not touched
+    ckpt = AtomicDetectionCheckpointer(torch.nn.Linear(2, 2), "")
+    ckpt.save_dir = str(tmp_path)
+    ckpt.save("model_0000039")
+    assert not (tmp_path / leftovers["dead"]).exists()
+    assert remove_stale_temp_files(str(tmp_path)) == []
+
+
+def test_atomic_write_text_and_bytes(tmp_path):
+    old = os.umask(0o027)
+    try:
+        atomic_write_text(str(tmp_path / "a.txt"), "héllo")
+        atomic_write_bytes(str(tmp_path / "d" / "b.bin"), b"\x00\x01")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").read_bytes() == "héllo".encode("utf-8")
+    assert (tmp_path / "d" / "b.bin").read_bytes() == b"\x00\x01"
+    assert os.stat(tmp_path / "a.txt").st_mode & 0o777 == 0o640  # umask, not mkstemp's 0600
+    assert sorted(os.listdir(tmp_path)) == ["a.txt", "d"]
+
+
+# ---- what is refused on load --------------------------------------------------------------------
+class Stage2Like(torch.nn.Module):
+    """A ViT-like frozen trunk at ``backbone.net`` and a trainable head."""
+
+    def __init__(self, width=4, frozen=True):
+        super().__init__()
+        self.backbone = torch.nn.Module()
+        self.backbone.net = torch.nn.Sequential(
+            torch.nn.Linear(width, width), torch.nn.LayerNorm(width)
+        )
+        self.head = torch.nn.Linear(3, 10)
+        if frozen:
+            self.backbone.net.requires_grad_(False)
+
+
+def _save(model, path, **extra):
+    torch.save({"model": model.state_dict(), **extra}, path)
+    return str(path)
+
+
+def test_frozen_parameters_that_do_not_fit_are_refused(tmp_path):
+    path = _save(Stage2Like(width=8), tmp_path / "other_width.pth")
+    with pytest.raises(ValueError) as e:
+        AtomicDetectionCheckpointer(Stage2Like(width=4)).load(path)
+    msg = str(e.value)
+    assert path in msg and "FROZEN" in msg and "4 did not fit" in msg
+    assert "another shape: backbone.net (4)" in msg and "(8, 8) in the file vs (4, 4)" in msg
+    # the same model unfrozen loads what fits (the head: 2 of 6 tensors, 40 of 68 parameters)
+    AtomicDetectionCheckpointer(Stage2Like(width=4, frozen=False)).load(path)
+    # frozen + explicit switch: loads what fits
+    for ckpt, p in [
+        (AtomicDetectionCheckpointer(Stage2Like(width=4)), path + "?allow_mismatch=True"),
+        (AtomicDetectionCheckpointer(Stage2Like(width=4), allow_mismatch=True), path),
+    ]:
+        ckpt.load(p)
+        torch.testing.assert_close(ckpt.model.head.weight, torch.load(path)["model"]["head.weight"])
+
+
+def test_frozen_parameters_missing_are_refused(tmp_path):
+    state = Stage2Like().state_dict()
+    path = str(tmp_path / "head_only.pth")
+    torch.save({"model": {k: v for k, v in state.items() if k.startswith("head.")}}, path)
+    with pytest.raises(ValueError, match=r"FROZEN.*not in the file: backbone.net \(4\)"):
+        AtomicDetectionCheckpointer(Stage2Like()).load(path)
+
+
+def test_checkpoint_of_another_vit_width_is_refused_in_stage_two(tmp_path):
+    path, _ = vitdet_checkpoint(tmp_path, "vitdet_mrcnn", "pth")  # embed_dim 64
+    cfg = load_config("vitdet_mrcnn_lift")  # frozen ViT and LiFT
+    cfg.model.backbone.net.embed_dim = 96
+    cfg.model.backbone.net.lift.in_channels = 96
+    model = instantiate(cfg.model)
+    with pytest.raises(ValueError, match=r"FROZEN.*another shape: .*backbone.net.pos_embed"):
+        AtomicDetectionCheckpointer(model).load(path)
+    AtomicDetectionCheckpointer(model).load(path + "?allow_mismatch=True")
+
+
+@pytest.mark.parametrize("what", ["lift file", "foreign"])
+def test_load_where_almost_nothing_fits_is_refused(tmp_path, what):
+    model = Stage2Like(frozen=False)
+    if what == "lift file":
+        path = str(tmp_path / "lift_final.pth")
+        save_lift_file(path, LiFT.from_preset("LiFT-S", 64), backbone=_identity(), iteration=3)
+        match = "is a LiFT file .* model.backbone.net.lift_weights"
+    else:
+        path = _save(Stage2Like(width=8), tmp_path / "foreign.pth", lift_det_=None)
+        state = torch.load(path)
+        state["model"] = {f"other.{k}": v for k, v in state["model"].items()}
+        torch.save(state, path)
+        match = r"does not fit this model: only 0% .* and 0% of the file's 6 tensors"
+    with pytest.raises(ValueError, match=match):
+        AtomicDetectionCheckpointer(model).load(path)
+    AtomicDetectionCheckpointer(model).load(path + "?allow_mismatch=True")
+
+
+@pytest.mark.parametrize("content", [b"\x00garbage" * 100, "truncated"])
+def test_unreadable_checkpoint_names_the_file(tmp_path, content):
+    path = str(tmp_path / "model_final.pth")
+    if content == "truncated":
+        _save(Stage2Like(), path)
+        data = open(path, "rb").read()
+        content = data[: len(data) // 2]
+    open(path, "wb").write(content)
+    with pytest.raises(RuntimeError) as e:
+        AtomicDetectionCheckpointer(Stage2Like()).load(path)
+    assert f"'{path}' ({len(content)} bytes) is not a checkpoint or is truncated" in str(e.value)
+    assert "weights_only" not in str(e.value)
+
+
+# ---- resume: fingerprint ------------------------------------------------------------------------
+def _expected_hash(model):
+    lines = sorted(f"{k}:{list(v.shape)}" for k, v in model.state_dict().items())
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+class Counter:
+    def __init__(self):
+        self.n = 0
+
+    def state_dict(self):
+        return {"n": self.n}
+
+    def load_state_dict(self, d):
+        self.n = d["n"]
+
+
+def test_resume_with_a_changed_model_is_refused(tmp_path):
+    old = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 3))
+    counter = Counter()
+    counter.n = 7
+    AtomicDetectionCheckpointer(old, str(tmp_path), trainer=counter).save("model_0000006")
+    stored = torch.load(tmp_path / "model_0000006.pth", weights_only=False)["model_fingerprint"]
+    assert stored["hash"] == _expected_hash(old)
+    # a model that lost a layer: everything it has loads, only the fingerprint tells
+    new = torch.nn.Sequential(torch.nn.Linear(2, 3))
+    resumed = Counter()
+    ckpt = AtomicDetectionCheckpointer(new, str(tmp_path), trainer=resumed)
+    with pytest.raises(ValueError) as e:
+        ckpt.resume_or_load("", resume=True)
+    msg = str(e.value)
+    assert str(tmp_path / "model_0000006.pth") in msg
+    assert f"fingerprint {_expected_hash(old)})" in msg and f"({_expected_hash(new)})" in msg
+    assert "1.weight: [3, 3] in the file vs absent here" in msg
+    assert resumed.n == 0
+    # the same model resumes; a plain load (no checkpointables) of another model's file is not a
+    # resume and loads what fits
+    same = Counter()
+    AtomicDetectionCheckpointer(old, str(tmp_path), trainer=same).resume_or_load("", resume=True)
+    assert same.n == 7
+    ckpt.resume_or_load(str(tmp_path / "model_0000006.pth"), resume=False)
+
+
+def test_resume_from_a_checkpoint_without_fingerprint_that_does_not_fit(tmp_path):
+    path = _save(torch.nn.Linear(2, 3), tmp_path / "model_0000009.pth", trainer={"n": 1})
+    (tmp_path / "last_checkpoint").write_text("model_0000009.pth")
+    ckpt = AtomicDetectionCheckpointer(torch.nn.Linear(2, 4), str(tmp_path), trainer=Counter())
+    with pytest.raises(ValueError, match=f"Cannot resume from '{path}': it does not fit"):
+        ckpt.resume_or_load("", resume=True)
+
+
+# ---- the loading log ----------------------------------------------------------------------------
+def _records(caplog, level):
+    return [r for r in caplog.records if r.levelno == level and r.name.startswith("lift_det")]
+
+
+def test_vitdet_checkpoint_into_lift_model_logs_one_line(tmp_path, caplog):
+    path, state = vitdet_checkpoint(tmp_path, "vitdet_mrcnn", "pth")
+    lift_path = str(tmp_path / "lift_final.pth")
+    save_lift_file(lift_path, LiFT.from_preset("LiFT-B", 64), backbone=_identity(), iteration=5)
+    cfg = load_config("vitdet_mrcnn_lift")
+    cfg.model.backbone.net.lift_weights = lift_path
+    model = instantiate(cfg.model)
+    model.backbone.net.lift_weights = lift_path  # what ViTLiFT records (BRIEF interface 5)
+    keys = list(model.state_dict())
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        AtomicDetectionCheckpointer(model).load(path)
+    n_new = len([k for k in keys if k.startswith("backbone.simfp_6.")])
+    n_lift = len([k for k in keys if k.startswith("backbone.net.lift.")])
+    n_unused = len([k for k in state if k.startswith("backbone.simfp_2.")])
+    (info,) = [r.getMessage() for r in _records(caplog, logging.INFO)]
+    assert info.startswith(
+        f"Loaded {len(keys) - n_new - n_lift}/{len(keys)} tensors of the model from {path}"
+    )
+    assert f"new (not in the file, keep their init): backbone.simfp_6 ({n_new})" in info
+    assert f"unused (not in this model): backbone.simfp_2 ({n_unused})" in info
+    assert "as expected for a ViTDet checkpoint" in info
+    assert f"backbone.net.lift ({n_lift}): from lift_weights={lift_path}" in info
+    assert "\n" not in info
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    debug = "\n".join(r.getMessage() for r in _records(caplog, logging.DEBUG))
+    assert "backbone.simfp_6.1.weight" in debug and "backbone.simfp_2.0.weight" in debug
+    lift = LiFT.from_preset("LiFT-B", 64)
+    load_lift_file(lift, lift_path)
+    for k, v in lift.state_dict().items():
+        torch.testing.assert_close(model.backbone.net.lift.state_dict()[k], v)
+
+
+class LiFTNetStandIn(torch.nn.Module):
+    """Mimics ViTLiFT's load hook (BRIEF interface 5): a state dict without ``lift.*`` gets LiFT
+    from ``lift_weights``; one with ``lift.*`` wins and the file is never read."""
+
+    def __init__(self, lift_weights):
+        super().__init__()
+        self.trunk = torch.nn.Linear(2, 2)
+        self.lift = torch.nn.Linear(2, 2)
+        self.lift_weights = lift_weights
+        self.file_reads = 0
+        self.requires_grad_(False)
+        self.register_load_state_dict_pre_hook(self._fill_lift)
+
+    @staticmethod
+    def _fill_lift(module, state_dict, prefix, *args):
+        if not any(k.startswith(prefix + "lift.") for k in state_dict):
+            module.file_reads += 1
+            for k, v in torch.load(module.lift_weights).items():
+                state_dict[f"{prefix}lift.{k}"] = v
+
+
+@pytest.mark.parametrize("ckpt_has_lift", [True, False])
+def test_log_says_where_lift_came_from(tmp_path, caplog, ckpt_has_lift):
+    lift_file = str(tmp_path / "lift.pth")
+    torch.save({"weight": torch.full((2, 2), 2.0), "bias": torch.zeros(2)}, lift_file)
+    donor = torch.nn.Module()
+    donor.net = LiFTNetStandIn(lift_file)
+    torch.nn.init.constant_(donor.net.lift.weight, 3.0)
+    state = donor.state_dict()
+    if not ckpt_has_lift:
+        state = {k: v for k, v in state.items() if ".lift." not in k}
+    path = str(tmp_path / "model.pth")
+    torch.save({"model": state}, path)
+    model = torch.nn.Module()
+    model.net = LiFTNetStandIn(lift_file)
+    with caplog.at_level(logging.INFO):
+        AtomicDetectionCheckpointer(model).load(path)
+    (info,) = [r.getMessage() for r in _records(caplog, logging.INFO)]
+    if ckpt_has_lift:
+        assert model.net.file_reads == 0 and (model.net.lift.weight == 3).all()
+        assert f"net.lift: from the checkpoint (lift_weights={lift_file} not used)" in info
+        assert info.startswith(f"Loaded 4/4 tensors of the model from {path}")
+    else:
+        assert model.net.file_reads == 1 and (model.net.lift.weight == 2).all()
+        assert f"net.lift (2): from lift_weights={lift_file} (the checkpoint has none)" in info
+        assert info.startswith(f"Loaded 2/4 tensors of the model from {path}")
+
+
+# ---- LiFT files ---------------------------------------------------------------------------------
+def _lift_file(path, edit_state=None, **meta):
+    lift = LiFT.from_preset("LiFT-S", 64)
+    state = lift.state_dict()
+    if edit_state:
+        edit_state(state)
+    data = {
+        "model": state,
+        "lift_det": {**lift_metadata(lift, _identity()), "iteration": 10, **meta},
+    }
+    torch.save(data, path)
+
+
+def _set(key, value):
+    def edit(state):
+        state[key] = state[key].clone()
+        state[key].view(-1)[0] = value
+
+    return edit
+
+
+BAD_LIFT_FILES = {
+    "nan": (dict(edit_state=_set("out_conv.weight", float("nan"))), "out_conv.weight has NaN/inf"),
+    "inf": (dict(edit_state=_set("out_conv.bias", float("inf"))), "out_conv.bias has NaN/inf"),
+    "1e6": (
+        dict(edit_state=_set("out_conv.weight", 1e6)),
+        "has exploded (max |w| = 1e+06 > 1e+04)",
+    ),
+    "var_inf": (
+        dict(edit_state=_set("image_encoder.0.norm_layer.running_var", float("inf"))),
+        "image_encoder.0.norm_layer.running_var has NaN/inf",
+    ),
+    "var_0": (
+        dict(edit_state=_set("image_encoder.1.norm_layer.running_var", 0.0)),
+        "BatchNorm image_encoder.1.norm_layer.running_var has values <= 0",
+    ),
+    "iter_0": (dict(iteration=0), "iteration 0 <= 0, LiFT was never trained"),
+    "iter_-5": (dict(iteration=-5), "iteration -5 <= 0"),
+}
+
+
+@pytest.mark.parametrize(
+    "case", list(BAD_LIFT_FILES) + ["truncated", "random bytes", "detector checkpoint"]
+)
+def test_broken_lift_files_are_refused_on_load(tmp_path, case):
+    path = str(tmp_path / "lift_final.pth")
+    if case in BAD_LIFT_FILES:
+        kwargs, fragment = BAD_LIFT_FILES[case]
+        _lift_file(path, **kwargs)
+    elif case == "truncated":
+        _lift_file(path)
+        data = open(path, "rb").read()
+        open(path, "wb").write(data[: len(data) - 100])
+        fragment = "is not a LiFT file or is truncated"
+    elif case == "random bytes":
+        open(path, "wb").write(os.urandom(5000))
+        fragment = "(5000 bytes) is not a LiFT file or is truncated (not a zip archive)"
+    else:
+        vitdet_path, _ = vitdet_checkpoint(tmp_path, "vitdet_mrcnn", "pth")
+        os.replace(vitdet_path, path)
+        fragment = "is not a LiFT file written by lift_det"
+    with pytest.raises((ValueError, RuntimeError)) as e:
+        load_lift_file(LiFT.from_preset("LiFT-S", 64), path)
+    assert fragment in str(e.value) and path in str(e.value)
+    assert "weights_only" not in str(e.value)
+    if case in BAD_LIFT_FILES and "iter" not in case:
+        assert "lower optimizer.lr" in str(e.value)  # the fix
+
+
+def test_broken_lift_weights_are_never_written(tmp_path):
+    lift = LiFT.from_preset("LiFT-S", 64)
+    with torch.no_grad():
+        lift.out_conv.weight[0, 0, 0, 0] = float("nan")
+    path = str(tmp_path / "lift_final.pth")
+    with pytest.raises(ValueError, match="out_conv.weight has NaN/inf"):
+        save_lift_file(path, lift, backbone=_identity(), iteration=10)
+    assert os.listdir(tmp_path) == []
+
+
+def test_format_1_lift_file_still_loads(tmp_path, caplog):
+    """A file written by lift_det's first format (no teacher / quality fields), by hand."""
+    lift = LiFT.from_preset("LiFT-S", 64)
+    torch.nn.init.normal_(lift.out_conv.weight)
+    meta = {
+        "format": 1,
+        "class": "LiFT",
+        "preset": "LiFT-S",
+        "arch": dict(lift.arch),
+        "in_channels": 64,
+        "patch_size": 16,
+        "backbone": _identity(),
+        "feature_layer": "last_feat",
+        "iteration": 1234,
+        "teacher_weights": "vitdet_b.pkl",
+        "distance": "cosine",
+    }
+    path = str(tmp_path / "old.pth")
+    torch.save({"model": lift.state_dict(), "lift_det": meta}, path)
+    fresh = LiFT.from_preset("LiFT-S", 64)
+    with caplog.at_level(logging.WARNING):
+        assert load_lift_file(fresh, path, backbone=_identity()) == meta
+    torch.testing.assert_close(fresh.out_conv.weight, lift.out_conv.weight)
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize(
+    "meta,warning",
+    [
+        (dict(teacher={"weights": "", "initialized": False}), "UNINITIALIZED (random) ViT teacher"),
+        (dict(teacher_weights=""), "UNINITIALIZED (random) ViT teacher"),  # format 1
+        (dict(undertrained=True, quality={"cos_lift": 0.5, "cos_bilinear": 0.75}), "UNDERTRAINED"),
+    ],
+)
+def test_lift_file_warnings_on_load(tmp_path, caplog, meta, warning):
+    path = str(tmp_path / "lift.pth")
+    _lift_file(path, **meta)
+    with caplog.at_level(logging.WARNING):
+        load_lift_file(LiFT.from_preset("LiFT-S", 64), path)
+    (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning in record.getMessage() and path in record.getMessage()
+    if "quality" in meta:
+        assert "(0.5000) is below bilinear upsampling's (0.7500)" in record.getMessage()

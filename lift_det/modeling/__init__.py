@@ -1,15 +1,16 @@
 """LiFT, its controls, the ViTDet+LiFT backbone (registered in BACKBONE_REGISTRY), stage one."""
 
 # LiFT and the controls that take its place
+from .lift import LIFT_PRESETS, ConvNormAct, LiFT
+from .upsample import UPSAMPLER_NAMES, BilinearUpsampler, ResizeConvUpsampler, build_upsampler
+
 # stage two: ViT + LiFT backbone, its pyramid, yacs builder
 from .backbone import ViTLiFT, build_vit_lift_backbone, vit_identity
-from .distill import ExportLiFTFile, LiFTDistiller, measure_stage1_ratio
+from .pyramid import LiFTSimpleFeaturePyramid
 
 # stage one: frozen feature sources and the self-supervised model
 from .feature_source import D2ViTSource, TimmViTSource
-from .lift import LIFT_PRESETS, ConvNormAct, LiFT
-from .pyramid import LiFTSimpleFeaturePyramid
-from .upsample import UPSAMPLER_NAMES, BilinearUpsampler, ResizeConvUpsampler, build_upsampler
+from .distill import LiFTDistiller, measure_stage1_ratio
 
 __all__ = [
     "LIFT_PRESETS",
@@ -25,7 +26,6 @@ __all__ = [
     "vit_identity",
     "D2ViTSource",
     "TimmViTSource",
-    "ExportLiFTFile",
     "LiFTDistiller",
     "measure_stage1_ratio",
 ]

@@ -17,21 +17,15 @@ stage two, and :func:`measure_stage1_ratio`, the cost of a stage-one step in fro
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
-from detectron2.engine import HookBase
 from detectron2.structures import ImageList
-from detectron2.utils import comm
 
 import copy
 import logging
-import os
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..checkpoint import save_lift_file
-
-__all__ = ["LiFTDistiller", "ExportLiFTFile", "measure_stage1_ratio", "DISTANCES", "DOWNSCALES"]
+__all__ = ["LiFTDistiller", "measure_stage1_ratio", "DISTANCES", "DOWNSCALES"]
 
 logger = logging.getLogger(__name__)
 
@@ -228,79 +222,6 @@ class LiFTDistiller(nn.Module):
             m = mask1[i]
             results.append({k: float(s[i][m].mean()) for k, s in sims.items()})
         return results
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
-class ExportLiFTFile(HookBase):
-    """
-    ``after_train`` hook (for ``cfg.train.export``): writes the trained LiFT of a
-    :class:`LiFTDistiller` with its metadata (preset, channels, patch size, the source's
-    identity, feature layer, iteration, teacher weights) to ``<output_dir>/<filename>``, the file
-    that stage two loads (``ViTLiFT(lift_weights=...)``). Main process only, atomic; nothing is
-    written if training stopped before ``max_iter`` (e.g. on a NaN loss).
-
-    It also warns before training when ``teacher_weights`` is empty: the ViT is then random.
-    """
-
-    def __init__(
-        self,
-        filename: str = "lift_final.pth",
-        teacher_weights: str = "",
-        feature_layer: str = "last_feat",
-        output_dir: str = "",
-    ):
-        """
-        Args:
-            filename (str): file name in the output directory.
-            teacher_weights (str): where the ViT's weights came from (``train.init_checkpoint``),
-                recorded in the file.
-            feature_layer (str): the ViT feature LiFT was trained on.
-            output_dir (str): output directory; default: the checkpointer's ``save_dir``
-                (``train.output_dir``; the engine sets ``.checkpointer`` on export hooks).
-        """
-        self.filename = filename
-        self.teacher_weights = teacher_weights
-        self.feature_layer = feature_layer
-        self.output_dir = output_dir
-        self.checkpointer = None
-        self.path: Optional[str] = None
-
-    def before_train(self):
-        if not self.teacher_weights:
-            logger.warning(
-                "train.init_checkpoint is empty: the frozen ViT is RANDOMLY INITIALIZED (unless "
-                "resuming), so LiFT learns to upsample the features of a random network. Set "
-                "train.init_checkpoint to a trained ViTDet checkpoint for a useful LiFT."
-            )
-
-    def after_train(self):
-        trainer = self.trainer
-        if trainer.iter < trainer.max_iter:
-            logger.warning(
-                f"Training stopped at iteration {trainer.iter} < max_iter={trainer.max_iter}: "
-                f"{self.filename} not written."
-            )
-            return
-        if not comm.is_main_process():
-            return
-        folder = self.output_dir or getattr(self.checkpointer, "save_dir", "")
-        if not folder:
-            raise ValueError("ExportLiFTFile needs output_dir or a checkpointer with a save_dir.")
-        model = _unwrap(trainer.model)
-        self.path = os.path.join(folder, self.filename)
-        save_lift_file(
-            self.path,
-            model.lift,
-            backbone=model.backbone.identity(),
-            feature_layer=self.feature_layer,
-            iteration=int(min(trainer.iter, trainer.max_iter)),
-            teacher_weights=self.teacher_weights,
-            distance=getattr(model, "distance", "cosine"),
-        )
-        logger.info(f"Wrote the stage-one LiFT to {self.path} (load it with lift_weights=...).")
 
 
 def _sync(device: torch.device) -> None:

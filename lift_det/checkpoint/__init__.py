@@ -1,0 +1,21 @@
+"""Checkpoints: atomic writes, LiFT files with metadata, a DetectionCheckpointer that checks."""
+
+from .checkpointer import MIN_FIT, AtomicDetectionCheckpointer, model_fingerprint
+from .file_io import (
+    atomic_torch_save,
+    atomic_write_bytes,
+    atomic_write_text,
+    is_temp_file,
+    remove_stale_temp_files,
+)
+from .lift_file import (
+    LIFT_FILE_FORMAT,
+    MAX_ABS_WEIGHT,
+    check_lift_state,
+    lift_metadata,
+    load_lift_file,
+    read_lift_file,
+    save_lift_file,
+)
+
+__all__ = [k for k in globals().keys() if not k.startswith("_")]

@@ -1,0 +1,311 @@
+"""A DetectionCheckpointer that writes atomically and refuses weights that do not fit.
+
+Refused on load (unless ``allow_mismatch=True`` or ``path?allow_mismatch=True``):
+
+* a frozen parameter (``requires_grad=False``: the ViT in both stages, LiFT in stage two) that
+  the file does not supply or supplies with another shape: it would stay at its initialization;
+* a load where almost nothing fits: less than ``MIN_FIT`` of the model's parameters (counted in
+  elements) got a value AND less than ``MIN_FIT`` of the file's tensors were used (an MAE ViT
+  into a detector uses nearly all of the file; a LiFT file or another architecture uses neither);
+* resuming (loading with checkpointables) with any tensor missing or mis-shaped, or from a
+  checkpoint whose model fingerprint (names + shapes, stored by :meth:`save`) differs.
+
+Each load logs one INFO line (tensors loaded, new / mis-shaped / unused groups by module prefix,
+where LiFT came from); the full key lists go to DEBUG.
+"""
+
+from fvcore.common.checkpoint import _filter_reused_missing_keys
+from torch import nn
+
+from detectron2.checkpoint import DetectionCheckpointer
+
+import errno
+import hashlib
+import itertools
+import logging
+import os
+import re
+from collections import Counter
+from typing import Any, Dict, Iterable, List, Optional, Set
+from urllib.parse import parse_qs, urlencode, urlparse
+
+from .file_io import atomic_torch_save, atomic_write_text, remove_stale_temp_files
+from .lift_file import UNREADABLE, not_a_checkpoint
+
+__all__ = ["AtomicDetectionCheckpointer", "MIN_FIT", "model_fingerprint"]
+
+logger = logging.getLogger(__name__)
+MIN_FIT = 0.5
+_SWITCH = "allow_mismatch"
+_RANDOM = "allow_random_lift"  # ViTLiFT's switch: a random frozen LiFT is allowed
+_VITDET_NEW = re.compile(r"(^|\.)lift$|^backbone\.simfp_6$")  # expected gaps of a ViTDet file
+_VITDET_UNUSED = re.compile(r"^backbone\.simfp_2$")
+
+
+def model_fingerprint(model: nn.Module) -> Dict[str, Any]:
+    """Names and shapes of the model's state dict and their hash (stored in each checkpoint)."""
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+    text = "\n".join(f"{k}:{shapes[k]}" for k in sorted(shapes))
+    return {"hash": hashlib.sha256(text.encode()).hexdigest()[:16], "shapes": shapes}
+
+
+def _groups(keys: Iterable[str], universe: Iterable[str]) -> Dict[str, int]:
+    """Group ``keys`` by module prefix: the shortest prefix under which every key of ``universe``
+    is in ``keys`` (e.g. all of ``backbone.net.lift``), made as deep as it stays the same group
+    (``backbone.net``, not ``backbone``, if the backbone is only its net): {prefix: count}."""
+    keys = set(keys)
+    n_all, n_sel = Counter(), Counter()
+    for k in set(universe) | keys:
+        parts = k.split(".")
+        for i in range(1, len(parts) + 1):
+            n_all[".".join(parts[:i])] += 1
+            n_sel[".".join(parts[:i])] += k in keys
+    groups = Counter()
+    for k in keys:
+        prefixes = list(itertools.accumulate(k.split("."), lambda a, b: f"{a}.{b}"))
+        i = next(i for i, p in enumerate(prefixes) if n_all[p] == n_sel[p])
+        while i + 2 < len(prefixes) and n_sel[prefixes[i + 1]] == n_sel[prefixes[i]]:
+            i += 1
+        groups[prefixes[i]] += 1
+    return dict(sorted(groups.items()))
+
+
+def _child(name: str, child: str) -> str:
+    return f"{name}.{child}" if name else child
+
+
+def _fmt(groups: Dict[str, int]) -> str:
+    return ", ".join(f"{p} ({n})" for p, n in groups.items())
+
+
+class AtomicDetectionCheckpointer(DetectionCheckpointer):
+    """
+    A :class:`DetectionCheckpointer` whose ``save`` never leaves a partial file (a uniquely named
+    temporary file renamed over the target; ``last_checkpoint`` updated after the rename; a full
+    disk keeps the last good checkpoint), which stores a model fingerprint in each checkpoint,
+    removes leftovers of killed saves, and whose ``load`` refuses weights that do not fit (see
+    the module docstring) and logs one summary line.
+    """
+
+    def __init__(self, model, save_dir: str = "", *, allow_mismatch: bool = False, **kwargs):
+        """
+        Args:
+            model, save_dir, kwargs: as :class:`DetectionCheckpointer`.
+            allow_mismatch (bool): load whatever fits, even into frozen parameters or on resume
+                (also per load: ``path?allow_mismatch=True``).
+        """
+        super().__init__(model, save_dir, **kwargs)
+        self.allow_mismatch = allow_mismatch
+        self._load_args: Dict[str, Any] = {}
+        if self.save_to_disk and save_dir and os.path.isdir(save_dir):
+            remove_stale_temp_files(save_dir)
+
+    # ---- save ----------------------------------------------------------------------------
+    def save(self, name: str, **kwargs: Any) -> None:
+        if not self.save_dir or not self.save_to_disk:
+            return
+        kwargs["model_fingerprint"] = model_fingerprint(self.model)
+        if "://" in self.save_dir:  # remote storage: no rename, plain save
+            return super().save(name, **kwargs)
+        remove_stale_temp_files(self.save_dir)
+        data = {"model": self.model.state_dict()}
+        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
+        data.update(kwargs)
+        path = os.path.join(self.save_dir, f"{name}.pth")
+        self.logger.info(f"Saving checkpoint to {path}")
+        try:
+            atomic_torch_save(data, path)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            last = self.get_checkpoint_file() if self.has_checkpoint() else ""
+            raise OSError(
+                errno.ENOSPC,
+                f"no space left on {self.save_dir}: the last good checkpoint "
+                f"{last or '(none written yet)'} is kept; free space and --resume",
+            ) from e
+        self.tag_last_checkpoint(f"{name}.pth")
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        if "://" in self.save_dir:
+            return super().tag_last_checkpoint(last_filename_basename)
+        atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
+
+    # ---- load ----------------------------------------------------------------------------
+    def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
+        allow = self.allow_mismatch
+        if path:
+            url = urlparse(path)
+            query = parse_qs(url.query)
+            allow = allow or query.pop(_SWITCH, ["False"]) == ["True"]
+            path = url._replace(query=urlencode(query, doseq=True)).geturl()
+        keys = list(self.checkpointables) if checkpointables is None else checkpointables
+        self._load_args = {"path": path, "allow": allow, "checkpointables": keys}
+        try:
+            return super().load(path, checkpointables)
+        finally:
+            self._load_args = {}
+            self._parsed_url_during_load = None  # detectron2 leaves it set after an error
+
+    def _load_file(self, filename: str) -> Dict[str, Any]:
+        try:
+            return super()._load_file(filename)
+        except UNREADABLE as e:
+            if "Unsupported global" in str(e):  # a real checkpoint torch refuses: its message
+                raise
+            raise not_a_checkpoint(filename, e) from None
+
+    def _lift_modules(self) -> Dict[str, str]:
+        """{'<prefix>lift.': lift_weights} for the modules (ViTLiFT) given a LiFT file."""
+        return {
+            _child(name, "lift."): m.lift_weights
+            for name, m in self.model.named_modules()
+            if getattr(m, "lift_weights", "") and hasattr(m, "lift")
+        }
+
+    def _load_model(self, checkpoint: Dict[str, Any]):
+        args = self._load_args
+        path, allow = args.get("path", "?"), args.get("allow", self.allow_mismatch)
+        resume = any(k in checkpoint for k in args.get("checkpointables", []))
+        if resume and not allow:
+            self._check_fingerprint(checkpoint.get("model_fingerprint"), path)
+        keys = [k[7:] if k.startswith("module.") else k for k in checkpoint["model"]]
+        lift_weights = self._lift_modules()
+        lift_from_ckpt = {p: any(k.startswith(p) for k in keys) for p in lift_weights}
+        is_lift_file = "lift_det" in checkpoint
+        incompatible = super()._load_model(checkpoint)
+
+        model_keys = list(self.model.state_dict())
+        missing = set(_filter_reused_missing_keys(self.model, incompatible.missing_keys))
+        shapes = {k: (a, b) for k, a, b in incompatible.incorrect_shapes}
+        # LiFT supplied by lift_weights (the load hook or the constructor), or allowed random
+        lift_from_file = [p for p, has in lift_from_ckpt.items() if not has]
+        random_ok = [
+            _child(n, "lift.") for n, m in self.model.named_modules() if getattr(m, _RANDOM, 0)
+        ]
+        exempt = {k for k in model_keys if any(k.startswith(p) for p in lift_from_file + random_ok)}
+        missing -= exempt | set(shapes)  # fvcore drops mis-shaped tensors: they show as missing
+        not_loaded = missing | exempt | set(shapes)
+        loaded = [k for k in model_keys if k not in not_loaded]
+        n_from_ckpt = len(loaded)
+        params = dict(self.model.named_parameters())
+        numel = sum(p.numel() for p in params.values()) or 1
+        fit_model = sum(params[k].numel() for k in loaded if k in params) / numel
+        fit_file = min(1.0, n_from_ckpt / max(1, len(keys)))
+        frozen = {k for k, p in params.items() if not p.requires_grad}
+        bad_frozen = sorted(frozen & (missing | set(shapes)))
+        self._report = dict(
+            path=path,
+            allow=allow,
+            n_loaded=n_from_ckpt,
+            n_model=len(model_keys),
+            missing=_groups(missing, model_keys),
+            shapes=_groups(shapes, model_keys),
+            unused=_groups(incompatible.unexpected_keys, model_keys),
+            lift={
+                p: (not has, lift_weights[p], len([k for k in exempt if k.startswith(p)]))
+                for p, has in lift_from_ckpt.items()
+            },
+        )
+        if allow:
+            return incompatible
+        what = self._describe(missing, shapes)
+        fix = f"or append ?{_SWITCH}=True to the path to load only what fits."
+        if resume and (missing or shapes):
+            raise ValueError(
+                f"Cannot resume from '{path}': it does not fit this model ({what}). Resume with "
+                f"the config that wrote it, train into a new train.output_dir, {fix}"
+            )
+        if bad_frozen:
+            if any(".lift." in f".{k}" for k in bad_frozen):
+                fix = (
+                    "give the stage-one LiFT file as model.backbone.net.lift_weights=.../"
+                    f"lift_final.pth (LiFT), {fix}"
+                )
+            raise ValueError(
+                f"'{path}' does not fit the FROZEN parameters of this model (they are never "
+                f"trained, so they must come from the checkpoint): {len(bad_frozen)} did not "
+                f"fit ({self._describe(set(bad_frozen) & missing, shapes, bad_frozen, params)}). "
+                f"Use a checkpoint of the same ViT/LiFT size, {fix}"
+            )
+        if is_lift_file and fit_file < MIN_FIT:
+            raise ValueError(
+                f"'{path}' is a LiFT file (stage one's lift_final.pth), not a checkpoint of this "
+                f"model: give it as model.backbone.net.lift_weights and the detector's "
+                f"checkpoint as train.init_checkpoint / --weights."
+            )
+        if fit_model < MIN_FIT and fit_file < MIN_FIT:
+            raise ValueError(
+                f"'{path}' does not fit this model: only {fit_model:.0%} of the model's "
+                f"parameters and {fit_file:.0%} of the file's {len(keys)} tensors matched "
+                f"({what}). Use a checkpoint of this model (or a ViTDet/MAE checkpoint of the "
+                f"same ViT size), {fix}"
+            )
+        return incompatible
+
+    def _describe(self, missing: Set[str], shapes: Dict[str, Any], only=None, keys=None) -> str:
+        keys = list(self.model.state_dict() if keys is None else keys)
+        shapes = {k: v for k, v in shapes.items() if only is None or k in only}
+        out = []
+        if missing:
+            out.append(f"not in the file: {_fmt(_groups(missing, keys))}")
+        if shapes:
+            k, (a, b) = next(iter(shapes.items()))
+            out.append(
+                f"another shape: {_fmt(_groups(shapes, keys))}, e.g. {k} {tuple(a)} in the "
+                f"file vs {tuple(b)} in the model"
+            )
+        return "; ".join(out) or "nothing"
+
+    def _check_fingerprint(self, stored: Optional[Dict[str, Any]], path: str) -> None:
+        mine = model_fingerprint(self.model)
+        if not stored or stored.get("hash") == mine["hash"]:
+            return
+        a, b = stored.get("shapes", {}), mine["shapes"]
+        diff = [
+            f"{k}: {a.get(k, 'absent')} in the file vs {b.get(k, 'absent')} here"
+            for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)
+        ]
+        raise ValueError(
+            f"Cannot resume from '{path}': it was written by another model (fingerprint "
+            f"{stored.get('hash')}) than this one ({mine['hash']}); {len(diff)} tensors differ, "
+            f"e.g. {'; '.join(diff[:3])}. Resume with the config that wrote it, or train into a "
+            f"new train.output_dir (or load it as train.init_checkpoint without --resume)."
+        )
+
+    def _log_incompatible_keys(self, incompatible) -> None:
+        r = self.__dict__.pop("_report", None)
+        if r is None:  # not loaded through _load_model above
+            return super()._log_incompatible_keys(incompatible)
+        line = f"Loaded {r['n_loaded']}/{r['n_model']} tensors of the model from {r['path']}"
+        if r["missing"]:
+            line += f"; new (not in the file, keep their init): {_fmt(r['missing'])}"
+        if r["shapes"]:
+            line += f"; NOT loaded, another shape in the file: {_fmt(r['shapes'])}"
+        if r["unused"]:
+            line += f"; unused (not in this model): {_fmt(r['unused'])}"
+        if (r["missing"] or r["unused"]) and not r["shapes"]:
+            if all(_VITDET_NEW.search(p) for p in r["missing"]) and all(
+                _VITDET_UNUSED.match(p) for p in r["unused"]
+            ):
+                line += (
+                    " (as expected for a ViTDet checkpoint: LiFT comes from stage one, simfp_6 "
+                    "is the new 0.25x stage, ViTDet's 4x stage simfp_2 has no counterpart)"
+                )
+        for prefix, (from_file, weights, n) in r["lift"].items():
+            line += (
+                f"; {prefix[:-1]} ({n}): from lift_weights={weights} (the checkpoint has none)"
+                if from_file
+                else f"; {prefix[:-1]}: from the checkpoint (lift_weights={weights} not used)"
+            )
+        if r["allow"]:
+            line += f" [{_SWITCH}=True: mismatches were not refused]"
+        logger.info(line + ".")
+        for title, keys in [
+            ("missing", incompatible.missing_keys),
+            ("unexpected", incompatible.unexpected_keys),
+            ("shape mismatch", [f"{k}: {a} vs {b}" for k, a, b in incompatible.incorrect_shapes]),
+        ]:
+            if keys:
+                logger.debug(f"{title} ({len(keys)}):\n  " + "\n  ".join(keys))

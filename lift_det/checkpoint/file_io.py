@@ -1,0 +1,145 @@
+"""Atomic writes: the one helper family every lift_det file goes through.
+
+A file is written to a uniquely named temporary file in the same folder, flushed to disk, given
+the mode a plain ``open()`` would give it, and renamed over the target, so readers never see a
+partial file and concurrent writers never collide. Temporary names look like
+``.<name>.<host>-<pid>.<random>.tmp`` (never ``*.pth``, so checkpoint listings skip them); a
+leftover of a killed writer is removed by :func:`remove_stale_temp_files`.
+"""
+
+import torch
+
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import re
+import socket
+import tempfile
+import time
+from typing import IO, Any, Iterator, List
+
+__all__ = [
+    "atomic_torch_save",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "is_temp_file",
+    "remove_stale_temp_files",
+]
+
+logger = logging.getLogger(__name__)
+
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)\.[^.]+\.tmp$")
+_OLD_TEMP_RE = re.compile(r"^\.tmp-.+")  # fixed names of lift_det <= 0.1 (`.tmp-<name>`)
+STALE_AFTER_S = 24 * 3600  # another host's (or a reused pid's) temp file is stale after a day
+
+
+def _umask_mode() -> int:
+    """The mode a plain open() would give a new file (mkstemp makes files 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def is_temp_file(name: str) -> bool:
+    """Whether ``name`` (a base name) is a temporary file of this module."""
+    return bool(_TEMP_RE.match(name))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _is_stale(folder: str, name: str) -> bool:
+    try:
+        age = time.time() - os.path.getmtime(os.path.join(folder, name))
+    except OSError:  # gone meanwhile
+        return False
+    m = _TEMP_RE.match(name)
+    if m is None:
+        return bool(_OLD_TEMP_RE.match(name)) and age > 3600
+    if age > STALE_AFTER_S:
+        return True
+    pid = int(m.group("pid"))
+    return m.group("host") == _HOST and pid != os.getpid() and not _pid_alive(pid)
+
+
+def remove_stale_temp_files(folder: str) -> List[str]:
+    """
+    Remove the temporary files of writers that died (killed mid-save) from ``folder``: a temp
+    file of a process of this host that no longer runs, or any of ours older than a day. Files
+    of live writers and files that are not ours are kept. Returns the removed paths.
+    """
+    removed = []
+    if not os.path.isdir(folder):
+        return removed
+    for name in os.listdir(folder):
+        if _is_stale(folder, name):
+            path = os.path.join(folder, name)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+                removed.append(path)
+    if removed:
+        logger.info(f"Removed {len(removed)} leftover temporary file(s) of killed saves: {removed}")
+    return removed
+
+
+def _is_disk_full(e: BaseException) -> bool:
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    # torch's zip writer: "[enforce fail at inline_container.cc:...] ... file write failed"
+    return isinstance(e, RuntimeError) and (
+        "inline_container" in str(e) or "file write failed" in str(e)
+    )
+
+
+@contextlib.contextmanager
+def _atomic_open(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    prefix = f".{os.path.basename(path)}.{_HOST}-{os.getpid()}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        if _is_disk_full(e):
+            raise OSError(
+                errno.ENOSPC,
+                f"no space left on {folder} while writing {os.path.basename(path)} ({e}); "
+                f"{'the previous version is kept' if os.path.exists(path) else 'nothing written'}",
+            ) from e
+        raise
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    """``torch.save(obj)`` to ``path`` atomically (see the module docstring). A full disk raises
+    ``OSError(ENOSPC, "no space left on <folder> ...")`` and leaves the previous file."""
+    with _atomic_open(path, "wb") as f:
+        torch.save(obj, f)
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with _atomic_open(path, "wb") as f:
+        f.write(data)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with _atomic_open(path, "w") as f:
+        f.write(text)

@@ -1,0 +1,216 @@
+"""LiFT files: the stage-one LiFT with metadata, checked when written and when read.
+
+A LiFT file (written by stage one, read by stage two) is a torch file::
+
+    {"model": <LiFT state dict>,
+     "lift_det": {"format": 2, "class": "LiFT", "preset": "LiFT-B", "arch": {...},
+                  "in_channels": 768, "patch_size": 16,
+                  "backbone": {"type": "detectron2.ViT", "embed_dim": 768, "depth": 12, ...},
+                  "feature_layer": "last_feat", "iteration": 1234,
+                  "teacher": {"weights": "vitdet_b.pkl", "initialized": True},   # format 2
+                  "quality": {"cos_lift": 0.91, "cos_bilinear": 0.88} or None,   # format 2
+                  "undertrained": False}}                                         # format 2
+
+Format 1 files (no teacher / quality / undertrained) still load. Refused when written and when
+read: a non-finite tensor or one with ``|w| > MAX_ABS_WEIGHT``, a BatchNorm ``running_var``
+that is not positive, an ``iteration <= 0``, a file for another width, patch size or backbone.
+"""
+
+import torch
+from torch import nn
+
+from detectron2.utils.file_io import PathManager
+
+import logging
+import os
+import pickle
+import zipfile
+from typing import Any, Dict, Mapping, Optional
+
+from .file_io import atomic_torch_save
+
+__all__ = [
+    "LIFT_FILE_FORMAT",
+    "MAX_ABS_WEIGHT",
+    "check_lift_state",
+    "lift_metadata",
+    "load_lift_file",
+    "not_a_checkpoint",
+    "read_lift_file",
+    "save_lift_file",
+    "torch_load_checked",
+]
+
+logger = logging.getLogger(__name__)
+LIFT_FILE_FORMAT = 2
+# A trained LiFT's weights are O(1) (BN-normalized convs); stage one at lr=1e6 gives ~1e6.
+MAX_ABS_WEIGHT = 1e4
+_FIX = "Retrain stage one with a lower optimizer.lr (tools/train_net.py, configs/lift_stage1*.py)"
+
+
+def not_a_checkpoint(path: str, error: BaseException, what: str = "checkpoint") -> Exception:
+    """The error for a file ``torch.load`` / ``pickle`` cannot read (random bytes, truncated)."""
+    size = os.path.getsize(path)
+    reason = str(error).splitlines()[0] if zipfile.is_zipfile(path) else "not a zip archive"
+    return RuntimeError(
+        f"'{path}' ({size} bytes) is not a {what} or is truncated ({reason[:200]}): an "
+        f"interrupted download or copy, or the wrong file? Download/copy it again or fix the path."
+    )
+
+
+UNREADABLE = (
+    pickle.UnpicklingError,
+    EOFError,
+    RuntimeError,
+    UnicodeDecodeError,
+    zipfile.BadZipFile,
+)
+
+
+def torch_load_checked(path: str, what: str = "checkpoint") -> Any:
+    """``torch.load`` on CPU; random bytes or a truncated file raise an error naming ``path``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except UNREADABLE as e:
+        raise not_a_checkpoint(path, e, what) from None
+
+
+def _module_kind(module: nn.Module) -> str:
+    return type(module).__name__
+
+
+def lift_metadata(
+    lift: nn.Module,
+    backbone: Optional[Dict[str, Any]] = None,
+    feature_layer: str = "last_feat",
+    **extra: Any,
+) -> Dict[str, Any]:
+    """The metadata stored with a LiFT (or control upsampler) state dict."""
+    return {
+        "format": LIFT_FILE_FORMAT,
+        "class": _module_kind(lift),
+        "preset": getattr(lift, "preset", "custom"),
+        "arch": dict(getattr(lift, "arch", {})),
+        "in_channels": int(lift.in_channels),
+        "patch_size": int(lift.patch_size),
+        "backbone": dict(backbone or {}),
+        "feature_layer": feature_layer,
+        **extra,
+    }
+
+
+def check_lift_state(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any], path: str):
+    """Refuse broken weights (see the module docstring) with an error naming ``path``."""
+    it = meta.get("iteration")
+    if it is not None and int(it) <= 0:
+        raise ValueError(
+            f"LiFT file '{path}': iteration {it} <= 0, LiFT was never trained. Run stage one with "
+            f"train.max_iter > 0."
+        )
+    for k, v in state.items():
+        if not torch.is_tensor(v) or not v.is_floating_point():
+            continue
+        if not torch.isfinite(v).all():
+            raise ValueError(f"LiFT file '{path}': tensor {k} has NaN/inf values. {_FIX}.")
+        if k.endswith("running_var") and not (v > 0).all():
+            raise ValueError(
+                f"LiFT file '{path}': BatchNorm {k} has values <= 0 (min {v.min().item():g}). "
+                f"{_FIX}."
+            )
+        if v.numel() and v.abs().max().item() > MAX_ABS_WEIGHT:
+            raise ValueError(
+                f"LiFT file '{path}': tensor {k} has exploded (max |w| = "
+                f"{v.abs().max().item():.3g} > {MAX_ABS_WEIGHT:.0e}). {_FIX}."
+            )
+
+
+def save_lift_file(path: str, lift: nn.Module, **meta: Any) -> None:
+    """Write ``lift``'s weights and metadata (see :func:`lift_metadata`) atomically to ``path``,
+    after :func:`check_lift_state` (broken weights are never written)."""
+    state = {k: v.detach().cpu() for k, v in lift.state_dict().items()}
+    metadata = lift_metadata(lift, **meta)
+    check_lift_state(state, metadata, path)
+    atomic_torch_save({"model": state, "lift_det": metadata}, path)
+
+
+def read_lift_file(path: str) -> Dict[str, Any]:
+    """Read a LiFT file; a missing, corrupt, broken or foreign file raises with the reason."""
+    local = PathManager.get_local_path(path)
+    if not os.path.isfile(local):
+        raise FileNotFoundError(
+            f"LiFT file '{path}' does not exist. Train one with tools/train_net.py and a stage-one "
+            f"config (it writes OUTPUT_DIR/lift_final.pth) or fix the path."
+        )
+    data = torch_load_checked(local, what="LiFT file")
+    if not isinstance(data, dict) or "lift_det" not in data or "model" not in data:
+        raise ValueError(
+            f"'{path}' is not a LiFT file written by lift_det (no 'lift_det' metadata). A "
+            f"detector checkpoint goes into train.init_checkpoint instead."
+        )
+    meta = data["lift_det"]
+    if int(meta.get("format", 1)) > LIFT_FILE_FORMAT:
+        raise ValueError(
+            f"LiFT file '{path}' has format {meta['format']}, newer than this lift_det reads "
+            f"({LIFT_FILE_FORMAT}). Update lift_det."
+        )
+    check_lift_state(data["model"], meta, path)
+    return data
+
+
+def _check(field: str, expected: Any, found: Any, path: str, hint: str) -> None:
+    if expected is not None and found is not None and expected != found:
+        raise ValueError(
+            f"LiFT file '{path}' does not fit this model: {field} is {found!r} in the file but "
+            f"{expected!r} in the model. {hint}"
+        )
+
+
+def _warn_about_training(meta: Mapping[str, Any], path: str) -> None:
+    teacher = meta.get("teacher") or {"initialized": meta.get("teacher_weights", "-") != ""}
+    if not teacher.get("initialized", True):  # format 1 files: teacher_weights == ""
+        logger.warning(
+            f"LiFT file '{path}' was trained against an UNINITIALIZED (random) ViT teacher "
+            f"(stage one had an empty train.init_checkpoint): it upsamples a random network's "
+            f"features. Retrain stage one from a trained ViTDet checkpoint."
+        )
+    if meta.get("undertrained"):
+        q = meta.get("quality") or {}
+        logger.warning(
+            f"LiFT file '{path}' is UNDERTRAINED: its held-out cosine "
+            f"({q.get('cos_lift', float('nan')):.4f}) is below bilinear upsampling's "
+            f"({q.get('cos_bilinear', float('nan')):.4f}). Train stage one longer."
+        )
+
+
+def load_lift_file(
+    lift: nn.Module, path: str, backbone: Optional[Dict[str, Any]] = None
+) -> Dict[str, Any]:
+    """
+    Load a LiFT file into ``lift`` after checking its weights and its metadata against the module
+    and, if given, the backbone description (``vit_identity``). Returns the metadata.
+    """
+    data = read_lift_file(path)
+    meta = data["lift_det"]
+    hint = (
+        "Train a LiFT for this backbone with stage one (tools/train_net.py), or build the model "
+        "to match the file."
+    )
+    _check("module class", _module_kind(lift), meta.get("class"), path, hint)
+    _check("in_channels", int(lift.in_channels), meta.get("in_channels"), path, hint)
+    _check("patch_size", int(lift.patch_size), meta.get("patch_size"), path, hint)
+    arch = getattr(lift, "arch", None)
+    if arch and meta.get("arch"):
+        for key, value in arch.items():
+            if key == "norm":  # BN / SyncBN / FrozenBN share a state dict; GN fails on load
+                continue
+            _check(f"arch.{key}", value, meta["arch"].get(key), path, hint)
+    if backbone and meta.get("backbone"):
+        for key, value in backbone.items():
+            _check(f"backbone.{key}", value, meta["backbone"].get(key), path, hint)
+    lift.load_state_dict(data["model"], strict=True)
+    logger.info(
+        f"Loaded {meta.get('preset')} weights from {path} (trained on {meta.get('backbone')}, "
+        f"feature '{meta.get('feature_layer')}', iteration {meta.get('iteration')})."
+    )
+    _warn_about_training(meta, path)
+    return meta

@@ -1,0 +1,119 @@
+"""Hooks the training tool adds (``cfg.train.export``): the stage-one LiFT export."""
+
+from torch.nn.parallel import DistributedDataParallel
+
+from detectron2.engine import HookBase
+from detectron2.utils import comm
+
+import logging
+import os
+from typing import Any, Dict, Optional
+
+from ..checkpoint import save_lift_file
+
+__all__ = ["ExportLiFTFile"]
+
+logger = logging.getLogger(__name__)
+
+
+def stage_one_quality(storage) -> Optional[Dict[str, float]]:
+    """The latest held-out cosines that :class:`FeatureQualityEvaluator` put in the trainer's
+    storage (via ``EvalHook``), or None if stage one was never evaluated."""
+    latest = storage.latest()
+    keys = {"cos_lift": "lift_quality/cos_lift", "cos_bilinear": "lift_quality/cos_bilinear"}
+    if not all(v in latest for v in keys.values()):
+        return None
+    return {k: float(latest[v][0]) for k, v in keys.items()}
+
+
+class ExportLiFTFile(HookBase):
+    """
+    ``after_train`` hook (for ``cfg.train.export``): writes the trained LiFT of a
+    :class:`LiFTDistiller` with its metadata (see :mod:`lift_det.checkpoint.lift_file`: preset,
+    channels, patch size, the ViT's identity, feature layer, the iteration reached, the teacher
+    and the held-out quality) to ``<output_dir>/<filename>``, the file stage two loads. Main
+    process only, atomic; nothing is written if training stopped before ``max_iter`` (e.g. on a
+    NaN loss); broken weights (non-finite, exploded) or no training (iteration <= 0) are refused.
+
+    A LiFT whose last held-out cosine is below bilinear upsampling's is written with a warning
+    and ``undertrained: True``. Register it after ``EvalHook`` so the final evaluation is seen.
+    """
+
+    def __init__(
+        self,
+        filename: str = "lift_final.pth",
+        teacher_weights: str = "",
+        feature_layer: str = "last_feat",
+        output_dir: str = "",
+    ):
+        """
+        Args:
+            filename (str): file name in the output directory.
+            teacher_weights (str): where the ViT's weights came from (``train.init_checkpoint``),
+                recorded in the file; empty: the teacher was uninitialized (random).
+            feature_layer (str): the ViT feature LiFT was trained on.
+            output_dir (str): output directory; default: the checkpointer's ``save_dir``
+                (``train.output_dir``; the tool sets ``.checkpointer`` on export hooks).
+        """
+        self.filename = filename
+        self.teacher_weights = teacher_weights
+        self.feature_layer = feature_layer
+        self.output_dir = output_dir
+        self.checkpointer = None
+        self.path: Optional[str] = None
+
+    def before_train(self):
+        if not self.teacher_weights:
+            logger.warning(
+                "train.init_checkpoint is empty: the frozen ViT is RANDOMLY INITIALIZED (unless "
+                "resuming), so LiFT learns to upsample the features of a random network. Set "
+                "train.init_checkpoint to a trained ViTDet checkpoint for a useful LiFT."
+            )
+
+    def after_train(self):
+        trainer = self.trainer
+        if trainer.iter < trainer.max_iter:
+            logger.warning(
+                f"Training stopped at iteration {trainer.iter} < max_iter={trainer.max_iter}: "
+                f"{self.filename} not written."
+            )
+            return
+        if not comm.is_main_process():
+            return
+        folder = self.output_dir or getattr(self.checkpointer, "save_dir", "")
+        if not folder:
+            raise ValueError("ExportLiFTFile needs output_dir or a checkpointer with a save_dir.")
+        model = trainer.model
+        model = model.module if isinstance(model, DistributedDataParallel) else model
+        self.path = os.path.join(folder, self.filename)
+        # iterations done: max_iter, or where a resumed run started if max_iter was lowered
+        reached = max(trainer.start_iter, min(trainer.iter, trainer.max_iter))
+        if reached > max(trainer.max_iter, 0):
+            logger.warning(
+                f"max_iter={trainer.max_iter} is below the {reached} iterations this LiFT was "
+                f"trained (a resumed run): {self.filename} records iteration {reached}."
+            )
+        meta: Dict[str, Any] = dict(
+            teacher_weights=self.teacher_weights,  # format 1's field, kept for readers
+            teacher={"weights": self.teacher_weights, "initialized": bool(self.teacher_weights)},
+            quality=stage_one_quality(trainer.storage),
+            undertrained=False,
+        )
+        q = meta["quality"]
+        if q is not None and q["cos_lift"] < q["cos_bilinear"]:
+            meta["undertrained"] = True
+            logger.warning(
+                f"UNDERTRAINED LiFT: held-out cosine {q['cos_lift']:.4f} is below bilinear "
+                f"upsampling's {q['cos_bilinear']:.4f} after {reached} iterations; {self.path} "
+                f"is written with undertrained=True. Train stage one longer (train.max_iter)."
+            )
+        save_lift_file(
+            self.path,
+            model.lift,
+            backbone=model.backbone.identity(),
+            feature_layer=self.feature_layer,
+            iteration=int(reached),
+            distance=getattr(model, "distance", "cosine"),
+            **meta,
+        )
+        logger.info(f"Wrote the stage-one LiFT to {self.path} (load it with lift_weights=...).")
