@@ -13,7 +13,6 @@ from detectron2.data.datasets import register_coco_instances
 from detectron2.structures import BoxMode
 
 import json
-import os
 import pickle
 from lift_det.data import DetectionDatasetMapper, get_detection_dataset_dicts, read_image
 from typing import Iterator

@@ -17,10 +17,8 @@ import errno
 import hashlib
 import io
 import json
+import multiprocessing
 import os
-import subprocess
-import sys
-import textwrap
 from lift_det.data import (
     MINI_CLASSES,
     MINI_DATASETS,
@@ -247,16 +245,14 @@ def test_bad_arguments(tmp_path) -> None:
 
 def test_concurrent_generation(tmp_path) -> None:
     root = str(tmp_path / "mini")
-    code = textwrap.dedent(f"""
-        from lift_det.data.mini import generate_mini_coco
-        generate_mini_coco({root!r}, num_train=24, num_val=6)
-        """)
-    procs = [
-        subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(2)
-    ]
+    context = multiprocessing.get_context("fork")  # no re-import of torch and detectron2
+    kwargs = {"num_train": 24, "num_val": 6}
+    procs = [context.Process(target=generate_mini_coco, args=(root,), kwargs=kwargs) for _ in "ab"]
     for p in procs:
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err.decode()
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
     assert len(_coco(root, "train").dataset["images"]) == 24
     assert len(os.listdir(os.path.join(root, "val"))) == 6
     assert not [f for f in _files(root) if ".tmp" in f]
