@@ -403,3 +403,16 @@ def test_read_only_root(tmp_path, monkeypatch) -> None:
             generate_mini_coco(str(parent / "mini"), **TINY)
     finally:
         parent.chmod(0o755)
+
+
+def test_disk_full_names_the_root(tmp_path, monkeypatch) -> None:
+    import lift_det.data.mini as mini
+
+    def disk_full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(mini, "atomic_write_bytes", disk_full)
+    root = str(tmp_path / "mini")
+    with pytest.raises(OSError, match=f"No space left on {root}"):
+        generate_mini_coco(root, **TINY)
+    assert not os.path.exists(os.path.join(root, ".complete"))  # regenerated on the next use
