@@ -13,7 +13,6 @@ from detectron2.data.datasets import register_coco_instances
 from detectron2.structures import BoxMode
 
 import json
-import os
 import pickle
 from lift_det.data import DetectionDatasetMapper, get_detection_dataset_dicts, read_image
 from typing import Iterator
@@ -106,7 +105,7 @@ def _ann(bbox, mode=BoxMode.XYWH_ABS):
     return {"bbox": bbox, "bbox_mode": mode, "category_id": 0, "iscrowd": 0}
 
 
-def test_mapper_drops_exactly_the_bad_boxes(tmp_path):
+def test_mapper_drops_exactly_the_bad_boxes(tmp_path, caplog):
     path = tmp_path / "img.png"
     Image.fromarray(np.stack([_gray8(48, 64)] * 3, -1)).save(path)
     good = [[2, 3, 10, 5], [20, 20, 4, 8]]
@@ -120,6 +119,9 @@ def test_mapper_drops_exactly_the_bad_boxes(tmp_path):
     expected = [[x, y, x + w, y + h] for x, y, w, h in good]
     assert out["instances"].gt_boxes.tensor.tolist() == expected
     assert mapper.num_dropped_boxes == 4
+    assert (
+        "Dropped 4 box(es) of zero or negative size in" in caplog.text and "img.png" in caplog.text
+    )
     assert len(d["annotations"]) == 6  # the caller's dict is not modified
     # detectron2's mapper turns the negative-size box into a valid one (its corners are sorted)
     stock = _mapper(DatasetMapper, augmentations=same_size)(d)["instances"]

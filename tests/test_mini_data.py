@@ -17,10 +17,8 @@ import errno
 import hashlib
 import io
 import json
+import multiprocessing
 import os
-import subprocess
-import sys
-import textwrap
 from lift_det.data import (
     MINI_CLASSES,
     MINI_DATASETS,
@@ -247,16 +245,14 @@ def test_bad_arguments(tmp_path) -> None:
 
 def test_concurrent_generation(tmp_path) -> None:
     root = str(tmp_path / "mini")
-    code = textwrap.dedent(f"""
-        from lift_det.data.mini import generate_mini_coco
-        generate_mini_coco({root!r}, num_train=24, num_val=6)
-        """)
-    procs = [
-        subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(2)
-    ]
+    context = multiprocessing.get_context("fork")  # no re-import of torch and detectron2
+    kwargs = {"num_train": 24, "num_val": 6}
+    procs = [context.Process(target=generate_mini_coco, args=(root,), kwargs=kwargs) for _ in "ab"]
     for p in procs:
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err.decode()
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
     assert len(_coco(root, "train").dataset["images"]) == 24
     assert len(os.listdir(os.path.join(root, "val"))) == 6
     assert not [f for f in _files(root) if ".tmp" in f]
@@ -407,3 +403,16 @@ def test_read_only_root(tmp_path, monkeypatch) -> None:
             generate_mini_coco(str(parent / "mini"), **TINY)
     finally:
         parent.chmod(0o755)
+
+
+def test_disk_full_names_the_root(tmp_path, monkeypatch) -> None:
+    import lift_det.data.mini as mini
+
+    def disk_full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(mini, "atomic_write_bytes", disk_full)
+    root = str(tmp_path / "mini")
+    with pytest.raises(OSError, match=f"No space left on {root}"):
+        generate_mini_coco(root, **TINY)
+    assert not os.path.exists(os.path.join(root, ".complete"))  # regenerated on the next use
