@@ -219,8 +219,9 @@ def test_cached_and_regenerated(tmp_path) -> None:
         stamp = os.path.join(root, ".complete")
         os.remove(stamp)
         leftovers = [
-            os.path.join(root, "val", ".000001.jpg.tmp123"),
-            os.path.join(root, "annotations", ".instances_val.json.tmp123"),
+            # the names lift_det.checkpoint's atomic writes give their temporary files
+            os.path.join(root, "val", ".000001.jpg.0123abcd-99999.x7.tmp"),
+            os.path.join(root, "annotations", ".instances_val.json.0123abcd-99999.x7.tmp"),
         ]
         for path in leftovers:
             open(path, "wb").close()

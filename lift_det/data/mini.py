@@ -26,7 +26,7 @@ import re
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..checkpoint import atomic_write_bytes
+from ..checkpoint import atomic_write_bytes, is_temp_file
 from .mini_render import MINI_CLASSES, render_coco_image
 
 __all__ = [
@@ -51,7 +51,6 @@ _SPLIT_SEED_IDS = {"train": 0, "val": 1}
 _STAMP_NAME = ".complete"
 _IMAGE_RE = re.compile(r"^(\d{6})\.jpg$")
 # temporary files of an interrupted generation: atomic_write_bytes's and older versions'
-_TMP_RE = re.compile(r"^\.tmp-|^\..+\.tmp\d+$")
 
 
 def default_mini_root() -> str:
@@ -126,7 +125,7 @@ def _remove_leftovers(directory: str, num_images: Optional[int] = None) -> None:
     for name in os.listdir(directory):
         match = _IMAGE_RE.match(name)
         stale = num_images is not None and match is not None and int(match.group(1)) >= num_images
-        if stale or _TMP_RE.match(name):
+        if stale or is_temp_file(name):  # generation runs under a lock
             os.remove(os.path.join(directory, name))
 
 
