@@ -596,6 +596,7 @@ BAD_LIFT_FILES = {
         dict(edit_state=_set("image_encoder.1.norm_layer.running_var", 0.0)),
         "BatchNorm image_encoder.1.norm_layer.running_var has values <= 0",
     ),
+    "1e6_bias": (dict(edit_state=_set("out_conv.bias", -1e6)), "out_conv.bias has exploded"),
     "iter_0": (dict(iteration=0), "iteration 0 <= 0, LiFT was never trained"),
     "iter_-5": (dict(iteration=-5), "iteration -5 <= 0"),
 }
@@ -682,3 +683,30 @@ def test_lift_file_warnings_on_load(tmp_path, caplog, meta, warning):
     assert warning in record.getMessage() and path in record.getMessage()
     if "quality" in meta:
         assert "(0.5000) is below bilinear upsampling's (0.7500)" in record.getMessage()
+
+
+def test_large_batchnorm_statistics_are_not_refused(tmp_path):
+    """Running statistics follow the ViT's activations (a mini run had running_var 1.4e4)."""
+    path = str(tmp_path / "lift.pth")
+    _lift_file(path, edit_state=_set("decoder.0.norm_layer.running_var", 1e6))
+    lift = LiFT.from_preset("LiFT-S", 64)
+    load_lift_file(lift, path)
+    assert lift.decoder[0].norm_layer.running_var[0].item() == 1e6
+
+
+def test_mae_into_frozen_vit_zero_rel_pos_is_fine_nonzero_is_refused(tmp_path, caplog):
+    from detectron2.modeling import ViT
+
+    state = mae_state_dict(TINY_VIT["embed_dim"], TINY_VIT["depth"], TINY_VIT["num_heads"])
+    path = str(tmp_path / "mae.pth")
+    torch.save({"model": state}, path)
+    vit = ViT(**TINY_VIT, use_rel_pos=True, rel_pos_zero_init=True).requires_grad_(False)
+    with caplog.at_level(logging.INFO):
+        AtomicDetectionCheckpointer(vit).load(path + "?matching_heuristics=True")
+    torch.testing.assert_close(vit.pos_embed.detach(), state["pos_embed"])
+    (info,) = [r.getMessage() for r in _records(caplog, logging.INFO)]
+    assert f"; {2 * TINY_VIT['depth']} relative-position tables not in the file stay zero" in info
+    with torch.no_grad():
+        vit.blocks[1].attn.rel_pos_w.fill_(0.5)
+    with pytest.raises(ValueError, match=r"FROZEN .* 1 did not fit .*blocks.1.attn.rel_pos_w"):
+        AtomicDetectionCheckpointer(vit).load(path + "?matching_heuristics=True")
