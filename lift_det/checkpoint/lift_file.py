@@ -69,9 +69,10 @@ UNREADABLE = (
 
 
 def torch_load_checked(path: str, what: str = "checkpoint") -> Any:
-    """``torch.load`` on CPU; random bytes or a truncated file raise an error naming ``path``."""
+    """``torch.load(weights_only=True)`` on CPU (a LiFT file holds tensors and plain metadata);
+    random bytes or a truncated file raise an error naming ``path``."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except UNREADABLE as e:
         raise not_a_checkpoint(path, e, what) from None
 
