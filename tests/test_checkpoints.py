@@ -18,6 +18,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 from conftest import TINY_VIT, load_config
 from lift_det.checkpoint import (
     AtomicDetectionCheckpointer,
@@ -303,13 +304,17 @@ def test_leftovers_of_killed_saves_are_cleaned(tmp_path):
         "live": f".model_0000019.pth.{_HOST}-{os.getppid()}.abcd1234.tmp",  # running: kept
         "self": f".model_0000029.pth.{_HOST}-{os.getpid()}.abcd1234.tmp",  # this process: kept
         "other": ".notes.tmp",  # not ours: kept
+        "old_style": ".tmp-model_0000049.pth",  # lift_det 0.1's fixed name, 2 hours old: removed
+        "old_fresh": ".tmp-model_0000059.pth",  # ... written a minute ago (may be running): kept
         "user": "model_0000009.pth",  # kept
     }
     for name in leftovers.values():
         (tmp_path / name).write_bytes(b"x")
+    two_hours_ago = time.time() - 7200
+    os.utime(tmp_path / leftovers["old_style"], (two_hours_ago, two_hours_ago))
     AtomicDetectionCheckpointer(torch.nn.Linear(2, 2), str(tmp_path))  # a start cleans
     kept = {k for k, v in leftovers.items() if (tmp_path / v).exists()}
-    assert kept == {"live", "self", "other", "user"}
+    assert kept == {"live", "self", "other", "user", "old_fresh"}
     # ... and so does the next save
     (tmp_path / leftovers["dead"]).write_bytes(b"x")
     AtomicDetectionCheckpointer(torch.nn.Linear(2, 2), str(tmp_path / "sub")).save("m")
