@@ -48,7 +48,7 @@ want_stamp() {
 
 check_stack() {
   "$VENV/bin/python" - <<'PY'
-import torch, torchvision, detectron2, lift_det
+import torch, torchvision, detectron2, lift_det, onnx, onnxruntime, psutil  # noqa: F401
 from torchvision.ops import nms
 from detectron2.modeling.backbone.vit import ViT  # noqa: F401
 import torch as t
@@ -147,7 +147,9 @@ log "detectron2 $("$PY" -c 'import detectron2; print(detectron2.__version__, det
 
 # 5. the project (editable), with its declared dependencies (timm, pycocotools, ...)
 pip_step "lift_det (editable) and its dependencies" -e "$ROOT" "setuptools<81"
-pip_step "test and format tools" "pytest>=7" "pytest-timeout" "isort>=5" "flake8"
+# export checks (tests): ONNX and onnxruntime; numpy stays < 2 for detectron2
+pip_step "test, export and format tools" "pytest>=7" "pytest-timeout" "isort>=5" "flake8" \
+  "onnx>=1.15,<1.20" "onnxruntime>=1.17,<1.21" "psutil" "numpy<2"
 
 check_stack || fail "the stack does not import after install" "rm -rf $VENV and run this script again"
 want_stamp > "$STAMP"

@@ -8,7 +8,7 @@ __all__ = ["add_lift_config", "lift_backbone"]
 def add_lift_config(cfg: CN) -> CN:
     """
     Add ``cfg.MODEL.VIT_LIFT`` (read by ``build_vit_lift_backbone``): ViT-B/16 as in ViTDet,
-    LiFT-B after it. Set ``cfg.MODEL.BACKBONE.NAME = "build_vit_lift_backbone"`` to use it.
+    LiFT-B after it, the simple feature pyramid on top. Set ``cfg.MODEL.BACKBONE.NAME = "build_vit_lift_backbone"`` to use it.
     """
     c = cfg.MODEL.VIT_LIFT = CN()
     c.IMG_SIZE = 1024
@@ -20,12 +20,17 @@ def add_lift_config(cfg: CN) -> CN:
     c.WINDOW_SIZE = 14
     # 2, 5, 8, 11 use global attention
     c.WINDOW_BLOCK_INDEXES = [0, 1, 3, 4, 6, 7, 9, 10]
-    # "LiFT-B", "LiFT-S", or the controls "bilinear", "resize_conv"
+    # a name for build_upsampler: "LiFT-S/B/L/H", or the controls "bilinear", "resize_conv"
     c.UPSAMPLER = "LiFT-B"
     c.LIFT_NORM = "BN"
+    # the stage-one LiFT file; read when a checkpoint without backbone.net.lift.* is loaded
     c.LIFT_WEIGHTS = ""
+    # recursive LiFT: stride 16 / 2**NUM_PASSES; the pyramid still gives p2-p6
+    c.NUM_PASSES = 1
     c.FREEZE_VIT = False
     c.FREEZE_LIFT = False
+    # train with a frozen LiFT that nothing loaded (otherwise an error at the first step)
+    c.ALLOW_RANDOM_LIFT = False
     c.FREEZE_PYRAMID = False
     return cfg
 

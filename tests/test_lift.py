@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from lift_det.modeling import LIFT_PRESETS, BilinearUpsampler, LiFT, ResizeConvUpsampler
+from lift_det.modeling import (
+    LIFT_PRESETS,
+    UPSAMPLER_NAMES,
+    BilinearUpsampler,
+    LiFT,
+    ResizeConvUpsampler,
+    build_upsampler,
+)
 
 
 def n_params(m):
@@ -21,7 +28,50 @@ def test_output_shape(patch):
 def test_presets_sizes():
     assert 1.1e6 < n_params(LiFT.from_preset("LiFT-S", 384)) < 1.3e6  # paper: 1.2M
     assert 6.5e6 <= n_params(LiFT.from_preset("LiFT-B", 768)) <= 7.5e6  # paper App. B: 7M
-    assert set(LIFT_PRESETS) == {"LiFT-S", "LiFT-B"}
+    assert set(LIFT_PRESETS) == {"LiFT-S", "LiFT-B", "LiFT-L", "LiFT-H"}
+
+
+def test_wider_presets_follow_the_vit_width():
+    """LiFT-L / LiFT-H: LiFT-B's layout with fusion and decoder widths scaled with the ViT."""
+    b, l, h = (
+        LiFT.from_preset(n, c) for n, c in [("LiFT-B", 768), ("LiFT-L", 1024), ("LiFT-H", 1280)]
+    )
+    assert n_params(b) < n_params(l) < n_params(h)
+    for lift, c in [(l, 1024), (h, 1280)]:
+        assert (
+            lift.fuse[0].conv.in_channels == c + 64 and lift.fuse[0].conv.out_channels == c * 5 // 8
+        )
+        assert lift.decoder[1].conv.out_channels == c // 4 and lift.out_conv.out_channels == c
+    assert n_params(l) < 0.05 * 304e6 and n_params(h) < 0.05 * 632e6  # small next to ViT-L / ViT-H
+
+
+@pytest.mark.parametrize("name", UPSAMPLER_NAMES)
+def test_build_upsampler_names(name):
+    expected = {"bilinear": BilinearUpsampler, "resize_conv": ResizeConvUpsampler}.get(name, LiFT)
+    m = build_upsampler(name, 32, patch_size=8)
+    assert type(m) is expected and m.in_channels == 32 and m.patch_size == 8
+    assert m.preset == (name if name in LIFT_PRESETS else expected.__name__)
+
+
+def test_build_upsampler_bad_names_and_options():
+    with pytest.raises(
+        ValueError, match="Unknown upsampler 'nearest'; valid names: LiFT-S, .*bilinear"
+    ):
+        build_upsampler("nearest", 32)
+    assert build_upsampler("LiFT-S", 64, norm="GN").decoder[0].norm_layer.__class__.__name__ == (
+        "GroupNorm"
+    )
+    with pytest.raises(ValueError, match="'bilinear' control takes no options"):
+        build_upsampler("bilinear", 32, norm="BN")
+
+
+def test_bilinear_control_hand_computed():
+    """2x2 -> 4x4, align_corners=False: source positions -0.25 (clamped), 0.25, 0.75, 1.25."""
+    w = torch.tensor([0.0, 0.25, 0.75, 1.0])  # weight of the second row / column
+    feats = torch.tensor([[0.0, 4.0], [8.0, 12.0]]).view(1, 1, 2, 2)
+    expected = 8.0 * w[:, None] + 4.0 * w[None, :]
+    out = BilinearUpsampler(1)(torch.rand(1, 3, 32, 32), feats)
+    torch.testing.assert_close(out[0, 0], expected)
 
 
 def test_recursive_passes_halve_stride():
@@ -30,8 +80,9 @@ def test_recursive_passes_halve_stride():
     feats = torch.rand(1, 16, 4, 6)
     assert lift(img, feats, num_passes=2).shape == (1, 16, 16, 24)
     assert lift(img, feats, num_passes=3).shape == (1, 16, 32, 48)
-    with pytest.raises(ValueError, match="num_passes"):
-        lift(img, feats, num_passes=0)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="num_passes must be an integer >= 1"):
+            lift(img, feats, num_passes=bad)
 
 
 def test_image_not_multiple_of_patch_follows_vit_rule():

@@ -171,6 +171,8 @@ def test_coco_builtin_missing_names_datasets_env():
 
 def test_registered_dataset_drops_annotations(tmp_path):
     images = [{"id": i + 1, "file_name": f"{i}.jpg", "height": 64, "width": 64} for i in range(3)]
+    for image in images:
+        _save(tmp_path / image["file_name"], Image.fromarray(_gradient(64, 64).astype(np.uint8)))
     ann = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 4, 4], "area": 16, "iscrowd": 0}
     coco = {"images": images, "annotations": [ann], "categories": [{"id": 1, "name": "x"}]}
     json_file = tmp_path / "ann.json"
@@ -201,3 +203,15 @@ def test_detectron2_loaders(tmp_path):
     test_loader = build_detection_test_loader(dataset=dicts, mapper=test_mapper, batch_size=2)
     seen = [d["file_name"] for b in test_loader for d in b]
     assert sorted(seen) == sorted(d["file_name"] for d in dicts)
+
+
+def test_all_bad_folder_names_the_folder(tmp_path):
+    folder = tmp_path / "all_bad"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"")
+    (folder / "b.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(ValueError, match="None of the 2 images of image folder .*all_bad.*a.jpg"):
+        stage1_dataset_dicts(image_folders=str(folder))
+    # one readable image is enough (the mapper skips and counts the others)
+    _save(folder / "c.jpg", Image.fromarray(_gradient(64, 64).astype(np.uint8)))
+    assert len(stage1_dataset_dicts(image_folders=str(folder))) == 3

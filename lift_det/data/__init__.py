@@ -1,9 +1,14 @@
 """
 Datasets of lift_det. Importing this package registers the built-in mini COCO dataset
-(``lift_mini_train``, ``lift_mini_val``) in detectron2's catalogs; its files are generated lazily,
-on first use.
+(``lift_mini_train``, ``lift_mini_val``: names and metadata) in detectron2's catalogs; its files
+are generated on first load.
 """
 
+# detectron2's reader, mapper and dataset loader, with 16-bit images and clear errors
+from .dataset_mapper import DetectionDatasetMapper
+from .detection_utils import get_detection_dataset_dicts, read_image
+
+# the built-in mini COCO dataset
 from .mini import (
     MINI_CLASSES,
     MINI_DATASETS,
@@ -12,9 +17,14 @@ from .mini import (
     generate_mini_coco,
     register_mini_coco,
 )
+
+# stage one's image-only data
 from .stage1 import Stage1DatasetMapper, image_folder_dicts, read_rgb_image, stage1_dataset_dicts
 
 __all__ = [
+    "DetectionDatasetMapper",
+    "get_detection_dataset_dicts",
+    "read_image",
     "MINI_CLASSES",
     "MINI_DATASETS",
     "default_mini_root",

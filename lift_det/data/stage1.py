@@ -19,17 +19,16 @@ Both plug into detectron2's ``build_detection_train_loader`` / ``build_detection
 
 import numpy as np
 import torch
-from PIL import Image
 
 import detectron2.data.transforms as T
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.detection_utils import _apply_exif_orientation, convert_PIL_to_numpy
-from detectron2.utils.file_io import PathManager
 
 import copy
 import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence, Union
+
+from .detection_utils import check_dataset_files, datasets_hint, read_image
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -43,16 +42,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
-_HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
-
-
-def _datasets_hint() -> str:
-    root = os.environ.get("DETECTRON2_DATASETS")
-    where = f"DETECTRON2_DATASETS={root}" if root else "DETECTRON2_DATASETS is unset: ./datasets"
-    return (
-        f"Datasets are looked up under $DETECTRON2_DATASETS ({where}); set it before starting "
-        f"(see detectron2's datasets/README.md for the layout), or fix the path."
-    )
 
 
 # -------------------------------------------------------------------------------------------------
@@ -68,7 +57,7 @@ def image_folder_dicts(
     "image_id"}``. Missing or empty folders raise with the path in the message.
     """
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"Image folder '{root}' does not exist. {_datasets_hint()}")
+        raise FileNotFoundError(f"Image folder '{root}' does not exist. {datasets_hint()}")
     exts = tuple(e.lower() for e in extensions)
     files = sorted(
         os.path.join(d, f)
@@ -79,26 +68,9 @@ def image_folder_dicts(
     if not files:
         raise ValueError(
             f"Image folder '{root}' contains no images (extensions {', '.join(exts)}). "
-            f"{_datasets_hint()}"
+            f"{datasets_hint()}"
         )
     return [{"file_name": f, "image_id": os.path.relpath(f, root)} for f in files]
-
-
-def _check_registered_dataset(name: str) -> None:
-    """Raise a clear error if the files of a registered dataset are missing."""
-    if name not in DatasetCatalog.list():
-        raise KeyError(
-            f"Dataset '{name}' is not registered in detectron2's DatasetCatalog. Registered: "
-            f"{', '.join(sorted(DatasetCatalog.list()))}."
-        )
-    meta = MetadataCatalog.get(name)
-    for key in ("json_file", "image_root"):
-        path = meta.get(key, None)
-        if path and "://" not in path and not os.path.exists(path):
-            raise FileNotFoundError(
-                f"Dataset '{name}': {key} '{path}' does not exist. {_datasets_hint()} Note that "
-                f"detectron2 reads $DETECTRON2_DATASETS when it is imported."
-            )
 
 
 def stage1_dataset_dicts(
@@ -123,16 +95,19 @@ def stage1_dataset_dicts(
         raise ValueError("stage1_dataset_dicts: give dataset names and/or image folders.")
     dicts: List[Dict[str, Any]] = []
     for name in names:
-        _check_registered_dataset(name)
+        check_dataset_files(name)
         loaded = DatasetCatalog.get(name)
         if not loaded:
             meta = MetadataCatalog.get(name)
             where = meta.get("image_root", None) or meta.get("json_file", None) or name
-            raise ValueError(f"Dataset '{name}' ({where}) is empty. {_datasets_hint()}")
+            raise ValueError(f"Dataset '{name}' ({where}) is empty. {datasets_hint()}")
         keep = ("file_name", "image_id", "height", "width")
         dicts += [{k: d[k] for k in keep if k in d} for d in loaded]
+        _check_some_image_reads(dicts[-len(loaded) :], f"dataset '{name}'")
     for folder in image_folders:
-        dicts += image_folder_dicts(folder)
+        folder_dicts = image_folder_dicts(folder)
+        _check_some_image_reads(folder_dicts, f"image folder '{folder}'")
+        dicts += folder_dicts
     if max_images > 0:
         dicts = dicts[:max_images]
     logger.info(f"Stage-one images: {len(dicts)} from {names + image_folders}.")
@@ -144,36 +119,28 @@ def stage1_dataset_dicts(
 # -------------------------------------------------------------------------------------------------
 
 
-def _to_rgb(image: Image.Image) -> np.ndarray:
-    """PIL image of any mode -> (H, W, 3) uint8 RGB."""
-    if image.mode in _HIGH_BIT_MODES:
-        # PIL's convert("RGB") clips 16-bit / 32-bit values at 255: rescale to 8 bits instead
-        array = np.asarray(image).astype(np.float64)
-        if image.mode == "F":
-            lo, hi = float(np.nanmin(array)), float(np.nanmax(array))
-            array = (array - lo) / max(hi - lo, 1e-12) * 255.0
-        else:
-            array = array / 257.0  # 0-65535 -> 0-255
-        gray = np.clip(np.rint(array), 0, 255).astype(np.uint8)
-        return np.repeat(gray[:, :, None], 3, axis=2)
-    # detectron2's conversion (read_image(format="RGB")): L, LA, P, RGBA, CMYK, YCbCr, ...
-    return np.ascontiguousarray(convert_PIL_to_numpy(image, "RGB"))
-
-
 def read_rgb_image(file_name: str) -> np.ndarray:
+    """:func:`lift_det.data.read_image` as (H, W, 3) uint8 RGB (16-bit images rescaled)."""
+    return read_image(file_name, format="RGB")
+
+
+def _check_some_image_reads(dicts: List[Dict[str, Any]], where: str) -> None:
     """
-    detectron2's ``read_image(file_name, "RGB")`` (EXIF orientation applied) that also reads
-    16-bit / 32-bit images right. Returns (H, W, 3) uint8. Unreadable files raise an ``OSError``
-    that names the file.
+    Raise if no image of ``dicts`` can be read (tried in order until one reads: one read for a
+    sound folder), instead of detectron2's loader failing later with "Sample larger than
+    population" once every image was skipped.
     """
-    try:
-        with PathManager.open(file_name, "rb") as f:
-            image = Image.open(f)
-            image.load()
-            image = _apply_exif_orientation(image)
-            return _to_rgb(image)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise OSError(f"Cannot read image '{file_name}': {type(e).__name__}: {e}") from e
+    errors = []
+    for d in dicts:
+        try:
+            read_rgb_image(d["file_name"])
+            return
+        except OSError as e:
+            errors.append(str(e))
+    raise ValueError(
+        f"None of the {len(dicts)} images of {where} can be read; the first error: {errors[0]} "
+        f"Fix or remove the files, or point to another folder."
+    )
 
 
 def color_jitter(strength: float = 0.4) -> List[T.Augmentation]:

@@ -2,10 +2,11 @@
 
 # LiFT and the controls that take its place
 from .lift import LIFT_PRESETS, ConvNormAct, LiFT
-from .upsample import BilinearUpsampler, ResizeConvUpsampler
+from .upsample import UPSAMPLER_NAMES, BilinearUpsampler, ResizeConvUpsampler, build_upsampler
 
-# stage two: ViT + LiFT backbone, stride-8 pyramid, yacs builder
-from .backbone import LiFTSimpleFeaturePyramid, ViTLiFT, build_vit_lift_backbone
+# stage two: ViT + LiFT backbone, its pyramid, yacs builder
+from .backbone import ViTLiFT, build_vit_lift_backbone, vit_identity
+from .pyramid import LiFTSimpleFeaturePyramid
 
 # stage one: frozen feature sources and the self-supervised model
 from .feature_source import D2ViTSource, TimmViTSource
@@ -17,9 +18,12 @@ __all__ = [
     "LiFT",
     "BilinearUpsampler",
     "ResizeConvUpsampler",
+    "UPSAMPLER_NAMES",
+    "build_upsampler",
     "LiFTSimpleFeaturePyramid",
     "ViTLiFT",
     "build_vit_lift_backbone",
+    "vit_identity",
     "D2ViTSource",
     "TimmViTSource",
     "LiFTDistiller",

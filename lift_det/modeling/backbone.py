@@ -1,32 +1,55 @@
-"""The ViTDet+LiFT backbone: detectron2's ViT, then LiFT (or a control) on its last feature, then
-a simple feature pyramid built for the stride-p/2 map (paper §3.5, Appendix B).
+"""The ViTDet+LiFT backbone: detectron2's ViT, then LiFT (or a control) on its last feature
+(paper §3.5, Appendix B); the pyramid on top is :class:`LiFTSimpleFeaturePyramid`.
 
-Parameter names are the contract with official checkpoints:
-
-* the ViT keeps ViTDet's names, ``backbone.net.<vit params>`` (:class:`ViTLiFT` *is* a ViT);
-* LiFT lives at ``backbone.net.lift.*`` with no name ending like an MAE key;
-* pyramid stages are registered under the name of the ViTDet stage that applies the same scale
-  factor: LiFT features at stride 8 stand for ViT features of a 2x image, so the ViTDet stage that
-  maps stride-16 features with scale s also maps our stride-8 features with scale s (one level
-  finer). ``simfp_3`` (2x), ``simfp_4`` (1x) and ``simfp_5`` (0.5x) load ViTDet weights
-  unchanged; ``simfp_6`` (0.25x, new) starts fresh; ViTDet's 4x stage ``simfp_2`` has no
-  counterpart (LiFT replaces its upsampling) and is reported as unused when loading.
+The ViT keeps ViTDet's parameter names (``backbone.net.<vit params>``: :class:`ViTLiFT` *is* a
+ViT) and LiFT lives at ``backbone.net.lift.*``. LiFT's weights come through checkpoint loading: a
+checkpoint that holds ``backbone.net.lift.*`` wins; otherwise the stage-one file ``lift_weights``
+is read when the checkpoint (e.g. ViTDet's) is loaded.
 """
 
 import torch
 from torch import nn
 
 from detectron2.layers import ShapeSpec
-from detectron2.modeling import BACKBONE_REGISTRY, Backbone, SimpleFeaturePyramid, ViT
+from detectron2.modeling import BACKBONE_REGISTRY, Backbone, ViT
 
 import logging
-import math
 from contextlib import nullcontext
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict
 
 from ..checkpoint import load_lift_file
 
-__all__ = ["ViTLiFT", "LiFTSimpleFeaturePyramid", "build_vit_lift_backbone"]
+__all__ = ["ViTLiFT", "build_vit_lift_backbone", "vit_identity"]
+
+logger = logging.getLogger(__name__)
+
+
+def vit_identity(vit: nn.Module) -> Dict[str, Any]:
+    """
+    What a LiFT file records about the ViT it was trained on, and is checked against: type,
+    embed_dim, depth, num_heads, patch_size, read from a detectron2 :class:`ViT` (or
+    :class:`ViTLiFT`) itself.
+    """
+    if not isinstance(vit, ViT):
+        raise TypeError(f"vit_identity needs a detectron2 ViT, got {type(vit).__name__}.")
+    return {
+        "type": "detectron2.ViT",
+        "embed_dim": int(vit._out_feature_channels[vit._out_features[0]]),
+        "depth": len(vit.blocks),
+        "num_heads": int(vit.blocks[0].attn.num_heads),
+        "patch_size": int(vit.patch_embed.proj.kernel_size[0]),
+    }
+
+
+def _mark_loaded(module, state_dict, prefix, *args) -> None:
+    """load_state_dict pre-hook on the LiFT module: remember that weights were loaded into it."""
+    if any(k.startswith(prefix) for k in state_dict):
+        module._lift_det_loaded = True
+
+
+def _lift_from_checkpoint_or_file(module, state_dict, prefix, *args) -> None:
+    """load_state_dict pre-hook on ViTLiFT: see :meth:`ViTLiFT.load_lift_weights`."""
+    module.load_lift_weights(state_dict, prefix)
 
 
 class ViTLiFT(ViT):
@@ -44,63 +67,81 @@ class ViTLiFT(ViT):
         num_passes: int = 1,
         freeze_vit: bool = False,
         freeze_lift: bool = False,
+        allow_random_lift: bool = False,
         **vit_kwargs: Any,
     ):
         """
         Args:
-            lift (nn.Module): a :class:`LiFT` or a control (:class:`BilinearUpsampler`, ...),
-                called as ``lift(image, features, num_passes=...)``; its ``in_channels`` and
+            lift (nn.Module): a :class:`LiFT` or a control (see :func:`build_upsampler`), called
+                as ``lift(image, features, num_passes=...)``; its ``in_channels`` and
                 ``patch_size`` must match the ViT's.
-            lift_weights (str): a LiFT file from stage one (``lift_final.pth``) to load into
-                ``lift``; refused if it was trained for another width, patch size or ViT.
-                Empty: keep ``lift``'s initialization.
+            lift_weights (str): the stage-one LiFT file (``lift_final.pth``). Only recorded here:
+                it is read when a checkpoint without ``<prefix>lift.*`` tensors is loaded into
+                the model (e.g. ViTDet's, by ``DetectionCheckpointer``); a checkpoint with them
+                wins and the file is not read. Empty: LiFT comes from the checkpoint or stays
+                at its initialization.
             num_passes (int): recursive LiFT passes (stride halves with each).
             freeze_vit (bool): no gradients to the ViT, which runs in eval mode (no drop path)
                 and under ``no_grad`` whatever ``train()`` is called with.
             freeze_lift (bool): the same for LiFT, including its BatchNorm statistics.
+            allow_random_lift (bool): allow training with a frozen LiFT that no checkpoint or
+                LiFT file loaded (by default the first training forward raises).
             vit_kwargs: arguments of :class:`detectron2.modeling.ViT`.
         """
         super().__init__(**vit_kwargs)
-        embed_dim = vit_kwargs.get("embed_dim", 768)
-        patch_size = vit_kwargs.get("patch_size", 16)
-        self._identity = {
-            "type": "detectron2.ViT",
-            "embed_dim": embed_dim,
-            "depth": vit_kwargs.get("depth", 12),
-            "num_heads": vit_kwargs.get("num_heads", 12),
-            "patch_size": patch_size,
-        }
+        identity = vit_identity(self)
+        embed_dim, patch_size = identity["embed_dim"], identity["patch_size"]
+        if isinstance(num_passes, bool) or not isinstance(num_passes, int) or num_passes < 1:
+            raise ValueError(f"num_passes must be an integer >= 1, got {num_passes!r}.")
+        if patch_size % (2**num_passes):
+            raise ValueError(
+                f"num_passes={num_passes} halves the stride {num_passes} times, but patch_size="
+                f"{patch_size} is not divisible by {2**num_passes}: use fewer passes."
+            )
         if lift.in_channels != embed_dim or lift.patch_size != patch_size:
             raise ValueError(
                 f"{type(lift).__name__} was built for {lift.in_channels} channels and patch size "
                 f"{lift.patch_size}, but the ViT has embed_dim={embed_dim} and patch_size="
                 f"{patch_size}. Build it with in_channels={embed_dim}, patch_size={patch_size}."
             )
-        if patch_size % (2**num_passes):
-            raise ValueError(f"patch_size={patch_size} cannot be halved {num_passes} times.")
         self.lift = lift
+        self.lift_weights = lift_weights
         self.num_passes = num_passes
         self.freeze_vit = freeze_vit
         self.freeze_lift = freeze_lift
-        if lift_weights:
-            load_lift_file(self.lift, lift_weights, backbone=self.backbone_identity())
-        elif freeze_lift and any(True for _ in lift.parameters()):
-            logging.getLogger(__name__).warning(
-                f"{type(lift).__name__} is frozen but no lift_weights were given: unless a "
-                f"checkpoint loaded later holds backbone.net.lift.*, it stays at random init. "
-                f"Pass the stage-one file (model.backbone.net.lift_weights=.../lift_final.pth)."
-            )
+        self.allow_random_lift = allow_random_lift
+        self.register_load_state_dict_pre_hook(_lift_from_checkpoint_or_file)
+        self.lift.register_load_state_dict_pre_hook(_mark_loaded)
         for name, p in self.named_parameters():
             is_lift = name.startswith("lift.")
             if (freeze_lift and is_lift) or (freeze_vit and not is_lift):
                 p.requires_grad_(False)
-        name = self._out_features[0]
-        self._out_feature_strides = {name: patch_size // 2**num_passes}
+        self._out_feature_strides = {self._out_features[0]: patch_size // 2**num_passes}
         self.train()
 
     def backbone_identity(self) -> Dict[str, Any]:
-        """What a LiFT file records about the ViT it was trained on, and is checked against."""
-        return dict(self._identity)
+        """``vit_identity(self)``."""
+        return vit_identity(self)
+
+    def load_lift_weights(self, state_dict: Dict[str, torch.Tensor], prefix: str = "") -> None:
+        """
+        Called with the incoming state dict whenever a state dict is loaded into this module (or
+        a model holding it at ``prefix``): if it has no ``<prefix>lift.*`` tensors and
+        ``lift_weights`` is set, load that file (checked by :func:`load_lift_file`) and add its
+        tensors to ``state_dict``, so they load and are not reported missing.
+        """
+        lift_keys = [k for k in state_dict if k.startswith(prefix + "lift.")]
+        if not self.lift_weights or not self.lift.state_dict():
+            return
+        if lift_keys:
+            logger.info(
+                f"LiFT: {len(lift_keys)} tensors {prefix}lift.* come from the checkpoint; "
+                f"lift_weights={self.lift_weights} is not read."
+            )
+            return
+        load_lift_file(self.lift, self.lift_weights, backbone=vit_identity(self))
+        for k, v in self.lift.state_dict().items():
+            state_dict[f"{prefix}lift.{k}"] = v
 
     def train(self, mode: bool = True) -> "ViTLiFT":
         super().train(mode)
@@ -112,124 +153,63 @@ class ViTLiFT(ViT):
             self.lift.eval()
         return self
 
+    def _check_lift_loaded(self) -> None:
+        if getattr(self.lift, "_lift_det_loaded", False) or self.allow_random_lift:
+            return
+        if not self.freeze_lift or not self.lift.state_dict():
+            return
+        how = (
+            f"lift_weights={self.lift_weights} is set but no checkpoint was loaded (the file is "
+            f"read when one is, e.g. train.init_checkpoint)"
+            if self.lift_weights
+            else "no checkpoint held backbone.net.lift.* and no lift_weights were given"
+        )
+        raise RuntimeError(
+            f"The frozen {getattr(self.lift, 'preset', type(self.lift).__name__)} was never "
+            f"loaded: {how}, so the detector would train on a random LiFT. Set "
+            f"model.backbone.net.lift_weights=<stage-one OUTPUT_DIR>/lift_final.pth and load a "
+            f"checkpoint, or set model.backbone.net.allow_random_lift=True to train it anyway."
+        )
+
     def vit_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The plain ViT's output feature (B, C, H/p, W/p)."""
         return super().forward(x)[self._out_features[0]]
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        if self.training:
+            self._check_lift_loaded()
         with torch.no_grad() if self.freeze_vit else nullcontext():
             features = self.vit_forward(x)
         return {self._out_features[0]: self.lift(x, features, num_passes=self.num_passes)}
 
 
-class _ShapeOnly(Backbone):
-    """A stand-in net that only reports an output shape (used to build one pyramid stage)."""
-
-    def __init__(self, channels: int, stride: int):
-        super().__init__()
-        self._out_features = ["x"]
-        self._out_feature_channels = {"x": channels}
-        self._out_feature_strides = {"x": stride}
-
-    def forward(self, x):
-        raise NotImplementedError("_ShapeOnly only describes a shape.")
-
-
-class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
-    """
-    :class:`SimpleFeaturePyramid` for a stride-8 input (ViT+LiFT): scale factors 2, 1, 0.5 and
-    0.25 give p2-p5 at strides 4-32, and ``top_block`` (LastLevelMaxPool) p6 at 64, so ViTDet's
-    RPN and ROI heads run unchanged. Stages are named after the ViTDet stage with the same scale
-    factor (see the module docstring), so ViTDet checkpoints load into them.
-    """
-
-    def __init__(
-        self,
-        net: Backbone,
-        in_feature: str,
-        out_channels: int,
-        scale_factors: Sequence[float] = (2.0, 1.0, 0.5, 0.25),
-        top_block: Optional[nn.Module] = None,
-        norm: str = "LN",
-        square_pad: int = 0,
-        freeze: bool = False,
-    ):
-        """
-        Args:
-            net, in_feature, out_channels, top_block, norm, square_pad: as in
-                :class:`SimpleFeaturePyramid`.
-            scale_factors (list[float]): any of 4, 2, 1, 0.5 (built by detectron2) and 0.25 (a
-                4x max-pool before the same 1x1 and 3x3 convs).
-            freeze (bool): no gradients to the pyramid's own stages (not to ``net``).
-        """
-        scale_factors = tuple(float(s) for s in scale_factors)
-        base_scales = tuple(s for s in scale_factors if s != 0.25)
-        if base_scales + ((0.25,) if 0.25 in scale_factors else ()) != scale_factors:
-            raise ValueError(f"scale_factors must be decreasing with 0.25 last: {scale_factors}")
-        super().__init__(net, in_feature, out_channels, base_scales, None, norm, square_pad)
-        in_shape = net.output_shape()[in_feature]
-        if 0.25 in scale_factors:
-            # detectron2 builds the 0.5 stage; our 0.25 stage is that stage with a 4x pool
-            ref = SimpleFeaturePyramid(
-                _ShapeOnly(in_shape.channels, in_shape.stride), "x", out_channels, [0.5], norm=norm
-            )
-            stage = next(iter(ref.children()))
-            stage[0] = nn.MaxPool2d(kernel_size=4, stride=4)
-            self.stages.append(stage)
-        self.scale_factors = scale_factors
-
-        # register stages under ViTDet's names for the same scale factor
-        for name in [n for n, _ in self.named_children() if n.startswith("simfp_")]:
-            delattr(self, name)
-        for scale, stage in zip(scale_factors, self.stages):
-            self.add_module(f"simfp_{int(math.log2(16 / scale))}", stage)
-
-        strides = [int(in_shape.stride / s) for s in scale_factors]
-        self._out_feature_strides = {f"p{int(math.log2(s))}": s for s in strides}
-        self.top_block = top_block
-        if top_block is not None:
-            last = int(math.log2(strides[-1]))
-            for s in range(last + 1, last + 1 + top_block.num_levels):
-                self._out_feature_strides[f"p{s}"] = 2**s
-        self._out_features = list(self._out_feature_strides)
-        self._out_feature_channels = {k: out_channels for k in self._out_features}
-        self._size_divisibility = strides[-1]
-        self.freeze = freeze
-        if freeze:
-            for stage in self.stages:
-                for p in stage.parameters():
-                    p.requires_grad_(False)
-
-
 @BACKBONE_REGISTRY.register()
 def build_vit_lift_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
     """
-    yacs builder (``MODEL.BACKBONE.NAME = "build_vit_lift_backbone"``): ViTDet-B + LiFT-B +
-    stride-8 pyramid, configured by ``cfg.MODEL.VIT_LIFT`` (see :func:`add_lift_config`).
+    yacs builder (``MODEL.BACKBONE.NAME = "build_vit_lift_backbone"``): ViTDet's ViT + LiFT (or a
+    control) + the simple feature pyramid, configured by ``cfg.MODEL.VIT_LIFT`` (see
+    :func:`add_lift_config`).
     """
     from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
     from functools import partial
 
-    from .lift import LiFT
-    from .upsample import BilinearUpsampler, ResizeConvUpsampler
+    from .pyramid import LiFTSimpleFeaturePyramid
+    from .upsample import build_upsampler
 
     c = cfg.MODEL.VIT_LIFT
-    if c.UPSAMPLER in ("LiFT-S", "LiFT-B"):
-        lift = LiFT.from_preset(c.UPSAMPLER, c.EMBED_DIM, c.PATCH_SIZE, norm=c.LIFT_NORM)
-    elif c.UPSAMPLER == "bilinear":
-        lift = BilinearUpsampler(c.EMBED_DIM, c.PATCH_SIZE)
-    elif c.UPSAMPLER == "resize_conv":
-        lift = ResizeConvUpsampler(c.EMBED_DIM, c.PATCH_SIZE)
-    else:
-        raise ValueError(
-            f"MODEL.VIT_LIFT.UPSAMPLER={c.UPSAMPLER!r}; use LiFT-S, LiFT-B, bilinear, resize_conv."
-        )
+    options = {"norm": c.LIFT_NORM} if c.UPSAMPLER.startswith("LiFT-") else {}
+    try:
+        lift = build_upsampler(c.UPSAMPLER, c.EMBED_DIM, c.PATCH_SIZE, **options)
+    except ValueError as e:
+        raise ValueError(f"MODEL.VIT_LIFT.UPSAMPLER: {e}") from e
     net = ViTLiFT(
         lift=lift,
         lift_weights=c.LIFT_WEIGHTS,
+        num_passes=c.NUM_PASSES,
         freeze_vit=c.FREEZE_VIT,
         freeze_lift=c.FREEZE_LIFT,
+        allow_random_lift=c.ALLOW_RANDOM_LIFT,
         img_size=c.IMG_SIZE,
         patch_size=c.PATCH_SIZE,
         embed_dim=c.EMBED_DIM,
@@ -248,7 +228,7 @@ def build_vit_lift_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
         net,
         in_feature="last_feat",
         out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
-        scale_factors=(2.0, 1.0, 0.5, 0.25),
+        scale_factors=None,  # strides 4-32 from the net's stride (8, or 4 with two passes)
         top_block=LastLevelMaxPool(),
         norm="LN",
         square_pad=c.IMG_SIZE,

@@ -4,10 +4,10 @@ Suri, Walmer, Gupta, Shrivastava, "LiFT: A Surprisingly Simple Lightweight Featu
 Dense ViT Descriptors", ECCV 2024 (§3.2). A U-Net-style conv net fuses the coarse ViT features
 (stride p) with shallow conv features of the same image and returns features at stride p/2.
 
-LiFT-S reproduces the paper's 1.2M-parameter layout for 384-channel ViTs. LiFT-B is our layout for
-768-channel ViT-B (paper Appendix B: wider channels, one more encoder conv block, ~7M parameters),
-arranged to keep FLOPs low: most of its capacity works at stride p (a fusion block) and the
-stride-p/2 decoder stays narrow.
+LiFT-S reproduces the paper's layout for 384-channel ViTs. LiFT-B is our layout for 768-channel
+ViT-B (paper Appendix B: wider channels, one more encoder conv block), arranged to keep FLOPs low:
+most of its capacity works at stride p (a fusion block) and the stride-p/2 decoder stays narrow.
+LiFT-L / LiFT-H scale LiFT-B's layout with the ViT's width (fusion 5/8, decoder 1/4 of it).
 """
 
 import torch
@@ -24,10 +24,14 @@ __all__ = ["LiFT", "LIFT_PRESETS", "ConvNormAct"]
 
 # Widths of the presets. Channels and patch size come from the ViT and are passed separately.
 LIFT_PRESETS: Dict[str, Dict] = {
-    # The paper's module (official code): 1.19M parameters for in_channels=384.
+    # The paper's module (official code) for in_channels=384.
     "LiFT-S": dict(image_channels=32, num_image_blocks=3, fuse_channels=0, decoder_channels=None),
     # ViT-B (768 ch): 4 image-encoder blocks, a 3x3 fusion block at stride p, a 192-wide decoder.
     "LiFT-B": dict(image_channels=64, num_image_blocks=4, fuse_channels=480, decoder_channels=192),
+    # ViT-L (1024 ch) and ViT-H (1280 ch): LiFT-B's layout, fusion and decoder widths scaled as
+    # 5/8 and 1/4 of the ViT's channels; the image branch (image detail) stays as LiFT-B's.
+    "LiFT-L": dict(image_channels=64, num_image_blocks=4, fuse_channels=640, decoder_channels=256),
+    "LiFT-H": dict(image_channels=64, num_image_blocks=4, fuse_channels=800, decoder_channels=320),
 }
 
 
@@ -155,7 +159,7 @@ class LiFT(nn.Module):
     @classmethod
     def from_preset(cls, name: str, in_channels: int, patch_size: int = 16, **kwargs) -> "LiFT":
         """
-        Build a preset ("LiFT-S" or "LiFT-B") for a ViT with ``in_channels`` and ``patch_size``.
+        Build a preset ("LiFT-S", "LiFT-B", "LiFT-L", "LiFT-H") for a ViT with ``in_channels`` and ``patch_size``.
         Keyword arguments override the preset's widths (e.g. ``norm="SyncBN"``).
         """
         if name not in LIFT_PRESETS:
@@ -230,8 +234,8 @@ class LiFT(nn.Module):
         Returns:
             Tensor (B, C, 2^k h, 2^k w).
         """
-        if num_passes < 1:
-            raise ValueError(f"num_passes must be >= 1, got {num_passes}.")
+        if isinstance(num_passes, bool) or not isinstance(num_passes, int) or num_passes < 1:
+            raise ValueError(f"num_passes must be an integer >= 1, got {num_passes!r}.")
         x = self._forward_once(image, features)
         p = self.patch_size
         for _ in range(num_passes - 1):

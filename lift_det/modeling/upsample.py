@@ -1,4 +1,5 @@
-"""Controls that take LiFT's place: the same call signature, no image detail.
+"""Controls that take LiFT's place (same call signature, no image detail), and
+:func:`build_upsampler`, the one place where a name picks LiFT or a control.
 
 Every LiFT result is reported next to :class:`BilinearUpsampler` (paper's "BL"), and optionally
 :class:`ResizeConvUpsampler` (paper's "RC": bilinear then a learned 3x3 conv, trained like LiFT).
@@ -8,7 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["BilinearUpsampler", "ResizeConvUpsampler"]
+from typing import Any
+
+from .lift import LIFT_PRESETS, LiFT
+
+__all__ = ["BilinearUpsampler", "ResizeConvUpsampler", "UPSAMPLER_NAMES", "build_upsampler"]
 
 
 class _UpsamplerBase(nn.Module):
@@ -50,3 +55,28 @@ class ResizeConvUpsampler(_UpsamplerBase):
             features = self._upsample(features)
             features = features + self.refine_conv(features)
         return features
+
+
+_CONTROLS = {"bilinear": BilinearUpsampler, "resize_conv": ResizeConvUpsampler}
+UPSAMPLER_NAMES = tuple(LIFT_PRESETS) + tuple(_CONTROLS)
+
+
+def build_upsampler(name: str, in_channels: int, patch_size: int = 16, **kwargs: Any) -> nn.Module:
+    """
+    Build LiFT or a control by name for a ViT with ``in_channels`` and ``patch_size``.
+
+    Args:
+        name (str): a LiFT preset ("LiFT-S", "LiFT-B", "LiFT-L", "LiFT-H"; see
+            :meth:`LiFT.from_preset`) or a control ("bilinear", "resize_conv").
+        in_channels (int): the ViT's channels (``embed_dim``).
+        patch_size (int): the ViT's patch size.
+        kwargs: for presets, overrides of the preset's arguments (e.g. ``norm="SyncBN"``);
+            the controls take none.
+    """
+    if name in LIFT_PRESETS:
+        return LiFT.from_preset(name, in_channels, patch_size, **kwargs)
+    if name not in _CONTROLS:
+        raise ValueError(f"Unknown upsampler {name!r}; valid names: {', '.join(UPSAMPLER_NAMES)}.")
+    if kwargs:
+        raise ValueError(f"The {name!r} control takes no options, got {sorted(kwargs)}.")
+    return _CONTROLS[name](in_channels, patch_size)

@@ -1,0 +1,85 @@
+"""
+A drop-in for detectron2's ``DatasetMapper`` that reads 16-bit images right, names unreadable
+files and drops boxes of zero or negative size (with a count).
+"""
+
+import numpy as np
+
+from detectron2.data import DatasetMapper
+from detectron2.data import dataset_mapper as d2_dataset_mapper
+from detectron2.data import detection_utils as d2_utils
+from detectron2.structures import BoxMode
+
+import logging
+import types
+from typing import Any, Dict
+
+from .detection_utils import read_image
+
+__all__ = ["DetectionDatasetMapper", "has_valid_box"]
+
+logger = logging.getLogger(__name__)
+
+
+def has_valid_box(annotation: Dict[str, Any]) -> bool:
+    """Whether an annotation's box has a finite, positive width and height (rotated: kept)."""
+    mode = annotation.get("bbox_mode", BoxMode.XYWH_ABS)
+    if mode == BoxMode.XYWHA_ABS:
+        return True
+    x0, y0, x1, y1 = BoxMode.convert(list(annotation["bbox"]), mode, BoxMode.XYXY_ABS)
+    return bool(np.all(np.isfinite([x0, y0, x1, y1])) and x1 > x0 and y1 > y0)
+
+
+def _with_read_image(function: types.FunctionType) -> types.FunctionType:
+    """
+    ``function`` (a function of ``detectron2.data.dataset_mapper``) run with this package's
+    :func:`read_image` as ``utils.read_image``: the same code object, other globals. So the mapper
+    follows upstream's ``__call__`` exactly, without a copy of it and without patching detectron2.
+    """
+    utils = types.SimpleNamespace(**{**vars(d2_utils), "read_image": read_image})
+    namespace = {**vars(d2_dataset_mapper), "utils": utils}
+    return types.FunctionType(
+        function.__code__, namespace, function.__name__, function.__defaults__, function.__closure__
+    )
+
+
+class DetectionDatasetMapper(DatasetMapper):
+    """
+    detectron2's :class:`DatasetMapper` (same arguments, ``from_config`` and output) that
+
+    * reads images with :func:`lift_det.data.read_image`: 16-bit images are rescaled to 8 bits
+      (detectron2's reader turns them white) and an unreadable file raises an ``OSError`` naming
+      it (so does a semantic-segmentation file, which goes through the same reader);
+    * in training, drops annotations whose box has zero or negative size (or is not finite)
+      before the transforms (which would otherwise turn a negative-size box into a valid one),
+      and logs the count (the first 10 images with such boxes, then every 100th).
+    """
+
+    _call = _with_read_image(DatasetMapper.__call__)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.num_dropped_boxes = 0
+        self._images_with_dropped_boxes = 0
+
+    def _drop_invalid_boxes(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
+        annotations = dataset_dict.get("annotations")
+        if not self.is_train or not annotations:
+            return dataset_dict
+        valid = [a for a in annotations if has_valid_box(a)]
+        dropped = len(annotations) - len(valid)
+        if not dropped:
+            return dataset_dict
+        self.num_dropped_boxes += dropped
+        self._images_with_dropped_boxes += 1
+        count = self._images_with_dropped_boxes
+        if count <= 10 or count % 100 == 0:
+            logger.warning(
+                f"Dropped {dropped} box(es) of zero or negative size in "
+                f"'{dataset_dict.get('file_name')}' ({self.num_dropped_boxes} in {count} images so "
+                f"far in this loader process). Fix the annotation file to keep them."
+            )
+        return {**dataset_dict, "annotations": valid}  # the caller's dict is left as it is
+
+    def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
+        return self._call(self._drop_invalid_boxes(dataset_dict))

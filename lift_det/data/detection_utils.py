@@ -1,0 +1,110 @@
+"""
+detectron2's ``read_image`` plus the 16-bit branch it lacks, and ``get_detection_dataset_dicts``
+with errors that name the dataset's files. Drop-in replacements for the functions of
+``detectron2.data.detection_utils`` / ``detectron2.data.build`` of the same names.
+"""
+
+import numpy as np
+from PIL import Image
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import detection_utils as d2_utils
+from detectron2.data.build import get_detection_dataset_dicts as d2_get_detection_dataset_dicts
+from detectron2.utils.file_io import PathManager
+
+import os
+import re
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+__all__ = ["datasets_hint", "get_detection_dataset_dicts", "read_image"]
+
+# PIL's convert("RGB" / "L") clips these at 255 (a 16-bit image becomes white)
+_HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+_READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def read_image(file_name: str, format: Optional[str] = None) -> np.ndarray:
+    """
+    detectron2's :func:`detectron2.data.detection_utils.read_image` (same arguments and output),
+    except that 16-bit (and 32-bit) grayscale images are rescaled to 8 bits (value / 257; "F"
+    images min-max) instead of clipped, and that an unreadable file raises an ``OSError`` that
+    names it. With ``format=None`` the native array is returned, as detectron2 does.
+    """
+    try:
+        with PathManager.open(file_name, "rb") as f:
+            mode = Image.open(f).mode  # reads the header only
+        if format is None or mode not in _HIGH_BIT_MODES:
+            return d2_utils.read_image(file_name, format)
+        array = d2_utils.read_image(file_name, None).astype(np.float64)  # EXIF applied
+    except _READ_ERRORS as e:
+        raise OSError(f"Cannot read image '{file_name}': {type(e).__name__}: {e}") from e
+    if mode == "F":
+        lo, hi = float(np.nanmin(array)), float(np.nanmax(array))
+        array = (array - lo) / max(hi - lo, 1e-12) * 255.0
+    else:
+        array = array / 257.0  # 0-65535 -> 0-255
+    gray = Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), mode="L")
+    return d2_utils.convert_PIL_to_numpy(gray, format)
+
+
+def datasets_hint() -> str:
+    """Where detectron2 looks for datasets, and how to change it."""
+    root = os.environ.get("DETECTRON2_DATASETS")
+    where = f"DETECTRON2_DATASETS={root}" if root else "DETECTRON2_DATASETS is unset: ./datasets"
+    return (
+        f"Datasets are looked up under $DETECTRON2_DATASETS ({where}); set it before starting "
+        f"(see detectron2's datasets/README.md for the layout), or fix the path."
+    )
+
+
+def _where(name: str) -> str:
+    meta = MetadataCatalog.get(name)
+    paths = [meta.get(key, None) for key in ("json_file", "image_root")]
+    return ", ".join(p for p in paths if p) or "no file recorded in its metadata"
+
+
+def check_dataset_files(name: str) -> None:
+    """Raise a clear error if ``name`` is not registered or the files it points to are missing."""
+    if name not in DatasetCatalog.list():
+        raise KeyError(
+            f"Dataset '{name}' is not registered in detectron2's DatasetCatalog. Registered: "
+            f"{', '.join(sorted(DatasetCatalog.list()))}."
+        )
+    meta = MetadataCatalog.get(name)
+    for key in ("json_file", "image_root"):
+        path = meta.get(key, None)
+        if path and "://" not in path and not os.path.exists(path):
+            raise FileNotFoundError(
+                f"Dataset '{name}': {key} '{path}' does not exist. {datasets_hint()} Note that "
+                f"detectron2 reads $DETECTRON2_DATASETS when it is imported."
+            )
+
+
+def get_detection_dataset_dicts(
+    names: Union[str, Sequence[str]], *args: Any, **kwargs: Any
+) -> List[Dict[str, Any]]:
+    """
+    detectron2's :func:`detectron2.data.get_detection_dataset_dicts` (same arguments), with clear
+    errors: an unregistered name, a missing file or an empty dataset (e.g. a COCO json with zero
+    images) names the dataset, its files and the fix.
+    """
+    names = [names] if isinstance(names, str) else list(names)
+    for name in names:
+        check_dataset_files(name)
+    try:
+        return d2_get_detection_dataset_dicts(names, *args, **kwargs)
+    except AssertionError as e:
+        empty = re.search(r"Dataset '(.+)' is empty", str(e))
+        if empty:
+            name = empty.group(1)
+            raise ValueError(
+                f"Dataset '{name}' ({_where(name)}) has no images. Check that the annotation file "
+                f"lists images, or register another file."
+            ) from e
+        if "No valid data found" in str(e):
+            raise ValueError(
+                f"Datasets {names} ({'; '.join(_where(n) for n in names)}): no image has an "
+                f"annotation that is not a crowd region. Pass filter_empty=False to keep images "
+                f"without annotations, or fix the annotation files."
+            ) from e
+        raise

@@ -1,0 +1,134 @@
+"""ViTDet's simple feature pyramid for a ViT+LiFT net of stride p / 2^k (paper §3.5, Appendix B).
+
+Stage names are the contract with ViTDet checkpoints: a stage that applies scale factor ``s`` to
+the features is named ``simfp_<log2(p / s)>``, the name of the ViTDet stage that applies the same
+scale to stride-p ViT features (LiFT features at stride p/2 stand for ViT features of a 2x image).
+With p = 16 and one LiFT pass (stride 8): ``simfp_3`` (2x), ``simfp_4`` (1x), ``simfp_5`` (0.5x)
+load ViTDet's weights, ``simfp_6`` (0.25x) is new and ViTDet's ``simfp_2`` (4x) is unused. With two
+passes (stride 4): ``simfp_4`` (1x), ``simfp_5`` (0.5x) load, ``simfp_6`` / ``simfp_7`` are new.
+"""
+
+from torch import nn
+
+from detectron2.layers import Conv2d, get_norm
+from detectron2.modeling import Backbone, SimpleFeaturePyramid, ViT
+
+import math
+from typing import Optional, Sequence
+
+from .backbone import vit_identity
+
+__all__ = ["LiFTSimpleFeaturePyramid"]
+
+
+def _stage(scale: float, dim: int, out_channels: int, norm: str) -> nn.Sequential:
+    """Upstream's stage for ``scale`` (same layers and indices); 0.25 / 0.125: a 4x / 8x pool."""
+    use_bias = norm == ""
+    out_dim = dim
+    if scale == 4.0:
+        layers = [
+            nn.ConvTranspose2d(dim, dim // 2, kernel_size=2, stride=2),
+            get_norm(norm, dim // 2),
+            nn.GELU(),
+            nn.ConvTranspose2d(dim // 2, dim // 4, kernel_size=2, stride=2),
+        ]
+        out_dim = dim // 4
+    elif scale == 2.0:
+        layers = [nn.ConvTranspose2d(dim, dim // 2, kernel_size=2, stride=2)]
+        out_dim = dim // 2
+    elif scale == 1.0:
+        layers = []
+    elif scale in (0.5, 0.25, 0.125):
+        layers = [nn.MaxPool2d(kernel_size=int(1 / scale), stride=int(1 / scale))]
+    else:
+        raise NotImplementedError(
+            f"scale_factor={scale} is not supported (use 4, 2, 1, 0.5, 0.25 or 0.125)."
+        )
+    conv = dict(bias=use_bias)
+    layers += [
+        Conv2d(out_dim, out_channels, kernel_size=1, norm=get_norm(norm, out_channels), **conv),
+        Conv2d(out_channels, out_channels, 3, padding=1, norm=get_norm(norm, out_channels), **conv),
+    ]
+    return nn.Sequential(*layers)
+
+
+class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
+    """
+    :class:`SimpleFeaturePyramid` (ViTDet) whose stages are built from the net's actual stride:
+    on a ViT+LiFT net (stride 8, or 4 with two LiFT passes) the default scale factors give p2-p5
+    at strides 4-32 and ``top_block`` (LastLevelMaxPool) p6, so ViTDet's heads run unchanged.
+    Stages are named after the ViTDet stage with the same scale factor (see the module
+    docstring), so ViTDet checkpoints load into them. ``forward`` is upstream's.
+    """
+
+    def __init__(
+        self,
+        net: Backbone,
+        in_feature: str,
+        out_channels: int,
+        scale_factors: Optional[Sequence[float]] = None,
+        top_block: Optional[nn.Module] = None,
+        norm: str = "LN",
+        square_pad: int = 0,
+        freeze: bool = False,
+    ):
+        """
+        Args:
+            net, in_feature, out_channels, top_block, norm, square_pad: as in
+                :class:`SimpleFeaturePyramid`.
+            scale_factors (list[float] or None): any of 4, 2, 1, 0.5, 0.25 and 0.125 (a 4x / 8x
+                max-pool before the same 1x1 and 3x3 convs as 0.5). None: the factors that give
+                strides 4, 8, 16, 32 from the net's stride (2, 1, 0.5, 0.25 for stride 8).
+            freeze (bool): no gradients to the pyramid's own stages (not to ``net``).
+        """
+        # the stages are built here (upstream's loop, extended), so SimpleFeaturePyramid's
+        # __init__ (which names stages from the input stride) is not called
+        Backbone.__init__(self)
+        if not isinstance(net, Backbone):
+            raise TypeError(f"net must be a detectron2 Backbone, got {type(net).__name__}.")
+        in_shape = net.output_shape()[in_feature]
+        if scale_factors is None:
+            scale_factors = [in_shape.stride / s for s in (4, 8, 16, 32)]
+        self.scale_factors = tuple(float(s) for s in scale_factors)
+        strides = [in_shape.stride / s for s in self.scale_factors]
+        if any(s != int(s) or s < 1 for s in strides) or any(
+            b != 2 * a for a, b in zip(strides, strides[1:])
+        ):
+            raise ValueError(
+                f"scale_factors={list(self.scale_factors)} on the stride-{in_shape.stride} input "
+                f"'{in_feature}' give strides {strides}; they must be whole and double from one "
+                f"level to the next. Use scale_factors=None for strides 4, 8, 16, 32."
+            )
+        strides = [int(s) for s in strides]
+        # names follow the ViTDet stage with the same scale factor on the ViT's patch stride
+        ref_stride = vit_identity(net)["patch_size"] if isinstance(net, ViT) else in_shape.stride
+        self.stages = []
+        for scale in self.scale_factors:
+            stage = _stage(scale, in_shape.channels, out_channels, norm)
+            self.add_module(f"simfp_{int(math.log2(ref_stride / scale))}", stage)
+            self.stages.append(stage)
+
+        self.net = net
+        self.in_feature = in_feature
+        self.top_block = top_block
+        self._out_feature_strides = {f"p{int(math.log2(s))}": s for s in strides}
+        if top_block is not None:
+            if top_block.in_feature not in self._out_feature_strides:
+                raise ValueError(
+                    f"top_block reads '{top_block.in_feature}', but the pyramid builds "
+                    f"{list(self._out_feature_strides)} (strides {strides}) from the "
+                    f"stride-{in_shape.stride} input with scale_factors="
+                    f"{list(self.scale_factors)}. Use scale_factors=None (strides 4-32, "
+                    f"p2-p5, as ViTDet's heads expect)."
+                )
+            last = int(math.log2(strides[-1]))
+            for s in range(last + 1, last + 1 + top_block.num_levels):
+                self._out_feature_strides[f"p{s}"] = 2**s
+        self._out_features = list(self._out_feature_strides)
+        self._out_feature_channels = {k: out_channels for k in self._out_features}
+        self._size_divisibility = strides[-1]
+        self._square_pad = square_pad
+        self.freeze = freeze
+        if freeze:
+            for stage in self.stages:
+                stage.requires_grad_(False)
