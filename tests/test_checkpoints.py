@@ -150,6 +150,14 @@ def _tiny_vitlift(lift, **kw):
     return ViTLiFT(lift=lift, **args, **kw)
 
 
+def _load_without_lift(model, tmp_path):
+    """Load a checkpoint of ``model`` that has no LiFT tensors (as a ViTDet one): the ViTLiFT load
+    hook brings LiFT from ``lift_weights`` (BRIEF interface 5)."""
+    path = str(tmp_path / "no_lift.pth")
+    torch.save({"model": {k: v for k, v in model.state_dict().items() if "lift." not in k}}, path)
+    AtomicDetectionCheckpointer(model).load(path)
+
+
 def test_lift_file_round_trip_into_wrapper(tmp_path):
     trained = LiFT.from_preset("LiFT-S", 64)
     for p in trained.parameters():
@@ -159,6 +167,7 @@ def test_lift_file_round_trip_into_wrapper(tmp_path):
     meta = read_lift_file(path)["lift_det"]
     assert meta["preset"] == "LiFT-S" and meta["in_channels"] == 64 and meta["patch_size"] == 16
     net = _tiny_vitlift(LiFT.from_preset("LiFT-S", 64), lift_weights=path)
+    _load_without_lift(net, tmp_path)
     for k, v in trained.state_dict().items():
         torch.testing.assert_close(net.lift.state_dict()[k], v)
     # the LiFT model built from the config takes it through its own key
@@ -171,23 +180,35 @@ def test_lift_file_round_trip_into_wrapper(tmp_path):
     }
     cfg.model.backbone.net.lift_weights = path
     model = instantiate(cfg.model)
+    _load_without_lift(model, tmp_path)
     torch.testing.assert_close(model.backbone.net.lift.out_conv.weight, trained.out_conv.weight)
 
 
 def test_lift_file_for_another_model_is_refused(tmp_path):
     path = str(tmp_path / "lift.pth")
-    save_lift_file(path, LiFT.from_preset("LiFT-S", 64), backbone=_identity(depth=12))
-    with pytest.raises(ValueError, match="backbone.depth is 12 in the file but 2 in the model"):
-        _tiny_vitlift(LiFT.from_preset("LiFT-S", 64), lift_weights=path)
-    save_lift_file(path, LiFT.from_preset("LiFT-S", 64, patch_size=8), backbone=_identity())
-    with pytest.raises(ValueError, match="patch_size is 8 in the file but 16"):
-        _tiny_vitlift(LiFT.from_preset("LiFT-S", 64), lift_weights=path)
-    save_lift_file(path, LiFT.from_preset("LiFT-B", 64), backbone=_identity())
-    with pytest.raises(ValueError, match="arch.image_channels is 64 in the file but 32"):
-        _tiny_vitlift(LiFT.from_preset("LiFT-S", 64), lift_weights=path)
-    save_lift_file(path, LiFT.from_preset("LiFT-S", 32), backbone=_identity())
-    with pytest.raises(ValueError, match="in_channels is 32 in the file but 64"):
-        _tiny_vitlift(LiFT.from_preset("LiFT-S", 64), lift_weights=path)
+    cases = [
+        (
+            LiFT.from_preset("LiFT-S", 64),
+            _identity(depth=12),
+            "backbone.depth is 12 in the file but 2",
+        ),
+        (
+            LiFT.from_preset("LiFT-S", 64, patch_size=8),
+            _identity(),
+            "patch_size is 8 in the file but 16",
+        ),
+        (
+            LiFT.from_preset("LiFT-B", 64),
+            _identity(),
+            "arch.image_channels is 64 in the file but 32",
+        ),
+        (LiFT.from_preset("LiFT-S", 32), _identity(), "in_channels is 32 in the file but 64"),
+    ]
+    for lift, identity, message in cases:
+        save_lift_file(path, lift, backbone=identity)
+        with pytest.raises(ValueError, match=message):
+            net = _tiny_vitlift(LiFT.from_preset("LiFT-S", 64), lift_weights=path)
+            _load_without_lift(net, tmp_path)
 
 
 def test_atomic_checkpointer_keeps_previous_checkpoint_on_failure(tmp_path, monkeypatch):

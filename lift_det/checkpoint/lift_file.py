@@ -211,7 +211,7 @@ def load_lift_file(
         for key, value in backbone.items():
             _check(f"backbone.{key}", value, meta["backbone"].get(key), path, hint)
     lift.load_state_dict(data["model"], strict=True)
-    logger.info(
+    logger.debug(  # the checkpointer's one summary line says where LiFT came from
         f"Loaded {meta.get('preset')} weights from {path} (trained on {meta.get('backbone')}, "
         f"feature '{meta.get('feature_layer')}', iteration {meta.get('iteration')})."
     )
