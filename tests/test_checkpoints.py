@@ -18,6 +18,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 from conftest import TINY_VIT, load_config
 from lift_det.checkpoint import (
     AtomicDetectionCheckpointer,
@@ -149,6 +150,14 @@ def _tiny_vitlift(lift, **kw):
     return ViTLiFT(lift=lift, **args, **kw)
 
 
+def _load_without_lift(model, tmp_path):
+    """Load a checkpoint of ``model`` that has no LiFT tensors (as a ViTDet one): the ViTLiFT load
+    hook brings LiFT from ``lift_weights`` (BRIEF interface 5)."""
+    path = str(tmp_path / "no_lift.pth")
+    torch.save({"model": {k: v for k, v in model.state_dict().items() if "lift." not in k}}, path)
+    AtomicDetectionCheckpointer(model).load(path)
+
+
 def test_lift_file_round_trip_into_wrapper(tmp_path):
     trained = LiFT.from_preset("LiFT-S", 64)
     for p in trained.parameters():
@@ -158,7 +167,7 @@ def test_lift_file_round_trip_into_wrapper(tmp_path):
     meta = read_lift_file(path)["lift_det"]
     assert meta["preset"] == "LiFT-S" and meta["in_channels"] == 64 and meta["patch_size"] == 16
     net = _tiny_vitlift(LiFT.from_preset("LiFT-S", 64), lift_weights=path)
-    net.load_state_dict({}, strict=False)  # any load without LiFT tensors brings the file
+    _load_without_lift(net, tmp_path)
     for k, v in trained.state_dict().items():
         torch.testing.assert_close(net.lift.state_dict()[k], v)
     # the LiFT model built from the config takes it through its own key
@@ -171,32 +180,35 @@ def test_lift_file_round_trip_into_wrapper(tmp_path):
     }
     cfg.model.backbone.net.lift_weights = path
     model = instantiate(cfg.model)
-    model.load_state_dict({}, strict=False)
+    _load_without_lift(model, tmp_path)
     torch.testing.assert_close(model.backbone.net.lift.out_conv.weight, trained.out_conv.weight)
 
 
 def test_lift_file_for_another_model_is_refused(tmp_path):
     path = str(tmp_path / "lift.pth")
-    save_lift_file(path, LiFT.from_preset("LiFT-S", 64), backbone=_identity(depth=12))
-    with pytest.raises(ValueError, match="backbone.depth is 12 in the file but 2 in the model"):
-        _tiny_vitlift(LiFT.from_preset("LiFT-S", 64), lift_weights=path).load_state_dict(
-            {}, strict=False
-        )
-    save_lift_file(path, LiFT.from_preset("LiFT-S", 64, patch_size=8), backbone=_identity())
-    with pytest.raises(ValueError, match="patch_size is 8 in the file but 16"):
-        _tiny_vitlift(LiFT.from_preset("LiFT-S", 64), lift_weights=path).load_state_dict(
-            {}, strict=False
-        )
-    save_lift_file(path, LiFT.from_preset("LiFT-B", 64), backbone=_identity())
-    with pytest.raises(ValueError, match="arch.image_channels is 64 in the file but 32"):
-        _tiny_vitlift(LiFT.from_preset("LiFT-S", 64), lift_weights=path).load_state_dict(
-            {}, strict=False
-        )
-    save_lift_file(path, LiFT.from_preset("LiFT-S", 32), backbone=_identity())
-    with pytest.raises(ValueError, match="in_channels is 32 in the file but 64"):
-        _tiny_vitlift(LiFT.from_preset("LiFT-S", 64), lift_weights=path).load_state_dict(
-            {}, strict=False
-        )
+    cases = [
+        (
+            LiFT.from_preset("LiFT-S", 64),
+            _identity(depth=12),
+            "backbone.depth is 12 in the file but 2",
+        ),
+        (
+            LiFT.from_preset("LiFT-S", 64, patch_size=8),
+            _identity(),
+            "patch_size is 8 in the file but 16",
+        ),
+        (
+            LiFT.from_preset("LiFT-B", 64),
+            _identity(),
+            "arch.image_channels is 64 in the file but 32",
+        ),
+        (LiFT.from_preset("LiFT-S", 32), _identity(), "in_channels is 32 in the file but 64"),
+    ]
+    for lift, identity, message in cases:
+        save_lift_file(path, lift, backbone=identity)
+        with pytest.raises(ValueError, match=message):
+            net = _tiny_vitlift(LiFT.from_preset("LiFT-S", 64), lift_weights=path)
+            _load_without_lift(net, tmp_path)
 
 
 def test_atomic_checkpointer_keeps_previous_checkpoint_on_failure(tmp_path, monkeypatch):
@@ -313,13 +325,17 @@ def test_leftovers_of_killed_saves_are_cleaned(tmp_path):
         "live": f".model_0000019.pth.{_HOST}-{os.getppid()}.abcd1234.tmp",  # running: kept
         "self": f".model_0000029.pth.{_HOST}-{os.getpid()}.abcd1234.tmp",  # this process: kept
         "other": ".notes.tmp",  # not ours: kept
+        "old_style": ".tmp-model_0000049.pth",  # lift_det 0.1's fixed name, 2 hours old: removed
+        "old_fresh": ".tmp-model_0000059.pth",  # ... written a minute ago (may be running): kept
         "user": "model_0000009.pth",  # kept
     }
     for name in leftovers.values():
         (tmp_path / name).write_bytes(b"x")
+    two_hours_ago = time.time() - 7200
+    os.utime(tmp_path / leftovers["old_style"], (two_hours_ago, two_hours_ago))
     AtomicDetectionCheckpointer(torch.nn.Linear(2, 2), str(tmp_path))  # a start cleans
     kept = {k for k, v in leftovers.items() if (tmp_path / v).exists()}
-    assert kept == {"live", "self", "other", "user"}
+    assert kept == {"live", "self", "other", "user", "old_fresh"}
     # ... and so does the next save
     (tmp_path / leftovers["dead"]).write_bytes(b"x")
     AtomicDetectionCheckpointer(torch.nn.Linear(2, 2), str(tmp_path / "sub")).save("m")
@@ -606,6 +622,7 @@ BAD_LIFT_FILES = {
         dict(edit_state=_set("image_encoder.1.norm_layer.running_var", 0.0)),
         "BatchNorm image_encoder.1.norm_layer.running_var has values <= 0",
     ),
+    "1e6_bias": (dict(edit_state=_set("out_conv.bias", -1e6)), "out_conv.bias has exploded"),
     "iter_0": (dict(iteration=0), "iteration 0 <= 0, LiFT was never trained"),
     "iter_-5": (dict(iteration=-5), "iteration -5 <= 0"),
 }
@@ -692,3 +709,30 @@ def test_lift_file_warnings_on_load(tmp_path, caplog, meta, warning):
     assert warning in record.getMessage() and path in record.getMessage()
     if "quality" in meta:
         assert "(0.5000) is below bilinear upsampling's (0.7500)" in record.getMessage()
+
+
+def test_large_batchnorm_statistics_are_not_refused(tmp_path):
+    """Running statistics follow the ViT's activations (a mini run had running_var 1.4e4)."""
+    path = str(tmp_path / "lift.pth")
+    _lift_file(path, edit_state=_set("decoder.0.norm_layer.running_var", 1e6))
+    lift = LiFT.from_preset("LiFT-S", 64)
+    load_lift_file(lift, path)
+    assert lift.decoder[0].norm_layer.running_var[0].item() == 1e6
+
+
+def test_mae_into_frozen_vit_zero_rel_pos_is_fine_nonzero_is_refused(tmp_path, caplog):
+    from detectron2.modeling import ViT
+
+    state = mae_state_dict(TINY_VIT["embed_dim"], TINY_VIT["depth"], TINY_VIT["num_heads"])
+    path = str(tmp_path / "mae.pth")
+    torch.save({"model": state}, path)
+    vit = ViT(**TINY_VIT, use_rel_pos=True, rel_pos_zero_init=True).requires_grad_(False)
+    with caplog.at_level(logging.INFO):
+        AtomicDetectionCheckpointer(vit).load(path + "?matching_heuristics=True")
+    torch.testing.assert_close(vit.pos_embed.detach(), state["pos_embed"])
+    (info,) = [r.getMessage() for r in _records(caplog, logging.INFO)]
+    assert f"; {2 * TINY_VIT['depth']} relative-position tables not in the file stay zero" in info
+    with torch.no_grad():
+        vit.blocks[1].attn.rel_pos_w.fill_(0.5)
+    with pytest.raises(ValueError, match=r"FROZEN .* 1 did not fit .*blocks.1.attn.rel_pos_w"):
+        AtomicDetectionCheckpointer(vit).load(path + "?matching_heuristics=True")

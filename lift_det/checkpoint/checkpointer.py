@@ -3,7 +3,8 @@
 Refused on load (unless ``allow_mismatch=True`` or ``path?allow_mismatch=True``):
 
 * a frozen parameter (``requires_grad=False``: the ViT in both stages, LiFT in stage two) that
-  the file does not supply or supplies with another shape: it would stay at its initialization;
+  the file does not supply or supplies with another shape: it would stay at its initialization
+  (zero relative-position tables absent from an MAE file are fine: zero adds no bias);
 * a load where almost nothing fits: less than ``MIN_FIT`` of the model's parameters (counted in
   elements) got a value AND less than ``MIN_FIT`` of the file's tensors were used (an MAE ViT
   into a detector uses nearly all of the file; a LiFT file or another architecture uses neither);
@@ -185,6 +186,12 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         ]
         exempt = {k for k in model_keys if any(k.startswith(p) for p in lift_from_file + random_ok)}
         missing -= exempt | set(shapes)  # fvcore drops mis-shaped tensors: they show as missing
+        # an MAE file has no relative-position tables; zero ones (ViTDet's init) add no bias
+        state = self.model.state_dict()
+        zero_rel_pos = {
+            k for k in missing if k.endswith(("rel_pos_h", "rel_pos_w")) and not state[k].any()
+        }
+        missing -= zero_rel_pos
         not_loaded = missing | exempt | set(shapes)
         loaded = [k for k in model_keys if k not in not_loaded]
         n_from_ckpt = len(loaded)
@@ -202,6 +209,7 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
             missing=_groups(missing, model_keys),
             shapes=_groups(shapes, model_keys),
             unused=_groups(incompatible.unexpected_keys, model_keys),
+            zero_rel_pos=len(zero_rel_pos),
             lift={
                 p: (not has, lift_weights[p], len([k for k in exempt if k.startswith(p)]))
                 for p, has in lift_from_ckpt.items()
@@ -285,6 +293,11 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
             line += f"; NOT loaded, another shape in the file: {_fmt(r['shapes'])}"
         if r["unused"]:
             line += f"; unused (not in this model): {_fmt(r['unused'])}"
+        if r["zero_rel_pos"]:
+            line += (
+                f"; {r['zero_rel_pos']} relative-position tables not in the file stay zero "
+                f"(no relative-position bias, as in MAE)"
+            )
         if (r["missing"] or r["unused"]) and not r["shapes"]:
             if all(_VITDET_NEW.search(p) for p in r["missing"]) and all(
                 _VITDET_UNUSED.match(p) for p in r["unused"]
