@@ -84,7 +84,9 @@ def test_resume_skips_finished_steps(pipeline, tmp_path, monkeypatch):
     out = str(tmp_path / "mini")
     shutil.copytree(pipeline[0], out)
     ran = []
-    monkeypatch.setattr(mini, "_run_step", lambda step, o, extra: ran.append((step.name, extra)))
+    monkeypatch.setattr(
+        mini, "_run_step", lambda step, o, extra: ran.append((step.name, extra)) or 0.0
+    )
     summary = mini.run_pipeline(out, 1, 1, 1, resume=True)
     assert ran == []
     assert summary["steps"] == json.loads(json.dumps(pipeline[1]["steps"]))

@@ -175,7 +175,7 @@ def _a_file(tmp_path):
 
 # (extra command-line arguments, output folder maker, what the error must say)
 REFUSED = [
-    (["train.max_iterr=5"], None, "unknown config key 'train.max_iterr'.*did you mean 'train.max_iter'"),
+    (["train.max_iterr=5"], None, "key 'train.max_iterr'.*did you mean 'train.max_iter'"),
     (["train.max_iter=abc"], None, "train.max_iter must be an integer >= 1, got 'abc'"),
     (["train.max_iter=-5"], None, "train.max_iter must be an integer >= 1, got -5"),
     (["train.max_iter=2.5"], None, "train.max_iter must be an integer >= 1, got 2.5"),

@@ -105,17 +105,26 @@ def check_overrides(cfg, opts: List[str]) -> None:
     LazyCall it would go to), naming the closest valid key."""
     known = None
     for o in opts:
-        key = o.split("=", 1)[0].lstrip("+~")
+        key = o.split("=", 1)[0]
+        if key.startswith("+"):  # hydra's syntax to add a key on purpose
+            continue
         parent, _, name = key.rpartition(".")
         missing = object()
-        if OmegaConf.select(cfg, key, default=missing, throw_on_missing=False) is not missing:
+        found = OmegaConf.select(
+            cfg, key, default=missing, throw_on_missing=False, throw_on_resolution_failure=False
+        )
+        if found is not missing:
             continue
         node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
         if _takes_argument(node, name):
             continue
         known = known if known is not None else list(_paths(cfg))
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'?" if close else "check the spelling against the config"
+        hint = (
+            f"did you mean '{close[0]}'?"
+            if close
+            else f"the config's top-level keys are {', '.join(sorted(cfg.keys()))}"
+        )
         raise UsageError(f"unknown config key '{key}' in override '{o}': {hint}")
 
 
