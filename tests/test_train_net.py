@@ -214,10 +214,12 @@ def test_existing_run_is_accepted_with_resume_or_overwrite(tmp_path, monkeypatch
     out = _existing_run(tmp_path)
     calls = []
     monkeypatch.setattr(tool, "launch", lambda main, n, **kw: calls.append(kw["args"][0]))
-    for switch in ["--resume", "--overwrite"]:
-        tool.invoke_main(
-            ["--config-file", config("vitdet_mrcnn"), f"train.output_dir={out}", switch]
-        )
+    argv = ["--config-file", config("vitdet_mrcnn"), f"train.output_dir={out}"]
+    tool.invoke_main(argv + ["--resume"])
+    assert os.path.exists(os.path.join(out, "last_checkpoint"))
+    tool.invoke_main(argv + ["--overwrite"])
+    # the folder no longer points at the old run: a later --resume cannot continue it
+    assert not os.path.exists(os.path.join(out, "last_checkpoint"))
     assert [(a.resume, a.overwrite) for a in calls] == [(True, False), (False, True)]
 
 

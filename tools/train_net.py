@@ -136,6 +136,8 @@ def invoke_main(argv=None) -> None:
         # one run at a time per output folder (machine 0's launcher holds the lock)
         locked = not args.eval_only and args.machine_rank == 0
         with checks.lock_output_dir(cfg.train.output_dir if locked else ""):
+            if args.overwrite:
+                checks.forget_run(cfg.train.output_dir)
             launch(
                 main,
                 args.num_gpus,

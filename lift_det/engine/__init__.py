@@ -8,6 +8,7 @@ from .checks import (
     check_run,
     check_weights,
     default_argument_parser,
+    forget_run,
     lock_output_dir,
     parse_args,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "ddp_kwargs",
     "default_argument_parser",
     "fit_device",
+    "forget_run",
     "instantiate_data",
     "lock_output_dir",
     "parse_args",

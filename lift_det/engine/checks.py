@@ -23,6 +23,7 @@ __all__ = [
     "check_run",
     "check_weights",
     "default_argument_parser",
+    "forget_run",
     "lock_output_dir",
     "parse_args",
     "previous_max_iter",
@@ -243,6 +244,15 @@ class lock_output_dir:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+
+
+def forget_run(output_dir: str) -> None:
+    """For ``--overwrite``: drop ``last_checkpoint`` so that the folder no longer points at the
+    old run (a ``--resume`` after a crash must not continue it); its files are replaced as the
+    new run writes them."""
+    path = os.path.join(output_dir or "", "last_checkpoint")
+    if output_dir and os.path.exists(path):
+        os.remove(path)
 
 
 def previous_max_iter(output_dir: str) -> Optional[int]:
