@@ -8,6 +8,7 @@ from pycocotools.coco import COCO
 from detectron2.config import LazyConfig
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -260,3 +261,50 @@ def test_configs_need_no_hidden_registration():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_cpu_fallbacks(caplog):
+    """On the CPU: no DDP device ids (gloo), fp32 SimpleTrainer instead of AMP (with a warning),
+    and train.device=cuda falls back to the CPU where CUDA is missing."""
+    from detectron2.engine import AMPTrainer, SimpleTrainer
+
+    from lift_det.engine import build_trainer, ddp_kwargs, fit_device
+
+    cfg = LazyConfig.load(config("vitdet_mrcnn"))
+    cfg.train.ddp = {"broadcast_buffers": False, "find_unused_parameters": False}
+    cfg.train.device = "cpu"
+    assert ddp_kwargs(cfg) == {**cfg.train.ddp, "device_ids": None}
+    cfg.train.device = "cuda:0"
+    assert ddp_kwargs(cfg) == dict(cfg.train.ddp)  # create_ddp_model then picks the local GPU
+    fit_device(cfg)
+    assert cfg.train.device == ("cuda:0" if torch.cuda.is_available() else "cpu")
+
+    model = torch.nn.Linear(2, 2)
+    optim = torch.optim.SGD(model.parameters(), lr=0.1)
+    cfg.train.device, cfg.train.amp.enabled = "cpu", True
+    d2_logger = logging.getLogger("detectron2")  # default_setup stops it propagating
+    d2_logger.addHandler(caplog.handler)
+    try:
+        trainer = build_trainer(cfg, model, optim, [])
+    finally:
+        d2_logger.removeHandler(caplog.handler)
+    assert type(trainer) is SimpleTrainer and "training in fp32" in caplog.text
+    if torch.cuda.is_available():
+        cfg.train.device = "cuda"
+        assert type(build_trainer(cfg, model.cuda(), optim, [])) is AMPTrainer
+
+
+def test_missing_dataset_names_the_dataset_root(monkeypatch):
+    from detectron2.config import LazyCall as L
+
+    from lift_det.engine import instantiate_data
+
+    def missing(path):
+        raise FileNotFoundError(f"[Errno 2] No such file or directory: '{path}'")
+
+    monkeypatch.setenv("DETECTRON2_DATASETS", "/data/sets")
+    with pytest.raises(FileNotFoundError) as e:
+        instantiate_data(L(missing)(path="/data/sets/coco/x.json"), "the training data")
+    msg = str(e.value)
+    assert msg.startswith("the training data: [Errno 2]") and "/data/sets/coco/x.json" in msg
+    assert "Set DETECTRON2_DATASETS to the folder that holds them" in msg
