@@ -2,13 +2,15 @@
 # tests. Both first run dev/setup_env.sh, which builds .venv (idempotent: seconds when up to date).
 PY := .venv/bin/python
 OUTPUT ?= output/mini
+# e.g. `make main MAIN_ARGS=--resume` (continue an interrupted run) or MAIN_ARGS=--overwrite
+MAIN_ARGS ?=
 
 .PHONY: setup main test format lint
 setup:
 	bash dev/setup_env.sh
 
 main: setup
-	$(PY) tools/run_mini.py --output-dir $(OUTPUT)
+	$(PY) tools/run_mini.py --output-dir $(OUTPUT) $(MAIN_ARGS)
 
 test: setup
 	$(PY) -m pytest tests -q -p no:cacheprovider --durations=10

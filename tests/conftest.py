@@ -34,3 +34,36 @@ def load_config(name: str, tiny: bool = True):
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="module")
+def small_mini(tmp_path_factory):
+    """A small mini dataset (8 train / 6 val images) that every subprocess finds by env var."""
+    from lift_det.data.mini import generate_mini_coco, register_mini_coco
+
+    root = str(tmp_path_factory.mktemp("mini"))
+    generate_mini_coco(root, num_train=8, num_val=6)
+    old = os.environ.get("LIFT_DET_MINI_ROOT")
+    os.environ["LIFT_DET_MINI_ROOT"] = root
+    register_mini_coco(root)
+    yield root
+    if old is None:
+        os.environ.pop("LIFT_DET_MINI_ROOT")
+    else:
+        os.environ["LIFT_DET_MINI_ROOT"] = old
+    register_mini_coco()
+
+
+def load_tool(name: str):
+    """``tools/<name>.py`` as a module (its functions run in this process, as launch() with one
+    process runs them)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", f"{REPO}/tools/{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# subprocesses of the tools run on the CPU even where a GPU exists
+CPU_ENV = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}

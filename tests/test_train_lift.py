@@ -12,23 +12,24 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import HookBase
 from detectron2.utils.env import seed_all_rng
 
-import importlib.util
 import json
 import logging
 import os
 import subprocess
 import sys
+from conftest import CPU_ENV, load_tool
 from functools import partial
 from lift_det.data import MINI_DATASETS, default_mini_root, generate_mini_coco, register_mini_coco
 from lift_det.data.stage1 import stage1_dataset_dicts
-from lift_det.engine import default_argument_parser, do_train
+from lift_det.engine import parse_args
 from lift_det.modeling import LiFT, ResizeConvUpsampler, ViTLiFT
 from typing import Dict, Iterator, List
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MINI_CONFIG = os.path.join(REPO, "configs", "mini", "lift_stage1.py")
 COCO_CONFIG = os.path.join(REPO, "configs", "lift_stage1_coco.py")
-TOOL = os.path.join(REPO, "tools", "train_lift.py")
+ALIAS = os.path.join(REPO, "tools", "train_lift.py")  # an alias of tools/train_net.py
+tool = load_tool("train_net")
 
 # the ViT of configs/mini/lift_stage1.py
 MINI_VIT = dict(
@@ -52,13 +53,6 @@ MINI_VIT = dict(
 FAST = ["dataloader.train.total_batch_size=4", "train.log_period=1"]
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("train_lift_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def mini_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A small mini COCO (16 train / 8 val images) used through ensure_mini_coco."""
@@ -78,9 +72,8 @@ def mini_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def run_tool(args: List[str]):
-    """tools/train_lift.py in this process (as launch() runs it with one process)."""
-    tool = _load_tool()
-    return tool.main(default_argument_parser().parse_args(args))
+    """tools/train_net.py in this process (as launch() runs it with one process)."""
+    return tool.main(parse_args(args))
 
 
 def test_coco_config():
@@ -199,8 +192,8 @@ def _train(cfg, resume: bool = False, crash_at: int = -1):
     if crash_at >= 0:
         cfg.train.export = list(cfg.train.export) + [L(_CrashAt)(iteration=crash_at)]
     seed_all_rng(0)
-    args = default_argument_parser().parse_args(["--resume"] if resume else [])
-    return do_train(args, cfg)
+    args = parse_args(["--resume"] if resume else [])
+    return tool.do_train(args, cfg)
 
 
 def test_resume_continues_iteration_optimizer_and_schedule(mini_root, tmp_path):
@@ -346,12 +339,17 @@ def test_nan_loss_stops_naming_iteration(mini_root, tmp_path):
 
 
 def test_two_process_launch(mini_root, tmp_path):
+    """Two processes on the CPU (even where a GPU exists) through the train_lift.py alias: each
+    rank logs its rank and the world size to its own file (detectron2's default_setup)."""
     out = str(tmp_path / "ddp")
-    cmd = [sys.executable, TOOL, "--num-gpus", "2", "--dist-url", "auto"]
+    cmd = [sys.executable, ALIAS, "--num-gpus", "2", "--dist-url", "auto"]
     cmd += ["--config-file", MINI_CONFIG] + FAST
     cmd += [f"train.output_dir={out}", "train.max_iter=2", "train.eval_period=2"]
-    env = dict(os.environ, LIFT_DET_MINI_ROOT=mini_root, OMP_NUM_THREADS="1")
-    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    env = dict(os.environ, LIFT_DET_MINI_ROOT=mini_root, **CPU_ENV)
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for rank, log in [(0, "log.txt"), (1, "log.txt.rank1")]:
+        with open(os.path.join(out, log)) as f:
+            assert f"Rank of current process: {rank}. World size: 2" in f.read(), log
     assert os.path.isfile(os.path.join(out, "lift_final.pth"))
     assert "Feature quality on 8 images" in proc.stdout + proc.stderr

@@ -1,201 +1,252 @@
-"""Stage two / the main job: tools/train_net.py on the mini configs (a smaller mini dataset)."""
+"""tools/train_net.py on the mini detector configs (a smaller mini dataset): stage two, --eval-only,
+resume after a kill, and what the tool refuses before it builds anything."""
 
 import pytest
 import torch
 from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
+
+from detectron2.config import LazyConfig
 
 import json
+import logging
 import os
-import signal
-import socket
+import re
 import subprocess
 import sys
-import time
-from conftest import REPO
-from lift_det.data.mini import generate_mini_coco, register_mini_coco
-from lift_det.engine.mini_pipeline import read_final_metrics
+from conftest import CPU_ENV, REPO, load_tool
+from lift_det.engine import check_overrides, lock_output_dir, parse_args
 
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
-
-
-@pytest.fixture(scope="module")
-def small_mini(tmp_path_factory):
-    """A small mini dataset (8 train / 6 val images) that every subprocess finds by env var."""
-    root = str(tmp_path_factory.mktemp("mini"))
-    generate_mini_coco(root, num_train=8, num_val=6)
-    old = os.environ.get("LIFT_DET_MINI_ROOT")
-    os.environ["LIFT_DET_MINI_ROOT"] = root
-    register_mini_coco(root)
-    yield root
-    if old is None:
-        os.environ.pop("LIFT_DET_MINI_ROOT")
-    else:
-        os.environ["LIFT_DET_MINI_ROOT"] = old
-    register_mini_coco()
-
-
-def run_tool(args, check=True, timeout=600):
-    proc = subprocess.run(
-        [sys.executable, TRAIN_NET, *args], capture_output=True, text=True, timeout=timeout
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(proc.stdout[-3000:] + proc.stderr[-5000:])
-    return proc
+tool = load_tool("train_net")
 
 
 def config(name):
     return os.path.join(REPO, "configs", "mini", f"{name}.py")
 
 
-def test_reported_ap_equals_pycocotools(small_mini, tmp_path):
-    out = str(tmp_path / "run")
+def run_tool(args, cwd, check=True):
+    """The tool in a subprocess on the CPU, in ``cwd`` (a tmp dir: nothing lands in the repo)."""
+    env = dict(os.environ, **CPU_ENV)
+    cmd = [sys.executable, TRAIN_NET, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stdout[-3000:] + proc.stderr[-5000:])
+    return proc
+
+
+def last_evaluation(output_dir):
+    """The last row of metrics.json (detectron2's JSONWriter) that holds box AP."""
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        rows = [json.loads(line) for line in f]
+    return [r for r in rows if "bbox/AP" in r][-1]
+
+
+# every detection is scored, so box and mask post-processing run even on a barely trained model
+ALL_DETS = "model.roi_heads.box_predictor.test_score_thresh=0.0"
+
+
+@pytest.fixture(scope="module")
+def trained(small_mini, tmp_path_factory):
+    """A 1-iteration mini ViTDet and, from it, a 2-iteration stage two with LiFT (random LiFT)."""
+    tmp = tmp_path_factory.mktemp("trained")
+    base, lift = str(tmp / "base"), str(tmp / "lift")
+    common = ["train.eval_period=0", ALL_DETS]
     run_tool(
-        [
-            "--config-file",
-            config("vitdet_mrcnn"),
-            f"train.output_dir={out}",
-            "train.max_iter=3",
-            "train.eval_period=3",
-            "model.roi_heads.box_predictor.test_score_thresh=0.0",
-        ]
+        ["--config-file", config("vitdet_mrcnn"), f"train.output_dir={base}", "train.max_iter=1"]
+        + common,
+        cwd=tmp,
     )
-    reported = read_final_metrics(out)
-    gt = COCO(os.path.join(small_mini, "annotations", "instances_val.json"))
-    with open(os.path.join(out, "coco_instances_results.json")) as f:
-        dets = json.load(f)
-    assert dets, "no detections were dumped"
-    for iou_type, key in [("bbox", "bbox/AP"), ("segm", "segm/AP")]:
-        ev = COCOeval(gt, gt.loadRes(dets), iou_type)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-        assert reported[key] == pytest.approx(ev.stats[0] * 100, abs=1e-6)
-        assert reported[f"{iou_type}/AP50"] == pytest.approx(ev.stats[1] * 100, abs=1e-6)
-
-
-def test_resume_after_kill_continues_at_the_right_iteration(small_mini, tmp_path):
-    out = str(tmp_path / "run")
-    args = [
-        "--config-file",
-        config("vitdet_mrcnn"),
-        f"train.output_dir={out}",
-        "train.max_iter=6",
-        "train.checkpointer.period=2",
-        "train.eval_period=100",
-    ]
-    proc = subprocess.Popen(
-        [sys.executable, TRAIN_NET, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    tag = os.path.join(out, "last_checkpoint")
-
-    def tagged():  # a checkpoint is complete once last_checkpoint names it
-        return os.path.exists(tag) and open(tag).read().strip() == "model_0000001.pth"
-
-    deadline = time.time() + 300
-    while not tagged() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.1)
-    assert tagged(), "no checkpoint written before the deadline"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not os.path.exists(os.path.join(out, "model_final.pth"))
-    with open(os.path.join(out, "last_checkpoint")) as f:
-        last = f.read().strip()
-    assert not any(n.startswith(".tmp-") for n in os.listdir(out)) or last.startswith("model_")
-    saved_iter = torch.load(os.path.join(out, last), weights_only=False)["iteration"]
-
-    resumed = run_tool(["--resume", *args])
-    log = resumed.stdout + resumed.stderr
-    assert f"Starting training from iteration {saved_iter + 1}" in log
-    assert torch.load(os.path.join(out, "model_final.pth"), weights_only=False)["iteration"] == 5
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_two_process_cpu_launch(small_mini, tmp_path):
-    out = str(tmp_path / "ddp")
-    url = f"tcp://127.0.0.1:{free_port()}"
+    base_ckpt = os.path.join(base, "model_final.pth")
     proc = run_tool(
-        [
-            "--num-gpus",
-            "2",
-            "--dist-url",
-            url,
-            "--config-file",
-            config("vitdet_mrcnn"),
-            f"train.output_dir={out}",
-            "train.max_iter=2",
-            "train.eval_period=100",
-        ]
+        ["--config-file", config("vitdet_mrcnn_lift"), f"train.output_dir={lift}"]
+        + [f"train.init_checkpoint={base_ckpt}", "train.max_iter=2"]
+        + common,
+        cwd=tmp,
     )
-    assert "world size: 2" in (proc.stdout + proc.stderr).lower() or os.path.exists(
-        os.path.join(out, "model_final.pth")
-    )
-    assert os.path.exists(os.path.join(out, "model_final.pth"))
-    assert "bbox/AP" in read_final_metrics(out)
+    return {"base": base, "lift": lift, "lift_log": proc.stdout + proc.stderr}
 
 
-def test_lift_stage_two_config_trains_only_heads(small_mini, tmp_path):
-    out = str(tmp_path / "base")
-    run_tool(
-        [
-            "--config-file",
-            config("vitdet_mrcnn"),
-            f"train.output_dir={out}",
-            "train.max_iter=1",
-            "train.eval_period=100",
-        ]
-    )
-    base = os.path.join(out, "model_final.pth")
-    out2 = str(tmp_path / "lift")
-    proc = run_tool(
-        [
-            "--config-file",
-            config("vitdet_mrcnn_lift"),
-            f"train.output_dir={out2}",
-            f"train.init_checkpoint={base}",
-            "train.max_iter=2",
-            "train.eval_period=100",
-        ]
-    )
-    before = torch.load(base, weights_only=False)["model"]
-    after = torch.load(os.path.join(out2, "model_final.pth"), weights_only=False)["model"]
+def test_lift_stage_two_trains_only_heads(trained):
+    before = torch.load(os.path.join(trained["base"], "model_final.pth"), weights_only=False)
+    after = torch.load(os.path.join(trained["lift"], "model_final.pth"), weights_only=False)
+    before, after = before["model"], after["model"]
     vit_key = "backbone.net.blocks.0.attn.qkv.weight"
     torch.testing.assert_close(after[vit_key], before[vit_key])  # frozen ViT
     head_key = "roi_heads.box_predictor.cls_score.weight"
     assert not torch.equal(after[head_key], before[head_key])  # finetuned heads
-    assert "simfp_2" in proc.stdout + proc.stderr  # ViTDet's 4x stage reported as unused
+    assert "simfp_2" in trained["lift_log"]  # ViTDet's 4x stage reported as unused
 
 
-def test_bad_inputs_give_clear_errors(small_mini, tmp_path):
-    proc = run_tool(["--config-file", config("vitdet_mrcnn"), "--eval-only"], check=False)
-    assert proc.returncode != 0 and "--eval-only needs weights" in proc.stderr
-    proc = run_tool(
-        [
-            "--config-file",
-            config("vitdet_mrcnn"),
-            "--eval-only",
-            "train.init_checkpoint=/nonexistent/model.pth",
-        ],
-        check=False,
+def test_eval_only_reproduces_the_final_evaluation(trained, tmp_path):
+    """--eval-only on the stage-two checkpoint gives the APs the run itself measured at its end
+    (a model not loaded from the checkpoint would not), with sane detections."""
+    out = str(tmp_path / "eval")
+    args = parse_args(
+        ["--config-file", config("vitdet_mrcnn_lift"), "--eval-only", ALL_DETS]
+        + [f"train.output_dir={out}", "model.backbone.net.lift_weights="]
+        + [f"train.init_checkpoint={trained['lift']}/model_final.pth", "train.device=cpu"]
     )
-    assert proc.returncode != 0 and "does not exist" in proc.stderr
-    bad = tmp_path / "lift.pth"
-    torch.save({"model": {}}, bad)
-    proc = run_tool(
-        [
-            "--config-file",
-            config("vitdet_mrcnn_lift"),
-            f"train.output_dir={tmp_path}",
-            f"model.backbone.net.lift_weights={bad}",
-        ],
-        check=False,
+    res = tool.main(args)
+    measured = last_evaluation(trained["lift"])
+    for key in ["bbox/AP", "bbox/AP50", "segm/AP"]:
+        task, metric = key.split("/")
+        assert res[task][metric] == pytest.approx(measured[key], abs=1e-9), key
+    gt = COCO(os.path.join(os.environ["LIFT_DET_MINI_ROOT"], "annotations", "instances_val.json"))
+    with open(os.path.join(out, "coco_instances_results.json")) as f:
+        dets = json.load(f)
+    assert len({d["image_id"] for d in dets}) == len(gt.getImgIds())  # detections on every image
+    for d in dets:
+        img = gt.imgs[d["image_id"]]
+        x, y, w, h = d["bbox"]
+        assert 0 <= x and 0 <= y and x + w <= img["width"] + 1e-3 and y + h <= img["height"] + 1e-3
+        assert d["category_id"] in gt.getCatIds()
+        assert d["segmentation"]["size"] == [img["height"], img["width"]]
+
+
+KILL_CONFIG = """
+import os, signal
+from detectron2.config import LazyCall as L, LazyConfig
+from detectron2.engine import HookBase
+
+class KillAfter(HookBase):
+    def __init__(self, iteration):
+        self.iteration = iteration
+
+    def after_step(self):  # after the checkpointer's after_step of this iteration
+        if self.trainer.iter == self.iteration:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+_cfg = LazyConfig.load({config!r})
+model, dataloader, optimizer, lr_multiplier, train = (
+    _cfg.model, _cfg.dataloader, _cfg.optimizer, _cfg.lr_multiplier, _cfg.train)
+train.export = [L(KillAfter)(iteration=3)]
+"""
+
+
+def test_resume_after_kill_continues_at_the_right_iteration(small_mini, tmp_path):
+    """SIGKILL right after iteration 3's checkpoint (deterministic: a hook kills the process);
+    --resume (given after the key=value overrides) continues at 4; a new max_iter is logged."""
+    out = str(tmp_path / "run")
+    killing = tmp_path / "kill_after_3.py"
+    killing.write_text(KILL_CONFIG.format(config=config("vitdet_mrcnn")))
+    args = [f"train.output_dir={out}", "train.checkpointer.period=2", "train.eval_period=0"]
+    proc = run_tool(["--config-file", str(killing), "train.max_iter=6", *args], tmp_path, False)
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    assert not os.path.exists(os.path.join(out, "model_final.pth"))
+    with open(os.path.join(out, "last_checkpoint")) as f:
+        assert f.read().strip() == "model_0000003.pth"
+
+    resumed = run_tool(
+        ["--config-file", config("vitdet_mrcnn"), "train.max_iter=7", *args, "--resume"], tmp_path
     )
-    assert proc.returncode != 0 and "not a LiFT file" in proc.stderr
+    log = resumed.stdout + resumed.stderr
+    assert "Starting training from iteration 4" in log
+    assert "train.max_iter changed on resume: 6 (the run being resumed) -> 7" in log
+    final = torch.load(os.path.join(out, "model_final.pth"), weights_only=False)
+    assert final["iteration"] == 6
+
+
+def test_late_switches_are_taken_out_of_the_overrides():
+    args = parse_args(["--config-file", "c.py", "a.b=1", "--resume", "c=2", "--eval-only"])
+    assert args.resume and args.eval_only and not args.overwrite
+    assert args.opts == ["a.b=1", "c=2"]
+    args = parse_args(["--config-file", "c.py", "a.b=1", "--overwrite"])
+    assert args.overwrite and not args.resume and args.opts == ["a.b=1"]
+
+
+def test_overrides_may_set_any_argument_of_the_lazy_call():
+    cfg = LazyConfig.load(config("vitdet_mrcnn"))
+    assert "use_act_checkpoint" not in cfg.model.backbone.net  # a ViT argument left at default
+    check_overrides(cfg, ["model.backbone.net.use_act_checkpoint=True", "train.max_iter=3"])
+    with pytest.raises(ValueError, match="did you mean 'model.backbone.net.embed_dim'"):
+        check_overrides(cfg, ["model.backbone.net.embed_dimm=3"])
+
+
+def _existing_run(tmp_path):
+    folder = tmp_path / "finished"
+    folder.mkdir()
+    (folder / "last_checkpoint").write_text("model_final.pth")
+    return str(folder)
+
+
+def _a_file(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    return str(tmp_path / "a_file")
+
+
+# (extra command-line arguments, output folder maker, what the error must say)
+REFUSED = [
+    (["train.max_iterr=5"], None, "key 'train.max_iterr'.*did you mean 'train.max_iter'"),
+    (["train.max_iter=abc"], None, "train.max_iter must be an integer >= 1, got 'abc'"),
+    (["train.max_iter=-5"], None, "train.max_iter must be an integer >= 1, got -5"),
+    (["train.max_iter=2.5"], None, "train.max_iter must be an integer >= 1, got 2.5"),
+    (["train.checkpointer.period=0"], None, "train.checkpointer.period must be an integer >= 1"),
+    (["train.log_period=0"], None, "train.log_period must be an integer >= 1, got 0"),
+    (["train.eval_period=-1"], None, "train.eval_period must be an integer >= 0, got -1"),
+    (["dataloader.train.total_batch_size=0"], None, "total_batch_size must be an integer >= 1"),
+    (["--num-gpus", "2", "dataloader.train.total_batch_size=3"], None,
+     r"total_batch_size=3 is not divisible by the number of processes \(2\)"),
+    (["train.max_iter=3", "--num-gpus", "2"], None, "'--num-gpus' is neither key=value"),
+    (["--resume", "--overwrite"], None, "--resume and --overwrite contradict"),
+    (["--eval-only"], None, "--eval-only needs weights: set train.init_checkpoint="),
+    (["--eval-only", "train.init_checkpoint=/nonexistent/m.pth"], None,
+     "train.init_checkpoint '/nonexistent/m.pth' does not exist"),
+    (["train.init_checkpoint=/nonexistent/m.pth"], None, "'/nonexistent/m.pth' does not exist"),
+    ([], _a_file, "is a file, not a folder"),
+    ([], lambda p: os.path.join(_a_file(p), "out"), "cannot be written"),
+    ([], _existing_run, "holds a run.*--resume to continue it, --overwrite to start afresh"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("extra,folder,message", REFUSED, ids=[" ".join(r[0]) for r in REFUSED])
+def test_refused_before_anything_is_built(extra, folder, message, tmp_path, capsys, monkeypatch):
+    out = folder(tmp_path) if folder else str(tmp_path / "out")
+    monkeypatch.setattr(tool, "launch", None)  # a check that lets it through fails with TypeError
+    with pytest.raises(SystemExit) as e:
+        tool.invoke_main(
+            ["--config-file", config("vitdet_mrcnn"), *extra, f"train.output_dir={out}"]
+        )
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err.replace("\n", " ")), err
+
+
+def test_existing_run_is_accepted_with_resume_or_overwrite(tmp_path, monkeypatch):
+    out = _existing_run(tmp_path)
+    calls = []
+    monkeypatch.setattr(tool, "launch", lambda main, n, **kw: calls.append(kw["args"][0]))
+    argv = ["--config-file", config("vitdet_mrcnn"), f"train.output_dir={out}"]
+    tool.invoke_main(argv + ["--resume"])
+    assert os.path.exists(os.path.join(out, "last_checkpoint"))
+    tool.invoke_main(argv + ["--overwrite"])
+    # the folder no longer points at the old run: a later --resume cannot continue it
+    assert not os.path.exists(os.path.join(out, "last_checkpoint"))
+    assert [(a.resume, a.overwrite) for a in calls] == [(True, False), (False, True)]
+
+
+def test_a_folder_in_use_is_refused_naming_the_holder(tmp_path, capsys, monkeypatch):
+    out = str(tmp_path / "busy")
+    os.makedirs(out)
+    monkeypatch.setattr(tool, "launch", None)
+    with lock_output_dir(out):
+        with pytest.raises(SystemExit):
+            tool.invoke_main(["--config-file", config("vitdet_mrcnn"), f"train.output_dir={out}"])
+    assert f"is in use by another run (pid {os.getpid()}" in capsys.readouterr().err
+    with lock_output_dir(out):  # released: usable again
+        pass
+
+
+@pytest.mark.parametrize("content", [os.urandom(4096), b"PK\x03\x04truncated"])
+def test_unreadable_init_checkpoint_fails(content, small_mini, tmp_path):
+    bad = tmp_path / "model.pth"
+    bad.write_bytes(content)
+    args = parse_args(
+        ["--config-file", config("vitdet_mrcnn"), "--eval-only", "train.device=cpu"]
+        + [f"train.init_checkpoint={bad}", f"train.output_dir={tmp_path / 'out'}"]
+    )
+    with pytest.raises(Exception) as e:
+        tool.main(args)
+    assert not isinstance(e.value, SystemExit) or e.value.code != 0
 
 
 def test_configs_need_no_hidden_registration():
@@ -210,3 +261,50 @@ def test_configs_need_no_hidden_registration():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_cpu_fallbacks(caplog):
+    """On the CPU: no DDP device ids (gloo), fp32 SimpleTrainer instead of AMP (with a warning),
+    and train.device=cuda falls back to the CPU where CUDA is missing."""
+    from detectron2.engine import AMPTrainer, SimpleTrainer
+
+    from lift_det.engine import build_trainer, ddp_kwargs, fit_device
+
+    cfg = LazyConfig.load(config("vitdet_mrcnn"))
+    cfg.train.ddp = {"broadcast_buffers": False, "find_unused_parameters": False}
+    cfg.train.device = "cpu"
+    assert ddp_kwargs(cfg) == {**cfg.train.ddp, "device_ids": None}
+    cfg.train.device = "cuda:0"
+    assert ddp_kwargs(cfg) == dict(cfg.train.ddp)  # create_ddp_model then picks the local GPU
+    fit_device(cfg)
+    assert cfg.train.device == ("cuda:0" if torch.cuda.is_available() else "cpu")
+
+    model = torch.nn.Linear(2, 2)
+    optim = torch.optim.SGD(model.parameters(), lr=0.1)
+    cfg.train.device, cfg.train.amp.enabled = "cpu", True
+    d2_logger = logging.getLogger("detectron2")  # default_setup stops it propagating
+    d2_logger.addHandler(caplog.handler)
+    try:
+        trainer = build_trainer(cfg, model, optim, [])
+    finally:
+        d2_logger.removeHandler(caplog.handler)
+    assert type(trainer) is SimpleTrainer and "training in fp32" in caplog.text
+    if torch.cuda.is_available():
+        cfg.train.device = "cuda"
+        assert type(build_trainer(cfg, model.cuda(), optim, [])) is AMPTrainer
+
+
+def test_missing_dataset_names_the_dataset_root(monkeypatch):
+    from detectron2.config import LazyCall as L
+
+    from lift_det.engine import instantiate_data
+
+    def missing(path):
+        raise FileNotFoundError(f"[Errno 2] No such file or directory: '{path}'")
+
+    monkeypatch.setenv("DETECTRON2_DATASETS", "/data/sets")
+    with pytest.raises(FileNotFoundError) as e:
+        instantiate_data(L(missing)(path="/data/sets/coco/x.json"), "the training data")
+    msg = str(e.value)
+    assert msg.startswith("the training data: [Errno 2]") and "/data/sets/coco/x.json" in msg
+    assert "Set DETECTRON2_DATASETS to the folder that holds them" in msg

@@ -1,5 +1,33 @@
-"""Training and evaluation loops shared by tools/train_net.py and tools/train_lift.py."""
+"""Small pieces the training tool (tools/train_net.py) uses: checks and training helpers."""
 
-from .train_loop import build_trainer, default_argument_parser, do_test, do_train, main
+from .checks import (
+    UsageError,
+    check_config,
+    check_output_dir,
+    check_overrides,
+    check_run,
+    check_weights,
+    default_argument_parser,
+    forget_run,
+    lock_output_dir,
+    parse_args,
+)
+from .train_utils import build_trainer, ddp_kwargs, fit_device, instantiate_data, train_or_explain
 
-__all__ = ["build_trainer", "default_argument_parser", "do_test", "do_train", "main"]
+__all__ = [
+    "UsageError",
+    "build_trainer",
+    "check_config",
+    "check_output_dir",
+    "check_overrides",
+    "check_run",
+    "check_weights",
+    "ddp_kwargs",
+    "default_argument_parser",
+    "fit_device",
+    "forget_run",
+    "instantiate_data",
+    "lock_output_dir",
+    "parse_args",
+    "train_or_explain",
+]

@@ -3,8 +3,8 @@ The main job on the built-in mini data: baseline ViTDet training -> stage one (L
 trained, frozen ViT) -> stage two for +LiFT, for the +bilinear control and for the baseline given
 the same extra iterations -> COCO evaluation of each, as one table (markdown + JSON).
 
-Every step runs the project's own tool (tools/train_net.py or tools/train_lift.py) in a
-subprocess, exactly as a user would, with its full log in ``<output>/<step>/log.txt``.
+Every step runs tools/train_net.py in a subprocess, exactly as a user would, with its full log in
+``<output>/<step>/log.txt``. A helper module of tools/run_mini.py (scenario code, not library).
 """
 
 import json
@@ -18,7 +18,12 @@ from typing import Dict, List, Optional
 
 __all__ = ["Step", "mini_steps", "run_pipeline", "read_final_metrics", "format_table"]
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CAVEAT = (
+    "One seed is noise-limited: a rerun on another machine can move these APs by several points, "
+    'so read small differences with care (see the README section "Results"; a multi-seed '
+    "`make study` is planned, issue 10)."
+)
 _ECHO = re.compile(r"eta: |Inference done|copypaste: \d|lift_quality|Error|error:|Traceback")
 
 
@@ -31,7 +36,7 @@ def _condense(line: str, width: int = 150) -> str:
 @dataclass
 class Step:
     name: str
-    tool: str
+    final: str  # the file a finished step leaves in its folder
     config: str
     iters: int
     overrides: Dict[str, str] = field(default_factory=dict)
@@ -44,16 +49,16 @@ def mini_steps(out: str, baseline_iters: int, stage1_iters: int, stage2_iters: i
     lift_file = os.path.join(out, "stage1", "lift_final.pth")
     stage2 = {"train.init_checkpoint": base_ckpt, "train.eval_period": str(stage2_iters)}
     return [
-        Step("baseline", "train_net", "vitdet_mrcnn", baseline_iters,
+        Step("baseline", "model_final.pth", "vitdet_mrcnn", baseline_iters,
              {"train.eval_period": str(baseline_iters)}, "ViTDet (baseline)"),
-        Step("stage1", "train_lift", "lift_stage1", stage1_iters,
+        Step("stage1", "lift_final.pth", "lift_stage1", stage1_iters,
              {"train.init_checkpoint": base_ckpt, "train.eval_period": str(stage1_iters)},
              "stage one: LiFT-S on the frozen ViT"),
-        Step("baseline_ft", "train_net", "vitdet_mrcnn_ft", stage2_iters, dict(stage2),
+        Step("baseline_ft", "model_final.pth", "vitdet_mrcnn_ft", stage2_iters, dict(stage2),
              "ViTDet + same extra iterations"),
-        Step("bilinear", "train_net", "vitdet_mrcnn_bilinear", stage2_iters, dict(stage2),
+        Step("bilinear", "model_final.pth", "vitdet_mrcnn_bilinear", stage2_iters, dict(stage2),
              "ViTDet + bilinear 2x (control)"),
-        Step("lift", "train_net", "vitdet_mrcnn_lift", stage2_iters,
+        Step("lift", "model_final.pth", "vitdet_mrcnn_lift", stage2_iters,
              {**stage2, "model.backbone.net.lift_weights": lift_file}, "ViTDet + LiFT"),
     ]  # fmt: skip
 
@@ -86,7 +91,7 @@ def format_table(results: Dict[str, Dict], steps: List[Step]) -> str:
     ]
     for s in steps:
         r = results.get(s.name, {})
-        if s.tool != "train_net":
+        if s.final != "model_final.pth":  # stage one: its cosines below
             continue
         iters = f"{results['baseline'].get('iterations', '?')}"
         if s.name != "baseline":
@@ -115,7 +120,7 @@ def _run_step(step: Step, out: str, extra: List[str]) -> float:
     os.makedirs(step_dir, exist_ok=True)
     cmd = [
         sys.executable,
-        os.path.join(REPO, "tools", f"{step.tool}.py"),
+        os.path.join(REPO, "tools", "train_net.py"),
         "--config-file",
         os.path.join(REPO, "configs", "mini", f"{step.config}.py"),
         f"train.output_dir={step_dir}",
@@ -147,8 +152,11 @@ def run_pipeline(
     stage2_iters: int = 160,
     extra: Optional[List[str]] = None,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> Dict:
-    """Run every step (``resume``: skip steps whose results exist) and write the table."""
+    """Run every step and write the table. ``resume``: skip the steps that finished and resume
+    an interrupted one from its last checkpoint; ``overwrite``: rerun every step from scratch
+    (without either, a folder that holds a run is refused by tools/train_net.py)."""
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
     steps = mini_steps(out, baseline_iters, stage1_iters, stage2_iters)
@@ -157,12 +165,12 @@ def run_pipeline(
     results: Dict[str, Dict] = {}
     for i, step in enumerate(steps):
         step_dir = os.path.join(out, step.name)
-        final = "lift_final.pth" if step.tool == "train_lift" else "model_final.pth"
-        if resume and os.path.exists(os.path.join(step_dir, final)):
+        if resume and os.path.exists(os.path.join(step_dir, step.final)):
             print(f"[main] step {i + 1}/{len(steps)} {step.name}: done before, skipped")
         else:
             print(f"[main] step {i + 1}/{len(steps)} {step.name}: {step.iters} iterations")
-            spent += _run_step(step, out, extra or [])
+            switch = ["--resume"] if resume else ["--overwrite"] if overwrite else []
+            spent += _run_step(step, out, switch + list(extra or []))
             done_iters += step.iters
         results[step.name] = {**read_final_metrics(step_dir), "iterations": step.iters}
         left = sum(s.iters for s in steps[i + 1 :])
@@ -174,12 +182,14 @@ def run_pipeline(
         )
     table = format_table(results, steps)
     with open(os.path.join(out, "results.md"), "w") as f:
-        f.write(table + "\n")
+        f.write(f"{table}\n\n{CAVEAT}\n")
     summary = {
         "steps": {s.name: {"label": s.label, **results[s.name]} for s in steps},
         "wall_time_s": time.time() - t0,
     }
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    print("\n" + table + f"\n\n[main] wrote {out}/results.md and results.json", flush=True)
+    print(
+        "\n" + table + f"\n\n{CAVEAT}\n[main] wrote {out}/results.md and results.json", flush=True
+    )
     return summary

@@ -1,0 +1,264 @@
+"""Checks a training tool runs before it builds anything: command line, overrides, config values,
+the output folder (no accidental overwrite, one run at a time)."""
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from detectron2.config import LazyConfig
+from detectron2.engine import default_argument_parser as _d2_parser
+from detectron2.utils.registry import locate
+
+import argparse
+import difflib
+import inspect
+import os
+import portalocker
+import tempfile
+from typing import Any, Iterator, List, Optional
+
+__all__ = [
+    "UsageError",
+    "check_config",
+    "check_output_dir",
+    "check_overrides",
+    "check_run",
+    "check_weights",
+    "default_argument_parser",
+    "forget_run",
+    "lock_output_dir",
+    "parse_args",
+    "previous_max_iter",
+]
+
+# switches that may also come after the first key=value (detectron2's parser puts those in opts)
+_LATE_FLAGS = {"--resume": "resume", "--eval-only": "eval_only", "--overwrite": "overwrite"}
+LOCK_FILE = ".train.lock"
+
+
+class UsageError(ValueError):
+    """A bad command line, config value or output folder; the tools print it without a
+    traceback."""
+
+
+def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
+    """detectron2's parser plus ``--overwrite`` (start afresh in a folder holding a run)."""
+    parser = _d2_parser(epilog)
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train from scratch into train.output_dir even if it holds a run (its checkpoints "
+        "are replaced); without it such a folder is refused unless --resume is given",
+    )
+    return parser
+
+
+def parse_args(argv: Optional[List[str]] = None, parser=None) -> argparse.Namespace:
+    """Parse like detectron2 (``opts`` = everything from the first ``key=value`` on), then take
+    ``--resume`` / ``--eval-only`` / ``--overwrite`` out of ``opts`` wherever they stand and
+    refuse anything else that is not ``key=value``."""
+    parser = parser or default_argument_parser()
+    args = parser.parse_args(argv)
+    opts = []
+    for o in args.opts:
+        if o in _LATE_FLAGS:
+            setattr(args, _LATE_FLAGS[o], True)
+        elif o == "--":
+            continue
+        elif o.startswith("-") or "=" not in o:
+            parser.error(
+                f"'{o}' is neither key=value nor one of {', '.join(_LATE_FLAGS)}: other switches "
+                f"(--config-file, --num-gpus, ...) must come before the first key=value"
+            )
+        else:
+            opts.append(o)
+    args.opts = opts
+    if args.resume and args.overwrite:
+        parser.error("--resume and --overwrite contradict each other: give one of them")
+    return args
+
+
+def _paths(node: Any, prefix: str = "") -> Iterator[str]:
+    """Every dotted key of a config (lists by index)."""
+    items = node.items_ex(resolve=False) if isinstance(node, DictConfig) else enumerate(node)
+    for k, v in items:
+        path = f"{prefix}{k}"
+        yield path
+        if isinstance(v, (DictConfig, ListConfig)):
+            yield from _paths(v, path + ".")
+
+
+def _takes_argument(node: Any, name: str) -> bool:
+    """Whether a LazyCall node's target accepts ``name`` (a default it does not spell out)."""
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return False
+    target = node._target_
+    try:
+        target = locate(target) if isinstance(target, str) else target
+        params = inspect.signature(target).parameters
+    except (ValueError, TypeError, ImportError):
+        return True  # cannot tell: let the target judge
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return True
+    return name in params
+
+
+def check_overrides(cfg, opts: List[str]) -> None:
+    """Refuse ``key=value`` overrides whose key is not in the config (nor an argument of the
+    LazyCall it would go to), naming the closest valid key."""
+    known = None
+    for o in opts:
+        key = o.split("=", 1)[0]
+        if key.startswith("+"):  # hydra's syntax to add a key on purpose
+            continue
+        parent, _, name = key.rpartition(".")
+        missing = object()
+        found = OmegaConf.select(
+            cfg, key, default=missing, throw_on_missing=False, throw_on_resolution_failure=False
+        )
+        if found is not missing:
+            continue
+        node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+        if _takes_argument(node, name):
+            continue
+        known = known if known is not None else list(_paths(cfg))
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = (
+            f"did you mean '{close[0]}'?"
+            if close
+            else f"the config's top-level keys are {', '.join(sorted(cfg.keys()))}"
+        )
+        raise UsageError(f"unknown config key '{key}' in override '{o}': {hint}")
+
+
+def _int_at_least(cfg, key: str, low: int) -> int:
+    value = OmegaConf.select(cfg, key, default=None)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise UsageError(
+            f"{key} must be an integer >= {low}, got {value!r}; e.g. {key}={max(low, 1) * 100}"
+        )
+    return value
+
+
+def check_config(cfg, world_size: int = 1) -> None:
+    """Types and ranges of the training fields, before anything is built."""
+    _int_at_least(cfg, "train.max_iter", 1)
+    _int_at_least(cfg, "train.log_period", 1)
+    _int_at_least(cfg, "train.eval_period", 0)  # 0: no periodic evaluation
+    if OmegaConf.select(cfg, "train.checkpointer") is not None:
+        _int_at_least(cfg, "train.checkpointer.period", 1)
+    batch = _int_at_least(cfg, "dataloader.train.total_batch_size", 1)
+    if batch % world_size:
+        raise UsageError(
+            f"dataloader.train.total_batch_size={batch} is not divisible by the number of "
+            f"processes ({world_size}): each process takes an equal share. Use a multiple of "
+            f"{world_size} or another --num-gpus."
+        )
+
+
+def check_weights(path: str, what: str = "train.init_checkpoint") -> None:
+    """A local checkpoint path that does not exist or is empty gets a clear error before loading
+    (URLs such as detectron2:// are left to detectron2's PathManager)."""
+    if not path or "://" in path:
+        return
+    local = path.split("?")[0]
+    if not os.path.isfile(local):
+        raise UsageError(
+            f"{what} '{path}' does not exist. Give the path of a checkpoint (a ViTDet .pkl/.pth, "
+            f"an MAE .pth with ?matching_heuristics=True, or OUTPUT_DIR/model_final.pth)."
+        )
+    if os.path.getsize(local) == 0:
+        raise UsageError(f"{what} '{path}' is empty (an interrupted download or copy?).")
+
+
+def check_output_dir(output_dir: str, resume: bool, overwrite: bool) -> None:
+    """``output_dir`` must be a writable folder (created if needed); one that holds a run
+    (``last_checkpoint``) is used only with ``--resume`` or ``--overwrite``."""
+    if not output_dir or "://" in output_dir:
+        return
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise UsageError(
+            f"train.output_dir '{output_dir}' is a file, not a folder: set train.output_dir to "
+            f"a folder."
+        )
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        tempfile.TemporaryFile(dir=output_dir).close()
+    except OSError as e:
+        raise UsageError(
+            f"train.output_dir '{output_dir}' cannot be written ({e.strerror}): set "
+            f"train.output_dir to a folder you can write to."
+        ) from e
+    if os.path.exists(os.path.join(output_dir, "last_checkpoint")) and not (resume or overwrite):
+        raise UsageError(
+            f"train.output_dir '{output_dir}' holds a run (last_checkpoint). Give --resume to "
+            f"continue it, --overwrite to start afresh and replace its checkpoints, or another "
+            f"train.output_dir."
+        )
+
+
+def check_run(cfg, args: argparse.Namespace) -> None:
+    """What a run needs before it starts: weights for ``--eval-only``; for training, a usable
+    output folder and an existing ``train.init_checkpoint`` (unless resuming a checkpoint)."""
+    weights = cfg.train.init_checkpoint
+    if args.eval_only:
+        if not weights:
+            raise UsageError(
+                "--eval-only needs weights: set train.init_checkpoint=/path/to/model_final.pth "
+                "(a checkpoint of this model, e.g. OUTPUT_DIR/model_final.pth)."
+            )
+        return check_weights(weights)
+    folder = cfg.train.output_dir
+    check_output_dir(folder, args.resume, args.overwrite)
+    if not (args.resume and os.path.exists(os.path.join(folder, "last_checkpoint"))):
+        check_weights(weights)
+
+
+class lock_output_dir:
+    """Holds ``<output_dir>/.train.lock`` (non-blocking) while a run writes there; a second run
+    into the same folder fails at once naming the holder's pid."""
+
+    def __init__(self, output_dir: str):
+        self.path = os.path.join(output_dir, LOCK_FILE) if output_dir else ""
+        self.lock = None
+
+    def __enter__(self):
+        if not self.path or "://" in self.path:
+            return self
+        lock = portalocker.Lock(self.path, mode="a+", timeout=0, fail_when_locked=True)
+        try:
+            f = lock.acquire()
+        except portalocker.exceptions.AlreadyLocked:
+            with open(self.path) as f:
+                holder = f.read().strip() or "unknown"
+            raise UsageError(
+                f"train.output_dir '{os.path.dirname(self.path)}' is in use by another run "
+                f"(pid {holder}, lock {self.path}). Wait for it to finish or choose another "
+                f"train.output_dir."
+            ) from None
+        f.truncate(0)
+        f.write(str(os.getpid()))
+        f.flush()
+        self.lock = lock
+        return self
+
+    def __exit__(self, *exc):
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+def forget_run(output_dir: str) -> None:
+    """For ``--overwrite``: drop ``last_checkpoint`` so that the folder no longer points at the
+    old run (a ``--resume`` after a crash must not continue it); its files are replaced as the
+    new run writes them."""
+    path = os.path.join(output_dir or "", "last_checkpoint")
+    if output_dir and os.path.exists(path):
+        os.remove(path)
+
+
+def previous_max_iter(output_dir: str) -> Optional[int]:
+    """``train.max_iter`` of the run saved in ``output_dir/config.yaml`` (None if unknown)."""
+    path = os.path.join(output_dir or "", "config.yaml")
+    try:
+        return int(LazyConfig.load(path).train.max_iter)
+    except Exception:
+        return None
