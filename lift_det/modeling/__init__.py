@@ -2,7 +2,7 @@
 
 # LiFT and the controls that take its place
 from .lift import LIFT_PRESETS, ConvNormAct, LiFT
-from .upsample import BilinearUpsampler, ResizeConvUpsampler
+from .upsample import BilinearUpsampler, ResizeConvUpsampler, build_upsampler
 
 # stage two: ViT + LiFT backbone, stride-8 pyramid, yacs builder
 from .backbone import LiFTSimpleFeaturePyramid, ViTLiFT, build_vit_lift_backbone
@@ -17,6 +17,7 @@ __all__ = [
     "LiFT",
     "BilinearUpsampler",
     "ResizeConvUpsampler",
+    "build_upsampler",
     "LiFTSimpleFeaturePyramid",
     "ViTLiFT",
     "build_vit_lift_backbone",

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["BilinearUpsampler", "ResizeConvUpsampler"]
+__all__ = ["BilinearUpsampler", "ResizeConvUpsampler", "build_upsampler"]
 
 
 class _UpsamplerBase(nn.Module):
@@ -50,3 +50,17 @@ class ResizeConvUpsampler(_UpsamplerBase):
             features = self._upsample(features)
             features = features + self.refine_conv(features)
         return features
+
+
+def build_upsampler(name: str, in_channels: int, patch_size: int = 16, **kwargs) -> nn.Module:
+    """A LiFT preset ("LiFT-S", "LiFT-B", ...) or a control ("bilinear", "resize_conv")."""
+    from .lift import LIFT_PRESETS, LiFT
+
+    if name in LIFT_PRESETS:
+        return LiFT.from_preset(name, in_channels, patch_size, **kwargs)
+    controls = {"bilinear": BilinearUpsampler, "resize_conv": ResizeConvUpsampler}
+    if name in controls:
+        return controls[name](in_channels, patch_size, **kwargs)
+    raise ValueError(
+        f"Unknown upsampler {name!r}; use one of {sorted(LIFT_PRESETS) + sorted(controls)}."
+    )
