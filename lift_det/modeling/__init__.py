@@ -5,7 +5,7 @@ from .lift import LIFT_PRESETS, ConvNormAct, LiFT
 from .upsample import BilinearUpsampler, ResizeConvUpsampler, build_upsampler
 
 # stage two: ViT + LiFT backbone, stride-8 pyramid, yacs builder
-from .backbone import LiFTSimpleFeaturePyramid, ViTLiFT, build_vit_lift_backbone
+from .backbone import LiFTSimpleFeaturePyramid, ViTLiFT, build_vit_lift_backbone, vit_identity
 
 # stage one: frozen feature sources and the self-supervised model
 from .feature_source import D2ViTSource, TimmViTSource
@@ -21,6 +21,7 @@ __all__ = [
     "LiFTSimpleFeaturePyramid",
     "ViTLiFT",
     "build_vit_lift_backbone",
+    "vit_identity",
     "D2ViTSource",
     "TimmViTSource",
     "ExportLiFTFile",

@@ -26,7 +26,7 @@ from typing import Any, Dict, Optional, Sequence
 
 from ..checkpoint import load_lift_file
 
-__all__ = ["ViTLiFT", "LiFTSimpleFeaturePyramid", "build_vit_lift_backbone"]
+__all__ = ["ViTLiFT", "LiFTSimpleFeaturePyramid", "build_vit_lift_backbone", "vit_identity"]
 
 
 class ViTLiFT(ViT):
@@ -254,3 +254,14 @@ def build_vit_lift_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
         square_pad=c.IMG_SIZE,
         freeze=c.FREEZE_PYRAMID,
     )
+
+
+def vit_identity(vit: nn.Module) -> Dict[str, Any]:
+    """What a LiFT file records about a detectron2 ViT (or a ViTLiFT), read from the module."""
+    return {
+        "type": "detectron2.ViT",
+        "embed_dim": int(vit.patch_embed.proj.out_channels),
+        "depth": len(vit.blocks),
+        "num_heads": int(vit.blocks[0].attn.num_heads),
+        "patch_size": int(vit.patch_embed.proj.kernel_size[0]),
+    }
