@@ -9,7 +9,7 @@ from .backbone import LiFTSimpleFeaturePyramid, ViTLiFT, build_vit_lift_backbone
 
 # stage one: frozen feature sources and the self-supervised model
 from .feature_source import D2ViTSource, TimmViTSource
-from .distill import ExportLiFTFile, LiFTDistiller, measure_stage1_ratio
+from .distill import ExportLiFTFile, LiFTDistiller
 
 __all__ = [
     "LIFT_PRESETS",
@@ -26,5 +26,4 @@ __all__ = [
     "TimmViTSource",
     "ExportLiFTFile",
     "LiFTDistiller",
-    "measure_stage1_ratio",
 ]

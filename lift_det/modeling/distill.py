@@ -11,7 +11,7 @@ checkpointer and ``launch`` run it unchanged. The ViT is stored at ``backbone.ne
 names: a ViTDet checkpoint in ``train.init_checkpoint`` loads into it) and LiFT at ``lift``.
 
 Also here: :class:`ExportLiFTFile`, the ``after_train`` hook that writes ``lift_final.pth`` for
-stage two, and :func:`measure_stage1_ratio`, the cost of a stage-one step in frozen-ViT forwards.
+stage two. (The cost of a stage-one step is measured by tools/benchmark.py.)
 """
 
 import torch
@@ -23,15 +23,13 @@ from detectron2.engine import HookBase
 from detectron2.structures import ImageList
 from detectron2.utils import comm
 
-import copy
 import logging
 import os
-import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..checkpoint import save_lift_file
 
-__all__ = ["LiFTDistiller", "ExportLiFTFile", "measure_stage1_ratio", "DISTANCES", "DOWNSCALES"]
+__all__ = ["LiFTDistiller", "ExportLiFTFile", "DISTANCES", "DOWNSCALES"]
 
 logger = logging.getLogger(__name__)
 
@@ -301,88 +299,3 @@ class ExportLiFTFile(HookBase):
             distance=getattr(model, "distance", "cosine"),
         )
         logger.info(f"Wrote the stage-one LiFT to {self.path} (load it with lift_weights=...).")
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def measure_stage1_ratio(
-    distiller: LiFTDistiller,
-    batch: List[Dict[str, Any]],
-    repeats: int = 10,
-    warmup: int = 2,
-    optimizer: Optional[torch.optim.Optimizer] = None,
-    use_amp: Optional[bool] = None,
-) -> float:
-    """
-    Cost of one stage-one training step (forward with F(x), F(x/2), F(x/4) and LiFT at two
-    scales, backward, optimizer step) divided by the cost of one frozen-ViT forward of the same
-    batch at full resolution, both timed interleaved in the same run (step, ViT, step, ViT, ...)
-    so that clock and thermal drift affect them alike. Returns the ratio of the medians.
-
-    Args:
-        distiller (LiFTDistiller): on its device; its LiFT weights, BN statistics and mode are
-            restored afterwards.
-        batch (list[dict]): a batch as the train loader yields it.
-        repeats (int): timed repetitions of each.
-        warmup (int): untimed repetitions first.
-        optimizer: the optimizer to step; default AdamW(lr=1e-3) over LiFT's parameters.
-        use_amp (bool or None): autocast the step as AMPTrainer does; None: on CUDA only.
-
-    Returns:
-        float: median step time / median frozen-ViT forward time.
-    """
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}.")
-    device = distiller.device
-    use_amp = device.type == "cuda" if use_amp is None else use_amp
-    saved_state = copy.deepcopy(distiller.lift.state_dict())
-    was_training = distiller.training
-    params = [p for p in distiller.parameters() if p.requires_grad]
-    optimizer = optimizer or torch.optim.AdamW(params, lr=1e-3)
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
-    amp = torch.autocast(device.type, enabled=use_amp)
-
-    def step() -> float:
-        distiller.train()
-        _sync(device)
-        start = time.perf_counter()
-        with amp:
-            loss = sum(distiller(batch).values())
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        _sync(device)
-        return time.perf_counter() - start
-
-    def vit_forward() -> float:
-        distiller.eval()
-        _sync(device)
-        start = time.perf_counter()
-        images = distiller.preprocess_image(batch)
-        distiller.backbone(images.tensor)
-        _sync(device)
-        return time.perf_counter() - start
-
-    try:
-        for _ in range(warmup):
-            step()
-            vit_forward()
-        steps, forwards = [], []
-        for _ in range(repeats):
-            steps.append(step())
-            forwards.append(vit_forward())
-    finally:
-        distiller.lift.load_state_dict(saved_state)
-        distiller.train(was_training)
-        optimizer.zero_grad(set_to_none=True)
-    step_s = sorted(steps)[len(steps) // 2]
-    vit_s = sorted(forwards)[len(forwards) // 2]
-    logger.info(
-        f"stage one: step {step_s * 1e3:.1f} ms, frozen ViT forward {vit_s * 1e3:.1f} ms "
-        f"(median of {repeats}), ratio {step_s / vit_s:.2f}"
-    )
-    return step_s / vit_s
