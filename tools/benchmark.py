@@ -8,7 +8,7 @@ one stage-one step / one frozen-ViT forward (torch.utils.benchmark, interleaved)
     tools/benchmark.py [--device cpu|cuda] [--image-size 1024] [--detector-size 1024]
         [--time-size 1024] [--repeats 5] [--presets LiFT-B ...] [--vit-2x]
         [--proposals 1000] [--detections 100]
-        [--json PATH] [--markdown PATH]
+        [--quick] [--json PATH] [--markdown PATH]
 
 FLOPs follow fvcore's convention (one fused multiply-add = one flop). Detectors run with random
 weights and score threshold 0, so the mask head always sees --detections boxes (ViTDet's 1000
@@ -271,34 +271,41 @@ def device_name(device) -> str:
     return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
+def _px(size: int) -> str:
+    return f"{size}x{size}"
+
+
+def md_table(header, cells):
+    """Markdown table lines: a header row (numbers right-aligned after the first column)."""
+    lines = ["", "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in cells]
+
+
 def format_markdown(result) -> str:
-    lines = [
-        f"### Cost of LiFT in ViTDet ({result['device']}; torch {result['torch']})",
-        "",
-        "| Component | Params (M) | GFLOPs | Input | Note |",
-        "|---|---:|---:|---|---|",
+    lines = [f"### Cost of LiFT in ViTDet ({result['device']}; torch {result['torch']})"]
+    header = ["Component", "Params (M)", "GFLOPs", "Input", "Note"]
+    cells = [
+        (r["name"], f"{r['params_M']:.2f}", f"{r['flops_G']:.1f}", _px(r["image_size"]), r["note"])
+        for r in result["rows"]
     ]
-    for r in result["rows"]:
-        s = r["image_size"]
-        lines.append(
-            f"| {r['name']} | {r['params_M']:.2f} | {r['flops_G']:.1f} | {s}x{s} | {r['note']} |"
-        )
+    lines += md_table(header, cells)
     if result["timings"]:
-        lines += [
-            "",
-            "| Inference | Input | Median (s) | Peak memory (MiB) |",
-            "|---|---|---:|---:|",
+        header = ["Inference", "Input", "Median (s)", "Peak memory (MiB)"]
+        cells = [
+            (t["name"], _px(t["image_size"]), f"{t['median_s']:.3f}", f"{t['peak_memory_MiB']:.0f}")
+            for t in result["timings"]
         ]
-        for t in result["timings"]:
-            s = t["image_size"]
-            lines.append(
-                f"| {t['name']} | {s}x{s} | {t['median_s']:.3f} | {t['peak_memory_MiB']:.0f} |"
-            )
+        lines += md_table(header, cells)
     sizes = {"flops mrcnn": "detector_size", "flops cascade": "detector_size", "time": "time_size"}
-    lines += ["", "| Ratio | Input | Value |", "|---|---|---:|"]
-    for k, v in result["ratios"].items():
-        s = result[next((n for p, n in sizes.items() if k.startswith(p)), "image_size")]
-        lines.append(f"| {k} | {s}x{s} | {v:.3f} |")
+    cells = [
+        (
+            k,
+            _px(result[next((n for p, n in sizes.items() if k.startswith(p)), "image_size")]),
+            f"{v:.3f}",
+        )
+        for k, v in result["ratios"].items()
+    ]
+    lines += md_table(["Ratio", "Input", "Value"], cells)
     for preset, table in result["flop_tables"].items():
         lines += ["", f"FLOPs of {preset} by module (fvcore):", "", "```", table, "```"]
     return "\n".join(lines) + "\n"
@@ -317,6 +324,11 @@ def get_parser():
     parser.add_argument("--proposals", type=int, default=1000, help="RPN proposals (test)")
     parser.add_argument("--detections", type=int, default=100, help="detections per image")
     parser.add_argument("--vit-2x", action="store_true", help="also count each ViT at 2x input")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few minutes on a CPU: --detector-size 512 --time-size 384 --repeats 2",
+    )
     parser.add_argument("--config-dir", default=CONFIG_DIR, help="where vitdet_mrcnn*.py live")
     parser.add_argument("--json", default="output/benchmark/benchmark.json")
     parser.add_argument("--markdown", default="output/benchmark/benchmark.md")
@@ -325,6 +337,8 @@ def get_parser():
 
 def main(args):
     setup_logger(name="lift_det", abbrev_name="lift_det")
+    if args.quick:
+        args.detector_size, args.time_size, args.repeats = 512, 384, 2
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(
