@@ -84,12 +84,12 @@ def scale_invariance(
             when shrinking), which low-passes them: a map with much energy at its own grid's
             frequency (e.g. an untrained LiFT's checkerboard) then agrees less with the others
             at the one scale where it is not resampled.
-        methods: any of :data:`~lift_det.analysis.similarity.FEATURE_METHODS`.
+        methods: any of :data:`lift_det.analysis.FEATURE_METHODS`.
         num_passes: LiFT / bilinear passes.
 
     Returns:
         {label: CKA matrix over ``scales``}, labels from
-        :func:`~lift_det.analysis.similarity.method_label`.
+        :func:`lift_det.analysis.method_label`.
     """
     p = net.patch_embed.proj.kernel_size[0]
     if grid is None:
