@@ -1,5 +1,6 @@
-"""Tests of lift_det.analysis: linear CKA, self-similarity maps, the feature model, and the
-visualization tools (tools/visualize_features.py, tools/scale_invariance.py) on tiny inputs."""
+"""lift_det.analysis (linear CKA, self-similarity, dense features) against independent
+computations, and the tools built on it (tools/feature_model.py, tools/visualize_features.py,
+tools/scale_invariance.py) on tiny inputs."""
 
 import numpy as np
 import pytest
@@ -10,22 +11,29 @@ import json
 import math
 import os
 import runpy
-from lift_det.analysis.cka import feature_map_cka, linear_cka, resize_features
-from lift_det.analysis.similarity import (
-    build_feature_model,
-    default_image_path,
+import sys
+from lift_det.analysis import (
     dense_features,
-    load_feature_weights,
-    native_image_size,
-    prepare_image,
+    feature_map_cka,
+    linear_cka,
     query_to_grid,
+    resize_features,
     self_similarity,
-    self_similarity_maps,
 )
 from lift_det.checkpoint import save_lift_file
+from lift_det.modeling import vit_identity
 
 TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
+sys.path.insert(0, TOOLS)  # the tools' helper module, as when a tool runs as a script
+
+from feature_model import (  # noqa: E402
+    build_feature_model,
+    default_image_path,
+    load_feature_weights,
+    native_image_size,
+    prepare_image,
+)
 
 
 def _tool(name):
@@ -43,6 +51,26 @@ def net():
 
 
 # --- linear CKA ---------------------------------------------------------------------------------
+
+
+def test_cka_equals_the_gram_matrix_formula():
+    # CKA = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) with K = X X^T, L = Y Y^T and the centering
+    # matrix H (Kornblith et al. 2019, Eq. 3): n x n Gram matrices in numpy, not the code's
+    # feature-space formula
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 7))
+    y = x @ rng.normal(size=(7, 4)) + rng.normal(size=(50, 4))
+    n = x.shape[0]
+    h = np.eye(n) - np.ones((n, n)) / n
+    k, l_ = h @ x @ x.T @ h, h @ y @ y.T @ h
+    expected = np.trace(k @ l_) / np.sqrt(np.trace(k @ k) * np.trace(l_ @ l_))
+    assert 0.2 < expected < 0.95
+    assert linear_cka(torch.from_numpy(x), torch.from_numpy(y)) == pytest.approx(
+        expected, rel=1e-10
+    )
+    assert linear_cka(torch.from_numpy(x).float(), torch.from_numpy(y).float()) == pytest.approx(
+        expected, rel=1e-5
+    )
 
 
 def test_cka_of_a_representation_with_itself_is_one():
@@ -113,6 +141,18 @@ def test_self_similarity_on_a_constructed_map():
         self_similarity(f, (4, 0))
 
 
+def test_self_similarity_equals_cosines_by_hand():
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(5, 3, 4, generator=g, dtype=torch.float64)
+    sim = self_similarity(f, (2, 1))
+    q = f[:, 2, 1].numpy()
+    for r in range(3):
+        for c in range(4):
+            v = f[:, r, c].numpy()
+            expected = float(v @ q / np.sqrt((v @ v) * (q @ q)))
+            assert sim[r, c].item() == pytest.approx(expected, abs=1e-6)
+
+
 def test_query_to_grid():
     assert query_to_grid((0, 0), (64, 32), (4, 2)) == (0, 0)
     assert query_to_grid((31.9, 63.9), (64, 32), (4, 2)) == (3, 1)
@@ -162,7 +202,7 @@ def test_dense_feature_grids(net, method, passes, grid):
 
 def test_self_similarity_maps_labels_and_query(net):
     x = torch.randn(1, 3, 64, 48, generator=torch.Generator().manual_seed(0))
-    maps = self_similarity_maps(net, x, (24.0, 32.0), num_passes=2)
+    maps = _tool("visualize_features.py")["self_similarity_maps"](net, x, (24.0, 32.0), 2)
     labels = [label for label, _ in maps]
     assert labels == ["ViT", "ViT+bilinear", "ViT, 2x input", "ViT+LiFT-S", "ViT+2xLiFT-S"]
     assert [tuple(m.shape) for _, m in maps] == [(4, 3), (8, 6), (8, 6), (8, 6), (16, 12)]
@@ -174,7 +214,7 @@ def test_load_feature_weights(tmp_path):
     torch.manual_seed(1)
     source = build_feature_model()
     lift_file = str(tmp_path / "lift_final.pth")
-    save_lift_file(lift_file, source.lift, backbone=source.backbone_identity())
+    save_lift_file(lift_file, source.lift, backbone=vit_identity(source))
     state = {f"backbone.net.{k}": v for k, v in source.state_dict().items()}
     detector = str(tmp_path / "detector.pth")
     torch.save({"model": {k: v for k, v in state.items() if ".lift." not in k}}, detector)

@@ -1,46 +1,385 @@
 #!/usr/bin/env python
 """
-Measured cost of LiFT in ViTDet-B at 1024x1024 on this device: parameters and FLOPs of the ViT,
-LiFT-B, the bilinear control, the backbones and the Mask / Cascade Mask R-CNN detectors with and
-without LiFT; the ViT at 2048x2048; inference time with / without LiFT (interleaved, same run);
-stage-one step time / one frozen-ViT forward; peak memory. See lift_det.analysis.flops.
+Cost of LiFT in ViTDet on this device, in one run: parameters and FLOPs (fvcore, as upstream's
+tools/analyze_model.py) of every LiFT preset next to its ViT, of the bilinear control and of the
+Mask / Cascade Mask R-CNN detectors with and without LiFT; inference time with / without LiFT and
+one stage-one step / one frozen-ViT forward (torch.utils.benchmark, interleaved); peak memory.
 
-    tools/benchmark.py [--quick] [--json PATH] [--markdown PATH] [--device cpu|cuda]
+    tools/benchmark.py [--device cpu|cuda] [--image-size 1024] [--detector-size 1024]
+        [--time-size 1024] [--repeats 5] [--presets LiFT-B ...] [--vit-2x]
+        [--proposals 1000] [--detections 100]
+        [--quick] [--json PATH] [--markdown PATH]
 
---quick finishes in a few minutes on 2 CPU cores (detector FLOPs at 512, timings at 384, no 2048
-timing); the LiFT-B / ViT-B FLOP ratio is always counted at 1024. --tiny is for tests.
+FLOPs follow fvcore's convention (one fused multiply-add = one flop). Detectors run with random
+weights and score threshold 0, so the mask head always sees --detections boxes (ViTDet's 1000
+proposals and 100 detections by default). Small sizes (--detector-size 256 --time-size 256) and
+fewer proposals finish in minutes on a CPU.
 """
 
 import torch
+from fvcore.nn import FlopCountAnalysis, flop_count_table, parameter_count
+from torch.utils.benchmark import Measurement, Timer
 
+from detectron2.config import LazyConfig, instantiate
+from detectron2.modeling import ViT
+from detectron2.utils.analysis import FlopCountAnalysis as ModelFlopCountAnalysis
 from detectron2.utils.logger import setup_logger
 
 import argparse
-from lift_det.analysis.flops import run_benchmark, write_benchmark
+import copy
+import functools
+import json
+import logging
+import os
+import platform
+import resource
+import time
+import warnings
+from lift_det.modeling import LIFT_PRESETS, build_upsampler
+
+logger = logging.getLogger("lift_det.benchmark")
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
+# detectron2 ViT arguments of each ViT size; B/L/H as upstream's projects/ViTDet/configs/COCO
+# (global attention in every depth/4-th block), S as DINO's ViT-S/16 (LiFT-S's backbone)
+VIT_SIZES = {
+    "S": dict(embed_dim=384, depth=12, num_heads=6),
+    "B": dict(embed_dim=768, depth=12, num_heads=12),
+    "L": dict(embed_dim=1024, depth=24, num_heads=16),
+    "H": dict(embed_dim=1280, depth=32, num_heads=16),
+}
+DETECTORS = {
+    "mrcnn": ("vitdet_mrcnn.py", "Mask R-CNN, ViTDet-B"),
+    "mrcnn_lift": ("vitdet_mrcnn_lift.py", "Mask R-CNN, ViTDet-B + LiFT-B"),
+    "cascade": ("vitdet_cascade.py", "Cascade Mask R-CNN, ViTDet-B"),
+    "cascade_lift": ("vitdet_cascade_lift.py", "Cascade Mask R-CNN, ViTDet-B + LiFT-B"),
+}
+
+
+def build_vit(size: str, image_size: int) -> ViT:
+    """detectron2's ViT of a ViTDet size ("B", "L", "H"; "S" for LiFT-S), random weights."""
+    args = VIT_SIZES[size]
+    every = args["depth"] // 4
+    windowed = [i for i in range(args["depth"]) if i % every != every - 1]
+    vit = ViT(
+        img_size=image_size,
+        window_size=14,
+        use_rel_pos=True,
+        window_block_indexes=windowed,
+        **args,
+    )
+    return vit.eval()
+
+
+def count_flops(analysis) -> float:
+    """fvcore's total, without its per-op warnings (detectron2's and fvcore's analyses alike)."""
+    analysis.unsupported_ops_warnings(False)
+    analysis.uncalled_modules_warnings(False)
+    analysis.tracer_warnings("none")
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(analysis.total())
+
+
+def row(name, params, flops, size, note=""):
+    return dict(name=name, params_M=params / 1e6, flops_G=flops / 1e9, image_size=size, note=note)
+
+
+def component_rows(presets, size, device, vit_2x, tables):
+    """Every LiFT preset next to its ViT at ``size``, and the bilinear control."""
+    rows, ratios = [], {}
+    vits = {}
+    for preset in presets:
+        vit_size = preset.split("-")[-1]
+        if vit_size not in VIT_SIZES:
+            logger.warning(f"{preset}: no ViT size {vit_size!r} in VIT_SIZES, skipped.")
+            continue
+        if vit_size not in vits:
+            vit = build_vit(vit_size, size).to(device)
+            x = torch.zeros(1, 3, size, size, device=device)
+            flops = count_flops(FlopCountAnalysis(vit, (x,)))
+            vits[vit_size] = (vit, flops)
+            rows.append(row(f"ViT-{vit_size}/16", parameter_count(vit)[""], flops, size))
+            if vit_2x:
+                big = torch.zeros(1, 3, 2 * size, 2 * size, device=device)
+                note = "the stride-8 grid the costly way (stride 16 on a 2x image)"
+                big_flops = count_flops(FlopCountAnalysis(vit, (big,)))
+                rows.append(
+                    row(f"ViT-{vit_size}/16", parameter_count(vit)[""], big_flops, 2 * size, note)
+                )
+        vit, vit_flops = vits[vit_size]
+        channels = vit.patch_embed.proj.out_channels
+        lift = build_upsampler(preset, channels).to(device).eval()
+        x = torch.zeros(1, 3, size, size, device=device)
+        features = torch.zeros(1, channels, size // 16, size // 16, device=device)
+        analysis = FlopCountAnalysis(lift, (x, features))
+        flops = count_flops(analysis)
+        tables[preset] = flop_count_table(analysis, max_depth=2)
+        rows.append(row(preset, parameter_count(lift)[""], flops, size, "stride 16 -> 8"))
+        ratios[f"{preset}/ViT-{vit_size}"] = flops / vit_flops
+    if "B" in vits:
+        bilinear = build_upsampler("bilinear", 768).to(device)
+        x = torch.zeros(1, 3, size, size, device=device)
+        features = torch.zeros(1, 768, size // 16, size // 16, device=device)
+        flops = count_flops(FlopCountAnalysis(bilinear, (x, features)))
+        rows.append(row("bilinear 2x (control)", 0, flops, size, "stride 16 -> 8, no image"))
+    return rows, ratios
+
+
+@functools.lru_cache(maxsize=None)  # FLOPs and timings at one size share the models
+def load_detector(key: str, size: int, config_dir: str, proposals: int, detections: int):
+    """A detector with random weights at ``size``, ``detections`` per image."""
+    cfg = LazyConfig.load(os.path.join(config_dir, DETECTORS[key][0]))
+    model = cfg.model
+    if "lift_weights" in model.backbone.net:
+        model.backbone.net.lift_weights = ""  # costs do not depend on LiFT's weights
+    model.backbone.square_pad = size  # the ViT interpolates its position embeddings
+    model.proposal_generator.post_nms_topk = (2000, proposals)  # (train, test)
+    heads = model.roi_heads
+    for predictor in [heads.box_predictor] if "box_predictor" in heads else heads.box_predictors:
+        predictor.test_score_thresh = 0.0  # the mask head always runs on all detections
+        predictor.test_topk_per_image = detections
+    torch.manual_seed(0)
+    return instantiate(model).eval()
+
+
+def random_image(size: int, seed: int, device) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (3, size, size), generator=g).float().to(device)
+
+
+def detector_rows(size, device, config_dir, heads):
+    rows, flops = [], {}
+    inputs = [{"image": random_image(size, 0, device)}]
+    for key, (_, label) in DETECTORS.items():
+        start = time.perf_counter()
+        model = load_detector(key, size, config_dir, *heads).to(device)
+        flops[key] = count_flops(ModelFlopCountAnalysis(model, inputs))
+        note = f"random weights, {heads[0]} proposals, {heads[1]} detections"
+        rows.append(row(label, parameter_count(model)[""], flops[key], size, note))
+        logger.info(
+            f"  {label}: {flops[key] / 1e9:.1f} GFLOPs ({time.perf_counter() - start:.0f}s)"
+        )
+    ratios = {k: flops[f"{k}_lift"] / flops[k] for k in ("mrcnn", "cascade")}
+    return rows, ratios
+
+
+def peak_memory_mib(fn, device) -> float:
+    """CUDA: peak allocated by one call; CPU: the process's peak RSS so far (resource)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    fn()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
+
+
+def time_interleaved(fns, repeats: int):
+    """
+    One torch.utils.benchmark Timer per function; blocks of one call each, interleaved (ABBA)
+    so that drift of the machine falls on all alike; merged into one Measurement each.
+    """
+    timers = {
+        k: Timer("fn()", globals={"fn": fn}, label="lift_det", sub_label=k) for k, fn in fns.items()
+    }
+    blocks = {k: [] for k in fns}
+    for r in range(repeats):
+        for k in list(fns) if r % 2 == 0 else list(fns)[::-1]:
+            blocks[k].append(timers[k].timeit(1))
+    return {k: Measurement.merge(v)[0] for k, v in blocks.items()}
+
+
+def inference_timings(size, device, repeats, config_dir, heads):
+    keys = ("mrcnn", "mrcnn_lift")
+    models = {k: load_detector(k, size, config_dir, *heads).to(device) for k in keys}
+    inputs = [{"image": random_image(size, 1, device), "height": size, "width": size}]
+    amp = torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda")
+
+    def infer(model):
+        def fn():
+            with torch.no_grad(), amp:
+                return model(inputs)
+
+        return fn
+
+    fns = {k: infer(m) for k, m in models.items()}
+    memory = {k: peak_memory_mib(fn, device) for k, fn in fns.items()}  # also the warmup
+    measured = time_interleaved(fns, repeats)
+    timings = [
+        dict(
+            name=DETECTORS[k][1],
+            image_size=size,
+            median_s=m.median,
+            times_s=m.times,
+            peak_memory_MiB=memory[k],
+        )
+        for k, m in measured.items()
+    ]
+    return timings, measured["mrcnn_lift"].median / measured["mrcnn"].median
+
+
+def measure_stage1_ratio(distiller, batch, repeats: int = 5, use_amp=None) -> float:
+    """
+    One stage-one training step (F at x, x/2, x/4, LiFT at two scales, backward, AdamW step)
+    over one frozen-ViT forward of the same batch, interleaved; LiFT's weights and the model's
+    mode are restored afterwards.
+    """
+    device = distiller.device
+    use_amp = device.type == "cuda" if use_amp is None else use_amp
+    saved = copy.deepcopy(distiller.lift.state_dict())
+    was_training = distiller.training
+    optimizer = torch.optim.AdamW([p for p in distiller.parameters() if p.requires_grad], lr=1e-3)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
+
+    def step():
+        distiller.train()
+        with torch.autocast(device.type, enabled=use_amp):
+            loss = sum(distiller(batch).values())
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    def vit_forward():
+        distiller.eval()
+        distiller.backbone(distiller.preprocess_image(batch).tensor)
+
+    try:
+        step(), vit_forward()  # warmup
+        measured = time_interleaved({"step": step, "vit": vit_forward}, repeats)
+    finally:
+        distiller.lift.load_state_dict(saved)
+        distiller.train(was_training)
+    return measured["step"].median / measured["vit"].median
+
+
+def stage1_ratio(size, device, repeats, config_dir):
+    cfg = LazyConfig.load(os.path.join(config_dir, "lift_stage1_coco.py"))
+    cfg.model.square_pad = size
+    torch.manual_seed(0)
+    distiller = instantiate(cfg.model).to(device)
+    # two images: LiFT's BatchNorm needs more than one value per channel at x/4
+    batch = [{"image": random_image(size, i, device).to(torch.uint8)} for i in (2, 3)]
+    return measure_stage1_ratio(distiller, batch, repeats)
+
+
+def device_name(device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def _px(size: int) -> str:
+    return f"{size}x{size}"
+
+
+def md_table(header, cells):
+    """Markdown table lines: a header row (numbers right-aligned after the first column)."""
+    lines = ["", "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in cells]
+
+
+def format_markdown(result) -> str:
+    lines = [f"### Cost of LiFT in ViTDet ({result['device']}; torch {result['torch']})"]
+    header = ["Component", "Params (M)", "GFLOPs", "Input", "Note"]
+    cells = [
+        (r["name"], f"{r['params_M']:.2f}", f"{r['flops_G']:.1f}", _px(r["image_size"]), r["note"])
+        for r in result["rows"]
+    ]
+    lines += md_table(header, cells)
+    if result["timings"]:
+        header = ["Inference", "Input", "Median (s)", "Peak memory (MiB)"]
+        cells = [
+            (t["name"], _px(t["image_size"]), f"{t['median_s']:.3f}", f"{t['peak_memory_MiB']:.0f}")
+            for t in result["timings"]
+        ]
+        lines += md_table(header, cells)
+    sizes = {"flops mrcnn": "detector_size", "flops cascade": "detector_size", "time": "time_size"}
+    cells = [
+        (
+            k,
+            _px(result[next((n for p, n in sizes.items() if k.startswith(p)), "image_size")]),
+            f"{v:.3f}",
+        )
+        for k, v in result["ratios"].items()
+    ]
+    lines += md_table(["Ratio", "Input", "Value"], cells)
+    for preset, table in result["flop_tables"].items():
+        lines += ["", f"FLOPs of {preset} by module (fvcore):", "", "```", table, "```"]
+    return "\n".join(lines) + "\n"
 
 
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="smaller sizes, a few minutes on CPU")
-    mode.add_argument("--tiny", action="store_true", help="for tests: the table's shape only")
-    parser.add_argument("--json", default="output/benchmark/benchmark.json", help="JSON output")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--image-size", type=int, default=1024, help="FLOPs of ViTs and LiFTs")
+    parser.add_argument("--detector-size", type=int, default=1024, help="detector FLOPs; 0: skip")
+    parser.add_argument("--time-size", type=int, default=1024, help="timings; 0: skip")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls of each")
     parser.add_argument(
-        "--markdown", default="output/benchmark/benchmark.md", help="markdown output"
+        "--presets", nargs="+", default=list(LIFT_PRESETS), help="LiFT presets (default: all)"
     )
+    parser.add_argument("--proposals", type=int, default=1000, help="RPN proposals (test)")
+    parser.add_argument("--detections", type=int, default=100, help="detections per image")
+    parser.add_argument("--vit-2x", action="store_true", help="also count each ViT at 2x input")
     parser.add_argument(
-        "--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"]
+        "--quick",
+        action="store_true",
+        help="a few minutes on a CPU: --detector-size 512 --time-size 384 --repeats 2",
     )
-    parser.add_argument("--config-dir", default=None, help="where vitdet_mrcnn*.py live")
+    parser.add_argument("--config-dir", default=CONFIG_DIR, help="where vitdet_mrcnn*.py live")
+    parser.add_argument("--json", default="output/benchmark/benchmark.json")
+    parser.add_argument("--markdown", default="output/benchmark/benchmark.md")
     return parser
 
 
 def main(args):
-    logger = setup_logger(name="lift_det", abbrev_name="lift_det")
-    mode = "quick" if args.quick else "tiny" if args.tiny else "full"
-    result = run_benchmark(mode, args.device, args.config_dir, log=logger.info)
-    print(write_benchmark(result, args.json, args.markdown))
+    setup_logger(name="lift_det", abbrev_name="lift_det")
+    if args.quick:
+        args.detector_size, args.time_size, args.repeats = 512, 384, 2
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(
+            "--device cuda was asked for, but CUDA is not available: use --device cpu."
+        )
+    unknown = sorted(set(args.presets) - set(LIFT_PRESETS))
+    if unknown:
+        raise SystemExit(f"Unknown LiFT presets {unknown}; use some of {sorted(LIFT_PRESETS)}.")
+    heads = (args.proposals, args.detections)
+    result = dict(device=device_name(device), torch=torch.__version__, timings=[], flop_tables={})
+    for k in ("image_size", "detector_size", "time_size", "repeats", "proposals", "detections"):
+        result[k] = getattr(args, k)
+    logger.info(f"FLOPs of {', '.join(args.presets)} and their ViTs at {args.image_size}...")
+    rows, ratios = component_rows(
+        args.presets, args.image_size, device, args.vit_2x, result["flop_tables"]
+    )
+    result["ratios"] = {f"flops {k}": v for k, v in ratios.items()}
+    if args.detector_size:
+        s = args.detector_size
+        logger.info(f"FLOPs of the detectors at {s}x{s}...")
+        more, ratios = detector_rows(s, device, args.config_dir, heads)
+        rows += more
+        for k, v in ratios.items():
+            result["ratios"][f"flops {k}_lift/{k}"] = v
+    if args.time_size:
+        s = args.time_size
+        logger.info(f"Timing inference and a stage-one step at {s}x{s}...")
+        timings = inference_timings(s, device, args.repeats, args.config_dir, heads)
+        result["timings"], ratio = timings
+        result["ratios"]["time mrcnn_lift/mrcnn"] = ratio
+        ratio = stage1_ratio(s, device, args.repeats, args.config_dir)
+        result["ratios"]["time stage-one step/frozen ViT-B forward"] = ratio
+    result["rows"] = rows
+    text = format_markdown(result)
+    for path, content in ((args.json, json.dumps(result, indent=2) + "\n"), (args.markdown, text)):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(content)
+    print(text)
     logger.info(f"Wrote {args.json} and {args.markdown}.")
+    return result
 
 
 if __name__ == "__main__":

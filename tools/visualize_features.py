@@ -13,6 +13,7 @@ ViT + LiFT and k x recursive LiFT (k = 2..--passes, paper Table 8), as one PNG.
 --image: a photograph that ships with matplotlib. Without weights the maps come from random weights.
 """
 
+import numpy as np
 import torch
 
 from detectron2.data.detection_utils import read_image
@@ -20,15 +21,88 @@ from detectron2.utils.logger import setup_logger
 
 import argparse
 import os
-from lift_det.analysis.similarity import (
+from feature_model import (
     build_feature_model,
     default_image_path,
     load_feature_weights,
     native_image_size,
-    plot_self_similarity,
     prepare_image,
-    self_similarity_maps,
 )
+from lift_det.analysis import dense_features, method_label, query_to_grid, self_similarity
+from lift_det.modeling import ViTLiFT
+from typing import List, Sequence, Tuple
+
+
+def self_similarity_maps(
+    net: ViTLiFT,
+    image: torch.Tensor,
+    query_xy: Tuple[float, float],
+    num_passes: int = 2,
+) -> List[Tuple[str, torch.Tensor]]:
+    """
+    The maps of Fig. 5 for one normalized image (1, 3, H, W): ViT, ViT+bilinear, the ViT at 2x
+    input, ViT+LiFT and k x LiFT for k = 2..num_passes, each as (label, (h, w) map).
+
+    Args:
+        query_xy: the query location (x, y) in the image's pixels.
+    """
+    runs = [("vit", 1), ("bilinear", 1), ("vit_2x", 1)]
+    runs += [("lift", k) for k in range(1, max(num_passes, 1) + 1)]
+    out = []
+    for method, k in runs:
+        features = dense_features(net, image, method, num_passes=k)
+        query = query_to_grid(query_xy, image.shape[-2:], features.shape[-2:])
+        out.append((method_label(net, method, k), self_similarity(features, query)))
+    return out
+
+
+def plot_self_similarity(
+    image: np.ndarray,
+    maps: Sequence[Tuple[str, torch.Tensor]],
+    query_xy: Tuple[float, float],
+    path: str,
+    title: str = "",
+    panel_size: float = 3.0,
+) -> None:
+    """
+    Write a PNG grid: the image with the query marked, then every map (per-map color range,
+    brighter = more similar) with its grid size and the query marked.
+
+    Args:
+        image: (H, W, 3) uint8, the image the maps were computed on.
+        maps: (label, (h, w) map) pairs from :func:`self_similarity_maps`.
+        query_xy: (x, y) in the image's pixels.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    H, W = image.shape[:2]
+    n = len(maps) + 1
+    ncols = min(n, 4)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(panel_size * ncols, panel_size * H / W * nrows + 0.6), squeeze=False
+    )
+    axes = axes.reshape(-1)
+    for ax in axes:
+        ax.axis("off")
+    panels = [("image", None)] + list(maps)
+    for ax, (label, sim) in zip(axes, panels):
+        if sim is None:
+            ax.imshow(image)
+            ax.set_title(f"image ({H}x{W})", fontsize=9)
+        else:
+            h, w = sim.shape
+            ax.imshow(sim.numpy(), cmap="inferno", extent=(0, W, H, 0), interpolation="nearest")
+            ax.set_title(f"{label} ({h}x{w})", fontsize=9)
+        ax.plot(*query_xy, marker="o", markersize=7, markerfacecolor="none", color="red", mew=2)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def get_parser():

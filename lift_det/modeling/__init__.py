@@ -10,7 +10,7 @@ from .pyramid import LiFTSimpleFeaturePyramid
 
 # stage one: frozen feature sources and the self-supervised model
 from .feature_source import D2ViTSource, TimmViTSource
-from .distill import LiFTDistiller, measure_stage1_ratio
+from .distill import LiFTDistiller
 
 __all__ = [
     "LIFT_PRESETS",
@@ -27,5 +27,4 @@ __all__ = [
     "D2ViTSource",
     "TimmViTSource",
     "LiFTDistiller",
-    "measure_stage1_ratio",
 ]

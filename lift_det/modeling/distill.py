@@ -10,8 +10,8 @@ With F the frozen ViT and Θ LiFT, the multi-scale reconstruction objective (pap
 checkpointer and ``launch`` run it unchanged. The ViT is stored at ``backbone.net`` (ViTDet's
 names: a ViTDet checkpoint in ``train.init_checkpoint`` loads into it) and LiFT at ``lift``.
 
-Also here: :class:`ExportLiFTFile`, the ``after_train`` hook that writes ``lift_final.pth`` for
-stage two, and :func:`measure_stage1_ratio`, the cost of a stage-one step in frozen-ViT forwards.
+``lift_det.engine.hooks.ExportLiFTFile`` writes the trained LiFT to ``lift_final.pth`` for stage
+two; tools/benchmark.py measures the cost of a stage-one step.
 """
 
 import torch
@@ -20,12 +20,10 @@ from torch import nn
 
 from detectron2.structures import ImageList
 
-import copy
 import logging
-import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
-__all__ = ["LiFTDistiller", "measure_stage1_ratio", "DISTANCES", "DOWNSCALES"]
+__all__ = ["LiFTDistiller", "DISTANCES", "DOWNSCALES"]
 
 logger = logging.getLogger(__name__)
 
@@ -222,88 +220,3 @@ class LiFTDistiller(nn.Module):
             m = mask1[i]
             results.append({k: float(s[i][m].mean()) for k, s in sims.items()})
         return results
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def measure_stage1_ratio(
-    distiller: LiFTDistiller,
-    batch: List[Dict[str, Any]],
-    repeats: int = 10,
-    warmup: int = 2,
-    optimizer: Optional[torch.optim.Optimizer] = None,
-    use_amp: Optional[bool] = None,
-) -> float:
-    """
-    Cost of one stage-one training step (forward with F(x), F(x/2), F(x/4) and LiFT at two
-    scales, backward, optimizer step) divided by the cost of one frozen-ViT forward of the same
-    batch at full resolution, both timed interleaved in the same run (step, ViT, step, ViT, ...)
-    so that clock and thermal drift affect them alike. Returns the ratio of the medians.
-
-    Args:
-        distiller (LiFTDistiller): on its device; its LiFT weights, BN statistics and mode are
-            restored afterwards.
-        batch (list[dict]): a batch as the train loader yields it.
-        repeats (int): timed repetitions of each.
-        warmup (int): untimed repetitions first.
-        optimizer: the optimizer to step; default AdamW(lr=1e-3) over LiFT's parameters.
-        use_amp (bool or None): autocast the step as AMPTrainer does; None: on CUDA only.
-
-    Returns:
-        float: median step time / median frozen-ViT forward time.
-    """
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}.")
-    device = distiller.device
-    use_amp = device.type == "cuda" if use_amp is None else use_amp
-    saved_state = copy.deepcopy(distiller.lift.state_dict())
-    was_training = distiller.training
-    params = [p for p in distiller.parameters() if p.requires_grad]
-    optimizer = optimizer or torch.optim.AdamW(params, lr=1e-3)
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
-    amp = torch.autocast(device.type, enabled=use_amp)
-
-    def step() -> float:
-        distiller.train()
-        _sync(device)
-        start = time.perf_counter()
-        with amp:
-            loss = sum(distiller(batch).values())
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        _sync(device)
-        return time.perf_counter() - start
-
-    def vit_forward() -> float:
-        distiller.eval()
-        _sync(device)
-        start = time.perf_counter()
-        images = distiller.preprocess_image(batch)
-        distiller.backbone(images.tensor)
-        _sync(device)
-        return time.perf_counter() - start
-
-    try:
-        for _ in range(warmup):
-            step()
-            vit_forward()
-        steps, forwards = [], []
-        for _ in range(repeats):
-            steps.append(step())
-            forwards.append(vit_forward())
-    finally:
-        distiller.lift.load_state_dict(saved_state)
-        distiller.train(was_training)
-        optimizer.zero_grad(set_to_none=True)
-    step_s = sorted(steps)[len(steps) // 2]
-    vit_s = sorted(forwards)[len(forwards) // 2]
-    logger.info(
-        f"stage one: step {step_s * 1e3:.1f} ms, frozen ViT forward {vit_s * 1e3:.1f} ms "
-        f"(median of {repeats}), ratio {step_s / vit_s:.2f}"
-    )
-    return step_s / vit_s

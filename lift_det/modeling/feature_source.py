@@ -17,6 +17,8 @@ The wrapped network is stored as ``self.net``, so that a model holding the sourc
 import torch
 from torch import nn
 
+from detectron2 import model_zoo
+from detectron2.config import LazyConfig
 from detectron2.modeling import ViT
 
 import logging
@@ -25,13 +27,17 @@ import sys
 from contextlib import nullcontext
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+from .backbone import vit_identity
+
 __all__ = ["FrozenFeatureSource", "D2ViTSource", "TimmViTSource", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 logger = logging.getLogger(__name__)
 
-# ImageNet statistics for 0-255 RGB input (detectron2's constants.imagenet_rgb256_mean / _std)
-IMAGENET_MEAN: Tuple[float, float, float] = (123.675, 116.28, 103.53)
-IMAGENET_STD: Tuple[float, float, float] = (58.395, 57.12, 57.375)
+# ViTDet's normalization of 0-255 RGB input, read from detectron2's model zoo
+# (common/data/constants.py: imagenet_rgb256_mean / _std), the values its configs use
+_CONSTANTS = LazyConfig.load(model_zoo.get_config_file("common/data/constants.py")).constants
+IMAGENET_MEAN: Tuple[float, float, float] = tuple(_CONSTANTS.imagenet_rgb256_mean)
+IMAGENET_STD: Tuple[float, float, float] = tuple(_CONSTANTS.imagenet_rgb256_std)
 
 
 def _rgb_tuple(values: Sequence[float], name: str) -> Tuple[float, float, float]:
@@ -141,14 +147,8 @@ class D2ViTSource(FrozenFeatureSource):
         self.pixel_std = _rgb_tuple(pixel_std, "pixel_std")
 
     def identity(self) -> Dict[str, Any]:
-        """Equal to :meth:`ViTLiFT.backbone_identity` for the same ViT arguments."""
-        return {
-            "type": "detectron2.ViT",
-            "embed_dim": self.embed_dim,
-            "depth": len(self.net.blocks),
-            "num_heads": int(self.net.blocks[0].attn.num_heads),
-            "patch_size": self.patch_size,
-        }
+        """:func:`vit_identity` of the ViT (what stage two's ViTLiFT is checked against)."""
+        return vit_identity(self.net)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)[self._out_feature]

@@ -1,0 +1,189 @@
+"""The ViT + LiFT whose features tools/visualize_features.py and tools/scale_invariance.py analyse:
+built from a stage-one or detector LazyConfig, with weights from a checkpoint and/or a LiFT file."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detectron2.checkpoint import DetectionCheckpointer
+
+import logging
+import os
+from lift_det.checkpoint import load_lift_file
+from lift_det.modeling import LIFT_PRESETS, ViTLiFT, build_upsampler, vit_identity
+from lift_det.modeling.feature_source import IMAGENET_MEAN, IMAGENET_STD
+from typing import Dict, Optional, Tuple
+
+logger = logging.getLogger("lift_det.tools")
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
+# the preset for a ViT width, when a config has a plain ViT
+_PRESET_FOR_WIDTH = {768: "LiFT-B", 1024: "LiFT-L", 1280: "LiFT-H"}
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) 0-255 RGB -> ViTDet's input."""
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def _lift_for(embed_dim: int, patch_size: int) -> nn.Module:
+    preset = _PRESET_FOR_WIDTH.get(embed_dim, "LiFT-S")
+    preset = preset if preset in LIFT_PRESETS else "LiFT-B"
+    return build_upsampler(preset, embed_dim, patch_size)
+
+
+def default_feature_config() -> str:
+    """The mini stage-one config of the lift_det checkout (``configs/mini/lift_stage1.py``)."""
+    return os.path.normpath(os.path.join(CONFIGS, "mini", "lift_stage1.py"))
+
+
+def build_feature_model(config_file: Optional[str] = None) -> ViTLiFT:
+    """
+    Build the ViT + LiFT whose features are analysed, in eval mode, with fresh weights (see
+    :func:`load_feature_weights`).
+
+    Args:
+        config_file: a LazyConfig with
+
+            * a stage-one model (``model.source.net``: the ViT, ``model.lift``: the LiFT), e.g.
+              ``configs/mini/lift_stage1.py`` (the default) or ``configs/lift_stage1_coco.py``;
+            * or a detector whose ``model.backbone.net`` is a ViT+LiFT (``ViTLiFT``, e.g.
+              ``configs/vitdet_mrcnn_lift.py``; its ``lift_weights`` file is not loaded here) or
+              a plain ViT (``configs/vitdet_mrcnn.py``: LiFT-B is attached for 768 channels,
+              LiFT-S otherwise).
+    """
+    from detectron2.config import LazyConfig, instantiate
+
+    config_file = config_file or default_feature_config()
+    model = LazyConfig.load(config_file).model
+    if "source" in model and "lift" in model:
+        vit_cfg, lift = model.source.net, instantiate(model.lift)
+    elif "backbone" in model and "net" in model.backbone:
+        vit_cfg, lift = model.backbone.net, None
+        if "lift" in vit_cfg:
+            vit_cfg.lift_weights = ""
+            net = instantiate(vit_cfg)
+            if not isinstance(net, ViTLiFT):
+                raise ValueError(f"{config_file}: model.backbone.net is a {type(net).__name__}.")
+            return net.eval()
+    else:
+        raise ValueError(
+            f"{config_file} has neither model.source.net + model.lift (stage one) nor "
+            f"model.backbone.net (a ViTDet detector): no ViT to take features from."
+        )
+    vit_args = {k: vit_cfg[k] for k in vit_cfg if k != "_target_"}
+    if lift is None:
+        lift = _lift_for(vit_args.get("embed_dim", 768), vit_args.get("patch_size", 16))
+    return ViTLiFT(lift=lift, **vit_args).eval()
+
+
+class _FeatureCheckpointer(DetectionCheckpointer):
+    """
+    Loads detector checkpoints (ViT at ``backbone.net.*``, LiFT at ``backbone.net.lift.*``) and
+    stage-one checkpoints (:class:`~lift_det.modeling.distill.LiFTDistiller`: ViT at
+    ``backbone.net.*``, LiFT at ``lift.*``) into a module holding a ViTLiFT at ``backbone.net``.
+    """
+
+    def _load_file(self, filename: str) -> Dict:
+        data = super()._load_file(filename)
+        model = data.get("model", {})
+        if any(k.startswith("lift.") for k in model):
+            data["model"] = {
+                (f"backbone.net.{k}" if k.startswith("lift.") else k): v for k, v in model.items()
+            }
+        return data
+
+
+def load_feature_weights(
+    net: ViTLiFT, weights: str = "", lift_weights: str = ""
+) -> Dict[str, bool]:
+    """
+    Load weights into a feature model; warn about every part left at random initialization.
+
+    Args:
+        net: from :func:`build_feature_model`.
+        weights: a detector or stage-one checkpoint, loaded by detectron2's
+            :class:`DetectionCheckpointer` into a module whose ViT sits at ``backbone.net``; its
+            LiFT, if any (``backbone.net.lift.*`` in a detector, ``lift.*`` in stage one), is
+            loaded too.
+        lift_weights: a LiFT file (``lift_final.pth``) loaded with :func:`load_lift_file`.
+
+    Returns:
+        {"vit": loaded, "lift": loaded}.
+    """
+    loaded = {"vit": False, "lift": False}
+    if weights:
+        holder = nn.Module()
+        holder.backbone = nn.Module()
+        holder.backbone.net = net
+        before = {k: v.clone() for k, v in net.state_dict().items()}
+        _FeatureCheckpointer(holder).load(weights)
+        after = net.state_dict()
+        changed = {k for k in before if not torch.equal(before[k], after[k])}
+        loaded["vit"] = any(not k.startswith("lift.") for k in changed)
+        loaded["lift"] = any(k.startswith("lift.") for k in changed)
+        if not loaded["vit"]:
+            logger.warning(
+                f"No ViT parameter was loaded from {weights}: expected them at backbone.net.*."
+            )
+    if lift_weights:
+        load_lift_file(net.lift, lift_weights, backbone=vit_identity(net))
+        loaded["lift"] = True
+    has_lift_params = any(True for _ in net.lift.parameters())
+    for part, name, flag in (("vit", "ViT", "--weights"), ("lift", "LiFT", "--lift-weights")):
+        if not loaded[part] and (part == "vit" or has_lift_params):
+            logger.warning(
+                f"The {name} has RANDOM weights (no {flag} given, or nothing loaded): features and "
+                f"maps come from an untrained network and say nothing about the paper's claims."
+            )
+    net.eval()
+    return loaded
+
+
+def native_image_size(net: ViTLiFT) -> int:
+    """
+    The image size the ViT was built for (detectron2's ``img_size``), read from the relative
+    position tables of its global-attention blocks (224 where it has none).
+    """
+    p = net.patch_embed.proj.kernel_size[0]
+    for block in net.blocks:
+        if block.window_size == 0 and block.attn.use_rel_pos:
+            return (block.attn.rel_pos_h.shape[0] + 1) // 2 * p
+    return 224
+
+
+def default_image_path() -> str:
+    """A real photograph shipped with matplotlib (Grace Hopper, 512x600)."""
+    import matplotlib.cbook
+
+    return str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+def prepare_image(
+    image: np.ndarray, size: int, multiple: int = 16
+) -> Tuple[torch.Tensor, np.ndarray]:
+    """
+    Resize an RGB image so that its longer side is about ``size`` and both sides are multiples of
+    ``multiple`` (the patch size), then normalize it like ViTDet.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        size: target of the longer side.
+        multiple: both sides are rounded to a multiple of this.
+
+    Returns:
+        the normalized (1, 3, H', W') float tensor and the resized (H', W', 3) uint8 image.
+    """
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"prepare_image expects an (H, W, 3) RGB array, got {image.shape}.")
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    new_h = max(multiple, int(round(h * scale / multiple)) * multiple)
+    new_w = max(multiple, int(round(w * scale / multiple)) * multiple)
+    x = torch.as_tensor(np.array(image)).permute(2, 0, 1)[None].float()  # HWC -> NCHW
+    x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
+    x = x.clamp(0, 255)
+    resized = x[0].permute(1, 2, 0).round().to(torch.uint8).numpy()
+    return normalize(x), resized
