@@ -7,7 +7,11 @@ from source (upstream) or run ``dev/setup_env.sh``, which does the whole stack (
 
 from setuptools import find_packages, setup
 
+import glob
 import os
+import shutil
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def get_version():
@@ -19,11 +23,33 @@ def get_version():
     raise RuntimeError("__version__ not found in lift_det/__init__.py")
 
 
+def get_model_zoo_configs():
+    """
+    Ship configs/ as package data of lift_det.model_zoo (as detectron2's setup.py does): the git
+    checkout has the link lift_det/model_zoo/configs -> ../../configs; where links don't survive
+    (e.g. a checkout without symlink support) it is replaced by a copy.
+    """
+    source = os.path.join(HERE, "configs")
+    destination = os.path.join(HERE, "lift_det", "model_zoo", "configs")
+    if os.path.isdir(source) and not os.path.isdir(destination):
+        if os.path.lexists(destination):
+            os.unlink(destination)  # a link stored as a plain file
+        try:
+            os.symlink(source, destination)
+        except OSError:
+            shutil.copytree(source, destination)
+    with_dir = os.path.join(HERE, "lift_det", "model_zoo")
+    return [
+        os.path.relpath(p, with_dir) for p in glob.glob(f"{destination}/**/*.py", recursive=True)
+    ]
+
+
 setup(
     name="lift_det",
     version=get_version(),
     description="LiFT feature upsampling for ViTDet, as a detectron2 extension",
     packages=find_packages(exclude=("configs", "tests*", "tools")),
+    package_data={"lift_det.model_zoo": get_model_zoo_configs()},
     python_requires=">=3.9",
     install_requires=[
         # ranges known to work together (torch 2.14.1 + torchvision 0.29.1 + detectron2 0.7.x)
@@ -39,7 +65,13 @@ setup(
         "matplotlib",
         "tabulate",
         "shapely",
-        "opencv-python-headless",  # detectron2's Visualizer imports cv2  # detectron2 crops polygon masks with it (LSJ's FixedSizeCrop)
+        # detectron2's Visualizer and LSJ's FixedSizeCrop (polygon masks) use cv2
+        "opencv-python-headless",
+        "psutil",  # peak memory on CPU (tools/benchmark.py)
     ],
-    extras_require={"dev": ["pytest>=7", "pytest-timeout", "black", "isort"]},
+    extras_require={
+        # TorchScript/ONNX export of the detector and of LiFT
+        "export": ["onnx>=1.15", "onnxruntime>=1.17"],
+        "dev": ["pytest>=7", "pytest-timeout", "black", "isort", "onnx>=1.15", "onnxruntime>=1.17"],
+    },
 )

@@ -1,8 +1,28 @@
-"""yacs defaults for users of detectron2's ``get_cfg()`` configs (LazyConfig users need none)."""
+"""
+Config helpers. LazyConfig: :func:`lift_backbone` turns any ViTDet backbone config into its
+ViT+LiFT stage-two config; :func:`stage2_lr_multiplier` and :func:`frozen_vit_lr_factor` are the
+stage-two schedule and the frozen-ViT control. yacs: :func:`add_lift_config`.
+"""
+
+from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 from detectron2.config import CfgNode as CN
+from detectron2.config import LazyCall as L
+from detectron2.modeling.backbone.vit import ViT
+from detectron2.solver import WarmupParamScheduler
 
-__all__ = ["add_lift_config", "lift_backbone"]
+import copy
+import inspect
+from typing import Optional
+
+__all__ = [
+    "add_lift_config",
+    "LIFT_PRESET_FOR_WIDTH",
+    "upsampler_config",
+    "lift_backbone",
+    "stage2_lr_multiplier",
+    "frozen_vit_lr_factor",
+]
 
 
 def add_lift_config(cfg: CN) -> CN:
@@ -35,48 +55,110 @@ def add_lift_config(cfg: CN) -> CN:
     return cfg
 
 
-def lift_backbone(vitdet_backbone, upsampler: str = "LiFT-B", **lift_kwargs):
-    """
-    LazyConfig helper: turn ViTDet's backbone config (``L(SimpleFeaturePyramid)(net=L(ViT)(...))``,
-    as in detectron2's ``common/models/mask_rcnn_vitdet.py``) into the ViT+LiFT backbone config:
-    the same ViT arguments, ``upsampler`` after it ("LiFT-B", "LiFT-S", or the controls
-    "bilinear" and "resize_conv"), and the stride-8 pyramid. The LiFT's channels and patch size
-    follow the ViT's by interpolation. Switches: ``net.lift_weights``, ``net.freeze_vit``,
-    ``net.freeze_lift``, ``freeze`` (pyramid).
-    """
-    from detectron2.config import LazyCall as L
+# the LiFT preset that matches a ViT's width (paper: LiFT-S for ViT-S; ours for ViT-B/L/H)
+LIFT_PRESET_FOR_WIDTH = {384: "LiFT-S", 768: "LiFT-B", 1024: "LiFT-L", 1280: "LiFT-H"}
 
-    from .modeling import (
-        LIFT_PRESETS,
-        BilinearUpsampler,
-        LiFT,
-        LiFTSimpleFeaturePyramid,
-        ResizeConvUpsampler,
-        ViTLiFT,
-    )
+
+def upsampler_config(name: str, **kwargs):
+    """
+    The LazyCall of an upsampler for ``ViTLiFT(lift=...)``: a LiFT preset ("LiFT-S", "LiFT-B",
+    "LiFT-L", "LiFT-H") or a control ("bilinear", "resize_conv"). Channels and patch size follow
+    the enclosing ViT by interpolation (``${..embed_dim}``, ``${..patch_size}``).
+    """
+    from .modeling import lift as _lift
+    from .modeling import upsample as _upsample
 
     shape = dict(in_channels="${..embed_dim}", patch_size="${..patch_size}")
-    if upsampler in LIFT_PRESETS:
-        lift = L(LiFT.from_preset)(name=upsampler, **shape, **lift_kwargs)
-    elif upsampler == "bilinear":
-        lift = L(BilinearUpsampler)(**shape)
-    elif upsampler == "resize_conv":
-        lift = L(ResizeConvUpsampler)(**shape)
-    else:
+    if hasattr(_upsample, "build_upsampler"):
+        return L(_upsample.build_upsampler)(name=name, **shape, **kwargs)
+    controls = {
+        "bilinear": _upsample.BilinearUpsampler,
+        "resize_conv": _upsample.ResizeConvUpsampler,
+    }
+    if name in controls:
+        return L(controls[name])(**shape, **kwargs)
+    if name not in _lift.LIFT_PRESETS:
         raise ValueError(
-            f"upsampler={upsampler!r}; use one of {sorted(LIFT_PRESETS)}, 'bilinear', "
-            f"'resize_conv'."
+            f"upsampler={name!r}; use one of {sorted(_lift.LIFT_PRESETS) + sorted(controls)}."
         )
-    vit_args = {k: v for k, v in vitdet_backbone.net.items() if k != "_target_"}
-    vit_args.setdefault("patch_size", 16)
-    vit_args.setdefault("embed_dim", 768)
-    return L(LiFTSimpleFeaturePyramid)(
-        net=L(ViTLiFT)(lift=lift, lift_weights="", freeze_vit=False, freeze_lift=False, **vit_args),
-        in_feature="${.net.out_feature}",
-        out_channels=vitdet_backbone.out_channels,
+    return L(_lift.LiFT.from_preset)(name=name, **shape, **kwargs)
+
+
+def lift_backbone(
+    vitdet_backbone,
+    upsampler: Optional[str] = None,
+    *,
+    lift_weights: str,
+    freeze: bool,
+    **lift_kwargs,
+):
+    """
+    Turn ViTDet's backbone config (``L(SimpleFeaturePyramid)(net=L(ViT)(...))``, as in detectron2's
+    ``common/models/mask_rcnn_vitdet.py`` and every ViTDet B/L/H config) into the stage-two
+    ViT+LiFT backbone config: the same ViT arguments, the upsampler after it, the stride-8 pyramid.
+    Returns a new config; the argument is not modified.
+
+    Args:
+        vitdet_backbone: ``model.backbone`` of a ViTDet LazyConfig.
+        upsampler (str): a name for :func:`upsampler_config`; default: the LiFT preset for the
+            ViT's width (:data:`LIFT_PRESET_FOR_WIDTH`: LiFT-B for ViT-B, -L for ViT-L, ...).
+        lift_weights (str): the stage-one LiFT file (``lift_final.pth``); "" only when LiFT's
+            weights come from ``train.init_checkpoint`` (a trained +LiFT checkpoint) or for the
+            parameter-free bilinear control.
+        freeze (bool): stage two (paper §3.5): ViT and LiFT frozen, pyramid and heads trained.
+        lift_kwargs: passed to the upsampler (e.g. ``norm="SyncBN"``).
+    """
+    vit_defaults = inspect.signature(ViT).parameters
+    net = copy.deepcopy(vitdet_backbone.net)
+    for key in ("embed_dim", "patch_size"):  # read by the upsampler's interpolation
+        net.setdefault(key, vit_defaults[key].default)
+    if upsampler is None:
+        if net.embed_dim not in LIFT_PRESET_FOR_WIDTH:
+            raise ValueError(
+                f"No LiFT preset for a ViT of width embed_dim={net.embed_dim}; pass one, e.g. "
+                f"lift_backbone(backbone, 'LiFT-S', ...). Presets by width: {LIFT_PRESET_FOR_WIDTH}."
+            )
+        upsampler = LIFT_PRESET_FOR_WIDTH[net.embed_dim]
+    from .modeling import LiFTSimpleFeaturePyramid, ViTLiFT
+
+    net.update(
+        _target_=ViTLiFT,
+        lift=upsampler_config(upsampler, **lift_kwargs),
+        lift_weights=lift_weights,
+        freeze_vit=freeze,
+        freeze_lift=freeze,
+    )
+    backbone = copy.deepcopy(vitdet_backbone)
+    # 2x the ViT's resolution: one more pyramid stage (0.25) to keep p2-p6 at strides 4-64
+    backbone.update(
+        _target_=LiFTSimpleFeaturePyramid,
+        net=net,
         scale_factors=(2.0, 1.0, 0.5, 0.25),
-        top_block=vitdet_backbone.top_block,
-        norm=vitdet_backbone.norm,
-        square_pad=vitdet_backbone.square_pad,
         freeze=False,
     )
+    return backbone
+
+
+def stage2_lr_multiplier(max_iter: int, warmup_iters: Optional[int] = None):
+    """
+    Stage two's short schedule (paper §3.5, "briefly finetune"): constant lr with one 10x drop at
+    90% of ``max_iter``, linear warmup over ``warmup_iters`` (default ``min(100, max_iter // 10)``).
+    Set ``train.max_iter`` to the same number.
+    """
+    if warmup_iters is None:
+        warmup_iters = min(100, max_iter // 10)
+    return L(WarmupParamScheduler)(
+        scheduler=L(MultiStepParamScheduler)(
+            values=[1.0, 0.1], milestones=[int(max_iter * 0.9)], num_updates=max_iter
+        ),
+        warmup_length=warmup_iters / max_iter,
+        warmup_factor=0.001,
+    )
+
+
+def frozen_vit_lr_factor(name: str) -> float:
+    """
+    ``optimizer.params.lr_factor_func`` giving lr 0 to the ViT (``backbone.net.*``), for a plain
+    ViTDet, which has no freeze switch: the same-budget control trains what stage two trains.
+    """
+    return 0.0 if name.startswith("backbone.net.") else 1.0

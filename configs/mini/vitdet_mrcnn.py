@@ -1,24 +1,21 @@
-# The pipeline on the built-in mini COCO data (3 classes, 256x256, generated on first use) with a
-# small ViT and slimmer heads, so that it trains on a CPU. Same code paths as
-# configs/vitdet_mrcnn.py;
-# no pretrained weights exist for this ViT: it trains from scratch.
+# configs/vitdet_mrcnn.py on the built-in mini COCO data (3 classes, 256x256, generated on first
+# use) with a small ViT and slimmer heads, so that it trains on a CPU. Same code paths; no
+# pretrained weights exist for this ViT: it trains from scratch.
 #   tools/train_net.py --config-file configs/mini/vitdet_mrcnn.py \
 #       train.max_iter=… train.output_dir=…
 import torch
-from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 import detectron2.data.transforms as T
-from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
-from detectron2.solver import WarmupParamScheduler
 
 from lift_det.data import ensure_mini_coco
+
+from ..vitdet_mrcnn import dataloader, lr_multiplier, model, optimizer, train
 
 has_cuda = torch.cuda.is_available()
 image_size = 256
 
-model = model_zoo.get_config("common/models/mask_rcnn_vitdet.py").model
 # the mini ViT (configs/mini/lift_stage1.py trains LiFT against exactly this one)
 model.backbone.net.update(
     img_size=image_size, embed_dim=192, depth=4, num_heads=3, window_size=8,
@@ -42,7 +39,6 @@ model.roi_heads.mask_head.conv_dims = [channels] * 2
 model.roi_heads.batch_size_per_image = 64
 model.roi_heads.num_classes = 3
 
-dataloader = model_zoo.get_config("common/data/coco.py").dataloader
 dataloader.train.dataset.names = L(ensure_mini_coco)(split="train")
 dataloader.test.dataset.names = L(ensure_mini_coco)(split="val")
 dataloader.train.mapper.augmentations = [  # a light large-scale jitter
@@ -52,8 +48,6 @@ dataloader.train.mapper.augmentations = [  # a light large-scale jitter
     ),
     L(T.FixedSizeCrop)(crop_size=(image_size, image_size), pad=False),
 ]
-dataloader.train.mapper.image_format = "RGB"
-dataloader.train.mapper.recompute_boxes = True
 dataloader.train.total_batch_size = 4
 dataloader.train.num_workers = 1
 dataloader.test.mapper.augmentations = [
@@ -62,9 +56,9 @@ dataloader.test.mapper.augmentations = [
 dataloader.test.num_workers = 1
 dataloader.evaluator.output_dir = "${...train.output_dir}"  # dumps coco_instances_results.json
 
-train = model_zoo.get_config("common/train.py").train
 train.device = "cuda" if has_cuda else "cpu"
 train.amp.enabled = has_cuda
+train.ddp.fp16_compression = False
 if not has_cuda:
     train.ddp.device_ids = None  # DDP on CPU takes no device_ids
 train.init_checkpoint = ""  # from scratch: there is no pretrained mini ViT
@@ -76,14 +70,11 @@ train.eval_period = train.max_iter  # evaluate at the end
 train.checkpointer.period = 100
 train.log_period = 20
 
-lr_multiplier = L(WarmupParamScheduler)(
-    scheduler=L(MultiStepParamScheduler)(
-        values=[1.0, 0.1], milestones=[int(train.max_iter * 0.9)], num_updates=train.max_iter
-    ),
-    warmup_length=50 / train.max_iter,
-    warmup_factor=0.01,
-)
+lr_multiplier.scheduler.values = [1.0, 0.1]
+lr_multiplier.scheduler.milestones = [int(train.max_iter * 0.9)]
+lr_multiplier.scheduler.num_updates = train.max_iter
+lr_multiplier.warmup_length = 50 / train.max_iter
+lr_multiplier.warmup_factor = 0.01
 
-optimizer = model_zoo.get_config("common/optim.py").AdamW
 optimizer.lr = 4e-4  # from scratch, small batch: higher than ViTDet's 1e-4 at batch 64
-optimizer.params.overrides = {"pos_embed": {"weight_decay": 0.0}}
+optimizer.params.pop("lr_factor_func")  # 4 blocks from scratch: no layer-wise lr decay

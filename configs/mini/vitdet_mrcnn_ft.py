@@ -1,6 +1,7 @@
 # Control: the plain mini ViTDet given the same extra iterations as stage two (ViT at lr 0, the
 # pyramid and heads finetuned on the same schedule as configs/mini/vitdet_mrcnn_lift.py).
-from ..common.stage2 import frozen_vit_lr_factor
+from lift_det.config import frozen_vit_lr_factor
+
 from .vitdet_mrcnn import dataloader, model, optimizer, train
 from .vitdet_mrcnn_lift import lr_multiplier  # noqa: F401  (the same schedule)
 from .vitdet_mrcnn_lift import train as _stage2_train

@@ -1,0 +1,5 @@
+# Baseline: ViTDet-H Cascade Mask R-CNN (upstream cascade_mask_rcnn_vitdet_h_*ep.py).
+from .common.cascade import to_cascade
+from .vitdet_mrcnn_h import dataloader, lr_multiplier, model, optimizer, train
+
+model = to_cascade(model)

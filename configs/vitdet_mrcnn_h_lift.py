@@ -1,0 +1,15 @@
+# Stage two: ViTDet-H Mask R-CNN + LiFT-H (the preset for 1280 channels), vitdet_mrcnn_lift.py's
+# recipe on vitdet_mrcnn_h.py: ViT and LiFT frozen, pyramid and heads finetuned for 5 epochs.
+#   stage one: configs/lift_stage1_coco_h.py writes the LiFT file
+from lift_det.config import lift_backbone
+
+from .vitdet_mrcnn_h import dataloader, model, optimizer
+from .vitdet_mrcnn_lift import lr_multiplier, train  # stage two's schedule
+
+model.backbone = lift_backbone(
+    model.backbone, "LiFT-H", lift_weights="output/lift_stage1_coco_h/lift_final.pth", freeze=True
+)
+# ViTDet-H Mask R-CNN from detectron2's ViTDet model zoo
+train.init_checkpoint = (
+    "detectron2://ViTDet/COCO/mask_rcnn_vitdet_h/f329145471/model_final_7224f1.pkl"
+)

@@ -1,0 +1,49 @@
+"""Find and load the configs shipped with lift_det (``lift_det/model_zoo/configs``)."""
+
+from detectron2.config import LazyConfig
+
+import os
+
+__all__ = ["get_config_file", "get_config"]
+
+# setup.py links (or, where links fail, copies) the repository's configs/ here, as detectron2's
+# setup.py does for detectron2/model_zoo/configs; a wheel carries them as package data
+_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+def get_config_file(config_path: str) -> str:
+    """
+    Args:
+        config_path (str): relative to lift_det's ``configs/``, e.g. "vitdet_mrcnn_lift.py" or
+            "mini/vitdet_mrcnn.py".
+
+    Returns:
+        str: the path of the config file.
+    """
+    path = os.path.join(_CONFIGS, config_path)
+    if not os.path.isfile(path):
+        available = sorted(
+            os.path.relpath(os.path.join(d, f), _CONFIGS)
+            for d, _, files in os.walk(_CONFIGS)
+            for f in files
+            if f.endswith(".py") and os.path.basename(d) != "common"
+        )
+        raise RuntimeError(
+            f"{config_path} is not one of lift_det's configs (looked in {_CONFIGS}). "
+            f"Available: {', '.join(available) or 'none: reinstall with `pip install -e .`'}."
+        )
+    return path
+
+
+def get_config(config_path: str):
+    """
+    The LazyConfig object of one of lift_det's configs, as
+    :func:`detectron2.model_zoo.get_config` returns detectron2's. Relative imports between
+    config files keep working (they resolve next to the file).
+
+    Args:
+        config_path (str): e.g. "vitdet_mrcnn_l_lift.py"; see :func:`get_config_file`.
+    """
+    if not config_path.endswith(".py"):
+        raise ValueError(f"{config_path}: lift_det's configs are LazyConfig .py files.")
+    return LazyConfig.load(get_config_file(config_path))
