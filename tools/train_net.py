@@ -107,7 +107,8 @@ def main(args):
     cfg = load_config(args)
     fit_device(cfg)
     # read before default_setup writes this run's config.yaml over the resumed run's
-    old_max_iter = checks.previous_max_iter(cfg.train.output_dir) if args.resume else None
+    resumed = args.resume and comm.is_main_process()
+    old_max_iter = checks.previous_max_iter(cfg.train.output_dir) if resumed else None
     default_setup(cfg, args)
     # default_setup configures detectron2's loggers; lift_det's (exports, evaluators) too
     setup_logger(cfg.train.output_dir, comm.get_rank(), name="lift_det", abbrev_name="lift_det")
