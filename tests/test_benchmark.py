@@ -43,14 +43,18 @@ def test_counts_of_known_layers(tool):
 
 
 def test_vit_sizes_are_vitdets(tool):
-    # parameters of upstream's ViTDet B / L / H backbones (patch embed + blocks + pos embed)
-    vit = tool["build_vit"]("B", 1024)
-    assert vit.patch_embed.proj.out_channels == 768 and len(vit.blocks) == 12
-    globals_ = [i for i, b in enumerate(vit.blocks) if b.window_size == 0]
-    assert globals_ == [2, 5, 8, 11]  # ViTDet-B's global attention blocks
-    for size, (dim, depth) in {"L": (1024, 24), "H": (1280, 32)}.items():
+    # upstream's projects/ViTDet/configs/COCO: global attention in blocks 2, 5, 8, 11 (B),
+    # 5, 11, 17, 23 (L), 7, 15, 23, 31 (H)
+    for size, dim, depth, globals_ in [
+        ("B", 768, 12, [2, 5, 8, 11]),
+        ("L", 1024, 24, [5, 11, 17, 23]),
+        ("H", 1280, 32, [7, 15, 23, 31]),
+    ]:
         assert tool["VIT_SIZES"][size]["embed_dim"] == dim
-        assert tool["VIT_SIZES"][size]["depth"] == depth
+        windowed = tool["windowed_blocks"](depth)
+        assert [i for i in range(depth) if i not in windowed] == globals_
+    vit = tool["build_vit"]("S", 224)
+    assert [i for i, b in enumerate(vit.blocks) if b.window_size == 0] == [2, 5, 8, 11]
 
 
 def test_readme_promise_lift_b_flops_at_most_10_percent_of_vit_b(run):

@@ -113,10 +113,10 @@ def test_loss_falls():
             return 1 - F.cosine_similarity(model.lift(x2, f2), f1, dim=1).mean().item()
 
     before = distance()
-    losses = train_steps(model, batch, steps=30)
+    losses = train_steps(model, batch, steps=12)
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[0] > 0
-    assert distance() < 0.7 * before, (before, losses)
+    assert distance() < 0.7 * before, (before, distance(), losses)
 
 
 @pytest.mark.parametrize(

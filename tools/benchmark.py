@@ -56,16 +56,20 @@ DETECTORS = {
 }
 
 
+def windowed_blocks(depth: int):
+    """ViTDet's windowed blocks: all but every (depth/4)-th, which has global attention."""
+    every = depth // 4
+    return [i for i in range(depth) if i % every != every - 1]
+
+
 def build_vit(size: str, image_size: int) -> ViT:
     """detectron2's ViT of a ViTDet size ("B", "L", "H"; "S" for LiFT-S), random weights."""
     args = VIT_SIZES[size]
-    every = args["depth"] // 4
-    windowed = [i for i in range(args["depth"]) if i % every != every - 1]
     vit = ViT(
         img_size=image_size,
         window_size=14,
         use_rel_pos=True,
-        window_block_indexes=windowed,
+        window_block_indexes=windowed_blocks(args["depth"]),
         **args,
     )
     return vit.eval()
