@@ -55,11 +55,13 @@ def fake_batch(num_classes, n=2, size=128):
     batch = []
     for _ in range(n):
         inst = Instances((size, size))
-        inst.gt_boxes = Boxes(torch.tensor([[10.0, 12.0, 70.0, 90.0], [60.0, 20.0, 100.0, 50.0]]))
+        inst.gt_boxes = Boxes(
+            torch.tensor([[10.0, 12.0, 70.0, 90.0], [60.0, 20.0, 100.0, 50.0]]) * size / 128
+        )
         inst.gt_classes = torch.tensor([0, num_classes - 1])
         masks = torch.zeros(2, size, size, dtype=torch.bool)
-        masks[0, 12:90, 10:70] = True
-        masks[1, 20:50, 60:100] = True
+        for m, (x0, y0, x1, y1) in zip(masks, inst.gt_boxes.tensor.long().tolist()):
+            m[y0:y1, x0:x1] = True
         inst.gt_masks = BitMasks(masks)
         image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8)
         batch.append({"image": image, "instances": inst, "height": size, "width": size})
@@ -218,3 +220,105 @@ def test_get_config_from_any_directory(tmp_path):
     ).stdout
     assert out.splitlines()[0] == "CascadeROIHeads 160"
     assert "nope.py is not one of lift_det's configs" in out and "vitdet_mrcnn_l_lift.py" in out
+
+
+def readme_block(name):
+    text = open(os.path.join(REPO, "dev", "readme", "configs.md")).read()
+    block = text.split(f"<!-- example: {name} -->\n```python\n")[1]
+    return block.split("```")[0]
+
+
+@pytest.mark.skipif(
+    "LiFT-L" not in LIFT_PRESETS, reason="needs modeling's LiFT-L preset (merged branch)"
+)
+def test_readme_vitdet_l_example_runs_outside_the_repo(tmp_path):
+    (tmp_path / "example.py").write_text(readme_block("vitdet_l_lift"))
+    out = subprocess.run(
+        [sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split()[-2:] == ["LiFT", "1024"]
+
+
+def test_readme_vitdet_l_example_shrunk_trains_on_cpu(tmp_path):
+    from detectron2.engine import SimpleTrainer
+
+    code = readme_block("vitdet_l_lift").replace("model = instantiate(cfg.model)", "")
+    code = code.replace('lift_weights="lift_l/lift_final.pth"', 'lift_weights=""')
+    scope = {}
+    exec(code.split("print(")[0], scope)
+    cfg = scope["cfg"]
+    cfg.model.backbone.net.update(img_size=64, depth=2, window_block_indexes=[0])
+    cfg.model.backbone.square_pad = 64
+    if "allow_random_lift" in inspect.signature(ViTLiFT).parameters:
+        cfg.model.backbone.net.allow_random_lift = True
+    cfg.model.roi_heads.batch_size_per_image = 16
+    model = instantiate(cfg.model)
+    assert model.backbone.net.lift.in_channels == 1024
+    vit_before = model.backbone.net.blocks[0].attn.qkv.weight.clone()
+    head_before = model.roi_heads.box_predictor.cls_score.weight.clone()
+    cfg.optimizer.params.model = model
+    data = iter(lambda: fake_batch(80, n=1, size=64), None)
+    trainer = SimpleTrainer(model, data, instantiate(cfg.optimizer))
+    trainer.train(0, 2)
+    assert torch.equal(model.backbone.net.blocks[0].attn.qkv.weight, vit_before)  # frozen
+    assert not torch.equal(model.roi_heads.box_predictor.cls_score.weight, head_before)
+
+
+def test_readme_own_coco_recipe_with_rle_masks(tmp_path, monkeypatch):
+    import numpy as np
+    import cv2
+    import pycocotools.mask as mask_util
+
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.structures import BitMasks
+
+    import json
+
+    for split in ("train", "val"):
+        (tmp_path / "my" / "images" / split).mkdir(parents=True)
+        (tmp_path / "my" / "annotations").mkdir(exist_ok=True)
+        images, anns = [], []
+        for i in range(2):
+            cv2.imwrite(
+                str(tmp_path / "my" / "images" / split / f"{i}.png"), np.full((64, 64, 3), 90)
+            )
+            m = np.zeros((64, 64), np.uint8, order="F")
+            m[8:40, 10:50] = 1
+            rle = mask_util.encode(m)
+            rle["counts"] = rle["counts"].decode()
+            images.append(dict(id=i + 1, file_name=f"{i}.png", height=64, width=64))
+            anns.append(
+                dict(id=i + 1, image_id=i + 1, category_id=1 + i, bbox=[10, 8, 40, 32],
+                     area=1280, iscrowd=0, segmentation=rle)
+            )  # fmt: skip
+        cats = [dict(id=1, name="a"), dict(id=2, name="b")]
+        coco = dict(images=images, annotations=anns, categories=cats)
+        (tmp_path / "my" / "annotations" / f"{split}.json").write_text(json.dumps(coco))
+    monkeypatch.chdir(tmp_path)
+    for name in ("my_train", "my_val"):  # the recipe registers them
+        if name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+    scope = {}
+    exec(readme_block("own_coco"), scope)
+    cfg = scope["cfg"]
+    assert instantiate(cfg.dataloader.evaluator)._metadata.name == "my_val"
+    cfg.model.backbone.net.update(img_size=64, embed_dim=64, depth=1, num_heads=2,
+                                  window_block_indexes=[], lift_weights="")  # fmt: skip
+    if "allow_random_lift" in inspect.signature(ViTLiFT).parameters:
+        cfg.model.backbone.net.allow_random_lift = True
+    cfg.model.backbone.square_pad = 64
+    cfg.dataloader.train.mapper.augmentations = []
+    cfg.dataloader.train.update(total_batch_size=2, num_workers=0)
+    batch = next(iter(instantiate(cfg.dataloader.train)))
+    assert MetadataCatalog.get("my_train").thing_classes == ["a", "b"]
+    assert isinstance(batch[0]["instances"].gt_masks, BitMasks)
+    assert batch[0]["instances"].gt_masks.tensor[0].sum() == 32 * 40
+    model = instantiate(cfg.model).train()
+    assert model.roi_heads.box_predictor.cls_score.out_features == 3  # 2 classes + background
+    with EventStorage():
+        losses = model(batch)
+    assert set(losses) == MASK_LOSSES and torch.isfinite(sum(losses.values()))
+    cfg.dataloader.train.mapper.instance_mask_format = "polygon"  # RLE without "bitmask": fails
+    with pytest.raises(Exception):
+        next(iter(instantiate(cfg.dataloader.train)))
