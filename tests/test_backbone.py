@@ -4,38 +4,13 @@ import pytest
 import torch
 
 from detectron2.config import instantiate
-from detectron2.structures import BitMasks, Boxes, Instances
-from detectron2.utils.events import EventStorage
 
 from conftest import TINY_VIT, load_config
 from lift_det.modeling import BilinearUpsampler, LiFT, ViTLiFT
 
-CONFIGS = [
-    "vitdet_mrcnn",
-    "vitdet_cascade",
-    "vitdet_mrcnn_lift",
-    "vitdet_cascade_lift",
-    "vitdet_mrcnn_bilinear",
-]
-
 
 def n_params(m, contains=""):
     return sum(p.numel() for k, p in m.named_parameters() if contains in k)
-
-
-def fake_batch(n=2, size=128):
-    batch = []
-    for i in range(n):
-        inst = Instances((size, size))
-        inst.gt_boxes = Boxes(torch.tensor([[10.0, 12.0, 70.0, 90.0], [60.0, 20.0, 100.0, 50.0]]))
-        inst.gt_classes = torch.tensor([1, 5])
-        masks = torch.zeros(2, size, size, dtype=torch.bool)
-        masks[0, 12:90, 10:70] = True
-        masks[1, 20:50, 60:100] = True
-        inst.gt_masks = BitMasks(masks)
-        image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8)
-        batch.append({"image": image, "instances": inst, "height": size, "width": size})
-    return batch
 
 
 def test_pyramid_stage_names_follow_vitdet_scales():
