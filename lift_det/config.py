@@ -116,7 +116,7 @@ def lift_backbone(
         if net.embed_dim not in LIFT_PRESET_FOR_WIDTH:
             raise ValueError(
                 f"No LiFT preset for a ViT of width embed_dim={net.embed_dim}; pass one, e.g. "
-                f"lift_backbone(backbone, 'LiFT-S', ...). Presets by width: {LIFT_PRESET_FOR_WIDTH}."
+                f"lift_backbone(backbone, 'LiFT-S', ...). Presets: {LIFT_PRESET_FOR_WIDTH}."
             )
         upsampler = LIFT_PRESET_FOR_WIDTH[net.embed_dim]
     from .modeling import LiFTSimpleFeaturePyramid, ViTLiFT

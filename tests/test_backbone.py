@@ -24,18 +24,6 @@ from lift_det.modeling import (
     vit_identity,
 )
 
-CONFIGS = [
-    "vitdet_mrcnn",
-    "vitdet_cascade",
-    "vitdet_mrcnn_lift",
-    "vitdet_cascade_lift",
-    "vitdet_mrcnn_bilinear",
-]
-
-
-def n_params(m, contains=""):
-    return sum(p.numel() for k, p in m.named_parameters() if contains in k)
-
 
 def fake_batch(n=2, size=128):
     batch = []
@@ -50,6 +38,10 @@ def fake_batch(n=2, size=128):
         image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8)
         batch.append({"image": image, "instances": inst, "height": size, "width": size})
     return batch
+
+
+def n_params(m, contains=""):
+    return sum(p.numel() for k, p in m.named_parameters() if contains in k)
 
 
 def test_pyramid_stage_names_follow_vitdet_scales():
