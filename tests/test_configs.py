@@ -10,15 +10,12 @@ from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 import glob
-import inspect
 import os
 import subprocess
 import sys
 from conftest import REPO, load_config
 from lift_det.config import frozen_vit_lr_factor, lift_backbone
 from lift_det.model_zoo import get_config
-from lift_det.modeling import ViTLiFT
-from lift_det.modeling.lift import LIFT_PRESETS
 
 ALL = sorted(
     os.path.relpath(p, os.path.join(REPO, "configs"))[:-3]
@@ -31,19 +28,11 @@ CASCADE_LOSSES = {"loss_rpn_cls", "loss_rpn_loc", "loss_mask"} | {
 }
 
 
-@pytest.fixture(autouse=True)
-def _large_presets(monkeypatch):
-    # until modeling's LiFT-L/H presets are merged, stand in LiFT-B's widths (same structure)
-    for name in ("LiFT-L", "LiFT-H"):
-        if name not in LIFT_PRESETS:
-            monkeypatch.setitem(LIFT_PRESETS, name, LIFT_PRESETS["LiFT-B"])
-
-
 def small(name):
     """The config with the tiny ViT, a random LiFT allowed, small RPN/ROI budgets."""
     cfg = load_config(name)
     net = cfg.model.backbone.net
-    if "allow_random_lift" in inspect.signature(ViTLiFT).parameters and "lift" in net:
+    if "lift" in net:
         net.allow_random_lift = True
     cfg.model.proposal_generator.pre_nms_topk = (100, 100)
     cfg.model.proposal_generator.post_nms_topk = (20, 20)
@@ -223,14 +212,11 @@ def test_get_config_from_any_directory(tmp_path):
 
 
 def readme_block(name):
-    text = open(os.path.join(REPO, "dev", "readme", "configs.md")).read()
+    text = open(os.path.join(REPO, "README.md")).read()
     block = text.split(f"<!-- example: {name} -->\n```python\n")[1]
     return block.split("```")[0]
 
 
-@pytest.mark.skipif(
-    "LiFT-L" not in LIFT_PRESETS, reason="needs modeling's LiFT-L preset (merged branch)"
-)
 def test_readme_vitdet_l_example_runs_outside_the_repo(tmp_path):
     (tmp_path / "example.py").write_text(readme_block("vitdet_l_lift"))
     out = subprocess.run(
@@ -249,8 +235,7 @@ def test_readme_vitdet_l_example_shrunk_trains_on_cpu(tmp_path):
     cfg = scope["cfg"]
     cfg.model.backbone.net.update(img_size=64, depth=2, window_block_indexes=[0])
     cfg.model.backbone.square_pad = 64
-    if "allow_random_lift" in inspect.signature(ViTLiFT).parameters:
-        cfg.model.backbone.net.allow_random_lift = True
+    cfg.model.backbone.net.allow_random_lift = True
     cfg.model.roi_heads.batch_size_per_image = 16
     model = instantiate(cfg.model)
     assert model.backbone.net.lift.in_channels == 1024
@@ -305,8 +290,7 @@ def test_readme_own_coco_recipe_with_rle_masks(tmp_path, monkeypatch):
     assert instantiate(cfg.dataloader.evaluator)._metadata.name == "my_val"
     cfg.model.backbone.net.update(img_size=64, embed_dim=64, depth=1, num_heads=2,
                                   window_block_indexes=[], lift_weights="")  # fmt: skip
-    if "allow_random_lift" in inspect.signature(ViTLiFT).parameters:
-        cfg.model.backbone.net.allow_random_lift = True
+    cfg.model.backbone.net.allow_random_lift = True
     cfg.model.backbone.square_pad = 64
     cfg.dataloader.train.mapper.augmentations = []
     cfg.dataloader.train.update(total_batch_size=2, num_workers=0)

@@ -7,12 +7,9 @@ Detect on images, a video or a webcam with a LazyConfig model; draw with detectr
         --weights OUTPUT_DIR/model_final.pth [--confidence-threshold 0.5] [key=value ...]
 """
 
-import numpy as np
 import cv2
-from PIL import Image
 
 from detectron2.config import LazyConfig
-from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
 from detectron2.utils.video_visualizer import VideoVisualizer
 from detectron2.utils.visualizer import ColorMode, Visualizer
@@ -42,17 +39,6 @@ def expand_inputs(patterns):
     return files
 
 
-def read_bgr(path):
-    """BGR uint8; 16-bit images are scaled to 8 bits (detectron2's read_image saturates them)."""
-    with Image.open(path) as im:
-        sixteen = im.mode in ("I;16", "I;16B", "I;16L", "I")
-    if not sixteen:
-        return read_image(path, format="BGR")
-    image = cv2.imread(path, cv2.IMREAD_UNCHANGED).astype(np.float32)
-    image = (image * (255.0 / max(float(image.max()), 1.0))).round().astype(np.uint8)
-    return image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
-
-
 def output_path(args, path, n_inputs):
     if n_inputs == 1 and not os.path.isdir(args.output):
         return args.output
@@ -74,6 +60,7 @@ def main(args):
     elif args.output:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
 
+    from lift_det.data import read_image
     from lift_det.engine.predictor import LazyPredictor  # registers lift_det's classes
 
     cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
@@ -86,7 +73,7 @@ def main(args):
     failed = []
     for path in tqdm.tqdm(inputs, disable=not args.output):
         try:
-            bgr = read_bgr(path)
+            bgr = read_image(path, format="BGR")  # 16-bit images too
         except Exception as e:  # a bad file is named and skipped; the others go on
             logger.error(f"{path}: cannot read it as an image ({e}); skipped.")
             failed.append(path)

@@ -4,8 +4,15 @@ import detectron2.data.transforms as T
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
 
+from lift_det.data import DetectionDatasetMapper, get_detection_dataset_dicts
+
 image_size = 1024
 dataloader = model_zoo.get_config("common/data/coco.py").dataloader
+# detectron2's dataset function and mapper, plus: errors that name empty/missing dataset files,
+# 16-bit images read right, zero- or negative-size boxes dropped with a count (lift_det.data)
+for split in (dataloader.train, dataloader.test):
+    split.dataset.update(_target_=get_detection_dataset_dicts)
+    split.mapper.update(_target_=DetectionDatasetMapper)
 dataloader.train.mapper.augmentations = [
     L(T.RandomFlip)(horizontal=True),  # flip first
     L(T.ResizeScale)(

@@ -35,8 +35,6 @@ train.amp.enabled = torch.cuda.is_available()
 train.seed = 0  # deterministic color jitter and sampling
 train.init_checkpoint = ""
 train.output_dir = "./output/mini_lift_stage1"
-# on CPU, DistributedDataParallel takes no device_ids (detectron2's create_ddp_model sets them)
-train.ddp.device_ids = None
 # 25 ep = 500 iters * 8 images/iter / 160 images/ep (the loss flattens by then)
 train.max_iter = 500
 lr_multiplier = stage1_schedule(train.max_iter, warmup_iters=20)

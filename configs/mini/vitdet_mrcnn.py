@@ -59,8 +59,6 @@ dataloader.evaluator.output_dir = "${...train.output_dir}"  # dumps coco_instanc
 train.device = "cuda" if has_cuda else "cpu"
 train.amp.enabled = has_cuda
 train.ddp.fp16_compression = False
-if not has_cuda:
-    train.ddp.device_ids = None  # DDP on CPU takes no device_ids
 train.init_checkpoint = ""  # from scratch: there is no pretrained mini ViT
 train.output_dir = "./output/mini/vitdet_mrcnn"
 train.seed = 0
