@@ -14,7 +14,9 @@ import re
 import subprocess
 import sys
 from conftest import CPU_ENV, REPO, load_tool
+from lift_det.checkpoint import save_lift_file
 from lift_det.engine import check_overrides, lock_output_dir, parse_args
+from lift_det.modeling import LiFT
 
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
 tool = load_tool("train_net")
@@ -47,9 +49,16 @@ ALL_DETS = "model.roi_heads.box_predictor.test_score_thresh=0.0"
 
 @pytest.fixture(scope="module")
 def trained(small_mini, tmp_path_factory):
-    """A 1-iteration mini ViTDet and, from it, a 2-iteration stage two with LiFT (random LiFT)."""
+    """A 1-iteration mini ViTDet and, from it and a LiFT file, a 2-iteration stage two."""
     tmp = tmp_path_factory.mktemp("trained")
     base, lift = str(tmp / "base"), str(tmp / "lift")
+    lift_file = str(tmp / "lift_final.pth")
+    torch.manual_seed(0)
+    mini_vit = {"type": "detectron2.ViT", "embed_dim": 192, "depth": 4, "num_heads": 3}
+    save_lift_file(
+        lift_file, LiFT.from_preset("LiFT-S", 192), backbone={**mini_vit, "patch_size": 16},
+        iteration=1, teacher={"weights": "", "initialized": True},
+    )  # fmt: skip
     common = ["train.eval_period=0", ALL_DETS]
     run_tool(
         ["--config-file", config("vitdet_mrcnn"), f"train.output_dir={base}", "train.max_iter=1"]
@@ -60,10 +69,16 @@ def trained(small_mini, tmp_path_factory):
     proc = run_tool(
         ["--config-file", config("vitdet_mrcnn_lift"), f"train.output_dir={lift}"]
         + [f"train.init_checkpoint={base_ckpt}", "train.max_iter=2"]
+        + [f"model.backbone.net.lift_weights={lift_file}"]
         + common,
         cwd=tmp,
     )
-    return {"base": base, "lift": lift, "lift_log": proc.stdout + proc.stderr}
+    return {
+        "base": base,
+        "lift": lift,
+        "lift_file": lift_file,
+        "lift_log": proc.stdout + proc.stderr,
+    }
 
 
 def test_lift_stage_two_trains_only_heads(trained):
@@ -75,6 +90,9 @@ def test_lift_stage_two_trains_only_heads(trained):
     head_key = "roi_heads.box_predictor.cls_score.weight"
     assert not torch.equal(after[head_key], before[head_key])  # finetuned heads
     assert "simfp_2" in trained["lift_log"]  # ViTDet's 4x stage reported as unused
+    lift = torch.load(trained["lift_file"], weights_only=False)["model"]
+    for k, v in lift.items():  # the frozen LiFT is the stage-one file's, unchanged
+        torch.testing.assert_close(after[f"backbone.net.lift.{k}"], v)
 
 
 def test_eval_only_reproduces_the_final_evaluation(trained, tmp_path):

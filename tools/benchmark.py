@@ -1,4 +1,4 @@
-#!/usr/bin/env python
+#!/usr/bin/env python3
 """
 Cost of LiFT in ViTDet on this device, in one run: parameters and FLOPs (fvcore, as upstream's
 tools/analyze_model.py) of every LiFT preset next to its ViT, of the bilinear control and of the

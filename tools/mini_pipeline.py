@@ -145,6 +145,32 @@ def _run_step(step: Step, out: str, extra: List[str]) -> float:
     return time.time() - start
 
 
+def provenance() -> Dict[str, str]:
+    """Where and how a result was made: date, commit, machine, versions, the exact command."""
+    import platform
+    import subprocess
+    import sys
+
+    import torch
+
+    commit = subprocess.run(
+        ["git", "-C", REPO, "describe", "--always", "--dirty"], capture_output=True, text=True
+    ).stdout.strip()
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "commit": commit or "unknown",
+        "machine": f"{cpu}, {os.cpu_count()} CPUs, "
+        + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"),
+        "torch": torch.__version__,
+        "command": " ".join([os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:]),
+    }
+
+
 def run_pipeline(
     out: str,
     baseline_iters: int = 400,
@@ -186,6 +212,7 @@ def run_pipeline(
     summary = {
         "steps": {s.name: {"label": s.label, **results[s.name]} for s in steps},
         "wall_time_s": time.time() - t0,
+        **provenance(),
     }
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(summary, f, indent=2)

@@ -1,4 +1,4 @@
-#!/usr/bin/env python
+#!/usr/bin/env python3
 """
 The main job on the built-in mini data (README's `make main`): baseline ViTDet -> stage one ->
 stage two (+LiFT, +bilinear control, baseline with the same extra iterations) -> COCO eval table.

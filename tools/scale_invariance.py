@@ -1,4 +1,4 @@
-#!/usr/bin/env python
+#!/usr/bin/env python3
 """
 Scale invariance of dense features (paper Fig. 4): linear CKA between the features of the same
 images at several input scales, for the ViT, ViT + bilinear and ViT + LiFT. Writes a PNG (heatmaps

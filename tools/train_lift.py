@@ -1,4 +1,4 @@
-#!/usr/bin/env python
+#!/usr/bin/env python3
 """
 An alias of tools/train_net.py, kept so that existing stage-one commands keep working: stage one
 is a config like any other (its model, a ``LiFTDistiller``, returns the distillation loss; its

@@ -1,4 +1,4 @@
-#!/usr/bin/env python
+#!/usr/bin/env python3
 """
 Train or evaluate any lift_det LazyConfig: a detector (ViTDet, +LiFT, the controls) or stage one
 (a ``LiFTDistiller``; the model decides what a step is). The shape of upstream's

@@ -1,4 +1,4 @@
-#!/usr/bin/env python
+#!/usr/bin/env python3
 """
 Self-similarity maps of dense features (paper Fig. 5): the cosine similarity of every location's
 feature to the feature at a query location, for the ViT, ViT + bilinear, the ViT at 2x input,

@@ -1,0 +1,64 @@
+"""The README's numbers are the committed outputs of the project's tools, and its paths exist."""
+
+import pytest
+
+import json
+import os
+import re
+import subprocess
+import sys
+from conftest import REPO
+
+sys.path.insert(0, os.path.join(REPO, "tools"))
+import mini_pipeline  # noqa: E402
+import update_readme  # noqa: E402
+
+README = open(os.path.join(REPO, "README.md")).read()
+
+
+def test_generated_blocks_are_the_committed_outputs():
+    blocks = update_readme.BLOCK.findall(README)
+    assert {b[1] for b in blocks} >= {"docs/main_job.md", "docs/benchmark.md"}
+    assert update_readme.updated(README) == README, "run tools/update_readme.py"
+
+
+def test_main_job_table_is_its_json():
+    with open(os.path.join(REPO, "docs", "main_job.json")) as f:
+        summary = json.load(f)
+    steps = summary["steps"]
+    iters = {name: s["iterations"] for name, s in steps.items()}
+    order = mini_pipeline.mini_steps("out", iters["baseline"], iters["stage1"], iters["lift"])
+    assert [s.name for s in order] == list(steps)
+    table = mini_pipeline.format_table(steps, order)
+    with open(os.path.join(REPO, "docs", "main_job.md")) as f:
+        assert f.read().startswith(table)
+    # an independent spot check: the LiFT row carries the JSON's box AP with two decimals
+    row = next(line for line in table.splitlines() if line.startswith("| ViTDet + LiFT |"))
+    assert f"| {steps['lift']['bbox/AP']:.2f} |" in row
+    for key in update_readme.PROVENANCE:
+        assert summary[key], key
+
+
+def test_paths_in_the_readme_exist():
+    pattern = r"\b((?:tools|configs|tests|dev|docs)/[\w./-]+\.(?:py|sh|md|json))"
+    paths = set(re.findall(pattern, README))
+    assert len(paths) > 20
+    missing = sorted(p for p in paths if not os.path.exists(os.path.join(REPO, p)))
+    assert missing == []
+
+
+@pytest.mark.parametrize(
+    "tool", sorted(f for f in os.listdir(os.path.join(REPO, "tools")) if f.endswith(".py"))
+)
+def test_tools_are_executable(tool):
+    path = os.path.join(REPO, "tools", tool)
+    with open(path) as f:
+        first = f.readline()
+    if first.startswith("#!"):
+        assert os.access(path, os.X_OK), f"chmod +x tools/{tool}"
+        out = subprocess.run(
+            [sys.executable, path, "--help"], capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0 and "usage:" in out.stdout, out.stderr[-2000:]
+    else:  # a helper module of the tools, not a tool
+        assert not os.access(path, os.X_OK) and "__main__" not in open(path).read()
