@@ -8,7 +8,8 @@ __all__ = ["add_lift_config", "lift_backbone"]
 def add_lift_config(cfg: CN) -> CN:
     """
     Add ``cfg.MODEL.VIT_LIFT`` (read by ``build_vit_lift_backbone``): ViT-B/16 as in ViTDet,
-    LiFT-B after it, the simple feature pyramid on top. Set ``cfg.MODEL.BACKBONE.NAME = "build_vit_lift_backbone"`` to use it.
+    LiFT-B after it, the simple feature pyramid on top. Set
+    ``cfg.MODEL.BACKBONE.NAME = "build_vit_lift_backbone"`` to use it.
     """
     c = cfg.MODEL.VIT_LIFT = CN()
     c.IMG_SIZE = 1024

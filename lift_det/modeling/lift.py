@@ -159,8 +159,8 @@ class LiFT(nn.Module):
     @classmethod
     def from_preset(cls, name: str, in_channels: int, patch_size: int = 16, **kwargs) -> "LiFT":
         """
-        Build a preset ("LiFT-S", "LiFT-B", "LiFT-L", "LiFT-H") for a ViT with ``in_channels`` and ``patch_size``.
-        Keyword arguments override the preset's widths (e.g. ``norm="SyncBN"``).
+        Build a preset ("LiFT-S", "LiFT-B", "LiFT-L", "LiFT-H") for a ViT with ``in_channels``
+        and ``patch_size``. Keyword arguments override the preset's widths (e.g. ``norm="SyncBN"``).
         """
         if name not in LIFT_PRESETS:
             raise KeyError(f"Unknown LiFT preset '{name}'; available: {sorted(LIFT_PRESETS)}.")
