@@ -160,8 +160,7 @@ class LiFT(nn.Module):
     def from_preset(cls, name: str, in_channels: int, patch_size: int = 16, **kwargs) -> "LiFT":
         """
         Build a preset ("LiFT-S", "LiFT-B", "LiFT-L", "LiFT-H") for a ViT with ``in_channels``
-        and ``patch_size``.
-        Keyword arguments override the preset's widths (e.g. ``norm="SyncBN"``).
+        and ``patch_size``. Keyword arguments override the preset's widths (e.g. ``norm="SyncBN"``).
         """
         if name not in LIFT_PRESETS:
             raise KeyError(f"Unknown LiFT preset '{name}'; available: {sorted(LIFT_PRESETS)}.")
@@ -235,6 +234,10 @@ class LiFT(nn.Module):
         Returns:
             Tensor (B, C, 2^k h, 2^k w).
         """
+        if isinstance(num_passes, torch.Tensor) and not num_passes.is_floating_point():
+            num_passes = int(
+                num_passes
+            )  # torch.onnx.export (TorchScript) passes defaults as tensors
         if isinstance(num_passes, bool) or not isinstance(num_passes, int) or num_passes < 1:
             raise ValueError(f"num_passes must be an integer >= 1, got {num_passes!r}.")
         x = self._forward_once(image, features)

@@ -1,0 +1,80 @@
+"""Export: the +LiFT Mask R-CNN traces to TorchScript through detectron2's TracingAdapter with
+eager's outputs; LiFT alone exports to ONNX and onnxruntime matches torch."""
+
+import pytest
+import torch
+
+from detectron2.config import instantiate
+from detectron2.export import TracingAdapter
+
+from conftest import load_config
+from lift_det.modeling import LiFT
+
+
+def _inference(model, inputs):
+    """Raw detections (no rescaling), as detectron2's export tests trace them."""
+    instances = model.inference(inputs, do_postprocess=False)[0]
+    return [{"instances": instances}]
+
+
+@pytest.fixture(scope="module")
+def lift_mask_rcnn():
+    torch.manual_seed(0)
+    cfg = load_config("vitdet_mrcnn_lift")
+    cfg.model.backbone.net.allow_random_lift = True
+    cfg.model.roi_heads.box_predictor.test_score_thresh = 0.0  # detections from random heads
+    cfg.model.roi_heads.box_predictor.test_topk_per_image = 20
+    return instantiate(cfg.model).eval()
+
+
+def _assert_same_instances(got, expected, size):
+    assert len(expected) == 20  # post-processing ran on real detections
+    torch.testing.assert_close(got.pred_boxes.tensor, expected.pred_boxes.tensor)
+    torch.testing.assert_close(got.scores, expected.scores)
+    assert torch.equal(got.pred_classes, expected.pred_classes)
+    torch.testing.assert_close(got.pred_masks, expected.pred_masks)
+    boxes = got.pred_boxes.tensor
+    assert (boxes >= 0).all() and (boxes[:, 2] <= size).all() and (boxes[:, 3] <= size).all()
+    assert ((got.pred_classes >= 0) & (got.pred_classes < 80)).all()
+
+
+def test_mask_rcnn_with_lift_traces_to_torchscript(lift_mask_rcnn, tmp_path):
+    model = lift_mask_rcnn
+    traced_on = [{"image": torch.rand(3, 128, 128) * 255}]
+    adapter = TracingAdapter(model, traced_on, _inference)
+    with torch.no_grad():
+        traced = torch.jit.trace(adapter, adapter.flattened_inputs)
+        torch.jit.save(traced, str(tmp_path / "model.ts"))
+        loaded = torch.jit.load(str(tmp_path / "model.ts"))
+        # another image of the same size: the trace holds no image-dependent constants
+        other = [{"image": torch.rand(3, 128, 128) * 255}]
+        (flat,) = adapter.flattened_inputs
+        outputs = adapter.outputs_schema(loaded(other[0]["image"]))
+        expected = _inference(model, other)
+    _assert_same_instances(outputs[0]["instances"], expected[0]["instances"], 128)
+    assert not torch.equal(flat, other[0]["image"])
+
+
+def test_lift_exports_to_onnx(tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    lift = LiFT.from_preset("LiFT-S", 64).eval()
+    for p in lift.parameters():
+        p.data.normal_(0, 0.1)
+    image, features = torch.rand(1, 3, 128, 96), torch.rand(1, 64, 8, 6)
+    path = str(tmp_path / "lift.onnx")
+    torch.onnx.export(
+        lift,
+        (image, features),
+        path,
+        input_names=["image", "features"],
+        output_names=["upsampled"],
+        dynamo=False,
+    )
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    # new inputs of the exported shape: nothing input-dependent was baked into the graph
+    image, features = torch.rand(1, 3, 128, 96), torch.rand(1, 64, 8, 6)
+    (out,) = session.run(None, {"image": image.numpy(), "features": features.numpy()})
+    with torch.no_grad():
+        expected = lift(image, features)
+    assert out.shape == (1, 64, 16, 12)
+    torch.testing.assert_close(torch.from_numpy(out), expected, rtol=1e-4, atol=1e-4)
