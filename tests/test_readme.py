@@ -43,7 +43,8 @@ def test_paths_in_the_readme_exist():
     pattern = r"\b((?:tools|configs|tests|dev|docs)/[\w./-]+\.(?:py|sh|md|json))"
     paths = set(re.findall(pattern, README))
     assert len(paths) > 20
-    missing = sorted(p for p in paths if not os.path.exists(os.path.join(REPO, p)))
+    upstream = {"tools/lazyconfig_train_net.py", "tools/analyze_model.py"}  # detectron2's, named
+    missing = sorted(p for p in paths - upstream if not os.path.exists(os.path.join(REPO, p)))
     assert missing == []
 
 
