@@ -5,11 +5,10 @@ detectron2 itself is not on PyPI and is therefore not listed in ``install_requir
 from source (upstream) or run ``dev/setup_env.sh``, which does the whole stack (see README).
 """
 
-from setuptools import find_packages, setup
-
 import glob
 import os
 import shutil
+from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -4,16 +4,15 @@ ViT+LiFT stage-two config; :func:`stage2_lr_multiplier` and :func:`frozen_vit_lr
 stage-two schedule and the frozen-ViT control. yacs: :func:`add_lift_config`.
 """
 
+import copy
+import inspect
+from typing import Optional
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 from detectron2.config import CfgNode as CN
 from detectron2.config import LazyCall as L
 from detectron2.modeling.backbone.vit import ViT
 from detectron2.solver import WarmupParamScheduler
-
-import copy
-import inspect
-from typing import Optional
 
 __all__ = [
     "add_lift_config",

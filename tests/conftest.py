@@ -1,12 +1,11 @@
 """Shared helpers: tiny ViTDet configs (the real structure, small sizes) for CPU tests."""
 
+import os
+import warnings
 import pytest
 import torch
 
 from detectron2.config import LazyConfig
-
-import os
-import warnings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 warnings.filterwarnings("ignore", category=FutureWarning)

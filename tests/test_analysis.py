@@ -2,16 +2,16 @@
 computations, and the tools built on it (tools/feature_model.py, tools/visualize_features.py,
 tools/scale_invariance.py) on tiny inputs."""
 
+import json
+import math
 import numpy as np
+import os
+import runpy
+import sys
 import pytest
 import torch
 from PIL import Image
 
-import json
-import math
-import os
-import runpy
-import sys
 from lift_det.analysis import (
     dense_features,
     feature_map_cka,

@@ -1,6 +1,9 @@
 """The ViT+LiFT backbone and its pyramid (also recursive), freezing, the yacs builder, LiFT weights
 through checkpoint loading, real ViT-B sizes."""
 
+import logging
+import os
+import pickle
 import pytest
 import torch
 
@@ -10,9 +13,6 @@ from detectron2.modeling import ViT
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-import logging
-import os
-import pickle
 from conftest import TINY_VIT, load_config
 from lift_det.checkpoint import save_lift_file
 from lift_det.modeling import (

@@ -1,13 +1,13 @@
 """tools/benchmark.py: fvcore counts of known layers, the table's shape at tiny sizes, and the
 README's promise (LiFT-B costs at most 10% of ViT-B's FLOPs at 1024x1024) as the run counts it."""
 
+import json
+import os
+import runpy
 import pytest
 import torch
 from torch import nn
 
-import json
-import os
-import runpy
 from lift_det.modeling import LIFT_PRESETS, build_upsampler
 
 TOOL = os.path.join(os.path.dirname(__file__), "..", "tools", "benchmark.py")

@@ -3,13 +3,6 @@ into the LiFT models through detectron2's own DetectionCheckpointer with exactly
 missing / unused keys; checkpoints are written atomically; weights that do not fit are refused
 with one summary log line; broken LiFT files are never read."""
 
-import pytest
-import timm
-import torch
-
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import instantiate
-
 import errno
 import hashlib
 import logging
@@ -19,6 +12,13 @@ import subprocess
 import sys
 import threading
 import time
+import pytest
+import timm
+import torch
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import instantiate
+
 from conftest import TINY_VIT, load_config
 from lift_det.checkpoint import (
     AtomicDetectionCheckpointer,

@@ -1,6 +1,10 @@
 """Every config instantiates; eval forward gives real detections; one train step has the expected
 losses; stage two freezes what it should; ViTDet-L/H checkpoints load; model_zoo.get_config."""
 
+import glob
+import os
+import subprocess
+import sys
 import pytest
 import torch
 
@@ -9,10 +13,6 @@ from detectron2.config import instantiate
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-import glob
-import os
-import subprocess
-import sys
 from conftest import REPO, load_config
 from lift_det.config import frozen_vit_lr_factor, lift_backbone
 from lift_det.model_zoo import get_config
@@ -250,14 +250,13 @@ def test_readme_vitdet_l_example_shrunk_trains_on_cpu(tmp_path):
 
 
 def test_readme_own_coco_recipe_with_rle_masks(tmp_path, monkeypatch):
+    import json
     import numpy as np
     import cv2
     import pycocotools.mask as mask_util
 
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.structures import BitMasks
-
-    import json
 
     for split in ("train", "val"):
         (tmp_path / "my" / "images" / split).mkdir(parents=True)

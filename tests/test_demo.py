@@ -1,6 +1,8 @@
 """LazyPredictor (BGR in, like DefaultPredictor) and tools/demo.py on generated images."""
 
+import importlib.util
 import numpy as np
+import os
 import cv2
 import pytest
 import torch
@@ -8,8 +10,6 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import LazyConfig, instantiate
 
-import importlib.util
-import os
 from conftest import REPO
 from lift_det.engine.predictor import LazyPredictor
 

@@ -1,6 +1,9 @@
 """Tests of the detector's data pieces: read_image, DetectionDatasetMapper, dataset errors."""
 
+import json
 import numpy as np
+import pickle
+from typing import Iterator
 import pytest
 import torch
 from PIL import Image
@@ -12,10 +15,7 @@ from detectron2.data import detection_utils as d2_utils
 from detectron2.data.datasets import register_coco_instances
 from detectron2.structures import BoxMode
 
-import json
-import pickle
 from lift_det.data import DetectionDatasetMapper, get_detection_dataset_dicts, read_image
-from typing import Iterator
 
 
 def _gray8(h: int = 24, w: int = 32) -> np.ndarray:

@@ -1,5 +1,8 @@
 """Tests of stage one's model (lift_det.modeling.distill) and feature sources."""
 
+import copy
+from functools import partial
+from typing import Dict, List
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,12 +13,9 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import instantiate
 from detectron2.modeling import ViT
 
-import copy
-from functools import partial
 from lift_det.modeling import LiFT, ResizeConvUpsampler, ViTLiFT, vit_identity
 from lift_det.modeling.distill import LiFTDistiller
 from lift_det.modeling.feature_source import D2ViTSource, TimmViTSource
-from typing import Dict, List
 
 TINY_VIT = dict(
     img_size=128,

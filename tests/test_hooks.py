@@ -1,18 +1,18 @@
 """ExportLiFTFile: what the stage-one LiFT file records (teacher, iteration reached, held-out
 quality) and what it refuses to write."""
 
+import logging
+import os
+from types import SimpleNamespace
 import pytest
 import torch
 from torch import nn
 
 from detectron2.utils.events import EventStorage
 
-import logging
-import os
 from lift_det.checkpoint import load_lift_file, read_lift_file
 from lift_det.engine.hooks import ExportLiFTFile
 from lift_det.modeling import LiFT
-from types import SimpleNamespace
 
 IDENTITY = {"type": "detectron2.ViT", "embed_dim": 64, "depth": 2, "num_heads": 2, "patch_size": 16}
 

@@ -1,6 +1,14 @@
 """Tests of the built-in mini COCO dataset (lift_det.data.mini)."""
 
+import contextlib
+import errno
+import hashlib
+import io
+import json
+import multiprocessing
 import numpy as np
+import os
+from typing import Dict, Iterator, List
 import pytest
 import torch
 from PIL import Image
@@ -12,13 +20,6 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import COCOEvaluator
 from detectron2.structures import Boxes, BoxMode, Instances
 
-import contextlib
-import errno
-import hashlib
-import io
-import json
-import multiprocessing
-import os
 from lift_det.data import (
     MINI_CLASSES,
     MINI_DATASETS,
@@ -27,7 +28,6 @@ from lift_det.data import (
     generate_mini_coco,
     register_mini_coco,
 )
-from typing import Dict, Iterator, List
 
 SPLITS = ("train", "val")
 TINY = {"num_train": 6, "num_val": 4}

@@ -1,12 +1,12 @@
 """The README's numbers are the committed outputs of the project's tools, and its paths exist."""
 
-import pytest
-
 import json
 import os
 import re
 import subprocess
 import sys
+import pytest
+
 from conftest import REPO
 
 sys.path.insert(0, os.path.join(REPO, "tools"))

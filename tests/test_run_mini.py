@@ -1,12 +1,12 @@
 """The main job's driver (tools/run_mini.py, tools/mini_pipeline.py) at 1 iteration per step."""
 
-import pytest
-
 import contextlib
 import io
 import json
 import os
 import shutil
+import pytest
+
 from conftest import CPU_ENV, load_tool
 
 mini = load_tool("mini_pipeline")

@@ -1,6 +1,8 @@
 """Tests of stage one's image-only data (lift_det.data.stage1)."""
 
+import json
 import numpy as np
+import os
 import pytest
 import torch
 from PIL import Image
@@ -13,8 +15,6 @@ from detectron2.data import (
 )
 from detectron2.data.datasets import register_coco_instances
 
-import json
-import os
 from lift_det.data.stage1 import (
     Stage1DatasetMapper,
     image_folder_dicts,

@@ -1,5 +1,12 @@
 """Tests of stage one end to end: configs, tools/train_lift.py, resume, NaN, launch, LiFT files."""
 
+import json
+import logging
+import os
+import subprocess
+import sys
+from functools import partial
+from typing import Dict, Iterator, List
 import pytest
 import torch
 from PIL import Image
@@ -12,18 +19,11 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import HookBase
 from detectron2.utils.env import seed_all_rng
 
-import json
-import logging
-import os
-import subprocess
-import sys
 from conftest import CPU_ENV, load_tool
-from functools import partial
 from lift_det.data import MINI_DATASETS, default_mini_root, generate_mini_coco, register_mini_coco
 from lift_det.data.stage1 import stage1_dataset_dicts
 from lift_det.engine import parse_args
 from lift_det.modeling import LiFT, ResizeConvUpsampler, ViTLiFT
-from typing import Dict, Iterator, List
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MINI_CONFIG = os.path.join(REPO, "configs", "mini", "lift_stage1.py")

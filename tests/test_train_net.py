@@ -1,18 +1,18 @@
 """tools/train_net.py on the mini detector configs (a smaller mini dataset): stage two, --eval-only,
 resume after a kill, and what the tool refuses before it builds anything."""
 
-import pytest
-import torch
-from pycocotools.coco import COCO
-
-from detectron2.config import LazyConfig
-
 import json
 import logging
 import os
 import re
 import subprocess
 import sys
+import pytest
+import torch
+from pycocotools.coco import COCO
+
+from detectron2.config import LazyConfig
+
 from conftest import CPU_ENV, REPO, load_tool
 from lift_det.checkpoint import save_lift_file
 from lift_det.engine import check_overrides, lock_output_dir, parse_args

@@ -16,15 +16,6 @@ proposals and 100 detections by default). Small sizes (--detector-size 256 --tim
 fewer proposals finish in minutes on a CPU.
 """
 
-import torch
-from fvcore.nn import FlopCountAnalysis, flop_count_table, parameter_count
-from torch.utils.benchmark import Measurement, Timer
-
-from detectron2.config import LazyConfig, instantiate
-from detectron2.modeling import ViT
-from detectron2.utils.analysis import FlopCountAnalysis as ModelFlopCountAnalysis
-from detectron2.utils.logger import setup_logger
-
 import argparse
 import copy
 import functools
@@ -35,6 +26,15 @@ import platform
 import resource
 import time
 import warnings
+import torch
+from fvcore.nn import FlopCountAnalysis, flop_count_table, parameter_count
+from torch.utils.benchmark import Measurement, Timer
+
+from detectron2.config import LazyConfig, instantiate
+from detectron2.modeling import ViT
+from detectron2.utils.analysis import FlopCountAnalysis as ModelFlopCountAnalysis
+from detectron2.utils.logger import setup_logger
+
 from lift_det.modeling import LIFT_PRESETS, build_upsampler
 
 logger = logging.getLogger("lift_det.benchmark")

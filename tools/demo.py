@@ -7,6 +7,10 @@ Detect on images, a video or a webcam with a LazyConfig model; draw with detectr
         --weights OUTPUT_DIR/model_final.pth [--confidence-threshold 0.5] [key=value ...]
 """
 
+import argparse
+import glob
+import os
+import sys
 import cv2
 
 from detectron2.config import LazyConfig
@@ -14,10 +18,6 @@ from detectron2.utils.logger import setup_logger
 from detectron2.utils.video_visualizer import VideoVisualizer
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
-import argparse
-import glob
-import os
-import sys
 import tqdm
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")

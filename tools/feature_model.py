@@ -1,19 +1,19 @@
 """The ViT + LiFT whose features tools/visualize_features.py and tools/scale_invariance.py analyse:
 built from a stage-one or detector LazyConfig, with weights from a checkpoint and/or a LiFT file."""
 
+import logging
 import numpy as np
+import os
+from typing import Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from detectron2.checkpoint import DetectionCheckpointer
 
-import logging
-import os
 from lift_det.checkpoint import load_lift_file
 from lift_det.modeling import LIFT_PRESETS, ViTLiFT, build_upsampler, vit_identity
 from lift_det.modeling.feature_source import IMAGENET_MEAN, IMAGENET_STD
-from typing import Dict, Optional, Tuple
 
 logger = logging.getLogger("lift_det.tools")
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")

@@ -150,7 +150,6 @@ def provenance() -> Dict[str, str]:
     import platform
     import subprocess
     import sys
-
     import torch
 
     commit = subprocess.run(

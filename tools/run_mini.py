@@ -11,6 +11,7 @@ interrupted one; --overwrite reruns every step from scratch.
 """
 
 import argparse
+
 from mini_pipeline import run_pipeline  # tools/mini_pipeline.py, next to this file
 
 

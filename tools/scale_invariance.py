@@ -13,16 +13,17 @@ Without --images: a photograph that ships with
 matplotlib. --images takes files, folders and globs.
 """
 
+import argparse
+import glob
+import json
+import os
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
 from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
 
-import argparse
-import glob
-import json
-import os
 from feature_model import (
     build_feature_model,
     default_image_path,
@@ -31,7 +32,6 @@ from feature_model import (
     normalize,
 )
 from lift_det.analysis import dense_features, feature_map_cka, method_label, resize_features
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 

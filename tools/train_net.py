@@ -11,6 +11,8 @@ clear data errors, a NaN stop message, and the config's ``train.export`` hooks.
         --dist-url U] [key=value ...]
 """
 
+import logging
+
 from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import default_setup, default_writers, hooks, launch
 from detectron2.engine.defaults import create_ddp_model
@@ -19,7 +21,6 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 import lift_det  # noqa: F401  (registers backbones and datasets)
-import logging
 from lift_det.checkpoint import AtomicDetectionCheckpointer
 from lift_det.engine import checks
 from lift_det.engine.train_utils import (

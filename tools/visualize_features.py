@@ -13,14 +13,15 @@ ViT + LiFT and k x recursive LiFT (k = 2..--passes, paper Table 8), as one PNG.
 --image: a photograph that ships with matplotlib. Without weights the maps come from random weights.
 """
 
+import argparse
 import numpy as np
+import os
+from typing import List, Sequence, Tuple
 import torch
 
 from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
 
-import argparse
-import os
 from feature_model import (
     build_feature_model,
     default_image_path,
@@ -30,7 +31,6 @@ from feature_model import (
 )
 from lift_det.analysis import dense_features, method_label, query_to_grid, self_similarity
 from lift_det.modeling import ViTLiFT
-from typing import List, Sequence, Tuple
 
 
 def self_similarity_maps(

@@ -9,8 +9,8 @@ from detectron2.data import build_detection_test_loader, build_detection_train_l
 from detectron2.solver import WarmupParamScheduler
 
 from lift_det.data.stage1 import Stage1DatasetMapper, stage1_dataset_dicts
-from lift_det.evaluation import FeatureQualityEvaluator
 from lift_det.engine.hooks import ExportLiFTFile
+from lift_det.evaluation import FeatureQualityEvaluator
 from lift_det.modeling.distill import LiFTDistiller
 from lift_det.modeling.feature_source import D2ViTSource
 from lift_det.modeling.lift import LiFT

@@ -1,9 +1,9 @@
 # ViT-L and ViT-H as in upstream's projects/ViTDet/configs/COCO/{mask,cascade_mask}_rcnn_vitdet_
 # {l_100ep,h_75ep}.py, for model.backbone.net.update(**VIT_L). ViT-B is the default of
 # detectron2's common/models/mask_rcnn_vitdet.py.
-from detectron2.modeling.backbone.vit import get_vit_lr_decay_rate
-
 from functools import partial
+
+from detectron2.modeling.backbone.vit import get_vit_lr_decay_rate
 
 VIT_L = dict(
     embed_dim=1024,

@@ -1,12 +1,11 @@
 # ViTDet-B's 100-epoch recipe (upstream mask_rcnn_vitdet_b_100ep.py): trainer, schedule, optimizer.
+from functools import partial
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
 from detectron2.modeling.backbone.vit import get_vit_lr_decay_rate
 from detectron2.solver import WarmupParamScheduler
-
-from functools import partial
 
 train = model_zoo.get_config("common/train.py").train
 train.amp.enabled = True

@@ -4,10 +4,9 @@ self-similarity maps (Fig. 5) of the dense features of a ViT, its controls and (
 Linear CKA: Kornblith et al., "Similarity of Neural Network Representations Revisited", ICML 2019.
 """
 
+from typing import Tuple
 import torch
 import torch.nn.functional as F
-
-from typing import Tuple
 
 from ..modeling import LIFT_PRESETS, ViTLiFT, build_upsampler
 

@@ -15,11 +15,6 @@ Each load logs one INFO line (tensors loaded, new / mis-shaped / unused groups b
 where LiFT came from); the full key lists go to DEBUG.
 """
 
-from fvcore.common.checkpoint import _filter_reused_missing_keys
-from torch import nn
-
-from detectron2.checkpoint import DetectionCheckpointer
-
 import errno
 import hashlib
 import itertools
@@ -29,6 +24,10 @@ import re
 from collections import Counter
 from typing import Any, Dict, Iterable, List, Optional, Set
 from urllib.parse import parse_qs, urlencode, urlparse
+from fvcore.common.checkpoint import _filter_reused_missing_keys
+from torch import nn
+
+from detectron2.checkpoint import DetectionCheckpointer
 
 from .file_io import atomic_torch_save, atomic_write_text, remove_stale_temp_files
 from .lift_file import UNREADABLE, not_a_checkpoint

@@ -7,8 +7,6 @@ partial file and concurrent writers never collide. Temporary names look like
 leftover of a killed writer is removed by :func:`remove_stale_temp_files`.
 """
 
-import torch
-
 import contextlib
 import errno
 import hashlib
@@ -19,6 +17,7 @@ import socket
 import tempfile
 import time
 from typing import IO, Any, Iterator, List
+import torch
 
 __all__ = [
     "atomic_torch_save",

@@ -17,16 +17,15 @@ are exempt: they follow the ViT's activations), a ``running_var`` that is not po
 ``iteration <= 0``, a file for another width, patch size or backbone.
 """
 
-import torch
-from torch import nn
-
-from detectron2.utils.file_io import PathManager
-
 import logging
 import os
 import pickle
 import zipfile
 from typing import Any, Dict, Mapping, Optional
+import torch
+from torch import nn
+
+from detectron2.utils.file_io import PathManager
 
 from .file_io import atomic_torch_save
 

@@ -3,16 +3,15 @@ A drop-in for detectron2's ``DatasetMapper`` that reads 16-bit images right, nam
 files and drops boxes of zero or negative size (with a count).
 """
 
+import logging
 import numpy as np
+import types
+from typing import Any, Dict
 
 from detectron2.data import DatasetMapper
 from detectron2.data import dataset_mapper as d2_dataset_mapper
 from detectron2.data import detection_utils as d2_utils
 from detectron2.structures import BoxMode
-
-import logging
-import types
-from typing import Any, Dict
 
 from .detection_utils import read_image
 

@@ -5,16 +5,15 @@ with errors that name the dataset's files. Drop-in replacements for the function
 """
 
 import numpy as np
+import os
+import re
+from typing import Any, Dict, List, Optional, Sequence, Union
 from PIL import Image
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import detection_utils as d2_utils
 from detectron2.data.build import get_detection_dataset_dicts as d2_get_detection_dataset_dicts
 from detectron2.utils.file_io import PathManager
-
-import os
-import re
-from typing import Any, Dict, List, Optional, Sequence, Union
 
 __all__ = ["datasets_hint", "get_detection_dataset_dicts", "read_image"]
 

@@ -11,20 +11,19 @@ In a LazyConfig, use the names as any detectron2 dataset::
     dataloader.train.dataset.names = "lift_mini_train"
 """
 
-import numpy as np
-from iopath.common.file_io import file_lock
-
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets import load_coco_json
-
 import errno
 import functools
 import json
 import logging
+import numpy as np
 import os
 import re
 import time
 from typing import Any, Dict, List, Optional, Tuple
+from iopath.common.file_io import file_lock
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import load_coco_json
 
 from ..checkpoint import atomic_write_bytes, is_temp_file
 from .mini_render import MINI_CLASSES, render_coco_image

@@ -4,14 +4,13 @@ Drawing of the mini COCO images: 1-6 non-overlapping shapes of three classes wit
 rasterized with pycocotools from the very polygons stored in the annotations.
 """
 
+import colorsys
+import io
 import numpy as np
+from typing import Any, Dict, List, Tuple
 import cv2
 import pycocotools.mask as mask_util
 from PIL import Image
-
-import colorsys
-import io
-from typing import Any, Dict, List, Tuple
 
 __all__ = ["MINI_CLASSES", "render_coco_image", "render_image"]
 

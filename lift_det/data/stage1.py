@@ -17,16 +17,15 @@ Both plug into detectron2's ``build_detection_train_loader`` / ``build_detection
     )
 """
 
+import copy
+import logging
 import numpy as np
+import os
+from typing import Any, Dict, List, Optional, Sequence, Union
 import torch
 
 import detectron2.data.transforms as T
 from detectron2.data import DatasetCatalog, MetadataCatalog
-
-import copy
-import logging
-import os
-from typing import Any, Dict, List, Optional, Sequence, Union
 
 from .detection_utils import check_dataset_files, datasets_hint, read_image
 

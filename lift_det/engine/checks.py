@@ -1,19 +1,19 @@
 """Checks a training tool runs before it builds anything: command line, overrides, config values,
 the output folder (no accidental overwrite, one run at a time)."""
 
+import argparse
+import difflib
+import inspect
+import os
+import tempfile
+from typing import Any, Iterator, List, Optional
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from detectron2.config import LazyConfig
 from detectron2.engine import default_argument_parser as _d2_parser
 from detectron2.utils.registry import locate
 
-import argparse
-import difflib
-import inspect
-import os
 import portalocker
-import tempfile
-from typing import Any, Iterator, List, Optional
 
 __all__ = [
     "UsageError",

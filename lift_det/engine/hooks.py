@@ -1,13 +1,12 @@
 """Hooks the training tool adds (``cfg.train.export``): the stage-one LiFT export."""
 
+import logging
+import os
+from typing import Any, Dict, Optional
 from torch.nn.parallel import DistributedDataParallel
 
 from detectron2.engine import HookBase
 from detectron2.utils import comm
-
-import logging
-import os
-from typing import Any, Dict, Optional
 
 from ..checkpoint import save_lift_file
 

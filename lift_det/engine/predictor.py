@@ -1,6 +1,7 @@
 """A single-image predictor for LazyConfig models, like detectron2's DefaultPredictor (yacs)."""
 
 import numpy as np
+from typing import Any, Dict
 import torch
 from omegaconf import DictConfig
 
@@ -8,8 +9,6 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import instantiate
 from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
-
-from typing import Any, Dict
 
 __all__ = ["LazyPredictor", "config_metadata"]
 

@@ -1,13 +1,12 @@
 """Small pieces tools/train_net.py adds to upstream's loop: CPU fallbacks, data errors, NaN stop."""
 
+import logging
+import os
+from typing import Any, Dict
 import torch
 
 from detectron2.config import instantiate
 from detectron2.engine import AMPTrainer, SimpleTrainer, TrainerBase
-
-import logging
-import os
-from typing import Any, Dict
 
 __all__ = ["build_trainer", "ddp_kwargs", "fit_device", "instantiate_data", "train_or_explain"]
 

@@ -5,15 +5,14 @@ cosine similarity to F(x) of three 2x upsamplings of F(x/2): LiFT's, bilinear an
 (paper §3.3's reconstruction target; bilinear is the control every LiFT number is reported with).
 """
 
+import itertools
+import logging
 import numpy as np
+from collections import OrderedDict
+from typing import Dict, List
 
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
-
-import itertools
-import logging
-from collections import OrderedDict
-from typing import Dict, List
 
 __all__ = ["FeatureQualityEvaluator"]
 

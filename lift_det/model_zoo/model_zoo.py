@@ -1,8 +1,8 @@
 """Find and load the configs shipped with lift_det (``lift_det/model_zoo/configs``)."""
 
-from detectron2.config import LazyConfig
-
 import os
+
+from detectron2.config import LazyConfig
 
 __all__ = ["get_config_file", "get_config"]
 

@@ -7,15 +7,14 @@ checkpoint that holds ``backbone.net.lift.*`` wins; otherwise the stage-one file
 is read when the checkpoint (e.g. ViTDet's) is loaded.
 """
 
+import logging
+from contextlib import nullcontext
+from typing import Any, Dict
 import torch
 from torch import nn
 
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone, ViT
-
-import logging
-from contextlib import nullcontext
-from typing import Any, Dict
 
 from ..checkpoint import load_lift_file
 
@@ -190,9 +189,9 @@ def build_vit_lift_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
     control) + the simple feature pyramid, configured by ``cfg.MODEL.VIT_LIFT`` (see
     :func:`add_lift_config`).
     """
-    from detectron2.modeling.backbone.fpn import LastLevelMaxPool
-
     from functools import partial
+
+    from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
     from .pyramid import LiFTSimpleFeaturePyramid
     from .upsample import build_upsampler

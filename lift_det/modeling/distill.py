@@ -14,14 +14,13 @@ names: a ViTDet checkpoint in ``train.init_checkpoint`` loads into it) and LiFT 
 two; tools/benchmark.py measures the cost of a stage-one step.
 """
 
+import logging
+from typing import Any, Dict, List, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from detectron2.structures import ImageList
-
-import logging
-from typing import Any, Dict, List, Sequence, Tuple
 
 __all__ = ["LiFTDistiller", "DISTANCES", "DOWNSCALES"]
 

@@ -14,18 +14,17 @@ The wrapped network is stored as ``self.net``, so that a model holding the sourc
 ``backbone`` has the ViT's parameters at ``backbone.net.*``, as ViTDet's checkpoints do.
 """
 
+import logging
+import os
+import sys
+from contextlib import nullcontext
+from typing import Any, Dict, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
 from detectron2 import model_zoo
 from detectron2.config import LazyConfig
 from detectron2.modeling import ViT
-
-import logging
-import os
-import sys
-from contextlib import nullcontext
-from typing import Any, Dict, Optional, Sequence, Tuple
 
 from .backbone import vit_identity
 

@@ -10,14 +10,13 @@ most of its capacity works at stride p (a fusion block) and the stride-p/2 decod
 LiFT-L / LiFT-H scale LiFT-B's layout with the ViT's width (fusion 5/8, decoder 1/4 of it).
 """
 
+import copy
+from typing import Dict, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from detectron2.layers import get_norm
-
-import copy
-from typing import Dict, Optional
 
 __all__ = ["LiFT", "LIFT_PRESETS", "ConvNormAct"]
 

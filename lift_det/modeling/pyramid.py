@@ -8,13 +8,12 @@ load ViTDet's weights, ``simfp_6`` (0.25x) is new and ViTDet's ``simfp_2`` (4x) 
 passes (stride 4): ``simfp_4`` (1x), ``simfp_5`` (0.5x) load, ``simfp_6`` / ``simfp_7`` are new.
 """
 
+import math
+from typing import Optional, Sequence
 from torch import nn
 
 from detectron2.layers import Conv2d, get_norm
 from detectron2.modeling import Backbone, SimpleFeaturePyramid, ViT
-
-import math
-from typing import Optional, Sequence
 
 from .backbone import vit_identity
 

@@ -5,11 +5,10 @@ Every LiFT result is reported next to :class:`BilinearUpsampler` (paper's "BL"),
 :class:`ResizeConvUpsampler` (paper's "RC": bilinear then a learned 3x3 conv, trained like LiFT).
 """
 
+from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from typing import Any
 
 from .lift import LIFT_PRESETS, LiFT
 
