@@ -17,6 +17,28 @@ TINY_VIT = dict(
 )
 
 
+# p2-p6 of every ViTDet pyramid (also with LiFT, at any number of passes)
+PYRAMID_STRIDES = {"p2": 4, "p3": 8, "p4": 16, "p5": 32, "p6": 64}
+
+
+def vitdet_vit_kwargs(**sizes):
+    """Arguments of detectron2's ``ViT`` as ViTDet sets them, with the given sizes."""
+    from functools import partial
+    from torch import nn
+
+    return dict(
+        patch_size=16,
+        use_rel_pos=True,
+        qkv_bias=True,
+        norm_layer=partial(nn.LayerNorm, eps=1e-6),
+        pretrain_img_size=224,
+        pretrain_use_cls_token=True,
+        drop_path_rate=0.0,
+        out_feature="last_feat",
+        **sizes,
+    )
+
+
 def load_config(name: str, tiny: bool = True):
     """Load ``configs/<name>.py``; with ``tiny`` shrink the ViT to TINY_VIT (128x128 input)."""
     cfg = LazyConfig.load(os.path.join(REPO, "configs", f"{name}.py"))

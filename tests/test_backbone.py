@@ -13,7 +13,7 @@ from detectron2.modeling import ViT
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from conftest import TINY_VIT, load_config
+from conftest import PYRAMID_STRIDES, TINY_VIT, load_config
 from lift_det.checkpoint import save_lift_file
 from lift_det.modeling import (
     UPSAMPLER_NAMES,
@@ -73,13 +73,7 @@ def test_pyramid_strides_match_feature_sizes_in_mask_rcnn(num_passes):
     bb = model.backbone
     assert bb.net.output_shape()["last_feat"].stride == 16 // 2**num_passes
     shapes = bb.output_shape()
-    assert {k: v.stride for k, v in shapes.items()} == {
-        "p2": 4,
-        "p3": 8,
-        "p4": 16,
-        "p5": 32,
-        "p6": 64,
-    }
+    assert {k: v.stride for k, v in shapes.items()} == PYRAMID_STRIDES
     expected = {2: ["simfp_4", "simfp_5", "simfp_6", "simfp_7"]}
     expected = expected.get(num_passes, ["simfp_3", "simfp_4", "simfp_5", "simfp_6"])
     assert sorted(n for n, _ in bb.named_children() if n.startswith("simfp_")) == expected

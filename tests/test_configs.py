@@ -13,7 +13,7 @@ from detectron2.config import instantiate
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from conftest import REPO, load_config
+from conftest import PYRAMID_STRIDES, REPO, load_config
 from lift_det.config import frozen_vit_lr_factor, lift_backbone
 from lift_det.model_zoo import get_config
 
@@ -127,13 +127,7 @@ def test_eval_detections_and_train_step(name):
 def test_stride8_pyramid_output_shapes():
     model = instantiate(small("vitdet_mrcnn_lift").model).eval()
     shapes = model.backbone.output_shape()
-    assert {k: v.stride for k, v in shapes.items()} == {
-        "p2": 4,
-        "p3": 8,
-        "p4": 16,
-        "p5": 32,
-        "p6": 64,
-    }
+    assert {k: v.stride for k, v in shapes.items()} == PYRAMID_STRIDES
     assert model.backbone.net.output_shape()["last_feat"].stride == 8
     with torch.no_grad():
         feats = model.backbone(torch.rand(1, 3, 128, 128))

@@ -1,38 +1,29 @@
 """Tests of stage one's model (lift_det.modeling.distill) and feature sources."""
 
 import copy
-from functools import partial
 from typing import Dict, List
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from detectron2 import model_zoo
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import instantiate
 from detectron2.modeling import ViT
 
+from conftest import vitdet_vit_kwargs
 from lift_det.modeling import LiFT, ResizeConvUpsampler, ViTLiFT, vit_identity
 from lift_det.modeling.distill import LiFTDistiller
 from lift_det.modeling.feature_source import D2ViTSource, TimmViTSource
 
-TINY_VIT = dict(
+TINY_VIT = vitdet_vit_kwargs(
     img_size=128,
-    patch_size=16,
     embed_dim=64,
     depth=2,
     num_heads=2,
     window_size=4,
     window_block_indexes=[0],
-    use_rel_pos=True,
     mlp_ratio=2,
-    qkv_bias=True,
-    norm_layer=partial(nn.LayerNorm, eps=1e-6),
-    pretrain_img_size=224,
-    pretrain_use_cls_token=True,
-    drop_path_rate=0.0,
-    out_feature="last_feat",
 )
 
 

@@ -20,14 +20,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import COCOEvaluator
 from detectron2.structures import Boxes, BoxMode, Instances
 
-from lift_det.data import (
-    MINI_CLASSES,
-    MINI_DATASETS,
-    default_mini_root,
-    ensure_mini_coco,
-    generate_mini_coco,
-    register_mini_coco,
-)
+from lift_det.data import ensure_mini_coco, generate_mini_coco, register_mini_coco
+from lift_det.data.mini import MINI_CLASSES, MINI_DATASETS, default_mini_root
 
 SPLITS = ("train", "val")
 TINY = {"num_train": 6, "num_val": 4}

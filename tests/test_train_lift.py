@@ -5,12 +5,10 @@ import logging
 import os
 import subprocess
 import sys
-from functools import partial
 from typing import Dict, Iterator, List
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
@@ -19,7 +17,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import HookBase
 from detectron2.utils.env import seed_all_rng
 
-from conftest import CPU_ENV, load_tool
+from conftest import CPU_ENV, load_tool, vitdet_vit_kwargs
 from lift_det.data import MINI_DATASETS, default_mini_root, generate_mini_coco, register_mini_coco
 from lift_det.data.stage1 import stage1_dataset_dicts
 from lift_det.engine import parse_args
@@ -32,22 +30,14 @@ ALIAS = os.path.join(REPO, "tools", "train_lift.py")  # an alias of tools/train_
 tool = load_tool("train_net")
 
 # the ViT of configs/mini/lift_stage1.py
-MINI_VIT = dict(
+MINI_VIT = vitdet_vit_kwargs(
     img_size=256,
-    patch_size=16,
     embed_dim=192,
     depth=4,
     num_heads=3,
     window_size=8,
     window_block_indexes=[0, 2],
-    use_rel_pos=True,
     mlp_ratio=4,
-    qkv_bias=True,
-    norm_layer=partial(nn.LayerNorm, eps=1e-6),
-    pretrain_img_size=224,
-    pretrain_use_cls_token=True,
-    drop_path_rate=0.0,
-    out_feature="last_feat",
 )
 # small runs: batch of 4 (2 per process when launched with 2)
 FAST = ["dataloader.train.total_batch_size=4", "train.log_period=1"]
