@@ -88,10 +88,14 @@ def get_detection_dataset_dicts(
     images) names the dataset, its files and the fix.
     """
     names = [names] if isinstance(names, str) else list(names)
-    for name in names:
-        check_dataset_files(name)
     try:
+        # files are checked after a failure only: a dataset may make its files on first load
+        # (the built-in mini data does)
         return d2_get_detection_dataset_dicts(names, *args, **kwargs)
+    except (KeyError, OSError):
+        for name in names:
+            check_dataset_files(name)
+        raise
     except AssertionError as e:
         empty = re.search(r"Dataset '(.+)' is empty", str(e))
         if empty:
