@@ -79,7 +79,10 @@ def load_tool(name: str):
     """``tools/<name>.py`` as a module (its functions run in this process, as launch() with one
     process runs them)."""
     import importlib.util
+    import sys
 
+    if f"{REPO}/tools" not in sys.path:  # the tools' helper modules, as when a tool runs
+        sys.path.insert(0, f"{REPO}/tools")
     spec = importlib.util.spec_from_file_location(f"tool_{name}", f"{REPO}/tools/{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

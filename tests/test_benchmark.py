@@ -4,6 +4,7 @@ README's promise (LiFT-B costs at most 10% of ViT-B's FLOPs at 1024x1024) as the
 import json
 import os
 import runpy
+import sys
 import pytest
 import torch
 from torch import nn
@@ -11,6 +12,7 @@ from torch import nn
 from lift_det.modeling import LIFT_PRESETS, build_upsampler
 
 TOOL = os.path.join(os.path.dirname(__file__), "..", "tools", "benchmark.py")
+sys.path.insert(0, os.path.dirname(TOOL))  # the tools' helper modules, as when a tool runs
 
 
 @pytest.fixture(scope="module")

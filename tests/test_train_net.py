@@ -95,16 +95,24 @@ def test_lift_stage_two_trains_only_heads(trained):
         torch.testing.assert_close(after[f"backbone.net.lift.{k}"], v)
 
 
-def test_eval_only_reproduces_the_final_evaluation(trained, tmp_path):
+def test_eval_only_reproduces_the_final_evaluation(trained, tmp_path, caplog):
     """--eval-only on the stage-two checkpoint gives the APs the run itself measured at its end
-    (a model not loaded from the checkpoint would not), with sane detections."""
+    (a model not loaded from the checkpoint would not), with sane detections; the checkpoint is
+    the whole model: the config's LiFT file may be gone, and nothing warns."""
     out = str(tmp_path / "eval")
+    gone = str(tmp_path / "deleted" / "lift_final.pth")  # stage one's file, no longer there
     args = parse_args(
         ["--config-file", config("vitdet_mrcnn_lift"), "--eval-only", ALL_DETS]
-        + [f"train.output_dir={out}", "model.backbone.net.lift_weights="]
+        + [f"train.output_dir={out}", f"model.backbone.net.lift_weights={gone}"]
         + [f"train.init_checkpoint={trained['lift']}/model_final.pth", "train.device=cpu"]
     )
-    res = tool.main(args)
+    lift_logger = logging.getLogger("lift_det")
+    lift_logger.addHandler(caplog.handler)
+    try:
+        res = tool.main(args)
+    finally:
+        lift_logger.removeHandler(caplog.handler)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     measured = last_evaluation(trained["lift"])
     for key in ["bbox/AP", "bbox/AP50", "segm/AP"]:
         task, metric = key.split("/")

@@ -36,6 +36,7 @@ from detectron2.utils.analysis import FlopCountAnalysis as ModelFlopCountAnalysi
 from detectron2.utils.logger import setup_logger
 
 from lift_det.modeling import LIFT_PRESETS, build_upsampler
+from provenance import provenance  # tools/provenance.py
 
 logger = logging.getLogger("lift_det.benchmark")
 
@@ -352,7 +353,7 @@ def main(args):
     if unknown:
         raise SystemExit(f"Unknown LiFT presets {unknown}; use some of {sorted(LIFT_PRESETS)}.")
     heads = (args.proposals, args.detections)
-    result = dict(device=device_name(device), torch=torch.__version__, timings=[], flop_tables={})
+    result = dict(device=device_name(device), timings=[], flop_tables={}, **provenance())
     for k in ("image_size", "detector_size", "time_size", "repeats", "proposals", "detections"):
         result[k] = getattr(args, k)
     logger.info(f"FLOPs of {', '.join(args.presets)} and their ViTs at {args.image_size}...")

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from provenance import provenance  # tools/provenance.py
+
 __all__ = ["Step", "mini_steps", "run_pipeline", "read_final_metrics", "format_table"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -143,31 +145,6 @@ def _run_step(step: Step, out: str, extra: List[str]) -> float:
             f"{os.path.join(step_dir, 'pipeline_stdout.txt')}"
         )
     return time.time() - start
-
-
-def provenance() -> Dict[str, str]:
-    """Where and how a result was made: date, commit, machine, versions, the exact command."""
-    import platform
-    import subprocess
-    import sys
-    import torch
-
-    commit = subprocess.run(
-        ["git", "-C", REPO, "describe", "--always", "--dirty"], capture_output=True, text=True
-    ).stdout.strip()
-    cpu = platform.processor() or platform.machine()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "commit": commit or "unknown",
-        "machine": f"{cpu}, {os.cpu_count()} CPUs, "
-        + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"),
-        "torch": torch.__version__,
-        "command": " ".join([os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:]),
-    }
 
 
 def run_pipeline(

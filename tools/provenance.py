@@ -1,0 +1,32 @@
+"""Where and how a tool's result was made (the helper of tools that write results for docs/)."""
+
+import os
+import time
+from typing import Dict
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def provenance() -> Dict[str, str]:
+    """Where and how a result was made: date, commit, machine, versions, the exact command."""
+    import platform
+    import subprocess
+    import sys
+    import torch
+
+    commit = subprocess.run(
+        ["git", "-C", _REPO, "describe", "--always", "--dirty"], capture_output=True, text=True
+    ).stdout.strip()
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "commit": commit or "unknown",
+        "machine": f"{cpu}, {os.cpu_count()} CPUs, "
+        + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"),
+        "torch": torch.__version__,
+        "command": " ".join([os.path.relpath(sys.argv[0], _REPO)] + sys.argv[1:]),
+    }
