@@ -26,6 +26,9 @@ def render(path: str) -> str:
     """The README text for the generated file ``path`` (relative to the repo)."""
     with open(os.path.join(REPO, path)) as f:
         text = f.read().strip()
+    parts = re.split(r"\n(?=FLOPs of .* by module)", text, maxsplit=1)
+    if len(parts) > 1:  # the benchmark's per-module fvcore tables stay in the file
+        text = parts[0].strip() + f"\n\nPer-module FLOP tables of each LiFT: `{path}`."
     meta_path = os.path.join(REPO, os.path.splitext(path)[0] + ".json")
     if os.path.exists(meta_path):
         with open(meta_path) as f:
