@@ -65,23 +65,10 @@ def upsampler_config(name: str, **kwargs):
     "LiFT-L", "LiFT-H") or a control ("bilinear", "resize_conv"). Channels and patch size follow
     the enclosing ViT by interpolation (``${..embed_dim}``, ``${..patch_size}``).
     """
-    from .modeling import lift as _lift
-    from .modeling import upsample as _upsample
+    from .modeling import build_upsampler
 
     shape = dict(in_channels="${..embed_dim}", patch_size="${..patch_size}")
-    if hasattr(_upsample, "build_upsampler"):
-        return L(_upsample.build_upsampler)(name=name, **shape, **kwargs)
-    controls = {
-        "bilinear": _upsample.BilinearUpsampler,
-        "resize_conv": _upsample.ResizeConvUpsampler,
-    }
-    if name in controls:
-        return L(controls[name])(**shape, **kwargs)
-    if name not in _lift.LIFT_PRESETS:
-        raise ValueError(
-            f"upsampler={name!r}; use one of {sorted(_lift.LIFT_PRESETS) + sorted(controls)}."
-        )
-    return L(_lift.LiFT.from_preset)(name=name, **shape, **kwargs)
+    return L(build_upsampler)(name=name, **shape, **kwargs)
 
 
 def lift_backbone(
@@ -129,13 +116,9 @@ def lift_backbone(
         freeze_lift=freeze,
     )
     backbone = copy.deepcopy(vitdet_backbone)
-    # 2x the ViT's resolution: one more pyramid stage (0.25) to keep p2-p6 at strides 4-64
-    backbone.update(
-        _target_=LiFTSimpleFeaturePyramid,
-        net=net,
-        scale_factors=(2.0, 1.0, 0.5, 0.25),
-        freeze=False,
-    )
+    # scales follow the net's stride (LiFT once: 2, 1, 0.5 and a new 0.25; twice: 1 ... 0.125),
+    # keeping p2-p6 at strides 4-64 (model.backbone.net.num_passes=2 works as an override)
+    backbone.update(_target_=LiFTSimpleFeaturePyramid, net=net, scale_factors=None, freeze=False)
     return backbone
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import instantiate
+from detectron2.config import LazyConfig, instantiate
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
@@ -124,11 +124,16 @@ def test_eval_detections_and_train_step(name):
         assert model.backbone.simfp_6[1].weight.grad is not None  # fresh pyramid stage trains
 
 
-def test_stride8_pyramid_output_shapes():
-    model = instantiate(small("vitdet_mrcnn_lift").model).eval()
+@pytest.mark.parametrize("num_passes", [1, 2])
+def test_lift_config_pyramid_output_shapes(num_passes):
+    """Recursive LiFT is one override away: the pyramid follows the net's stride."""
+    cfg = LazyConfig.apply_overrides(
+        small("vitdet_mrcnn_lift"), [f"model.backbone.net.num_passes={num_passes}"]
+    )
+    model = instantiate(cfg.model).eval()
     shapes = model.backbone.output_shape()
     assert {k: v.stride for k, v in shapes.items()} == PYRAMID_STRIDES
-    assert model.backbone.net.output_shape()["last_feat"].stride == 8
+    assert model.backbone.net.output_shape()["last_feat"].stride == 16 // 2**num_passes
     with torch.no_grad():
         feats = model.backbone(torch.rand(1, 3, 128, 128))
     for k, spec in shapes.items():
