@@ -4,13 +4,20 @@ PY := .venv/bin/python
 OUTPUT ?= output/mini
 # e.g. `make main MAIN_ARGS=--resume` (continue an interrupted run) or MAIN_ARGS=--overwrite
 MAIN_ARGS ?=
+STUDY_OUTPUT ?= output/study
+# `make study STUDY_ARGS=--resume` continues an interrupted study
+STUDY_ARGS ?=
 
-.PHONY: setup main test format lint
+.PHONY: setup main study test format lint
 setup:
 	bash dev/setup_env.sh
 
 main: setup
 	$(PY) tools/run_mini.py --output-dir $(OUTPUT) $(MAIN_ARGS)
+
+# the multi-seed study (about 80 min on 2 CPU cores); its report goes to docs/mini_study.*
+study: setup
+	$(PY) tools/run_mini.py --seeds 3 --output-dir $(STUDY_OUTPUT) --report-dir docs $(STUDY_ARGS)
 
 test: setup
 	$(PY) -m pytest tests -q -p no:cacheprovider --durations=10

@@ -67,6 +67,7 @@ setup(
         # detectron2's Visualizer and LSJ's FixedSizeCrop (polygon masks) use cv2
         "opencv-python-headless",
         "psutil",  # peak memory on CPU (tools/benchmark.py)
+        "scipy",  # t intervals of the multi-seed study (tools/mini_study.py)
     ],
     extras_require={
         # TorchScript/ONNX export of the detector and of LiFT

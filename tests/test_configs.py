@@ -65,7 +65,8 @@ def test_every_config_instantiates(name):
         cfg.model.source.net.num_heads = 2
         cfg.model.square_pad = 64
         model = instantiate(cfg.model)
-        assert model.lift.preset == cfg.model.lift.name
+        name = cfg.model.lift.name
+        assert model.lift.preset == {"resize_conv": "ResizeConvUpsampler"}.get(name, name)
         return
     cfg = small(name)
     model = instantiate(cfg.model)
@@ -304,3 +305,34 @@ def test_readme_own_coco_recipe_with_rle_masks(tmp_path, monkeypatch):
     cfg.dataloader.train.mapper.instance_mask_format = "polygon"  # RLE without "bitmask": fails
     with pytest.raises(Exception):
         next(iter(instantiate(cfg.dataloader.train)))
+
+
+def test_study_configs_change_what_they_say():
+    """configs/mini/ arms of the study (tools/mini_study.py), against the LiFT arm they vary."""
+    from lift_det.modeling import LiFT, ResizeConvUpsampler
+
+    def net(name):
+        cfg = get_config(f"mini/{name}.py")
+        cfg.model.backbone.net.lift_weights = ""
+        cfg.model.backbone.net.allow_random_lift = True
+        return cfg, instantiate(cfg.model.backbone)
+
+    _, lift = net("vitdet_mrcnn_lift")
+    assert isinstance(lift.net.lift, LiFT) and lift.net.freeze_lift
+    _, ft = net("vitdet_mrcnn_lift_ft")
+    assert not ft.net.freeze_lift and ft.net.freeze_vit
+    assert all(p.requires_grad for p in ft.net.lift.parameters())
+    _, twice = net("vitdet_mrcnn_lift2")
+    assert twice.net.num_passes == 2 and twice.net.output_shape()["last_feat"].stride == 4
+    assert twice.output_shape() == lift.output_shape()  # p2-p6 at strides 4-64 either way
+    _, rc = net("vitdet_mrcnn_resize_conv")
+    assert isinstance(rc.net.lift, ResizeConvUpsampler) and rc.net.freeze_lift
+    cfg2x = get_config("mini/vitdet_mrcnn_2x.py")
+    assert cfg2x.model.backbone.square_pad == 512
+    assert cfg2x.dataloader.test.mapper.augmentations[0].short_edge_length == 512
+    assert cfg2x.model.backbone.net.img_size == 256  # the trained ViT's shapes: loads unchanged
+    half = get_config("mini/lift_stage1_half.py")
+    assert half.model.square_pad == 128
+    assert half.dataloader.train.mapper.image_size == half.dataloader.test.mapper.image_size == 128
+    rc1 = get_config("mini/lift_stage1_rc.py")
+    assert rc1.model.lift.name == "resize_conv"

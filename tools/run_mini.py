@@ -2,9 +2,13 @@
 """
 The main job on the built-in mini data (README's `make main`): baseline ViTDet -> stage one ->
 stage two (+LiFT, +bilinear control, baseline with the same extra iterations) -> COCO eval table.
+With --seeds N, the multi-seed study instead (README's `make study`): a converged baseline shared
+by every seed, every control and LiFT variant per seed, statistics, costs and a figure
+(tools/mini_study.py).
 
     .venv/bin/python tools/run_mini.py --output-dir output/mini [--baseline-iters 400 \\
         --stage1-iters 500 --stage2-iters 160] [--resume | --overwrite] [key=value ...]
+    .venv/bin/python tools/run_mini.py --seeds 3 --output-dir output/study --report-dir docs
 
 key=value overrides are passed to every step. --resume skips finished steps and resumes an
 interrupted one; --overwrite reruns every step from scratch.
@@ -14,13 +18,20 @@ import argparse
 
 from mini_pipeline import run_pipeline  # tools/mini_pipeline.py, next to this file
 
+# (main job, study) defaults
+DEFAULT_ITERS = {"baseline": (400, 1500), "stage1": (500, 500), "stage2": (160, 160)}
+
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output-dir", default="output/mini")
-    parser.add_argument("--baseline-iters", type=int, default=400)
-    parser.add_argument("--stage1-iters", type=int, default=500)
-    parser.add_argument("--stage2-iters", type=int, default=160)
+    parser.add_argument("--output-dir", default=None, help="default: output/mini or output/study")
+    parser.add_argument("--seeds", type=int, default=0, help="run the study with seeds 0..N-1")
+    parser.add_argument("--jobs", type=int, default=2, help="study: steps run at once")
+    parser.add_argument("--arms", nargs="+", default=None, help="study: a subset of the arms")
+    parser.add_argument("--report-dir", default=None, help="study: where mini_study.* go")
+    for name in DEFAULT_ITERS:
+        parser.add_argument(f"--{name}-iters", type=int, default=None, help="(main, study): "
+                            f"{DEFAULT_ITERS[name]}")  # fmt: skip
     switch = parser.add_mutually_exclusive_group()
     switch.add_argument("--resume", action="store_true", help="skip steps that finished")
     switch.add_argument("--overwrite", action="store_true", help="rerun every step afresh")
@@ -28,14 +39,33 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def main(args) -> None:
+    study = args.seeds > 0
+    iters = {k: getattr(args, f"{k}_iters") or v[study] for k, v in DEFAULT_ITERS.items()}
+    for k, v in iters.items():
+        if v < 1:
+            raise SystemExit(f"--{k}-iters must be >= 1, got {v}")
+    extra = [o for o in args.opts if o != "--"]
+    if not study:
+        run_pipeline(
+            args.output_dir or "output/mini",
+            iters["baseline"],
+            iters["stage1"],
+            iters["stage2"],
+            extra=extra,
+            resume=args.resume,
+            overwrite=args.overwrite,
+        )
+        return  # fmt: skip
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs must be >= 1, got {args.jobs}")
+    from mini_study import run_study  # tools/mini_study.py
+
+    run_study(args.output_dir or "output/study", list(range(args.seeds)), iters["baseline"],
+              iters["stage1"], iters["stage2"], jobs=args.jobs, arms=args.arms,
+              report_dir=args.report_dir, extra=extra, resume=args.resume,
+              overwrite=args.overwrite)  # fmt: skip
+
+
 if __name__ == "__main__":
-    args = get_parser().parse_args()
-    run_pipeline(
-        args.output_dir,
-        args.baseline_iters,
-        args.stage1_iters,
-        args.stage2_iters,
-        extra=[o for o in args.opts if o != "--"],
-        resume=args.resume,
-        overwrite=args.overwrite,
-    )
+    main(get_parser().parse_args())

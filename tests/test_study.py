@@ -1,0 +1,168 @@
+"""The multi-seed study (tools/mini_study.py, tools/run_mini.py --seeds): statistics against
+independent computations, the schedule's ETA, the steps' pairing, and one tiny end-to-end study
+whose steps are rerun to show that the same seed gives the same numbers."""
+
+import contextlib
+import io
+import json
+import math
+import numpy as np
+import os
+import pytest
+
+from conftest import CPU_ENV, load_tool
+
+study = load_tool("mini_study")
+pipeline = load_tool("mini_pipeline")
+
+# two-sided 95% t quantiles from a printed table (df = 1, 2, 4)
+T975 = {1: 12.706, 2: 4.303, 4: 2.776}
+
+
+@pytest.mark.parametrize("diffs", [[1.0, 2.0, 3.0], [0.5, -1.5], [2.0, 2.5, 1.0, 4.0, 3.5]])
+def test_paired_interval_is_the_t_interval(diffs):
+    d = np.array(diffs)
+    sd = math.sqrt(sum((x - d.mean()) ** 2 for x in d) / (len(d) - 1))
+    half = T975[len(d) - 1] * sd / math.sqrt(len(d))
+    got = study.paired_interval(diffs)
+    assert got["mean"] == pytest.approx(d.mean())
+    assert got["low"] == pytest.approx(d.mean() - half, abs=2e-3)
+    assert got["high"] == pytest.approx(d.mean() + half, abs=2e-3)
+    assert math.isnan(study.paired_interval([1.0])["low"])
+
+
+def _metrics(ap):
+    return {key: ap + i for i, (key, _) in enumerate(study.METRICS)}
+
+
+def test_summarize_pairs_arms_by_seed():
+    # seeds differ by a lot, the arm is always control + 1.5: paired, that is exact and
+    # significant; the control's own seed spread must not enter the interval
+    control = {0: 10.0, 1: 30.0, 2: 20.0}
+    per_seed = {s: {"ft": _metrics(ap), "lift": _metrics(ap + 1.5), "bilinear": _metrics(ap)}
+                for s, ap in control.items()}  # fmt: skip
+    per_seed[2]["bilinear"] = _metrics(22.0)  # +0, +0, +2: not significant
+    out = study.summarize(per_seed, ["ft", "lift", "bilinear"])
+    box = out["arms"]["lift"]["bbox/AP"]
+    assert box["mean"] == pytest.approx(21.5)
+    assert box["std"] == pytest.approx(np.std([11.5, 31.5, 21.5], ddof=1))
+    diff = box["vs_control"]
+    assert diff["mean"] == pytest.approx(1.5)
+    assert diff["low"] == pytest.approx(1.5) and diff["high"] == pytest.approx(1.5)
+    assert diff["significant"]
+    b = out["arms"]["bilinear"]["bbox/AP"]["vs_control"]
+    half = T975[2] * np.std([0, 0, 2], ddof=1) / math.sqrt(3)
+    assert b["mean"] == pytest.approx(2 / 3)
+    assert b["high"] == pytest.approx(2 / 3 + half, abs=2e-3)
+    assert not b["significant"]
+    assert "vs_control" not in out["arms"]["ft"]["bbox/AP"]
+
+
+def test_plateau_criterion():
+    curve = [
+        {"iteration": i, "bbox/AP": ap} for i, ap in [(100, 5), (200, 10), (300, 20), (400, 20.5)]
+    ]
+    got = study.plateau(curve)
+    assert got["gain"] == pytest.approx(0.5) and got["plateaued"]  # 300 -> 400
+    curve[-1]["bbox/AP"] = 22.0
+    assert not study.plateau(curve)["plateaued"]
+
+
+@pytest.mark.parametrize(
+    "jobs, running, hand",
+    [
+        (2, None, 17),  # a 0-10; then b 10-16 and c 10-13; d 13-17
+        (1, None, 23),  # one after the other
+        (2, {"a": 7.0}, 10),  # a has 3 s left: b 3-9, c 3-6, d 6-10
+        (2, {"a": 12.0}, 7),  # a ran past its estimate: done now; b 0-6, c 0-3, d 3-7
+    ],
+)
+def test_estimate_makespan_by_hand(jobs, running, hand):
+    seconds = {"a": 10, "b": 6, "c": 3, "d": 4}
+    needs = {"a": (), "b": ("a",), "c": ("a",), "d": ("c",)}
+    steps = [pipeline.Step(n, "f", "c", 1, needs=needs[n]) for n in seconds]
+    assert pipeline.estimate_makespan(steps, seconds, jobs, running) == pytest.approx(hand)
+
+
+def test_study_steps_are_paired_within_a_seed(tmp_path):
+    out = str(tmp_path)
+    steps = study.study_steps(out, [0, 1], 30, 20, 10)
+    by_name = {s.name: s for s in steps}
+    assert steps[0].name == "baseline" and steps[0].threads == 2
+    base = os.path.join(out, "baseline", "model_final.pth")
+    arms = [a[0] for a in study.ARMS]
+    for seed in (0, 1):
+        for arm, _, _, stage_one, _ in study.ARMS:
+            s = by_name[f"seed{seed}/{arm}"]
+            assert s.overrides["train.init_checkpoint"] == base  # every arm: one baseline
+            assert s.overrides["train.seed"] == str(seed) and s.threads == 1 and s.iters == 10
+            if stage_one:  # its own seed's stage one, and after it
+                lift = os.path.join(out, f"seed{seed}", stage_one, "lift_final.pth")
+                assert s.overrides["model.backbone.net.lift_weights"] == lift
+                assert f"seed{seed}/{stage_one}" in s.needs
+        for name, *_ in study.STAGE_ONES:
+            s1 = by_name[f"seed{seed}/{name}"]
+            assert s1.overrides["train.seed"] == str(seed) and s1.iters == 20
+    assert len(steps) == 1 + 2 * (len(study.STAGE_ONES) + len(arms))
+    sub = study.study_steps(out, [0], 30, 20, 10, arms=["ft", "lift_half"])
+    assert [s.name for s in sub] == ["baseline", "seed0/stage1_lift", "seed0/stage1_half",
+                                     "seed0/ft", "seed0/lift_half"]  # fmt: skip
+    with pytest.raises(ValueError, match="unknown arms"):
+        study.study_steps(out, [0], 30, 20, 10, arms=["liftt"])
+
+
+def _numbers(step_dir):
+    """metrics.json without its timings (the only part allowed to differ between reruns)."""
+    with open(os.path.join(step_dir, "metrics.json")) as f:
+        rows = [json.loads(line) for line in f]
+    return [{k: v for k, v in r.items() if "time" not in k} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def tiny_study(small_mini, tmp_path_factory):
+    """The study at 1-2 iterations per step, 2 seeds, the control and LiFT arms."""
+    out = str(tmp_path_factory.mktemp("study"))
+    stdout = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout):
+        for k, v in CPU_ENV.items():
+            mp.setenv(k, v)
+        result = study.run_study(out, [0, 1], 2, 2, 2, jobs=2, arms=["ft", "lift"])
+    return out, result, stdout.getvalue()
+
+
+def test_study_writes_its_report(tiny_study):
+    out, result, stdout = tiny_study
+    with open(os.path.join(out, "mini_study.json")) as f:
+        written = json.load(f)
+    assert written == json.loads(json.dumps(result))
+    with open(os.path.join(out, "mini_study.md")) as f:
+        assert f.read() == study.format_report(written) + "\n"
+    assert os.path.getsize(os.path.join(out, "mini_study.png")) > 1000
+    for seed in (0, 1):  # the per-seed numbers are the steps' own final evaluations
+        for step in ("ft", "lift", "stage1_lift"):
+            last = [r for r in _numbers(os.path.join(out, f"seed{seed}", step))
+                    if any(k.startswith(("bbox/", "lift_quality/")) for k in r)][-1]  # fmt: skip
+            for k, v in last.items():
+                assert written["per_seed"][str(seed)][step][k] == v, (seed, step, k)
+    lift = written["summary"]["arms"]["lift"]["bbox/AP"]
+    values = [written["per_seed"][s]["lift"]["bbox/AP"] for s in ("0", "1")]
+    assert lift["values"] == values and lift["mean"] == pytest.approx(np.mean(values))
+    # LiFT adds parameters and compute to the same detector
+    assert written["costs"]["lift"]["params_M"] > written["costs"]["ft"]["params_M"]
+    assert written["costs"]["lift"]["gflops"] > written["costs"]["ft"]["gflops"]
+    assert [c["iteration"] for c in written["baseline"]["curve"]] == [1, 2]
+    assert "ETA" in stdout and "[study] 7/7 steps done" in stdout
+
+
+def test_same_seed_gives_identical_metrics(tiny_study, tmp_path, monkeypatch):
+    out = tiny_study[0]
+    for k, v in CPU_ENV.items():
+        monkeypatch.setenv(k, v)
+    steps = {s.name: s for s in study.study_steps(out, [0, 1], 2, 2, 2, arms=["ft", "lift"])}
+    again = str(tmp_path)
+    for name in ("seed1/stage1_lift", "seed1/lift"):  # rerun from the same inputs, same seed
+        with contextlib.redirect_stdout(io.StringIO()):
+            pipeline._run_step(steps[name], again, [])
+        assert _numbers(os.path.join(again, name)) == _numbers(os.path.join(out, name))
+    # and the seed is what changes them
+    assert _numbers(os.path.join(out, "seed0/lift")) != _numbers(os.path.join(out, "seed1/lift"))
