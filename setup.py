@@ -67,6 +67,7 @@ setup(
         # detectron2's Visualizer and LSJ's FixedSizeCrop (polygon masks) use cv2
         "opencv-python-headless",
         "psutil",  # peak memory on CPU (tools/benchmark.py)
+        "portalocker",  # the output-folder lock (lift_det/engine/checks.py); iopath needs it too
         "scipy",  # t intervals of the multi-seed study (tools/mini_study.py)
     ],
     extras_require={

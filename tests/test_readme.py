@@ -11,6 +11,7 @@ from conftest import REPO
 
 sys.path.insert(0, os.path.join(REPO, "tools"))
 import mini_pipeline  # noqa: E402
+import mini_study  # noqa: E402
 import update_readme  # noqa: E402
 
 README = open(os.path.join(REPO, "README.md")).read()
@@ -18,7 +19,11 @@ README = open(os.path.join(REPO, "README.md")).read()
 
 def test_generated_blocks_are_the_committed_outputs():
     blocks = update_readme.BLOCK.findall(README)
-    assert {b[1] for b in blocks} >= {"docs/main_job.md", "docs/benchmark.md"}
+    assert {b[1] for b in blocks} >= {
+        "docs/main_job.md",
+        "docs/benchmark.md",
+        "docs/mini_study.md",
+    }
     assert update_readme.updated(README) == README, "run tools/update_readme.py"
 
 
@@ -37,6 +42,31 @@ def test_main_job_table_is_its_json():
     assert f"| {steps['lift']['bbox/AP']:.2f} |" in row
     for key in update_readme.PROVENANCE:
         assert summary[key], key
+
+
+def test_mini_study_report_is_its_json():
+    """docs/mini_study.md is the report of docs/mini_study.json (the README shows the .md), and
+    spot checks against the JSON's raw per-seed numbers, computed here."""
+    import numpy as np
+
+    with open(os.path.join(REPO, "docs", "mini_study.json")) as f:
+        study = json.load(f)
+    with open(os.path.join(REPO, "docs", "mini_study.md")) as f:
+        assert f.read() == mini_study.format_report(study) + "\n"
+    seeds = [str(s) for s in study["summary"]["seeds"]]
+    assert len(seeds) >= 3 and set(study["arms"]) == {a[0] for a in mini_study.ARMS}
+    for arm in study["arms"]:
+        box = [study["per_seed"][s][arm]["bbox/AP"] for s in seeds]
+        got = study["summary"]["arms"][arm]["bbox/AP"]
+        assert got["mean"] == np.mean(box) and got["std"] == np.std(box, ddof=1)
+        if arm != mini_study.CONTROL:
+            ft = [study["per_seed"][s][mini_study.CONTROL]["bbox/AP"] for s in seeds]
+            diff = got["vs_control"]
+            assert diff["mean"] == np.mean(np.subtract(box, ft))
+            assert diff["low"] < diff["mean"] < diff["high"]
+    assert os.path.isfile(os.path.join(REPO, study["figure"]))
+    for key in update_readme.PROVENANCE:
+        assert study[key], key
 
 
 def test_paths_in_the_readme_exist():

@@ -92,7 +92,7 @@ def study_steps(
              {"train.eval_period": str(period), "train.checkpointer.period": str(period),
               # the config's 50 warmup iterations, whatever max_iter is
               "lr_multiplier.warmup_length": str(min(50 / baseline_iters, 0.5))},
-             "ViTDet, converged (shared by every seed)", threads=2)
+             "baseline ViTDet (shared by every seed)", threads=2)
     ]  # fmt: skip
     arms_used = [a for a in ARMS if a[0] in names]
     needed = {a[3] for a in arms_used} | ({"stage1_lift"} if arms_used else set())
@@ -262,7 +262,7 @@ def format_report(study: Dict) -> str:
         f"on {study['date']} at commit {study['commit']}, {study['machine']}, torch "
         f"{study['torch']}, in {study['wall_time_s'] / 60:.0f} min.",
         "",
-        f"Mean ± std over seeds. Every arm starts from the same converged mini ViTDet "
+        f"Mean ± std over seeds. Every arm starts from the same baseline mini ViTDet "
         f"({base['iterations']} iterations, box AP {base['final']['bbox/AP']:.2f}, mask AP "
         f"{base['final']['segm/AP']:.2f}) and trains {setup['stage2_iters']} iterations with the "
         f"ViT frozen; GFLOPs at inference on one {setup['image_size']} px image (fvcore).",
@@ -302,7 +302,8 @@ def format_report(study: Dict) -> str:
         "|" + "---|" * len(cos),
         "| " + " | ".join(_pm(v, 4) for v in cos.values()) + " |",
         "",
-        f"The converged baseline: val box AP every {base['eval_period']} iterations. Criterion, "
+        f"The shared baseline: val box AP every {base['eval_period']} iterations. Convergence "
+        f"criterion, "
         f"fixed before the run: {base['plateau']['criterion']}: gained "
         f"{base['plateau']['gain']:+.2f}, "
         + ("plateaued." if base["plateau"]["plateaued"] else "**not plateaued** by it.")

@@ -8,7 +8,8 @@ when docs/X.json has them, a line with the date, commit, machine, torch version 
     tools/update_readme.py --check    # exit 1 if README.md is out of date
 
 docs/main_job.{md,json} come from `make main` (copy output/mini/results.{md,json});
-docs/benchmark.{md,json} from tools/benchmark.py. tests/test_readme.py runs the check.
+docs/benchmark.{md,json} from tools/benchmark.py; docs/mini_study.{md,json,png} from `make study`.
+tests/test_readme.py runs the check.
 """
 
 import argparse
