@@ -166,3 +166,22 @@ def test_same_seed_gives_identical_metrics(tiny_study, tmp_path, monkeypatch):
         assert _numbers(os.path.join(again, name)) == _numbers(os.path.join(out, name))
     # and the seed is what changes them
     assert _numbers(os.path.join(out, "seed0/lift")) != _numbers(os.path.join(out, "seed1/lift"))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--seeds", "-1"], "--seeds must be >= 1"),
+        (["--jobs", "3"], "belong to the study"),
+        (["--arms", "lift"], "belong to the study"),
+        (["--report-dir", "docs"], "belong to the study"),
+        (["--stage2-iters", "0"], "--stage2-iters must be >= 1"),
+        (["--seeds", "1", "--jobs", "0"], "--jobs must be >= 1"),
+    ],
+)
+def test_run_mini_refuses_bad_arguments_before_running(argv, message, tmp_path):
+    run_mini = load_tool("run_mini")
+    args = run_mini.get_parser().parse_args(argv + ["--output-dir", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match=message):
+        run_mini.main(args)
+    assert not (tmp_path / "out").exists()  # nothing started

@@ -188,7 +188,7 @@ def estimate_makespan(
     workers = [max(seconds[n] - t, 0.0) for n, t in running.items()]  # finish times
     busy = dict(zip(running, workers))
     pending = [s for s in steps if s.name not in running]
-    now, finished = 0.0, {n for n in seconds if n not in names}
+    now, finished = 0.0, set()  # needs outside ``steps`` are done already
     while pending or busy:
         ready = [s for s in pending if all(d in finished or d not in names for d in s.needs)]
         if ready and len(busy) < jobs:

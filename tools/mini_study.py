@@ -95,6 +95,7 @@ def study_steps(
              "baseline ViTDet (shared by every seed)", threads=2)
     ]  # fmt: skip
     arms_used = [a for a in ARMS if a[0] in names]
+    # LiFT's stage one always runs: its evaluation also gives the bilinear and nearest cosines
     needed = {a[3] for a in arms_used} | ({"stage1_lift"} if arms_used else set())
     for seed in seeds:
         common = {"train.seed": str(seed), "train.init_checkpoint": base}
@@ -382,7 +383,7 @@ def run_study(
     ``report_dir`` (default ``out``)."""
     from detectron2.data import DatasetCatalog
 
-    from lift_det.data import ensure_mini_coco  # noqa: F401  (also registers the datasets)
+    import lift_det  # noqa: F401  (registers the mini datasets)
 
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)

@@ -26,7 +26,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", default=None, help="default: output/mini or output/study")
     parser.add_argument("--seeds", type=int, default=0, help="run the study with seeds 0..N-1")
-    parser.add_argument("--jobs", type=int, default=2, help="study: steps run at once")
+    parser.add_argument("--jobs", type=int, default=None, help="study: steps run at once (2)")
     parser.add_argument("--arms", nargs="+", default=None, help="study: a subset of the arms")
     parser.add_argument("--report-dir", default=None, help="study: where mini_study.* go")
     for name in DEFAULT_ITERS:
@@ -40,8 +40,15 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(args) -> None:
+    if args.seeds < 0:
+        raise SystemExit(
+            f"--seeds must be >= 1 (the study) or left out (the main job): {args.seeds}"
+        )
     study = args.seeds > 0
-    iters = {k: getattr(args, f"{k}_iters") or v[study] for k, v in DEFAULT_ITERS.items()}
+    if not study and (args.jobs, args.arms, args.report_dir) != (None, None, None):
+        raise SystemExit("--jobs, --arms and --report-dir belong to the study: add --seeds N")
+    iters = {k: v[study] if getattr(args, f"{k}_iters") is None else getattr(args, f"{k}_iters")
+             for k, v in DEFAULT_ITERS.items()}  # fmt: skip
     for k, v in iters.items():
         if v < 1:
             raise SystemExit(f"--{k}-iters must be >= 1, got {v}")
@@ -57,12 +64,13 @@ def main(args) -> None:
             overwrite=args.overwrite,
         )
         return  # fmt: skip
-    if args.jobs < 1:
-        raise SystemExit(f"--jobs must be >= 1, got {args.jobs}")
+    jobs = 2 if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise SystemExit(f"--jobs must be >= 1, got {jobs}")
     from mini_study import run_study  # tools/mini_study.py
 
     run_study(args.output_dir or "output/study", list(range(args.seeds)), iters["baseline"],
-              iters["stage1"], iters["stage2"], jobs=args.jobs, arms=args.arms,
+              iters["stage1"], iters["stage2"], jobs=jobs, arms=args.arms,
               report_dir=args.report_dir, extra=extra, resume=args.resume,
               overwrite=args.overwrite)  # fmt: skip
 
