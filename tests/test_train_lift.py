@@ -341,3 +341,28 @@ def test_two_process_launch(mini_root, tmp_path):
             assert f"Rank of current process: {rank}. World size: 2" in f.read(), log
     assert os.path.isfile(os.path.join(out, "lift_final.pth"))
     assert "Feature quality on 8 images" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("root", ["LIFT_DET_MINI_ROOT", "default"])
+def test_stage_one_from_a_machine_without_the_mini_data(root, tmp_path):
+    """The first stage-one run on a machine generates the mini data (as the detector configs
+    do): an empty LIFT_DET_MINI_ROOT, or no variable at all (./datasets/lift_mini_coco)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("LIFT_DET_MINI_ROOT", "DETECTRON2_DATASETS")
+    }
+    data = tmp_path / "data"
+    data.mkdir()
+    if root == "LIFT_DET_MINI_ROOT":
+        env[root] = str(data)
+    out = tmp_path / "out"
+    cmd = [sys.executable, ALIAS, "--config-file", MINI_CONFIG, "train.max_iter=1"]
+    cmd += [f"train.output_dir={out}"]
+    proc = subprocess.run(
+        cmd, env={**env, **CPU_ENV}, cwd=data, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert os.path.isfile(out / "lift_final.pth")
+    mini = data if root == "LIFT_DET_MINI_ROOT" else data / "datasets" / "lift_mini_coco"
+    assert os.path.isfile(mini / "annotations" / "instances_train.json")

@@ -94,8 +94,13 @@ def stage1_dataset_dicts(
         raise ValueError("stage1_dataset_dicts: give dataset names and/or image folders.")
     dicts: List[Dict[str, Any]] = []
     for name in names:
-        check_dataset_files(name)
-        loaded = DatasetCatalog.get(name)
+        try:
+            # files are checked after a failure only: a dataset may make its files on first load
+            # (the built-in mini data does)
+            loaded = DatasetCatalog.get(name)
+        except (KeyError, OSError):
+            check_dataset_files(name)
+            raise
         if not loaded:
             meta = MetadataCatalog.get(name)
             where = meta.get("image_root", None) or meta.get("json_file", None) or name
