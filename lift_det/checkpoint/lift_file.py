@@ -28,6 +28,7 @@ from torch import nn
 from detectron2.utils.file_io import PathManager
 
 from .file_io import atomic_torch_save
+from .official_lift import convert_official_lift_state, is_official_lift_state
 
 __all__ = [
     "LIFT_FILE_FORMAT",
@@ -144,6 +145,8 @@ def read_lift_file(path: str) -> Dict[str, Any]:
             f"config (it writes OUTPUT_DIR/lift_final.pth) or fix the path."
         )
     data = torch_load_checked(local, what="LiFT file")
+    if is_official_lift_state(data):
+        data = _from_official(data, path)
     if not isinstance(data, dict) or "lift_det" not in data or "model" not in data:
         raise ValueError(
             f"'{path}' is not a LiFT file written by lift_det (no 'lift_det' metadata). A "
@@ -157,6 +160,32 @@ def read_lift_file(path: str) -> Dict[str, Any]:
         )
     check_lift_state(data["model"], meta, path)
     return data
+
+
+def _from_official(state: Dict[str, torch.Tensor], path: str) -> Dict[str, Any]:
+    """An official LiFT file (a bare state dict) as a LiFT-S file; its metadata holds only what
+    the tensors tell (width); patch size and teacher are not recorded, so not checked."""
+    model = convert_official_lift_state(state)
+    in_channels = int(model["out_conv.weight"].shape[0])
+    arch = dict(
+        in_channels=in_channels, image_channels=32, num_image_blocks=3, fuse_channels=0, norm="BN"
+    )
+    logger.warning(
+        f"'{path}' is an official LiFT file (github.com/saksham-s/lift), loaded as LiFT-S for "
+        f"{in_channels}-channel features. It records neither its patch size nor its teacher: make "
+        f"sure it was trained for this ViT and layer."
+    )
+    meta = {
+        "format": LIFT_FILE_FORMAT,
+        "class": "LiFT",
+        "preset": "LiFT-S",
+        "arch": arch,
+        "in_channels": in_channels,
+        "backbone": {},
+        "teacher": {"weights": "official LiFT file: not recorded", "initialized": True},
+        "source": "official",
+    }
+    return {"model": model, "lift_det": meta}
 
 
 def _check(field: str, expected: Any, found: Any, path: str, hint: str) -> None:

@@ -1,0 +1,140 @@
+"""Official LiFT checkpoints (the authors' public code, github.com/saksham-s/lift) in lift_det.
+
+The official training script saves ``LiFT(in_channels, patch_size).state_dict()`` as a plain
+torch file (``lift.pth``, ``lift_<epoch>.pth``; ``module.``-prefixed when trained with
+DataParallel). That module is the paper's LiFT-S: :class:`lift_det.modeling.LiFT` built with
+``LiFT.from_preset("LiFT-S", in_channels, patch_size)`` computes the same function, with other
+parameter names and one difference in parametrization: the official image-branch convolutions
+have a bias right before their BatchNorm. Such a bias is redundant (BatchNorm subtracts the mean,
+in training by the batch mean, in evaluation by ``running_mean``), so it is folded exactly into
+``running_mean``: ``BN(conv(x) + b)`` with ``running_mean`` equals ``BN(conv(x))`` with
+``running_mean - b``, in both modes.
+
+:func:`read_lift_file` converts such a file on load, so an official file goes wherever a LiFT file
+goes (``model.backbone.lift_weights``, ``tools/visualize_features.py``). The official file records
+neither its patch size (8 and 16 give the same tensors) nor its teacher: make sure it was trained
+for the ViT it is loaded into (the authors' files are for DINO ViT-S/8, S/16, B/8, B/16).
+
+``OFFICIAL_LIFT_S16_LAYOUT`` is the reference: the parameter layout read off the official
+``lift.py`` (commit fd6d929) for ``LiFT(384, 16)``, names, shapes and order of its state dict
+(tests/test_lift_reference.py checks LiFT-S against it and against that code's forward).
+"""
+
+import re
+from typing import Any, Dict, List, Mapping, Tuple
+import torch
+
+__all__ = [
+    "OFFICIAL_LIFT_S16_LAYOUT",
+    "OFFICIAL_LIFT_S16_PARAMETERS",
+    "convert_official_lift_state",
+    "is_official_lift_state",
+]
+
+# The official LiFT(in_channels=384, patch_size=16).state_dict(), in its order: names and shapes
+# read off github.com/saksham-s/lift, lift.py at commit fd6d929 (1,187,280 parameters).
+OFFICIAL_LIFT_S16_LAYOUT: List[Tuple[str, Tuple[int, ...]]] = [
+    ("up1.up.weight", (416, 208, 2, 2)),
+    ("up1.up.bias", (208,)),
+    ("up1.conv_1.double_conv.0.weight", (192, 240, 3, 3)),
+    ("up1.conv_1.double_conv.1.weight", (192,)),
+    ("up1.conv_1.double_conv.1.bias", (192,)),
+    ("up1.conv_1.double_conv.1.running_mean", (192,)),
+    ("up1.conv_1.double_conv.1.running_var", (192,)),
+    ("up1.conv_1.double_conv.1.num_batches_tracked", ()),
+    ("up1.conv_1.double_conv.3.weight", (192, 192, 3, 3)),
+    ("up1.conv_1.double_conv.4.weight", (192,)),
+    ("up1.conv_1.double_conv.4.bias", (192,)),
+    ("up1.conv_1.double_conv.4.running_mean", (192,)),
+    ("up1.conv_1.double_conv.4.running_var", (192,)),
+    ("up1.conv_1.double_conv.4.num_batches_tracked", ()),
+    ("outc.weight", (384, 192, 1, 1)),
+    ("outc.bias", (384,)),
+    ("image_convs_1.0.weight", (32, 3, 3, 3)),
+    ("image_convs_1.0.bias", (32,)),
+    ("image_convs_1.1.weight", (32,)),
+    ("image_convs_1.1.bias", (32,)),
+    ("image_convs_1.1.running_mean", (32,)),
+    ("image_convs_1.1.running_var", (32,)),
+    ("image_convs_1.1.num_batches_tracked", ()),
+    ("image_convs_1.3.weight", (32, 32, 3, 3)),
+    ("image_convs_1.3.bias", (32,)),
+    ("image_convs_1.4.weight", (32,)),
+    ("image_convs_1.4.bias", (32,)),
+    ("image_convs_1.4.running_mean", (32,)),
+    ("image_convs_1.4.running_var", (32,)),
+    ("image_convs_1.4.num_batches_tracked", ()),
+    ("image_convs_2.0.weight", (32, 32, 3, 3)),
+    ("image_convs_2.0.bias", (32,)),
+    ("image_convs_2.1.weight", (32,)),
+    ("image_convs_2.1.bias", (32,)),
+    ("image_convs_2.1.running_mean", (32,)),
+    ("image_convs_2.1.running_var", (32,)),
+    ("image_convs_2.1.num_batches_tracked", ()),
+]
+OFFICIAL_LIFT_S16_PARAMETERS = 1187280
+
+# official module prefix -> (lift_det module, conv bias to fold into this BatchNorm or None)
+_CONVS = {
+    "image_convs_1.0": ("image_encoder.0.conv", "image_encoder.0.norm_layer"),
+    "image_convs_1.3": ("image_encoder.1.conv", "image_encoder.1.norm_layer"),
+    "image_convs_2.0": ("image_down.conv", "image_down.norm_layer"),
+    "up1.conv_1.double_conv.0": ("decoder.0.conv", None),
+    "up1.conv_1.double_conv.3": ("decoder.1.conv", None),
+    "up1.up": ("upsample", None),
+    "outc": ("out_conv", None),
+}
+_NORMS = {
+    "image_convs_1.1": "image_encoder.0.norm_layer",
+    "image_convs_1.4": "image_encoder.1.norm_layer",
+    "image_convs_2.1": "image_down.norm_layer",
+    "up1.conv_1.double_conv.1": "decoder.0.norm_layer",
+    "up1.conv_1.double_conv.4": "decoder.1.norm_layer",
+}
+_SIGNATURE = ("up1.up.weight", "outc.weight", "image_convs_1.0.weight", "image_convs_2.0.weight")
+
+
+def _strip_module(state: Mapping[str, Any]) -> Dict[str, Any]:
+    return {re.sub(r"^module\.", "", k): v for k, v in state.items()}
+
+
+def is_official_lift_state(data: Any) -> bool:
+    """Whether ``data`` (what ``torch.load`` returned) is an official LiFT state dict."""
+    if not isinstance(data, Mapping) or not data:
+        return False
+    if not all(isinstance(k, str) and torch.is_tensor(v) for k, v in data.items()):
+        return False
+    return all(k in _strip_module(data) for k in _SIGNATURE)
+
+
+def convert_official_lift_state(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """
+    An official LiFT state dict as the state dict of ``LiFT.from_preset("LiFT-S", C, p)``
+    (C = ``outc.weight.shape[0]``). Every official tensor is used; the image-branch conv biases
+    are folded into the following BatchNorm's ``running_mean`` (exact, see the module docstring).
+
+    Raises:
+        ValueError: a name of the official layout is missing or unknown, naming it.
+    """
+    state = _strip_module(state)
+    expected = {name for name, _ in OFFICIAL_LIFT_S16_LAYOUT}  # names do not depend on widths
+    missing, unknown = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unknown:
+        raise ValueError(
+            f"Not the official LiFT layout (github.com/saksham-s/lift, lift.py): missing "
+            f"{missing[:5]}, unknown {unknown[:5]}. Only the authors' LiFT module converts."
+        )
+    out: Dict[str, torch.Tensor] = {}
+    for old, new in _NORMS.items():
+        for leaf in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+            out[f"{new}.{leaf}"] = state[f"{old}.{leaf}"].clone()
+    for old, (new, fold_into) in _CONVS.items():
+        out[f"{new}.weight"] = state[f"{old}.weight"].clone()
+        bias = state.get(f"{old}.bias")
+        if bias is None:
+            continue
+        if fold_into is None:
+            out[f"{new}.bias"] = bias.clone()
+        else:
+            out[f"{fold_into}.running_mean"] = out[f"{fold_into}.running_mean"] - bias
+    return out
