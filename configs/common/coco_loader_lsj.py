@@ -20,6 +20,8 @@ dataloader.train.mapper.augmentations = [
     ),
     L(T.FixedSizeCrop)(crop_size=(image_size, image_size), pad=False),
 ]
+# the loaded data is checked before training (lift_det.data.validate); masks if the mapper uses them
+dataloader.train.dataset.instance_masks = "${..mapper.use_instance_mask}"
 dataloader.train.mapper.image_format = "RGB"
 dataloader.train.total_batch_size = 64
 # recompute boxes due to cropping

@@ -4,6 +4,7 @@ with errors that name the dataset's files. Drop-in replacements for the function
 ``detectron2.data.detection_utils`` / ``detectron2.data.build`` of the same names.
 """
 
+import json
 import numpy as np
 import os
 import re
@@ -14,6 +15,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import detection_utils as d2_utils
 from detectron2.data.build import get_detection_dataset_dicts as d2_get_detection_dataset_dicts
 from detectron2.utils.file_io import PathManager
+
+from .validate import check_dataset_dicts
 
 __all__ = ["datasets_hint", "get_detection_dataset_dicts", "read_image"]
 
@@ -80,18 +83,33 @@ def check_dataset_files(name: str) -> None:
 
 
 def get_detection_dataset_dicts(
-    names: Union[str, Sequence[str]], *args: Any, **kwargs: Any
+    names: Union[str, Sequence[str]],
+    *args: Any,
+    instance_masks: bool = False,
+    check: bool = True,
+    **kwargs: Any,
 ) -> List[Dict[str, Any]]:
     """
     detectron2's :func:`detectron2.data.get_detection_dataset_dicts` (same arguments), with clear
-    errors: an unregistered name, a missing file or an empty dataset (e.g. a COCO json with zero
-    images) names the dataset, its files and the fix.
+    errors: an unregistered name, a missing or truncated file or an empty dataset (e.g. a COCO json
+    with zero images) names the dataset, its files and the fix.
+
+    Args:
+        instance_masks (bool): the mapper will train masks: every non-crowd instance must have a
+            segmentation (the configs set it from ``mapper.use_instance_mask``).
+        check (bool): check the loaded dicts with :func:`lift_det.data.validate.check_dataset_dicts`
+            (image files, sizes, EXIF rotation, boxes, masks) before training starts.
     """
     names = [names] if isinstance(names, str) else list(names)
     try:
         # files are checked after a failure only: a dataset may make its files on first load
         # (the built-in mini data does)
-        return d2_get_detection_dataset_dicts(names, *args, **kwargs)
+        dicts = d2_get_detection_dataset_dicts(names, *args, **kwargs)
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"Datasets {names} ({'; '.join(_where(n) for n in names)}): an annotation file is not "
+            f"valid JSON ({e}): truncated by an interrupted download or copy? Copy it again."
+        ) from None
     except (KeyError, OSError):
         for name in names:
             check_dataset_files(name)
@@ -111,3 +129,6 @@ def get_detection_dataset_dicts(
                 f"without annotations, or fix the annotation files."
             ) from e
         raise
+    if check:
+        check_dataset_dicts(dicts, names, instance_masks=bool(instance_masks))
+    return dicts

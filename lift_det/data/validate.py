@@ -1,0 +1,164 @@
+"""
+Checks of detection dataset dicts when they are loaded, before training: every problem that would
+crash a loader worker later (a missing image, a width/height that is not the image's, an image
+that EXIF rotates, an instance without the mask a mask model needs) or silently change the
+training signal (boxes that are not finite or have no area, boxes outside the image) is named by
+file, image id and annotation, with the fix.
+"""
+
+import logging
+import os
+import time
+from typing import Any, Dict, List, Sequence
+from PIL import Image
+
+from detectron2.structures import BoxMode
+
+__all__ = ["DatasetError", "check_dataset_dicts"]
+
+logger = logging.getLogger(__name__)
+
+_EXIF_ORIENTATION = 0x0112
+_ROTATING = (5, 6, 7, 8)  # orientations that swap width and height (detectron2 applies them)
+_SHOWN = 3  # examples named per problem
+
+
+class DatasetError(ValueError):
+    """A dataset problem that would crash training later or change what it learns."""
+
+
+def _image_label(d: Dict[str, Any]) -> str:
+    return f"'{d.get('file_name')}' (image id {d.get('image_id')})"
+
+
+def _annotation_label(d: Dict[str, Any], annotation: Dict[str, Any]) -> str:
+    aid = annotation.get("id")
+    # detectron2's COCO loader drops annotation ids: the box tells which one it is
+    which = (
+        f"annotation id {aid}"
+        if aid is not None
+        else f"the annotation with bbox {_bbox(annotation)}"
+    )
+    return f"{which} of {_image_label(d)}"
+
+
+def _bbox(annotation: Dict[str, Any]) -> List[float]:
+    return [round(float(v), 2) for v in annotation.get("bbox") or []]
+
+
+def _examples(items: List[str]) -> str:
+    more = f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""
+    return "; ".join(items[:_SHOWN]) + more
+
+
+def _image_size(path: str):
+    """(width, height) after EXIF orientation as detectron2's reader applies it, and whether the
+    EXIF orientation swapped them."""
+    with Image.open(path) as image:
+        width, height = image.size
+        try:
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+        except Exception:  # a broken EXIF block: detectron2's reader ignores it too
+            orientation = 1
+    if orientation in _ROTATING:
+        return (height, width), True
+    return (width, height), False
+
+
+def _box_problem(annotation: Dict[str, Any], width: Any, height: Any) -> str:
+    bbox = annotation.get("bbox")
+    if bbox is None or len(bbox) < 4:
+        return "has no box"
+    mode = annotation.get("bbox_mode", BoxMode.XYWH_ABS)
+    if mode == BoxMode.XYWHA_ABS:
+        return ""
+    x0, y0, x1, y1 = BoxMode.convert(list(bbox), mode, BoxMode.XYXY_ABS)
+    values = [float(v) for v in (x0, y0, x1, y1)]
+    if not all(v == v and abs(v) != float("inf") for v in values):
+        return f"has a box that is not finite ({list(bbox)})"
+    if not (x1 > x0 and y1 > y0):
+        return f"has a box of zero or negative size ({list(bbox)})"
+    if width and height and (x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height):
+        return f"has a box entirely outside the {width}x{height} image ({list(bbox)})"
+    return ""
+
+
+def check_dataset_dicts(
+    dicts: Sequence[Dict[str, Any]], names: Sequence[str], instance_masks: bool = False
+) -> None:
+    """
+    Check detectron2 dataset dicts (``file_name``, ``width``/``height``, ``annotations``).
+
+    Raises :class:`DatasetError` (one message, the first few offenders named, the fix) for: an
+    image file that does not exist or cannot be read; a ``width``/``height`` that is not the
+    image's (detectron2 raises ``SizeMismatchError`` from a loader worker when it reaches it),
+    naming EXIF orientation when that is the cause; with ``instance_masks``, a non-crowd instance
+    without a valid segmentation (the mapper would fail on it). Warns, by name, about boxes that
+    are not finite, have no area (the mapper drops them) or lie outside the image.
+    """
+    start = time.perf_counter()
+    where = ", ".join(names)
+    missing, unreadable, wrong_size, rotated, no_mask, boxes = [], [], [], [], [], []
+    for d in dicts:
+        path = d.get("file_name", "")
+        if path and "://" not in path:
+            if not os.path.isfile(path):
+                missing.append(_image_label(d))
+            elif "width" in d or "height" in d:
+                try:
+                    size, swapped = _image_size(path)
+                except Exception as e:
+                    unreadable.append(f"{_image_label(d)}: {type(e).__name__}: {e}")
+                else:
+                    expected = (d.get("width"), d.get("height"))
+                    if size != expected:
+                        label = f"{_image_label(d)}: annotated {expected[0]}x{expected[1]}"
+                        if swapped and size == expected[::-1]:
+                            rotated.append(f"{label}, {size[0]}x{size[1]} after EXIF rotation")
+                        else:
+                            wrong_size.append(f"{label}, the image is {size[0]}x{size[1]}")
+        for a in d.get("annotations", ()):
+            problem = _box_problem(a, d.get("width"), d.get("height"))
+            if problem:
+                boxes.append(f"{_annotation_label(d, a)} {problem}")
+            if instance_masks and not a.get("iscrowd", 0) and not a.get("segmentation"):
+                no_mask.append(_annotation_label(d, a))
+    if boxes:
+        logger.warning(
+            f"Dataset {where}: {len(boxes)} annotation(s) with a box that trains nothing (dropped "
+            f"by the mapper) or lies outside its image: {_examples(boxes)}. Fix the annotation "
+            f"file to keep them."
+        )
+    errors = []
+    if missing:
+        errors.append(
+            f"{len(missing)} image file(s) do not exist: {_examples(missing)}. Fix the image "
+            f"root the dataset was registered with, or remove those images from the json"
+        )
+    if unreadable:
+        errors.append(f"{len(unreadable)} image(s) cannot be read: {_examples(unreadable)}")
+    if rotated:
+        errors.append(
+            f"{len(rotated)} image(s) carry an EXIF orientation that rotates them (detectron2's "
+            f"reader applies it) while the json's width/height and boxes are of the stored, "
+            f"unrotated image: {_examples(rotated)}. Save the images without the EXIF "
+            f"orientation tag (e.g. `exiftool -Orientation= -n`), or annotate the rotated images"
+        )
+    if wrong_size:
+        errors.append(
+            f"{len(wrong_size)} image(s) have another size than the json's width/height: "
+            f"{_examples(wrong_size)}. Fix width/height (and the boxes) in the annotation file"
+        )
+    if no_mask:
+        errors.append(
+            f"{len(no_mask)} instance(s) have no segmentation (none, or an empty list), but the "
+            f"model trains masks: {_examples(no_mask)}. Add "
+            f"their masks, mark them iscrowd=1, or train a box-only model "
+            f"(dataloader.train.mapper.use_instance_mask=False, model.roi_heads.mask_on=False)"
+        )
+    if errors:
+        raise DatasetError(f"Dataset {where}: " + ". ".join(errors) + ".")
+    logger.info(
+        f"Dataset {where}: {len(dicts)} images checked (files, sizes, EXIF, boxes"
+        f"{', masks' if instance_masks else ''}) in {time.perf_counter() - start:.1f} s."
+    )
