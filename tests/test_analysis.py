@@ -280,3 +280,23 @@ def test_scale_invariance_writes_png_and_json(tmp_path):
         assert len(matrix) == 3 and all(len(row) == 3 for row in matrix)
         assert all(0.0 <= v <= 1.0 + 1e-9 and math.isfinite(v) for row in matrix for v in row)
         assert [matrix[i][i] for i in range(3)] == [1.0, 1.0, 1.0]
+
+
+def test_scale_cka_figure_shows_every_scale_in_a_range_that_shows_differences(tmp_path):
+    """Five scales: a curve panel for each (none dropped), heatmaps coloured from the smallest
+    value (rounded down to 0.05) to 1, not 0 to 1 where CKA values of 0.9+ look the same."""
+    tool = _tool("scale_invariance.py")
+    scales = [0.5, 0.75, 1.0, 1.5, 2.0]
+    rng = np.random.default_rng(0)
+    results = {}
+    for method in ("ViT", "ViT+LiFT-S"):
+        m = 0.93 + 0.07 * rng.random((5, 5))
+        m = (m + m.T) / 2
+        np.fill_diagonal(m, 1.0)
+        results[method] = m.tolist()
+    low = min(v for m in results.values() for row in m for v in row)
+    drawn = tool["plot_scale_cka"](results, scales, str(tmp_path / "cka.png"))
+    assert drawn["curves"] == scales and drawn["heatmaps"] == ["ViT", "ViT+LiFT-S"]
+    assert drawn["color_range"] == (math.floor(low * 20) / 20, 1.0)
+    assert 0.9 <= drawn["color_range"][0] <= low
+    assert _png(tmp_path / "cka.png").shape[1] == 5 * 360  # five columns of panels

@@ -185,3 +185,26 @@ def test_run_mini_refuses_bad_arguments_before_running(argv, message, tmp_path):
     with pytest.raises(SystemExit, match=message):
         run_mini.main(args)
     assert not (tmp_path / "out").exists()  # nothing started
+
+
+def test_dodge_spreads_equal_costs_only():
+    assert study.dodge([1.0, 2.0, 1.0, 1.0], spread=0.1) == pytest.approx([0.9, 2.0, 1.0, 1.1])
+    assert study.dodge([3.0, 1.0], spread=0.5) == [3.0, 1.0]
+
+
+def test_study_figure_keeps_arms_of_equal_cost_apart(tmp_path):
+    """The committed study: arms with the same GFLOPs (the control, frozen and finetuned LiFT...)
+    are drawn at distinct x, each near its own cost."""
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "mini_study.json")) as f:
+        committed = json.load(f)
+    drawn = study.plot(committed, str(tmp_path / "study.png"))
+    assert [d["arm"] for d in drawn] == list(committed["arms"])
+    xs = [d["x"] for d in drawn]
+    assert len(set(xs)) == len(xs)
+    gflops = [committed["costs"][a]["gflops"] for a in committed["arms"]]
+    assert len(set(gflops)) < len(gflops)  # there are arms of equal cost to keep apart
+    span = max(gflops) - min(gflops)
+    for x, g in zip(xs, gflops):
+        assert abs(x - g) <= 0.012 * span * len(gflops) / 2
+    for d in drawn:
+        assert d["y"] == committed["summary"]["arms"][d["arm"]]["bbox/AP"]["mean"]

@@ -341,21 +341,41 @@ def _in_words(study: Dict) -> str:
     return " ".join(parts)
 
 
-def plot(study: Dict, path: str) -> None:
-    """Box AP (mean ± std over seeds) vs GFLOPs, one point per arm."""
+def dodge(xs: Sequence[float], spread: float) -> List[float]:
+    """x positions with arms that share an x (same GFLOPs) spread ``spread`` apart around it, in
+    their order, so that overlapping points and error bars stay visible."""
+    groups: Dict[float, List[int]] = {}
+    for i, x in enumerate(xs):
+        groups.setdefault(round(float(x), 6), []).append(i)
+    out = [float(x) for x in xs]
+    for members in groups.values():
+        for k, i in enumerate(members):
+            out[i] += (k - (len(members) - 1) / 2) * spread
+    return out
+
+
+def plot(study: Dict, path: str) -> List[Dict[str, float]]:
+    """Box AP (mean ± std over seeds) vs GFLOPs, one point per arm; arms of equal cost are drawn
+    side by side (:func:`dodge`) and labelled. Returns what was drawn (arm, x, y) per arm."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     labels = {a[0]: a[2] for a in ARMS}
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for arm in study["arms"]:
+    arms = list(study["arms"])
+    gflops = [study["costs"][arm]["gflops"] for arm in arms]
+    span = (max(gflops) - min(gflops)) or max(max(gflops), 1.0)
+    xs = dodge(gflops, spread=0.012 * span)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    drawn = []
+    for arm, x in zip(arms, xs):
         ap = study["summary"]["arms"][arm]["bbox/AP"]
-        x = study["costs"][arm]["gflops"]
         std = ap["std"] if ap["std"] == ap["std"] else 0.0
         ax.errorbar(x, ap["mean"], yerr=std, fmt="o", capsize=4, label=labels[arm])
-    ax.set_xlabel("GFLOPs per image (inference, fvcore)")
+        ax.annotate(arm, (x, ap["mean"]), xytext=(4, 3), textcoords="offset points", fontsize=7)
+        drawn.append({"arm": arm, "x": x, "y": ap["mean"]})
+    ax.set_xlabel("GFLOPs per image (inference, fvcore; arms of equal cost drawn side by side)")
     ax.set_ylabel("val box AP (mean ± std over seeds)")
     ax.set_title(f"Mini study, {len(study['summary']['seeds'])} seeds: accuracy vs compute")
     ax.grid(alpha=0.3)
@@ -363,6 +383,7 @@ def plot(study: Dict, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return drawn
 
 
 def run_study(

@@ -16,8 +16,9 @@ matplotlib. --images takes files, folders and globs.
 import argparse
 import glob
 import json
+import math
 import os
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
@@ -116,23 +117,35 @@ def scale_invariance(
     return results
 
 
+def cka_color_range(results: Dict[str, List[List[float]]]) -> Tuple[float, float]:
+    """The heatmaps' colour range: from the smallest CKA of any method (rounded down to 0.05,
+    at most 0.95) to 1, so that differences between high CKA values stay visible."""
+    low = min(min(min(row) for row in matrix) for matrix in results.values())
+    return min(math.floor(low * 20) / 20, 0.95), 1.0
+
+
 def plot_scale_cka(
     results: Dict[str, List[List[float]]],
     scales: Sequence[float],
     path: str,
     title: str = "",
     source_scales: Optional[Sequence[float]] = None,
-) -> None:
+) -> Dict[str, Any]:
     """
-    Write Fig. 4 as a PNG: one CKA heatmap (source x destination scale) per method, and below
-    them one panel per source scale with CKA against the destination scale, a curve per method.
+    Write Fig. 4 as a PNG: one CKA heatmap (source x destination scale) per method, sharing
+    :func:`cka_color_range`, and below them one panel per source scale with CKA against the
+    destination scale, a curve per method.
 
     Args:
         results: method name -> CKA matrix from :func:`scale_cka_matrix`, all over ``scales``.
         scales: the input scales of the matrices' rows and columns.
         path: output PNG.
         title: figure title.
-        source_scales: scales that get a curve panel (default: up to four of ``scales``).
+        source_scales: scales that get a curve panel (default: every scale).
+
+    Returns:
+        what was drawn: ``{"heatmaps": [method, ...], "curves": [source scale, ...],
+        "color_range": (vmin, vmax)}``.
     """
     import matplotlib
 
@@ -140,16 +153,16 @@ def plot_scale_cka(
     import matplotlib.pyplot as plt
 
     scales = list(scales)
-    if source_scales is None:
-        source_scales = scales if len(scales) <= 4 else scales[:: max(1, len(scales) // 4)][:4]
+    source_scales = scales if source_scales is None else list(source_scales)
     methods = list(results)
+    vmin, vmax = cka_color_range(results)
     ncols = max(len(methods), len(source_scales))
     fig, axes = plt.subplots(
         2, ncols, figsize=(3.6 * ncols, 7.2), squeeze=False, constrained_layout=True
     )
     labels = [f"{s:g}" for s in scales]
     for ax, method in zip(axes[0], methods):
-        im = ax.imshow(results[method], vmin=0.0, vmax=1.0, cmap="viridis")
+        im = ax.imshow(results[method], vmin=vmin, vmax=vmax, cmap="viridis")
         ax.set_title(method, fontsize=10)
         ax.set_xticks(range(len(scales)), labels, fontsize=8)
         ax.set_yticks(range(len(scales)), labels, fontsize=8)
@@ -158,9 +171,11 @@ def plot_scale_cka(
         for i in range(len(scales)):
             for j in range(len(scales)):
                 value = results[method][i][j]
-                color = "black" if value > 0.6 else "white"
+                color = "black" if value > (vmin + vmax) / 2 else "white"
                 ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=color)
-    fig.colorbar(im, ax=axes[0][len(methods) - 1], shrink=0.9, label="linear CKA")
+    fig.colorbar(
+        im, ax=axes[0][len(methods) - 1], shrink=0.9, label=f"linear CKA ({vmin:g} to {vmax:g})"
+    )
     for ax, src in zip(axes[1], source_scales):
         i = scales.index(src)
         for method in methods:
@@ -168,7 +183,7 @@ def plot_scale_cka(
         ax.set_title(f"source scale {src:g}", fontsize=10)
         ax.set_xlabel("destination scale", fontsize=8)
         ax.set_ylabel("linear CKA", fontsize=8)
-        ax.set_ylim(0.0, 1.02)
+        ax.set_ylim(vmin, 1.0 + 0.02 * (1.0 - vmin))
         ax.grid(alpha=0.3)
     axes[1][0].legend(fontsize=8)
     for ax in list(axes[0][len(methods) :]) + list(axes[1][len(source_scales) :]):
@@ -177,6 +192,7 @@ def plot_scale_cka(
         fig.suptitle(title, fontsize=11)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return {"heatmaps": methods, "curves": source_scales, "color_range": (vmin, vmax)}
 
 
 def get_parser():
