@@ -112,7 +112,10 @@ def test_eval_only_reproduces_the_final_evaluation(trained, tmp_path, caplog):
         res = tool.main(args)
     finally:
         lift_logger.removeHandler(caplog.handler)
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    ours = [r for r in caplog.records if not r.name.startswith("torch")]  # not torch's own
+    assert [r.getMessage() for r in ours if r.levelno >= logging.WARNING] == []
+    assert os.listdir(out) == ["inference_model_final"]  # the evaluation's own folder
+    out = os.path.join(out, "inference_model_final")
     measured = last_evaluation(trained["lift"])
     for key in ["bbox/AP", "bbox/AP50", "segm/AP"]:
         task, metric = key.split("/")
@@ -203,7 +206,9 @@ def _a_file(tmp_path):
 # (extra command-line arguments, output folder maker, what the error must say)
 REFUSED = [
     (["train.max_iterr=5"], None, "key 'train.max_iterr'.*did you mean 'train.max_iter'"),
-    (["train.max_iter=abc"], None, "train.max_iter must be an integer >= 1, got 'abc'"),
+    (["train.max_iter=abc"], None, "train.max_iter must be a number .the config has 400.*'abc'"),
+    (["model.roi_heads.num_classes=abc"], None,
+     "model.roi_heads.num_classes must be a number .the config has 3., got 'abc'; e.g. "),
     (["train.max_iter=-5"], None, "train.max_iter must be an integer >= 1, got -5"),
     (["train.max_iter=2.5"], None, "train.max_iter must be an integer >= 1, got 2.5"),
     (["train.checkpointer.period=0"], None, "train.checkpointer.period must be an integer >= 1"),
@@ -245,8 +250,8 @@ def test_existing_run_is_accepted_with_resume_or_overwrite(tmp_path, monkeypatch
     tool.invoke_main(argv + ["--resume"])
     assert os.path.exists(os.path.join(out, "last_checkpoint"))
     tool.invoke_main(argv + ["--overwrite"])
-    # the folder no longer points at the old run: a later --resume cannot continue it
-    assert not os.path.exists(os.path.join(out, "last_checkpoint"))
+    # nothing of the old run is touched before the new one is built and its weights loaded
+    assert os.path.exists(os.path.join(out, "last_checkpoint"))
     assert [(a.resume, a.overwrite) for a in calls] == [(True, False), (False, True)]
 
 
@@ -334,3 +339,128 @@ def test_missing_dataset_names_the_dataset_root(monkeypatch):
     msg = str(e.value)
     assert msg.startswith("the training data: [Errno 2]") and "/data/sets/coco/x.json" in msg
     assert "Set DETECTRON2_DATASETS to the folder that holds them" in msg
+
+
+def _files(folder):
+    """{name: bytes} of the files of a folder (not its subfolders)."""
+    names = sorted(os.listdir(folder))
+    return {n: open(os.path.join(folder, n), "rb").read() for n in names if os.path.isfile(
+        os.path.join(folder, n))}  # fmt: skip
+
+
+def test_eval_only_into_a_training_folder_keeps_its_files(trained, tmp_path):
+    """--eval-only with train.output_dir = a finished run writes into a new subfolder per
+    evaluation: the run's config.yaml, results and checkpoints are unchanged, and a second
+    evaluation does not replace the first."""
+    import shutil
+
+    run = str(tmp_path / "run")
+    shutil.copytree(trained["lift"], run)
+    before = _files(run)
+    args = ["--config-file", config("vitdet_mrcnn_lift"), "--eval-only", f"train.output_dir={run}"]
+    args += [f"train.init_checkpoint={run}/model_final.pth", ALL_DETS]
+    for _ in range(2):
+        run_tool(args, cwd=tmp_path)
+    after = _files(run)
+    assert {k: v for k, v in after.items() if k != "log.txt"} == {
+        k: v for k, v in before.items() if k != "log.txt"
+    }
+    assert after.get("log.txt", b"").startswith(before.get("log.txt", b""))
+    for name in ["inference_model_final", "inference_model_final_2"]:
+        evaluation = set(os.listdir(os.path.join(run, name)))
+        assert {"config.yaml", "coco_instances_results.json", "log.txt"} <= evaluation, name
+
+
+def test_overwrite_with_a_bad_run_keeps_the_old_run(trained, tmp_path):
+    """--overwrite whose new run fails before training (weights refused: known only once the model
+    is built) leaves the old run as it was (last_checkpoint, config.yaml, model_final.pth), so the
+    next plain run is still refused."""
+    import shutil
+
+    run = str(tmp_path / "run")
+    shutil.copytree(trained["base"], run)
+    before = _files(run)
+    common = ["--config-file", config("vitdet_mrcnn"), f"train.output_dir={run}", ALL_DETS]
+    bad = [f"train.init_checkpoint={trained['lift_file']}", "--overwrite"]  # a LiFT file
+    proc = run_tool(common + ["train.max_iter=1"] + bad, tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert "is a LiFT file" in proc.stderr.strip().splitlines()[-1]
+    after = _files(run)
+    for name in ["last_checkpoint", "config.yaml", "model_final.pth"]:
+        assert after[name] == before[name], name
+    proc = run_tool(common + ["train.max_iter=1"], tmp_path, check=False)
+    assert proc.returncode == 2 and "holds a run" in proc.stderr
+
+
+USER_CONFIG = """
+from detectron2.data.datasets import register_coco_instances
+
+from lift_det.model_zoo import get_config
+
+# a user's own dataset, registered at the top of the config (as many detectron2 users do)
+_ann = "{root}/annotations/instances_{{}}.json"
+register_coco_instances("user_train", {{}}, _ann.format("train"), "{root}/train")
+register_coco_instances("user_val", {{}}, _ann.format("val"), "{root}/val")
+
+_cfg = get_config("mini/vitdet_mrcnn.py")
+model, dataloader, optimizer, lr_multiplier, train = (
+    _cfg.model, _cfg.dataloader, _cfg.optimizer, _cfg.lr_multiplier, _cfg.train)
+dataloader.train.dataset.names = "user_train"
+dataloader.test.dataset.names = "user_val"
+"""
+
+
+def test_a_config_that_registers_its_dataset(small_mini, tmp_path):
+    """A config file runs once per process: registering a dataset at its top level works."""
+    user = tmp_path / "my_config.py"
+    user.write_text(USER_CONFIG.format(root=small_mini))
+    out = str(tmp_path / "out")
+    proc = run_tool(["--config-file", str(user), f"train.output_dir={out}", "train.max_iter=1"],
+                    tmp_path)  # fmt: skip
+    assert "already registered" not in proc.stderr
+    assert os.path.isfile(os.path.join(out, "model_final.pth"))
+    assert "bbox" in open(os.path.join(out, "log.txt")).read()  # evaluated on user_val
+    proc = run_tool(["--config-file", str(user), "--eval-only", f"train.output_dir={out}",
+                     f"train.init_checkpoint={out}/model_final.pth"], tmp_path)  # fmt: skip
+    assert os.path.isfile(os.path.join(out, "inference_model_final", "coco_instances_results.json"))
+
+
+def test_resume_applies_a_new_learning_rate(small_mini, tmp_path, caplog):
+    """--resume optimizer.lr=... trains on with the new learning rate (the checkpoint's optimizer
+    state would otherwise bring back the old one) and says so."""
+    out = str(tmp_path / "run")
+    common = ["--config-file", config("vitdet_mrcnn"), f"train.output_dir={out}"]
+    common += ["train.eval_period=0", "train.device=cpu", "train.log_period=1"]
+    tool.main(parse_args(common + ["train.max_iter=2"]))
+    d2_logger = logging.getLogger("detectron2")  # default_setup stops it propagating
+    d2_logger.addHandler(caplog.handler)
+    try:
+        trainer = tool.main(parse_args(common + ["train.max_iter=3", "optimizer.lr=0.0008",
+                                                 "--resume"]))  # fmt: skip
+    finally:
+        d2_logger.removeHandler(caplog.handler)
+    assert {g["initial_lr"] for g in trainer.optimizer.param_groups} == {0.0008}
+    # iteration 2 of 3: past the warmup (50/400 of the schedule), before the drop at 90%
+    assert trainer.storage.history("lr").values()[-1][0] == pytest.approx(0.0008)
+    assert (
+        "Optimizer settings changed on resume" in caplog.text
+        and "lr 0.0004 -> 0.0008" in caplog.text
+    )
+
+
+def test_eval_only_refuses_a_mostly_random_model(trained, tmp_path):
+    """--eval-only with a checkpoint that holds only part of the detector (here: the ViT of a
+    stage-one run's teacher, renamed) is refused with the numbers and the fix, exit code 2."""
+    ckpt = torch.load(os.path.join(trained["base"], "model_final.pth"), weights_only=False)
+    vit_only = {k: v for k, v in ckpt["model"].items() if k.startswith("backbone.net.")}
+    path = str(tmp_path / "vit_only.pth")
+    torch.save({"model": vit_only}, path)
+    proc = run_tool(["--config-file", config("vitdet_mrcnn"), "--eval-only",
+                     f"train.init_checkpoint={path}", f"train.output_dir={tmp_path / 'o'}"],
+                    tmp_path, check=False)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in proc.stderr
+    assert re.search(r"leaves \d+ of the model's \d+ tensors \(\d+% of its parameters\)", last)
+    assert "roi_heads" in last and "allow_mismatch=True" in last

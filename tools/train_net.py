@@ -12,6 +12,7 @@ clear data errors, a NaN stop message, and the config's ``train.export`` hooks.
 """
 
 import logging
+import os
 
 from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import default_setup, default_writers, hooks, launch
@@ -21,13 +22,16 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 import lift_det  # noqa: F401  (registers backbones and datasets)
-from lift_det.checkpoint import AtomicDetectionCheckpointer
+from lift_det.checkpoint import AtomicDetectionCheckpointer, atomic_write_bytes
 from lift_det.engine import checks
 from lift_det.engine.train_utils import (
+    apply_optimizer_settings,
     build_trainer,
     ddp_kwargs,
     fit_device,
     instantiate_data,
+    new_eval_dir,
+    optimizer_settings,
     train_or_explain,
 )
 
@@ -52,6 +56,7 @@ def do_train(args, cfg):
 
     cfg.optimizer.params.model = model
     optim = instantiate(cfg.optimizer)
+    settings = optimizer_settings(optim)  # the config's, before a resume restores the run's
     train_loader = instantiate_data(cfg.dataloader.train, "the training data (dataloader.train)")
 
     model = create_ddp_model(model, **ddp_kwargs(cfg))
@@ -82,12 +87,29 @@ def do_train(args, cfg):
         ]
     )
 
-    checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+    try:
+        checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+    except ValueError as e:  # refused weights (lift_det's checkpointer): one line, exit code 2
+        raise checks.UsageError(str(e)) from None
     if args.resume and checkpointer.has_checkpoint():
         # The checkpoint stores the iteration that just finished: start at the next one
         start_iter = trainer.iter + 1
+        changed = apply_optimizer_settings(optim, settings)
+        if changed:
+            logger.warning(
+                "Optimizer settings changed on resume (the run being resumed -> this config): "
+                + ", ".join(f"{k} {a} -> {b}" for k, a, b in ((k, *v) for k, v in changed.items()))
+                + f"; applied: from iteration {start_iter} the schedule runs on the new values "
+                "(the optimizer's state, e.g. momentum, is kept)."
+            )
     else:
         start_iter = 0
+    if args.overwrite and comm.is_main_process():
+        # the new run is known good (built, data found, weights loaded): only now replace the
+        # old run's pointer and config
+        checks.forget_run(cfg.train.output_dir)
+        if getattr(args, "new_config", None) is not None:
+            atomic_write_bytes(os.path.join(cfg.train.output_dir, "config.yaml"), args.new_config)
     if start_iter >= cfg.train.max_iter:
         logger.warning(f"Resumed at iteration {start_iter} >= train.max_iter: nothing to train.")
     train_or_explain(trainer, checkpointer, start_iter, cfg.train.max_iter)
@@ -104,13 +126,43 @@ def load_config(args):
     return cfg
 
 
-def main(args):
-    cfg = load_config(args)
+def use_eval_dir(cfg, args) -> None:
+    """--eval-only writes its config.yaml, log and the evaluator's files into a new folder
+    ``<train.output_dir>/inference_<checkpoint name>`` (see ``new_eval_dir``), never over a
+    training run's files."""
+    if not getattr(args, "eval_dir", ""):
+        try:
+            args.eval_dir = new_eval_dir(cfg.train.output_dir, cfg.train.init_checkpoint)
+        except OSError as e:
+            raise checks.UsageError(
+                f"train.output_dir '{cfg.train.output_dir}' cannot be written ({e.strerror}): set "
+                f"train.output_dir to a folder you can write to."
+            ) from None
+    evaluator = cfg.dataloader.get("evaluator")
+    if hasattr(evaluator, "get") and evaluator.get("output_dir") == cfg.train.output_dir:
+        evaluator.output_dir = args.eval_dir
+    cfg.train.output_dir = args.eval_dir
+
+
+def main(args, cfg=None):
+    """``cfg``: the config ``invoke_main`` loaded (a config file runs once per process: one that
+    registers a dataset would fail the second time); None: load it (a spawned process)."""
+    cfg = load_config(args) if cfg is None else cfg
     fit_device(cfg)
+    if args.eval_only:
+        use_eval_dir(cfg, args)
     # read before default_setup writes this run's config.yaml over the resumed run's
     resumed = args.resume and comm.is_main_process()
     old_max_iter = checks.previous_max_iter(cfg.train.output_dir) if resumed else None
+    # --overwrite: the old run's config.yaml stays until the new run is known good (do_train)
+    config_yaml = os.path.join(cfg.train.output_dir, "config.yaml")
+    keep = args.overwrite and comm.is_main_process() and os.path.isfile(config_yaml)
+    old_config = open(config_yaml, "rb").read() if keep else None
     default_setup(cfg, args)
+    if old_config is not None:
+        with open(config_yaml, "rb") as f:
+            args.new_config = f.read()
+        atomic_write_bytes(config_yaml, old_config)
     # default_setup configures detectron2's loggers; lift_det's (exports, evaluators) too
     setup_logger(cfg.train.output_dir, comm.get_rank(), name="lift_det", abbrev_name="lift_det")
     if old_max_iter not in (None, cfg.train.max_iter):
@@ -121,12 +173,16 @@ def main(args):
         )
 
     if args.eval_only:
+        logger.info(f"--eval-only: this evaluation's files go to {cfg.train.output_dir}")
         model = instantiate(cfg.model)
         model.to(cfg.train.device)
         model = create_ddp_model(model, **ddp_kwargs(cfg))
-        AtomicDetectionCheckpointer(model).load(cfg.train.init_checkpoint)
+        try:  # nothing may stay random but the documented new parts
+            AtomicDetectionCheckpointer(model, complete=True).load(cfg.train.init_checkpoint)
+        except ValueError as e:
+            raise checks.UsageError(str(e)) from None
         return do_test(cfg, model)
-    do_train(args, cfg)
+    return do_train(args, cfg)
 
 
 def invoke_main(argv=None) -> None:
@@ -135,18 +191,20 @@ def invoke_main(argv=None) -> None:
     try:
         cfg = load_config(args)
         checks.check_run(cfg, args)
+        if args.eval_only and args.machine_rank == 0:
+            use_eval_dir(cfg, args)  # claimed once, here: every process writes into it
         # one run at a time per output folder (machine 0's launcher holds the lock)
         locked = not args.eval_only and args.machine_rank == 0
         with checks.lock_output_dir(cfg.train.output_dir if locked else ""):
-            if args.overwrite:
-                checks.forget_run(cfg.train.output_dir)
+            world_size = args.num_gpus * args.num_machines
             launch(
                 main,
                 args.num_gpus,
                 num_machines=args.num_machines,
                 machine_rank=args.machine_rank,
                 dist_url=args.dist_url,
-                args=(args,),
+                # one process: the config loaded above (a config file runs once)
+                args=(args, cfg if world_size == 1 else None),
             )
     except checks.UsageError as e:
         parser.error(str(e))

@@ -40,6 +40,7 @@ _SWITCH = "allow_mismatch"
 _RANDOM = "allow_random_lift"  # ViTLiFT's switch: a random frozen LiFT is allowed
 _VITDET_NEW = re.compile(r"(^|\.)lift$|^backbone\.simfp_6$")  # expected gaps of a ViTDet file
 _VITDET_UNUSED = re.compile(r"^backbone\.simfp_2$")
+_NEW_FOR_INFERENCE = re.compile(r"backbone\.simfp_6\.")  # the one new stage a ViTDet file lacks
 
 
 def model_fingerprint(model: nn.Module) -> Dict[str, Any]:
@@ -87,15 +88,28 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
     the module docstring) and logs one summary line.
     """
 
-    def __init__(self, model, save_dir: str = "", *, allow_mismatch: bool = False, **kwargs):
+    def __init__(
+        self,
+        model,
+        save_dir: str = "",
+        *,
+        allow_mismatch: bool = False,
+        complete: bool = False,
+        **kwargs,
+    ):
         """
         Args:
             model, save_dir, kwargs: as :class:`DetectionCheckpointer`.
             allow_mismatch (bool): load whatever fits, even into frozen parameters or on resume
                 (also per load: ``path?allow_mismatch=True``).
+            complete (bool): for inference (evaluation, prediction): refuse a load that leaves
+                any tensor at its initialization, but the documented new parts (LiFT from its
+                ``lift_weights`` file, the 0.25x stage ``simfp_6``, zero relative-position
+                tables).
         """
         super().__init__(model, save_dir, **kwargs)
         self.allow_mismatch = allow_mismatch
+        self.complete = complete
         self._load_args: Dict[str, Any] = {}
         if self.save_to_disk and save_dir and os.path.isdir(save_dir):
             remove_stale_temp_files(save_dir)
@@ -247,6 +261,16 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
                 f"parameters and {fit_file:.0%} of the file's {len(keys)} tensors matched "
                 f"({what}). Use a checkpoint of this model (or a ViTDet/MAE checkpoint of the "
                 f"same ViT size), {fix}"
+            )
+        random = sorted(k for k in missing | set(shapes) if not _NEW_FOR_INFERENCE.match(k))
+        if self.complete and random:
+            n_random = sum(params[k].numel() for k in random if k in params)
+            raise ValueError(
+                f"'{path}' leaves {len(random)} of the model's {len(model_keys)} tensors "
+                f"({n_random / numel:.0%} of its parameters) at their random initialization "
+                f"({self._describe(set(random) & missing, shapes, random)}): predictions would "
+                f"come from a partly random model. Give a checkpoint of this model (the "
+                f"OUTPUT_DIR/model_final.pth its training wrote), {fix}"
             )
         return incompatible
 

@@ -115,6 +115,7 @@ def check_overrides(cfg, opts: List[str]) -> None:
             cfg, key, default=missing, throw_on_missing=False, throw_on_resolution_failure=False
         )
         if found is not missing:
+            _check_type(key, found, o)
             continue
         node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
         if _takes_argument(node, name):
@@ -127,6 +128,29 @@ def check_overrides(cfg, opts: List[str]) -> None:
             else f"the config's top-level keys are {', '.join(sorted(cfg.keys()))}"
         )
         raise UsageError(f"unknown config key '{key}' in override '{o}': {hint}")
+
+
+def _check_type(key: str, old: Any, override: str) -> None:
+    """A number or a bool in the config must stay one (``model.roi_heads.num_classes=abc`` would
+    fail only when the model is built)."""
+    if old is None or not isinstance(old, (bool, int, float)):
+        return
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        new = OverridesParser.create().parse_overrides([override])[0].value()
+    except Exception:
+        return  # detectron2's apply_overrides reports a syntax error itself
+    if isinstance(old, bool):
+        ok, kind = new in (True, False, 0, 1), "true or false"
+    else:
+        ok, kind = isinstance(new, (int, float)) and not isinstance(new, bool), "a number"
+    if new is None or ok:
+        return
+    raise UsageError(
+        f"override '{override}': {key} must be {kind} (the config has {old!r}), got {new!r}; "
+        f"e.g. {key}={old}"
+    )
 
 
 def _int_at_least(cfg, key: str, low: int) -> int:

@@ -1,14 +1,24 @@
 """Small pieces tools/train_net.py adds to upstream's loop: CPU fallbacks, data errors, NaN stop."""
 
+import itertools
 import logging
 import os
-from typing import Any, Dict
+from typing import Any, Dict, List, Tuple
 import torch
 
 from detectron2.config import instantiate
 from detectron2.engine import AMPTrainer, SimpleTrainer, TrainerBase
 
-__all__ = ["build_trainer", "ddp_kwargs", "fit_device", "instantiate_data", "train_or_explain"]
+__all__ = [
+    "apply_optimizer_settings",
+    "build_trainer",
+    "ddp_kwargs",
+    "fit_device",
+    "instantiate_data",
+    "new_eval_dir",
+    "optimizer_settings",
+    "train_or_explain",
+]
 
 logger = logging.getLogger("detectron2")
 
@@ -60,3 +70,49 @@ def train_or_explain(trainer: TrainerBase, checkpointer, start_iter: int, max_it
             f"{e}\nTraining stopped at iteration {trainer.iter}. Last checkpoint: "
             f"{last or 'none written yet'}; lower the learning rate and resume with --resume."
         ) from e
+
+
+def optimizer_settings(optim) -> List[Dict[str, Any]]:
+    """The hyperparameters of each parameter group (lr, weight decay, ...), without the params."""
+    return [
+        {k: v for k, v in g.items() if k not in ("params", "initial_lr")}
+        for g in optim.param_groups
+    ]
+
+
+def apply_optimizer_settings(optim, settings: List[Dict[str, Any]]) -> Dict[str, Tuple[Any, Any]]:
+    """
+    After a resume: put the config's hyperparameters (``settings`` of a freshly built optimizer)
+    in place of those the checkpoint restored, keeping the optimizer's state (momenta); the
+    learning rate is the schedule's base (``initial_lr``). Returns {name: (old, new)} of what
+    changed (the first group that changed it).
+    """
+    changed: Dict[str, Tuple[Any, Any]] = {}
+    for group, new in zip(optim.param_groups, settings):
+        for k, v in new.items():
+            old = group.get("initial_lr", group[k]) if k == "lr" else group.get(k)
+            if old != v and k not in changed:
+                changed[k] = (old, v)
+            group[k] = v
+        group["initial_lr"] = new["lr"]
+    return changed
+
+
+def new_eval_dir(output_dir: str, weights: str) -> str:
+    """
+    A new folder for an evaluation, ``<output_dir>/inference_<checkpoint name>`` (``_2``, ``_3``,
+    ... if taken): an evaluation never writes over a training run's files (config.yaml,
+    coco_instances_results.json, ...) nor over an earlier evaluation. Created here (claimed).
+    """
+    stem = os.path.splitext(os.path.basename(weights.split("?")[0].rstrip("/")))[0] or "weights"
+    base = os.path.join(output_dir or ".", f"inference_{stem}")
+    if "://" in base:
+        return base
+    for n in itertools.count(1):
+        folder = base if n == 1 else f"{base}_{n}"
+        try:
+            os.makedirs(folder)
+            return folder
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")  # pragma: no cover
