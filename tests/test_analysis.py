@@ -300,3 +300,29 @@ def test_scale_cka_figure_shows_every_scale_in_a_range_that_shows_differences(tm
     assert drawn["color_range"] == (math.floor(low * 20) / 20, 1.0)
     assert 0.9 <= drawn["color_range"][0] <= low
     assert _png(tmp_path / "cka.png").shape[1] == 5 * 360  # five columns of panels
+
+
+def test_figures_say_when_lift_is_undertrained(tmp_path):
+    """A LiFT file marked undertrained (held-out cosine below bilinear's) is named in the
+    titles of both feature figures, with its numbers."""
+    torch.manual_seed(1)
+    source = build_feature_model()
+    lift_file = str(tmp_path / "lift_final.pth")
+    quality = {"cos_lift": 0.812, "cos_bilinear": 0.845}
+    save_lift_file(
+        lift_file, source.lift, backbone=vit_identity(source), quality=quality, undertrained=True
+    )
+    vis = _tool("visualize_features.py")
+    args = ["--output", str(tmp_path / "sim.png"), "--size", "64", "--lift-weights", lift_file]
+    title = vis["main"](vis["get_parser"]().parse_args(args))
+    assert "RANDOM weights: ViT" in title
+    assert "LiFT UNDERTRAINED: held-out cosine 0.812 < bilinear 0.845" in title
+    cka = _tool("scale_invariance.py")
+    image = tmp_path / "img.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8) + 90).save(image)
+    args = ["--output", str(tmp_path / "cka.png"), "--images", str(image), "--size", "64"]
+    args += ["--scales", "1", "2", "--lift-weights", lift_file]
+    assert "LiFT UNDERTRAINED" in cka["main"](cka["get_parser"]().parse_args(args))
+    save_lift_file(lift_file, source.lift, backbone=vit_identity(source), quality=quality)
+    args = ["--output", str(tmp_path / "sim.png"), "--size", "64", "--lift-weights", lift_file]
+    assert "UNDERTRAINED" not in vis["main"](vis["get_parser"]().parse_args(args))

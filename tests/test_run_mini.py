@@ -40,6 +40,20 @@ def test_format_table():
     ]
 
 
+def test_format_table_flags_an_undertrained_lift():
+    steps = mini.mini_steps("/o", baseline_iters=7, stage1_iters=5, stage2_iters=3)
+    stage1 = {"lift_quality/cos_lift": 0.85, "lift_quality/cos_bilinear": 0.9,
+              "lift_quality/cos_nearest": 0.8, "iterations": 5}  # fmt: skip
+    results = {"baseline": {"iterations": 7}, "stage1": stage1}
+    table = mini.format_table(results, steps)
+    assert "| 0.8500 | 0.9000 | 0.8000 |" in table
+    assert table.endswith("**LiFT is UNDERTRAINED**: its held-out cosine is below bilinear "
+                          "upsampling's. Train stage one longer; the +LiFT rows above say little "
+                          "about LiFT.")  # fmt: skip
+    stage1["lift_quality/cos_lift"] = 0.91
+    assert "UNDERTRAINED" not in mini.format_table(results, steps)
+
+
 def _last_metrics(step_dir):
     with open(os.path.join(step_dir, "metrics.json")) as f:
         rows = [json.loads(line) for line in f]

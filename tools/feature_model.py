@@ -129,7 +129,7 @@ def load_feature_weights(
                 f"No ViT parameter was loaded from {weights}: expected them at backbone.net.*."
             )
     if lift_weights:
-        load_lift_file(net.lift, lift_weights, backbone=vit_identity(net))
+        net.lift_file_meta = load_lift_file(net.lift, lift_weights, backbone=vit_identity(net))
         loaded["lift"] = True
     has_lift_params = any(True for _ in net.lift.parameters())
     for part, name, flag in (("vit", "ViT", "--weights"), ("lift", "LiFT", "--lift-weights")):
@@ -140,6 +140,23 @@ def load_feature_weights(
             )
     net.eval()
     return loaded
+
+
+def weights_caveat(net: ViTLiFT, loaded: Dict[str, bool]) -> str:
+    """What a figure's title must say about the weights behind it: parts left RANDOM, and a LiFT
+    file marked UNDERTRAINED (held-out cosine below bilinear's); "" when neither."""
+    parts = []
+    random = [{"vit": "ViT", "lift": "LiFT"}[k] for k in ("vit", "lift") if not loaded.get(k)]
+    if random:
+        parts.append(f"RANDOM weights: {', '.join(random)}")
+    meta = getattr(net, "lift_file_meta", None) or {}
+    if meta.get("undertrained"):
+        q = meta.get("quality") or {}
+        parts.append(
+            f"LiFT UNDERTRAINED: held-out cosine {q.get('cos_lift', float('nan')):.3f} < "
+            f"bilinear {q.get('cos_bilinear', float('nan')):.3f}"
+        )
+    return "; ".join(parts)
 
 
 def native_image_size(net: ViTLiFT) -> int:

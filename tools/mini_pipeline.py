@@ -130,6 +130,12 @@ def format_table(results: Dict[str, Dict], steps: List[Step]) -> str:
             f"{s1.get('lift_quality/cos_bilinear', float('nan')):.4f} | "
             f"{s1.get('lift_quality/cos_nearest', float('nan')):.4f} |",
         ]
+        if s1.get("lift_quality/cos_lift", 1.0) < s1.get("lift_quality/cos_bilinear", 0.0):
+            lines += [
+                "",
+                "**LiFT is UNDERTRAINED**: its held-out cosine is below bilinear upsampling's. "
+                "Train stage one longer; the +LiFT rows above say little about LiFT.",
+            ]
     return "\n".join(lines)
 
 

@@ -31,6 +31,7 @@ from feature_model import (
     load_feature_weights,
     native_image_size,
     normalize,
+    weights_caveat,
 )
 from lift_det.analysis import dense_features, feature_map_cka, method_label, resize_features
 
@@ -235,10 +236,10 @@ def main(args):
     grid = (args.grid, args.grid) if args.grid else None
     logger.info(f"CKA over scales {args.scales} of {size}px, {len(paths)} image(s)...")
     results = scale_invariance(net, images, args.scales, size, grid, num_passes=args.passes)
-    random = [{"vit": "ViT", "lift": "LiFT"}[k] for k, v in loaded.items() if not v]
     title = f"Linear CKA across input scales (base {size}px, {len(paths)} images)"
-    if random:
-        title += f"; RANDOM weights: {', '.join(random)}"
+    caveat = weights_caveat(net, loaded)
+    if caveat:
+        title += f"; {caveat}"
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     plot_scale_cka(results, args.scales, args.output, title=title)
     json_path = args.json or os.path.splitext(args.output)[0] + ".json"
@@ -257,6 +258,7 @@ def main(args):
         off = [v for i, row in enumerate(matrix) for j, v in enumerate(row) if i != j]
         logger.info(f"  {label}: mean CKA across scales {sum(off) / len(off):.3f}")
     logger.info(f"Wrote {args.output} and {json_path}.")
+    return title
 
 
 if __name__ == "__main__":

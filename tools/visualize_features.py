@@ -28,6 +28,7 @@ from feature_model import (
     load_feature_weights,
     native_image_size,
     prepare_image,
+    weights_caveat,
 )
 from lift_det.analysis import dense_features, method_label, query_to_grid, self_similarity
 from lift_det.modeling import ViTLiFT
@@ -151,13 +152,14 @@ def main(args):
     # the query in the resized image's pixels
     query = (qx * image.shape[1] / original.shape[1], qy * image.shape[0] / original.shape[0])
     maps = self_similarity_maps(net, x, query, num_passes=args.passes)
-    random = [{"vit": "ViT", "lift": "LiFT"}[k] for k, v in loaded.items() if not v]
     title = f"{os.path.basename(path)}: self-similarity to the red query"
-    if random:
-        title += f" (RANDOM weights: {', '.join(random)})"
+    caveat = weights_caveat(net, loaded)
+    if caveat:
+        title += f" ({caveat})"
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     plot_self_similarity(image, maps, query, args.output, title=title)
     logger.info(f"Wrote {args.output} ({len(maps)} maps, image {image.shape[0]}x{image.shape[1]}).")
+    return title
 
 
 if __name__ == "__main__":
