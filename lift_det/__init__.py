@@ -26,3 +26,6 @@ from .config import add_lift_config, lift_backbone  # noqa: E402
 
 # datasets (registration only; files are generated on first use)
 from . import data, evaluation  # noqa: E402,F401
+
+# inference: DefaultPredictor for LazyConfigs (BGR uint8 in, checked weights)
+from .engine.predictor import LazyPredictor  # noqa: E402

@@ -100,7 +100,106 @@ def test_demo_one_input_to_one_file_and_argument_checks(demo, weights, tmp_path,
     run_demo(demo, monkeypatch, args + [str(tmp_path / "in" / "img0.png"), "--output", str(out)])
     assert cv2.imread(str(out)).shape == (200, 240, 3)
     monkeypatch.setattr(demo, "LazyConfig", None)  # arguments are checked before any loading
-    with pytest.raises(FileNotFoundError, match="missing.png"):
+    with pytest.raises(demo.Refused, match="missing.png"):
         run_demo(demo, monkeypatch, args + [str(tmp_path / "missing.png"), "--output", str(out)])
-    with pytest.raises(SystemExit, match="confidence-threshold"):
+    with pytest.raises(demo.Refused, match="confidence-threshold"):
         run_demo(demo, monkeypatch, args + [str(out), "--confidence-threshold", "2"])
+
+
+DEMO = os.path.join(REPO, "tools", "demo.py")
+
+
+def test_demo_never_writes_over_its_inputs(weights, tmp_path):
+    """--output = the input folder (or the input file) is refused with one line and exit code 2,
+    before the model is built; the images are unchanged."""
+    import subprocess
+    import sys
+
+    from conftest import CPU_ENV
+
+    write_images(tmp_path / "imgs")
+    before = {f: (tmp_path / "imgs" / f).read_bytes() for f in os.listdir(tmp_path / "imgs")}
+    env = dict(os.environ, **CPU_ENV)
+    for inp, out in [("imgs/", "imgs/"), ("imgs/img0.png", "imgs/img0.png"), ("imgs", "imgs")]:
+        cmd = [sys.executable, DEMO, "--config-file", CONFIG, "--weights", weights]
+        cmd += ["--input", inp, "--output", out]
+        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        last = proc.stderr.strip().splitlines()[-1]
+        assert "Traceback" not in proc.stderr and "over the input" in last, proc.stderr
+    after = {f: (tmp_path / "imgs" / f).read_bytes() for f in os.listdir(tmp_path / "imgs")}
+    assert after == before
+
+
+def make_lift_file(path):
+    from lift_det.checkpoint import save_lift_file
+    from lift_det.modeling import LiFT
+
+    mini_vit = {"type": "detectron2.ViT", "embed_dim": 192, "depth": 4, "num_heads": 3}
+    save_lift_file(
+        path, LiFT.from_preset("LiFT-S", 192), backbone={**mini_vit, "patch_size": 16},
+        iteration=1, teacher={"weights": "", "initialized": True},
+    )  # fmt: skip
+    return str(path)
+
+
+def test_demo_refuses_weights_that_leave_the_model_random(demo, weights, tmp_path, monkeypatch):
+    """A LiFT file as --weights, and a +LiFT config with a checkpoint that holds no LiFT (frozen
+    or finetuned LiFT), would draw the detections of a random model: refused."""
+    write_images(tmp_path / "in", n=1)
+    lift_file = make_lift_file(tmp_path / "lift_final.pth")
+    img = ["--input", str(tmp_path / "in" / "img0.png"), "--output", str(tmp_path / "o.png")]
+    mini = os.path.join(REPO, "configs", "mini")
+    cases = [
+        (CONFIG, lift_file, "is a LiFT file"),
+        (os.path.join(mini, "vitdet_mrcnn_lift.py"), weights, "FROZEN parameters"),
+        (os.path.join(mini, "vitdet_mrcnn_lift_ft.py"), weights, r"at their random init"),
+    ]
+    for config, w, message in cases:
+        with pytest.raises(demo.Refused, match=message):
+            run_demo(demo, monkeypatch, ["--config-file", config, "--weights", w] + img)
+    assert not os.path.exists(tmp_path / "o.png")
+
+
+def test_predictor_refuses_a_partly_random_model_and_float_images(weights, tmp_path):
+    """LazyPredictor (exported by lift_det) loads with the checked checkpointer and refuses a
+    float image in [0, 1], naming the conversion."""
+    import lift_det
+
+    cfg = LazyConfig.load(CONFIG)
+    model = instantiate(cfg.model)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("roi_heads.")}
+    torch.save({"model": state}, tmp_path / "no_heads.pth")
+    with pytest.raises(ValueError, match=r"roi_heads .*allow_mismatch=True"):
+        lift_det.LazyPredictor(cfg, str(tmp_path / "no_heads.pth"), device="cpu")
+    predictor = lift_det.LazyPredictor(cfg, weights, device="cpu")
+    rgb = np.random.RandomState(0).rand(64, 64, 3).astype(np.float32)
+    with pytest.raises(ValueError, match=r"in \[0, 1\] pass \(image\[:, :, ::-1\] \* 255\)"):
+        predictor(rgb)
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) BGR image"):
+        predictor(np.zeros((3, 64, 64), np.uint8))
+    assert len(predictor((rgb * 255).astype(np.uint8))["instances"]) >= 0
+
+
+def test_demo_video_uses_a_codec_this_opencv_can_write(demo, weights, tmp_path, monkeypatch):
+    """--video-input with an --output folder writes a video that OpenCV reads back, frame for
+    frame, whatever encoders this OpenCV has (pip's OpenCV has no H.264 encoder)."""
+    video_in = str(tmp_path / "clip.avi")
+    writer = cv2.VideoWriter(video_in, cv2.VideoWriter_fourcc(*"MJPG"), 5, (96, 64))
+    assert writer.isOpened()
+    rng = np.random.RandomState(0)
+    for _ in range(3):
+        writer.write(rng.randint(0, 256, (64, 96, 3), dtype=np.uint8))
+    writer.release()
+    out = tmp_path / "out"
+    args = ["--config-file", CONFIG, "--weights", weights, "--video-input", video_in]
+    run_demo(demo, monkeypatch, args + ["--output", str(out) + os.sep])
+    (written,) = os.listdir(out)
+    assert written.startswith("clip.")
+    capture = cv2.VideoCapture(str(out / written))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    assert frames == 3
+    with pytest.raises(demo.Refused, match="is the input video"):
+        run_demo(demo, monkeypatch, args + ["--output", video_in])

@@ -21,10 +21,21 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 import tqdm
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# the fourcc codes to try for a video container, best first (OpenCV builds differ: pip's has no
+# H.264 encoder); a folder output gets the first of .mp4 / .avi that this OpenCV can write
+VIDEO_CODECS = {
+    ".mp4": ("avc1", "mp4v"),
+    ".mkv": ("x264", "avc1", "mp4v", "MJPG"),
+    ".avi": ("MJPG", "XVID"),
+}
+
+
+class Refused(Exception):
+    """Bad input: one line on stderr and exit code 2, before the model is built."""
 
 
 def expand_inputs(patterns):
-    """Files, globs and folders (their images) -> file list; raises naming what matched nothing."""
+    """Files, globs and folders (their images) -> file list; refuses what matched nothing."""
     files = []
     for p in patterns:
         if os.path.isdir(p):
@@ -34,37 +45,111 @@ def expand_inputs(patterns):
         else:
             found = sorted(glob.glob(os.path.expanduser(p)))
         if not found:
-            raise FileNotFoundError(f"--input {p}: no such file, or no images matched.")
+            raise Refused(f"--input {p}: no such file, or no images matched.")
         files += found
     return files
 
 
 def output_path(args, path, n_inputs):
-    if n_inputs == 1 and not os.path.isdir(args.output):
+    if n_inputs == 1 and not os.path.isdir(args.output) and not args.output.endswith(os.sep):
         return args.output
     return os.path.join(args.output, os.path.basename(path))
+
+
+def _same_file(a, b):
+    a, b = os.path.realpath(a), os.path.realpath(b)
+    return a == b or (os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b))
+
+
+def check_outputs(args, inputs):
+    """No output may be an input: the drawings would replace the images they are drawn on."""
+    sources = inputs + ([args.video_input] if args.video_input else [])
+    for path in inputs:
+        out = output_path(args, path, len(inputs))
+        clash = next((s for s in sources if _same_file(out, s)), None)
+        if clash:
+            raise Refused(
+                f"--output {args.output} would write {out} over the input {clash}: give "
+                f"another --output folder or file."
+            )
+
+
+def video_codec(path):
+    """(fourcc, path): the first codec this OpenCV can write for ``path``'s container, probed
+    with ``cv2.VideoWriter.isOpened`` in the output folder; a path without a known extension
+    gets .mp4 or .avi. Refuses when none opens."""
+    stem, ext = os.path.splitext(path)
+    if ext.lower() in VIDEO_CODECS:
+        candidates = [(c, path) for c in VIDEO_CODECS[ext.lower()]]
+    else:
+        stem = path
+        candidates = [(c, stem + e) for e in (".mp4", ".avi") for c in VIDEO_CODECS[e]]
+    for fourcc, out in candidates:  # OpenCV logs the encoders it does not find
+        probe = os.path.join(os.path.dirname(os.path.abspath(out)), f".probe-{os.getpid()}")
+        probe += os.path.splitext(out)[1]
+        writer = cv2.VideoWriter(probe, cv2.VideoWriter_fourcc(*fourcc), 30, (64, 64))
+        ok = writer.isOpened()
+        writer.release()
+        if os.path.exists(probe):
+            os.remove(probe)
+        if ok:
+            return fourcc, out
+    tried = ", ".join(sorted({c for c, _ in candidates}))
+    raise Refused(
+        f"this OpenCV ({cv2.__version__}) cannot write {os.path.basename(path)} (no encoder for "
+        f"{tried}): give --output a .avi file (MJPG) or a folder."
+    )
+
+
+def check_arguments(args):
+    """Everything that can be checked before the model is built; returns the image files and,
+    for a video, (fourcc, output file)."""
+    if not (args.input or args.video_input or args.webcam):
+        raise Refused("give --input, --video-input or --webcam.")
+    inputs = expand_inputs(args.input) if args.input else []
+    if args.video_input and not os.path.isfile(args.video_input):
+        raise Refused(f"--video-input {args.video_input}: no such file.")
+    if not 0.0 <= args.confidence_threshold <= 1.0:
+        raise Refused(f"--confidence-threshold {args.confidence_threshold}: must be in [0, 1].")
+    weights = args.weights
+    if weights and "://" not in weights and not os.path.isfile(weights.split("?")[0]):
+        raise Refused(f"--weights {weights}: no such file.")
+    video = None
+    if args.output:
+        check_outputs(args, inputs)
+        if len(inputs) > 1 or args.output.endswith(os.sep):
+            os.makedirs(args.output, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        if args.video_input or args.webcam:
+            name = os.path.splitext(os.path.basename(args.video_input or "webcam"))[0]
+            out = output_path(args, name, 1)
+            if args.video_input and _same_file(out, args.video_input):
+                raise Refused(f"--output {out} is the input video: give another --output.")
+            video = video_codec(out)
+            if args.video_input and _same_file(video[1], args.video_input):
+                raise Refused(f"--output {video[1]} is the input video: give another --output.")
+    return inputs, video
 
 
 def main(args):
     logger = setup_logger(name="lift_det")
     # arguments first: nothing is loaded before they are known to be usable
-    if not (args.input or args.video_input or args.webcam):
-        sys.exit("Give --input, --video-input or --webcam.")
-    inputs = expand_inputs(args.input) if args.input else []
-    if args.video_input and not os.path.isfile(args.video_input):
-        sys.exit(f"--video-input {args.video_input}: no such file.")
-    if not 0.0 <= args.confidence_threshold <= 1.0:
-        sys.exit(f"--confidence-threshold {args.confidence_threshold}: must be in [0, 1].")
-    if args.output and (len(inputs) > 1 or args.output.endswith(os.sep)):
-        os.makedirs(args.output, exist_ok=True)
-    elif args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    inputs, video_out = check_arguments(args)
 
     from lift_det.data import read_image
     from lift_det.engine.predictor import LazyPredictor  # registers lift_det's classes
 
     cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
-    predictor = LazyPredictor(cfg, args.weights or cfg.train.init_checkpoint)
+    weights = args.weights or cfg.train.init_checkpoint
+    if not weights:
+        raise Refused(
+            "no weights: give --weights OUTPUT_DIR/model_final.pth (or set train.init_checkpoint)."
+        )
+    try:  # lift_det's checked loading: a LiFT file or a partly random model is refused
+        predictor = LazyPredictor(cfg, weights)
+    except ValueError as e:
+        raise Refused(str(e)) from None
 
     def detect(bgr):
         instances = predictor(bgr)["instances"].to("cpu")
@@ -91,11 +176,13 @@ def main(args):
     if args.video_input or args.webcam:
         video = cv2.VideoCapture(args.video_input or 0)
         visualizer = VideoVisualizer(predictor.metadata, ColorMode.IMAGE)
-        writer = None
-        if args.output:
-            out = output_path(args, os.path.splitext(args.video_input or "webcam")[0] + ".mkv", 1)
+        writer, frames = None, 0
+        if video_out:
+            fourcc, out = video_out
             fps, w, h = (video.get(p) for p in (cv2.CAP_PROP_FPS, 3, 4))
-            writer = cv2.VideoWriter(out, cv2.VideoWriter_fourcc(*"x264"), fps, (int(w), int(h)))
+            writer = cv2.VideoWriter(out, cv2.VideoWriter_fourcc(*fourcc), fps, (int(w), int(h)))
+            if not writer.isOpened():
+                sys.exit(f"cannot write {out} with codec {fourcc} at {int(w)}x{int(h)}.")
         while video.isOpened():
             ok, frame = video.read()
             if not ok:
@@ -104,6 +191,7 @@ def main(args):
             drawn = drawn.get_image()[:, :, ::-1]
             if writer is not None:
                 writer.write(drawn)
+                frames += 1
             else:
                 cv2.imshow("lift_det", drawn)
                 if cv2.waitKey(1) == 27:
@@ -111,6 +199,9 @@ def main(args):
         video.release()
         if writer is not None:
             writer.release()
+            if not frames:
+                sys.exit(f"{args.video_input or 'the webcam'}: no frame could be read.")
+            logger.info(f"Wrote {frames} frames to {video_out[1]} ({video_out[0]}).")
     if failed:
         sys.exit(f"{len(failed)} of {len(inputs)} inputs failed: {', '.join(failed)}")
 
@@ -122,7 +213,9 @@ def get_parser():
     parser.add_argument("--video-input", help="a video file")
     parser.add_argument("--webcam", action="store_true", help="the first webcam")
     parser.add_argument(
-        "--output", help="a file for one input, else a folder (created); default: show in a window"
+        "--output",
+        help="a file for one input, else a folder (created), never an input; a video's output "
+        "file gets a codec this OpenCV can write (.mp4, else .avi); default: show in a window",
     )
     parser.add_argument("--weights", default="", help="default: train.init_checkpoint")
     parser.add_argument("--confidence-threshold", "--confidence", type=float, default=0.5)
@@ -131,4 +224,8 @@ def get_parser():
 
 
 if __name__ == "__main__":
-    main(get_parser().parse_args())
+    parser = get_parser()
+    try:
+        main(parser.parse_args())
+    except Refused as e:
+        parser.error(str(e))
