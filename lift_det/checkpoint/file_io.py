@@ -1,10 +1,10 @@
 """Atomic writes: the one helper family every lift_det file goes through.
 
-A file is written to a uniquely named temporary file in the same folder, flushed to disk, given
-the mode a plain ``open()`` would give it, and renamed over the target, so readers never see a
-partial file and concurrent writers never collide. Temporary names look like
-``.<name>.<host>-<pid>.<random>.tmp`` (never ``*.pth``, so checkpoint listings skip them); a
-leftover of a killed writer is removed by :func:`remove_stale_temp_files`.
+A file is written to a uniquely named temporary file in the same folder, flushed and fsync'ed to
+disk, given the mode a plain ``open()`` would give it, and renamed over the target (then the folder
+is fsync'ed), so readers never see a partial file and concurrent writers never collide. Temporary
+names look like ``.<name>.<host>-<pid>.<random>.tmp`` (never ``*.pth``, so checkpoint listings
+skip them); a leftover of a killed writer is removed by :func:`remove_stale_temp_files`.
 """
 
 import contextlib
@@ -100,6 +100,21 @@ def _is_disk_full(e: BaseException) -> bool:
     )
 
 
+def _fsync_folder(folder: str) -> None:
+    """Make a rename in ``folder`` durable (POSIX: the rename lives in the folder's entries). Where
+    a folder cannot be opened or synced (Windows, some network file systems) this is skipped."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def _atomic_open(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
     folder = os.path.dirname(os.path.abspath(path))
@@ -112,7 +127,7 @@ def _atomic_open(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # the data is on disk before the name points at it
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
@@ -123,6 +138,7 @@ def _atomic_open(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
                 f"{'the previous version is kept' if os.path.exists(path) else 'nothing written'}",
             ) from e
         raise
+    _fsync_folder(folder)  # ... and the rename survives a power loss
 
 
 def atomic_torch_save(obj: Any, path: str) -> None:

@@ -69,11 +69,22 @@ UNREADABLE = (
 
 
 def torch_load_checked(path: str, what: str = "checkpoint") -> Any:
-    """``torch.load(weights_only=True)`` on CPU (a LiFT file holds tensors and plain metadata);
-    random bytes or a truncated file raise an error naming ``path``."""
+    """``torch.load(weights_only=True)`` on CPU (a LiFT file holds tensors and plain metadata).
+    A file that cannot be opened raises ``OSError`` naming ``path``; any failure to unpickle a file
+    that opens (random bytes, a truncated file: the unpickler raises anything from ``EOFError`` to
+    ``IndexError``, ``KeyError`` or ``OSError(EINVAL)``) raises :func:`not_a_checkpoint`'s error."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:  # missing, a folder, no permission: not the file's content
+        raise type(e)(
+            e.errno, f"cannot open {what} '{path}' ({e.strerror}): fix the path or its permissions"
+        ) from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except UNREADABLE as e:
+    except MemoryError:
+        raise
+    except Exception as e:
         raise not_a_checkpoint(path, e, what) from None
 
 
@@ -238,7 +249,11 @@ def load_lift_file(
     if backbone and meta.get("backbone"):
         for key, value in backbone.items():
             _check(f"backbone.{key}", value, meta["backbone"].get(key), path, hint)
-    lift.load_state_dict(data["model"], strict=True)
+    try:
+        lift.load_state_dict(data["model"], strict=True)  # every tensor, no more, no fewer
+    except RuntimeError as e:  # torch's message lists the missing / unexpected / reshaped keys
+        reason = " ".join(str(e).split())
+        raise ValueError(f"LiFT file '{path}' does not fit this model: {reason} {hint}") from None
     logger.debug(  # the checkpointer's one summary line says where LiFT came from
         f"Loaded {meta.get('preset')} weights from {path} (trained on {meta.get('backbone')}, "
         f"feature '{meta.get('feature_layer')}', iteration {meta.get('iteration')})."

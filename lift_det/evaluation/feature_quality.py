@@ -59,7 +59,8 @@ class FeatureQualityEvaluator(DatasetEvaluator):
         if not sims:
             logger.warning("FeatureQualityEvaluator: no images were evaluated.")
             return {}
-        res = OrderedDict((k, float(np.mean([s[k] for s in sims]))) for k in _KEYS)
+        values = np.array([[s[k] for k in _KEYS] for s in sims], dtype=np.float64)  # (images, keys)
+        res = OrderedDict(zip(_KEYS, values.mean(axis=0).tolist()))  # each key: mean over images
         logger.info(
             f"Feature quality on {len(sims)} images, mean cos. similarity to F(x) of 2x-upsampled "
             f"F(x/2): LiFT {res['cos_lift']:.4f} | bilinear {res['cos_bilinear']:.4f} | "
