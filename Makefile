@@ -7,8 +7,9 @@ MAIN_ARGS ?=
 STUDY_OUTPUT ?= output/study
 # `make study STUDY_ARGS=--resume` continues an interrupted study
 STUDY_ARGS ?=
+GPU_CHECK_ARGS ?=
 
-.PHONY: setup main study test format lint
+.PHONY: setup main study test gpu-check format lint
 setup:
 	bash dev/setup_env.sh
 
@@ -18,6 +19,11 @@ main: setup
 # the multi-seed study (< 100 min on 2 CPU cores); its report goes to docs/mini_study.*
 study: setup
 	$(PY) tools/run_mini.py --seeds 3 --output-dir $(STUDY_OUTPUT) --report-dir docs $(STUDY_ARGS)
+
+# on a CUDA machine: writes docs/gpu/<device>.{json,md} (tools/update_readme.py puts them in README)
+# e.g. `make gpu-check GPU_CHECK_ARGS="--budget-s 300"`; `GPU_CHECK_ARGS=--toy` runs it on a CPU
+gpu-check: setup
+	$(PY) tools/gpu_check.py $(GPU_CHECK_ARGS)
 
 test: setup
 	$(PY) -m pytest tests -q -p no:cacheprovider --durations=10

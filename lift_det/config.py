@@ -40,6 +40,8 @@ def add_lift_config(cfg: CN) -> CN:
     c.WINDOW_SIZE = 14
     # 2, 5, 8, 11 use global attention
     c.WINDOW_BLOCK_INDEXES = [0, 1, 3, 4, 6, 7, 9, 10]
+    # the ViT's attention: "eager" (detectron2's) or "sdpa" (same weights, fused kernels)
+    c.ATTN_IMPL = "eager"
     # a name for build_upsampler: "LiFT-S/B/L/H", or the controls "bilinear", "resize_conv"
     c.UPSAMPLER = "LiFT-B"
     c.LIFT_NORM = "BN"

@@ -93,3 +93,11 @@ def test_tools_are_executable(tool):
         assert out.returncode == 0 and "usage:" in out.stdout, out.stderr[-2000:]
     else:  # a helper module of the tools, not a tool
         assert not os.access(path, os.X_OK) and "__main__" not in open(path).read()
+
+
+def test_gpu_block_is_pending_without_a_gpu_report(tmp_path):
+    assert "<!-- generated: docs/gpu/ -->" in README
+    assert update_readme.render_gpu_reports(str(tmp_path)) == update_readme.GPU_PENDING + "\n"
+    # a --toy report is not a GPU figure
+    (tmp_path / "cpu.json").write_text(json.dumps({"toy": True}))
+    assert update_readme.render_gpu_reports(str(tmp_path)) == update_readme.GPU_PENDING + "\n"

@@ -131,11 +131,9 @@ def component_rows(presets, size, device, vit_2x, tables):
     return rows, ratios
 
 
-@functools.lru_cache(maxsize=None)  # FLOPs and timings at one size share the models
-def load_detector(key: str, size: int, config_dir: str, proposals: int, detections: int):
-    """A detector with random weights at ``size``, ``detections`` per image."""
-    cfg = LazyConfig.load(os.path.join(config_dir, DETECTORS[key][0]))
-    model = cfg.model
+def detector_config(path: str, size: int, proposals: int, detections: int):
+    """The model config of a detector LazyConfig at ``size``, ``detections`` per image."""
+    model = LazyConfig.load(path).model
     if "lift_weights" in model.backbone.net:
         model.backbone.net.lift_weights = ""  # costs do not depend on LiFT's weights
     model.backbone.square_pad = size  # the ViT interpolates its position embeddings
@@ -144,6 +142,15 @@ def load_detector(key: str, size: int, config_dir: str, proposals: int, detectio
     for predictor in [heads.box_predictor] if "box_predictor" in heads else heads.box_predictors:
         predictor.test_score_thresh = 0.0  # the mask head always runs on all detections
         predictor.test_topk_per_image = detections
+    return model
+
+
+@functools.lru_cache(maxsize=None)  # FLOPs and timings at one size share the models
+def load_detector(key: str, size: int, config_dir: str, proposals: int, detections: int):
+    """A detector with random weights at ``size``, ``detections`` per image."""
+    model = detector_config(
+        os.path.join(config_dir, DETECTORS[key][0]), size, proposals, detections
+    )
     torch.manual_seed(0)
     return instantiate(model).eval()
 

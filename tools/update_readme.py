@@ -9,10 +9,13 @@ when docs/X.json has them, a line with the date, commit, machine, torch version 
 
 docs/main_job.{md,json} come from `make main` (copy output/mini/results.{md,json});
 docs/benchmark.{md,json} from tools/benchmark.py; docs/mini_study.{md,json,png} from `make study`.
-tests/test_readme.py runs the check.
+A block naming a folder, ``<!-- generated: docs/gpu/ -->``, gets the tables of the GPU check's
+reports there (docs/gpu/*.json from tools/gpu_check.py, --toy runs left out), or a line saying
+that GPU figures are pending. tests/test_readme.py runs the check.
 """
 
 import argparse
+import glob
 import json
 import os
 import re
@@ -23,8 +26,81 @@ BLOCK = re.compile(r"(<!-- generated: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- /ge
 PROVENANCE = ("date", "commit", "machine", "torch", "command")
 
 
+GPU_PENDING = (
+    "GPU figures are pending: no report in `docs/gpu/` yet (run `make gpu-check` on a CUDA "
+    "machine, then `tools/update_readme.py`)."
+)
+
+
+def _row(rows, **match):
+    """The first row whose fields equal ``match`` (None if none)."""
+    return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
+
+
+def _fmt(value, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def gpu_tables(reports) -> str:
+    """The README's GPU tables from the GPU check's JSON reports (tools/gpu_check.py)."""
+    cost, memory, made = [], [], []
+    for r in reports:
+        inf, s1 = r["inference"], r["stage_one"]
+        lift_model = list(dict.fromkeys(x["model"] for x in inf["rows"]))[-1]
+        at = dict(batch=1, precision="amp")
+        lift = _row(inf["ratios"]["+LiFT / plain time"], attn_impl="eager", **at)
+        sdpa = _row(inf["ratios"]["sdpa / eager time"], model=lift_model, **at)
+        epoch, schedule = s1.get("epoch_s"), s1.get("schedule_s")
+        cost.append(
+            f"| {r['device']} | {_fmt(lift and lift['ratio'], '.3f')} | "
+            f"{_fmt(sdpa and sdpa['ratio'], '.3f')} | {_fmt(s1.get('images_per_s'), '.1f')} | "
+            f"{_fmt(epoch and epoch / 3600, '.2f')} | {_fmt(schedule and schedule / 86400, '.1f')} "
+            f"({s1['schedule_epochs']:.0f} ep) | {r['wall_s']:.0f} | "
+            f"`docs/gpu/{r['device_slug']}.md` |"
+        )
+        rows = [dict(s1, model=f"stage one, `{s1['config']}`", batch=s1["batch_per_gpu"])]
+        rows += [dict(x, model=f"stage two, `{x['config']}`") for x in r["stage_two"]["rows"]]
+        for x in rows:
+            peak = "out of memory" if x.get("oom") else f"{x['peak_memory_MiB']:.0f}"
+            memory.append(f"| {r['device']} | {x['model']} | {x['batch']} | {peak} |")
+        made.append(
+            f"*{r['device']}: made {r['date']} at commit `{r['commit']}`, torch {r['torch']}, "
+            f"CUDA {r['cuda']}: `{r['command']}`.*"
+        )
+    return "\n".join(
+        [
+            "| GPU | inference +LiFT / plain (AMP, batch 1) | SDPA / eager (+LiFT, AMP, batch 1) "
+            "| stage one images/s | one COCO epoch (h) | stage one schedule (days) "
+            "| check wall time (s) | report |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
+            *cost,
+            "",
+            "| GPU | training (AMP) | batch per GPU | peak memory (MiB) |",
+            "|---|---|---:|---:|",
+            *memory,
+            "",
+            *made,
+        ]
+    )
+
+
+def render_gpu_reports(folder: str) -> str:
+    """The GPU check's reports in ``folder`` (relative to the repo) as tables, or the pending
+    line when there is none (``--toy`` reports do not count)."""
+    reports = []
+    for path in sorted(glob.glob(os.path.join(REPO, folder, "*.json"))):
+        with open(path) as f:
+            report = json.load(f)
+        if not report.get("toy", True):
+            reports.append(report)
+    return (gpu_tables(reports) if reports else GPU_PENDING) + "\n"
+
+
 def render(path: str) -> str:
-    """The README text for the generated file ``path`` (relative to the repo)."""
+    """The README text for the generated file ``path`` (relative to the repo); a folder (ending
+    in "/") holds GPU check reports."""
+    if path.endswith("/"):
+        return render_gpu_reports(path)
     with open(os.path.join(REPO, path)) as f:
         text = f.read().strip()
     parts = re.split(r"\n(?=FLOPs of .* by module)", text, maxsplit=1)

@@ -11,6 +11,7 @@ from detectron2.solver import WarmupParamScheduler
 from lift_det.data.stage1 import Stage1DatasetMapper, stage1_dataset_dicts
 from lift_det.engine.hooks import ExportLiFTFile
 from lift_det.evaluation import FeatureQualityEvaluator
+from lift_det.modeling.attention import AttnViT
 from lift_det.modeling.distill import LiFTDistiller
 from lift_det.modeling.feature_source import D2ViTSource
 from lift_det.modeling.lift import LiFT
@@ -18,6 +19,7 @@ from lift_det.modeling.lift import LiFT
 vitdet = model_zoo.get_config("common/models/mask_rcnn_vitdet.py").model
 vit = vitdet.backbone.net
 vit.drop_path_rate = 0.0  # the teacher runs in eval mode; no stochastic depth
+vit.update(_target_=AttnViT, attn_impl="eager")  # "sdpa": same weights, fused attention
 
 model = L(LiFTDistiller)(
     # ViTDet's ViT at backbone.net, normalized as the detector normalizes

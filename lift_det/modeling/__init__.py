@@ -4,6 +4,9 @@
 from .lift import LIFT_PRESETS, ConvNormAct, LiFT
 from .upsample import UPSAMPLER_NAMES, BilinearUpsampler, ResizeConvUpsampler, build_upsampler
 
+# ViTDet's attention through scaled_dot_product_attention
+from .attention import ATTN_IMPLS, AttnViT, SDPAttention, set_attn_impl
+
 # stage two: ViT + LiFT backbone, its pyramid, yacs builder
 from .backbone import ViTLiFT, build_vit_lift_backbone, vit_identity
 from .pyramid import LiFTSimpleFeaturePyramid
@@ -20,6 +23,10 @@ __all__ = [
     "ResizeConvUpsampler",
     "UPSAMPLER_NAMES",
     "build_upsampler",
+    "ATTN_IMPLS",
+    "AttnViT",
+    "SDPAttention",
+    "set_attn_impl",
     "LiFTSimpleFeaturePyramid",
     "ViTLiFT",
     "build_vit_lift_backbone",

@@ -17,6 +17,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone, ViT
 
 from ..checkpoint import load_lift_file
+from .attention import AttnViT
 
 __all__ = ["ViTLiFT", "build_vit_lift_backbone", "vit_identity"]
 
@@ -51,7 +52,7 @@ def _lift_from_checkpoint_or_file(module, state_dict, prefix, *args) -> None:
     module.load_lift_weights(state_dict, prefix)
 
 
-class ViTLiFT(ViT):
+class ViTLiFT(AttnViT):
     """
     detectron2's :class:`ViT` followed by LiFT (or a control upsampler) on its output: a
     Backbone whose single output, named like the ViT's (``out_feature``), has the ViT's channels
@@ -85,7 +86,8 @@ class ViTLiFT(ViT):
             freeze_lift (bool): the same for LiFT, including its BatchNorm statistics.
             allow_random_lift (bool): allow training with a frozen LiFT that no checkpoint or
                 LiFT file loaded (by default the first training forward raises).
-            vit_kwargs: arguments of :class:`detectron2.modeling.ViT`.
+            vit_kwargs: arguments of :class:`detectron2.modeling.ViT`, and ``attn_impl``
+                ("eager" or "sdpa", see :class:`AttnViT`).
         """
         super().__init__(**vit_kwargs)
         identity = vit_identity(self)
@@ -222,6 +224,7 @@ def build_vit_lift_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
         window_block_indexes=list(c.WINDOW_BLOCK_INDEXES),
         use_rel_pos=True,
         in_chans=input_shape.channels,
+        attn_impl=c.ATTN_IMPL,
     )
     return LiFTSimpleFeaturePyramid(
         net,

@@ -1,0 +1,148 @@
+"""tools/gpu_check.py --toy: one run from empty folders (the GPU check's code paths on a CPU) and
+its report: keys, provenance, losses, export, LiFT files, the md being the JSON."""
+
+import glob
+import json
+import math
+import os
+import subprocess
+import sys
+import pytest
+
+from conftest import REPO, load_tool
+
+sys.path.insert(0, os.path.join(REPO, "tools"))
+import update_readme  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tool():
+    return load_tool("gpu_check")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    cwd, out = tmp_path_factory.mktemp("cwd"), tmp_path_factory.mktemp("gpu")
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    env.pop("LIFT_DET_MINI_ROOT", None)
+    cmd = [sys.executable, os.path.join(REPO, "tools", "gpu_check.py"), "--toy"]
+    run = subprocess.run(
+        cmd + ["--output-dir", str(out)], cwd=cwd, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    (path,) = glob.glob(str(out / "*.json"))
+    with open(path) as f:
+        result = json.load(f)
+    with open(path[: -len(".json")] + ".md") as f:
+        text = f.read()
+    assert os.listdir(cwd) == []  # nothing written outside --output-dir (mini data in a temp dir)
+    return result, text, os.path.basename(path)
+
+
+def test_keys_and_provenance(report):
+    result, _, name = report
+    assert result["toy"] is True and name == result["device_slug"] + ".json"
+    for key in update_readme.PROVENANCE + ("device", "cuda", "amp_dtype", "wall_s", "budget_s"):
+        assert result[key], key
+    assert result["command"].startswith("tools/gpu_check.py --toy")
+    assert result["amp_dtype"] == "bfloat16"
+    for key in ("inference", "stage_one", "stage_two", "correctness", "vit_sizes", "skipped"):
+        assert key in result
+    assert [s["what"] for s in result["skipped"]] == ["ViT-L / ViT-H rows"]
+
+
+def _falling(losses):
+    half = len(losses) // 2
+    return sum(losses[-half:]) / half < sum(losses[:half]) / half
+
+
+def test_losses_are_finite_and_falling(report):
+    c = report[0]["correctness"]
+    for run in (c["stage_one"]["fp32"], c["stage_one"]["amp"], c["stage_two"]):
+        assert len(run["losses"]) == run["iterations"] >= 4
+        assert all(math.isfinite(v) for v in run["losses"])
+        assert run["finite"] and run["falling"] and _falling(run["losses"])
+    # the same seed and batch: AMP's first loss is fp32's up to bf16 rounding
+    fp32, amp = c["stage_one"]["fp32"]["losses"], c["stage_one"]["amp"]["losses"]
+    assert amp[0] == pytest.approx(fp32[0], rel=0.02)
+
+
+def test_amp_and_fp32_lift_files_alike_and_export_equal(report):
+    c = report[0]["correctness"]
+    assert c["stage_one"]["lift_file"]["same_format"] and c["stage_one"]["lift_file"]["tensors"]
+    assert c["stage_one"]["lift_file"]["differences"] == []
+    assert [e["attn_impl"] for e in c["export"]] == ["eager", "sdpa"]
+    for e in c["export"]:
+        assert e["equal"] and e["detections"] > 0
+        assert max(e["max_abs_diff"].values()) < 1e-3
+
+
+def test_measurements_cover_the_grid(report):
+    result = report[0]
+    rows = result["inference"]["rows"]
+    grid = {(r["model"], r["batch"], r["attn_impl"], r["precision"]) for r in rows}
+    assert len(grid) == len(rows) == 2 * 2 * 2 * 2  # models x batches x attentions x precisions
+    assert all(r["median_s"] > 0 and r["peak_memory_MiB"] > 0 and r["runs"] >= 1 for r in rows)
+    ratios = result["inference"]["ratios"]
+    assert len(ratios["+LiFT / plain time"]) == len(ratios["sdpa / eager time"]) == 8
+    one = ratios["+LiFT / plain time"][0]
+    plain = [r for r in rows if r["model"] == rows[0]["model"]]
+    base = next(
+        r for r in plain if all(r[k] == one[k] for k in ("batch", "attn_impl", "precision"))
+    )
+    lift = next(
+        r
+        for r in rows
+        if r["model"] == one["model"]
+        and all(r[k] == one[k] for k in ("batch", "attn_impl", "precision"))
+    )
+    assert one["ratio"] == pytest.approx(lift["median_s"] / base["median_s"])
+    s2 = result["stage_two"]
+    assert len(s2["rows"]) == 2 and len(s2["ratios"]) == 1
+    assert s2["ratios"][0]["time"] == pytest.approx(
+        s2["rows"][1]["median_s"] / s2["rows"][0]["median_s"]
+    )
+
+
+def test_stage_one_estimate_arithmetic(report):
+    s1 = report[0]["stage_one"]
+    assert s1["images_per_s"] == pytest.approx(s1["batch_per_gpu"] / s1["median_s"])
+    assert s1["epoch_s"] == pytest.approx(118287 / s1["images_per_s"])
+    # the COCO stage-one config's schedule: 184824 iters * 64 images / 118287 images per epoch
+    assert s1["schedule_epochs"] == pytest.approx(100.0, abs=0.01)
+    assert s1["schedule_s"] == pytest.approx(s1["schedule_epochs"] * s1["epoch_s"])
+
+
+def test_markdown_is_the_json(report, tool):
+    result, text, _ = report
+    assert text == tool.format_markdown(result)
+    # spot checks against the JSON's raw numbers, formatted here
+    for r in result["inference"]["rows"]:
+        assert (
+            f"| {r['batch']} | {r['attn_impl']} | {r['precision']} | {r['median_s'] * 1e3:.1f} |"
+            in text
+        )
+    s1 = result["stage_one"]
+    assert f"{s1['epoch_images']} images / {s1['images_per_s']:.2f} images/s = " in text
+    assert f"= {s1['schedule_s']:.0f} s = {s1['schedule_s'] / 3600:.1f} h" in text
+    assert f"commit `{result['commit']}`" in text and result["command"] in text
+
+
+def test_readme_tables_from_a_report(report):
+    result = dict(report[0], toy=False)
+    tables = update_readme.gpu_tables([result])
+    s1 = result["stage_one"]
+    assert f"| {result['device']} |" in tables
+    assert f"| {s1['images_per_s']:.1f} |" in tables
+    assert f"`docs/gpu/{result['device_slug']}.md`" in tables
+    for r in result["stage_two"]["rows"]:
+        assert f"| {r['batch']} | {r['peak_memory_MiB']:.0f} |" in tables
+    assert update_readme.GPU_PENDING not in tables
+
+
+def test_refuses_without_cuda_unless_toy(tmp_path):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    cmd = [sys.executable, os.path.join(REPO, "tools", "gpu_check.py"), "--output-dir", "x"]
+    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode != 0 and "--toy" in run.stderr
+    assert os.listdir(tmp_path) == []
