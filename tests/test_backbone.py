@@ -118,6 +118,15 @@ def test_bad_num_passes(num_passes, match):
         _tiny_vitlift(BilinearUpsampler(64), num_passes=num_passes)
 
 
+def test_three_passes_are_refused_by_the_pyramid_with_the_reason():
+    """16 / 2**3 = stride 2, finer than p2: the error says so and how to fix it (it said
+    'scale_factor=0.0625 is not supported')."""
+    with pytest.raises(
+        ValueError, match=r"p2\) has stride 4.*stride 2 \(LiFT applied num_passes=3"
+    ):
+        instantiate(lift_model_cfg(num_passes=3).model)
+
+
 def _tiny_vitlift(lift, **kw):
     args = dict(TINY_VIT)
     args.pop("img_size")
@@ -379,3 +388,24 @@ def test_lift_file_loaded_directly_and_bad_files_through_the_checkpoint(tmp_path
     model = stage_two_model(str(tmp_path / "wide.pth"))
     with pytest.raises(ValueError, match="wide.pth.*in_channels is 96 in the file but 64"):
         DetectionCheckpointer(model).load(str(vitdet_files[0] / "vitdet.pth"))
+
+
+def test_a_typo_in_a_vit_argument_of_the_lift_backbone_is_refused_by_the_override_check():
+    """ViTLiFT takes the ViT's arguments through **kwargs; its signature spells them out, so the
+    override check refuses a typo (naming the key) instead of ViT.__init__ failing later."""
+    import inspect
+
+    from detectron2.config import LazyConfig
+
+    from conftest import REPO
+    from lift_det.engine.checks import UsageError, check_overrides
+
+    params = inspect.signature(ViTLiFT).parameters
+    vit_params = [p for p in inspect.signature(ViT.__init__).parameters if p != "self"]
+    assert set(vit_params) <= set(params)  # every ViT argument, by name
+    assert {"lift", "lift_weights", "num_passes", "attn_impl"} <= set(params)
+    assert not any(p.kind == p.VAR_KEYWORD for p in params.values())
+    cfg = LazyConfig.load(f"{REPO}/configs/mini/vitdet_mrcnn_lift.py")
+    check_overrides(cfg, ["model.backbone.net.use_act_checkpoint=True"])  # a default: accepted
+    with pytest.raises(UsageError, match="unknown config key 'model.backbone.net.window_sise'"):
+        check_overrides(cfg, ["model.backbone.net.window_sise=4"])

@@ -768,8 +768,12 @@ def test_lift_file_with_a_missing_or_extra_tensor_is_refused_by_name(tmp_path, e
     and a file holding more than this LiFT (another layout) is refused."""
     path = str(tmp_path / "lift.pth")
     _lift_file(path, edit_state=edit)
+    lift = LiFT.from_preset("LiFT-S", 64)
+    before = {k: v.clone() for k, v in lift.state_dict().items()}
     with pytest.raises(ValueError) as e:
-        load_lift_file(LiFT.from_preset("LiFT-S", 64), path)
+        load_lift_file(lift, path)
+    for k, v in lift.state_dict().items():  # a refused file leaves nothing of itself behind
+        assert torch.equal(v, before[k]), k
     assert f"LiFT file '{path}' does not fit this model" in str(e.value)
     assert fragment in str(e.value)
     assert "Train a LiFT for this backbone with stage one" in str(e.value)  # the fix

@@ -16,6 +16,7 @@ from .lift_file import (
     load_lift_file,
     read_lift_file,
     save_lift_file,
+    teacher_fingerprint,
 )
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]

@@ -17,6 +17,8 @@ are exempt: they follow the ViT's activations), a ``running_var`` that is not po
 ``iteration <= 0``, a file for another width, patch size or backbone.
 """
 
+import copy
+import hashlib
 import logging
 import os
 import pickle
@@ -39,6 +41,7 @@ __all__ = [
     "not_a_checkpoint",
     "read_lift_file",
     "save_lift_file",
+    "teacher_fingerprint",
     "torch_load_checked",
 ]
 
@@ -224,12 +227,43 @@ def _warn_about_training(meta: Mapping[str, Any], path: str) -> None:
         )
 
 
+def teacher_fingerprint(vit_state: Mapping[str, torch.Tensor]) -> str:
+    """A hash of a ViT's weights (names, shapes, dtypes and bytes): recorded in a LiFT file for the
+    teacher stage one trained against, compared with the ViT stage two loads it into."""
+    h = hashlib.sha256()
+    for k in sorted(vit_state):
+        v = vit_state[k].detach().cpu().contiguous()
+        h.update(f"{k}:{tuple(v.shape)}:{v.dtype}".encode())
+        h.update(v.view(torch.uint8).numpy().tobytes() if v.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def _check_teacher(meta: Mapping[str, Any], vit: Optional[str], path: str) -> None:
+    """Refuse a LiFT file trained against another ViT than ``vit`` (its fingerprint)."""
+    teacher = meta.get("teacher") or {}
+    recorded = teacher.get("fingerprint")
+    if vit is None or recorded is None or not teacher.get("initialized", True):
+        return  # nothing to compare (older files, official files, a random teacher: warned)
+    if recorded != vit:
+        raise ValueError(
+            f"LiFT file '{path}' was trained against another ViT: its teacher "
+            f"({teacher.get('weights') or 'unrecorded'}, fingerprint {recorded}) is not the ViT it "
+            f"is loaded into (fingerprint {vit}). LiFT learns one ViT's features: load the "
+            f"checkpoint its teacher came from (train.init_checkpoint), or train stage one "
+            f"against this ViT."
+        )
+
+
 def load_lift_file(
-    lift: nn.Module, path: str, backbone: Optional[Dict[str, Any]] = None
+    lift: nn.Module,
+    path: str,
+    backbone: Optional[Dict[str, Any]] = None,
+    teacher: Optional[str] = None,
 ) -> Dict[str, Any]:
     """
     Load a LiFT file into ``lift`` after checking its weights and its metadata against the module
-    and, if given, the backbone description (``vit_identity``). Returns the metadata.
+    and, if given, the backbone description (``vit_identity``) and the :func:`teacher_fingerprint`
+    of the ViT it is loaded into. Returns the metadata.
     """
     data = read_lift_file(path)
     meta = data["lift_det"]
@@ -249,11 +283,13 @@ def load_lift_file(
     if backbone and meta.get("backbone"):
         for key, value in backbone.items():
             _check(f"backbone.{key}", value, meta["backbone"].get(key), path, hint)
-    try:
-        lift.load_state_dict(data["model"], strict=True)  # every tensor, no more, no fewer
+    _check_teacher(meta, teacher, path)
+    try:  # into a copy first: a refused file leaves the module as it was
+        copy.deepcopy(lift).load_state_dict(data["model"], strict=True)
     except RuntimeError as e:  # torch's message lists the missing / unexpected / reshaped keys
         reason = " ".join(str(e).split())
         raise ValueError(f"LiFT file '{path}' does not fit this model: {reason} {hint}") from None
+    lift.load_state_dict(data["model"], strict=True)  # every tensor, no more, no fewer
     logger.debug(  # the checkpointer's one summary line says where LiFT came from
         f"Loaded {meta.get('preset')} weights from {path} (trained on {meta.get('backbone')}, "
         f"feature '{meta.get('feature_layer')}', iteration {meta.get('iteration')})."

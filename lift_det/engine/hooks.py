@@ -1,5 +1,6 @@
 """Hooks the training tool adds (``cfg.train.export``): the stage-one LiFT export."""
 
+import json
 import logging
 import os
 from typing import Any, Dict, Optional
@@ -8,7 +9,7 @@ from torch.nn.parallel import DistributedDataParallel
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 
-from ..checkpoint import save_lift_file
+from ..checkpoint import atomic_write_text, save_lift_file, teacher_fingerprint
 
 __all__ = ["ExportLiFTFile"]
 
@@ -36,6 +37,12 @@ class ExportLiFTFile(HookBase):
 
     A LiFT whose last held-out cosine is below bilinear upsampling's is written with a warning
     and ``undertrained: True``. Register it after ``EvalHook`` so the final evaluation is seen.
+
+    The teacher recorded is the ViT actually trained against: its :func:`teacher_fingerprint`
+    (stage two compares it with the ViT it loads LiFT into) and where it came from. A first run
+    writes both to ``<output_dir>/teacher.json``; a resumed run takes its ViT from the resumed
+    checkpoint, so it records that run's teacher (and warns if ``teacher_weights`` now names
+    another file).
     """
 
     def __init__(
@@ -60,12 +67,62 @@ class ExportLiFTFile(HookBase):
         self.output_dir = output_dir
         self.checkpointer = None
         self.path: Optional[str] = None
+        self.teacher: Optional[Dict[str, Any]] = None
+        self._started = False
+        self._target_at_start = None
+
+    def _folder(self) -> str:
+        folder = self.output_dir or getattr(self.checkpointer, "save_dir", "")
+        if not folder:
+            raise ValueError("ExportLiFTFile needs output_dir or a checkpointer with a save_dir.")
+        return folder
+
+    def _teacher(self) -> Dict[str, Any]:
+        """The ViT trained against now: fingerprint and source; recorded by a first run in
+        teacher.json, taken from there by a resumed one."""
+        model = self.trainer.model
+        model = model.module if isinstance(model, DistributedDataParallel) else model
+        fingerprint = teacher_fingerprint(model.backbone.net.state_dict())
+        path = os.path.join(self._folder(), "teacher.json")
+        configured = {"weights": self.teacher_weights, "initialized": bool(self.teacher_weights)}
+        if self.trainer.start_iter <= 0 or not os.path.isfile(path):
+            teacher = {**configured, "fingerprint": fingerprint}
+            if self.trainer.start_iter > 0:  # resumed a run that predates teacher.json
+                teacher["weights"] = "resumed run (its train.init_checkpoint is not recorded)"
+            if comm.is_main_process():
+                atomic_write_text(path, json.dumps(teacher, indent=2) + "\n")
+            return teacher
+        with open(path) as f:
+            recorded = json.load(f)
+        if recorded.get("fingerprint") != fingerprint:
+            raise ValueError(
+                f"The frozen ViT of this resumed run (fingerprint {fingerprint}) is not the teacher "
+                f"its first run recorded in {path} ({recorded.get('fingerprint')}): the resumed "
+                f"checkpoint was changed. Start a new run (--overwrite or another output dir)."
+            )
+        if recorded.get("weights") != self.teacher_weights:
+            logger.warning(
+                f"train.init_checkpoint={self.teacher_weights!r} is not used on --resume: the "
+                f"frozen ViT comes from the resumed checkpoint, i.e. from "
+                f"{recorded.get('weights')!r} (the first run's), which the LiFT file records."
+            )
+        return recorded
+
+    def _stat(self):
+        try:
+            st = os.stat(os.path.join(self._folder(), self.filename))
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def before_train(self):
-        if not self.teacher_weights:
+        self.teacher = self._teacher()
+        self._target_at_start = self._stat()
+        self._started = True
+        if not self.teacher["initialized"]:
             logger.warning(
-                "train.init_checkpoint is empty: the frozen ViT is RANDOMLY INITIALIZED (unless "
-                "resuming), so LiFT learns to upsample the features of a random network. Set "
+                "The frozen ViT is RANDOMLY INITIALIZED (train.init_checkpoint was empty when this "
+                "run started), so LiFT learns to upsample the features of a random network. Set "
                 "train.init_checkpoint to a trained ViTDet checkpoint for a useful LiFT."
             )
 
@@ -79,12 +136,18 @@ class ExportLiFTFile(HookBase):
             return
         if not comm.is_main_process():
             return
-        folder = self.output_dir or getattr(self.checkpointer, "save_dir", "")
-        if not folder:
-            raise ValueError("ExportLiFTFile needs output_dir or a checkpointer with a save_dir.")
+        folder = self._folder()
         model = trainer.model
         model = model.module if isinstance(model, DistributedDataParallel) else model
         self.path = os.path.join(folder, self.filename)
+        if self._started and self._stat() != self._target_at_start:  # another run wrote it
+            stem, ext = os.path.splitext(self.filename)
+            other = self.path
+            self.path = os.path.join(folder, f"{stem}.iter{trainer.iter}.pid{os.getpid()}{ext}")
+            logger.warning(
+                f"{other} was written by another run while this one trained: it is left as it is "
+                f"and this run's LiFT goes to {self.path}. Give each run its own train.output_dir."
+            )
         # iterations done: max_iter, or where a resumed run started if max_iter was lowered
         reached = max(trainer.start_iter, min(trainer.iter, trainer.max_iter))
         if reached > max(trainer.max_iter, 0):
@@ -92,9 +155,10 @@ class ExportLiFTFile(HookBase):
                 f"max_iter={trainer.max_iter} is below the {reached} iterations this LiFT was "
                 f"trained (a resumed run): {self.filename} records iteration {reached}."
             )
+        self.teacher = self.teacher or self._teacher()
         meta: Dict[str, Any] = dict(
-            teacher_weights=self.teacher_weights,  # format 1's field, kept for readers
-            teacher={"weights": self.teacher_weights, "initialized": bool(self.teacher_weights)},
+            teacher_weights=self.teacher["weights"],  # format 1's field, kept for readers
+            teacher=dict(self.teacher),
             quality=stage_one_quality(trainer.storage),
             undertrained=False,
         )

@@ -7,6 +7,7 @@ checkpoint that holds ``backbone.net.lift.*`` wins; otherwise the stage-one file
 is read when the checkpoint (e.g. ViTDet's) is loaded.
 """
 
+import inspect
 import logging
 from contextlib import nullcontext
 from typing import Any, Dict
@@ -17,6 +18,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone, ViT
 
 from ..checkpoint import load_lift_file
+from ..checkpoint.lift_file import teacher_fingerprint
 from .attention import AttnViT
 
 __all__ = ["ViTLiFT", "build_vit_lift_backbone", "vit_identity"]
@@ -140,7 +142,12 @@ class ViTLiFT(AttnViT):
                 f"lift_weights={self.lift_weights} is not read."
             )
             return
-        load_lift_file(self.lift, self.lift_weights, backbone=vit_identity(self))
+        # the incoming ViT, if complete, is checked against the teacher the file records
+        vit_keys = {k for k in self.state_dict() if not k.startswith("lift.")}
+        incoming = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        incoming = {k: v for k, v in incoming.items() if k in vit_keys}
+        teacher = teacher_fingerprint(incoming) if set(incoming) == vit_keys else None
+        load_lift_file(self.lift, self.lift_weights, backbone=vit_identity(self), teacher=teacher)
         for k, v in self.lift.state_dict().items():
             state_dict[f"{prefix}lift.{k}"] = v
 
@@ -182,6 +189,30 @@ class ViTLiFT(AttnViT):
         with torch.no_grad() if self.freeze_vit else nullcontext():
             features = self.vit_forward(x)
         return {self._out_features[0]: self.lift(x, features, num_passes=self.num_passes)}
+
+
+def _keyword_signature(cls: type) -> inspect.Signature:
+    """``cls``'s keyword arguments together with those its ``**kwargs`` pass on up the MRO (to
+    detectron2's ViT): what :func:`inspect.signature` reports for it, so that a config key that
+    no class takes (a typo: ``model.backbone.net.window_sise=14``) is refused by the override
+    check, not found when the ViT is built."""
+    params: Dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        for p in list(inspect.signature(vars(klass)["__init__"]).parameters.values())[1:]:
+            if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or p.name in params:
+                continue
+            params[p.name] = p.replace(kind=p.KEYWORD_ONLY)
+        if not any(
+            p.kind == p.VAR_KEYWORD
+            for p in inspect.signature(vars(klass)["__init__"]).parameters.values()
+        ):
+            break  # nothing is passed further up
+    return inspect.Signature(list(params.values()))
+
+
+ViTLiFT.__signature__ = _keyword_signature(ViTLiFT)
 
 
 @BACKBONE_REGISTRY.register()

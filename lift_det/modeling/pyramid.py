@@ -87,6 +87,16 @@ class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
             raise TypeError(f"net must be a detectron2 Backbone, got {type(net).__name__}.")
         in_shape = net.output_shape()[in_feature]
         if scale_factors is None:
+            if in_shape.stride < 4:
+                passes = getattr(net, "num_passes", None)
+                raise ValueError(
+                    f"The pyramid's finest level (p2) has stride 4, but '{in_feature}' has stride "
+                    f"{in_shape.stride}"
+                    + (f" (LiFT applied num_passes={passes} times)" if passes else "")
+                    + ": nothing can be pooled to it without discarding the upsampling. Use fewer "
+                    f"LiFT passes (stride = patch size / 2**num_passes >= 4), or give "
+                    f"scale_factors."
+                )
             scale_factors = [in_shape.stride / s for s in (4, 8, 16, 32)]
         self.scale_factors = tuple(float(s) for s in scale_factors)
         strides = [in_shape.stride / s for s in self.scale_factors]
