@@ -98,7 +98,7 @@ def do_train(args, cfg):
         if changed:
             logger.warning(
                 "Optimizer settings changed on resume (the run being resumed -> this config): "
-                + ", ".join(f"{k} {a} -> {b}" for k, a, b in ((k, *v) for k, v in changed.items()))
+                + ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
                 + f"; applied: from iteration {start_iter} the schedule runs on the new values "
                 "(the optimizer's state, e.g. momentum, is kept)."
             )

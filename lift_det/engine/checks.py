@@ -93,12 +93,22 @@ def _takes_argument(node: Any, name: str) -> bool:
     target = node._target_
     try:
         target = locate(target) if isinstance(target, str) else target
-        params = inspect.signature(target).parameters
+        # a subclass whose __init__ passes **kwargs on (AttnViT(ViT)): its bases' arguments
+        if inspect.isclass(target):
+            inits = [
+                c.__init__ for c in target.__mro__ if "__init__" in vars(c) and c is not object
+            ]
+        else:
+            inits = [target]
+        for init in inits:
+            params = inspect.signature(init).parameters
+            if name in params:
+                return True
+            if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+                return False
     except (ValueError, TypeError, ImportError):
         return True  # cannot tell: let the target judge
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return True
-    return name in params
+    return True  # **kwargs all the way down
 
 
 def check_overrides(cfg, opts: List[str]) -> None:
