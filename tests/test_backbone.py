@@ -409,3 +409,11 @@ def test_a_typo_in_a_vit_argument_of_the_lift_backbone_is_refused_by_the_overrid
     check_overrides(cfg, ["model.backbone.net.use_act_checkpoint=True"])  # a default: accepted
     with pytest.raises(UsageError, match="unknown config key 'model.backbone.net.window_sise'"):
         check_overrides(cfg, ["model.backbone.net.window_sise=4"])
+    # the plain ViTDet (AttnViT) and stage one's teacher alike
+    cfg = LazyConfig.load(f"{REPO}/configs/mini/vitdet_mrcnn.py")
+    with pytest.raises(UsageError, match="unknown config key 'model.backbone.net.window_sise'"):
+        check_overrides(cfg, ["model.backbone.net.window_sise=4"])
+    cfg = LazyConfig.load(f"{REPO}/configs/mini/lift_stage1.py")
+    check_overrides(cfg, ["model.source.net.attn_impl=sdpa", "model.source.net.qkv_bias=False"])
+    with pytest.raises(UsageError, match="unknown config key 'model.source.net.qkv_biass'"):
+        check_overrides(cfg, ["model.source.net.qkv_biass=False"])

@@ -6,6 +6,7 @@ passed to SDPA as its additive ``attn_mask``, so PyTorch can pick a fused kernel
 :class:`AttnViT` is detectron2's ``ViT`` with an ``attn_impl`` argument.
 """
 
+import inspect
 from typing import Dict, Type
 import torch
 import torch.nn.functional as F
@@ -117,3 +118,27 @@ class AttnViT(ViT):
         """The implementation of the blocks' attention (:func:`set_attn_impl` may change it)."""
         kind = type(self.blocks[0].attn)
         return next(name for name, cls in ATTN_IMPLS.items() if cls is kind)
+
+
+def keyword_signature(cls: type) -> inspect.Signature:
+    """``cls``'s keyword arguments together with those its ``**kwargs`` pass on up the MRO (to
+    detectron2's ViT): what :func:`inspect.signature` reports for it, so that a config key that
+    no class takes (a typo such as ``model.backbone.net.window_sise=14``) is refused by the override
+    check, not found when the ViT is built."""
+    params: Dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        for p in list(inspect.signature(vars(klass)["__init__"]).parameters.values())[1:]:
+            if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or p.name in params:
+                continue
+            params[p.name] = p.replace(kind=p.KEYWORD_ONLY)
+        if not any(
+            p.kind == p.VAR_KEYWORD
+            for p in inspect.signature(vars(klass)["__init__"]).parameters.values()
+        ):
+            break  # nothing is passed further up
+    return inspect.Signature(list(params.values()))
+
+
+AttnViT.__signature__ = keyword_signature(AttnViT)

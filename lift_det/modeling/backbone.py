@@ -7,7 +7,6 @@ checkpoint that holds ``backbone.net.lift.*`` wins; otherwise the stage-one file
 is read when the checkpoint (e.g. ViTDet's) is loaded.
 """
 
-import inspect
 import logging
 from contextlib import nullcontext
 from typing import Any, Dict
@@ -19,7 +18,7 @@ from detectron2.modeling import BACKBONE_REGISTRY, Backbone, ViT
 
 from ..checkpoint import load_lift_file
 from ..checkpoint.lift_file import teacher_fingerprint
-from .attention import AttnViT
+from .attention import AttnViT, keyword_signature
 
 __all__ = ["ViTLiFT", "build_vit_lift_backbone", "vit_identity"]
 
@@ -191,28 +190,7 @@ class ViTLiFT(AttnViT):
         return {self._out_features[0]: self.lift(x, features, num_passes=self.num_passes)}
 
 
-def _keyword_signature(cls: type) -> inspect.Signature:
-    """``cls``'s keyword arguments together with those its ``**kwargs`` pass on up the MRO (to
-    detectron2's ViT): what :func:`inspect.signature` reports for it, so that a config key that
-    no class takes (a typo: ``model.backbone.net.window_sise=14``) is refused by the override
-    check, not found when the ViT is built."""
-    params: Dict[str, inspect.Parameter] = {}
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        for p in list(inspect.signature(vars(klass)["__init__"]).parameters.values())[1:]:
-            if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or p.name in params:
-                continue
-            params[p.name] = p.replace(kind=p.KEYWORD_ONLY)
-        if not any(
-            p.kind == p.VAR_KEYWORD
-            for p in inspect.signature(vars(klass)["__init__"]).parameters.values()
-        ):
-            break  # nothing is passed further up
-    return inspect.Signature(list(params.values()))
-
-
-ViTLiFT.__signature__ = _keyword_signature(ViTLiFT)
+ViTLiFT.__signature__ = keyword_signature(ViTLiFT)
 
 
 @BACKBONE_REGISTRY.register()
