@@ -30,7 +30,7 @@ from torch import nn
 from detectron2.checkpoint import DetectionCheckpointer
 
 from .file_io import atomic_torch_save, atomic_write_text, remove_stale_temp_files
-from .lift_file import UNREADABLE, not_a_checkpoint
+from .lift_file import not_a_checkpoint, unreadable_content
 
 __all__ = ["AtomicDetectionCheckpointer", "MIN_FIT", "model_fingerprint"]
 
@@ -164,8 +164,10 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
     def _load_file(self, filename: str) -> Dict[str, Any]:
         try:
             return super()._load_file(filename)
-        except UNREADABLE as e:
+        except Exception as e:  # the unpicklers raise anything on random or cut bytes
             if "Unsupported global" in str(e):  # a real checkpoint torch refuses: its message
+                raise
+            if not os.path.isfile(filename) or not unreadable_content(filename, e):
                 raise
             raise not_a_checkpoint(filename, e) from None
 

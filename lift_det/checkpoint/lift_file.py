@@ -21,7 +21,6 @@ import copy
 import hashlib
 import logging
 import os
-import pickle
 import zipfile
 from typing import Any, Dict, Mapping, Optional
 import torch
@@ -34,6 +33,7 @@ from .official_lift import convert_official_lift_state, is_official_lift_state
 
 __all__ = [
     "LIFT_FILE_FORMAT",
+    "NotACheckpointError",
     "MAX_ABS_WEIGHT",
     "check_lift_state",
     "lift_metadata",
@@ -52,23 +52,31 @@ MAX_ABS_WEIGHT = 1e4
 _FIX = "Retrain stage one with a lower optimizer.lr (tools/train_net.py, configs/lift_stage1*.py)"
 
 
+class NotACheckpointError(RuntimeError, ValueError):
+    """A file ``torch.load`` / ``pickle`` cannot read. A ``RuntimeError`` as torch's own, and a
+    ``ValueError`` (bad input) that the tools report in one line."""
+
+
+# a MemoryError from a file smaller than this comes from corrupt length fields, not the machine
+_MEMORY_ERROR_MAX_BYTES = 256 * 2**20
+
+
+def unreadable_content(path: str, error: BaseException) -> bool:
+    """Whether ``error``, raised while unpickling ``path``, says its bytes are not a checkpoint
+    (random or cut bytes make the unpicklers raise almost anything, MemoryError included)."""
+    if isinstance(error, MemoryError):
+        return os.path.getsize(path) < _MEMORY_ERROR_MAX_BYTES
+    return isinstance(error, Exception)
+
+
 def not_a_checkpoint(path: str, error: BaseException, what: str = "checkpoint") -> Exception:
     """The error for a file ``torch.load`` / ``pickle`` cannot read (random bytes, truncated)."""
     size = os.path.getsize(path)
     reason = str(error).splitlines()[0] if zipfile.is_zipfile(path) else "not a zip archive"
-    return RuntimeError(
+    return NotACheckpointError(
         f"'{path}' ({size} bytes) is not a {what} or is truncated ({reason[:200]}): an "
         f"interrupted download or copy, or the wrong file? Download/copy it again or fix the path."
     )
-
-
-UNREADABLE = (
-    pickle.UnpicklingError,
-    EOFError,
-    RuntimeError,
-    UnicodeDecodeError,
-    zipfile.BadZipFile,
-)
 
 
 def torch_load_checked(path: str, what: str = "checkpoint") -> Any:
@@ -85,9 +93,9 @@ def torch_load_checked(path: str, what: str = "checkpoint") -> Any:
         ) from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except MemoryError:
-        raise
     except Exception as e:
+        if not unreadable_content(path, e):
+            raise
         raise not_a_checkpoint(path, e, what) from None
 
 
