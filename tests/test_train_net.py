@@ -204,35 +204,97 @@ def _a_file(tmp_path):
     return str(tmp_path / "a_file")
 
 
-# (extra command-line arguments, output folder maker, what the error must say)
+def _yacs_yaml(tmp_path):
+    (tmp_path / "yacs.yaml").write_text("MODEL:\n  META_ARCHITECTURE: GeneralizedRCNN\n")
+    return str(tmp_path / "yacs.yaml")
+
+
+# README rows of "What is refused before anything is built" (a distinctive part of the first cell)
+ROW_KEY = "an override key the config does not have"
+ROW_TYPE = "an override that gives text to a number or bool"
+ROW_INT = "`train.max_iter`, `train.log_period`"
+ROW_BATCH = "`dataloader.train.total_batch_size` < 1"
+ROW_SWITCH = "a switch after the first `key=value`"
+ROW_PROCS = "`--num-gpus`, `--num-machines` < 1"
+ROW_CONFIG = "a `--config-file` that does not exist"
+ROW_WEIGHTS = "`--eval-only` without `train.init_checkpoint`"
+ROW_FOLDER = "`train.output_dir` that is empty, a file"
+ROW_RUN = "`train.output_dir` holding a run"
+ROW_LOCK = "a second run into a folder in use"  # test_locked_output_dir_is_refused
+
+# (README row, extra command-line arguments (callables take tmp_path), output folder maker,
+#  what the error must say)
 REFUSED = [
-    (["train.max_iterr=5"], None, "key 'train.max_iterr'.*did you mean 'train.max_iter'"),
-    (["train.max_iter=abc"], None, "train.max_iter must be a number .the config has 400.*'abc'"),
-    (["model.roi_heads.num_classes=abc"], None,
+    (ROW_KEY, ["train.max_iterr=5"], None, "key 'train.max_iterr'.*did you mean 'train.max_iter'"),
+    (ROW_KEY, ["model.backbone.net.window_sise=4"], None,
+     "unknown config key 'model.backbone.net.window_sise'"),
+    (ROW_TYPE, ["train.max_iter=abc"], None,
+     "train.max_iter must be a number .the config has 400.*'abc'"),
+    (ROW_TYPE, ["model.roi_heads.num_classes=abc"], None,
      "model.roi_heads.num_classes must be a number .the config has 3., got 'abc'; e.g. "),
-    (["train.max_iter=-5"], None, "train.max_iter must be an integer >= 1, got -5"),
-    (["train.max_iter=2.5"], None, "train.max_iter must be an integer >= 1, got 2.5"),
-    (["train.checkpointer.period=0"], None, "train.checkpointer.period must be an integer >= 1"),
-    (["train.log_period=0"], None, "train.log_period must be an integer >= 1, got 0"),
-    (["train.eval_period=-1"], None, "train.eval_period must be an integer >= 0, got -1"),
-    (["dataloader.train.total_batch_size=0"], None, "total_batch_size must be an integer >= 1"),
-    (["--num-gpus", "2", "dataloader.train.total_batch_size=3"], None,
+    (ROW_INT, ["train.max_iter=-5"], None, "train.max_iter must be an integer >= 1, got -5"),
+    (ROW_INT, ["train.max_iter=2.5"], None, "train.max_iter must be an integer >= 1, got 2.5"),
+    (ROW_INT, ["train.checkpointer.period=0"], None,
+     "train.checkpointer.period must be an integer >= 1"),
+    (ROW_INT, ["train.checkpointer.max_to_keep=0"], None,
+     "train.checkpointer.max_to_keep must be an integer >= 1, got 0"),
+    (ROW_INT, ["train.log_period=0"], None, "train.log_period must be an integer >= 1, got 0"),
+    (ROW_INT, ["train.eval_period=-1"], None, "train.eval_period must be an integer >= 0, got -1"),
+    (ROW_BATCH, ["dataloader.train.total_batch_size=0"], None,
+     "total_batch_size must be an integer >= 1"),
+    (ROW_BATCH, ["--num-gpus", "2", "dataloader.train.total_batch_size=3"], None,
      r"total_batch_size=3 is not divisible by the number of processes \(2\)"),
-    (["train.max_iter=3", "--num-gpus", "2"], None, "'--num-gpus' is neither key=value"),
-    (["--resume", "--overwrite"], None, "--resume and --overwrite contradict"),
-    (["--eval-only"], None, "--eval-only needs weights: set train.init_checkpoint="),
-    (["--eval-only", "train.init_checkpoint=/nonexistent/m.pth"], None,
+    (ROW_SWITCH, ["train.max_iter=3", "--num-gpus", "2"], None, "'--num-gpus' is neither key=value"),
+    (ROW_SWITCH, ["--resume", "--overwrite"], None, "--resume and --overwrite contradict"),
+    (ROW_PROCS, ["--num-gpus", "0"], None, "--num-gpus must be an integer >= 1, got 0"),
+    (ROW_PROCS, ["--num-machines", "2", "--machine-rank", "2"], None,
+     r"--machine-rank must be in \[0, --num-machines=2\), got 2"),
+    (ROW_CONFIG, ["--config-file", "configs/nope.py"], None,
+     "--config-file 'configs/nope.py' does not exist .relative paths start at "),
+    (ROW_CONFIG, ["--config-file", _yacs_yaml], None,
+     "yacs.yaml' is a yacs config .top-level keys MODEL.: this tool reads LazyConfig files"),
+    (ROW_WEIGHTS, ["--eval-only"], None, "--eval-only needs weights: set train.init_checkpoint="),
+    (ROW_WEIGHTS, ["--eval-only", "train.init_checkpoint=/nonexistent/m.pth"], None,
      "train.init_checkpoint '/nonexistent/m.pth' does not exist"),
-    (["train.init_checkpoint=/nonexistent/m.pth"], None, "'/nonexistent/m.pth' does not exist"),
-    ([], _a_file, "is a file, not a folder"),
-    ([], lambda p: os.path.join(_a_file(p), "out"), "cannot be written"),
-    ([], _existing_run, "holds a run.*--resume to continue it, --overwrite to start afresh"),
+    (ROW_WEIGHTS, ["train.init_checkpoint=/nonexistent/m.pth"], None,
+     "'/nonexistent/m.pth' does not exist"),
+    (ROW_FOLDER, [], lambda p: "", "train.output_dir is empty: set train.output_dir="),
+    (ROW_FOLDER, [], _a_file, "is a file, not a folder"),
+    (ROW_FOLDER, [], lambda p: os.path.join(_a_file(p), "out"), "cannot be written"),
+    (ROW_RUN, [], _existing_run, "holds a run.*--resume to continue it, --overwrite to start afresh"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("extra,folder,message", REFUSED, ids=[" ".join(r[0]) for r in REFUSED])
-def test_refused_before_anything_is_built(extra, folder, message, tmp_path, capsys, monkeypatch):
+def _readme_rows(heading):
+    """First cells of the table under ``heading`` in the README."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        text = f.read()
+    section = text.split(heading, 1)[1].split("\n#", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    return [row.split(" | ")[0][2:] for row in rows[1:]]  # skip the header row
+
+
+def test_the_readme_lists_exactly_the_refusals_tested_here():
+    """Every row of the README's table is demonstrated by a case above, and every case belongs to
+    a row: the list users read cannot drift from what the tool does."""
+    cells = _readme_rows("### What is refused before anything is built, and why")
+    keys = {r[0] for r in REFUSED} | {ROW_LOCK}
+    for key in keys:
+        assert sum(key in cell for cell in cells) == 1, (key, cells)
+    for cell in cells:
+        assert any(key in cell for key in keys), f"README row without a test: {cell}"
+
+
+@pytest.mark.parametrize(
+    "row,extra,folder,message",
+    REFUSED,
+    ids=[" ".join(a if isinstance(a, str) else a.__name__ for a in r[1]) for r in REFUSED],
+)
+def test_refused_before_anything_is_built(
+    row, extra, folder, message, tmp_path, capsys, monkeypatch
+):
     out = folder(tmp_path) if folder else str(tmp_path / "out")
+    extra = [a(tmp_path) if callable(a) else a for a in extra]
     monkeypatch.setattr(tool, "launch", None)  # a check that lets it through fails with TypeError
     with pytest.raises(SystemExit) as e:
         tool.invoke_main(

@@ -30,6 +30,7 @@ from lift_det.engine.train_utils import (
     ddp_kwargs,
     fit_device,
     instantiate_data,
+    instantiate_model,
     new_eval_dir,
     optimizer_settings,
     train_or_explain,
@@ -50,7 +51,7 @@ def do_test(cfg, model):
 
 def do_train(args, cfg):
     """Upstream's loop; ``cfg.train.export`` lists extra hooks (e.g. writing lift_final.pth)."""
-    model = instantiate(cfg.model)
+    model = instantiate_model(cfg.model)
     logger.info("Model:\n{}".format(model))
     model.to(cfg.train.device)
 
@@ -118,7 +119,7 @@ def do_train(args, cfg):
 
 def load_config(args):
     """The config with the command line's overrides, checked before anything is built."""
-    cfg = LazyConfig.load(args.config_file)
+    cfg = checks.load_lazy_config(args.config_file)
     checks.check_overrides(cfg, args.opts)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
     if not args.eval_only:
@@ -174,7 +175,7 @@ def main(args, cfg=None):
 
     if args.eval_only:
         logger.info(f"--eval-only: this evaluation's files go to {cfg.train.output_dir}")
-        model = instantiate(cfg.model)
+        model = instantiate_model(cfg.model)
         model.to(cfg.train.device)
         model = create_ddp_model(model, **ddp_kwargs(cfg))
         try:  # nothing may stay random but the documented new parts

@@ -73,7 +73,36 @@ def parse_args(argv: Optional[List[str]] = None, parser=None) -> argparse.Namesp
     args.opts = opts
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite contradict each other: give one of them")
+    for flag, value in (("--num-gpus", args.num_gpus), ("--num-machines", args.num_machines)):
+        if value < 1:
+            parser.error(f"{flag} must be an integer >= 1, got {value}")
+    if not 0 <= args.machine_rank < args.num_machines:
+        parser.error(
+            f"--machine-rank must be in [0, --num-machines={args.num_machines}), got "
+            f"{args.machine_rank}"
+        )
     return args
+
+
+def load_lazy_config(path: str):
+    """``LazyConfig.load`` with one-line errors for a file that does not exist and for a yacs
+    (CfgNode) YAML, which this tool does not read."""
+    if not os.path.isfile(path):
+        raise UsageError(
+            f"--config-file '{path}' does not exist (relative paths start at {os.getcwd()}). The "
+            f"configs are in the repository's configs/ (e.g. configs/mini/vitdet_mrcnn.py) and in "
+            f"lift_det.model_zoo.get_config_file()."
+        )
+    cfg = LazyConfig.load(path)
+    upper = [k for k in cfg if isinstance(k, str) and k.isupper()]
+    if upper and not any(k in cfg for k in ("train", "model")):
+        raise UsageError(
+            f"--config-file '{path}' is a yacs config (top-level keys {', '.join(upper[:4])}): "
+            f"this tool reads LazyConfig files (.py, or a config.yaml it wrote). Use a config in "
+            f"configs/, or build the +LiFT backbone from yacs with lift_det.config "
+            f"(MODEL.BACKBONE.NAME='build_vit_lift_backbone') in detectron2's own tools."
+        )
+    return cfg
 
 
 def _paths(node: Any, prefix: str = "") -> Iterator[str]:
@@ -179,6 +208,9 @@ def check_config(cfg, world_size: int = 1) -> None:
     _int_at_least(cfg, "train.eval_period", 0)  # 0: no periodic evaluation
     if OmegaConf.select(cfg, "train.checkpointer") is not None:
         _int_at_least(cfg, "train.checkpointer.period", 1)
+        if OmegaConf.select(cfg, "train.checkpointer.max_to_keep") is not None:
+            _int_at_least(cfg, "train.checkpointer.max_to_keep", 1)  # None: keep every one
+
     batch = _int_at_least(cfg, "dataloader.train.total_batch_size", 1)
     if batch % world_size:
         raise UsageError(
@@ -232,6 +264,11 @@ def check_output_dir(output_dir: str, resume: bool, overwrite: bool) -> None:
 def check_run(cfg, args: argparse.Namespace) -> None:
     """What a run needs before it starts: weights for ``--eval-only``; for training, a usable
     output folder and an existing ``train.init_checkpoint`` (unless resuming a checkpoint)."""
+    if not str(OmegaConf.select(cfg, "train.output_dir", default="") or "").strip():
+        raise UsageError(
+            "train.output_dir is empty: set train.output_dir=<folder> (checkpoints, logs, metrics "
+            "and evaluations go there)."
+        )
     weights = cfg.train.init_checkpoint
     if args.eval_only:
         if not weights:

@@ -9,12 +9,15 @@ import torch
 from detectron2.config import instantiate
 from detectron2.engine import AMPTrainer, SimpleTrainer, TrainerBase
 
+from .checks import UsageError
+
 __all__ = [
     "apply_optimizer_settings",
     "build_trainer",
     "ddp_kwargs",
     "fit_device",
     "instantiate_data",
+    "instantiate_model",
     "new_eval_dir",
     "optimizer_settings",
     "train_or_explain",
@@ -46,18 +49,36 @@ def build_trainer(cfg, model, optim, train_loader) -> TrainerBase:
     return (AMPTrainer if use_amp else SimpleTrainer)(model, train_loader, optim)
 
 
+def _message(e: BaseException) -> str:
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+
+
 def instantiate_data(node, what: str):
-    """``instantiate`` a data loader; a missing dataset file gets the dataset root in the error."""
+    """``instantiate`` a data loader. What the dataset functions and mappers refuse when they are
+    built (a missing file, an unregistered name, an empty or broken dataset, a bad value) is bad
+    input: one line (:class:`UsageError`) naming the loader; a missing file adds where datasets are
+    read."""
     try:
         return instantiate(node)
     except FileNotFoundError as e:
         root = os.environ.get("DETECTRON2_DATASETS", "datasets")
-        raise FileNotFoundError(
-            f"{what}: {e}\nDatasets are read under $DETECTRON2_DATASETS (now '{root}', e.g. "
+        raise UsageError(
+            f"{what}: {e} Datasets are read under $DETECTRON2_DATASETS (now '{root}', e.g. "
             f"{root}/coco/train2017 and {root}/coco/annotations/instances_train2017.json). Set "
             f"DETECTRON2_DATASETS to the folder that holds them, or use the built-in mini data "
             f"(configs/mini/)."
-        ) from e
+        ) from None
+    except (ValueError, KeyError) as e:
+        raise UsageError(f"{what}: {_message(e)}") from None
+
+
+def instantiate_model(node):
+    """``instantiate(cfg.model)``; a value a constructor refuses (ValueError, e.g. LiFT passes the
+    pyramid cannot take) is bad input: one line (:class:`UsageError`)."""
+    try:
+        return instantiate(node)
+    except (ValueError, NotImplementedError) as e:
+        raise UsageError(f"the model (model): {e}") from None
 
 
 def train_or_explain(trainer: TrainerBase, checkpointer, start_iter: int, max_iter: int) -> None:

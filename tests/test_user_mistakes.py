@@ -1,0 +1,162 @@
+"""Mistakes found when the model, the weights or the data are built: each is one line naming the
+problem and the fix, exit code 2, no traceback, nothing written over. They run the tool as users do
+(a subprocess, their own config); the README's table of them is checked against this file."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import pytest
+import torch
+
+from conftest import CPU_ENV, REPO
+from lift_det.checkpoint import save_lift_file
+from lift_det.modeling import LiFT
+
+TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
+HEADING = "### What is refused when the model, the weights or the data are built"
+
+# README rows (a distinctive part of the first cell) -> the tests that demonstrate them
+ROWS = {
+    "weights that leave part of the model random": [
+        "tests/test_train_net.py::test_eval_only_refuses_a_mostly_random_model",
+        "tests/test_demo.py::test_demo_refuses_weights_that_leave_the_model_random",
+        "tests/test_demo.py::test_predictor_refuses_a_partly_random_model_and_float_images",
+    ],
+    "a file that is not a checkpoint": [
+        "tests/test_train_net.py::test_unreadable_init_checkpoint_is_one_line",
+    ],
+    "a LiFT file trained against another ViT": [
+        "tests/test_user_mistakes.py::test_lift_file_of_another_teacher",
+    ],
+    "a model argument its constructor refuses": [
+        "tests/test_user_mistakes.py::test_model_the_constructor_refuses",
+    ],
+    "a dataset with missing or unreadable images": [
+        "tests/test_user_mistakes.py::test_broken_datasets",
+        "tests/test_dataset_checks.py",
+    ],
+}
+
+USER_CONFIG = """
+from detectron2.data.datasets import register_coco_instances
+
+from lift_det.model_zoo import get_config
+
+register_coco_instances("mine_train", {{}}, "{root}/annotations/instances_train.json", "{root}/train")
+_cfg = get_config("mini/vitdet_mrcnn.py")
+model, dataloader, optimizer, lr_multiplier, train = (
+    _cfg.model, _cfg.dataloader, _cfg.optimizer, _cfg.lr_multiplier, _cfg.train)
+dataloader.train.dataset.names = "mine_train"
+"""
+
+
+def run_tool(args, cwd):
+    env = dict(os.environ, **CPU_ENV)
+    cmd = [sys.executable, TRAIN_NET, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
+
+
+def assert_one_line(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("train_net.py: error: "), last
+    for fragment in fragments:
+        assert fragment in last, (fragment, last)
+
+
+def config(name):
+    return os.path.join(REPO, "configs", "mini", f"{name}.py")
+
+
+def test_model_the_constructor_refuses(small_mini, tmp_path):
+    out = tmp_path / "out"
+    proc = run_tool(["--config-file", config("vitdet_mrcnn_lift"), f"train.output_dir={out}",
+                     "model.backbone.net.num_passes=3", "model.backbone.net.allow_random_lift=True",
+                     "train.max_iter=1"], tmp_path)  # fmt: skip
+    assert_one_line(proc, "the model (model): The pyramid's finest level (p2) has stride 4",
+                    "num_passes=3", "Use fewer LiFT passes")  # fmt: skip
+    assert not os.path.exists(out / "last_checkpoint")
+
+
+def _broken_copy(small_mini, tmp_path, edit):
+    root = tmp_path / "mine"
+    shutil.copytree(small_mini, root)
+    path = root / "annotations" / "instances_train.json"
+    data = json.loads(path.read_text())
+    edit(root, data)
+    path.write_text(json.dumps(data))
+    user = tmp_path / "my_config.py"
+    user.write_text(USER_CONFIG.format(root=root))
+    return str(user), data
+
+
+def _drop_image(root, data):
+    os.remove(root / "train" / data["images"][2]["file_name"])
+
+
+def _no_mask(root, data):
+    data["annotations"][0]["segmentation"] = []
+
+
+@pytest.mark.parametrize(
+    "edit,fragments",
+    [
+        (_drop_image, ["1 image file(s) do not exist", "(image id 3)", "Fix the image root"]),
+        (_no_mask, ["1 instance(s) have no segmentation", "mapper.use_instance_mask=False"]),
+    ],
+)
+def test_broken_datasets(small_mini, tmp_path, edit, fragments):
+    """A user's dataset with a problem that would crash a loader worker later: refused when it is
+    loaded, before training, naming the file and image."""
+    user, data = _broken_copy(small_mini, tmp_path, edit)
+    out = tmp_path / "out"
+    proc = run_tool(
+        ["--config-file", user, f"train.output_dir={out}", "train.max_iter=1"], tmp_path
+    )
+    assert_one_line(proc, "the training data (dataloader.train): Dataset mine_train: ", *fragments)
+    assert not os.path.exists(out / "model_final.pth")
+
+
+def test_lift_file_of_another_teacher(small_mini, tmp_path):
+    """Stage two with a LiFT file whose recorded teacher is not the ViT of train.init_checkpoint."""
+    from detectron2.config import LazyConfig, instantiate
+
+    cfg = LazyConfig.load(config("vitdet_mrcnn_lift"))
+    cfg.model.backbone.net.allow_random_lift = True
+    torch.manual_seed(0)
+    model = instantiate(cfg.model)
+    detector = str(tmp_path / "vitdet.pth")  # a trained ViTDet stands here: the ViT's tensors
+    state = {k: v for k, v in model.state_dict().items() if ".lift." not in k}
+    torch.save({"model": state}, detector)
+    net = model.backbone.net
+    lift_file = str(tmp_path / "lift_final.pth")
+    teacher = {"weights": "another_vitdet.pth", "initialized": True, "fingerprint": "0" * 16}
+    save_lift_file(lift_file, net.lift, backbone=net.backbone_identity(), teacher=teacher,
+                   iteration=5)  # fmt: skip
+    proc = run_tool(["--config-file", config("vitdet_mrcnn_lift"), f"train.init_checkpoint={detector}",
+                     f"model.backbone.net.lift_weights={lift_file}", "train.max_iter=1",
+                     f"train.output_dir={tmp_path / 'out'}"], tmp_path)  # fmt: skip
+    assert_one_line(proc, f"LiFT file '{lift_file}' was trained against another ViT",
+                    "another_vitdet.pth", "train stage one against this ViT")  # fmt: skip
+
+
+def _readme_rows(heading):
+    with open(os.path.join(REPO, "README.md")) as f:
+        section = f.read().split(heading, 1)[1].split("\n#", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    return [row.split(" | ")[0][2:] for row in rows[1:]]
+
+
+def test_the_readme_lists_exactly_these_refusals():
+    cells = _readme_rows(HEADING)
+    for key, tests in ROWS.items():
+        assert sum(key in cell for cell in cells) == 1, (key, cells)
+        for node in tests:  # the demonstrating tests exist
+            path, _, name = node.partition("::")
+            with open(os.path.join(REPO, path)) as f:
+                assert not name or f"def {name}(" in f.read(), node
+    for cell in cells:
+        assert any(key in cell for key in ROWS), f"README row without a test: {cell}"
