@@ -244,7 +244,8 @@ REFUSED = [
      "total_batch_size must be an integer >= 1"),
     (ROW_BATCH, ["--num-gpus", "2", "dataloader.train.total_batch_size=3"], None,
      r"total_batch_size=3 is not divisible by the number of processes \(2\)"),
-    (ROW_SWITCH, ["train.max_iter=3", "--num-gpus", "2"], None, "'--num-gpus' is neither key=value"),
+    (ROW_SWITCH, ["train.max_iter=3", "--num-gpus", "2"], None,
+     "'--num-gpus' is neither key=value"),
     (ROW_SWITCH, ["--resume", "--overwrite"], None, "--resume and --overwrite contradict"),
     (ROW_PROCS, ["--num-gpus", "0"], None, "--num-gpus must be an integer >= 1, got 0"),
     (ROW_PROCS, ["--num-machines", "2", "--machine-rank", "2"], None,
@@ -261,7 +262,8 @@ REFUSED = [
     (ROW_FOLDER, [], lambda p: "", "train.output_dir is empty: set train.output_dir="),
     (ROW_FOLDER, [], _a_file, "is a file, not a folder"),
     (ROW_FOLDER, [], lambda p: os.path.join(_a_file(p), "out"), "cannot be written"),
-    (ROW_RUN, [], _existing_run, "holds a run.*--resume to continue it, --overwrite to start afresh"),
+    (ROW_RUN, [], _existing_run,
+     "holds a run.*--resume to continue it, --overwrite to start afresh"),
 ]  # fmt: skip
 
 

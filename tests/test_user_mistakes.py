@@ -12,7 +12,6 @@ import torch
 
 from conftest import CPU_ENV, REPO
 from lift_det.checkpoint import save_lift_file
-from lift_det.modeling import LiFT
 
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
 HEADING = "### What is refused when the model, the weights or the data are built"
@@ -44,7 +43,8 @@ from detectron2.data.datasets import register_coco_instances
 
 from lift_det.model_zoo import get_config
 
-register_coco_instances("mine_train", {{}}, "{root}/annotations/instances_train.json", "{root}/train")
+_ann = "{root}/annotations/instances_train.json"
+register_coco_instances("mine_train", {{}}, _ann, "{root}/train")
 _cfg = get_config("mini/vitdet_mrcnn.py")
 model, dataloader, optimizer, lr_multiplier, train = (
     _cfg.model, _cfg.dataloader, _cfg.optimizer, _cfg.lr_multiplier, _cfg.train)
@@ -136,7 +136,8 @@ def test_lift_file_of_another_teacher(small_mini, tmp_path):
     teacher = {"weights": "another_vitdet.pth", "initialized": True, "fingerprint": "0" * 16}
     save_lift_file(lift_file, net.lift, backbone=net.backbone_identity(), teacher=teacher,
                    iteration=5)  # fmt: skip
-    proc = run_tool(["--config-file", config("vitdet_mrcnn_lift"), f"train.init_checkpoint={detector}",
+    proc = run_tool(["--config-file", config("vitdet_mrcnn_lift"),
+                     f"train.init_checkpoint={detector}",
                      f"model.backbone.net.lift_weights={lift_file}", "train.max_iter=1",
                      f"train.output_dir={tmp_path / 'out'}"], tmp_path)  # fmt: skip
     assert_one_line(proc, f"LiFT file '{lift_file}' was trained against another ViT",

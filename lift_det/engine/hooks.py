@@ -96,9 +96,10 @@ class ExportLiFTFile(HookBase):
             recorded = json.load(f)
         if recorded.get("fingerprint") != fingerprint:
             raise ValueError(
-                f"The frozen ViT of this resumed run (fingerprint {fingerprint}) is not the teacher "
-                f"its first run recorded in {path} ({recorded.get('fingerprint')}): the resumed "
-                f"checkpoint was changed. Start a new run (--overwrite or another output dir)."
+                f"The frozen ViT of this resumed run (fingerprint {fingerprint}) is not the "
+                f"teacher its first run recorded in {path} ({recorded.get('fingerprint')}): the "
+                f"resumed checkpoint was changed. Start a new run (--overwrite or another output "
+                f"dir)."
             )
         if recorded.get("weights") != self.teacher_weights:
             logger.warning(

@@ -94,8 +94,8 @@ class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
                     f"{in_shape.stride}"
                     + (f" (LiFT applied num_passes={passes} times)" if passes else "")
                     + ": nothing can be pooled to it without discarding the upsampling. Use fewer "
-                    f"LiFT passes (stride = patch size / 2**num_passes >= 4), or give "
-                    f"scale_factors."
+                    "LiFT passes (stride = patch size / 2**num_passes >= 4), or give "
+                    "scale_factors."
                 )
             scale_factors = [in_shape.stride / s for s in (4, 8, 16, 32)]
         self.scale_factors = tuple(float(s) for s in scale_factors)
