@@ -228,6 +228,8 @@ REFUSED = [
     (ROW_KEY, ["train.max_iterr=5"], None, "key 'train.max_iterr'.*did you mean 'train.max_iter'"),
     (ROW_KEY, ["model.backbone.net.window_sise=4"], None,
      "unknown config key 'model.backbone.net.window_sise'"),
+    (ROW_TYPE, ["dataloader.train.dataset=[1]"], None,
+     "the override dataloader.train.dataset=.1. cannot be applied to .*vitdet_mrcnn.py: "),
     (ROW_TYPE, ["train.max_iter=abc"], None,
      "train.max_iter must be a number .the config has 400.*'abc'"),
     (ROW_TYPE, ["model.roi_heads.num_classes=abc"], None,
@@ -532,3 +534,4 @@ def test_eval_only_refuses_a_mostly_random_model(trained, tmp_path):
     assert "Traceback" not in proc.stderr
     assert re.search(r"leaves \d+ of the model's \d+ tensors \(\d+% of its parameters\)", last)
     assert "roi_heads" in last and "allow_mismatch=True" in last
+    assert os.listdir(tmp_path / "o") == []  # the refused evaluation left no folder of its own

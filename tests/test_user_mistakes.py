@@ -161,3 +161,39 @@ def test_the_readme_lists_exactly_these_refusals():
                 assert not name or f"def {name}(" in f.read(), node
     for cell in cells:
         assert any(key in cell for key in ROWS), f"README row without a test: {cell}"
+
+
+TOOLS = os.path.join(REPO, "tools")
+
+
+@pytest.mark.parametrize(
+    "tool,args,fragment",
+    [
+        ("demo.py", ["--config-file", "configs/nope.py", "--input", "{img}", "--output", "o.jpg"],
+         "--config-file 'configs/nope.py' does not exist"),
+        ("demo.py", ["--config-file", "{cfg}", "--input", "{img}", "--output", "drawn"],
+         "--output drawn: OpenCV writes no image with no extension: give a .jpg or .png file"),
+        ("demo.py", ["--config-file", "{cfg}", "--input", "{img}", "--output", "notes.txt"],
+         "--output notes.txt: OpenCV writes no image with .txt"),
+        ("visualize_features.py", ["--lift-weights", "missing.pth", "--output", "v.png"],
+         "LiFT file 'missing.pth' does not exist"),
+        ("visualize_features.py", ["--passes", "0", "--output", "v.png"],
+         "--passes must be >= 1, got 0"),
+        ("scale_invariance.py", ["--images", "nothing/", "--output", "c.png"],
+         "--images: no images found in ['nothing/']"),
+    ],
+)  # fmt: skip
+def test_other_tools_refuse_in_one_line(tool, args, fragment, tmp_path):
+    """The demo and the figure tools: a bad argument is one line, exit code 2, nothing written."""
+    image = tmp_path / "img.png"
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(image)
+    args = [a.format(img=image, cfg=config("vitdet_mrcnn")) for a in args]
+    env = dict(os.environ, **CPU_ENV)
+    proc = subprocess.run([sys.executable, os.path.join(TOOLS, tool), *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert fragment in proc.stderr.strip().splitlines()[-1]
+    assert sorted(os.listdir(tmp_path)) == ["img.png"]

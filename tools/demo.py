@@ -62,7 +62,15 @@ def _same_file(a, b):
 
 
 def check_outputs(args, inputs):
-    """No output may be an input: the drawings would replace the images they are drawn on."""
+    """No output may be an input: the drawings would replace the images they are drawn on. One
+    image's output file needs an extension OpenCV writes images to."""
+    single = inputs and output_path(args, inputs[0], len(inputs)) == args.output
+    if single and not cv2.haveImageWriter(args.output):
+        ext = os.path.splitext(args.output)[1] or "no extension"
+        raise Refused(
+            f"--output {args.output}: OpenCV writes no image with {ext}: give a .jpg or .png "
+            f"file, or a folder (end it with {os.sep})."
+        )
     sources = inputs + ([args.video_input] if args.video_input else [])
     for path in inputs:
         out = output_path(args, path, len(inputs))
@@ -138,9 +146,13 @@ def main(args):
     inputs, video_out = check_arguments(args)
 
     from lift_det.data import read_image
+    from lift_det.engine import checks
     from lift_det.engine.predictor import LazyPredictor  # registers lift_det's classes
 
-    cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
+    try:  # a missing file or a yacs YAML: one line
+        cfg = LazyConfig.apply_overrides(checks.load_lazy_config(args.config_file), args.opts)
+    except checks.UsageError as e:
+        raise Refused(str(e)) from None
     weights = args.weights or cfg.train.init_checkpoint
     if not weights:
         raise Refused(

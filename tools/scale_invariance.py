@@ -221,7 +221,7 @@ def image_paths(specs, limit):
             found = sorted(glob.glob(spec)) or [spec]
         paths += [p for p in found if p.lower().endswith(_IMAGE_EXTS)]
     if not paths:
-        raise SystemExit(f"No images found in {specs}.")
+        raise FileNotFoundError(f"--images: no images found in {specs}.")
     return paths[:limit]
 
 
@@ -262,4 +262,8 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(get_parser().parse_args())
+    parser = get_parser()
+    try:  # bad arguments, missing or refused weights: one line, exit code 2
+        main(parser.parse_args())
+    except (ValueError, FileNotFoundError) as e:
+        parser.error(str(e))

@@ -13,6 +13,7 @@ clear data errors, a NaN stop message, and the config's ``train.export`` hooks.
 
 import logging
 import os
+import shutil
 
 from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import default_setup, default_writers, hooks, launch
@@ -121,7 +122,15 @@ def load_config(args):
     """The config with the command line's overrides, checked before anything is built."""
     cfg = checks.load_lazy_config(args.config_file)
     checks.check_overrides(cfg, args.opts)
-    cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    for override in args.opts:  # in order, as detectron2 applies them, to name the one that fails
+        try:
+            cfg = LazyConfig.apply_overrides(cfg, [override])
+        except Exception as e:  # a value of the wrong kind for its key (a list for a node, ...)
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise checks.UsageError(
+                f"the override {override} cannot be applied to {args.config_file}: {reason}. "
+                f"Give a value of the kind the config has there (e.g. not a list for a LazyCall)."
+            ) from None
     if not args.eval_only:
         checks.check_config(cfg, world_size=args.num_gpus * args.num_machines)
     return cfg
@@ -208,6 +217,9 @@ def invoke_main(argv=None) -> None:
                 args=(args, cfg if world_size == 1 else None),
             )
     except checks.UsageError as e:
+        eval_dir = getattr(args, "eval_dir", "")
+        if eval_dir and set(os.listdir(eval_dir)) <= {"config.yaml", "log.txt"}:
+            shutil.rmtree(eval_dir)  # a refused evaluation leaves no folder of its own behind
         parser.error(str(e))
 
 

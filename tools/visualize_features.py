@@ -133,14 +133,14 @@ def parse_query(text, image_hw):
     try:
         x, y = (float(v) for v in text.split(","))
     except ValueError:
-        raise SystemExit(f"--query must be 'x,y' in pixels, got {text!r}.") from None
+        raise ValueError(f"--query must be 'x,y' in pixels, got {text!r}.") from None
     return x, y
 
 
 def main(args):
     logger = setup_logger(name="lift_det", abbrev_name="lift_det")
     if args.passes < 1:
-        raise SystemExit(f"--passes must be >= 1, got {args.passes}.")
+        raise ValueError(f"--passes must be >= 1, got {args.passes}.")
     torch.manual_seed(0)  # parts left at random initialization are the same every run
     net = build_feature_model(args.config)
     loaded = load_feature_weights(net, args.weights, args.lift_weights)
@@ -163,4 +163,8 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(get_parser().parse_args())
+    parser = get_parser()
+    try:  # bad arguments, missing or refused weights: one line, exit code 2
+        main(parser.parse_args())
+    except (ValueError, FileNotFoundError) as e:
+        parser.error(str(e))
