@@ -396,15 +396,17 @@ def test_cpu_fallbacks(caplog):
 
 
 def test_missing_dataset_names_the_dataset_root(monkeypatch):
+    """A missing dataset file is bad input (one line, exit 2 from the tool) naming the root."""
     from detectron2.config import LazyCall as L
 
     from lift_det.engine import instantiate_data
+    from lift_det.engine.checks import UsageError
 
     def missing(path):
         raise FileNotFoundError(f"[Errno 2] No such file or directory: '{path}'")
 
     monkeypatch.setenv("DETECTRON2_DATASETS", "/data/sets")
-    with pytest.raises(FileNotFoundError) as e:
+    with pytest.raises(UsageError) as e:
         instantiate_data(L(missing)(path="/data/sets/coco/x.json"), "the training data")
     msg = str(e.value)
     assert msg.startswith("the training data: [Errno 2]") and "/data/sets/coco/x.json" in msg
