@@ -1,12 +1,13 @@
 """
 Config helpers. LazyConfig: :func:`lift_backbone` turns any ViTDet backbone config into its
 ViT+LiFT stage-two config; :func:`stage2_lr_multiplier` and :func:`frozen_vit_lr_factor` are the
-stage-two schedule and the frozen-ViT control. yacs: :func:`add_lift_config`.
+stage-two schedule and the frozen-ViT control; :data:`VIT_SIZES` / :func:`vitdet_vit_args` are the
+ViT sizes and :data:`LIFT_PRESET_FOR_WIDTH` the LiFT preset of each. yacs: :func:`add_lift_config`.
 """
 
 import copy
 import inspect
-from typing import Optional
+from typing import Any, Dict, Optional
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 from detectron2.config import CfgNode as CN
@@ -16,6 +17,8 @@ from detectron2.solver import WarmupParamScheduler
 
 __all__ = [
     "add_lift_config",
+    "VIT_SIZES",
+    "vitdet_vit_args",
     "LIFT_PRESET_FOR_WIDTH",
     "upsampler_config",
     "lift_backbone",
@@ -57,8 +60,33 @@ def add_lift_config(cfg: CN) -> CN:
     return cfg
 
 
+# detectron2 ViT arguments of each ViT size. B, L, H as upstream's projects/ViTDet/configs/COCO
+# (mask_rcnn_vitdet_b_100ep.py, _l_100ep.py, _h_75ep.py); S, which ViTDet has not, is DINO's
+# ViT-S/16 (LiFT-S's ViT in the paper) with ViT-B's drop path
+VIT_SIZES = {
+    "S": dict(embed_dim=384, depth=12, num_heads=6, drop_path_rate=0.1),
+    "B": dict(embed_dim=768, depth=12, num_heads=12, drop_path_rate=0.1),
+    "L": dict(embed_dim=1024, depth=24, num_heads=16, drop_path_rate=0.4),
+    "H": dict(embed_dim=1280, depth=32, num_heads=16, drop_path_rate=0.5),
+}
+
+
+def vitdet_vit_args(size: str) -> Dict[str, Any]:
+    """
+    ViTDet's ViT of a size ("S", "B", "L", "H"), as arguments of detectron2's ``ViT``: the
+    :data:`VIT_SIZES` entry and ``window_block_indexes``, windowed attention in every block except
+    the last of each quarter (global: 2, 5, 8, 11 at depth 12; 5, 11, 17, 23 at 24).
+    """
+    if size not in VIT_SIZES:
+        raise KeyError(f"No ViT size {size!r}; sizes: {', '.join(VIT_SIZES)}.")
+    args = dict(VIT_SIZES[size])
+    quarter = args["depth"] // 4
+    args["window_block_indexes"] = [i for i in range(args["depth"]) if (i + 1) % quarter]
+    return args
+
+
 # the LiFT preset that matches a ViT's width (paper: LiFT-S for ViT-S; ours for ViT-B/L/H)
-LIFT_PRESET_FOR_WIDTH = {384: "LiFT-S", 768: "LiFT-B", 1024: "LiFT-L", 1280: "LiFT-H"}
+LIFT_PRESET_FOR_WIDTH = {args["embed_dim"]: f"LiFT-{size}" for size, args in VIT_SIZES.items()}
 
 
 def upsampler_config(name: str, **kwargs):

@@ -47,16 +47,25 @@ def test_counts_of_known_layers(tool):
 def test_vit_sizes_are_vitdets(tool):
     # upstream's projects/ViTDet/configs/COCO: global attention in blocks 2, 5, 8, 11 (B),
     # 5, 11, 17, 23 (L), 7, 15, 23, 31 (H)
+    from detectron2 import model_zoo
+
+    from lift_det.config import vitdet_vit_args
+
     for size, dim, depth, globals_ in [
         ("B", 768, 12, [2, 5, 8, 11]),
         ("L", 1024, 24, [5, 11, 17, 23]),
         ("H", 1280, 32, [7, 15, 23, 31]),
     ]:
-        assert tool["VIT_SIZES"][size]["embed_dim"] == dim
-        windowed = tool["windowed_blocks"](depth)
-        assert [i for i in range(depth) if i not in windowed] == globals_
+        args = vitdet_vit_args(size)
+        assert (args["embed_dim"], args["depth"]) == (dim, depth)
+        assert [i for i in range(depth) if i not in args["window_block_indexes"]] == globals_
+    # ViT-B is detectron2's own (the ViTDet model zoo config), argument for argument
+    vit_b = model_zoo.get_config("common/models/mask_rcnn_vitdet.py").model.backbone.net
+    assert {k: vit_b[k] for k in vitdet_vit_args("B")} == vitdet_vit_args("B")
+    # the tool builds the ViTs of that table
     vit = tool["build_vit"]("S", 224)
     assert [i for i, b in enumerate(vit.blocks) if b.window_size == 0] == [2, 5, 8, 11]
+    assert vit.patch_embed.proj.out_channels == 384 and len(vit.blocks) == 12
 
 
 def test_readme_promise_lift_b_flops_at_most_10_percent_of_vit_b(run):

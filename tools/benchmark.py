@@ -35,20 +35,13 @@ from detectron2.modeling import ViT
 from detectron2.utils.analysis import FlopCountAnalysis as ModelFlopCountAnalysis
 from detectron2.utils.logger import setup_logger
 
+from lift_det.config import VIT_SIZES, vitdet_vit_args
 from lift_det.modeling import LIFT_PRESETS, build_upsampler
 from provenance import provenance  # tools/provenance.py
 
 logger = logging.getLogger("lift_det.benchmark")
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
-# detectron2 ViT arguments of each ViT size; B/L/H as upstream's projects/ViTDet/configs/COCO
-# (global attention in every depth/4-th block), S as DINO's ViT-S/16 (LiFT-S's backbone)
-VIT_SIZES = {
-    "S": dict(embed_dim=384, depth=12, num_heads=6),
-    "B": dict(embed_dim=768, depth=12, num_heads=12),
-    "L": dict(embed_dim=1024, depth=24, num_heads=16),
-    "H": dict(embed_dim=1280, depth=32, num_heads=16),
-}
 DETECTORS = {
     "mrcnn": ("vitdet_mrcnn.py", "Mask R-CNN, ViTDet-B"),
     "mrcnn_lift": ("vitdet_mrcnn_lift.py", "Mask R-CNN, ViTDet-B + LiFT-B"),
@@ -57,22 +50,9 @@ DETECTORS = {
 }
 
 
-def windowed_blocks(depth: int):
-    """ViTDet's windowed blocks: all but every (depth/4)-th, which has global attention."""
-    every = depth // 4
-    return [i for i in range(depth) if i % every != every - 1]
-
-
 def build_vit(size: str, image_size: int) -> ViT:
     """detectron2's ViT of a ViTDet size ("B", "L", "H"; "S" for LiFT-S), random weights."""
-    args = VIT_SIZES[size]
-    vit = ViT(
-        img_size=image_size,
-        window_size=14,
-        use_rel_pos=True,
-        window_block_indexes=windowed_blocks(args["depth"]),
-        **args,
-    )
+    vit = ViT(img_size=image_size, window_size=14, use_rel_pos=True, **vitdet_vit_args(size))
     return vit.eval()
 
 
