@@ -179,6 +179,7 @@ def test_feature_model_from_the_mini_stage_one_config(net):
     [
         ("mini/vitdet_mrcnn_lift.py", "LiFT-S", 256),
         ("mini/vitdet_mrcnn.py", "LiFT-S", 256),
+        ("vitdet_mrcnn.py", "LiFT-B", 1024),  # a plain ViT-B: the preset of its width
         ("vitdet_mrcnn_lift.py", "LiFT-B", 1024),
         ("lift_stage1_coco.py", "LiFT-B", 1024),
     ],

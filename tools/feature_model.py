@@ -12,13 +12,12 @@ from torch import nn
 from detectron2.checkpoint import DetectionCheckpointer
 
 from lift_det.checkpoint import load_lift_file
-from lift_det.modeling import LIFT_PRESETS, ViTLiFT, build_upsampler, vit_identity
+from lift_det.config import LIFT_PRESET_FOR_WIDTH
+from lift_det.modeling import ViTLiFT, build_upsampler, vit_identity
 from lift_det.modeling.feature_source import IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger("lift_det.tools")
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
-# the preset for a ViT width, when a config has a plain ViT
-_PRESET_FOR_WIDTH = {768: "LiFT-B", 1024: "LiFT-L", 1280: "LiFT-H"}
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -29,8 +28,9 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
 
 
 def _lift_for(embed_dim: int, patch_size: int) -> nn.Module:
-    preset = _PRESET_FOR_WIDTH.get(embed_dim, "LiFT-S")
-    preset = preset if preset in LIFT_PRESETS else "LiFT-B"
+    """The LiFT preset of a ViT's width, for a config with a plain ViT; LiFT-S (the smallest) for
+    a width without a preset (e.g. the mini configs' ViT)."""
+    preset = LIFT_PRESET_FOR_WIDTH.get(embed_dim, "LiFT-S")
     return build_upsampler(preset, embed_dim, patch_size)
 
 
