@@ -283,6 +283,17 @@ def test_scale_invariance_writes_png_and_json(tmp_path):
         assert [matrix[i][i] for i in range(3)] == [1.0, 1.0, 1.0]
 
 
+def test_scale_invariance_reads_a_folders_image_files(tmp_path):
+    """A folder's images are lift_det's image files (lift_det.data.IMAGE_EXTENSIONS), any case."""
+    from lift_det.data import IMAGE_EXTENSIONS
+
+    names = [f"img{i}{e.upper() if i % 2 else e}" for i, e in enumerate(IMAGE_EXTENSIONS)]
+    for name in names + ["notes.txt", "labels.json"]:
+        (tmp_path / name).write_bytes(b"")
+    paths = _tool("scale_invariance.py")["image_paths"]([str(tmp_path)], limit=100)
+    assert sorted(os.path.basename(p) for p in paths) == sorted(names)
+
+
 def test_scale_cka_figure_shows_every_scale_in_a_range_that_shows_differences(tmp_path):
     """Five scales: a curve panel for each (none dropped), heatmaps coloured from the smallest
     value (rounded down to 0.05) to 1, not 0 to 1 where CKA values of 0.9+ look the same."""

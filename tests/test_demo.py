@@ -93,6 +93,18 @@ def test_demo_folder_output_threshold_and_bad_file(demo, weights, tmp_path, monk
     assert counts == [0, 0, 0]
 
 
+def test_demo_folder_images_are_lift_dets_image_files_it_can_write(demo, tmp_path):
+    """A folder's images: lift_det.data.IMAGE_EXTENSIONS that OpenCV writes back (not GIF)."""
+    from lift_det.data import IMAGE_EXTENSIONS
+
+    names = [f"img{i}{e.upper() if i % 2 else e}" for i, e in enumerate(IMAGE_EXTENSIONS)]
+    for name in names + ["notes.txt"]:
+        (tmp_path / name).write_bytes(b"")
+    found = [os.path.basename(p) for p in demo.expand_inputs([str(tmp_path)])]
+    assert sorted(found) == sorted(n for n in names if not n.lower().endswith(".gif"))
+    assert len(found) == len(IMAGE_EXTENSIONS) - 1
+
+
 def test_demo_one_input_to_one_file_and_argument_checks(demo, weights, tmp_path, monkeypatch):
     write_images(tmp_path / "in", n=1)
     out = tmp_path / "sub" / "one.jpg"

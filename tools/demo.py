@@ -19,8 +19,10 @@ from detectron2.utils.video_visualizer import VideoVisualizer
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 import tqdm
+from lift_det.data import IMAGE_EXTENSIONS
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# a folder's images that the demo can draw on and write back (OpenCV writes no GIF)
+IMAGE_EXTS = tuple(e for e in IMAGE_EXTENSIONS if cv2.haveImageWriter(f"image{e}"))
 # the fourcc codes to try for a video container, best first (OpenCV builds differ: pip's has no
 # H.264 encoder); a folder output gets the first of .mp4 / .avi that this OpenCV can write
 VIDEO_CODECS = {

@@ -34,8 +34,7 @@ from feature_model import (
     weights_caveat,
 )
 from lift_det.analysis import dense_features, feature_map_cka, method_label, resize_features
-
-_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+from lift_det.data import IMAGE_EXTENSIONS
 
 
 def scale_cka_matrix(
@@ -219,7 +218,7 @@ def image_paths(specs, limit):
             found = [os.path.join(spec, n) for n in sorted(os.listdir(spec))]
         else:
             found = sorted(glob.glob(spec)) or [spec]
-        paths += [p for p in found if p.lower().endswith(_IMAGE_EXTS)]
+        paths += [p for p in found if p.lower().endswith(IMAGE_EXTENSIONS)]
     if not paths:
         raise FileNotFoundError(f"--images: no images found in {specs}.")
     return paths[:limit]

@@ -6,7 +6,7 @@ are generated on first load.
 
 # detectron2's reader, mapper and dataset loader, with 16-bit images and clear errors
 from .dataset_mapper import DetectionDatasetMapper
-from .detection_utils import get_detection_dataset_dicts, read_image
+from .detection_utils import IMAGE_EXTENSIONS, get_detection_dataset_dicts, read_image
 
 # the built-in mini COCO dataset
 from .mini import (
@@ -23,6 +23,7 @@ from .stage1 import Stage1DatasetMapper, image_folder_dicts, read_rgb_image, sta
 
 __all__ = [
     "DetectionDatasetMapper",
+    "IMAGE_EXTENSIONS",
     "get_detection_dataset_dicts",
     "read_image",
     "MINI_CLASSES",

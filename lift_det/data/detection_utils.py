@@ -18,7 +18,10 @@ from detectron2.utils.file_io import PathManager
 
 from .validate import check_dataset_dicts
 
-__all__ = ["datasets_hint", "get_detection_dataset_dicts", "read_image"]
+__all__ = ["IMAGE_EXTENSIONS", "datasets_hint", "get_detection_dataset_dicts", "read_image"]
+
+# what :func:`read_image` (PIL) reads: the file names that image folders are searched for
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
 # PIL's convert("RGB" / "L") clips these at 255 (a 16-bit image becomes white)
 _HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")

@@ -27,10 +27,9 @@ import torch
 import detectron2.data.transforms as T
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from .detection_utils import check_dataset_files, datasets_hint, read_image
+from .detection_utils import IMAGE_EXTENSIONS, check_dataset_files, datasets_hint, read_image
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "Stage1DatasetMapper",
     "color_jitter",
     "image_folder_dicts",
@@ -39,8 +38,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
 
 # -------------------------------------------------------------------------------------------------
