@@ -399,6 +399,7 @@ def test_missing_dataset_names_the_dataset_root(monkeypatch):
     """A missing dataset file is bad input (one line, exit 2 from the tool) naming the root."""
     from detectron2.config import LazyCall as L
 
+    from lift_det.data.detection_utils import datasets_hint
     from lift_det.engine import instantiate_data
     from lift_det.engine.checks import UsageError
 
@@ -411,6 +412,25 @@ def test_missing_dataset_names_the_dataset_root(monkeypatch):
     msg = str(e.value)
     assert msg.startswith("the training data: [Errno 2]") and "/data/sets/coco/x.json" in msg
     assert "Set DETECTRON2_DATASETS to the folder that holds them" in msg
+    assert "now '/data/sets'; e.g. /data/sets/coco/train2017" in msg
+    assert msg.endswith(datasets_hint())  # lift_det.data's hint, the one the datasets give
+
+
+def test_missing_dataset_hint_is_given_once(monkeypatch, tmp_path):
+    """lift_det's dataset functions give the hint already: the tool does not repeat it."""
+    from detectron2.config import LazyCall as L
+
+    from lift_det.data.detection_utils import datasets_hint
+    from lift_det.data.stage1 import image_folder_dicts
+    from lift_det.engine import instantiate_data
+    from lift_det.engine.checks import UsageError
+
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    with pytest.raises(UsageError) as e:
+        instantiate_data(L(image_folder_dicts)(root=str(tmp_path / "nowhere")), "the test data")
+    msg = str(e.value)
+    assert msg.startswith("the test data: Image folder") and "nowhere" in msg
+    assert msg.count(datasets_hint()) == 1
 
 
 def _files(folder):

@@ -53,12 +53,14 @@ def read_image(file_name: str, format: Optional[str] = None) -> np.ndarray:
 
 
 def datasets_hint() -> str:
-    """Where detectron2 looks for datasets, and how to change it."""
+    """Where detectron2 reads datasets (``$DETECTRON2_DATASETS``), and how to change it."""
     root = os.environ.get("DETECTRON2_DATASETS")
-    where = f"DETECTRON2_DATASETS={root}" if root else "DETECTRON2_DATASETS is unset: ./datasets"
+    now, shown = (f"now '{root}'", root) if root else ("unset: './datasets'", "datasets")
     return (
-        f"Datasets are looked up under $DETECTRON2_DATASETS ({where}); set it before starting "
-        f"(see detectron2's datasets/README.md for the layout), or fix the path."
+        f"Datasets are read under $DETECTRON2_DATASETS ({now}; e.g. {shown}/coco/train2017 and "
+        f"{shown}/coco/annotations/instances_train2017.json, the layout of detectron2's "
+        f"datasets/README.md). Set DETECTRON2_DATASETS to the folder that holds them before "
+        f"starting, or use the built-in mini data (configs/mini/)."
     )
 
 

@@ -9,6 +9,7 @@ import torch
 from detectron2.config import instantiate
 from detectron2.engine import AMPTrainer, SimpleTrainer, TrainerBase
 
+from ..data.detection_utils import datasets_hint
 from .checks import UsageError
 
 __all__ = [
@@ -61,13 +62,8 @@ def instantiate_data(node, what: str):
     try:
         return instantiate(node)
     except FileNotFoundError as e:
-        root = os.environ.get("DETECTRON2_DATASETS", "datasets")
-        raise UsageError(
-            f"{what}: {e} Datasets are read under $DETECTRON2_DATASETS (now '{root}', e.g. "
-            f"{root}/coco/train2017 and {root}/coco/annotations/instances_train2017.json). Set "
-            f"DETECTRON2_DATASETS to the folder that holds them, or use the built-in mini data "
-            f"(configs/mini/)."
-        ) from None
+        hint = datasets_hint()  # lift_det's dataset functions give it already
+        raise UsageError(f"{what}: {e}" if hint in str(e) else f"{what}: {e} {hint}") from None
     except (ValueError, KeyError) as e:
         raise UsageError(f"{what}: {_message(e)}") from None
 
