@@ -21,10 +21,10 @@ from lift_det.analysis import (
     self_similarity,
 )
 from lift_det.checkpoint import save_lift_file
+from lift_det.model_zoo import get_config_file
 from lift_det.modeling import vit_identity
 
 TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
-CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
 sys.path.insert(0, TOOLS)  # the tools' helper module, as when a tool runs as a script
 
 from feature_model import (  # noqa: E402
@@ -185,7 +185,7 @@ def test_feature_model_from_the_mini_stage_one_config(net):
     ],
 )
 def test_feature_model_from_other_configs(config, preset, size):
-    net = build_feature_model(os.path.join(CONFIGS, config))
+    net = build_feature_model(get_config_file(config))
     assert net.lift.preset == preset and native_image_size(net) == size
 
 

@@ -113,8 +113,14 @@ def test_table_rows_and_ratios(run):
 
 
 def test_every_preset_is_listed_by_default(tool):
+    from lift_det.model_zoo import CONFIG_DIR, get_config_file
+
     args = tool["get_parser"]().parse_args([])
     assert args.presets == list(LIFT_PRESETS)
+    # the detectors are lift_det's configs (the model zoo's folder), wherever the tool runs
+    assert args.config_dir == CONFIG_DIR
+    path = get_config_file("vitdet_mrcnn.py")
+    assert os.path.samefile(os.path.join(args.config_dir, "vitdet_mrcnn.py"), path)
 
 
 def test_unknown_preset_is_refused(tool, tmp_path):
@@ -124,9 +130,11 @@ def test_unknown_preset_is_refused(tool, tmp_path):
 
 
 def test_stage1_ratio_restores_lift(tool):
-    from detectron2.config import LazyConfig, instantiate
+    from detectron2.config import instantiate
 
-    cfg = LazyConfig.load(os.path.join(tool["CONFIG_DIR"], "mini", "lift_stage1.py"))
+    from lift_det.model_zoo import get_config
+
+    cfg = get_config("mini/lift_stage1.py")
     cfg.model.square_pad = 128
     torch.manual_seed(0)
     model = instantiate(cfg.model)

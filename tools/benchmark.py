@@ -36,12 +36,12 @@ from detectron2.utils.analysis import FlopCountAnalysis as ModelFlopCountAnalysi
 from detectron2.utils.logger import setup_logger
 
 from lift_det.config import VIT_SIZES, vitdet_vit_args
+from lift_det.model_zoo import CONFIG_DIR
 from lift_det.modeling import LIFT_PRESETS, build_upsampler
 from provenance import provenance  # tools/provenance.py
 
 logger = logging.getLogger("lift_det.benchmark")
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
 DETECTORS = {
     "mrcnn": ("vitdet_mrcnn.py", "Mask R-CNN, ViTDet-B"),
     "mrcnn_lift": ("vitdet_mrcnn_lift.py", "Mask R-CNN, ViTDet-B + LiFT-B"),

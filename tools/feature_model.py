@@ -3,7 +3,6 @@ built from a stage-one or detector LazyConfig, with weights from a checkpoint an
 
 import logging
 import numpy as np
-import os
 from typing import Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
@@ -13,11 +12,11 @@ from detectron2.checkpoint import DetectionCheckpointer
 
 from lift_det.checkpoint import load_lift_file
 from lift_det.config import LIFT_PRESET_FOR_WIDTH
+from lift_det.model_zoo import get_config_file
 from lift_det.modeling import ViTLiFT, build_upsampler, vit_identity
 from lift_det.modeling.feature_source import IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger("lift_det.tools")
-CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -35,8 +34,8 @@ def _lift_for(embed_dim: int, patch_size: int) -> nn.Module:
 
 
 def default_feature_config() -> str:
-    """The mini stage-one config of the lift_det checkout (``configs/mini/lift_stage1.py``)."""
-    return os.path.normpath(os.path.join(CONFIGS, "mini", "lift_stage1.py"))
+    """lift_det's mini stage-one config (``configs/mini/lift_stage1.py``)."""
+    return get_config_file("mini/lift_stage1.py")
 
 
 def build_feature_model(config_file: Optional[str] = None) -> ViTLiFT:

@@ -4,11 +4,11 @@ import os
 
 from detectron2.config import LazyConfig
 
-__all__ = ["get_config_file", "get_config"]
+__all__ = ["CONFIG_DIR", "get_config_file", "get_config"]
 
 # setup.py links (or, where links fail, copies) the repository's configs/ here, as detectron2's
 # setup.py does for detectron2/model_zoo/configs; a wheel carries them as package data
-_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
 
 def get_config_file(config_path: str) -> str:
@@ -20,16 +20,16 @@ def get_config_file(config_path: str) -> str:
     Returns:
         str: the path of the config file.
     """
-    path = os.path.join(_CONFIGS, config_path)
+    path = os.path.join(CONFIG_DIR, config_path)
     if not os.path.isfile(path):
         available = sorted(
-            os.path.relpath(os.path.join(d, f), _CONFIGS)
-            for d, _, files in os.walk(_CONFIGS)
+            os.path.relpath(os.path.join(d, f), CONFIG_DIR)
+            for d, _, files in os.walk(CONFIG_DIR)
             for f in files
             if f.endswith(".py") and os.path.basename(d) != "common"
         )
         raise RuntimeError(
-            f"{config_path} is not one of lift_det's configs (looked in {_CONFIGS}). "
+            f"{config_path} is not one of lift_det's configs (looked in {CONFIG_DIR}). "
             f"Available: {', '.join(available) or 'none: reinstall with `pip install -e .`'}."
         )
     return path
