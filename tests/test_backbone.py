@@ -348,7 +348,7 @@ def test_checkpoint_with_lift_wins_and_the_file_is_never_read(tmp_path, caplog):
         torch.testing.assert_close(lift_state(model)[k], v, msg=k)
     lines = [r for r in caplog.records if r.name.startswith("lift_det")]
     assert [r.levelno for r in lines] == [logging.INFO]
-    assert "come from the checkpoint; lift_weights=" in lines[0].getMessage()
+    assert "backbone.net.lift: from the checkpoint (lift_weights=" in lines[0].getMessage()
     model.train()
     with EventStorage():
         model(fake_batch(1))

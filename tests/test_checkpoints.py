@@ -583,7 +583,10 @@ def test_vitdet_checkpoint_into_lift_model_logs_one_line(tmp_path, caplog):
     )
     assert f"new (not in the file, keep their init): backbone.simfp_6 ({n_new})" in info
     assert f"unused (not in this model): backbone.simfp_2 ({n_unused})" in info
-    assert "as expected for a ViTDet checkpoint" in info
+    assert (
+        "(as expected: simfp_6 is the new 0.25x stage (ViTDet checkpoints have none); ViTDet's 4x "
+        "stage simfp_2 has no counterpart here)" in info
+    )
     assert f"backbone.net.lift ({n_lift}): from lift_weights={lift_path}" in info
     assert "\n" not in info
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
@@ -596,8 +599,9 @@ def test_vitdet_checkpoint_into_lift_model_logs_one_line(tmp_path, caplog):
 
 
 class LiFTNetStandIn(torch.nn.Module):
-    """Mimics ViTLiFT's load hook (BRIEF interface 5): a state dict without ``lift.*`` gets LiFT
-    from ``lift_weights``; one with ``lift.*`` wins and the file is never read."""
+    """Mimics ViTLiFT's load hook: a state dict without ``lift.*`` gets LiFT from
+    ``lift_weights``; one with ``lift.*`` wins and the file is never read; either is reported to
+    the checkpointer (``report_part``), which knows no module by name."""
 
     def __init__(self, lift_weights):
         super().__init__()
@@ -610,10 +614,16 @@ class LiFTNetStandIn(torch.nn.Module):
 
     @staticmethod
     def _fill_lift(module, state_dict, prefix, *args):
+        from lift_det.checkpoint import report_part
+
+        origin = f"lift_weights={module.lift_weights}"
         if not any(k.startswith(prefix + "lift.") for k in state_dict):
             module.file_reads += 1
             for k, v in torch.load(module.lift_weights).items():
                 state_dict[f"{prefix}lift.{k}"] = v
+            report_part(prefix + "lift.", "file", origin=origin, tensors=2)
+        else:
+            report_part(prefix + "lift.", "checkpoint", origin=origin, tensors=2)
 
 
 @pytest.mark.parametrize("ckpt_has_lift", [True, False])
@@ -877,3 +887,47 @@ def test_mae_into_frozen_vit_zero_rel_pos_is_fine_nonzero_is_refused(tmp_path, c
         vit.blocks[1].attn.rel_pos_w.fill_(0.5)
     with pytest.raises(ValueError, match=r"FROZEN .* 1 did not fit .*blocks.1.attn.rel_pos_w"):
         AtomicDetectionCheckpointer(vit).load(path + "?matching_heuristics=True")
+
+
+class ReportingStandIn(torch.nn.Module):
+    """Any module may tell the checkpointer where its tensors come from (load_report)."""
+
+    def __init__(self, source, reason="on purpose"):
+        super().__init__()
+        self.trunk = torch.nn.Linear(2, 2)
+        self.extra = torch.nn.Linear(2, 2)
+        self.source = source
+        self.register_load_state_dict_pre_hook(self._report)
+
+    @staticmethod
+    def _report(module, state_dict, prefix, *args):
+        from lift_det.checkpoint import report_part
+
+        if module.source and not any(k.startswith(prefix + "extra.") for k in state_dict):
+            report_part(prefix + "extra.", module.source, tensors=2, reason=module.reason)
+
+    reason = "a part this format never has"
+
+
+@pytest.mark.parametrize("source", ["random", "new", None])
+def test_reported_parts_decide_what_is_refused(tmp_path, caplog, source):
+    """The checkpointer's exemptions come only from what modules report: a part reported
+    "random" may stay at its init in training and inference, a "new" one in training and for
+    inference (complete=True), an unreported missing one only in training (it is trainable)."""
+    donor = ReportingStandIn(source)
+    state = {k: v for k, v in donor.state_dict().items() if not k.startswith("extra.")}
+    path = str(tmp_path / "model.pth")
+    torch.save({"model": state}, path)
+    with caplog.at_level(logging.INFO):
+        AtomicDetectionCheckpointer(ReportingStandIn(source)).load(path)
+    info = [r.getMessage() for r in _records(caplog, logging.INFO)][-1]
+    if source == "random":
+        assert "extra: left random (a part this format never has)" in info
+        assert info.startswith(f"Loaded 2/4 tensors of the model from {path}")
+    elif source == "new":
+        assert "(as expected: a part this format never has)" in info
+    if source is None:
+        with pytest.raises(ValueError, match=r"leaves 2 of the model's 4 tensors"):
+            AtomicDetectionCheckpointer(ReportingStandIn(source), complete=True).load(path)
+    else:
+        AtomicDetectionCheckpointer(ReportingStandIn(source), complete=True).load(path)

@@ -114,8 +114,9 @@ def component_rows(presets, size, device, vit_2x, tables):
 def detector_config(path: str, size: int, proposals: int, detections: int):
     """The model config of a detector LazyConfig at ``size``, ``detections`` per image."""
     model = LazyConfig.load(path).model
-    if "lift_weights" in model.backbone.net:
-        model.backbone.net.lift_weights = ""  # costs do not depend on LiFT's weights
+    if "lift" in model.backbone.net:  # a ViTLiFT
+        # costs do not depend on LiFT's weights: no checkpoint is loaded, a random LiFT is fine
+        model.backbone.net.allow_random_lift = True
     model.backbone.square_pad = size  # the ViT interpolates its position embeddings
     model.proposal_generator.post_nms_topk = (2000, proposals)  # (train, test)
     heads = model.roi_heads

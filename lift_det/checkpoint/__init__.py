@@ -8,6 +8,7 @@ from .file_io import (
     is_temp_file,
     remove_stale_temp_files,
 )
+from .load_report import Part, collect_parts, report_part
 from .lift_file import (
     LIFT_FILE_FORMAT,
     MAX_ABS_WEIGHT,

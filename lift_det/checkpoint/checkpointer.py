@@ -20,7 +20,6 @@ import hashlib
 import itertools
 import logging
 import os
-import re
 from collections import Counter
 from typing import Any, Dict, Iterable, List, Optional, Set
 from urllib.parse import parse_qs, urlencode, urlparse
@@ -31,16 +30,13 @@ from detectron2.checkpoint import DetectionCheckpointer
 
 from .file_io import atomic_torch_save, atomic_write_text, remove_stale_temp_files
 from .lift_file import not_a_checkpoint, unreadable_content
+from .load_report import collect_parts
 
 __all__ = ["AtomicDetectionCheckpointer", "MIN_FIT", "model_fingerprint"]
 
 logger = logging.getLogger(__name__)
 MIN_FIT = 0.5
 _SWITCH = "allow_mismatch"
-_RANDOM = "allow_random_lift"  # ViTLiFT's switch: a random frozen LiFT is allowed
-_VITDET_NEW = re.compile(r"(^|\.)lift$|^backbone\.simfp_6$")  # expected gaps of a ViTDet file
-_VITDET_UNUSED = re.compile(r"^backbone\.simfp_2$")
-_NEW_FOR_INFERENCE = re.compile(r"backbone\.simfp_6\.")  # the one new stage a ViTDet file lacks
 
 
 def model_fingerprint(model: nn.Module) -> Dict[str, Any]:
@@ -69,10 +65,6 @@ def _groups(keys: Iterable[str], universe: Iterable[str]) -> Dict[str, int]:
             i += 1
         groups[prefixes[i]] += 1
     return dict(sorted(groups.items()))
-
-
-def _child(name: str, child: str) -> str:
-    return f"{name}.{child}" if name else child
 
 
 def _fmt(groups: Dict[str, int]) -> str:
@@ -171,14 +163,6 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
                 raise
             raise not_a_checkpoint(filename, e) from None
 
-    def _lift_modules(self) -> Dict[str, str]:
-        """{'<prefix>lift.': lift_weights} for the modules (ViTLiFT) given a LiFT file."""
-        return {
-            _child(name, "lift."): m.lift_weights
-            for name, m in self.model.named_modules()
-            if getattr(m, "lift_weights", "") and hasattr(m, "lift")
-        }
-
     def _load_model(self, checkpoint: Dict[str, Any]):
         args = self._load_args
         path, allow = args.get("path", "?"), args.get("allow", self.allow_mismatch)
@@ -186,20 +170,16 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         if resume and not allow:
             self._check_fingerprint(checkpoint.get("model_fingerprint"), path)
         keys = [k[7:] if k.startswith("module.") else k for k in checkpoint["model"]]
-        lift_weights = self._lift_modules()
-        lift_from_ckpt = {p: any(k.startswith(p) for k in keys) for p in lift_weights}
         is_lift_file = "lift_det" in checkpoint
-        incompatible = super()._load_model(checkpoint)
+        with collect_parts() as parts:  # what the modules' load hooks say they took elsewhere
+            incompatible = super()._load_model(checkpoint)
 
         model_keys = list(self.model.state_dict())
         missing = set(_filter_reused_missing_keys(self.model, incompatible.missing_keys))
         shapes = {k: (a, b) for k, a, b in incompatible.incorrect_shapes}
-        # LiFT supplied by lift_weights (the load hook or the constructor), or allowed random
-        lift_from_file = [p for p, has in lift_from_ckpt.items() if not has]
-        random_ok = [
-            _child(n, "lift.") for n, m in self.model.named_modules() if getattr(m, _RANDOM, 0)
-        ]
-        exempt = {k for k in model_keys if any(k.startswith(p) for p in lift_from_file + random_ok)}
+        # supplied by a file (LiFT from lift_weights) or left random on purpose: not missing
+        elsewhere = [p for p in parts if p.source in ("file", "random")]
+        exempt = {k for k in model_keys if any(p.covers(k) for p in elsewhere)}
         missing -= exempt | set(shapes)  # fvcore drops mis-shaped tensors: they show as missing
         # an MAE file has no relative-position tables; zero ones (ViTDet's init) add no bias
         state = self.model.state_dict()
@@ -225,10 +205,7 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
             shapes=_groups(shapes, model_keys),
             unused=_groups(incompatible.unexpected_keys, model_keys),
             zero_rel_pos=len(zero_rel_pos),
-            lift={
-                p: (not has, lift_weights[p], len([k for k in exempt if k.startswith(p)]))
-                for p, has in lift_from_ckpt.items()
-            },
+            parts=parts,
         )
         if allow:
             return incompatible
@@ -264,7 +241,8 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
                 f"({what}). Use a checkpoint of this model (or a ViTDet/MAE checkpoint of the "
                 f"same ViT size), {fix}"
             )
-        random = sorted(k for k in missing | set(shapes) if not _NEW_FOR_INFERENCE.match(k))
+        new = [p for p in parts if p.source == "new"]  # parts this checkpoint format never has
+        random = sorted(k for k in missing | set(shapes) if not any(p.covers(k) for p in new))
         if self.complete and random:
             n_random = sum(params[k].numel() for k in random if k in params)
             raise ValueError(
@@ -323,20 +301,13 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
                 f"; {r['zero_rel_pos']} relative-position tables not in the file stay zero "
                 f"(no relative-position bias, as in MAE)"
             )
-        if (r["missing"] or r["unused"]) and not r["shapes"]:
-            if all(_VITDET_NEW.search(p) for p in r["missing"]) and all(
-                _VITDET_UNUSED.match(p) for p in r["unused"]
-            ):
-                line += (
-                    " (as expected for a ViTDet checkpoint: LiFT comes from stage one, simfp_6 "
-                    "is the new 0.25x stage, ViTDet's 4x stage simfp_2 has no counterpart)"
-                )
-        for prefix, (from_file, weights, n) in r["lift"].items():
-            line += (
-                f"; {prefix[:-1]} ({n}): from lift_weights={weights} (the checkpoint has none)"
-                if from_file
-                else f"; {prefix[:-1]}: from the checkpoint (lift_weights={weights} not used)"
-            )
+        parts = r["parts"]
+        expected = [p for p in parts if p.source in ("new", "unused") and p.reason]
+        if expected and (r["missing"] or r["unused"]) and not r["shapes"]:
+            covered = [g + "." for g in list(r["missing"]) + list(r["unused"])]
+            if all(any(p.covers(g) for p in parts) for g in covered):
+                line += " (as expected: " + "; ".join(p.reason for p in expected) + ")"
+        line += "".join(f"; {p.describe()}" for p in parts if p.describe())
         if r["allow"]:
             line += f" [{_SWITCH}=True: mismatches were not refused]"
         logger.info(line + ".")

@@ -8,8 +8,8 @@ from .upsample import UPSAMPLER_NAMES, BilinearUpsampler, ResizeConvUpsampler, b
 from .attention import ATTN_IMPLS, AttnViT, SDPAttention, set_attn_impl
 
 # stage two: ViT + LiFT backbone, its pyramid, yacs builder
-from .backbone import ViTLiFT, build_vit_lift_backbone, vit_identity
-from .pyramid import LiFTSimpleFeaturePyramid
+from .backbone import ViTLiFT, vit_identity
+from .pyramid import LiFTSimpleFeaturePyramid, build_vit_lift_backbone
 
 # stage one: frozen feature sources and the self-supervised model
 from .feature_source import D2ViTSource, TimmViTSource

@@ -7,22 +7,19 @@ checkpoint that holds ``backbone.net.lift.*`` wins; otherwise the stage-one file
 is read when the checkpoint (e.g. ViTDet's) is loaded.
 """
 
-import logging
 from contextlib import nullcontext
 from typing import Any, Dict
 import torch
 from torch import nn
 
-from detectron2.layers import ShapeSpec
-from detectron2.modeling import BACKBONE_REGISTRY, Backbone, ViT
+from detectron2.modeling import ViT
 
-from ..checkpoint import load_lift_file
+from ..checkpoint import load_lift_file, report_part
 from ..checkpoint.lift_file import teacher_fingerprint
 from .attention import AttnViT, keyword_signature
 
-__all__ = ["ViTLiFT", "build_vit_lift_backbone", "vit_identity"]
+__all__ = ["ViTLiFT", "vit_identity"]
 
-logger = logging.getLogger(__name__)
 
 
 def vit_identity(vit: nn.Module) -> Dict[str, Any]:
@@ -130,16 +127,22 @@ class ViTLiFT(AttnViT):
         Called with the incoming state dict whenever a state dict is loaded into this module (or
         a model holding it at ``prefix``): if it has no ``<prefix>lift.*`` tensors and
         ``lift_weights`` is set, load that file (checked by :func:`load_lift_file`) and add its
-        tensors to ``state_dict``, so they load and are not reported missing.
+        tensors to ``state_dict``, so they load. Where LiFT came from (the checkpoint, the file,
+        or nowhere with ``allow_random_lift``) is reported to the loading checkpointer
+        (:func:`~lift_det.checkpoint.report_part`): this method is its one owner.
         """
-        lift_keys = [k for k in state_dict if k.startswith(prefix + "lift.")]
-        if not self.lift_weights or not self.lift.state_dict():
+        part = prefix + "lift."
+        lift_keys = [k for k in state_dict if k.startswith(part)]
+        n = len(self.lift.state_dict())
+        if not n:  # a control without parameters (bilinear)
             return
+        origin = f"lift_weights={self.lift_weights}" if self.lift_weights else ""
         if lift_keys:
-            logger.info(
-                f"LiFT: {len(lift_keys)} tensors {prefix}lift.* come from the checkpoint; "
-                f"lift_weights={self.lift_weights} is not read."
-            )
+            report_part(part, "checkpoint", origin=origin, tensors=len(lift_keys))
+            return
+        if not self.lift_weights:
+            if self.allow_random_lift:
+                report_part(part, "random", tensors=n, reason="allow_random_lift=True")
             return
         # the incoming ViT, if complete, is checked against the teacher the file records
         vit_keys = {k for k in self.state_dict() if not k.startswith("lift.")}
@@ -148,7 +151,8 @@ class ViTLiFT(AttnViT):
         teacher = teacher_fingerprint(incoming) if set(incoming) == vit_keys else None
         load_lift_file(self.lift, self.lift_weights, backbone=vit_identity(self), teacher=teacher)
         for k, v in self.lift.state_dict().items():
-            state_dict[f"{prefix}lift.{k}"] = v
+            state_dict[part + k] = v
+        report_part(part, "file", origin=origin, tensors=n)
 
     def train(self, mode: bool = True) -> "ViTLiFT":
         super().train(mode)
@@ -191,57 +195,3 @@ class ViTLiFT(AttnViT):
 
 
 ViTLiFT.__signature__ = keyword_signature(ViTLiFT)
-
-
-@BACKBONE_REGISTRY.register()
-def build_vit_lift_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
-    """
-    yacs builder (``MODEL.BACKBONE.NAME = "build_vit_lift_backbone"``): ViTDet's ViT + LiFT (or a
-    control) + the simple feature pyramid, configured by ``cfg.MODEL.VIT_LIFT`` (see
-    :func:`add_lift_config`).
-    """
-    from functools import partial
-
-    from detectron2.modeling.backbone.fpn import LastLevelMaxPool
-
-    from .pyramid import LiFTSimpleFeaturePyramid
-    from .upsample import build_upsampler
-
-    c = cfg.MODEL.VIT_LIFT
-    options = {"norm": c.LIFT_NORM} if c.UPSAMPLER.startswith("LiFT-") else {}
-    try:
-        lift = build_upsampler(c.UPSAMPLER, c.EMBED_DIM, c.PATCH_SIZE, **options)
-    except ValueError as e:
-        raise ValueError(f"MODEL.VIT_LIFT.UPSAMPLER: {e}") from e
-    net = ViTLiFT(
-        lift=lift,
-        lift_weights=c.LIFT_WEIGHTS,
-        num_passes=c.NUM_PASSES,
-        freeze_vit=c.FREEZE_VIT,
-        freeze_lift=c.FREEZE_LIFT,
-        allow_random_lift=c.ALLOW_RANDOM_LIFT,
-        img_size=c.IMG_SIZE,
-        patch_size=c.PATCH_SIZE,
-        embed_dim=c.EMBED_DIM,
-        depth=c.DEPTH,
-        num_heads=c.NUM_HEADS,
-        drop_path_rate=c.DROP_PATH_RATE,
-        window_size=c.WINDOW_SIZE,
-        mlp_ratio=4,
-        qkv_bias=True,
-        norm_layer=partial(nn.LayerNorm, eps=1e-6),
-        window_block_indexes=list(c.WINDOW_BLOCK_INDEXES),
-        use_rel_pos=True,
-        in_chans=input_shape.channels,
-        attn_impl=c.ATTN_IMPL,
-    )
-    return LiFTSimpleFeaturePyramid(
-        net,
-        in_feature="last_feat",
-        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
-        scale_factors=None,  # strides 4-32 from the net's stride (8, or 4 with two passes)
-        top_block=LastLevelMaxPool(),
-        norm="LN",
-        square_pad=c.IMG_SIZE,
-        freeze=c.FREEZE_PYRAMID,
-    )

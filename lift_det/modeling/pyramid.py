@@ -9,15 +9,42 @@ passes (stride 4): ``simfp_4`` (1x), ``simfp_5`` (0.5x) load, ``simfp_6`` / ``si
 """
 
 import math
+from functools import partial
 from typing import Optional, Sequence
 from torch import nn
 
-from detectron2.layers import Conv2d, get_norm
-from detectron2.modeling import Backbone, SimpleFeaturePyramid, ViT
+from detectron2.layers import Conv2d, ShapeSpec, get_norm
+from detectron2.modeling import BACKBONE_REGISTRY, Backbone, SimpleFeaturePyramid, ViT
+from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
-from .backbone import vit_identity
+from ..checkpoint import report_part
+from .backbone import ViTLiFT, vit_identity
+from .upsample import build_upsampler
 
-__all__ = ["LiFTSimpleFeaturePyramid"]
+__all__ = ["LiFTSimpleFeaturePyramid", "build_vit_lift_backbone"]
+
+VITDET_SCALES = (4.0, 2.0, 1.0, 0.5)  # upstream ViTDet's pyramid on the stride-p ViT
+
+
+def _stage_name(ref_stride: int, scale: float) -> str:
+    return f"simfp_{int(math.log2(ref_stride / scale))}"
+
+
+def _report_stages(module, state_dict, prefix, *args) -> None:
+    """load_state_dict pre-hook: tell the loading checkpointer which stages a ViTDet checkpoint
+    cannot have (new) and which of its stages this pyramid does not have (unused)."""
+    for name, scale in module._own_stages.items():
+        if name not in module._vitdet_stages and not any(
+            k.startswith(f"{prefix}{name}.") for k in state_dict
+        ):
+            reason = f"{name} is the new {scale:g}x stage (ViTDet checkpoints have none)"
+            report_part(f"{prefix}{name}.", "new", reason=reason)
+    for name, scale in module._vitdet_stages.items():
+        if name not in module._own_stages and any(
+            k.startswith(f"{prefix}{name}.") for k in state_dict
+        ):
+            reason = f"ViTDet's {scale:g}x stage {name} has no counterpart here"
+            report_part(f"{prefix}{name}.", "unused", reason=reason)
 
 
 def _stage(scale: float, dim: int, out_channels: int, norm: str) -> nn.Sequential:
@@ -114,8 +141,11 @@ class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
         self.stages = []
         for scale in self.scale_factors:
             stage = _stage(scale, in_shape.channels, out_channels, norm)
-            self.add_module(f"simfp_{int(math.log2(ref_stride / scale))}", stage)
+            self.add_module(_stage_name(ref_stride, scale), stage)
             self.stages.append(stage)
+        self._vitdet_stages = {_stage_name(ref_stride, s): s for s in VITDET_SCALES}
+        self._own_stages = {_stage_name(ref_stride, s): s for s in self.scale_factors}
+        self.register_load_state_dict_pre_hook(_report_stages)
 
         self.net = net
         self.in_feature = in_feature
@@ -141,3 +171,50 @@ class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
         if freeze:
             for stage in self.stages:
                 stage.requires_grad_(False)
+
+
+@BACKBONE_REGISTRY.register()
+def build_vit_lift_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
+    """
+    yacs builder (``MODEL.BACKBONE.NAME = "build_vit_lift_backbone"``): ViTDet's ViT + LiFT (or a
+    control) + the simple feature pyramid, configured by ``cfg.MODEL.VIT_LIFT`` (see
+    :func:`add_lift_config`).
+    """
+    c = cfg.MODEL.VIT_LIFT
+    options = {"norm": c.LIFT_NORM} if c.UPSAMPLER.startswith("LiFT-") else {}
+    try:
+        lift = build_upsampler(c.UPSAMPLER, c.EMBED_DIM, c.PATCH_SIZE, **options)
+    except ValueError as e:
+        raise ValueError(f"MODEL.VIT_LIFT.UPSAMPLER: {e}") from e
+    net = ViTLiFT(
+        lift=lift,
+        lift_weights=c.LIFT_WEIGHTS,
+        num_passes=c.NUM_PASSES,
+        freeze_vit=c.FREEZE_VIT,
+        freeze_lift=c.FREEZE_LIFT,
+        allow_random_lift=c.ALLOW_RANDOM_LIFT,
+        img_size=c.IMG_SIZE,
+        patch_size=c.PATCH_SIZE,
+        embed_dim=c.EMBED_DIM,
+        depth=c.DEPTH,
+        num_heads=c.NUM_HEADS,
+        drop_path_rate=c.DROP_PATH_RATE,
+        window_size=c.WINDOW_SIZE,
+        mlp_ratio=4,
+        qkv_bias=True,
+        norm_layer=partial(nn.LayerNorm, eps=1e-6),
+        window_block_indexes=list(c.WINDOW_BLOCK_INDEXES),
+        use_rel_pos=True,
+        in_chans=input_shape.channels,
+        attn_impl=c.ATTN_IMPL,
+    )
+    return LiFTSimpleFeaturePyramid(
+        net,
+        in_feature="last_feat",
+        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
+        scale_factors=None,  # strides 4-32 from the net's stride (8, or 4 with two passes)
+        top_block=LastLevelMaxPool(),
+        norm="LN",
+        square_pad=c.IMG_SIZE,
+        freeze=c.FREEZE_PYRAMID,
+    )
