@@ -21,7 +21,6 @@ from .attention import AttnViT, keyword_signature
 __all__ = ["ViTLiFT", "vit_identity"]
 
 
-
 def vit_identity(vit: nn.Module) -> Dict[str, Any]:
     """
     What a LiFT file records about the ViT it was trained on, and is checked against: type,
