@@ -1,8 +1,10 @@
 """Tests of the detector's data pieces: read_image, DetectionDatasetMapper, dataset errors."""
 
+import dis
 import json
 import numpy as np
 import pickle
+from functools import lru_cache
 from typing import Iterator
 import pytest
 import torch
@@ -193,3 +195,53 @@ def test_mapper_pickles_for_loader_workers(tmp_path):
     mapper = pickle.loads(pickle.dumps(_mapper(DetectionDatasetMapper)))
     out = mapper({"file_name": path, "annotations": []})
     assert torch.equal(out["image"][0], torch.from_numpy(_gray8()))
+
+
+def test_upstream_mapper_still_reads_images_as_utils_read_image():
+    """DetectionDatasetMapper runs upstream's DatasetMapper.__call__ with lift_det's reader bound to
+    ``utils.read_image``; this fails when a detectron2 release reads images another way."""
+    from detectron2.data import dataset_mapper as d2_dataset_mapper
+
+    from lift_det.data.dataset_mapper import _reads_images_as_utils_read_image, _with_read_image
+
+    assert d2_dataset_mapper.utils is d2_utils
+    loads = [(op.opname, op.argval) for op in dis.get_instructions(DatasetMapper.__call__)]
+    assert loads.count(("LOAD_GLOBAL", "utils")) >= 2  # the image and the sem-seg file
+    assert _reads_images_as_utils_read_image(DatasetMapper.__call__)
+    call = _with_read_image(DatasetMapper.__call__)
+    assert call.__code__ is DatasetMapper.__call__.__code__
+    assert call.__globals__["utils"].read_image is read_image
+    assert call.__globals__["utils"].check_image_size is d2_utils.check_image_size
+
+
+@pytest.mark.parametrize(
+    "body, ok",
+    [
+        ("image = utils.read_image(d['file_name'], format=self.image_format)", True),
+        ("image = utils.read_image(d['file_name']); sem = utils.read_image(d['s'], 'L')", True),
+        ("image = read_image(d['file_name'])", False),  # an imported name: not rebound
+        ("image = self.read(d['file_name'])", False),  # a helper: its own globals
+        ("image = utils.read_image(d['file_name']); sem = read_image(d['s'], 'L')", False),
+        ("image = detection_utils.read_image(d['file_name'])", False),
+    ],
+)
+def test_reader_swap_needs_every_read_as_utils_read_image(body, ok):
+    from lift_det.data.dataset_mapper import _reads_images_as_utils_read_image
+
+    namespace = {}
+    exec(f"def call(self, d):\n    {body}\n    return image", namespace)
+    assert _reads_images_as_utils_read_image(namespace["call"]) is ok
+
+
+def test_mapper_refuses_an_upstream_call_it_cannot_give_its_reader(monkeypatch):
+    """Refused when built (not silently read with detectron2's reader)."""
+    from lift_det.data import dataset_mapper
+
+    namespace = {"__name__": "detectron2.data.dataset_mapper"}
+    exec("def __call__(self, d):\n    return self.read_image(d['file_name'])", namespace)
+    monkeypatch.setattr(DatasetMapper, "__call__", namespace["__call__"])
+    monkeypatch.setattr(
+        dataset_mapper, "_upstream_call", lru_cache()(dataset_mapper._upstream_call.__wrapped__)
+    )
+    with pytest.raises(RuntimeError, match="does not read images as utils.read_image"):
+        _mapper(DetectionDatasetMapper)

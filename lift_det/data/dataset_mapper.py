@@ -3,13 +3,16 @@ A drop-in for detectron2's ``DatasetMapper`` that reads 16-bit images right, nam
 files and drops boxes of zero or negative size (with a count).
 """
 
+import dis
+import functools
 import logging
 import numpy as np
+import sys
 import types
 from typing import Any, Dict
 
+import detectron2
 from detectron2.data import DatasetMapper
-from detectron2.data import dataset_mapper as d2_dataset_mapper
 from detectron2.data import detection_utils as d2_utils
 from detectron2.structures import BoxMode
 
@@ -29,17 +32,50 @@ def has_valid_box(annotation: Dict[str, Any]) -> bool:
     return bool(np.all(np.isfinite([x0, y0, x1, y1])) and x1 > x0 and y1 > y0)
 
 
+def _reads_images_as_utils_read_image(function: types.FunctionType) -> bool:
+    """Whether every image ``function`` reads is read as ``utils.read_image`` (a module global
+    ``utils``, followed by the attribute), and at least one is: what :func:`_with_read_image`
+    relies on."""
+    ops = list(dis.get_instructions(function))
+    uses = [i for i, op in enumerate(ops) if op.argval == "read_image"]
+    return bool(uses) and all(
+        i > 0
+        and ops[i].opname in ("LOAD_ATTR", "LOAD_METHOD")
+        and (ops[i - 1].opname, ops[i - 1].argval) == ("LOAD_GLOBAL", "utils")
+        for i in uses
+    )
+
+
 def _with_read_image(function: types.FunctionType) -> types.FunctionType:
     """
     ``function`` (a function of ``detectron2.data.dataset_mapper``) run with this package's
     :func:`read_image` as ``utils.read_image``: the same code object, other globals. So the mapper
-    follows upstream's ``__call__`` exactly, without a copy of it and without patching detectron2.
+    follows upstream's ``__call__`` exactly, without a copy of it and without patching detectron2
+    (upstream's mapper has no method that reads the image, only this lookup). The one place that
+    depends on how upstream's code is written: it refuses code that reads images another way,
+    instead of letting detectron2's reader through unnoticed.
     """
+    module = sys.modules[function.__module__]
+    if getattr(module, "utils", None) is not d2_utils or not _reads_images_as_utils_read_image(
+        function
+    ):
+        raise RuntimeError(
+            f"{function.__module__}.{function.__qualname__} of this detectron2 "
+            f"({detectron2.__version__}) does not read images as utils.read_image "
+            f"(detectron2.data.detection_utils), so lift_det's DetectionDatasetMapper cannot give "
+            f"it lift_det.data.read_image (16-bit images, named errors). Use a detectron2 whose "
+            f"mapper does (0.7.x) or update lift_det/data/dataset_mapper.py."
+        )
     utils = types.SimpleNamespace(**{**vars(d2_utils), "read_image": read_image})
-    namespace = {**vars(d2_dataset_mapper), "utils": utils}
+    namespace = {**vars(module), "utils": utils}
     return types.FunctionType(
         function.__code__, namespace, function.__name__, function.__defaults__, function.__closure__
     )
+
+
+@functools.lru_cache(maxsize=None)
+def _upstream_call() -> types.FunctionType:
+    return _with_read_image(DatasetMapper.__call__)
 
 
 class DetectionDatasetMapper(DatasetMapper):
@@ -54,10 +90,9 @@ class DetectionDatasetMapper(DatasetMapper):
       and logs the count (the first 10 images with such boxes, then every 100th).
     """
 
-    _call = _with_read_image(DatasetMapper.__call__)
-
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        _upstream_call()  # refuses, here, an upstream __call__ it cannot give its reader
         self.num_dropped_boxes = 0
         self._images_with_dropped_boxes = 0
 
@@ -81,4 +116,4 @@ class DetectionDatasetMapper(DatasetMapper):
         return {**dataset_dict, "annotations": valid}  # the caller's dict is left as it is
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
-        return self._call(self._drop_invalid_boxes(dataset_dict))
+        return _upstream_call()(self, self._drop_invalid_boxes(dataset_dict))
