@@ -1,4 +1,4 @@
-"""The output-folder lock (lift_det.engine.checks.lock_output_dir): held while a run writes,
+"""The output-folder lock (lift_det.engine.run_dir.lock_output_dir): held while a run writes,
 refused to a second run (this process or another) without waiting, and free again once the run
 has ended, however it ended."""
 
@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from lift_det.engine import lock_output_dir
-from lift_det.engine.checks import LOCK_FILE, UsageError
+from lift_det.engine.checks import UsageError
+from lift_det.engine.run_dir import LOCK_FILE
 
 # another process tries the lock once, without waiting (timeout 0)
 TRY_LOCK = """

@@ -24,7 +24,7 @@ from detectron2.utils.logger import setup_logger
 
 import lift_det  # noqa: F401  (registers backbones and datasets)
 from lift_det.checkpoint import AtomicDetectionCheckpointer, atomic_write_bytes
-from lift_det.engine import checks
+from lift_det.engine import checks, run_dir
 from lift_det.engine.train_utils import (
     apply_optimizer_settings,
     build_trainer,
@@ -109,7 +109,7 @@ def do_train(args, cfg):
     if args.overwrite and comm.is_main_process():
         # the new run is known good (built, data found, weights loaded): only now replace the
         # old run's pointer and config
-        checks.forget_run(cfg.train.output_dir)
+        run_dir.forget_run(cfg.train.output_dir)
         if getattr(args, "new_config", None) is not None:
             atomic_write_bytes(os.path.join(cfg.train.output_dir, "config.yaml"), args.new_config)
     if start_iter >= cfg.train.max_iter:
@@ -163,7 +163,7 @@ def main(args, cfg=None):
         use_eval_dir(cfg, args)
     # read before default_setup writes this run's config.yaml over the resumed run's
     resumed = args.resume and comm.is_main_process()
-    old_max_iter = checks.previous_max_iter(cfg.train.output_dir) if resumed else None
+    old_max_iter = run_dir.previous_max_iter(cfg.train.output_dir) if resumed else None
     # --overwrite: the old run's config.yaml stays until the new run is known good (do_train)
     config_yaml = os.path.join(cfg.train.output_dir, "config.yaml")
     keep = args.overwrite and comm.is_main_process() and os.path.isfile(config_yaml)
@@ -200,12 +200,12 @@ def invoke_main(argv=None) -> None:
     args = checks.parse_args(argv, parser)
     try:
         cfg = load_config(args)
-        checks.check_run(cfg, args)
+        run_dir.check_run(cfg, args)
         if args.eval_only and args.machine_rank == 0:
             use_eval_dir(cfg, args)  # claimed once, here: every process writes into it
         # one run at a time per output folder (machine 0's launcher holds the lock)
         locked = not args.eval_only and args.machine_rank == 0
-        with checks.lock_output_dir(cfg.train.output_dir if locked else ""):
+        with run_dir.lock_output_dir(cfg.train.output_dir if locked else ""):
             world_size = args.num_gpus * args.num_machines
             launch(
                 main,

@@ -1,0 +1,126 @@
+"""The run's folder: checked before anything is built (a writable folder; a finished run is
+never replaced by accident), locked while a run writes there (one run at a time), forgotten by
+``--overwrite`` only once the new run is known good, and read back on ``--resume``."""
+
+import argparse
+import os
+import tempfile
+from typing import Optional
+from omegaconf import OmegaConf
+
+from detectron2.config import LazyConfig
+
+import portalocker
+
+from .checks import UsageError, check_weights
+
+__all__ = [
+    "LOCK_FILE",
+    "check_output_dir",
+    "check_run",
+    "forget_run",
+    "lock_output_dir",
+    "previous_max_iter",
+]
+
+LOCK_FILE = ".train.lock"
+
+
+def check_output_dir(output_dir: str, resume: bool, overwrite: bool) -> None:
+    """``output_dir`` must be a writable folder (created if needed); one that holds a run
+    (``last_checkpoint``) is used only with ``--resume`` or ``--overwrite``."""
+    if not output_dir or "://" in output_dir:
+        return
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise UsageError(
+            f"train.output_dir '{output_dir}' is a file, not a folder: set train.output_dir to "
+            f"a folder."
+        )
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        tempfile.TemporaryFile(dir=output_dir).close()
+    except OSError as e:
+        raise UsageError(
+            f"train.output_dir '{output_dir}' cannot be written ({e.strerror}): set "
+            f"train.output_dir to a folder you can write to."
+        ) from e
+    if os.path.exists(os.path.join(output_dir, "last_checkpoint")) and not (resume or overwrite):
+        raise UsageError(
+            f"train.output_dir '{output_dir}' holds a run (last_checkpoint). Give --resume to "
+            f"continue it, --overwrite to start afresh and replace its checkpoints, or another "
+            f"train.output_dir."
+        )
+
+
+def check_run(cfg, args: argparse.Namespace) -> None:
+    """What a run needs before it starts: weights for ``--eval-only``; for training, a usable
+    output folder and an existing ``train.init_checkpoint`` (unless resuming a checkpoint)."""
+    if not str(OmegaConf.select(cfg, "train.output_dir", default="") or "").strip():
+        raise UsageError(
+            "train.output_dir is empty: set train.output_dir=<folder> (checkpoints, logs, metrics "
+            "and evaluations go there)."
+        )
+    weights = cfg.train.init_checkpoint
+    if args.eval_only:
+        if not weights:
+            raise UsageError(
+                "--eval-only needs weights: set train.init_checkpoint=/path/to/model_final.pth "
+                "(a checkpoint of this model, e.g. OUTPUT_DIR/model_final.pth)."
+            )
+        return check_weights(weights)
+    folder = cfg.train.output_dir
+    check_output_dir(folder, args.resume, args.overwrite)
+    if not (args.resume and os.path.exists(os.path.join(folder, "last_checkpoint"))):
+        check_weights(weights)
+
+
+class lock_output_dir:
+    """Holds ``<output_dir>/.train.lock`` (non-blocking) while a run writes there; a second run
+    into the same folder fails at once naming the holder's pid."""
+
+    def __init__(self, output_dir: str):
+        self.path = os.path.join(output_dir, LOCK_FILE) if output_dir else ""
+        self.lock = None
+
+    def __enter__(self):
+        if not self.path or "://" in self.path:
+            return self
+        lock = portalocker.Lock(self.path, mode="a+", timeout=0, fail_when_locked=True)
+        try:
+            f = lock.acquire()
+        except portalocker.exceptions.AlreadyLocked:
+            with open(self.path) as f:
+                holder = f.read().strip() or "unknown"
+            raise UsageError(
+                f"train.output_dir '{os.path.dirname(self.path)}' is in use by another run "
+                f"(pid {holder}, lock {self.path}). Wait for it to finish or choose another "
+                f"train.output_dir."
+            ) from None
+        f.truncate(0)
+        f.write(str(os.getpid()))
+        f.flush()
+        self.lock = lock
+        return self
+
+    def __exit__(self, *exc):
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+def forget_run(output_dir: str) -> None:
+    """For ``--overwrite``: drop ``last_checkpoint`` so that the folder no longer points at the
+    old run (a ``--resume`` after a crash must not continue it); its files are replaced as the
+    new run writes them."""
+    path = os.path.join(output_dir or "", "last_checkpoint")
+    if output_dir and os.path.exists(path):
+        os.remove(path)
+
+
+def previous_max_iter(output_dir: str) -> Optional[int]:
+    """``train.max_iter`` of the run saved in ``output_dir/config.yaml`` (None if unknown)."""
+    path = os.path.join(output_dir or "", "config.yaml")
+    try:
+        return int(LazyConfig.load(path).train.max_iter)
+    except Exception:
+        return None
