@@ -34,7 +34,7 @@ from lift_det.checkpoint import (
     save_lift_file,
 )
 from lift_det.checkpoint.file_io import _HOST
-from lift_det.checkpoint.lift_file import torch_load_checked
+from lift_det.checkpoint.file_io import torch_load_checked
 from lift_det.modeling import LiFT, ViTLiFT
 
 
@@ -750,7 +750,7 @@ def test_every_unpickling_failure_names_the_file(tmp_path):
 def test_every_unreadable_detector_checkpoint_names_the_file(tmp_path):
     """The checkpointer too (torch's unpickler for .pth, pickle for .pkl): 60 seeded random files
     of each kind are the project's error, a ValueError the tools report in one line."""
-    from lift_det.checkpoint.lift_file import NotACheckpointError
+    from lift_det.checkpoint.file_io import NotACheckpointError
 
     for seed in range(60):
         for ext in ("pth", "pkl"):

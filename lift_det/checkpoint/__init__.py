@@ -1,6 +1,7 @@
 """Checkpoints: atomic writes, LiFT files with metadata, a DetectionCheckpointer that checks."""
 
-from .checkpointer import MIN_FIT, AtomicDetectionCheckpointer, model_fingerprint
+from .checkpointer import MIN_FIT, AtomicDetectionCheckpointer
+from .fingerprint import model_fingerprint, teacher_fingerprint
 from .file_io import (
     atomic_torch_save,
     atomic_write_bytes,
@@ -17,7 +18,6 @@ from .lift_file import (
     load_lift_file,
     read_lift_file,
     save_lift_file,
-    teacher_fingerprint,
 )
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]

@@ -16,59 +16,29 @@ where LiFT came from); the full key lists go to DEBUG.
 """
 
 import errno
-import hashlib
-import itertools
 import logging
 import os
-from collections import Counter
-from typing import Any, Dict, Iterable, List, Optional, Set
+from typing import Any, Dict, List, Optional
 from urllib.parse import parse_qs, urlencode, urlparse
 from fvcore.common.checkpoint import _filter_reused_missing_keys
-from torch import nn
 
 from detectron2.checkpoint import DetectionCheckpointer
 
-from .file_io import atomic_torch_save, atomic_write_text, remove_stale_temp_files
-from .lift_file import not_a_checkpoint, unreadable_content
-from .load_report import collect_parts
+from .file_io import (
+    atomic_torch_save,
+    atomic_write_text,
+    not_a_checkpoint,
+    remove_stale_temp_files,
+    unreadable_content,
+)
+from .fingerprint import check_fingerprint, model_fingerprint
+from .load_report import collect_parts, describe_keys, group_keys, summary_line
 
 __all__ = ["AtomicDetectionCheckpointer", "MIN_FIT", "model_fingerprint"]
 
 logger = logging.getLogger(__name__)
 MIN_FIT = 0.5
 _SWITCH = "allow_mismatch"
-
-
-def model_fingerprint(model: nn.Module) -> Dict[str, Any]:
-    """Names and shapes of the model's state dict and their hash (stored in each checkpoint)."""
-    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
-    text = "\n".join(f"{k}:{shapes[k]}" for k in sorted(shapes))
-    return {"hash": hashlib.sha256(text.encode()).hexdigest()[:16], "shapes": shapes}
-
-
-def _groups(keys: Iterable[str], universe: Iterable[str]) -> Dict[str, int]:
-    """Group ``keys`` by module prefix: the shortest prefix under which every key of ``universe``
-    is in ``keys`` (e.g. all of ``backbone.net.lift``), made as deep as it stays the same group
-    (``backbone.net``, not ``backbone``, if the backbone is only its net): {prefix: count}."""
-    keys = set(keys)
-    n_all, n_sel = Counter(), Counter()
-    for k in set(universe) | keys:
-        parts = k.split(".")
-        for i in range(1, len(parts) + 1):
-            n_all[".".join(parts[:i])] += 1
-            n_sel[".".join(parts[:i])] += k in keys
-    groups = Counter()
-    for k in keys:
-        prefixes = list(itertools.accumulate(k.split("."), lambda a, b: f"{a}.{b}"))
-        i = next(i for i, p in enumerate(prefixes) if n_all[p] == n_sel[p])
-        while i + 2 < len(prefixes) and n_sel[prefixes[i + 1]] == n_sel[prefixes[i]]:
-            i += 1
-        groups[prefixes[i]] += 1
-    return dict(sorted(groups.items()))
-
-
-def _fmt(groups: Dict[str, int]) -> str:
-    return ", ".join(f"{p} ({n})" for p, n in groups.items())
 
 
 class AtomicDetectionCheckpointer(DetectionCheckpointer):
@@ -168,7 +138,7 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         path, allow = args.get("path", "?"), args.get("allow", self.allow_mismatch)
         resume = any(k in checkpoint for k in args.get("checkpointables", []))
         if resume and not allow:
-            self._check_fingerprint(checkpoint.get("model_fingerprint"), path)
+            check_fingerprint(self.model, checkpoint.get("model_fingerprint"), path)
         keys = [k[7:] if k.startswith("module.") else k for k in checkpoint["model"]]
         is_lift_file = "lift_det" in checkpoint
         with collect_parts() as parts:  # what the modules' load hooks say they took elsewhere
@@ -201,15 +171,15 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
             allow=allow,
             n_loaded=n_from_ckpt,
             n_model=len(model_keys),
-            missing=_groups(missing, model_keys),
-            shapes=_groups(shapes, model_keys),
-            unused=_groups(incompatible.unexpected_keys, model_keys),
+            missing=group_keys(missing, model_keys),
+            shapes=group_keys(shapes, model_keys),
+            unused=group_keys(incompatible.unexpected_keys, model_keys),
             zero_rel_pos=len(zero_rel_pos),
             parts=parts,
         )
         if allow:
             return incompatible
-        what = self._describe(missing, shapes)
+        what = describe_keys(self.model, missing, shapes)
         fix = f"or append ?{_SWITCH}=True to the path to load only what fits."
         if resume and (missing or shapes):
             raise ValueError(
@@ -222,11 +192,11 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
                     "give the stage-one LiFT file as model.backbone.net.lift_weights=.../"
                     f"lift_final.pth (LiFT), {fix}"
                 )
+            bad = describe_keys(self.model, set(bad_frozen) & missing, shapes, bad_frozen, params)
             raise ValueError(
                 f"'{path}' does not fit the FROZEN parameters of this model (they are never "
                 f"trained, so they must come from the checkpoint): {len(bad_frozen)} did not "
-                f"fit ({self._describe(set(bad_frozen) & missing, shapes, bad_frozen, params)}). "
-                f"Use a checkpoint of the same ViT/LiFT size, {fix}"
+                f"fit ({bad}). Use a checkpoint of the same ViT/LiFT size, {fix}"
             )
         if is_lift_file and fit_file < MIN_FIT:
             raise ValueError(
@@ -245,69 +215,21 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         random = sorted(k for k in missing | set(shapes) if not any(p.covers(k) for p in new))
         if self.complete and random:
             n_random = sum(params[k].numel() for k in random if k in params)
+            which = describe_keys(self.model, set(random) & missing, shapes, random)
             raise ValueError(
                 f"'{path}' leaves {len(random)} of the model's {len(model_keys)} tensors "
                 f"({n_random / numel:.0%} of its parameters) at their random initialization "
-                f"({self._describe(set(random) & missing, shapes, random)}): predictions would "
-                f"come from a partly random model. Give a checkpoint of this model (the "
-                f"OUTPUT_DIR/model_final.pth its training wrote), {fix}"
+                f"({which}): predictions would come from a partly random model. Give a "
+                f"checkpoint of this model (the OUTPUT_DIR/model_final.pth its training wrote), "
+                f"{fix}"
             )
         return incompatible
-
-    def _describe(self, missing: Set[str], shapes: Dict[str, Any], only=None, keys=None) -> str:
-        keys = list(self.model.state_dict() if keys is None else keys)
-        shapes = {k: v for k, v in shapes.items() if only is None or k in only}
-        out = []
-        if missing:
-            out.append(f"not in the file: {_fmt(_groups(missing, keys))}")
-        if shapes:
-            k, (a, b) = next(iter(shapes.items()))
-            out.append(
-                f"another shape: {_fmt(_groups(shapes, keys))}, e.g. {k} {tuple(a)} in the "
-                f"file vs {tuple(b)} in the model"
-            )
-        return "; ".join(out) or "nothing"
-
-    def _check_fingerprint(self, stored: Optional[Dict[str, Any]], path: str) -> None:
-        mine = model_fingerprint(self.model)
-        if not stored or stored.get("hash") == mine["hash"]:
-            return
-        a, b = stored.get("shapes", {}), mine["shapes"]
-        diff = [
-            f"{k}: {a.get(k, 'absent')} in the file vs {b.get(k, 'absent')} here"
-            for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k)
-        ]
-        raise ValueError(
-            f"Cannot resume from '{path}': it was written by another model (fingerprint "
-            f"{stored.get('hash')}) than this one ({mine['hash']}); {len(diff)} tensors differ, "
-            f"e.g. {'; '.join(diff[:3])}. Resume with the config that wrote it, or train into a "
-            f"new train.output_dir (or load it as train.init_checkpoint without --resume)."
-        )
 
     def _log_incompatible_keys(self, incompatible) -> None:
         r = self.__dict__.pop("_report", None)
         if r is None:  # not loaded through _load_model above
             return super()._log_incompatible_keys(incompatible)
-        line = f"Loaded {r['n_loaded']}/{r['n_model']} tensors of the model from {r['path']}"
-        if r["missing"]:
-            line += f"; new (not in the file, keep their init): {_fmt(r['missing'])}"
-        if r["shapes"]:
-            line += f"; NOT loaded, another shape in the file: {_fmt(r['shapes'])}"
-        if r["unused"]:
-            line += f"; unused (not in this model): {_fmt(r['unused'])}"
-        if r["zero_rel_pos"]:
-            line += (
-                f"; {r['zero_rel_pos']} relative-position tables not in the file stay zero "
-                f"(no relative-position bias, as in MAE)"
-            )
-        parts = r["parts"]
-        expected = [p for p in parts if p.source in ("new", "unused") and p.reason]
-        if expected and (r["missing"] or r["unused"]) and not r["shapes"]:
-            covered = [g + "." for g in list(r["missing"]) + list(r["unused"])]
-            if all(any(p.covers(g) for p in parts) for g in covered):
-                line += " (as expected: " + "; ".join(p.reason for p in expected) + ")"
-        line += "".join(f"; {p.describe()}" for p in parts if p.describe())
+        line = summary_line(r)
         if r["allow"]:
             line += f" [{_SWITCH}=True: mismatches were not refused]"
         logger.info(line + ".")

@@ -16,10 +16,15 @@ import re
 import socket
 import tempfile
 import time
+import zipfile
 from typing import IO, Any, Iterator, List
 import torch
 
 __all__ = [
+    "NotACheckpointError",
+    "not_a_checkpoint",
+    "torch_load_checked",
+    "unreadable_content",
     "atomic_torch_save",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -158,3 +163,51 @@ def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with _atomic_open(path, "w") as f:
         f.write(text)
+
+
+# ---- reading: files that are not checkpoints ------------------------------------------------
+class NotACheckpointError(RuntimeError, ValueError):
+    """A file ``torch.load`` / ``pickle`` cannot read. A ``RuntimeError`` as torch's own, and a
+    ``ValueError`` (bad input) that the tools report in one line."""
+
+
+# a MemoryError from a file smaller than this comes from corrupt length fields, not the machine
+_MEMORY_ERROR_MAX_BYTES = 256 * 2**20
+
+
+def unreadable_content(path: str, error: BaseException) -> bool:
+    """Whether ``error``, raised while unpickling ``path``, says its bytes are not a checkpoint
+    (random or cut bytes make the unpicklers raise almost anything, MemoryError included)."""
+    if isinstance(error, MemoryError):
+        return os.path.getsize(path) < _MEMORY_ERROR_MAX_BYTES
+    return isinstance(error, Exception)
+
+
+def not_a_checkpoint(path: str, error: BaseException, what: str = "checkpoint") -> Exception:
+    """The error for a file ``torch.load`` / ``pickle`` cannot read (random bytes, truncated)."""
+    size = os.path.getsize(path)
+    reason = str(error).splitlines()[0] if zipfile.is_zipfile(path) else "not a zip archive"
+    return NotACheckpointError(
+        f"'{path}' ({size} bytes) is not a {what} or is truncated ({reason[:200]}): an "
+        f"interrupted download or copy, or the wrong file? Download/copy it again or fix the path."
+    )
+
+
+def torch_load_checked(path: str, what: str = "checkpoint") -> Any:
+    """``torch.load(weights_only=True)`` on CPU (a LiFT file holds tensors and plain metadata).
+    A file that cannot be opened raises ``OSError`` naming ``path``; any failure to unpickle a file
+    that opens (random bytes, a truncated file: the unpickler raises anything from ``EOFError`` to
+    ``IndexError``, ``KeyError`` or ``OSError(EINVAL)``) raises :func:`not_a_checkpoint`'s error."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:  # missing, a folder, no permission: not the file's content
+        raise type(e)(
+            e.errno, f"cannot open {what} '{path}' ({e.strerror}): fix the path or its permissions"
+        ) from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        if not unreadable_content(path, e):
+            raise
+        raise not_a_checkpoint(path, e, what) from None

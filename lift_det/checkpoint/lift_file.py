@@ -18,31 +18,25 @@ are exempt: they follow the ViT's activations), a ``running_var`` that is not po
 """
 
 import copy
-import hashlib
 import logging
 import os
-import zipfile
 from typing import Any, Dict, Mapping, Optional
 import torch
 from torch import nn
 
 from detectron2.utils.file_io import PathManager
 
-from .file_io import atomic_torch_save
+from .file_io import atomic_torch_save, torch_load_checked
 from .official_lift import convert_official_lift_state, is_official_lift_state
 
 __all__ = [
     "LIFT_FILE_FORMAT",
-    "NotACheckpointError",
     "MAX_ABS_WEIGHT",
     "check_lift_state",
     "lift_metadata",
     "load_lift_file",
-    "not_a_checkpoint",
     "read_lift_file",
     "save_lift_file",
-    "teacher_fingerprint",
-    "torch_load_checked",
 ]
 
 logger = logging.getLogger(__name__)
@@ -50,53 +44,6 @@ LIFT_FILE_FORMAT = 2
 # A trained LiFT's weights are O(1) (BN-normalized convs); stage one at lr=1e6 gives ~1e6.
 MAX_ABS_WEIGHT = 1e4
 _FIX = "Retrain stage one with a lower optimizer.lr (tools/train_net.py, configs/lift_stage1*.py)"
-
-
-class NotACheckpointError(RuntimeError, ValueError):
-    """A file ``torch.load`` / ``pickle`` cannot read. A ``RuntimeError`` as torch's own, and a
-    ``ValueError`` (bad input) that the tools report in one line."""
-
-
-# a MemoryError from a file smaller than this comes from corrupt length fields, not the machine
-_MEMORY_ERROR_MAX_BYTES = 256 * 2**20
-
-
-def unreadable_content(path: str, error: BaseException) -> bool:
-    """Whether ``error``, raised while unpickling ``path``, says its bytes are not a checkpoint
-    (random or cut bytes make the unpicklers raise almost anything, MemoryError included)."""
-    if isinstance(error, MemoryError):
-        return os.path.getsize(path) < _MEMORY_ERROR_MAX_BYTES
-    return isinstance(error, Exception)
-
-
-def not_a_checkpoint(path: str, error: BaseException, what: str = "checkpoint") -> Exception:
-    """The error for a file ``torch.load`` / ``pickle`` cannot read (random bytes, truncated)."""
-    size = os.path.getsize(path)
-    reason = str(error).splitlines()[0] if zipfile.is_zipfile(path) else "not a zip archive"
-    return NotACheckpointError(
-        f"'{path}' ({size} bytes) is not a {what} or is truncated ({reason[:200]}): an "
-        f"interrupted download or copy, or the wrong file? Download/copy it again or fix the path."
-    )
-
-
-def torch_load_checked(path: str, what: str = "checkpoint") -> Any:
-    """``torch.load(weights_only=True)`` on CPU (a LiFT file holds tensors and plain metadata).
-    A file that cannot be opened raises ``OSError`` naming ``path``; any failure to unpickle a file
-    that opens (random bytes, a truncated file: the unpickler raises anything from ``EOFError`` to
-    ``IndexError``, ``KeyError`` or ``OSError(EINVAL)``) raises :func:`not_a_checkpoint`'s error."""
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as e:  # missing, a folder, no permission: not the file's content
-        raise type(e)(
-            e.errno, f"cannot open {what} '{path}' ({e.strerror}): fix the path or its permissions"
-        ) from None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        if not unreadable_content(path, e):
-            raise
-        raise not_a_checkpoint(path, e, what) from None
 
 
 def _module_kind(module: nn.Module) -> str:
@@ -233,17 +180,6 @@ def _warn_about_training(meta: Mapping[str, Any], path: str) -> None:
             f"({q.get('cos_lift', float('nan')):.4f}) is below bilinear upsampling's "
             f"({q.get('cos_bilinear', float('nan')):.4f}). Train stage one longer."
         )
-
-
-def teacher_fingerprint(vit_state: Mapping[str, torch.Tensor]) -> str:
-    """A hash of a ViT's weights (names, shapes, dtypes and bytes): recorded in a LiFT file for the
-    teacher stage one trained against, compared with the ViT stage two loads it into."""
-    h = hashlib.sha256()
-    for k in sorted(vit_state):
-        v = vit_state[k].detach().cpu().contiguous()
-        h.update(f"{k}:{tuple(v.shape)}:{v.dtype}".encode())
-        h.update(v.view(torch.uint8).numpy().tobytes() if v.numel() else b"")
-    return h.hexdigest()[:16]
 
 
 def _check_teacher(meta: Mapping[str, Any], vit: Optional[str], path: str) -> None:

@@ -14,8 +14,8 @@ from torch import nn
 
 from detectron2.modeling import ViT
 
-from ..checkpoint import load_lift_file, report_part
-from ..checkpoint.lift_file import teacher_fingerprint
+from ..checkpoint import load_lift_file, report_part, teacher_fingerprint
+
 from .attention import AttnViT, keyword_signature
 
 __all__ = ["ViTLiFT", "vit_identity"]
