@@ -61,10 +61,14 @@ def fake_batch(num_classes, n=2, size=128):
 def test_every_config_instantiates(name):
     if "lift_stage1" in name:  # stage one: the model is the distiller around the ViT
         cfg = get_config(f"{name}.py")
-        cfg.model.source.net.update(img_size=64, depth=1, window_block_indexes=[], embed_dim=64)
-        cfg.model.source.net.num_heads = 2
+        if "net" in cfg.model.source:  # detectron2's ViT
+            net = cfg.model.source.net
+            net.update(img_size=64, depth=1, window_block_indexes=[], embed_dim=64, num_heads=2)
+        else:  # a timm ViT (its width is the LiFT's)
+            cfg.model.source.depth = 1
         cfg.model.square_pad = 64
         model = instantiate(cfg.model)
+        assert model.lift.in_channels == model.backbone.embed_dim
         name = cfg.model.lift.name
         assert model.lift.preset == {"resize_conv": "ResizeConvUpsampler"}.get(name, name)
         return

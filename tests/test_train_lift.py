@@ -91,6 +91,27 @@ def test_coco_config():
     assert model.backbone.net.blocks[0].drop_path.__class__.__name__ == "Identity"
 
 
+def test_timm_dino_config():
+    """The paper's setting: LiFT-S on DINO ViT-S/16 (timm) at 448; the teacher recorded is the
+    weights file given on the command line."""
+    cfg = LazyConfig.load(os.path.join(REPO, "configs", "lift_stage1_timm_dino_s16.py"))
+    cfg = LazyConfig.apply_overrides(cfg, ["model.source.weights=/w/dino_vits16.pth"])
+    assert cfg.model.source.model_name == "vit_small_patch16_224.dino"
+    assert cfg.model.square_pad == 448 == cfg.dataloader.train.mapper.image_size
+    assert cfg.dataloader.test.mapper.image_size == 448
+    assert cfg.dataloader.train.mapper.patch_size == cfg.dataloader.test.mapper.patch_size == 16
+    lift = cfg.model.lift
+    assert (lift.name, lift.in_channels, lift.patch_size) == ("LiFT-S", 384, 16)
+    assert cfg.train.init_checkpoint == ""
+    assert instantiate(cfg.train.export[0]).teacher_weights == "/w/dino_vits16.pth"
+    epochs = cfg.train.max_iter * cfg.dataloader.train.total_batch_size / 118287
+    assert 100 <= epochs < 100.001
+    cfg.model.source.update(weights="", depth=1)
+    source = instantiate(cfg.model.source)  # DINO's normalization (ImageNet), on 0-255 input
+    torch.testing.assert_close(source.pixel_mean, (123.675, 116.28, 103.53))
+    torch.testing.assert_close(source.pixel_std, (58.395, 57.12, 57.375))
+
+
 def test_mini_run_writes_lift_file_for_stage_two(mini_root, tmp_path, caplog):
     out = str(tmp_path / "run")
     lift_logger = logging.getLogger("lift_det")  # the tool stops it propagating to the root
@@ -366,3 +387,43 @@ def test_stage_one_from_a_machine_without_the_mini_data(root, tmp_path):
     assert os.path.isfile(out / "lift_final.pth")
     mini = data if root == "LIFT_DET_MINI_ROOT" else data / "datasets" / "lift_mini_coco"
     assert os.path.isfile(mini / "annotations" / "instances_train.json")
+
+
+def test_timm_stage_one_from_an_empty_data_root(tmp_path):
+    """configs/mini/lift_stage1_timm.py (the DINO ViT-S/16 config on the mini data) from an empty
+    data root: its LiFT file names the timm backbone, and its teacher is the weights file given
+    as model.source.weights (not train.init_checkpoint), fingerprinted as loaded."""
+    import timm
+
+    from lift_det.checkpoint import load_lift_file, read_lift_file, teacher_fingerprint
+
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0, depth=2)
+    with torch.no_grad():  # weights no (seeded) random initialization of the config gives
+        for p in vit.parameters():
+            p.mul_(0.5)
+    weights = str(tmp_path / "vit_s16_depth2.pth")
+    torch.save(vit.state_dict(), weights)
+    env = {k: v for k, v in os.environ.items() if k != "DETECTRON2_DATASETS"}
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    config = os.path.join(REPO, "configs", "mini", "lift_stage1_timm.py")
+    cmd = [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--config-file", config]
+    cmd += ["train.max_iter=2", f"train.output_dir={out}", f"model.source.weights={weights}"]
+    env.update(CPU_ENV, LIFT_DET_MINI_ROOT=str(data))
+    proc = subprocess.run(cmd, env=env, cwd=data, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "RANDOMLY INITIALIZED" not in proc.stdout + proc.stderr
+    meta = read_lift_file(str(out / "lift_final.pth"))["lift_det"]
+    identity = dict(
+        type="timm", model_name="vit_small_patch16_224", embed_dim=384, patch_size=16, depth=2
+    )
+    assert meta["backbone"] == identity
+    assert (meta["preset"], meta["in_channels"], meta["patch_size"]) == ("LiFT-S", 384, 16)
+    assert meta["iteration"] == 2 and meta["feature_layer"] == "forward_features"
+    assert meta["teacher_weights"] == weights
+    assert meta["teacher"] == dict(
+        weights=weights, initialized=True, fingerprint=teacher_fingerprint(vit.state_dict())
+    )
+    lift = LiFT.from_preset("LiFT-S", in_channels=384, patch_size=16)
+    load_lift_file(lift, str(out / "lift_final.pth"), backbone=identity)

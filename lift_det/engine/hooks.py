@@ -55,8 +55,9 @@ class ExportLiFTFile(HookBase):
         """
         Args:
             filename (str): file name in the output directory.
-            teacher_weights (str): where the ViT's weights came from (``train.init_checkpoint``),
-                recorded in the file; empty: the teacher was uninitialized (random).
+            teacher_weights (str): where the ViT's weights came from (``train.init_checkpoint``;
+                a timm source's ``model.source.weights``), recorded in the file; empty: the
+                teacher was uninitialized (random).
             feature_layer (str): the ViT feature LiFT was trained on.
             output_dir (str): output directory; default: the checkpointer's ``save_dir``
                 (``train.output_dir``; the tool sets ``.checkpointer`` on export hooks).
@@ -122,9 +123,10 @@ class ExportLiFTFile(HookBase):
         self._started = True
         if not self.teacher["initialized"]:
             logger.warning(
-                "The frozen ViT is RANDOMLY INITIALIZED (train.init_checkpoint was empty when this "
+                "The frozen ViT is RANDOMLY INITIALIZED (no teacher weights were given when this "
                 "run started), so LiFT learns to upsample the features of a random network. Set "
-                "train.init_checkpoint to a trained ViTDet checkpoint for a useful LiFT."
+                "train.init_checkpoint to a trained ViTDet checkpoint (a timm source: "
+                "model.source.weights) for a useful LiFT."
             )
 
     def after_train(self):
