@@ -20,7 +20,6 @@ import logging
 import os
 from typing import Any, Dict, List, Optional
 from urllib.parse import parse_qs, urlencode, urlparse
-from fvcore.common.checkpoint import _filter_reused_missing_keys
 
 from detectron2.checkpoint import DetectionCheckpointer
 
@@ -32,7 +31,7 @@ from .file_io import (
     unreadable_content,
 )
 from .fingerprint import check_fingerprint, model_fingerprint
-from .load_report import collect_parts, describe_keys, group_keys, summary_line
+from .load_report import collect_parts, describe_keys, group_keys, really_missing, summary_line
 
 __all__ = ["AtomicDetectionCheckpointer", "MIN_FIT", "model_fingerprint"]
 
@@ -145,7 +144,7 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
             incompatible = super()._load_model(checkpoint)
 
         model_keys = list(self.model.state_dict())
-        missing = set(_filter_reused_missing_keys(self.model, incompatible.missing_keys))
+        missing = really_missing(self.model, incompatible.missing_keys)
         shapes = {k: (a, b) for k, a, b in incompatible.incorrect_shapes}
         # supplied by a file (LiFT from lift_weights) or left random on purpose: not missing
         elsewhere = [p for p in parts if p.source in ("file", "random")]

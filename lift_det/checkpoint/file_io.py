@@ -17,7 +17,7 @@ import socket
 import tempfile
 import time
 import zipfile
-from typing import IO, Any, Iterator, List
+from typing import IO, Any, Iterator, List, Optional
 import torch
 
 __all__ = [
@@ -97,12 +97,27 @@ def remove_stale_temp_files(folder: str) -> List[str]:
 
 
 def _is_disk_full(e: BaseException) -> bool:
-    if isinstance(e, OSError):
-        return e.errno in (errno.ENOSPC, errno.EDQUOT)
-    # torch's zip writer: "[enforce fail at inline_container.cc:...] ... file write failed"
-    return isinstance(e, RuntimeError) and (
-        "inline_container" in str(e) or "file write failed" in str(e)
-    )
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+class _WriteErrors:
+    """The file ``torch.save`` writes through: torch's zip writer turns a failed ``write`` into a
+    ``RuntimeError`` of its own wording; this keeps the ``OSError`` itself (a full disk), so that
+    no message text has to be matched."""
+
+    def __init__(self, f: IO[bytes]):
+        self.f = f
+        self.error: Optional[OSError] = None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def _fsync_folder(folder: str) -> None:
@@ -150,7 +165,13 @@ def atomic_torch_save(obj: Any, path: str) -> None:
     """``torch.save(obj)`` to ``path`` atomically (see the module docstring). A full disk raises
     ``OSError(ENOSPC, "no space left on <folder> ...")`` and leaves the previous file."""
     with _atomic_open(path, "wb") as f:
-        torch.save(obj, f)
+        sink = _WriteErrors(f)
+        try:
+            torch.save(obj, sink)
+        except RuntimeError as e:
+            if sink.error is None:
+                raise
+            raise sink.error from e
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:

@@ -12,7 +12,7 @@ a plain ``load_state_dict``), :func:`report_part` logs what it was told.
 import contextlib
 import itertools
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Set
 
@@ -23,6 +23,7 @@ __all__ = [
     "format_groups",
     "group_keys",
     "report_part",
+    "really_missing",
     "summary_line",
 ]
 
@@ -156,3 +157,17 @@ def summary_line(r: Dict[str, Any]) -> str:
             line += " (as expected: " + "; ".join(p.reason for p in expected) + ")"
     line += "".join(f"; {p.describe()}" for p in parts if p.describe())
     return line
+
+
+def really_missing(model, missing_keys: Iterable[str]) -> Set[str]:
+    """``missing_keys`` less the names of tensors that were loaded under another name (a tensor
+    shared by two modules appears under both in the state dict). Public torch API only:
+    ``state_dict(keep_vars=True)`` holds each name, the same tensor object for aliases."""
+    missing = set(missing_keys)
+    names = defaultdict(set)
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        names[id(tensor)].add(name)
+    for aliases in names.values():
+        if aliases & missing and not aliases <= missing:
+            missing -= aliases
+    return missing
