@@ -17,7 +17,7 @@ are exempt: they follow the ViT's activations), a ``running_var`` that is not po
 ``iteration <= 0``, a file for another width, patch size or backbone.
 """
 
-import copy
+import json
 import logging
 import os
 from typing import Any, Dict, Mapping, Optional
@@ -27,7 +27,7 @@ from torch import nn
 from detectron2.utils.file_io import PathManager
 
 from .file_io import atomic_torch_save, torch_load_checked
-from .official_lift import convert_official_lift_state, is_official_lift_state
+from .official_lift import is_official_lift_state, official_lift_file
 
 __all__ = [
     "LIFT_FILE_FORMAT",
@@ -115,7 +115,8 @@ def read_lift_file(path: str) -> Dict[str, Any]:
         )
     data = torch_load_checked(local, what="LiFT file")
     if is_official_lift_state(data):
-        data = _from_official(data, path)
+        data = official_lift_file(data, path)
+        data["lift_det"]["format"] = LIFT_FILE_FORMAT
     if not isinstance(data, dict) or "lift_det" not in data or "model" not in data:
         raise ValueError(
             f"'{path}' is not a LiFT file written by lift_det (no 'lift_det' metadata). A "
@@ -131,30 +132,17 @@ def read_lift_file(path: str) -> Dict[str, Any]:
     return data
 
 
-def _from_official(state: Dict[str, torch.Tensor], path: str) -> Dict[str, Any]:
-    """An official LiFT file (a bare state dict) as a LiFT-S file; its metadata holds only what
-    the tensors tell (width); patch size and teacher are not recorded, so not checked."""
-    model = convert_official_lift_state(state)
-    in_channels = int(model["out_conv.weight"].shape[0])
-    arch = dict(
-        in_channels=in_channels, image_channels=32, num_image_blocks=3, fuse_channels=0, norm="BN"
-    )
-    logger.warning(
-        f"'{path}' is an official LiFT file (github.com/saksham-s/lift), loaded as LiFT-S for "
-        f"{in_channels}-channel features. It records neither its patch size nor its teacher: make "
-        f"sure it was trained for this ViT and layer."
-    )
-    meta = {
-        "format": LIFT_FILE_FORMAT,
-        "class": "LiFT",
-        "preset": "LiFT-S",
-        "arch": arch,
-        "in_channels": in_channels,
-        "backbone": {},
-        "teacher": {"weights": "official LiFT file: not recorded", "initialized": True},
-        "source": "official",
+def _check_fit(own: Mapping[str, Any], state: Mapping[str, Any], path: str, hint: str) -> None:
+    """Every tensor of the module, no more, each of its shape (as ``load_state_dict(strict=True)``
+    requires), checked without loading anything."""
+    wrong = {
+        "Missing key(s) in state_dict": [k for k in own if k not in state],
+        "Unexpected key(s) in state_dict": [k for k in state if k not in own],
+        "another shape": [k for k in own if k in state and state[k].shape != own[k].shape],
     }
-    return {"model": model, "lift_det": meta}
+    found = [f"{t}: {', '.join(json.dumps(k) for k in keys)}" for t, keys in wrong.items() if keys]
+    if found:
+        raise ValueError(f"LiFT file '{path}' does not fit this model: {'; '.join(found)}. {hint}")
 
 
 def _check(field: str, expected: Any, found: Any, path: str, hint: str) -> None:
@@ -228,11 +216,7 @@ def load_lift_file(
         for key, value in backbone.items():
             _check(f"backbone.{key}", value, meta["backbone"].get(key), path, hint)
     _check_teacher(meta, teacher, path)
-    try:  # into a copy first: a refused file leaves the module as it was
-        copy.deepcopy(lift).load_state_dict(data["model"], strict=True)
-    except RuntimeError as e:  # torch's message lists the missing / unexpected / reshaped keys
-        reason = " ".join(str(e).split())
-        raise ValueError(f"LiFT file '{path}' does not fit this model: {reason} {hint}") from None
+    _check_fit(lift.state_dict(), data["model"], path, hint)  # before anything is loaded
     lift.load_state_dict(data["model"], strict=True)  # every tensor, no more, no fewer
     logger.debug(  # the checkpointer's one summary line says where LiFT came from
         f"Loaded {meta.get('preset')} weights from {path} (trained on {meta.get('backbone')}, "

@@ -20,6 +20,7 @@ for the ViT it is loaded into (the authors' files are for DINO ViT-S/8, S/16, B/
 (tests/test_lift_reference.py checks LiFT-S against it and against that code's forward).
 """
 
+import logging
 import re
 from typing import Any, Dict, List, Mapping, Tuple
 import torch
@@ -29,7 +30,10 @@ __all__ = [
     "OFFICIAL_LIFT_S16_PARAMETERS",
     "convert_official_lift_state",
     "is_official_lift_state",
+    "official_lift_file",
 ]
+
+logger = logging.getLogger(__name__)
 
 # The official LiFT(in_channels=384, patch_size=16).state_dict(), in its order: names and shapes
 # read off github.com/saksham-s/lift, lift.py at commit fd6d929 (1,187,280 parameters).
@@ -138,3 +142,28 @@ def convert_official_lift_state(state: Mapping[str, torch.Tensor]) -> Dict[str, 
         else:
             out[f"{fold_into}.running_mean"] = out[f"{fold_into}.running_mean"] - bias
     return out
+
+
+def official_lift_file(state: Mapping[str, torch.Tensor], path: str) -> Dict[str, Any]:
+    """An official LiFT file (a bare state dict) as a LiFT-S file; its metadata holds only what
+    the tensors tell (width); patch size and teacher are not recorded, so not checked."""
+    model = convert_official_lift_state(state)
+    in_channels = int(model["out_conv.weight"].shape[0])
+    arch = dict(
+        in_channels=in_channels, image_channels=32, num_image_blocks=3, fuse_channels=0, norm="BN"
+    )
+    logger.warning(
+        f"'{path}' is an official LiFT file (github.com/saksham-s/lift), loaded as LiFT-S for "
+        f"{in_channels}-channel features. It records neither its patch size nor its teacher: make "
+        f"sure it was trained for this ViT and layer."
+    )
+    meta = {
+        "class": "LiFT",
+        "preset": "LiFT-S",
+        "arch": arch,
+        "in_channels": in_channels,
+        "backbone": {},
+        "teacher": {"weights": "official LiFT file: not recorded", "initialized": True},
+        "source": "official",
+    }
+    return {"model": model, "lift_det": meta}
