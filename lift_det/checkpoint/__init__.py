@@ -13,6 +13,7 @@ from .load_report import Part, collect_parts, report_part
 from .lift_file import (
     LIFT_FILE_FORMAT,
     MAX_ABS_WEIGHT,
+    check_lift_file,
     check_lift_state,
     lift_metadata,
     load_lift_file,

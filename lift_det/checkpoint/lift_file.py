@@ -32,6 +32,7 @@ from .official_lift import is_official_lift_state, official_lift_file
 __all__ = [
     "LIFT_FILE_FORMAT",
     "MAX_ABS_WEIGHT",
+    "check_lift_file",
     "check_lift_state",
     "lift_metadata",
     "load_lift_file",
@@ -193,9 +194,24 @@ def load_lift_file(
     teacher: Optional[str] = None,
 ) -> Dict[str, Any]:
     """
-    Load a LiFT file into ``lift`` after checking its weights and its metadata against the module
-    and, if given, the backbone description (``vit_identity``) and the :func:`teacher_fingerprint`
-    of the ViT it is loaded into. Returns the metadata.
+    Load a LiFT file into ``lift`` after :func:`check_lift_file`. Returns the metadata.
+    """
+    data = check_lift_file(lift, path, backbone, teacher)
+    lift.load_state_dict(data["model"], strict=True)  # every tensor, no more, no fewer
+    return data["lift_det"]
+
+
+def check_lift_file(
+    lift: nn.Module,
+    path: str,
+    backbone: Optional[Dict[str, Any]] = None,
+    teacher: Optional[str] = None,
+) -> Dict[str, Any]:
+    """
+    Read a LiFT file and check its weights and metadata against ``lift`` (class, widths, every
+    tensor and shape) and, if given, the backbone description (``vit_identity``) and the
+    :func:`teacher_fingerprint` of the ViT it is meant for; warn about an undertrained LiFT or a
+    random teacher. Loads nothing; returns ``{"model": state dict, "lift_det": metadata}``.
     """
     data = read_lift_file(path)
     meta = data["lift_det"]
@@ -217,10 +233,9 @@ def load_lift_file(
             _check(f"backbone.{key}", value, meta["backbone"].get(key), path, hint)
     _check_teacher(meta, teacher, path)
     _check_fit(lift.state_dict(), data["model"], path, hint)  # before anything is loaded
-    lift.load_state_dict(data["model"], strict=True)  # every tensor, no more, no fewer
     logger.debug(  # the checkpointer's one summary line says where LiFT came from
-        f"Loaded {meta.get('preset')} weights from {path} (trained on {meta.get('backbone')}, "
+        f"Checked {meta.get('preset')} weights in {path} (trained on {meta.get('backbone')}, "
         f"feature '{meta.get('feature_layer')}', iteration {meta.get('iteration')})."
     )
     _warn_about_training(meta, path)
-    return meta
+    return data

@@ -14,7 +14,7 @@ from torch import nn
 
 from detectron2.modeling import ViT
 
-from ..checkpoint import load_lift_file, report_part, teacher_fingerprint
+from ..checkpoint import check_lift_file, report_part, teacher_fingerprint
 
 from .attention import AttnViT, keyword_signature
 
@@ -125,7 +125,7 @@ class ViTLiFT(AttnViT):
         """
         Called with the incoming state dict whenever a state dict is loaded into this module (or
         a model holding it at ``prefix``): if it has no ``<prefix>lift.*`` tensors and
-        ``lift_weights`` is set, load that file (checked by :func:`load_lift_file`) and add its
+        ``lift_weights`` is set, read that file (checked by :func:`check_lift_file`) and add its
         tensors to ``state_dict``, so they load. Where LiFT came from (the checkpoint, the file,
         or nowhere with ``allow_random_lift``) is reported to the loading checkpointer
         (:func:`~lift_det.checkpoint.report_part`): this method is its one owner.
@@ -148,8 +148,10 @@ class ViTLiFT(AttnViT):
         incoming = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
         incoming = {k: v for k, v in incoming.items() if k in vit_keys}
         teacher = teacher_fingerprint(incoming) if set(incoming) == vit_keys else None
-        load_lift_file(self.lift, self.lift_weights, backbone=vit_identity(self), teacher=teacher)
-        for k, v in self.lift.state_dict().items():
+        data = check_lift_file(
+            self.lift, self.lift_weights, backbone=vit_identity(self), teacher=teacher
+        )
+        for k, v in data["model"].items():  # loaded with the rest of the state dict, once
             state_dict[part + k] = v
         report_part(part, "file", origin=origin, tensors=n)
 
