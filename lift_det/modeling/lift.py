@@ -233,10 +233,9 @@ class LiFT(nn.Module):
         Returns:
             Tensor (B, C, 2^k h, 2^k w).
         """
+        # torch.onnx.export (TorchScript) passes defaults as tensors
         if isinstance(num_passes, torch.Tensor) and not num_passes.is_floating_point():
-            num_passes = int(
-                num_passes
-            )  # torch.onnx.export (TorchScript) passes defaults as tensors
+            num_passes = int(num_passes)
         if isinstance(num_passes, bool) or not isinstance(num_passes, int) or num_passes < 1:
             raise ValueError(f"num_passes must be an integer >= 1, got {num_passes!r}.")
         x = self._forward_once(image, features)
