@@ -6,7 +6,7 @@
 # The LiFT file it writes records the timm backbone; stage two (ViTDet) needs a detectron2 ViT.
 from detectron2.config import LazyCall as L
 
-from lift_det.modeling.feature_source import TimmViTSource
+from lift_det.modeling.timm_source import TimmViTSource
 
 from .common.lift_stage1 import dataloader, model, optimizer, stage1_schedule, train
 

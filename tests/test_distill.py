@@ -14,7 +14,8 @@ from detectron2.modeling import ViT
 from conftest import vitdet_vit_kwargs
 from lift_det.modeling import LiFT, ResizeConvUpsampler, ViTLiFT, vit_identity
 from lift_det.modeling.distill import LiFTDistiller
-from lift_det.modeling.feature_source import D2ViTSource, TimmViTSource
+from lift_det.modeling.feature_source import D2ViTSource
+from lift_det.modeling.timm_source import TimmViTSource
 
 TINY_VIT = vitdet_vit_kwargs(
     img_size=128,

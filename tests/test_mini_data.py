@@ -1,4 +1,4 @@
-"""Tests of the built-in mini COCO dataset (lift_det.data.mini)."""
+"""Tests of the built-in mini COCO dataset (lift_det.data.mini, .mini_files, .mini_render)."""
 
 import contextlib
 import errno
@@ -163,7 +163,7 @@ def test_content_hash_is_pinned(mini_root: str) -> None:
     assert _content_hash(mini_root) == MINI_SHA256, (
         "The generated mini COCO dataset changed (drawing code, defaults, JSON layout, or a new "
         "numpy / Pillow / OpenCV / pycocotools version that draws or encodes JPEG differently). "
-        "If the change is intended: bump _FORMAT_VERSION in lift_det/data/mini.py (so cached "
+        "If the change is intended: bump _FORMAT_VERSION in lift_det/data/mini_files.py (so cached "
         "copies are regenerated), set MINI_SHA256 to the new hash, and rerun the mini results. "
         "If not: find the library or code change that altered the bytes."
     )
@@ -407,12 +407,12 @@ def test_read_only_root(tmp_path, monkeypatch) -> None:
 
 
 def test_disk_full_names_the_root(tmp_path, monkeypatch) -> None:
-    import lift_det.data.mini as mini
+    import lift_det.data.mini_files as mini_files
 
     def disk_full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", path)
 
-    monkeypatch.setattr(mini, "atomic_write_bytes", disk_full)
+    monkeypatch.setattr(mini_files, "atomic_write_bytes", disk_full)
     root = str(tmp_path / "mini")
     with pytest.raises(OSError, match=f"No space left on {root}"):
         generate_mini_coco(root, **TINY)

@@ -28,6 +28,7 @@ import detectron2.data.transforms as T
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from .detection_utils import IMAGE_EXTENSIONS, check_dataset_files, datasets_hint, read_image
+from .validate import check_some_image_reads
 
 __all__ = [
     "Stage1DatasetMapper",
@@ -40,9 +41,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-# -------------------------------------------------------------------------------------------------
-# datasets
-# -------------------------------------------------------------------------------------------------
+# ---- datasets ---------------------------------------------------------------------------------
 
 
 def image_folder_dicts(
@@ -104,10 +103,10 @@ def stage1_dataset_dicts(
             raise ValueError(f"Dataset '{name}' ({where}) is empty. {datasets_hint()}")
         keep = ("file_name", "image_id", "height", "width")
         dicts += [{k: d[k] for k in keep if k in d} for d in loaded]
-        _check_some_image_reads(dicts[-len(loaded) :], f"dataset '{name}'")
+        check_some_image_reads(dicts[-len(loaded) :], f"dataset '{name}'", read_rgb_image)
     for folder in image_folders:
         folder_dicts = image_folder_dicts(folder)
-        _check_some_image_reads(folder_dicts, f"image folder '{folder}'")
+        check_some_image_reads(folder_dicts, f"image folder '{folder}'", read_rgb_image)
         dicts += folder_dicts
     if max_images > 0:
         dicts = dicts[:max_images]
@@ -115,33 +114,12 @@ def stage1_dataset_dicts(
     return dicts
 
 
-# -------------------------------------------------------------------------------------------------
-# images
-# -------------------------------------------------------------------------------------------------
+# ---- images -----------------------------------------------------------------------------------
 
 
 def read_rgb_image(file_name: str) -> np.ndarray:
     """:func:`lift_det.data.read_image` as (H, W, 3) uint8 RGB (16-bit images rescaled)."""
     return read_image(file_name, format="RGB")
-
-
-def _check_some_image_reads(dicts: List[Dict[str, Any]], where: str) -> None:
-    """
-    Raise if no image of ``dicts`` can be read (tried in order until one reads: one read for a
-    sound folder), instead of detectron2's loader failing later with "Sample larger than
-    population" once every image was skipped.
-    """
-    errors = []
-    for d in dicts:
-        try:
-            read_rgb_image(d["file_name"])
-            return
-        except OSError as e:
-            errors.append(str(e))
-    raise ValueError(
-        f"None of the {len(dicts)} images of {where} can be read; the first error: {errors[0]} "
-        f"Fix or remove the files, or point to another folder."
-    )
 
 
 def color_jitter(strength: float = 0.4) -> List[T.Augmentation]:

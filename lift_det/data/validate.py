@@ -9,12 +9,12 @@ file, image id and annotation, with the fix.
 import logging
 import os
 import time
-from typing import Any, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence
 from PIL import Image
 
 from detectron2.structures import BoxMode
 
-__all__ = ["DatasetError", "check_dataset_dicts"]
+__all__ = ["DatasetError", "check_dataset_dicts", "check_some_image_reads"]
 
 logger = logging.getLogger(__name__)
 
@@ -161,4 +161,23 @@ def check_dataset_dicts(
     logger.info(
         f"Dataset {where}: {len(dicts)} images checked (files, sizes, EXIF, boxes"
         f"{', masks' if instance_masks else ''}) in {time.perf_counter() - start:.1f} s."
+    )
+
+
+def check_some_image_reads(dicts: List[Dict[str, Any]], where: str, read: Callable) -> None:
+    """
+    Raise if no image of ``dicts`` can be read (tried in order until one reads: one read for a
+    sound folder), instead of detectron2's loader failing later with "Sample larger than
+    population" once every image was skipped.
+    """
+    errors = []
+    for d in dicts:
+        try:
+            read(d["file_name"])
+            return
+        except OSError as e:
+            errors.append(str(e))
+    raise ValueError(
+        f"None of the {len(dicts)} images of {where} can be read; the first error: {errors[0]} "
+        f"Fix or remove the files, or point to another folder."
     )

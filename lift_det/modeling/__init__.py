@@ -12,7 +12,8 @@ from .backbone import ViTLiFT, vit_identity
 from .pyramid import LiFTSimpleFeaturePyramid, build_vit_lift_backbone
 
 # stage one: frozen feature sources and the self-supervised model
-from .feature_source import D2ViTSource, TimmViTSource
+from .feature_source import D2ViTSource
+from .timm_source import TimmViTSource
 from .distill import LiFTDistiller
 
 __all__ = [

@@ -15,7 +15,6 @@ from torch import nn
 from detectron2.modeling import ViT
 
 from ..checkpoint import check_lift_file, report_part, teacher_fingerprint
-
 from .attention import AttnViT, keyword_signature
 
 __all__ = ["ViTLiFT", "vit_identity"]
