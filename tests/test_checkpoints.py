@@ -155,7 +155,7 @@ def _tiny_vitlift(lift, **kw):
 
 def _load_without_lift(model, tmp_path):
     """Load a checkpoint of ``model`` that has no LiFT tensors (as a ViTDet one): the ViTLiFT load
-    hook brings LiFT from ``lift_weights`` (BRIEF interface 5)."""
+    hook brings LiFT from ``lift_weights``."""
     path = str(tmp_path / "no_lift.pth")
     torch.save({"model": {k: v for k, v in model.state_dict().items() if "lift." not in k}}, path)
     AtomicDetectionCheckpointer(model).load(path)
@@ -586,7 +586,7 @@ def test_vitdet_checkpoint_into_lift_model_logs_one_line(tmp_path, caplog):
     cfg = load_config("vitdet_mrcnn_lift")
     cfg.model.backbone.net.lift_weights = lift_path
     model = instantiate(cfg.model)
-    model.backbone.net.lift_weights = lift_path  # what ViTLiFT records (BRIEF interface 5)
+    model.backbone.net.lift_weights = lift_path
     keys = list(model.state_dict())
     caplog.clear()
     with caplog.at_level(logging.DEBUG):

@@ -159,7 +159,7 @@ def _grow(mask: np.ndarray, r: int) -> np.ndarray:
 
 
 def test_content_hash_is_pinned(mini_root: str) -> None:
-    """The default mini dataset is byte-identical everywhere (issue 10.5)."""
+    """The default mini dataset is byte-identical everywhere."""
     assert _content_hash(mini_root) == MINI_SHA256, (
         "The generated mini COCO dataset changed (drawing code, defaults, JSON layout, or a new "
         "numpy / Pillow / OpenCV / pycocotools version that draws or encodes JPEG differently). "
