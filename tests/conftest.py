@@ -1,6 +1,7 @@
 """Shared helpers: tiny ViTDet configs (the real structure, small sizes) for CPU tests."""
 
 import os
+import sys
 import warnings
 import pytest
 import torch
@@ -8,6 +9,9 @@ import torch
 from detectron2.config import LazyConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the tools' shared package (tools/lift_tools/) imports as it does when a tool runs
+if os.path.join(REPO, "tools") not in sys.path:
+    sys.path.insert(0, os.path.join(REPO, "tools"))
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=UserWarning, module="torch")
 
@@ -79,10 +83,7 @@ def load_tool(name: str):
     """``tools/<name>.py`` as a module (its functions run in this process, as launch() with one
     process runs them)."""
     import importlib.util
-    import sys
 
-    if f"{REPO}/tools" not in sys.path:  # the tools' helper modules, as when a tool runs
-        sys.path.insert(0, f"{REPO}/tools")
     spec = importlib.util.spec_from_file_location(f"tool_{name}", f"{REPO}/tools/{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -1,13 +1,12 @@
 """lift_det.analysis (linear CKA, self-similarity, dense features) against independent
-computations, and the tools built on it (tools/feature_model.py, tools/visualize_features.py,
-tools/scale_invariance.py) on tiny inputs."""
+computations, and the tools built on it (tools/lift_tools/feature_model.py,
+tools/visualize_features.py, tools/scale_invariance.py) on tiny inputs."""
 
 import json
 import math
 import numpy as np
 import os
 import runpy
-import sys
 import pytest
 import torch
 from PIL import Image
@@ -23,17 +22,15 @@ from lift_det.analysis import (
 from lift_det.checkpoint import save_lift_file
 from lift_det.model_zoo import get_config_file
 from lift_det.modeling import vit_identity
-
-TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
-sys.path.insert(0, TOOLS)  # the tools' helper module, as when a tool runs as a script
-
-from feature_model import (  # noqa: E402
+from lift_tools.feature_model import (
     build_feature_model,
     default_image_path,
     load_feature_weights,
     native_image_size,
     prepare_image,
 )
+
+TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
 
 
 def _tool(name):

@@ -11,8 +11,7 @@ import pytest
 
 from conftest import REPO, load_tool
 
-sys.path.insert(0, os.path.join(REPO, "tools"))
-import update_readme  # noqa: E402
+update_readme = load_tool("update_readme")
 
 
 @pytest.fixture(scope="module")

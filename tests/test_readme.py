@@ -7,12 +7,10 @@ import subprocess
 import sys
 import pytest
 
-from conftest import REPO
+from conftest import REPO, load_tool
+from lift_tools import main_job, study_report, study_schedule
 
-sys.path.insert(0, os.path.join(REPO, "tools"))
-import mini_pipeline  # noqa: E402
-import mini_study  # noqa: E402
-import update_readme  # noqa: E402
+update_readme = load_tool("update_readme")
 
 README = open(os.path.join(REPO, "README.md")).read()
 
@@ -32,9 +30,9 @@ def test_main_job_table_is_its_json():
         summary = json.load(f)
     steps = summary["steps"]
     iters = {name: s["iterations"] for name, s in steps.items()}
-    order = mini_pipeline.mini_steps("out", iters["baseline"], iters["stage1"], iters["lift"])
+    order = main_job.mini_steps("out", iters["baseline"], iters["stage1"], iters["lift"])
     assert [s.name for s in order] == list(steps)
-    table = mini_pipeline.format_table(steps, order)
+    table = main_job.format_table(steps, order)
     with open(os.path.join(REPO, "docs", "main_job.md")) as f:
         assert f.read().startswith(table)
     # an independent spot check: the LiFT row carries the JSON's box AP with two decimals
@@ -52,15 +50,15 @@ def test_mini_study_report_is_its_json():
     with open(os.path.join(REPO, "docs", "mini_study.json")) as f:
         study = json.load(f)
     with open(os.path.join(REPO, "docs", "mini_study.md")) as f:
-        assert f.read() == mini_study.format_report(study) + "\n"
+        assert f.read() == study_report.format_report(study) + "\n"
     seeds = [str(s) for s in study["summary"]["seeds"]]
-    assert len(seeds) >= 3 and set(study["arms"]) == {a[0] for a in mini_study.ARMS}
+    assert len(seeds) >= 3 and set(study["arms"]) == {a[0] for a in study_schedule.ARMS}
     for arm in study["arms"]:
         box = [study["per_seed"][s][arm]["bbox/AP"] for s in seeds]
         got = study["summary"]["arms"][arm]["bbox/AP"]
         assert got["mean"] == np.mean(box) and got["std"] == np.std(box, ddof=1)
-        if arm != mini_study.CONTROL:
-            ft = [study["per_seed"][s][mini_study.CONTROL]["bbox/AP"] for s in seeds]
+        if arm != study_schedule.CONTROL:
+            ft = [study["per_seed"][s][study_schedule.CONTROL]["bbox/AP"] for s in seeds]
             diff = got["vs_control"]
             assert diff["mean"] == np.mean(np.subtract(box, ft))
             assert diff["low"] < diff["mean"] < diff["high"]
@@ -78,21 +76,32 @@ def test_paths_in_the_readme_exist():
     assert missing == []
 
 
-@pytest.mark.parametrize(
-    "tool", sorted(f for f in os.listdir(os.path.join(REPO, "tools")) if f.endswith(".py"))
-)
-def test_tools_are_executable(tool):
-    path = os.path.join(REPO, "tools", tool)
-    with open(path) as f:
-        first = f.readline()
-    if first.startswith("#!"):
+TOOL_FILES = sorted(f for f in os.listdir(os.path.join(REPO, "tools")) if f.endswith(".py"))
+
+
+def test_every_file_in_tools_is_a_script():
+    """tools/ holds scripts only, as upstream's: a shebang, the executable bit and a __main__
+    block; code that several tools share is a module of tools/lift_tools/."""
+    assert len(TOOL_FILES) > 5
+    for tool in TOOL_FILES:
+        path = os.path.join(REPO, "tools", tool)
+        with open(path) as f:
+            text = f.read()
+        where = f"tools/{tool} is not a script: move shared code to tools/lift_tools/"
+        assert text.startswith("#!/usr/bin/env python3\n"), where
+        assert re.search(r"^if __name__ == .__main__.:", text, re.M), where
         assert os.access(path, os.X_OK), f"chmod +x tools/{tool}"
-        out = subprocess.run(
-            [sys.executable, path, "--help"], capture_output=True, text=True, timeout=120
-        )
-        assert out.returncode == 0 and "usage:" in out.stdout, out.stderr[-2000:]
-    else:  # a helper module of the tools, not a tool
-        assert not os.access(path, os.X_OK) and "__main__" not in open(path).read()
+
+
+@pytest.mark.parametrize("tool", TOOL_FILES)
+def test_tools_run(tool):
+    out = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", tool), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0 and "usage:" in out.stdout, out.stderr[-2000:]
 
 
 def test_gpu_block_is_pending_without_a_gpu_report(tmp_path):

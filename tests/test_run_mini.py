@@ -1,4 +1,4 @@
-"""The main job's driver (tools/run_mini.py, tools/mini_pipeline.py) at 1 iteration per step."""
+"""The main job's driver (tools/run_mini.py, tools/lift_tools/main_job.py), 1 iteration a step."""
 
 import contextlib
 import io
@@ -7,9 +7,9 @@ import os
 import shutil
 import pytest
 
-from conftest import CPU_ENV, load_tool
-
-mini = load_tool("mini_pipeline")
+from conftest import CPU_ENV
+from lift_tools import main_job as mini
+from lift_tools import pipeline as runner
 
 
 def test_format_table():
@@ -99,7 +99,7 @@ def test_resume_skips_finished_steps(pipeline, tmp_path, monkeypatch):
     shutil.copytree(pipeline[0], out)
     ran = []
     monkeypatch.setattr(
-        mini, "_run_step", lambda step, o, extra: ran.append((step.name, extra)) or 0.0
+        runner, "_run_step", lambda step, o, extra: ran.append((step.name, extra)) or 0.0
     )
     summary = mini.run_pipeline(out, 1, 1, 1, resume=True)
     assert ran == []

@@ -1,4 +1,4 @@
-"""The multi-seed study (tools/mini_study.py, tools/run_mini.py --seeds): statistics against
+"""The multi-seed study (tools/lift_tools/study*.py, tools/run_mini.py --seeds): statistics against
 independent computations, the schedule's ETA, the steps' pairing, and one tiny end-to-end study
 whose steps are rerun to show that the same seed gives the same numbers."""
 
@@ -11,9 +11,7 @@ import os
 import pytest
 
 from conftest import CPU_ENV, load_tool
-
-study = load_tool("mini_study")
-pipeline = load_tool("mini_pipeline")
+from lift_tools import pipeline, study, study_report, study_schedule, study_statistics
 
 # two-sided 95% t quantiles from a printed table (df = 1, 2, 4)
 T975 = {1: 12.706, 2: 4.303, 4: 2.776}
@@ -24,15 +22,15 @@ def test_paired_interval_is_the_t_interval(diffs):
     d = np.array(diffs)
     sd = math.sqrt(sum((x - d.mean()) ** 2 for x in d) / (len(d) - 1))
     half = T975[len(d) - 1] * sd / math.sqrt(len(d))
-    got = study.paired_interval(diffs)
+    got = study_statistics.paired_interval(diffs)
     assert got["mean"] == pytest.approx(d.mean())
     assert got["low"] == pytest.approx(d.mean() - half, abs=2e-3)
     assert got["high"] == pytest.approx(d.mean() + half, abs=2e-3)
-    assert math.isnan(study.paired_interval([1.0])["low"])
+    assert math.isnan(study_statistics.paired_interval([1.0])["low"])
 
 
 def _metrics(ap):
-    return {key: ap + i for i, (key, _) in enumerate(study.METRICS)}
+    return {key: ap + i for i, (key, _) in enumerate(study_statistics.METRICS)}
 
 
 def test_summarize_pairs_arms_by_seed():
@@ -42,7 +40,7 @@ def test_summarize_pairs_arms_by_seed():
     per_seed = {s: {"ft": _metrics(ap), "lift": _metrics(ap + 1.5), "bilinear": _metrics(ap)}
                 for s, ap in control.items()}  # fmt: skip
     per_seed[2]["bilinear"] = _metrics(22.0)  # +0, +0, +2: not significant
-    out = study.summarize(per_seed, ["ft", "lift", "bilinear"])
+    out = study_statistics.summarize(per_seed, ["ft", "lift", "bilinear"])
     box = out["arms"]["lift"]["bbox/AP"]
     assert box["mean"] == pytest.approx(21.5)
     assert box["std"] == pytest.approx(np.std([11.5, 31.5, 21.5], ddof=1))
@@ -62,10 +60,10 @@ def test_plateau_criterion():
     curve = [
         {"iteration": i, "bbox/AP": ap} for i, ap in [(100, 5), (200, 10), (300, 20), (400, 20.5)]
     ]
-    got = study.plateau(curve)
+    got = study_statistics.plateau(curve)
     assert got["gain"] == pytest.approx(0.5) and got["plateaued"]  # 300 -> 400
     curve[-1]["bbox/AP"] = 22.0
-    assert not study.plateau(curve)["plateaued"]
+    assert not study_statistics.plateau(curve)["plateaued"]
 
 
 @pytest.mark.parametrize(
@@ -86,13 +84,13 @@ def test_estimate_makespan_by_hand(jobs, running, hand):
 
 def test_study_steps_are_paired_within_a_seed(tmp_path):
     out = str(tmp_path)
-    steps = study.study_steps(out, [0, 1], 30, 20, 10)
+    steps = study_schedule.study_steps(out, [0, 1], 30, 20, 10)
     by_name = {s.name: s for s in steps}
     assert steps[0].name == "baseline" and steps[0].threads == 2
     base = os.path.join(out, "baseline", "model_final.pth")
-    arms = [a[0] for a in study.ARMS]
+    arms = [a[0] for a in study_schedule.ARMS]
     for seed in (0, 1):
-        for arm, _, _, stage_one, _ in study.ARMS:
+        for arm, _, _, stage_one, _ in study_schedule.ARMS:
             s = by_name[f"seed{seed}/{arm}"]
             assert s.overrides["train.init_checkpoint"] == base  # every arm: one baseline
             assert s.overrides["train.seed"] == str(seed) and s.threads == 1 and s.iters == 10
@@ -100,15 +98,15 @@ def test_study_steps_are_paired_within_a_seed(tmp_path):
                 lift = os.path.join(out, f"seed{seed}", stage_one, "lift_final.pth")
                 assert s.overrides["model.backbone.net.lift_weights"] == lift
                 assert f"seed{seed}/{stage_one}" in s.needs
-        for name, *_ in study.STAGE_ONES:
+        for name, *_ in study_schedule.STAGE_ONES:
             s1 = by_name[f"seed{seed}/{name}"]
             assert s1.overrides["train.seed"] == str(seed) and s1.iters == 20
-    assert len(steps) == 1 + 2 * (len(study.STAGE_ONES) + len(arms))
-    sub = study.study_steps(out, [0], 30, 20, 10, arms=["ft", "lift_half"])
+    assert len(steps) == 1 + 2 * (len(study_schedule.STAGE_ONES) + len(arms))
+    sub = study_schedule.study_steps(out, [0], 30, 20, 10, arms=["ft", "lift_half"])
     assert [s.name for s in sub] == ["baseline", "seed0/stage1_lift", "seed0/stage1_half",
                                      "seed0/ft", "seed0/lift_half"]  # fmt: skip
     with pytest.raises(ValueError, match="unknown arms"):
-        study.study_steps(out, [0], 30, 20, 10, arms=["liftt"])
+        study_schedule.study_steps(out, [0], 30, 20, 10, arms=["liftt"])
 
 
 def _numbers(step_dir):
@@ -136,7 +134,7 @@ def test_study_writes_its_report(tiny_study):
         written = json.load(f)
     assert written == json.loads(json.dumps(result))
     with open(os.path.join(out, "mini_study.md")) as f:
-        assert f.read() == study.format_report(written) + "\n"
+        assert f.read() == study_report.format_report(written) + "\n"
     assert os.path.getsize(os.path.join(out, "mini_study.png")) > 1000
     for seed in (0, 1):  # the per-seed numbers are the steps' own final evaluations
         for step in ("ft", "lift", "stage1_lift"):
@@ -158,7 +156,9 @@ def test_same_seed_gives_identical_metrics(tiny_study, tmp_path, monkeypatch):
     out = tiny_study[0]
     for k, v in CPU_ENV.items():
         monkeypatch.setenv(k, v)
-    steps = {s.name: s for s in study.study_steps(out, [0, 1], 2, 2, 2, arms=["ft", "lift"])}
+    steps = {
+        s.name: s for s in study_schedule.study_steps(out, [0, 1], 2, 2, 2, arms=["ft", "lift"])
+    }
     again = str(tmp_path)
     for name in ("seed1/stage1_lift", "seed1/lift"):  # rerun from the same inputs, same seed
         with contextlib.redirect_stdout(io.StringIO()):
@@ -188,8 +188,10 @@ def test_run_mini_refuses_bad_arguments_before_running(argv, message, tmp_path):
 
 
 def test_dodge_spreads_equal_costs_only():
-    assert study.dodge([1.0, 2.0, 1.0, 1.0], spread=0.1) == pytest.approx([0.9, 2.0, 1.0, 1.1])
-    assert study.dodge([3.0, 1.0], spread=0.5) == [3.0, 1.0]
+    assert study_report.dodge([1.0, 2.0, 1.0, 1.0], spread=0.1) == pytest.approx(
+        [0.9, 2.0, 1.0, 1.1]
+    )
+    assert study_report.dodge([3.0, 1.0], spread=0.5) == [3.0, 1.0]
 
 
 def test_study_figure_keeps_arms_of_equal_cost_apart(tmp_path):
@@ -197,7 +199,7 @@ def test_study_figure_keeps_arms_of_equal_cost_apart(tmp_path):
     are drawn at distinct x, each near its own cost."""
     with open(os.path.join(os.path.dirname(__file__), "..", "docs", "mini_study.json")) as f:
         committed = json.load(f)
-    drawn = study.plot(committed, str(tmp_path / "study.png"))
+    drawn = study_report.plot(committed, str(tmp_path / "study.png"))
     assert [d["arm"] for d in drawn] == list(committed["arms"])
     xs = [d["x"] for d in drawn]
     assert len(set(xs)) == len(xs)

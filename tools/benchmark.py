@@ -23,9 +23,7 @@ import json
 import logging
 import os
 import platform
-import resource
 import time
-import warnings
 import torch
 from fvcore.nn import FlopCountAnalysis, flop_count_table, parameter_count
 from torch.utils.benchmark import Measurement, Timer
@@ -38,7 +36,8 @@ from detectron2.utils.logger import setup_logger
 from lift_det.config import VIT_SIZES, vitdet_vit_args
 from lift_det.model_zoo import CONFIG_DIR
 from lift_det.modeling import LIFT_PRESETS, build_upsampler
-from provenance import provenance  # tools/provenance.py
+from lift_tools.costs import count_flops, detector_config, peak_memory_mib, random_image
+from lift_tools.provenance import provenance
 
 logger = logging.getLogger("lift_det.benchmark")
 
@@ -54,16 +53,6 @@ def build_vit(size: str, image_size: int) -> ViT:
     """detectron2's ViT of a ViTDet size ("B", "L", "H"; "S" for LiFT-S), random weights."""
     vit = ViT(img_size=image_size, window_size=14, use_rel_pos=True, **vitdet_vit_args(size))
     return vit.eval()
-
-
-def count_flops(analysis) -> float:
-    """fvcore's total, without its per-op warnings (detectron2's and fvcore's analyses alike)."""
-    analysis.unsupported_ops_warnings(False)
-    analysis.uncalled_modules_warnings(False)
-    analysis.tracer_warnings("none")
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(analysis.total())
 
 
 def row(name, params, flops, size, note=""):
@@ -111,21 +100,6 @@ def component_rows(presets, size, device, vit_2x, tables):
     return rows, ratios
 
 
-def detector_config(path: str, size: int, proposals: int, detections: int):
-    """The model config of a detector LazyConfig at ``size``, ``detections`` per image."""
-    model = LazyConfig.load(path).model
-    if "lift" in model.backbone.net:  # a ViTLiFT
-        # costs do not depend on LiFT's weights: no checkpoint is loaded, a random LiFT is fine
-        model.backbone.net.allow_random_lift = True
-    model.backbone.square_pad = size  # the ViT interpolates its position embeddings
-    model.proposal_generator.post_nms_topk = (2000, proposals)  # (train, test)
-    heads = model.roi_heads
-    for predictor in [heads.box_predictor] if "box_predictor" in heads else heads.box_predictors:
-        predictor.test_score_thresh = 0.0  # the mask head always runs on all detections
-        predictor.test_topk_per_image = detections
-    return model
-
-
 @functools.lru_cache(maxsize=None)  # FLOPs and timings at one size share the models
 def load_detector(key: str, size: int, config_dir: str, proposals: int, detections: int):
     """A detector with random weights at ``size``, ``detections`` per image."""
@@ -134,11 +108,6 @@ def load_detector(key: str, size: int, config_dir: str, proposals: int, detectio
     )
     torch.manual_seed(0)
     return instantiate(model).eval()
-
-
-def random_image(size: int, seed: int, device) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (3, size, size), generator=g).float().to(device)
 
 
 def detector_rows(size, device, config_dir, heads):
@@ -155,18 +124,6 @@ def detector_rows(size, device, config_dir, heads):
         )
     ratios = {k: flops[f"{k}_lift"] / flops[k] for k in ("mrcnn", "cascade")}
     return rows, ratios
-
-
-def peak_memory_mib(fn, device) -> float:
-    """CUDA: peak allocated by one call; CPU: the process's peak RSS so far (resource)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        fn()
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    fn()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
 
 
 def time_interleaved(fns, repeats: int):

@@ -42,14 +42,15 @@ from detectron2.utils.events import EventStorage
 from detectron2.utils.logger import setup_logger
 
 import lift_det  # noqa: F401  (registers backbones and datasets)
-from benchmark import VIT_SIZES, detector_config, peak_memory_mib, random_image  # tools/
 from lift_det.checkpoint import read_lift_file
+from lift_det.config import VIT_SIZES
 from lift_det.data import ensure_mini_coco
 from lift_det.data.mini import generate_mini_coco
 from lift_det.engine.hooks import ExportLiFTFile
 from lift_det.engine.train_utils import build_trainer
 from lift_det.modeling import ATTN_IMPLS, set_attn_impl
-from provenance import provenance  # tools/provenance.py
+from lift_tools.costs import detector_config, peak_memory_mib, random_image
+from lift_tools.provenance import provenance
 
 logger = logging.getLogger("lift_det.gpu_check")
 

@@ -4,7 +4,7 @@ The main job on the built-in mini data (README's `make main`): baseline ViTDet -
 stage two (+LiFT, +bilinear control, baseline with the same extra iterations) -> COCO eval table.
 With --seeds N, the multi-seed study instead (README's `make study`): a converged baseline shared
 by every seed, every control and LiFT variant per seed, statistics, costs and a figure
-(tools/mini_study.py).
+(tools/lift_tools/study.py).
 
     .venv/bin/python tools/run_mini.py --output-dir output/mini [--baseline-iters 400 \\
         --stage1-iters 500 --stage2-iters 160] [--resume | --overwrite] [key=value ...]
@@ -16,7 +16,7 @@ interrupted one; --overwrite reruns every step from scratch.
 
 import argparse
 
-from mini_pipeline import run_pipeline  # tools/mini_pipeline.py, next to this file
+from lift_tools.main_job import run_pipeline
 
 # (main job, study) defaults
 DEFAULT_ITERS = {"baseline": (400, 1500), "stage1": (500, 500), "stage2": (160, 160)}
@@ -67,7 +67,7 @@ def main(args) -> None:
     jobs = 2 if args.jobs is None else args.jobs
     if jobs < 1:
         raise SystemExit(f"--jobs must be >= 1, got {jobs}")
-    from mini_study import run_study  # tools/mini_study.py
+    from lift_tools.study import run_study
 
     run_study(args.output_dir or "output/study", list(range(args.seeds)), iters["baseline"],
               iters["stage1"], iters["stage2"], jobs=jobs, arms=args.arms,

@@ -1,10 +1,10 @@
-"""Where and how a tool's result was made (the helper of tools that write results for docs/)."""
+"""Where and how a tool's result was made (stamped by the tools that write results for docs/)."""
 
 import os
 import time
 from typing import Dict
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def provenance() -> Dict[str, str]:

@@ -1,10 +1,8 @@
 """
-The main job on the built-in mini data: baseline ViTDet training -> stage one (LiFT against the
-trained, frozen ViT) -> stage two for +LiFT, for the +bilinear control and for the baseline given
-the same extra iterations -> COCO evaluation of each, as one table (markdown + JSON).
-
-Every step runs tools/train_net.py in a subprocess, exactly as a user would, with its full log in
-``<output>/<step>/log.txt``. A helper module of tools/run_mini.py (scenario code, not library).
+Steps that each run tools/train_net.py in a subprocess, exactly as a user would (full log in
+``<output>/<step>/log.txt``), and the runner that takes them, each after the steps it
+needs, a few at a time, with an ETA from a simulation of its schedule. Used by the main job
+(lift_tools/main_job.py) and the study (lift_tools/study.py).
 """
 
 import json
@@ -17,24 +15,9 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from provenance import provenance  # tools/provenance.py
+__all__ = ["Step", "run_steps", "read_final_metrics", "estimate_makespan"]
 
-__all__ = [
-    "Step",
-    "mini_steps",
-    "run_steps",
-    "run_pipeline",
-    "read_final_metrics",
-    "format_table",
-    "estimate_makespan",
-]
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CAVEAT = (
-    "One seed is noise-limited: a rerun on another machine can move these APs by several points, "
-    "so read small differences with care. The evidence is the multi-seed study: `make study` "
-    "(tools/run_mini.py --seeds 3), committed as docs/mini_study.md and shown in the README."
-)
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Seconds a step's process spends outside its iterations (imports, building, data, checkpoints).
 STEP_OVERHEAD_S = 20.0
 _ECHO = re.compile(r"eta: |Inference done|copypaste: \d|lift_quality|Error|error:|Traceback")
@@ -59,28 +42,6 @@ class Step:
     cost: float = 1.0  # seconds per iteration, relative (for the ETA only)
 
 
-def mini_steps(out: str, baseline_iters: int, stage1_iters: int, stage2_iters: int) -> List[Step]:
-    """The pipeline's steps; each step's output folder is ``out/<name>``."""
-    base_ckpt = os.path.join(out, "baseline", "model_final.pth")
-    lift_file = os.path.join(out, "stage1", "lift_final.pth")
-    stage2 = {"train.init_checkpoint": base_ckpt, "train.eval_period": str(stage2_iters)}
-    after_base, after_s1 = ("baseline",), ("baseline", "stage1")
-    return [
-        Step("baseline", "model_final.pth", "vitdet_mrcnn", baseline_iters,
-             {"train.eval_period": str(baseline_iters)}, "ViTDet (baseline)"),
-        Step("stage1", "lift_final.pth", "lift_stage1", stage1_iters,
-             {"train.init_checkpoint": base_ckpt, "train.eval_period": str(stage1_iters)},
-             "stage one: LiFT-S on the frozen ViT", after_base, cost=0.35),
-        Step("baseline_ft", "model_final.pth", "vitdet_mrcnn_ft", stage2_iters, dict(stage2),
-             "ViTDet + same extra iterations", after_base),
-        Step("bilinear", "model_final.pth", "vitdet_mrcnn_bilinear", stage2_iters, dict(stage2),
-             "ViTDet + bilinear 2x (control)", after_base, cost=0.9),
-        Step("lift", "model_final.pth", "vitdet_mrcnn_lift", stage2_iters,
-             {**stage2, "model.backbone.net.lift_weights": lift_file}, "ViTDet + LiFT", after_s1,
-             cost=0.9),
-    ]  # fmt: skip
-
-
 def read_final_metrics(output_dir: str) -> Dict[str, float]:
     """The last evaluation written to ``metrics.json`` by detectron2's JSONWriter."""
     path = os.path.join(output_dir, "metrics.json")
@@ -95,48 +56,6 @@ def read_final_metrics(output_dir: str) -> Dict[str, float]:
     if not last:
         raise RuntimeError(f"{path} has no evaluation results; was train.eval_period > max_iter?")
     return last
-
-
-def _fmt(v: Optional[float]) -> str:
-    return "n/a" if v is None or v != v else f"{v:.2f}"
-
-
-def format_table(results: Dict[str, Dict], steps: List[Step]) -> str:
-    """Markdown: one row per detector (box AP, AP50, AP75, APs, mask AP) + stage one's cosines."""
-    lines = [
-        "| model | iterations | box AP | AP50 | AP75 | APs | mask AP |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for s in steps:
-        r = results.get(s.name, {})
-        if s.final != "model_final.pth":  # stage one: its cosines below
-            continue
-        iters = f"{results['baseline'].get('iterations', '?')}"
-        if s.name != "baseline":
-            iters += f" + {r.get('iterations', '?')}"
-        lines.append(
-            f"| {s.label} | {iters} | {_fmt(r.get('bbox/AP'))} | {_fmt(r.get('bbox/AP50'))} | "
-            f"{_fmt(r.get('bbox/AP75'))} | {_fmt(r.get('bbox/APs'))} | {_fmt(r.get('segm/AP'))} |"
-        )
-    s1 = results.get("stage1", {})
-    if s1:
-        lines += [
-            "",
-            "Stage one, held-out mean cosine similarity to the ViT's features of the 2x image:",
-            "",
-            "| LiFT | bilinear | nearest |",
-            "|---|---|---|",
-            f"| {s1.get('lift_quality/cos_lift', float('nan')):.4f} | "
-            f"{s1.get('lift_quality/cos_bilinear', float('nan')):.4f} | "
-            f"{s1.get('lift_quality/cos_nearest', float('nan')):.4f} |",
-        ]
-        if s1.get("lift_quality/cos_lift", 1.0) < s1.get("lift_quality/cos_bilinear", 0.0):
-            lines += [
-                "",
-                "**LiFT is UNDERTRAINED**: its held-out cosine is below bilinear upsampling's. "
-                "Train stage one longer; the +LiFT rows above say little about LiFT.",
-            ]
-    return "\n".join(lines)
 
 
 def _run_step(step: Step, out: str, extra: List[str]) -> float:
@@ -298,37 +217,3 @@ def run_steps(
     for step in steps:
         results[step.name]["iterations"] = step.iters
     return results
-
-
-def run_pipeline(
-    out: str,
-    baseline_iters: int = 400,
-    stage1_iters: int = 500,
-    stage2_iters: int = 160,
-    extra: Optional[List[str]] = None,
-    resume: bool = False,
-    overwrite: bool = False,
-) -> Dict:
-    """The main job: run every step (one at a time) and write the table; ``resume`` and
-    ``overwrite`` as in :func:`run_steps`."""
-    out = os.path.abspath(out)
-    os.makedirs(out, exist_ok=True)
-    t0 = time.time()
-    steps = mini_steps(out, baseline_iters, stage1_iters, stage2_iters)
-    results = run_steps(steps, out, extra=extra, resume=resume, overwrite=overwrite)
-    for r in results.values():
-        r.pop("seconds", None)
-    table = format_table(results, steps)
-    with open(os.path.join(out, "results.md"), "w") as f:
-        f.write(f"{table}\n\n{CAVEAT}\n")
-    summary = {
-        "steps": {s.name: {"label": s.label, **results[s.name]} for s in steps},
-        "wall_time_s": time.time() - t0,
-        **provenance(),
-    }
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    print(
-        "\n" + table + f"\n\n{CAVEAT}\n[main] wrote {out}/results.md and results.json", flush=True
-    )
-    return summary

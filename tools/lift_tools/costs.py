@@ -1,0 +1,87 @@
+"""
+What the cost measurements share: fvcore's FLOP total without its per-op warnings, detector
+configs set up for counting (random weights, every detection through the mask head), random input
+images, peak memory; and the parameters and GFLOPs of the study's arms.
+"""
+
+import os
+import resource
+import warnings
+from typing import Dict, Sequence
+import torch
+from fvcore.nn import parameter_count
+
+from detectron2.config import LazyConfig, instantiate
+from detectron2.data.detection_utils import read_image
+from detectron2.utils.analysis import FlopCountAnalysis
+
+from lift_tools.study_schedule import ARMS
+
+__all__ = ["count_flops", "detector_config", "random_image", "peak_memory_mib", "arm_costs"]
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def count_flops(analysis) -> float:
+    """fvcore's total, without its per-op warnings (detectron2's and fvcore's analyses alike)."""
+    analysis.unsupported_ops_warnings(False)
+    analysis.uncalled_modules_warnings(False)
+    analysis.tracer_warnings("none")
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(analysis.total())
+
+
+def detector_config(path: str, size: int, proposals: int, detections: int):
+    """The model config of a detector LazyConfig at ``size``, ``detections`` per image."""
+    model = LazyConfig.load(path).model
+    if "lift" in model.backbone.net:  # a ViTLiFT
+        # costs do not depend on LiFT's weights: no checkpoint is loaded, a random LiFT is fine
+        model.backbone.net.allow_random_lift = True
+    model.backbone.square_pad = size  # the ViT interpolates its position embeddings
+    model.proposal_generator.post_nms_topk = (2000, proposals)  # (train, test)
+    heads = model.roi_heads
+    for predictor in [heads.box_predictor] if "box_predictor" in heads else heads.box_predictors:
+        predictor.test_score_thresh = 0.0  # the mask head always runs on all detections
+        predictor.test_topk_per_image = detections
+    return model
+
+
+def random_image(size: int, seed: int, device) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (3, size, size), generator=g).float().to(device)
+
+
+def peak_memory_mib(fn, device) -> float:
+    """CUDA: peak allocated by one call; CPU: the process's peak RSS so far (resource)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    fn()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
+
+
+def arm_costs(arms: Sequence[str], image: str) -> Dict[str, Dict[str, float]]:
+    """Parameters and GFLOPs (fvcore: one multiply-add = one flop) of each arm's detector at the
+    mini input (512 px for the 2x-image arm), at inference on one val image of the mini data,
+    with random weights and the mask head on all 50 detections (score threshold 0)."""
+    configs = {a[0]: a[1] for a in ARMS}
+    costs = {}
+    for arm in arms:
+        cfg = LazyConfig.load(os.path.join(REPO, "configs", "mini", f"{configs[arm]}.py"))
+        net = cfg.model.backbone.net
+        if "lift" in net:  # a ViTLiFT; costs do not depend on weights, no checkpoint is loaded
+            net.allow_random_lift = True
+        cfg.model.roi_heads.box_predictor.test_score_thresh = 0.0
+        torch.manual_seed(0)
+        model = instantiate(cfg.model).eval()
+        size = cfg.model.backbone.square_pad
+        img = torch.as_tensor(read_image(image, format="BGR").copy()).permute(2, 0, 1)
+        img = torch.nn.functional.interpolate(img[None].float(), size=(size, size))[0]
+        flops = count_flops(FlopCountAnalysis(model, [{"image": img, "height": 256, "width": 256}]))
+        costs[arm] = {"params_M": parameter_count(model)[""] / 1e6, "gflops": flops / 1e9,
+                      "image_size": int(size)}  # fmt: skip
+    return costs

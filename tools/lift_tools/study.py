@@ -1,0 +1,130 @@
+"""
+The multi-seed mini study (README's `make study`, ``tools/run_mini.py --seeds N``): runs the
+study's steps (:mod:`lift_tools.study_schedule`), then writes its statistics
+(:mod:`lift_tools.study_statistics`), each arm's parameters and GFLOPs (:mod:`lift_tools.costs`),
+a PNG of box AP vs GFLOPs and the report ``mini_study.md`` / ``mini_study.json``
+(:mod:`lift_tools.study_report`).
+"""
+
+import json
+import os
+import time
+from typing import Dict, List, Optional, Sequence
+
+from lift_tools.costs import arm_costs
+from lift_tools.pipeline import run_steps
+from lift_tools.provenance import provenance
+from lift_tools.study_report import format_report, plot
+from lift_tools.study_schedule import ARMS, study_steps
+from lift_tools.study_statistics import METRICS, plateau, read_curve, summarize
+
+__all__ = ["run_study"]
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_study(
+    out: str,
+    seeds: Sequence[int],
+    baseline_iters: int,
+    stage1_iters: int,
+    stage2_iters: int,
+    *,
+    jobs: int = 2,
+    arms: Optional[Sequence[str]] = None,
+    report_dir: Optional[str] = None,
+    extra: Optional[List[str]] = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> Dict:
+    """Run the study's steps (``jobs`` at a time) and write ``mini_study.{md,json,png}`` to
+    ``report_dir`` (default ``out``)."""
+    from detectron2.data import DatasetCatalog
+
+    import lift_det  # noqa: F401  (registers the mini datasets)
+
+    out = os.path.abspath(out)
+    os.makedirs(out, exist_ok=True)
+    t0 = time.time()
+    steps = study_steps(out, seeds, baseline_iters, stage1_iters, stage2_iters, arms=arms)
+    print(f"[study] {len(steps)} steps, {jobs} at a time: 1 shared baseline, {len(seeds)} seeds")
+    results = run_steps(
+        steps, out, jobs=jobs, extra=extra, resume=resume, overwrite=overwrite, tag="study"
+    )
+    arm_names = [a[0] for a in ARMS if arms is None or a[0] in arms]
+    per_seed = {
+        seed: {name.split("/", 1)[1]: r for name, r in results.items() if
+               name.startswith(f"seed{seed}/")}
+        for seed in seeds
+    }  # fmt: skip
+    curve = read_curve(os.path.join(out, "baseline"), baseline_iters)
+    val = DatasetCatalog.get("lift_mini_val")
+    print("[study] counting parameters and GFLOPs of each arm")
+    report_dir = os.path.abspath(report_dir or out)
+    os.makedirs(report_dir, exist_ok=True)
+    figure = os.path.join(report_dir, "mini_study.png")
+    study = {
+        "arms": arm_names,
+        "setup": {
+            "seeds": list(seeds),
+            "baseline_iters": baseline_iters,
+            "stage1_iters": stage1_iters,
+            "stage2_iters": stage2_iters,
+            "image_size": 256,
+            "val_images": len(val),
+            "jobs": jobs,
+            "justification": _justification(baseline_iters, stage1_iters, stage2_iters),
+        },
+        "baseline": {
+            "iterations": baseline_iters,
+            "eval_period": steps[0].overrides["train.eval_period"],
+            "curve": curve,
+            "final": {k: results["baseline"][k] for k, _ in METRICS},
+            "plateau": plateau(curve),
+        },
+        "summary": summarize(per_seed, arm_names),
+        "costs": arm_costs(arm_names, val[0]["file_name"]),
+        "per_seed": {str(k): v for k, v in per_seed.items()},
+        "figure": os.path.relpath(figure, REPO),
+        "step_seconds": {n: r.get("seconds") for n, r in results.items()},
+        "wall_time_s": time.time() - t0,
+        **provenance(),
+    }
+    plot(study, figure)
+    report = format_report(study)
+    with open(os.path.join(report_dir, "mini_study.json"), "w") as f:
+        json.dump(study, f, indent=2)
+    with open(os.path.join(report_dir, "mini_study.md"), "w") as f:
+        f.write(report + "\n")
+    print("\n" + report + f"\n\n[study] wrote {report_dir}/mini_study.md, .json and .png")
+    return study
+
+
+def _justification(baseline_iters: int, stage1_iters: int, stage2_iters: int) -> str:
+    """Why these budgets, with epochs computed from the configs' batch sizes and the data."""
+    from detectron2.config import LazyConfig
+    from detectron2.data import DatasetCatalog
+
+    def batch(config):
+        path = os.path.join(REPO, "configs", "mini", f"{config}.py")
+        return LazyConfig.load(path).dataloader.train.total_batch_size
+
+    n_train = len(DatasetCatalog.get("lift_mini_train"))
+    n_val = len(DatasetCatalog.get("lift_mini_val"))
+    b_det, b_s1 = batch("vitdet_mrcnn"), batch("lift_stage1")
+
+    def ep(iters, b):
+        return f"{iters * b / n_train:g} epochs at batch {b}"
+
+    return (
+        f"the whole study has to fit in 100 minutes of a 2-core CPU, so it runs on the mini data "
+        f"(256 px, {n_train} train / {n_val} val images). The baseline trains {baseline_iters} "
+        f"iterations ({ep(baseline_iters, b_det)}) once and is shared by every seed, as the paper "
+        f"starts every arm from one model-zoo ViTDet; each seed then trains {stage1_iters} "
+        f"stage-one iterations per upsampler ({ep(stage1_iters, b_s1)}) and {stage2_iters} "
+        f"stage-two iterations per arm ({ep(stage2_iters, b_det)}). Evaluation uses all {n_val} "
+        f"val images; they are the same for every arm, so the paired differences do not include "
+        f"their sampling noise, but every AP is an AP on {n_val} images. Steps run two at a time "
+        f"with pinned thread counts (1 per step, 2 for the baseline, which runs alone), so a seed "
+        f"gives the same numbers however many steps run at once."
+    )

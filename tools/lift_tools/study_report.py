@@ -1,0 +1,158 @@
+"""
+The multi-seed study's report: the markdown (``mini_study.md``, also shown in the README) written
+from the study's JSON, its in-words sentence, and the figure of box AP vs GFLOPs.
+"""
+
+from typing import Dict, List, Sequence
+
+from lift_tools.study_schedule import ARMS, CONTROL
+from lift_tools.study_statistics import METRICS
+
+__all__ = ["format_report", "dodge", "plot"]
+
+
+def _pm(s: Dict[str, float], digits: int = 2) -> str:
+    if s["std"] != s["std"]:
+        return f"{s['mean']:.{digits}f}"
+    return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
+
+
+def _diff(d: Dict[str, float]) -> str:
+    mark = " *" if d.get("significant") else ""
+    return f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]{mark}"
+
+
+def format_report(study: Dict) -> str:
+    """The markdown report (docs/mini_study.md) from the study's JSON: the same text for the
+    same JSON (tests/test_readme.py checks the committed pair)."""
+    arms = study["arms"]
+    labels = {a[0]: a[2] for a in ARMS}
+    s, setup, base = study["summary"], study["setup"], study["baseline"]
+    n = len(s["seeds"])
+    control = labels[CONTROL]
+    lines = [
+        f"Mini study, {n} seeds ({', '.join(map(str, s['seeds']))}): made by `{study['command']}` "
+        f"on {study['date']} at commit {study['commit']}, {study['machine']}, torch "
+        f"{study['torch']}, in {study['wall_time_s'] / 60:.0f} min.",
+        "",
+        f"Mean ± std over seeds. Every arm starts from the same baseline mini ViTDet "
+        f"({base['iterations']} iterations, box AP {base['final']['bbox/AP']:.2f}, mask AP "
+        f"{base['final']['segm/AP']:.2f}) and trains {setup['stage2_iters']} iterations with the "
+        f"ViT frozen; GFLOPs at inference on one {setup['image_size']} px image (fvcore).",
+        "",
+        "| model | params (M) | GFLOPs | " + " | ".join(m[1] for m in METRICS) + " |",
+        "|---|---|---|" + "---|" * len(METRICS),
+    ]
+    for arm in arms:
+        c, r = study["costs"][arm], s["arms"][arm]
+        lines.append(
+            f"| {labels[arm]} | {c['params_M']:.2f} | {c['gflops']:.2f} | "
+            + " | ".join(_pm(r[k]) for k, _ in METRICS)
+            + " |"
+        )
+    lines += [
+        "",
+        f"Paired difference from *{control}* (same seed, same baseline, same budget): mean and 95% "
+        f"t interval over the {n} seed pairs; * marks an interval that excludes 0.",
+        "",
+        "| model | " + " | ".join(f"Δ {m[1]}" for m in METRICS) + " |",
+        "|---|" + "---|" * len(METRICS),
+    ]
+    for arm in arms:
+        if arm == CONTROL:
+            continue
+        r = s["arms"][arm]
+        lines.append(
+            f"| {labels[arm]} | " + " | ".join(_diff(r[k]["vs_control"]) for k, _ in METRICS) + " |"
+        )
+    lines += ["", _in_words(study), ""]
+    cos = s["stage1_cosines"]
+    lines += [
+        f"Stage one ({setup['stage1_iters']} iterations per seed), held-out mean cosine "
+        f"similarity to the ViT's features of the 2x image:",
+        "",
+        "| " + " | ".join(cos) + " |",
+        "|" + "---|" * len(cos),
+        "| " + " | ".join(_pm(v, 4) for v in cos.values()) + " |",
+        "",
+        f"The shared baseline: val box AP every {base['eval_period']} iterations. Convergence "
+        f"criterion, "
+        f"fixed before the run: {base['plateau']['criterion']}: gained "
+        f"{base['plateau']['gain']:+.2f}, "
+        + ("plateaued." if base["plateau"]["plateaued"] else "**not plateaued** by it.")
+        + " The learning rate drops 10x at 90%.",
+        "",
+        "| iteration | " + " | ".join(str(c["iteration"]) for c in base["curve"]) + " |",
+        "|---|" + "---|" * len(base["curve"]),
+        "| box AP | " + " | ".join(f"{c['bbox/AP']:.2f}" for c in base["curve"]) + " |",
+        "| mask AP | " + " | ".join(f"{c['segm/AP']:.2f}" for c in base["curve"]) + " |",
+        "",
+        f"Budget: {setup['justification']}",
+        "",
+        f"Figure: box AP vs GFLOPs, mean ± std over seeds: `{study['figure']}`.",
+    ]
+    return "\n".join(lines)
+
+
+def _in_words(study: Dict) -> str:
+    labels = {a[0]: a[2] for a in ARMS}
+    s = study["summary"]
+    better, worse, neither = [], [], []
+    for arm in study["arms"]:
+        if arm == CONTROL:
+            continue
+        d = s["arms"][arm]["bbox/AP"]["vs_control"]
+        text = f"{labels[arm]} ({d['mean']:+.2f} box AP)"
+        (better if d["significant"] and d["mean"] > 0 else
+         worse if d["significant"] else neither).append(text)  # fmt: skip
+    parts = [f"In words, box AP against *{labels[CONTROL]}* at 95%:"]
+    parts.append(f"significantly better: {'; '.join(better) or 'none'}.")
+    parts.append(f"Significantly worse: {'; '.join(worse) or 'none'}.")
+    parts.append(f"Not distinguishable from it with {len(s['seeds'])} seeds: "
+                 f"{'; '.join(neither) or 'none'}.")  # fmt: skip
+    return " ".join(parts)
+
+
+def dodge(xs: Sequence[float], spread: float) -> List[float]:
+    """x positions with arms that share an x (same GFLOPs) spread ``spread`` apart around it, in
+    their order, so that overlapping points and error bars stay visible."""
+    groups: Dict[float, List[int]] = {}
+    for i, x in enumerate(xs):
+        groups.setdefault(round(float(x), 6), []).append(i)
+    out = [float(x) for x in xs]
+    for members in groups.values():
+        for k, i in enumerate(members):
+            out[i] += (k - (len(members) - 1) / 2) * spread
+    return out
+
+
+def plot(study: Dict, path: str) -> List[Dict[str, float]]:
+    """Box AP (mean ± std over seeds) vs GFLOPs, one point per arm; arms of equal cost are drawn
+    side by side (:func:`dodge`) and labelled. Returns what was drawn (arm, x, y) per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = {a[0]: a[2] for a in ARMS}
+    arms = list(study["arms"])
+    gflops = [study["costs"][arm]["gflops"] for arm in arms]
+    span = (max(gflops) - min(gflops)) or max(max(gflops), 1.0)
+    xs = dodge(gflops, spread=0.012 * span)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    drawn = []
+    for arm, x in zip(arms, xs):
+        ap = study["summary"]["arms"][arm]["bbox/AP"]
+        std = ap["std"] if ap["std"] == ap["std"] else 0.0
+        ax.errorbar(x, ap["mean"], yerr=std, fmt="o", capsize=4, label=labels[arm])
+        ax.annotate(arm, (x, ap["mean"]), xytext=(4, 3), textcoords="offset points", fontsize=7)
+        drawn.append({"arm": arm, "x": x, "y": ap["mean"]})
+    ax.set_xlabel("GFLOPs per image (inference, fvcore; arms of equal cost drawn side by side)")
+    ax.set_ylabel("val box AP (mean ± std over seeds)")
+    ax.set_title(f"Mini study, {len(study['summary']['seeds'])} seeds: accuracy vs compute")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return drawn
