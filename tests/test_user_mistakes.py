@@ -181,6 +181,10 @@ TOOLS = os.path.join(REPO, "tools")
          "--passes must be >= 1, got 0"),
         ("scale_invariance.py", ["--images", "nothing/", "--output", "c.png"],
          "--images: no images found in ['nothing/']"),
+        ("visualize_features.py", ["--config", "{timm}", "--output", "v.png"],
+         "has no model.source.net; the feature tools take a detectron2 ViT"),
+        ("scale_invariance.py", ["--config", "{timm}", "--output", "c.png"],
+         "has no model.source.net; the feature tools take a detectron2 ViT"),
     ],
 )  # fmt: skip
 def test_other_tools_refuse_in_one_line(tool, args, fragment, tmp_path):
@@ -189,7 +193,8 @@ def test_other_tools_refuse_in_one_line(tool, args, fragment, tmp_path):
     from PIL import Image
 
     Image.new("RGB", (32, 32)).save(image)
-    args = [a.format(img=image, cfg=config("vitdet_mrcnn")) for a in args]
+    cfgs = dict(cfg=config("vitdet_mrcnn"), timm=config("lift_stage1_timm"))
+    args = [a.format(img=image, **cfgs) for a in args]
     env = dict(os.environ, **CPU_ENV)
     proc = subprocess.run([sys.executable, os.path.join(TOOLS, tool), *args], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300, env=env)  # fmt: skip

@@ -52,12 +52,22 @@ def build_feature_model(config_file: Optional[str] = None) -> ViTLiFT:
               ``configs/vitdet_mrcnn_lift.py``; its ``lift_weights`` file is not loaded here) or
               a plain ViT (``configs/vitdet_mrcnn.py``: LiFT-B is attached for 768 channels,
               LiFT-S otherwise).
+
+            A stage-one config whose source is not a detectron2 ViT (no ``model.source.net``,
+            e.g. a timm ViT) raises ValueError.
     """
     from detectron2.config import LazyConfig, instantiate
 
     config_file = config_file or default_feature_config()
     model = LazyConfig.load(config_file).model
     if "source" in model and "lift" in model:
+        if "net" not in model.source:  # e.g. a timm ViT (configs/mini/lift_stage1_timm.py)
+            source = model.source.get("_target_")
+            raise ValueError(
+                f"{config_file}: its stage-one source ({getattr(source, '__name__', source)}) has "
+                f"no model.source.net; the feature tools take a detectron2 ViT: a stage-one config "
+                f"with model.source.net, or a detector config (model.backbone.net)."
+            )
         vit_cfg, lift = model.source.net, instantiate(model.lift)
     elif "backbone" in model and "net" in model.backbone:
         vit_cfg, lift = model.backbone.net, None
