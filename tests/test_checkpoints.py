@@ -33,8 +33,7 @@ from lift_det.checkpoint import (
     remove_stale_temp_files,
     save_lift_file,
 )
-from lift_det.checkpoint.file_io import _HOST
-from lift_det.checkpoint.file_io import torch_load_checked
+from lift_det.checkpoint.file_io import _HOST, torch_load_checked
 from lift_det.modeling import LiFT, ViTLiFT
 
 
