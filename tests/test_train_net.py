@@ -335,11 +335,11 @@ def test_a_folder_in_use_is_refused_naming_the_holder(tmp_path, capsys, monkeypa
 
 
 def test_unreadable_init_checkpoint_is_one_line(small_mini, tmp_path):
-    """Random bytes (seeded) or a cut zip as train.init_checkpoint: exit 2, one line naming the
-    file and the fix, no traceback, for .pth (torch's unpickler) and .pkl (pickle's)."""
+    """Random bytes (seeded) as train.init_checkpoint: exit 2, one line naming the file and the
+    fix, no traceback (every unpickler's failures: test_checkpoints.py, 120 seeded files)."""
     rng = np.random.default_rng(0)
-    for name, content in [("model.pth", rng.bytes(4096)), ("model.pkl", rng.bytes(3000)),
-                          ("cut.pth", b"PK\x03\x04truncated")]:  # fmt: skip
+    # one run through the tool (each file kind's unpickler: test_checkpoints.py, 120 files)
+    for name, content in [("model.pkl", rng.bytes(3000))]:
         bad = tmp_path / name
         bad.write_bytes(content)
         r = run_tool(["--config-file", config("vitdet_mrcnn"), "--eval-only", "train.device=cpu",
