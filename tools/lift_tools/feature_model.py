@@ -8,9 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detectron2.checkpoint import DetectionCheckpointer
-
-from lift_det.checkpoint import load_lift_file
+from lift_det.checkpoint import AtomicDetectionCheckpointer, load_lift_file
 from lift_det.config import LIFT_PRESET_FOR_WIDTH
 from lift_det.model_zoo import get_config_file
 from lift_det.modeling import ViTLiFT, build_upsampler, vit_identity
@@ -88,23 +86,6 @@ def build_feature_model(config_file: Optional[str] = None) -> ViTLiFT:
     return ViTLiFT(lift=lift, **vit_args).eval()
 
 
-class _FeatureCheckpointer(DetectionCheckpointer):
-    """
-    Loads detector checkpoints (ViT at ``backbone.net.*``, LiFT at ``backbone.net.lift.*``) and
-    stage-one checkpoints (:class:`~lift_det.modeling.distill.LiFTDistiller`: ViT at
-    ``backbone.net.*``, LiFT at ``lift.*``) into a module holding a ViTLiFT at ``backbone.net``.
-    """
-
-    def _load_file(self, filename: str) -> Dict:
-        data = super()._load_file(filename)
-        model = data.get("model", {})
-        if any(k.startswith("lift.") for k in model):
-            data["model"] = {
-                (f"backbone.net.{k}" if k.startswith("lift.") else k): v for k, v in model.items()
-            }
-        return data
-
-
 def load_feature_weights(
     net: ViTLiFT, weights: str = "", lift_weights: str = ""
 ) -> Dict[str, bool]:
@@ -113,10 +94,10 @@ def load_feature_weights(
 
     Args:
         net: from :func:`build_feature_model`.
-        weights: a detector or stage-one checkpoint, loaded by detectron2's
-            :class:`DetectionCheckpointer` into a module whose ViT sits at ``backbone.net``; its
-            LiFT, if any (``backbone.net.lift.*`` in a detector, ``lift.*`` in stage one), is
-            loaded too.
+        weights: a detector or stage-one checkpoint, loaded by lift_det's
+            :class:`AtomicDetectionCheckpointer` (whatever fits) into a module whose ViT sits at
+            ``backbone.net``; its LiFT, if any (``backbone.net.lift.*`` in a detector, ``lift.*``
+            in stage one), is loaded too.
         lift_weights: a LiFT file (``lift_final.pth``) loaded with :func:`load_lift_file`.
 
     Returns:
@@ -127,8 +108,12 @@ def load_feature_weights(
         holder = nn.Module()
         holder.backbone = nn.Module()
         holder.backbone.net = net
+        # a stage-one checkpoint (LiFTDistiller) keeps LiFT at lift.*: the same module under both
+        # names, so either layout loads through the project's one checked loader (aliases of a
+        # loaded tensor are not missing); parts of a detector are expected, hence allow_mismatch
+        holder.lift = net.lift
         before = {k: v.clone() for k, v in net.state_dict().items()}
-        _FeatureCheckpointer(holder).load(weights)
+        AtomicDetectionCheckpointer(holder, allow_mismatch=True).load(weights)
         after = net.state_dict()
         changed = {k for k in before if not torch.equal(before[k], after[k])}
         loaded["vit"] = any(not k.startswith("lift.") for k in changed)
