@@ -164,6 +164,7 @@ def test_demo_refuses_weights_that_leave_the_model_random(demo, weights, tmp_pat
     mini = os.path.join(REPO, "configs", "mini")
     cases = [
         (CONFIG, lift_file, "is a LiFT file"),
+        (os.path.join(mini, "vitdet_mrcnn_lift.py"), lift_file, "is a LiFT file"),  # frozen ViT
         (os.path.join(mini, "vitdet_mrcnn_lift.py"), weights, "FROZEN parameters"),
         (os.path.join(mini, "vitdet_mrcnn_lift_ft.py"), weights, r"at their random init"),
     ]

@@ -185,6 +185,12 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
                 f"Cannot resume from '{path}': it does not fit this model ({what}). Resume with "
                 f"the config that wrote it, train into a new train.output_dir, {fix}"
             )
+        if is_lift_file and fit_file < MIN_FIT:  # before the frozen parts it cannot fill
+            raise ValueError(
+                f"'{path}' is a LiFT file (stage one's lift_final.pth), not a checkpoint of this "
+                f"model: give it as model.backbone.net.lift_weights and the detector's "
+                f"checkpoint as train.init_checkpoint / --weights."
+            )
         if bad_frozen:
             if any(".lift." in f".{k}" for k in bad_frozen):
                 fix = (
@@ -196,12 +202,6 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
                 f"'{path}' does not fit the FROZEN parameters of this model (they are never "
                 f"trained, so they must come from the checkpoint): {len(bad_frozen)} did not "
                 f"fit ({bad}). Use a checkpoint of the same ViT/LiFT size, {fix}"
-            )
-        if is_lift_file and fit_file < MIN_FIT:
-            raise ValueError(
-                f"'{path}' is a LiFT file (stage one's lift_final.pth), not a checkpoint of this "
-                f"model: give it as model.backbone.net.lift_weights and the detector's "
-                f"checkpoint as train.init_checkpoint / --weights."
             )
         if fit_model < MIN_FIT and fit_file < MIN_FIT:
             raise ValueError(
