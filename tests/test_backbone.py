@@ -17,7 +17,9 @@ from conftest import PYRAMID_STRIDES, TINY_VIT, load_config
 from lift_det.checkpoint import save_lift_file
 from lift_det.modeling import (
     UPSAMPLER_NAMES,
+    AttentionUpsampler,
     BilinearUpsampler,
+    JBUUpsampler,
     LiFT,
     ResizeConvUpsampler,
     ViTLiFT,
@@ -212,7 +214,8 @@ def test_yacs_builder_upsamplers(name):
     from detectron2.modeling import build_backbone
 
     bb = build_backbone(yacs_cfg(UPSAMPLER=name, LIFT_NORM="SyncBN"))
-    kind = {"bilinear": BilinearUpsampler, "resize_conv": ResizeConvUpsampler}.get(name, LiFT)
+    kinds = {"bilinear": BilinearUpsampler, "resize_conv": ResizeConvUpsampler}
+    kind = {**kinds, "jbu": JBUUpsampler, "attention": AttentionUpsampler}.get(name, LiFT)
     assert type(bb.net.lift) is kind and bb.net.lift.preset in (name, kind.__name__)
     if kind is LiFT:
         assert isinstance(bb.net.lift.decoder[0].norm_layer, torch.nn.SyncBatchNorm)

@@ -6,7 +6,9 @@ import torch
 from lift_det.modeling import (
     LIFT_PRESETS,
     UPSAMPLER_NAMES,
+    AttentionUpsampler,
     BilinearUpsampler,
+    JBUUpsampler,
     LiFT,
     ResizeConvUpsampler,
     build_upsampler,
@@ -47,10 +49,17 @@ def test_wider_presets_follow_the_vit_width():
 
 @pytest.mark.parametrize("name", UPSAMPLER_NAMES)
 def test_build_upsampler_names(name):
-    expected = {"bilinear": BilinearUpsampler, "resize_conv": ResizeConvUpsampler}.get(name, LiFT)
+    expected = {
+        "bilinear": BilinearUpsampler,
+        "resize_conv": ResizeConvUpsampler,
+        "jbu": JBUUpsampler,
+        "attention": AttentionUpsampler,
+    }.get(name, LiFT)
     m = build_upsampler(name, 32, patch_size=8)
     assert type(m) is expected and m.in_channels == 32 and m.patch_size == 8
-    assert m.preset == (name if name in LIFT_PRESETS else expected.__name__)
+    # the learned controls, like the presets, record the name that builds them
+    guided = name in LIFT_PRESETS or expected in (JBUUpsampler, AttentionUpsampler)
+    assert m.preset == (name if guided else expected.__name__)
 
 
 def test_build_upsampler_bad_names_and_options():

@@ -1,8 +1,9 @@
 """LiFT, its controls, the ViTDet+LiFT backbone (registered in BACKBONE_REGISTRY), stage one."""
 
-# LiFT and the controls that take its place
+# LiFT and the controls that take its place (the image-guided ones of FeatUp and JAFAR too)
 from .lift import LIFT_PRESETS, ConvNormAct, LiFT
 from .upsample import UPSAMPLER_NAMES, BilinearUpsampler, ResizeConvUpsampler, build_upsampler
+from .learned_upsamplers import AttentionUpsampler, JBUUpsampler
 
 # ViTDet's attention through scaled_dot_product_attention
 from .attention import ATTN_IMPLS, AttnViT, SDPAttention, set_attn_impl
@@ -22,6 +23,8 @@ __all__ = [
     "LiFT",
     "BilinearUpsampler",
     "ResizeConvUpsampler",
+    "JBUUpsampler",
+    "AttentionUpsampler",
     "UPSAMPLER_NAMES",
     "build_upsampler",
     "ATTN_IMPLS",

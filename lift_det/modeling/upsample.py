@@ -1,8 +1,10 @@
-"""Controls that take LiFT's place (same call signature, no image detail), and
-:func:`build_upsampler`, the one place where a name picks LiFT or a control.
+"""Controls that take LiFT's place (same call signature), and :func:`build_upsampler`, the one
+place where a name picks LiFT or a control.
 
 Every LiFT result is reported next to :class:`BilinearUpsampler` (paper's "BL"), and optionally
-:class:`ResizeConvUpsampler` (paper's "RC": bilinear then a learned 3x3 conv, trained like LiFT).
+:class:`ResizeConvUpsampler` (paper's "RC": bilinear then a learned 3x3 conv, trained like LiFT);
+neither sees the image. The image-guided learned upsamplers of later work, "jbu" (FeatUp) and
+"attention" (JAFAR / UPLiFT), are in :mod:`.learned_upsamplers`.
 """
 
 from typing import Any
@@ -10,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .learned_upsamplers import AttentionUpsampler, JBUUpsampler
 from .lift import LIFT_PRESETS, LiFT
 
 __all__ = ["BilinearUpsampler", "ResizeConvUpsampler", "UPSAMPLER_NAMES", "build_upsampler"]
@@ -57,7 +60,9 @@ class ResizeConvUpsampler(_UpsamplerBase):
 
 
 _CONTROLS = {"bilinear": BilinearUpsampler, "resize_conv": ResizeConvUpsampler}
-UPSAMPLER_NAMES = tuple(LIFT_PRESETS) + tuple(_CONTROLS)
+# controls with options (window sizes, widths: see their constructors)
+_LEARNED = {"jbu": JBUUpsampler, "attention": AttentionUpsampler}
+UPSAMPLER_NAMES = tuple(LIFT_PRESETS) + tuple(_CONTROLS) + tuple(_LEARNED)
 
 
 def build_upsampler(name: str, in_channels: int, patch_size: int = 16, **kwargs: Any) -> nn.Module:
@@ -66,14 +71,18 @@ def build_upsampler(name: str, in_channels: int, patch_size: int = 16, **kwargs:
 
     Args:
         name (str): a LiFT preset ("LiFT-S", "LiFT-B", "LiFT-L", "LiFT-H"; see
-            :meth:`LiFT.from_preset`) or a control ("bilinear", "resize_conv").
+            :meth:`LiFT.from_preset`) or a control ("bilinear", "resize_conv", "jbu",
+            "attention").
         in_channels (int): the ViT's channels (``embed_dim``).
         patch_size (int): the ViT's patch size.
-        kwargs: for presets, overrides of the preset's arguments (e.g. ``norm="SyncBN"``);
-            the controls take none.
+        kwargs: for presets, overrides of the preset's arguments (e.g. ``norm="SyncBN"``); for
+            "jbu" and "attention", their constructor's options (e.g. ``kernel_size=7``); the
+            other controls take none.
     """
     if name in LIFT_PRESETS:
         return LiFT.from_preset(name, in_channels, patch_size, **kwargs)
+    if name in _LEARNED:
+        return _LEARNED[name](in_channels, patch_size, **kwargs)
     if name not in _CONTROLS:
         raise ValueError(f"Unknown upsampler {name!r}; valid names: {', '.join(UPSAMPLER_NAMES)}.")
     if kwargs:

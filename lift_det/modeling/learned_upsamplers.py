@@ -1,0 +1,228 @@
+"""Learned, image-guided 2x upsamplers that can take LiFT's place (controls from the literature).
+
+- :class:`JBUUpsampler`: a learned joint bilateral upsampler after FeatUp's JBU (Fu et al.,
+  "FeatUp: A Model-Agnostic Framework for Features at Any Resolution", ICLR 2024, §3.2).
+- :class:`AttentionUpsampler`: high-resolution queries from the image attend to the ViT's features
+  in a local window, the local-attention family of JAFAR (Couairon et al., "JAFAR: Jack up Any
+  Feature at Any Resolution", 2025) and UPLiFT (2025).
+
+Both give each output pixel a convex combination (softmax weights) of the low-resolution features
+in the k x k window of cells around it, so the output stays in the ViT's feature space. Output
+pixel (2i+a, 2j+b) lies at cell (i - 1/4 + a/2, j - 1/4 + b/2) and sees the cells (i+di, j+dj),
+|di|, |dj| <= k // 2 (edge cells replicated). The four sub-pixel phases (a, b) are computed at the
+low-resolution grid and interleaved by ``pixel_shuffle``, so no tensor is larger than k^2 times
+the low-resolution features.
+"""
+
+import math
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["JBUUpsampler", "AttentionUpsampler"]
+
+
+class _GuidedUpsampler(nn.Module):
+    """Size rules, the recursion and the window sum shared by the two upsamplers."""
+
+    preset = "custom"
+
+    def __init__(self, in_channels: int, patch_size: int, kernel_size: int):
+        super().__init__()
+        if in_channels <= 0:
+            raise ValueError(f"in_channels must be positive, got {in_channels}.")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"The window size must be a positive odd number, got {kernel_size}.")
+        self.in_channels = in_channels
+        self.patch_size = patch_size
+        self.kernel_size = kernel_size
+        r = kernel_size // 2
+        # squared distance (in cells) from each sub-pixel phase to each window cell: (4, k*k, 1)
+        cells = torch.arange(-r, r + 1, dtype=torch.float32)
+        d = (cells[None, :] - torch.tensor([-0.25, 0.25])[:, None]) ** 2  # (2 phases, k)
+        dist2 = d[:, None, :, None] + d[None, :, None, :]  # (a, b, di, dj)
+        self.register_buffer("dist2", dist2.reshape(4, kernel_size**2, 1), persistent=False)
+
+    def _check_inputs(self, image: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """LiFT's size rules: the image is cropped / zero-padded to the feature grid times p."""
+        if features.dim() != 4 or features.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{self.preset} expects features of shape (B,{self.in_channels},h,w), "
+                f"got {tuple(features.shape)}."
+            )
+        if image.dim() != 4 or image.shape[1] != 3 or image.shape[0] != features.shape[0]:
+            raise ValueError(
+                f"{self.preset} expects an image of shape ({features.shape[0]},3,H,W) for features "
+                f"of shape {tuple(features.shape)}, got {tuple(image.shape)}."
+            )
+        p, (H, W), (h, w) = self.patch_size, image.shape[-2:], features.shape[-2:]
+        if h not in (H // p, -(-H // p)) or w not in (W // p, -(-W // p)):
+            raise ValueError(
+                f"Image size {H}x{W} and feature size {h}x{w} disagree with patch size {p}: "
+                f"expected features of {H // p}x{W // p} (or {-(-H // p)}x{-(-W // p)} when the "
+                f"ViT pads)."
+            )
+        image = image[:, :, : h * p, : w * p]
+        return F.pad(image, (0, w * p - image.shape[-1], 0, h * p - image.shape[-2]))
+
+    def _windows(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) -> (B, C, k*k, h*w): the window of cells around each cell."""
+        r, (B, C, h, w) = self.kernel_size // 2, x.shape
+        x = F.pad(x, (r, r, r, r), mode="replicate")
+        return F.unfold(x, self.kernel_size).reshape(B, C, self.kernel_size**2, h * w)
+
+    def _phases(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, 2h, 2w) -> (B, C, 4, h*w): the four sub-pixel phases of each cell."""
+        B, C, H, W = x.shape
+        return F.pixel_unshuffle(x, 2).reshape(B, C, 4, H * W // 4)
+
+    def window_weights(self, guide: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 2h, 2w) image at the output grid, (B, C, h, w) -> (B, 4, k*k, h*w) weights."""
+        raise NotImplementedError
+
+    def _forward_once(self, image: torch.Tensor, features: torch.Tensor, cell: float):
+        B, C, h, w = features.shape
+        # the image at the output grid: the mean over each output cell (cell x cell pixels)
+        if cell == int(cell):  # a constant kernel (exports to ONNX)
+            guide = F.avg_pool2d(image, int(cell))
+        else:
+            guide = F.adaptive_avg_pool2d(image, (2 * h, 2 * w))
+        weights = self.window_weights(guide, features)
+        out = torch.einsum("bckn,bpkn->bcpn", self._windows(features), weights)
+        # (B, C, 4, h*w) -> (B, 4C, h, w) -> (B, C, 2h, 2w)
+        return F.pixel_shuffle(out.reshape(B, 4 * C, h, w), 2)
+
+    def forward(
+        self, image: torch.Tensor, features: torch.Tensor, num_passes: int = 1
+    ) -> torch.Tensor:
+        """
+        Args:
+            image: (B, 3, H, W), normalized exactly as the ViT saw it; every pass reads it
+                area-averaged to that pass's output grid.
+            features: (B, C, h, w) ViT features at stride p (size rules as :meth:`LiFT.forward`).
+            num_passes (int): k >= 1 passes of the same module, each 2x: stride p / 2^k.
+
+        Returns:
+            Tensor (B, C, 2^k h, 2^k w).
+        """
+        if isinstance(num_passes, torch.Tensor) and not num_passes.is_floating_point():
+            num_passes = int(num_passes)  # torch.onnx.export passes defaults as tensors
+        if isinstance(num_passes, bool) or not isinstance(num_passes, int) or num_passes < 1:
+            raise ValueError(f"num_passes must be an integer >= 1, got {num_passes!r}.")
+        image = self._check_inputs(image, features)
+        for i in range(num_passes):
+            features = self._forward_once(image, features, self.patch_size / 2 ** (i + 1))
+        return features
+
+    def extra_repr(self) -> str:
+        return f"in_channels={self.in_channels}, patch_size={self.patch_size}, arch={self.arch}"
+
+
+class JBUUpsampler(_GuidedUpsampler):
+    """
+    A learned joint bilateral upsampler (FeatUp's JBU, Fu et al., ICLR 2024, §3.2): the weight of
+    window cell q for output pixel x is the product of a spatial Gaussian of their distance, with
+    a learned sigma, and a range kernel, a softmax over the window of the similarity of learned
+    guidance embeddings of the image at x and at q, with a learned temperature; the product is
+    normalized over the window. Both kernels are exponentials, so the normalized product is one
+    softmax over the window of ``temperature * cos(g(x), g(q)) - |x - q|^2 / (2 sigma^2)``.
+
+    Departures from FeatUp: the window holds the low-resolution cells around x (FeatUp's holds
+    high-resolution pixels of the bilinearly upsampled features), whose guidance is the
+    embedding area-averaged over the cell; no learned fix-up of the kernel. Initialized to
+    sigma = 0.5 cells and temperature 1: close to bilinear upsampling on a flat image.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        patch_size: int = 16,
+        kernel_size: int = 5,
+        guidance_channels: int = 32,
+    ):
+        """
+        Args:
+            in_channels (int): channels of the ViT features (the output has the same).
+            patch_size (int): the ViT's patch size p.
+            kernel_size (int): odd size k of the window of low-resolution cells.
+            guidance_channels (int): width of the image's guidance embedding.
+        """
+        super().__init__(in_channels, patch_size, kernel_size)
+        self.preset = "jbu"
+        self.arch = dict(kernel_size=kernel_size, guidance_channels=guidance_channels)
+        g = guidance_channels
+        self.guidance = nn.Sequential(
+            nn.Conv2d(3, g, kernel_size=3, padding=1), nn.GELU(), nn.Conv2d(g, g, kernel_size=1)
+        )
+        self.log_sigma = nn.Parameter(torch.tensor(math.log(0.5)))
+        self.log_temperature = nn.Parameter(torch.tensor(0.0))
+
+    def window_weights(self, guide: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        g = self.guidance(guide)  # (B, g, 2h, 2w)
+        query = self._phases(F.normalize(g, dim=1))  # (B, g, 4, h*w)
+        key = self._windows(F.normalize(F.avg_pool2d(g, 2), dim=1))  # (B, g, k*k, h*w)
+        similarity = torch.einsum("bgpn,bgkn->bpkn", query, key)
+        spatial = self.dist2 / (2 * torch.exp(2 * self.log_sigma))
+        return torch.softmax(self.log_temperature.exp() * similarity - spatial, dim=2)
+
+
+class AttentionUpsampler(_GuidedUpsampler):
+    """
+    Local cross-attention from the image to the ViT's features, after JAFAR (Couairon et al.,
+    2025) and UPLiFT (2025): a small conv encoder of the image at the output grid gives one query
+    per output pixel; keys are a projection of the (per-cell layer-normalized) features plus the
+    image encoding averaged over each cell; values are the features themselves, so the output is
+    a convex combination of the window's features. Logits: ``q . k / sqrt(d)`` plus a learned
+    bias per phase and window cell.
+
+    Initialization: the query projection is zero and the bias a Gaussian of the distance
+    (sigma = 0.5 cells), so the untrained module is a fixed, close-to-bilinear upsampler; the
+    attention is learned from there (the keys get gradients from the second step on).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        patch_size: int = 16,
+        window_size: int = 3,
+        image_channels: int = 64,
+        key_channels: int = 64,
+    ):
+        """
+        Args:
+            in_channels (int): channels of the ViT features (the output has the same).
+            patch_size (int): the ViT's patch size p.
+            window_size (int): odd size k of the window of low-resolution cells attended to.
+            image_channels (int): width of the image encoder.
+            key_channels (int): width d of queries and keys.
+        """
+        super().__init__(in_channels, patch_size, window_size)
+        self.preset = "attention"
+        self.arch = dict(
+            window_size=window_size, image_channels=image_channels, key_channels=key_channels
+        )
+        e, d = image_channels, key_channels
+        self.image_encoder = nn.Sequential(
+            nn.Conv2d(3, e, kernel_size=3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(e, e, kernel_size=3, padding=1),
+            nn.GELU(),
+        )
+        self.query_conv = nn.Conv2d(e, d, kernel_size=1)
+        self.key_conv = nn.Conv2d(in_channels, d, kernel_size=1)
+        self.key_image_conv = nn.Conv2d(e, d, kernel_size=1, bias=False)
+        nn.init.zeros_(self.query_conv.weight)
+        nn.init.zeros_(self.query_conv.bias)
+        self.position_bias = nn.Parameter(-self.dist2[..., 0] / (2 * 0.5**2))  # (4, k*k)
+
+    def window_weights(self, guide: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        image = self.image_encoder(guide)  # (B, e, 2h, 2w)
+        query = self._phases(self.query_conv(image))  # (B, d, 4, h*w)
+        # NCHW -> NHWC for a per-cell layer norm of the features (no affine: key_conv follows)
+        normed = F.layer_norm(features.permute(0, 2, 3, 1), (self.in_channels,))
+        key = self.key_conv(normed.permute(0, 3, 1, 2)) + self.key_image_conv(
+            F.avg_pool2d(image, 2)
+        )
+        logits = torch.einsum("bdpn,bdkn->bpkn", query, self._windows(key))
+        logits = logits / math.sqrt(query.shape[1]) + self.position_bias[:, :, None]
+        return torch.softmax(logits, dim=2)
