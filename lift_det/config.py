@@ -45,7 +45,8 @@ def add_lift_config(cfg: CN) -> CN:
     c.WINDOW_BLOCK_INDEXES = [0, 1, 3, 4, 6, 7, 9, 10]
     # the ViT's attention: "eager" (detectron2's) or "sdpa" (same weights, fused kernels)
     c.ATTN_IMPL = "eager"
-    # a name for build_upsampler: "LiFT-S/B/L/H", or the controls "bilinear", "resize_conv"
+    # a name for build_upsampler: "LiFT-S/B/L/H", or the controls "bilinear", "resize_conv",
+    # "jbu", "attention"
     c.UPSAMPLER = "LiFT-B"
     c.LIFT_NORM = "BN"
     # the stage-one LiFT file; read when a checkpoint without backbone.net.lift.* is loaded
@@ -92,8 +93,9 @@ LIFT_PRESET_FOR_WIDTH = {args["embed_dim"]: f"LiFT-{size}" for size, args in VIT
 def upsampler_config(name: str, **kwargs):
     """
     The LazyCall of an upsampler for ``ViTLiFT(lift=...)``: a LiFT preset ("LiFT-S", "LiFT-B",
-    "LiFT-L", "LiFT-H") or a control ("bilinear", "resize_conv"). Channels and patch size follow
-    the enclosing ViT by interpolation (``${..embed_dim}``, ``${..patch_size}``).
+    "LiFT-L", "LiFT-H") or a control ("bilinear", "resize_conv", "jbu", "attention"); ``kwargs``
+    go to :func:`build_upsampler`. Channels and patch size follow the enclosing ViT by
+    interpolation (``${..embed_dim}``, ``${..patch_size}``).
     """
     from .modeling import build_upsampler
 
