@@ -32,6 +32,8 @@ SPLITS = ("train", "val")
 TINY = {"num_train": 6, "num_val": 4}
 # sha256 of the default generation (160 train + 40 val images at 256x256, seed 0), see _content_hash
 MINI_SHA256 = "84dc3af5cdc1de957581c346564d901a4c79172d20b69f656d33b79d26706fea"
+# the same for the study's generation (160 train + 240 val images, tools/lift_tools/study.py)
+STUDY_SHA256 = "ffdc8bc66b742a3c2f4b32b708634e6ca366c4322cd030dced4ccca3620e941f"
 
 
 def _coco(root: str, split: str) -> COCO:
@@ -167,6 +169,26 @@ def test_content_hash_is_pinned(mini_root: str) -> None:
         "copies are regenerated), set MINI_SHA256 to the new hash, and rerun the mini results. "
         "If not: find the library or code change that altered the bytes."
     )
+
+
+def test_study_generation_is_pinned_and_extends_the_default(mini_root: str, tmp_path) -> None:
+    """The study's data (its own val size) is byte-identical everywhere, and its first 40 val
+    images are the default val split's."""
+    import inspect
+
+    from lift_tools import study
+
+    num_val = inspect.signature(study.run_study).parameters["val_images"].default
+    assert num_val >= 200
+    root = str(tmp_path / "study")
+    generate_mini_coco(root, num_val=num_val)
+    assert _content_hash(root) == STUDY_SHA256, "see test_content_hash_is_pinned"
+    default_val = sorted(os.listdir(os.path.join(mini_root, "val")))
+    assert len(os.listdir(os.path.join(root, "val"))) == num_val and len(default_val) == 40
+    for name in default_val:
+        with open(os.path.join(root, "val", name), "rb") as a:
+            with open(os.path.join(mini_root, "val", name), "rb") as b:
+                assert a.read() == b.read(), name
 
 
 def test_deterministic(tmp_path) -> None:

@@ -57,13 +57,45 @@ def test_summarize_pairs_arms_by_seed():
 
 
 def test_plateau_criterion():
-    curve = [
-        {"iteration": i, "bbox/AP": ap} for i, ap in [(100, 5), (200, 10), (300, 20), (400, 20.5)]
-    ]
-    got = study_statistics.plateau(curve)
-    assert got["gain"] == pytest.approx(0.5) and got["plateaued"]  # 300 -> 400
-    curve[-1]["bbox/AP"] = 22.0
-    assert not study_statistics.plateau(curve)["plateaued"]
+    curve = [{"iteration": i, "bbox/AP": ap}
+             for i, ap in [(100, 5), (200, 10), (300, 20), (400, 20.5)]]  # fmt: skip
+    got = study_statistics.plateau(curve, drop=250)
+    assert got["gain"] == pytest.approx(0.5) and got["plateaued"]  # 300 -> 400, both after 250
+    assert "iterations 300 and 400" in got["criterion"]
+    curve[-1]["bbox/AP"] = 20.51
+    assert not study_statistics.plateau(curve, drop=250)["plateaued"]
+    curve[-1]["bbox/AP"] = 20.0  # flat, but the evaluation at 300 is not in the last phase
+    late = study_statistics.plateau(curve, drop=300)
+    assert not late["plateaued"] and "fewer than two" in late["why"]
+
+
+def test_cosine_vs_ap_against_scipy_and_numpy_by_hand():
+    from scipy import stats
+
+    cos = {"bilinear": 0.86, "resize-conv": 0.92, "JBU": 0.90, "LiFT": 0.94}
+    delta = {"bilinear": -19.0, "resize_conv": -16.0, "jbu": -5.0, "lift": -1.0}
+    arms = {
+        a: {
+            "bbox/AP": {"vs_control": {"mean": d, "low": d - 1, "high": d + 1, "significant": True}}
+        }
+        for a, d in delta.items()
+    }
+    summary = {"arms": arms, "stage1_cosines": {k: {"mean": v, "std": 0.001} for k, v in
+                                                cos.items()}}  # fmt: skip
+    got = study_statistics.cosine_vs_ap(summary)
+    assert [p["arm"] for p in got["points"]] == ["bilinear", "resize_conv", "jbu", "lift"]
+    x, y = [0.86, 0.92, 0.90, 0.94], [-19.0, -16.0, -5.0, -1.0]
+    # ranks of x: 1 3 2 4, of y: 1 2 3 4 -> rho = 1 - 6 * (0 + 1 + 1 + 0) / (4 * 15)
+    assert got["spearman"] == pytest.approx(1 - 12 / 60)
+    assert got["spearman_p"] == pytest.approx(stats.spearmanr(x, y)[1])
+    xm, ym = np.mean(x), np.mean(y)
+    slope = sum((a - xm) * (b - ym) for a, b in zip(x, y)) / sum((a - xm) ** 2 for a in x)
+    assert got["ap_per_0.01_cosine"] == pytest.approx(slope / 100)
+    r = slope * np.std(x) / np.std(y)
+    assert got["pearson"] == pytest.approx(r)
+    del summary["stage1_cosines"]["JBU"], summary["stage1_cosines"]["LiFT"]
+    few = study_statistics.cosine_vs_ap(summary)
+    assert len(few["points"]) == 2 and few["spearman"] is None
 
 
 @pytest.mark.parametrize(
@@ -84,9 +116,15 @@ def test_estimate_makespan_by_hand(jobs, running, hand):
 
 def test_study_steps_are_paired_within_a_seed(tmp_path):
     out = str(tmp_path)
-    steps = study_schedule.study_steps(out, [0, 1], 30, 20, 10)
+    all_arms = [a[0] for a in study_schedule.ARMS]
+    steps = study_schedule.study_steps(out, [0, 1], 30, 20, 10, arms=all_arms)
     by_name = {s.name: s for s in steps}
     assert steps[0].name == "baseline" and steps[0].threads == 2
+    # the baseline: lr 10x lower from 80% (24 of 30 iterations), evaluated every 3
+    base_over = steps[0].overrides
+    assert base_over["lr_multiplier.scheduler.milestones"] == "[24]"
+    assert base_over["lr_multiplier.scheduler.num_updates"] == "30"
+    assert base_over["train.eval_period"] == "3"
     base = os.path.join(out, "baseline", "model_final.pth")
     arms = [a[0] for a in study_schedule.ARMS]
     for seed in (0, 1):
@@ -105,6 +143,10 @@ def test_study_steps_are_paired_within_a_seed(tmp_path):
     sub = study_schedule.study_steps(out, [0], 30, 20, 10, arms=["ft", "lift_half"])
     assert [s.name for s in sub] == ["baseline", "seed0/stage1_lift", "seed0/stage1_half",
                                      "seed0/ft", "seed0/lift_half"]  # fmt: skip
+    default = study_schedule.study_steps(out, [0], 30, 20, 10)
+    assert {s.name for s in default} == {"baseline"} | {
+        f"seed0/{a}" for a in study_schedule.DEFAULT_ARMS
+    } | {"seed0/stage1_lift", "seed0/stage1_rc", "seed0/stage1_jbu", "seed0/stage1_attn"}
     with pytest.raises(ValueError, match="unknown arms"):
         study_schedule.study_steps(out, [0], 30, 20, 10, arms=["liftt"])
 
@@ -124,7 +166,7 @@ def tiny_study(small_mini, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout):
         for k, v in CPU_ENV.items():
             mp.setenv(k, v)
-        result = study.run_study(out, [0, 1], 2, 2, 2, jobs=2, arms=["ft", "lift"])
+        result = study.run_study(out, [0, 1], 2, 2, 2, jobs=2, arms=["ft", "lift"], val_images=6)
     return out, result, stdout.getvalue()
 
 
@@ -149,6 +191,7 @@ def test_study_writes_its_report(tiny_study):
     assert written["costs"]["lift"]["params_M"] > written["costs"]["ft"]["params_M"]
     assert written["costs"]["lift"]["gflops"] > written["costs"]["ft"]["gflops"]
     assert [c["iteration"] for c in written["baseline"]["curve"]] == [1, 2]
+    assert written["setup"]["val_images"] == 6  # the study's own data, not the default's 40
     assert "ETA" in stdout and "[study] 7/7 steps done" in stdout
 
 
@@ -156,6 +199,7 @@ def test_same_seed_gives_identical_metrics(tiny_study, tmp_path, monkeypatch):
     out = tiny_study[0]
     for k, v in CPU_ENV.items():
         monkeypatch.setenv(k, v)
+    monkeypatch.setenv("LIFT_DET_MINI_ROOT", os.path.join(out, "data"))  # the study's own data
     steps = {
         s.name: s for s in study_schedule.study_steps(out, [0, 1], 2, 2, 2, arms=["ft", "lift"])
     }
@@ -175,6 +219,8 @@ def test_same_seed_gives_identical_metrics(tiny_study, tmp_path, monkeypatch):
         (["--jobs", "3"], "belong to the study"),
         (["--arms", "lift"], "belong to the study"),
         (["--report-dir", "docs"], "belong to the study"),
+        (["--val-images", "300"], "belong to the study"),
+        (["--seeds", "1", "--val-images", "0"], "--val-images must be >= 1"),
         (["--stage2-iters", "0"], "--stage2-iters must be >= 1"),
         (["--seeds", "1", "--jobs", "0"], "--jobs must be >= 1"),
     ],

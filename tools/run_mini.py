@@ -3,8 +3,8 @@
 The main job on the built-in mini data (README's `make main`): baseline ViTDet -> stage one ->
 stage two (+LiFT, +bilinear control, baseline with the same extra iterations) -> COCO eval table.
 With --seeds N, the multi-seed study instead (README's `make study`): a converged baseline shared
-by every seed, every control and LiFT variant per seed, statistics, costs and a figure
-(tools/lift_tools/study.py).
+by every seed, LiFT, every control and the other learned upsamplers per seed, on 240 val images;
+statistics, costs and figures (tools/lift_tools/study.py).
 
     .venv/bin/python tools/run_mini.py --output-dir output/mini [--baseline-iters 400 \\
         --stage1-iters 500 --stage2-iters 160] [--resume | --overwrite] [key=value ...]
@@ -19,7 +19,7 @@ import argparse
 from lift_tools.main_job import run_pipeline
 
 # (main job, study) defaults
-DEFAULT_ITERS = {"baseline": (400, 1500), "stage1": (500, 500), "stage2": (160, 160)}
+DEFAULT_ITERS = {"baseline": (400, 2400), "stage1": (500, 500), "stage2": (160, 160)}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -29,6 +29,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=None, help="study: steps run at once (2)")
     parser.add_argument("--arms", nargs="+", default=None, help="study: a subset of the arms")
     parser.add_argument("--report-dir", default=None, help="study: where mini_study.* go")
+    parser.add_argument("--val-images", type=int, default=None, help="study: val images (240)")
     for name in DEFAULT_ITERS:
         parser.add_argument(f"--{name}-iters", type=int, default=None, help="(main, study): "
                             f"{DEFAULT_ITERS[name]}")  # fmt: skip
@@ -45,8 +46,10 @@ def main(args) -> None:
             f"--seeds must be >= 1 (the study) or left out (the main job): {args.seeds}"
         )
     study = args.seeds > 0
-    if not study and (args.jobs, args.arms, args.report_dir) != (None, None, None):
-        raise SystemExit("--jobs, --arms and --report-dir belong to the study: add --seeds N")
+    if not study and (args.jobs, args.arms, args.report_dir, args.val_images) != (None,) * 4:
+        raise SystemExit(
+            "--jobs, --arms, --report-dir and --val-images belong to the study: add --seeds N"
+        )
     iters = {k: v[study] if getattr(args, f"{k}_iters") is None else getattr(args, f"{k}_iters")
              for k, v in DEFAULT_ITERS.items()}  # fmt: skip
     for k, v in iters.items():
@@ -67,12 +70,15 @@ def main(args) -> None:
     jobs = 2 if args.jobs is None else args.jobs
     if jobs < 1:
         raise SystemExit(f"--jobs must be >= 1, got {jobs}")
+    val_images = 240 if args.val_images is None else args.val_images
+    if val_images < 1:
+        raise SystemExit(f"--val-images must be >= 1, got {val_images}")
     from lift_tools.study import run_study
 
     run_study(args.output_dir or "output/study", list(range(args.seeds)), iters["baseline"],
               iters["stage1"], iters["stage2"], jobs=jobs, arms=args.arms,
               report_dir=args.report_dir, extra=extra, resume=args.resume,
-              overwrite=args.overwrite)  # fmt: skip
+              overwrite=args.overwrite, val_images=val_images)  # fmt: skip
 
 
 if __name__ == "__main__":

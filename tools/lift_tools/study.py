@@ -14,11 +14,11 @@ from typing import Dict, List, Optional, Sequence
 from lift_tools.costs import arm_costs
 from lift_tools.pipeline import run_steps
 from lift_tools.provenance import provenance
-from lift_tools.study_report import format_report, plot
-from lift_tools.study_schedule import ARMS, study_steps
-from lift_tools.study_statistics import METRICS, plateau, read_curve, summarize
+from lift_tools.study_report import format_report, plot, plot_cosine_vs_ap
+from lift_tools.study_schedule import ARMS, BASELINE_DROP, DEFAULT_ARMS, study_steps
+from lift_tools.study_statistics import METRICS, cosine_vs_ap, plateau, read_curve, summarize
 
-__all__ = ["run_study"]
+__all__ = ["run_study", "study_data"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -36,22 +36,51 @@ def run_study(
     extra: Optional[List[str]] = None,
     resume: bool = False,
     overwrite: bool = False,
+    val_images: int = 240,
 ) -> Dict:
-    """Run the study's steps (``jobs`` at a time) and write ``mini_study.{md,json,png}`` to
-    ``report_dir`` (default ``out``)."""
-    from detectron2.data import DatasetCatalog
-
-    import lift_det  # noqa: F401  (registers the mini datasets)
-
+    """Run the study's steps (``jobs`` at a time) on its own copy of the mini data with
+    ``val_images`` val images (:func:`study_data`) and write ``mini_study.{md,json,png}`` and
+    ``mini_study_cosine.png`` to ``report_dir`` (default ``out``)."""
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
     t0 = time.time()
+    previous = os.environ.get("LIFT_DET_MINI_ROOT")
+    os.environ["LIFT_DET_MINI_ROOT"] = study_data(out, val_images)  # the steps inherit it
+    try:
+        return _run(out, seeds, baseline_iters, stage1_iters, stage2_iters, jobs, arms,
+                    report_dir, extra, resume, overwrite, t0)  # fmt: skip
+    finally:
+        if previous is None:
+            os.environ.pop("LIFT_DET_MINI_ROOT")
+        else:
+            os.environ["LIFT_DET_MINI_ROOT"] = previous
+
+
+def study_data(out: str, val_images: int) -> str:
+    """
+    Generates the study's mini data at ``<out>/data`` (the default 160 train images; ``val_images``
+    val images, of which the first 40 are the default val split's), registers it as
+    ``lift_mini_train`` / ``lift_mini_val`` and returns its root.
+    """
+    from lift_det.data import generate_mini_coco, register_mini_coco
+
+    root = os.path.join(out, "data")
+    generate_mini_coco(root, num_val=val_images)
+    register_mini_coco(root)
+    return root
+
+
+def _run(out, seeds, baseline_iters, stage1_iters, stage2_iters, jobs, arms, report_dir, extra,
+         resume, overwrite, t0) -> Dict:  # fmt: skip
+    from detectron2.data import DatasetCatalog
+
     steps = study_steps(out, seeds, baseline_iters, stage1_iters, stage2_iters, arms=arms)
     print(f"[study] {len(steps)} steps, {jobs} at a time: 1 shared baseline, {len(seeds)} seeds")
     results = run_steps(
         steps, out, jobs=jobs, extra=extra, resume=resume, overwrite=overwrite, tag="study"
     )
-    arm_names = [a[0] for a in ARMS if arms is None or a[0] in arms]
+    chosen = DEFAULT_ARMS if arms is None else arms
+    arm_names = [a[0] for a in ARMS if a[0] in chosen]
     per_seed = {
         seed: {name.split("/", 1)[1]: r for name, r in results.items() if
                name.startswith(f"seed{seed}/")}
@@ -63,6 +92,9 @@ def run_study(
     report_dir = os.path.abspath(report_dir or out)
     os.makedirs(report_dir, exist_ok=True)
     figure = os.path.join(report_dir, "mini_study.png")
+    cosine_figure = os.path.join(report_dir, "mini_study_cosine.png")
+    drop = int(baseline_iters * BASELINE_DROP)
+    summary = summarize(per_seed, arm_names)
     study = {
         "arms": arm_names,
         "setup": {
@@ -74,29 +106,37 @@ def run_study(
             "val_images": len(val),
             "jobs": jobs,
             "justification": _justification(baseline_iters, stage1_iters, stage2_iters),
+            "arms_left_out": [a[0] for a in ARMS if a[0] not in arm_names],
         },
         "baseline": {
             "iterations": baseline_iters,
             "eval_period": steps[0].overrides["train.eval_period"],
             "curve": curve,
             "final": {k: results["baseline"][k] for k, _ in METRICS},
-            "plateau": plateau(curve),
+            "lr_drop": drop,
+            "schedule": f"The learning rate drops 10x at iteration {drop} "
+            f"({BASELINE_DROP:.0%} of the iterations).",
+            "plateau": plateau(curve, drop),
         },
-        "summary": summarize(per_seed, arm_names),
+        "summary": summary,
+        "cosine_vs_ap": cosine_vs_ap(summary),
         "costs": arm_costs(arm_names, val[0]["file_name"]),
         "per_seed": {str(k): v for k, v in per_seed.items()},
         "figure": os.path.relpath(figure, REPO),
+        "cosine_figure": os.path.relpath(cosine_figure, REPO),
         "step_seconds": {n: r.get("seconds") for n, r in results.items()},
         "wall_time_s": time.time() - t0,
         **provenance(),
     }
     plot(study, figure)
+    plot_cosine_vs_ap(study, cosine_figure)
     report = format_report(study)
     with open(os.path.join(report_dir, "mini_study.json"), "w") as f:
         json.dump(study, f, indent=2)
     with open(os.path.join(report_dir, "mini_study.md"), "w") as f:
         f.write(report + "\n")
-    print("\n" + report + f"\n\n[study] wrote {report_dir}/mini_study.md, .json and .png")
+    print("\n" + report + f"\n\n[study] wrote {report_dir}/mini_study.md, .json, .png and "
+          f"mini_study_cosine.png")  # fmt: skip
     return study
 
 
@@ -117,7 +157,7 @@ def _justification(baseline_iters: int, stage1_iters: int, stage2_iters: int) ->
         return f"{iters * b / n_train:g} epochs at batch {b}"
 
     return (
-        f"the whole study has to fit in 100 minutes of a 2-core CPU, so it runs on the mini data "
+        f"the whole study has to fit in 120 minutes of a 2-core CPU, so it runs on the mini data "
         f"(256 px, {n_train} train / {n_val} val images). The baseline trains {baseline_iters} "
         f"iterations ({ep(baseline_iters, b_det)}) once and is shared by every seed, as the paper "
         f"starts every arm from one model-zoo ViTDet; each seed then trains {stage1_iters} "

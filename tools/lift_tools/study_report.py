@@ -8,7 +8,7 @@ from typing import Dict, List, Sequence
 from lift_tools.study_schedule import ARMS, CONTROL
 from lift_tools.study_statistics import METRICS
 
-__all__ = ["format_report", "dodge", "plot"]
+__all__ = ["format_report", "dodge", "plot", "plot_cosine_vs_ap"]
 
 
 def _pm(s: Dict[str, float], digits: int = 2) -> str:
@@ -66,6 +66,10 @@ def format_report(study: Dict) -> str:
             f"| {labels[arm]} | " + " | ".join(_diff(r[k]["vs_control"]) for k, _ in METRICS) + " |"
         )
     lines += ["", _in_words(study), ""]
+    left = [labels[a] for a in setup.get("arms_left_out", [])]
+    if left:
+        lines += [f"Not run by this study (answered by the earlier study in the history of "
+                  f"docs/mini_study.md; `--arms` runs them): {'; '.join(left)}.", ""]  # fmt: skip
     cos = s["stage1_cosines"]
     lines += [
         f"Stage one ({setup['stage1_iters']} iterations per seed), held-out mean cosine "
@@ -77,10 +81,15 @@ def format_report(study: Dict) -> str:
         "",
         f"The shared baseline: val box AP every {base['eval_period']} iterations. Convergence "
         f"criterion, "
-        f"fixed before the run: {base['plateau']['criterion']}: gained "
-        f"{base['plateau']['gain']:+.2f}, "
+        f"fixed before the run: {base['plateau']['criterion']}: "
+        + (
+            f"gained {base['plateau']['gain']:+.2f}, "
+            if base["plateau"]["gain"] is not None
+            else f"not met ({base['plateau'].get('why')}), "
+        )
         + ("plateaued." if base["plateau"]["plateaued"] else "**not plateaued** by it.")
-        + " The learning rate drops 10x at 90%.",
+        + " "
+        + base.get("schedule", "The learning rate drops 10x at 90%."),
         "",
         "| iteration | " + " | ".join(str(c["iteration"]) for c in base["curve"]) + " |",
         "|---|" + "---|" * len(base["curve"]),
@@ -91,7 +100,54 @@ def format_report(study: Dict) -> str:
         "",
         f"Figure: box AP vs GFLOPs, mean ± std over seeds: `{study['figure']}`.",
     ]
+    if "cosine_vs_ap" in study:
+        lines += ["", *_cosine_section(study)]
     return "\n".join(lines)
+
+
+def _cosine_section(study: Dict) -> List[str]:
+    """Does stage one's cosine predict box AP? The table, the words and the figure's path."""
+    c = study["cosine_vs_ap"]
+    pts = sorted(c["points"], key=lambda p: p["cosine"])
+    lines = [
+        "Does stage one's cosine predict box AP? Each upsampler's held-out stage-one cosine "
+        "(mean ± std over seeds) and its paired Δ box AP from the control (95% interval):",
+        "",
+        "| upsampler | stage-one cosine | Δ box AP |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {p['label']} | {p['cosine']:.4f} ± {p['cosine_std']:.4f} | "
+              f"{_diff({**p, 'mean': p['delta_ap']})} |" for p in pts]  # fmt: skip
+    lines += ["", _cosine_words(c, study), "",
+              f"Figure: Δ box AP vs stage-one cosine: `{study['cosine_figure']}`."]  # fmt: skip
+    return lines
+
+
+def _cosine_words(c: Dict, study: Dict) -> str:
+    """What the cosine-vs-AP data show, in words generated from them."""
+    pts = sorted(c["points"], key=lambda p: p["cosine"])
+    if c["spearman"] is None:
+        return f"With {len(pts)} upsamplers, no correlation is computed."
+    rho = c["spearman"]
+    verdict = ("ranks the upsamplers as box AP does" if rho >= 0.9 else
+               "ranks them only roughly as box AP does" if rho >= 0.5 else
+               "does not rank them as box AP does")  # fmt: skip
+    top, bottom = pts[-1], pts[0]
+    text = (
+        f"In words: over the {len(pts)} upsamplers, stage-one cosine {verdict} (Spearman ρ = "
+        f"{rho:+.2f}, p = {c['spearman_p']:.2f}; Pearson r = {c['pearson']:+.2f}; least squares: "
+        f"{c['ap_per_0.01_cosine']:+.2f} box AP per 0.01 of cosine). From {bottom['label']} "
+        f"(cosine {bottom['cosine']:.4f}, Δ box AP {bottom['delta_ap']:+.2f}) to {top['label']} "
+        f"(cosine {top['cosine']:.4f}, Δ box AP {top['delta_ap']:+.2f}). "
+    )
+    above = [p["label"] for p in pts if p["significant"] and p["delta_ap"] > 0]
+    none = "None of them is significantly above the same-budget control."
+    text += f"Significantly above the same-budget control: {', '.join(above)}." if above else none
+    image = study["summary"]["arms"].get("image2x", {}).get("bbox/AP", {}).get("vs_control")
+    if image:
+        text += (f" The 2x image, whose ViT features are stage one's target (cosine 1 by "
+                 f"construction), gives {image['mean']:+.2f} box AP.")  # fmt: skip
+    return text
 
 
 def _in_words(study: Dict) -> str:
@@ -150,6 +206,41 @@ def plot(study: Dict, path: str) -> List[Dict[str, float]]:
     ax.set_xlabel("GFLOPs per image (inference, fvcore; arms of equal cost drawn side by side)")
     ax.set_ylabel("val box AP (mean ± std over seeds)")
     ax.set_title(f"Mini study, {len(study['summary']['seeds'])} seeds: accuracy vs compute")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return drawn
+
+
+def plot_cosine_vs_ap(study: Dict, path: str) -> List[Dict[str, float]]:
+    """Paired Δ box AP (mean, 95% interval) vs held-out stage-one cosine (mean ± std), one point
+    per upsampler, the 2x image at cosine 1 (stage one's target), the control at 0. Returns what
+    was drawn (label, x, y) per point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    drawn = []
+    for p in study["cosine_vs_ap"]["points"]:
+        yerr = [[p["delta_ap"] - p["low"]], [p["high"] - p["delta_ap"]]]
+        xerr = p["cosine_std"] if p["cosine_std"] == p["cosine_std"] else 0.0
+        ax.errorbar(p["cosine"], p["delta_ap"], xerr=xerr, yerr=yerr if p["low"] == p["low"]
+                    else None, fmt="o", capsize=4, label=p["label"])  # fmt: skip
+        drawn.append({"label": p["label"], "x": p["cosine"], "y": p["delta_ap"]})
+    image = study["summary"]["arms"].get("image2x", {}).get("bbox/AP", {}).get("vs_control")
+    if image:
+        ax.errorbar(1.0, image["mean"], yerr=[[image["mean"] - image["low"]],
+                    [image["high"] - image["mean"]]], fmt="*", markersize=12, capsize=4,
+                    color="black", label="2x image (cosine 1: stage one's target)")  # fmt: skip
+        drawn.append({"label": "2x image", "x": 1.0, "y": image["mean"]})
+    ax.axhline(0.0, color="gray", lw=1, ls="--", label="same-budget control")
+    ax.set_xlabel("held-out stage-one cosine to the ViT's features of the 2x image")
+    ax.set_ylabel("Δ box AP vs the same-budget control (95% interval)")
+    ax.set_title(f"Does cosine predict AP? {len(study['summary']['seeds'])} seeds")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()

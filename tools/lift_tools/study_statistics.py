@@ -11,7 +11,16 @@ from typing import Dict, List, Sequence
 
 from lift_tools.study_schedule import CONTROL
 
-__all__ = ["METRICS", "COSINES", "paired_interval", "summarize", "plateau", "read_curve"]
+__all__ = [
+    "METRICS",
+    "COSINES",
+    "UPSAMPLERS",
+    "paired_interval",
+    "summarize",
+    "cosine_vs_ap",
+    "plateau",
+    "read_curve",
+]
 
 METRICS = [
     ("bbox/AP", "box AP"),
@@ -25,11 +34,21 @@ METRICS = [
 COSINES = [
     ("stage1_lift", "lift_quality/cos_lift", "LiFT"),
     ("stage1_rc", "lift_quality/cos_lift", "resize-conv"),
+    ("stage1_jbu", "lift_quality/cos_lift", "JBU"),
+    ("stage1_attn", "lift_quality/cos_lift", "attention upsampler"),
     ("stage1_lift", "lift_quality/cos_bilinear", "bilinear"),
     ("stage1_lift", "lift_quality/cos_nearest", "nearest"),
     ("stage1_half", "lift_quality/cos_lift", "LiFT, stage one at 128 px (held out at 128 px)"),
 ]
-PLATEAU_AP = 1.0  # box AP gained over the last quarter of the baseline's training, at most
+# the upsamplers of the cosine-vs-AP comparison: (stage-two arm, its stage-one cosine's label)
+UPSAMPLERS = [
+    ("bilinear", "bilinear"),
+    ("resize_conv", "resize-conv"),
+    ("jbu", "JBU"),
+    ("lift", "LiFT"),
+    ("attn", "attention upsampler"),
+]
+PLATEAU_AP = 0.5  # box AP gained between the baseline's last two evaluations, at most
 
 
 def paired_interval(diffs: Sequence[float], level: float = 0.95) -> Dict[str, float]:
@@ -77,18 +96,55 @@ def summarize(per_seed: Dict[int, Dict[str, Dict[str, float]]], arms: Sequence[s
     return {"arms": table, "stage1_cosines": cosines, "seeds": seeds}
 
 
-def plateau(curve: List[Dict[str, float]], max_gain: float = PLATEAU_AP) -> Dict:
+def cosine_vs_ap(summary: Dict) -> Dict:
     """
-    The baseline's convergence criterion: over the last quarter of its iterations its val box
-    AP rose by at most ``max_gain`` (final minus the last evaluation at or before 75%).
+    Each upsampler's held-out stage-one cosine (mean and std over seeds) against its paired
+    Δ box AP from the control (mean and 95% interval), for the :data:`UPSAMPLERS` the study ran,
+    with the rank (Spearman) and linear (Pearson) correlations over them and the least-squares
+    Δ box AP per 0.01 of cosine (None with fewer than 3 upsamplers).
+    """
+    from scipy import stats
+
+    points = []
+    for arm, label in UPSAMPLERS:
+        cos = summary["stage1_cosines"].get(label)
+        row = summary["arms"].get(arm, {}).get("bbox/AP", {})
+        if cos is None or "vs_control" not in row:
+            continue
+        d = row["vs_control"]
+        points.append({"arm": arm, "label": label, "cosine": cos["mean"], "cosine_std": cos["std"],
+                       "delta_ap": d["mean"], "low": d["low"], "high": d["high"],
+                       "significant": d["significant"]})  # fmt: skip
+    out = {"points": points, "spearman": None, "spearman_p": None, "pearson": None,
+           "ap_per_0.01_cosine": None}  # fmt: skip
+    x = np.array([p["cosine"] for p in points])
+    y = np.array([p["delta_ap"] for p in points])
+    if len(points) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
+        rho, p_value = stats.spearmanr(x, y)
+        out.update(spearman=float(rho), spearman_p=float(p_value),
+                   pearson=float(np.corrcoef(x, y)[0, 1]),
+                   **{"ap_per_0.01_cosine": float(np.polyfit(x, y, 1)[0] / 100)})  # fmt: skip
+    return out
+
+
+def plateau(curve: List[Dict[str, float]], drop: int, max_gain: float = PLATEAU_AP) -> Dict:
+    """
+    The baseline's convergence rule, fixed before the run: its last phase (learning rate 10x
+    lower from iteration ``drop``) holds its last two evaluations, and val box AP rose by at most
+    ``max_gain`` between them.
     """
     last = curve[-1]
-    cut = 0.75 * last["iteration"]
-    earlier = [c for c in curve if c["iteration"] <= cut] or curve[:1]
-    gain = last["bbox/AP"] - earlier[-1]["bbox/AP"]
+    before = curve[-2] if len(curve) > 1 else None
+    criterion = (
+        f"box AP gained between the last two evaluations, both after the 10x learning-rate drop "
+        f"at iteration {drop}, <= {max_gain:.1f}"
+    )
+    if before is None or before["iteration"] <= drop:
+        return {"criterion": criterion, "gain": None, "plateaued": False,
+                "why": "the last phase holds fewer than two evaluations"}  # fmt: skip
+    gain = last["bbox/AP"] - before["bbox/AP"]
     return {
-        "criterion": f"box AP gained from iteration {earlier[-1]['iteration']} to "
-        f"{last['iteration']} (the last quarter) <= {max_gain:.1f}",
+        "criterion": f"{criterion} (iterations {before['iteration']} and {last['iteration']})",
         "gain": gain,
         "plateaued": bool(gain <= max_gain),
     }
