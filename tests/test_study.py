@@ -8,6 +8,7 @@ import json
 import math
 import numpy as np
 import os
+import re
 import pytest
 
 from conftest import CPU_ENV, load_tool
@@ -70,8 +71,6 @@ def test_plateau_criterion():
 
 
 def test_cosine_vs_ap_against_scipy_and_numpy_by_hand():
-    from scipy import stats
-
     cos = {"bilinear": 0.86, "resize-conv": 0.92, "JBU": 0.90, "LiFT": 0.94}
     delta = {"bilinear": -19.0, "resize_conv": -16.0, "jbu": -5.0, "lift": -1.0}
     arms = {
@@ -87,7 +86,12 @@ def test_cosine_vs_ap_against_scipy_and_numpy_by_hand():
     x, y = [0.86, 0.92, 0.90, 0.94], [-19.0, -16.0, -5.0, -1.0]
     # ranks of x: 1 3 2 4, of y: 1 2 3 4 -> rho = 1 - 6 * (0 + 1 + 1 + 0) / (4 * 15)
     assert got["spearman"] == pytest.approx(1 - 12 / 60)
-    assert got["spearman_p"] == pytest.approx(stats.spearmanr(x, y)[1])
+    # exact p: of the 24 orderings of 4 ranks, those with |rho| = |1 - sum d^2 / 10| >= 0.8
+    import itertools
+
+    d2 = [sum((i - j) ** 2 for i, j in zip(range(4), o)) for o in itertools.permutations(range(4))]
+    assert got["spearman_p"] == pytest.approx(sum(v <= 2 or v >= 18 for v in d2) / 24)
+    assert 0 < got["spearman_p"] < 1
     xm, ym = np.mean(x), np.mean(y)
     slope = sum((a - xm) * (b - ym) for a, b in zip(x, y)) / sum((a - xm) ** 2 for a in x)
     assert got["ap_per_0.01_cosine"] == pytest.approx(slope / 100)
@@ -256,3 +260,31 @@ def test_study_figure_keeps_arms_of_equal_cost_apart(tmp_path):
         assert abs(x - g) <= 0.012 * span * len(gflops) / 2
     for d in drawn:
         assert d["y"] == committed["summary"]["arms"][d["arm"]]["bbox/AP"]["mean"]
+
+
+def test_cosine_section_and_figure_from_the_committed_study(tmp_path):
+    """The cosine-vs-AP report and figure, on the committed study's own numbers: the points are
+    its stage-one cosines and paired box-AP differences, the words carry scipy's rank
+    correlation of them."""
+    from scipy import stats
+
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "mini_study.json")) as f:
+        committed = json.load(f)
+    s = committed["summary"]
+    committed["cosine_vs_ap"] = study_statistics.cosine_vs_ap(s)
+    committed["cosine_figure"] = "docs/mini_study_cosine.png"
+    pairs = [(s["stage1_cosines"][label]["mean"], s["arms"][arm]["bbox/AP"]["vs_control"]["mean"])
+             for arm, label in study_statistics.UPSAMPLERS
+             if arm in s["arms"] and label in s["stage1_cosines"]]  # fmt: skip
+    assert len(pairs) >= 3
+    rho = stats.spearmanr(*zip(*pairs))[0]
+    report = study_report.format_report(committed)
+    assert "Does stage one's cosine predict box AP?" in report
+    assert f"Spearman ρ = {rho:+.2f}" in report
+    for cos, delta in pairs:  # one table row per upsampler
+        assert re.search(rf"\| {cos:.4f} ± [0-9.]+ \| {delta:+.2f} \[", report), (cos, delta)
+    image = s["arms"]["image2x"]["bbox/AP"]["vs_control"]["mean"]
+    assert f"gives {image:+.2f} box AP" in report
+    drawn = study_report.plot_cosine_vs_ap(committed, str(tmp_path / "cos.png"))
+    assert sorted((d["x"], d["y"]) for d in drawn) == sorted(pairs + [(1.0, image)])
+    assert os.path.getsize(tmp_path / "cos.png") > 1000

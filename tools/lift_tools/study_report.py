@@ -127,7 +127,7 @@ def _cosine_words(c: Dict, study: Dict) -> str:
     """What the cosine-vs-AP data show, in words generated from them."""
     pts = sorted(c["points"], key=lambda p: p["cosine"])
     if c["spearman"] is None:
-        return f"With {len(pts)} upsamplers, no correlation is computed."
+        return f"With {len(pts)} upsampler(s) (fewer than 3), no correlation is computed."
     rho = c["spearman"]
     verdict = ("ranks the upsamplers as box AP does" if rho >= 0.9 else
                "ranks them only roughly as box AP does" if rho >= 0.5 else
