@@ -62,8 +62,7 @@ class _GuidedUpsampler(nn.Module):
                 f"expected features of {H // p}x{W // p} (or {-(-H // p)}x{-(-W // p)} when the "
                 f"ViT pads)."
             )
-        image = image[:, :, : h * p, : w * p]
-        return F.pad(image, (0, w * p - image.shape[-1], 0, h * p - image.shape[-2]))
+        return F.pad(image, (0, w * p - W, 0, h * p - H))  # negative padding crops
 
     def _windows(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) -> (B, C, k*k, h*w): the window of cells around each cell."""
