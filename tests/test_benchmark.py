@@ -81,13 +81,15 @@ def test_readme_promise_lift_b_flops_at_most_10_percent_of_vit_b(run):
     assert vit["params_M"] * 1e6 == pytest.approx(85.89e6, rel=1e-3)
 
 
-def test_table_rows_and_ratios(run):
+def test_table_rows_and_ratios(tool, run):
     result, text = run
     names = [r["name"] for r in result["rows"]]
     assert names == [
         "ViT-B/16",
         "LiFT-B",
         "bilinear 2x (control)",
+        "JBU 2x (control, FeatUp)",
+        "attention 2x (control, JAFAR)",
         "Mask R-CNN, ViTDet-B",
         "Mask R-CNN, ViTDet-B + LiFT-B",
         "Cascade Mask R-CNN, ViTDet-B",
@@ -95,6 +97,13 @@ def test_table_rows_and_ratios(run):
     ]
     rows = {r["name"]: r for r in result["rows"]}
     assert rows["bilinear 2x (control)"]["params_M"] == 0
+    # the learned controls: their own parameters; far fewer FLOPs than LiFT-B, more than bilinear
+    for name in ("jbu", "attention"):
+        label = tool["CONTROLS"][name][0]
+        control = build_upsampler(name, 768)
+        assert rows[label]["params_M"] * 1e6 == sum(p.numel() for p in control.parameters())
+        assert rows["bilinear 2x (control)"]["flops_G"] < rows[label]["flops_G"]
+        assert rows[label]["flops_G"] < 0.1 * rows["LiFT-B"]["flops_G"]
     # LiFT adds its own parameters to the detector (and ViTDet's 4x stage is replaced)
     plain, lift = rows["Mask R-CNN, ViTDet-B"], rows["Mask R-CNN, ViTDet-B + LiFT-B"]
     assert lift["params_M"] > plain["params_M"] and lift["flops_G"] > plain["flops_G"]

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """
 Cost of LiFT in ViTDet on this device, in one run: parameters and FLOPs (fvcore, as upstream's
-tools/analyze_model.py) of every LiFT preset next to its ViT, of the bilinear control and of the
-Mask / Cascade Mask R-CNN detectors with and without LiFT; inference time with / without LiFT and
-one stage-one step / one frozen-ViT forward (torch.utils.benchmark, interleaved); peak memory.
+tools/analyze_model.py) of every LiFT preset next to its ViT, of the controls (bilinear, and the
+learned "jbu" and "attention" upsamplers) and of the Mask / Cascade Mask R-CNN detectors with and
+without LiFT; inference time with / without LiFT and one stage-one step / one frozen-ViT forward
+(torch.utils.benchmark, interleaved); peak memory.
 
     tools/benchmark.py [--device cpu|cuda] [--image-size 1024] [--detector-size 1024]
         [--time-size 1024] [--repeats 5] [--presets LiFT-B ...] [--vit-2x]
@@ -48,6 +49,13 @@ DETECTORS = {
     "cascade_lift": ("vitdet_cascade_lift.py", "Cascade Mask R-CNN, ViTDet-B + LiFT-B"),
 }
 
+# the controls counted beside the presets, at ViT-B's width: name -> (row, note)
+CONTROLS = {
+    "bilinear": ("bilinear 2x (control)", "stride 16 -> 8, no image"),
+    "jbu": ("JBU 2x (control, FeatUp)", "stride 16 -> 8, 5x5 cells, image-guided"),
+    "attention": ("attention 2x (control, JAFAR)", "stride 16 -> 8, 3x3 cells, image queries"),
+}
+
 
 def build_vit(size: str, image_size: int) -> ViT:
     """detectron2's ViT of a ViTDet size ("B", "L", "H"; "S" for LiFT-S), random weights."""
@@ -60,7 +68,7 @@ def row(name, params, flops, size, note=""):
 
 
 def component_rows(presets, size, device, vit_2x, tables):
-    """Every LiFT preset next to its ViT at ``size``, and the bilinear control."""
+    """Every LiFT preset next to its ViT at ``size``, and the controls (:data:`CONTROLS`)."""
     rows, ratios = [], {}
     vits = {}
     for preset in presets:
@@ -91,12 +99,13 @@ def component_rows(presets, size, device, vit_2x, tables):
         tables[preset] = flop_count_table(analysis, max_depth=2)
         rows.append(row(preset, parameter_count(lift)[""], flops, size, "stride 16 -> 8"))
         ratios[f"{preset}/ViT-{vit_size}"] = flops / vit_flops
-    if "B" in vits:
-        bilinear = build_upsampler("bilinear", 768).to(device)
+    if "B" in vits:  # the controls at ViT-B's width
         x = torch.zeros(1, 3, size, size, device=device)
         features = torch.zeros(1, 768, size // 16, size // 16, device=device)
-        flops = count_flops(FlopCountAnalysis(bilinear, (x, features)))
-        rows.append(row("bilinear 2x (control)", 0, flops, size, "stride 16 -> 8, no image"))
+        for name, (label, note) in CONTROLS.items():
+            control = build_upsampler(name, 768).to(device).eval()
+            flops = count_flops(FlopCountAnalysis(control, (x, features)))
+            rows.append(row(label, parameter_count(control)[""], flops, size, note))
     return rows, ratios
 
 
