@@ -4,11 +4,13 @@ Train or evaluate any lift_det LazyConfig: a detector (ViTDet, +LiFT, the contro
 (a ``LiFTDistiller``; the model decides what a step is). The shape of upstream's
 ``tools/lazyconfig_train_net.py``, plus: checks before anything is built (overrides, values, the
 output folder, which is locked while the run writes to it), atomic checkpoints, AMP only on CUDA,
-clear data errors, a NaN stop message, and the config's ``train.export`` hooks.
+clear data errors, a NaN stop message, and the config's ``train.export`` hooks. ``--loss-trace N``
+writes the exact losses of the first N iterations; ``--stop-at-iter K`` ends the run after K
+iterations of the ``train.max_iter`` schedule (together: the start of a long run, replayed).
 
     .venv/bin/python tools/train_net.py --config-file configs/vitdet_mrcnn_lift.py \\
         [--eval-only] [--resume | --overwrite] [--num-gpus N --num-machines M --machine-rank R \\
-        --dist-url U] [key=value ...]
+        --dist-url U] [--loss-trace N] [--stop-at-iter K] [key=value ...]
 """
 
 import logging
@@ -25,6 +27,7 @@ from detectron2.utils.logger import setup_logger
 import lift_det  # noqa: F401  (registers backbones and datasets)
 from lift_det.checkpoint import AtomicDetectionCheckpointer, atomic_write_bytes
 from lift_det.engine import checks, run_dir
+from lift_det.engine.hooks import FixedLengthLRScheduler, LossTrace
 from lift_det.engine.train_utils import (
     apply_optimizer_settings,
     build_trainer,
@@ -52,6 +55,10 @@ def do_test(cfg, model):
 
 def do_train(args, cfg):
     """Upstream's loop; ``cfg.train.export`` lists extra hooks (e.g. writing lift_final.pth)."""
+    # --stop-at-iter: the run ends there (final checkpoint, evaluation, exports) on the schedule
+    # of train.max_iter iterations
+    stop = getattr(args, "stop_at_iter", 0) or cfg.train.max_iter
+    trace = getattr(args, "loss_trace", 0)
     model = instantiate_model(cfg.model)
     logger.info("Model:\n{}".format(model))
     model.to(cfg.train.device)
@@ -70,7 +77,14 @@ def do_train(args, cfg):
     trainer.register_hooks(
         [
             hooks.IterationTimer(),
-            hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+            (
+                hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier))
+                if stop == cfg.train.max_iter
+                else FixedLengthLRScheduler(
+                    scheduler=instantiate(cfg.lr_multiplier), max_iter=cfg.train.max_iter
+                )
+            ),
+            LossTrace(trace, cfg.train.output_dir) if trace and comm.is_main_process() else None,
             (
                 hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
                 if comm.is_main_process()
@@ -80,7 +94,7 @@ def do_train(args, cfg):
             *export_hooks,
             (
                 hooks.PeriodicWriter(
-                    default_writers(cfg.train.output_dir, cfg.train.max_iter),
+                    default_writers(cfg.train.output_dir, stop),
                     period=cfg.train.log_period,
                 )
                 if comm.is_main_process()
@@ -112,9 +126,10 @@ def do_train(args, cfg):
         run_dir.forget_run(cfg.train.output_dir)
         if getattr(args, "new_config", None) is not None:
             atomic_write_bytes(os.path.join(cfg.train.output_dir, "config.yaml"), args.new_config)
-    if start_iter >= cfg.train.max_iter:
-        logger.warning(f"Resumed at iteration {start_iter} >= train.max_iter: nothing to train.")
-    train_or_explain(trainer, checkpointer, start_iter, cfg.train.max_iter)
+    if start_iter >= stop:
+        what = "--stop-at-iter" if stop < cfg.train.max_iter else "train.max_iter"
+        logger.warning(f"Resumed at iteration {start_iter} >= {what}: nothing to train.")
+    train_or_explain(trainer, checkpointer, start_iter, stop)
     return trainer
 
 
@@ -133,6 +148,12 @@ def load_config(args):
             ) from None
     if not args.eval_only:
         checks.check_config(cfg, world_size=args.num_gpus * args.num_machines)
+        stop = getattr(args, "stop_at_iter", 0)
+        if stop > cfg.train.max_iter:
+            raise checks.UsageError(
+                f"--stop-at-iter {stop} is past the end of the schedule (train.max_iter="
+                f"{cfg.train.max_iter}): give a K <= train.max_iter, or 0 to train to the end."
+            )
     return cfg
 
 
@@ -195,9 +216,34 @@ def main(args, cfg=None):
     return do_train(args, cfg)
 
 
-def invoke_main(argv=None) -> None:
+def get_parser():
+    """lift_det's parser (detectron2's + ``--overwrite``) and this tool's two switches."""
     parser = checks.default_argument_parser()
+    parser.add_argument(
+        "--loss-trace",
+        type=int,
+        default=0,
+        metavar="N",
+        help="write the exact losses (float.hex) of the first N iterations to "
+        "OUTPUT_DIR/loss_trace.json (tools/study_check.py compares them); 0: off",
+    )
+    parser.add_argument(
+        "--stop-at-iter",
+        type=int,
+        default=0,
+        metavar="K",
+        help="end the run after K iterations (final checkpoint, evaluation, exports) with the "
+        "learning rates of the train.max_iter schedule: exactly the full run's first K; 0: off",
+    )
+    return parser
+
+
+def invoke_main(argv=None) -> None:
+    parser = get_parser()
     args = checks.parse_args(argv, parser)
+    for flag, value in (("--loss-trace", args.loss_trace), ("--stop-at-iter", args.stop_at_iter)):
+        if value < 0:
+            parser.error(f"{flag} must be an integer >= 0 (0: off), got {value}")
     try:
         cfg = load_config(args)
         run_dir.check_run(cfg, args)
