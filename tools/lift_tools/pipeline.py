@@ -40,6 +40,7 @@ class Step:
     needs: Tuple[str, ...] = ()  # steps that must finish first
     threads: Optional[int] = None  # OMP_NUM_THREADS of its process; None: inherited
     cost: float = 1.0  # seconds per iteration, relative (for the ETA only)
+    flags: Tuple[str, ...] = ()  # train_net switches, e.g. ("--loss-trace", "10")
 
 
 def read_final_metrics(output_dir: str) -> Dict[str, float]:
@@ -68,6 +69,7 @@ def _run_step(step: Step, out: str, extra: List[str]) -> float:
         os.path.join(REPO, "tools", "train_net.py"),
         "--config-file",
         os.path.join(REPO, "configs", "mini", f"{step.config}.py"),
+        *step.flags,
         f"train.output_dir={step_dir}",
         f"train.max_iter={step.iters}",
         *[f"{k}={v}" for k, v in step.overrides.items()],
