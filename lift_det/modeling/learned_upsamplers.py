@@ -1,7 +1,7 @@
 """Learned, image-guided 2x upsamplers that can take LiFT's place (controls from the literature).
 
 - :class:`JBUUpsampler`: a learned joint bilateral upsampler after FeatUp's JBU (Fu et al.,
-  "FeatUp: A Model-Agnostic Framework for Features at Any Resolution", ICLR 2024, §3.2).
+  "FeatUp: A Model-Agnostic Framework for Features at Any Resolution", ICLR 2024).
 - :class:`AttentionUpsampler`: high-resolution queries from the image attend to the ViT's features
   in a local window, the local-attention family of JAFAR (Couairon et al., "JAFAR: Jack up Any
   Feature at Any Resolution", 2025) and UPLiFT (2025).
@@ -119,7 +119,7 @@ class _GuidedUpsampler(nn.Module):
 
 class JBUUpsampler(_GuidedUpsampler):
     """
-    A learned joint bilateral upsampler (FeatUp's JBU, Fu et al., ICLR 2024, §3.2): the weight of
+    A learned joint bilateral upsampler (FeatUp's JBU, Fu et al., ICLR 2024): the weight of
     window cell q for output pixel x is the product of a spatial Gaussian of their distance, with
     a learned sigma, and a range kernel, a softmax over the window of the similarity of learned
     guidance embeddings of the image at x and at q, with a learned temperature; the product is
@@ -129,7 +129,7 @@ class JBUUpsampler(_GuidedUpsampler):
     Departures from FeatUp: the window holds the low-resolution cells around x (FeatUp's holds
     high-resolution pixels of the bilinearly upsampled features), whose guidance is the
     embedding area-averaged over the cell; no learned fix-up of the kernel. Initialized to
-    sigma = 0.5 cells and temperature 1: close to bilinear upsampling on a flat image.
+    sigma = 0.5 cells and temperature 1 (a weak range kernel): close to bilinear upsampling.
     """
 
     def __init__(
