@@ -7,9 +7,11 @@ MAIN_ARGS ?=
 STUDY_OUTPUT ?= output/study
 # `make study STUDY_ARGS=--resume` continues an interrupted study
 STUDY_ARGS ?=
+# e.g. `make study-check STUDY_CHECK_ARGS="--output-dir output/study_check"` (kept afterwards)
+STUDY_CHECK_ARGS ?=
 GPU_CHECK_ARGS ?=
 
-.PHONY: setup main study test gpu-check format lint
+.PHONY: setup main study study-check test gpu-check format lint
 setup:
 	bash dev/setup_env.sh
 
@@ -19,6 +21,11 @@ main: setup
 # the multi-seed study (< 100 min on 2 CPU cores); its report goes to docs/mini_study.*
 study: setup
 	$(PY) tools/run_mini.py --seeds 3 --output-dir $(STUDY_OUTPUT) --report-dir docs $(STUDY_ARGS)
+
+# does this machine reproduce the study's arithmetic? (< 3 min) The first iterations of its steps,
+# bit for bit against the trace `make study` wrote (docs/mini_study_trace.json)
+study-check: setup
+	$(PY) tools/study_check.py $(STUDY_CHECK_ARGS)
 
 # on a CUDA machine: writes docs/gpu/<device>.{json,md} (tools/update_readme.py puts them in README)
 # e.g. `make gpu-check GPU_CHECK_ARGS="--budget-s 300"`; `GPU_CHECK_ARGS=--toy` runs it on a CPU

@@ -1,0 +1,183 @@
+"""The reproducibility probe (`make study-check`): the loss trace hook against the losses the model
+returned, the schedule of a run stopped early, bit-exact comparison, train_net's new switches and
+tools/study_check.py end to end (write, check, a changed digit, no trace)."""
+
+import itertools
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import pytest
+import torch
+from fvcore.common.param_scheduler import MultiStepParamScheduler
+from torch import nn
+
+from detectron2.config import LazyConfig
+from detectron2.engine import SimpleTrainer, hooks
+from detectron2.solver import WarmupParamScheduler
+
+from conftest import CPU_ENV, REPO, load_tool
+from lift_det.engine.hooks import FixedLengthLRScheduler, LossTrace
+from lift_tools.study_probe import compare_losses
+
+STUDY_CHECK = os.path.join(REPO, "tools", "study_check.py")
+train_net = load_tool("train_net")
+
+
+class Toy(nn.Module):
+    """Two loss terms; keeps the exact value of each term it returned."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor([0.7, -0.3]))
+        self.returned = []
+
+    def forward(self, x):
+        losses = {"loss_fit": ((self.w * x).sum() - 1) ** 2, "loss_l1": self.w.abs().sum() / 3}
+        self.returned.append({k: v.item() for k, v in losses.items()})
+        return losses
+
+
+def train_toy(start, stop, *hooks_, model=None):
+    model = model or Toy()
+    optim = torch.optim.SGD(model.parameters(), lr=0.1)
+    trainer = SimpleTrainer(model, itertools.repeat(torch.tensor([1.0, 2.0])), optim)
+    trainer.register_hooks(list(hooks_))
+    trainer.train(start, stop)
+    return trainer, model
+
+
+def read(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_loss_trace_is_the_losses_the_model_returned(tmp_path):
+    _, model = train_toy(0, 5, LossTrace(3, str(tmp_path)))
+    trace = read(tmp_path / "loss_trace.json")
+    # by hand: each term's .item(), and their sum in float64 as detectron2 logs total_loss
+    expected = [
+        {**{k: v.hex() for k, v in r.items()}, "total_loss": (r["loss_fit"] + r["loss_l1"]).hex()}
+        for r in model.returned[:3]
+    ]
+    assert trace == {"first_iter": 0, "losses": expected}
+    assert len({r["loss_fit"] for r in model.returned[:3]}) == 3  # the model did train
+
+
+def test_loss_trace_of_a_short_or_resumed_run(tmp_path):
+    train_toy(0, 2, LossTrace(5, str(tmp_path)))  # fewer than 5 iterations: written at the end
+    path = tmp_path / "loss_trace.json"
+    assert len(read(path)["losses"]) == 2
+    train_toy(0, 4, LossTrace(2, str(tmp_path)))
+    before = (path.read_bytes(), os.stat(path).st_mtime_ns)
+    train_toy(3, 5, LossTrace(2, str(tmp_path)))  # resumed past N: nothing new
+    assert (path.read_bytes(), os.stat(path).st_mtime_ns) == before
+
+
+def test_compare_losses_is_bit_exact():
+    values = [{"total_loss": 1.25, "loss_a": 0.1}, {"total_loss": 1.0, "loss_a": 1e-3}]
+    trace = [{k: v.hex() for k, v in row.items()} for row in values]
+    assert compare_losses(trace, [dict(r) for r in trace])["identical"]
+    for row in trace:
+        assert all(float.fromhex(h).hex() == h for h in row.values())
+    last_bit = [dict(r) for r in trace]
+    last_bit[1]["loss_a"] = math.nextafter(1e-3, 1.0).hex()
+    got = compare_losses(trace, last_bit)
+    assert (got["identical"], got["first_iter"], got["at"]) == (False, 1, (1, "loss_a"))
+    assert got["max_abs"] == math.ulp(1e-3) and got["max_rel"] == math.ulp(1e-3) / math.nextafter(
+        1e-3, 1.0
+    )
+    assert compare_losses(trace, trace[:1])["first_iter"] == 1  # a shorter trace differs too
+
+
+def test_a_run_stopped_early_keeps_the_full_schedule():
+    def lrs(hook, stop):
+        seen = []
+
+        class Record(hooks.HookBase):
+            def after_step(self):
+                seen.append(self.trainer.storage.latest()["lr"][0])
+
+        train_toy(0, stop, hook, Record())
+        return seen
+
+    def schedule():  # 4 warmup iterations of 10, a drop at 8
+        return WarmupParamScheduler(
+            MultiStepParamScheduler([1.0, 0.1], milestones=[8], num_updates=10), 0.01, 0.4
+        )
+
+    full = lrs(hooks.LRScheduler(scheduler=schedule()), 10)
+    assert lrs(FixedLengthLRScheduler(scheduler=schedule(), max_iter=10), 3) == full[:3]
+    assert lrs(hooks.LRScheduler(scheduler=schedule()), 3) != full[:3]  # stretched over 3
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--loss-trace", "-1"], "--loss-trace must be an integer >= 0 .0: off., got -1"),
+        (["--stop-at-iter", "-2"], "--stop-at-iter must be an integer >= 0"),
+        (["--stop-at-iter", "401"], r"--stop-at-iter 401 is past the end of the schedule .train"),
+    ],
+)
+def test_train_net_refuses_bad_switches(extra, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(train_net, "launch", None)  # a check that lets it through: TypeError
+    config = os.path.join(REPO, "configs", "mini", "vitdet_mrcnn.py")  # train.max_iter = 400
+    with pytest.raises(SystemExit) as e:
+        train_net.invoke_main(["--config-file", config, *extra, f"train.output_dir={tmp_path}"])
+    assert e.value.code == 2
+    assert re.search(message, capsys.readouterr().err.replace("\n", " "))
+    with open(os.path.join(REPO, "README.md")) as f:  # in the README's table of refusals
+        assert re.search(r"\n\| [^\n]*`--loss-trace` < 0; `--stop-at-iter` < 0", f.read())
+
+
+def study_check(*args, cwd):
+    env = dict(os.environ, **CPU_ENV)
+    proc = subprocess.run(
+        [sys.executable, STUDY_CHECK, *args], capture_output=True, text=True, env=env, cwd=cwd
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_study_check_end_to_end(tmp_path):
+    trace_file, probe = str(tmp_path / "trace.json"), str(tmp_path / "probe")
+    rc, out, err = study_check("--write", trace_file, "--study-iters", "20", "10", "10",
+                               "--iters", "2", "--output-dir", probe, cwd=tmp_path)  # fmt: skip
+    assert rc == 0, out[-3000:] + err[-3000:]
+    trace = read(trace_file)
+    assert [s["name"] for s in trace["steps"]] == ["baseline", "seed0/stage1_lift", "seed0/lift"]
+    assert [len(s["losses"]) for s in trace["steps"]] == [2, 2, 2]
+    assert trace["machine"] and trace["torch"] == torch.__version__
+
+    # the baseline, stopped after 2 iterations, ran on the schedule of its 20 (lr by hand)
+    cfg = LazyConfig.load(os.path.join(REPO, "configs", "mini", "vitdet_mrcnn.py"))
+    warmup = float(trace["steps"][0]["overrides"]["lr_multiplier.warmup_length"])
+    with open(os.path.join(probe, "baseline", "metrics.json")) as f:
+        lr = {row["iteration"]: row["lr"] for row in map(json.loads, f) if "lr" in row}
+    alpha, factor = (1 / 20) / warmup, cfg.lr_multiplier.warmup_factor
+    assert lr[1] == pytest.approx(cfg.optimizer.lr * (factor * (1 - alpha) + alpha), rel=1e-12)
+
+    # the check rebuilds the steps from the trace's budgets (here: takes the finished runs)
+    rc, out, err = study_check("--trace", trace_file, "--output-dir", probe, "--resume",
+                               cwd=tmp_path)  # fmt: skip
+    assert rc == 0, out[-3000:] + err[-3000:]
+    assert out.count("identical bit for bit (2 iterations)") == 3
+    assert trace["machine"] in out
+
+    # one hex digit changed at iteration 1 of stage one (compared with the probe run above)
+    changed = read(trace_file)
+    loss = changed["steps"][1]["losses"][1]
+    old = loss["total_loss"]  # 0x1.<13 hex digits>p<exponent>
+    loss["total_loss"] = old[:5] + ("1" if old[5] != "1" else "2") + old[6:]
+    with open(tmp_path / "changed.json", "w") as f:
+        json.dump(changed, f)
+    rc, out, err = study_check("--trace", "changed.json", "--output-dir", probe, "--resume",
+                               cwd=tmp_path)  # fmt: skip
+    assert rc == 1, out[-3000:] + err[-3000:]
+    assert "baseline: identical bit for bit" in out and "seed0/lift: identical bit for bit" in out
+    assert "seed0/stage1_lift: DIFFERS from iteration 1 (total_loss" in out
+
+    rc, out, err = study_check("--trace", "nowhere.json", cwd=tmp_path)
+    assert (rc, out) == (2, "")
+    assert len(err.strip().splitlines()) == 1 and "`make study` writes it" in err

@@ -1,0 +1,215 @@
+"""
+The study's reproducibility probe (README's `make study-check`): the shared baseline, LiFT's stage
+one and LiFT's stage two of seed 0, each exactly as :func:`study_steps` builds it (config,
+overrides, thread count, ``train.max_iter`` and so the learning-rate schedule) but stopped after a
+few iterations (``train_net --stop-at-iter``), each recording its losses bit for bit
+(``--loss-trace``). Stage one starts from the probe's baseline, stage two from both.
+:func:`write_trace` stores the losses with the machine that made them; :func:`compare_losses`
+tells where two traces part.
+"""
+
+import json
+import math
+import os
+from dataclasses import replace
+from typing import Any, Dict, List, Optional
+
+from lift_tools.pipeline import Step, run_steps
+from lift_tools.study_schedule import study_steps
+
+__all__ = [
+    "PROBE_ITERS",
+    "compare_losses",
+    "describe",
+    "probe_steps",
+    "read_trace",
+    "run_probe",
+    "write_trace",
+]
+
+PROBE_ITERS = 10  # iterations per step: the three steps take ~3 minutes on 2 CPU cores
+# each step ends with an evaluation (the runner reads it): on a few val images, to stay short
+PROBE_VAL_IMAGES = 8
+TRACE_FORMAT = 1
+_PROBE_DIR = "<probe>"  # the probe's folder in recorded overrides (paths differ per run)
+
+
+def probe_steps(
+    out: str, iters: int, baseline_iters: int, stage1_iters: int, stage2_iters: int
+) -> List[Step]:
+    """
+    The study's ``baseline``, ``seed0/stage1_lift`` and ``seed0/lift`` for the study budgets given
+    (``tools/run_mini.py --seeds``' ``--*-iters``), each stopped after its first ``iters``
+    iterations and recording their losses; they read and write their checkpoints in ``out``.
+    """
+    if not 1 <= iters <= min(baseline_iters, stage1_iters, stage2_iters):
+        raise ValueError(
+            f"iters must be in [1, {min(baseline_iters, stage1_iters, stage2_iters)}] (the "
+            f"shortest step's iterations), got {iters}"
+        )
+    steps = study_steps(out, [0], baseline_iters, stage1_iters, stage2_iters, arms=["lift"])
+    flags = ("--stop-at-iter", str(iters), "--loss-trace", str(iters))
+    return [
+        replace(
+            s,
+            label=f"{s.label} [first {iters} iterations]",
+            flags=s.flags + flags,
+            cost=s.cost * iters / s.iters,  # ETA: iters * cost = the iterations it runs
+        )
+        for s in steps
+    ]
+
+
+def describe(step: Step, out: str) -> Dict[str, Any]:
+    """What a trace records of a step: config, overrides (the probe's folder as ``<probe>``),
+    threads and ``train.max_iter``."""
+    overrides = {
+        k: v.replace(out, _PROBE_DIR) if isinstance(v, str) else v
+        for k, v in step.overrides.items()
+    }
+    return {
+        "name": step.name,
+        "config": step.config,
+        "overrides": overrides,
+        "threads": step.threads,
+        "max_iter": step.iters,
+    }
+
+
+def run_probe(
+    out: str,
+    iters: int,
+    baseline_iters: int,
+    stage1_iters: int,
+    stage2_iters: int,
+    *,
+    extra: Optional[List[str]] = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> Dict[str, Any]:
+    """
+    Runs :func:`probe_steps` in ``out`` (one at a time) on ``<out>/data``: the mini data's default
+    training images, the study's, with :data:`PROBE_VAL_IMAGES` val images. ``extra``: key=value
+    for every step. Returns the trace: setup, provenance and per step :func:`describe` plus
+    ``losses`` (one ``{name: float.hex}`` per iteration).
+    """
+    from lift_det.data import generate_mini_coco
+    from lift_tools.provenance import provenance
+
+    out = os.path.abspath(out)
+    steps = probe_steps(out, iters, baseline_iters, stage1_iters, stage2_iters)
+    root = os.path.join(out, "data")
+    generate_mini_coco(root, num_val=PROBE_VAL_IMAGES)
+    previous = os.environ.get("LIFT_DET_MINI_ROOT")
+    os.environ["LIFT_DET_MINI_ROOT"] = root  # the steps inherit it
+    try:
+        run_steps(steps, out, jobs=1, extra=extra, resume=resume, overwrite=overwrite, tag="probe")
+    finally:
+        if previous is None:
+            os.environ.pop("LIFT_DET_MINI_ROOT")
+        else:
+            os.environ["LIFT_DET_MINI_ROOT"] = previous
+    recorded = []
+    for step in steps:
+        path = os.path.join(out, step.name, "loss_trace.json")
+        with open(path) as f:
+            trace = json.load(f)
+        if trace["first_iter"] != 0 or len(trace["losses"]) != iters:
+            raise RuntimeError(
+                f"{path} holds iterations {trace['first_iter']}.. ({len(trace['losses'])}), not "
+                f"0..{iters - 1}: a resumed step? Rerun the probe with --overwrite."
+            )
+        recorded.append({**describe(step, out), "losses": trace["losses"]})
+    return {
+        "format": TRACE_FORMAT,
+        "iters": iters,
+        "study_iters": {"baseline": baseline_iters, "stage1": stage1_iters, "stage2": stage2_iters},
+        "extra": list(extra or []),
+        **provenance(),
+        "steps": recorded,
+    }
+
+
+def write_trace(
+    out: str,
+    path: str,
+    baseline_iters: int,
+    stage1_iters: int,
+    stage2_iters: int,
+    *,
+    iters: int = PROBE_ITERS,
+    extra: Optional[List[str]] = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> Dict[str, Any]:
+    """:func:`run_probe` in ``out`` for the study budgets given, then the trace to ``path``
+    (atomically; what ``tools/study_check.py`` compares with). Returns the trace."""
+    from lift_det.checkpoint import atomic_write_text
+
+    trace = run_probe(
+        out,
+        iters,
+        baseline_iters,
+        stage1_iters,
+        stage2_iters,
+        extra=extra,
+        resume=resume,
+        overwrite=overwrite,
+    )
+    atomic_write_text(path, json.dumps(trace, indent=1) + "\n")
+    print(f"[probe] wrote the losses of {len(trace['steps'])} steps to {path}")
+    return trace
+
+
+def read_trace(path: str) -> Dict[str, Any]:
+    """A trace :func:`write_trace` wrote; ``ValueError`` if it is not one."""
+    with open(path) as f:
+        try:
+            trace = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not JSON ({e})") from None
+    step_keys = {"name", "config", "overrides", "threads", "max_iter", "losses"}
+    try:
+        ok = (
+            trace["format"] == TRACE_FORMAT
+            and isinstance(trace["iters"], int)
+            and set(trace["study_iters"]) == {"baseline", "stage1", "stage2"}
+            and isinstance(trace["extra"], list)
+            and all(step_keys <= set(s) for s in trace["steps"])
+        )
+    except (KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{path} is not a probe trace of format {TRACE_FORMAT}")
+    return trace
+
+
+def compare_losses(expected: List[Dict[str, str]], got: List[Dict[str, str]]) -> Dict[str, Any]:
+    """
+    Two loss traces (lists of ``{name: float.hex}``, one per iteration), bit for bit. Returns
+    ``identical``; if not, ``first_iter`` (the first iteration that differs) and ``first`` (what
+    differs there); and over the losses both traces hold, the largest absolute difference
+    ``max_abs`` (at ``at``: iteration, name) and the largest relative one ``max_rel``.
+    """
+    result: Dict[str, Any] = dict(identical=True, first_iter=None, first="")
+    result.update(max_abs=0.0, max_rel=0.0, at=None)
+    for i in range(max(len(expected), len(got))):
+        if i >= len(expected) or i >= len(got):
+            if result["identical"]:
+                first = f"{len(expected)} iterations in the trace, {len(got)} here"
+                result.update(identical=False, first_iter=i, first=first)
+            break
+        a, b = expected[i], got[i]
+        if a != b and result["identical"]:
+            name = next(n for n in sorted(set(a) | set(b)) if a.get(n) != b.get(n))
+            first = f"{name} {a.get(name, 'absent')} in the trace, {b.get(name, 'absent')} here"
+            result.update(identical=False, first_iter=i, first=first)
+        for name in sorted(set(a) & set(b)):
+            x, y = float.fromhex(a[name]), float.fromhex(b[name])
+            diff = abs(x - y)
+            if diff > result["max_abs"]:
+                result.update(max_abs=diff, at=(i, name))
+            if diff > 0:
+                scale = max(abs(x), abs(y))
+                result["max_rel"] = max(result["max_rel"], diff / scale if scale else math.inf)
+    return result

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""
+Does this machine reproduce the study's arithmetic? (README's `make study-check`, under 3 minutes
+on 2 CPU cores.) Replays the first iterations of the study's baseline, LiFT stage one and stage
+two (tools/lift_tools/study_probe.py) and compares their losses bit for bit with the trace
+`make study` wrote: per step, identical or the first iteration that differs and by how much.
+Exit code 0: identical; 1: not; 2: no usable trace file (or a bad argument).
+
+    .venv/bin/python tools/study_check.py [--trace docs/mini_study_trace.json] [--output-dir DIR \\
+        [--resume | --overwrite]]
+    .venv/bin/python tools/study_check.py --write PATH --study-iters BASELINE STAGE1 STAGE2 \\
+        [--iters 10] [--output-dir DIR]
+"""
+
+import argparse
+import itertools
+import os
+import shutil
+import sys
+import tempfile
+from typing import Dict, Optional
+
+from lift_tools import study_probe
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_TRACE = os.path.relpath(os.path.join(REPO, "docs", "mini_study_trace.json"))
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trace", default=DEFAULT_TRACE, help="the trace to compare with")
+    parser.add_argument(
+        "--output-dir",
+        default="",
+        help="where the probe runs (default: a temporary folder, removed if the check passes)",
+    )
+    switch = parser.add_mutually_exclusive_group()
+    switch.add_argument("--resume", action="store_true", help="reuse the probe's finished steps")
+    switch.add_argument("--overwrite", action="store_true", help="rerun every probe step afresh")
+    parser.add_argument(
+        "--write",
+        default="",
+        metavar="PATH",
+        help="run the probe and write its trace to PATH instead of checking (make study does)",
+    )
+    parser.add_argument(
+        "--study-iters",
+        type=int,
+        nargs=3,
+        metavar=("BASELINE", "STAGE1", "STAGE2"),
+        help="--write: the study's iterations per step",
+    )
+    parser.add_argument(
+        "--iters",
+        type=int,
+        default=None,
+        help=f"--write: iterations per step ({study_probe.PROBE_ITERS}); a check replays the "
+        "trace's",
+    )
+    return parser
+
+
+def refuse(message: str) -> int:
+    print(f"study_check.py: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _difference(there: Optional[Dict], here: Optional[Dict]) -> str:
+    """The first difference between a recorded step and this checkout's (:func:`describe`)."""
+    if there is None or here is None:
+        return f"step {(there or here)['name']} only {'there' if here is None else 'here'}"
+    for k in ("name", "config", "threads", "max_iter"):
+        if there[k] != here[k]:
+            return f"{there['name']}: {k} {there[k]} there, {here[k]} here"
+    old, new = there["overrides"], here["overrides"]
+    key = next(k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k))
+    return f"{there['name']}: {key}={old.get(key, '(none)')} there, ={new.get(key, '(none)')} here"
+
+
+def main(args) -> int:
+    out = os.path.abspath(args.output_dir) if args.output_dir else ""
+    names = ("baseline", "seed0", "data")
+    if (
+        out
+        and not (args.resume or args.overwrite)
+        and any(os.path.exists(os.path.join(out, n)) for n in names)
+    ):
+        return refuse(f"--output-dir {out} holds a probe: give --resume to reuse its finished "
+                      f"steps, --overwrite to rerun them, or another folder")  # fmt: skip
+    if args.write:
+        if args.study_iters is None:
+            return refuse("--write needs the study's iterations per step: --study-iters BASELINE "
+                          "STAGE1 STAGE2 (make study's are tools/run_mini.py's)")  # fmt: skip
+        iters = study_probe.PROBE_ITERS if args.iters is None else args.iters
+        if not 1 <= iters <= min(args.study_iters):
+            return refuse(f"--iters must be in [1, {min(args.study_iters)}], got {iters}")
+        study_probe.write_trace(out or tempfile.mkdtemp(prefix="study_probe_"), args.write,
+                                *args.study_iters, iters=iters, resume=args.resume,
+                                overwrite=args.overwrite)  # fmt: skip
+        return 0
+
+    try:
+        expected = study_probe.read_trace(args.trace)
+    except (OSError, ValueError) as e:
+        why = e.strerror if isinstance(e, OSError) else str(e)
+        return refuse(
+            f"cannot use the trace {args.trace} ({why}): `make study` writes it (or "
+            f"tools/study_check.py --write {args.trace} --study-iters ...)"
+        )
+    if args.iters is not None and args.iters != expected["iters"]:
+        return refuse(f"--iters {args.iters}: a check replays the trace's {expected['iters']}")
+    if args.study_iters is not None:
+        return refuse("--study-iters belongs to --write: a check replays the trace's")
+    iters, budgets = expected["iters"], expected["study_iters"]
+    budgets = (budgets["baseline"], budgets["stage1"], budgets["stage2"])
+    where = out or os.path.join(tempfile.gettempdir(), "study_check")  # recorded as <probe>
+    here = [study_probe.describe(s, where) for s in study_probe.probe_steps(where, iters, *budgets)]
+    there = [{k: v for k, v in s.items() if k != "losses"} for s in expected["steps"]]
+    if here != there:
+        diff = next(_difference(a, b) for a, b in itertools.zip_longest(there, here) if a != b)
+        return refuse(f"{args.trace} records other probe steps than this checkout's ({diff}): "
+                      f"`make study` writes a trace for this checkout")  # fmt: skip
+
+    work = out or tempfile.mkdtemp(prefix="study_check_")
+    try:
+        got = study_probe.run_probe(work, iters, *budgets, extra=expected["extra"],
+                                    resume=args.resume, overwrite=args.overwrite)  # fmt: skip
+    except RuntimeError as e:  # a step failed: its log is named
+        print(f"[study-check] the probe did not finish: {e}", file=sys.stderr)
+        return 1
+    print(
+        f"\n[study-check] the trace {args.trace}: made {expected.get('date')} "
+        f"at commit {expected.get('commit')} on {expected.get('machine')}, torch "
+        f"{expected.get('torch')}\n[study-check] this run: commit {got['commit']} on "
+        f"{got['machine']}, torch {got['torch']}"
+    )
+    identical = True
+    for step, mine in zip(expected["steps"], got["steps"]):
+        c = study_probe.compare_losses(step["losses"], mine["losses"])
+        n = len(step["losses"])
+        if c["identical"]:
+            print(f"  {step['name']}: identical bit for bit ({n} iterations)")
+            continue
+        identical = False
+        it, name = c["at"] or ("-", "-")
+        print(
+            f"  {step['name']}: DIFFERS from iteration {c['first_iter']} ({c['first']}); largest "
+            f"difference {c['max_abs']:.3g} absolute ({name} at iteration {it}), "
+            f"{c['max_rel']:.3g} relative"
+        )
+    if identical:
+        print(f"[study-check] identical: this machine reproduces the study's first {iters} "
+              f"iterations of each step bit for bit")  # fmt: skip
+        if not out:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
+    print(
+        f"[study-check] NOT identical (the probe's runs and logs: {work}); a different CPU, "
+        f"BLAS/OpenMP build or torch version can change the last bits, and they grow"
+    )
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_parser().parse_args()))
