@@ -18,14 +18,15 @@ setup:
 main: setup
 	$(PY) tools/run_mini.py --output-dir $(OUTPUT) $(MAIN_ARGS)
 
-# the multi-seed study (< 100 min on 2 CPU cores); its report goes to docs/mini_study.*
+# the multi-seed study (about 2 hours on 2 CPU cores); its report goes to docs/mini_study.*
 study: setup
 	$(PY) tools/run_mini.py --seeds 3 --output-dir $(STUDY_OUTPUT) --report-dir docs $(STUDY_ARGS)
 
 # does this machine reproduce the study's arithmetic? (< 3 min) The first iterations of its steps,
-# bit for bit against the trace `make study` wrote (docs/mini_study_trace.json)
+# bit for bit against the trace `make study` wrote (docs/mini_study_trace.json); the result goes
+# to docs/study_checks/<machine>.json, which the README lists
 study-check: setup
-	$(PY) tools/study_check.py $(STUDY_CHECK_ARGS)
+	$(PY) tools/study_check.py --record docs/study_checks $(STUDY_CHECK_ARGS)
 
 # on a CUDA machine: writes docs/gpu/<device>.{json,md} (tools/update_readme.py puts them in README)
 # e.g. `make gpu-check GPU_CHECK_ARGS="--budget-s 300"`; `GPU_CHECK_ARGS=--toy` runs it on a CPU

@@ -108,6 +108,28 @@ def test_tools_run(tool):
     assert out.returncode == 0 and "usage:" in out.stdout, out.stderr[-2000:]
 
 
+def test_study_checks_block_lists_the_recorded_machines(tmp_path):
+    assert "<!-- generated: docs/study_checks/ -->" in README
+    assert (
+        update_readme.render_study_checks(str(tmp_path)) == update_readme.STUDY_CHECKS_NONE + "\n"
+    )
+    steps = [{"name": "baseline", "identical": True, "first_iter": None, "max_abs": 0.0,
+              "max_rel": 0.0}]  # fmt: skip
+    record = {
+        "machine": "CPU X, 2 CPUs, no GPU",
+        "date": "d",
+        "commit": "abc",
+        "torch": "2.x",
+        "identical": True,
+        "iters": 10,
+        "trace": {"commit": "def"},
+        "steps": steps,
+    }
+    (tmp_path / "x.json").write_text(json.dumps(record))
+    table = update_readme.render_study_checks(str(tmp_path))
+    assert "| CPU X, 2 CPUs, no GPU | d | `abc` | 2.x | `def` | identical bit for bit (10 " in table
+
+
 def test_gpu_block_is_pending_without_a_gpu_report(tmp_path):
     assert "<!-- generated: docs/gpu/ -->" in README
     assert update_readme.render_gpu_reports(str(tmp_path)) == update_readme.GPU_PENDING + "\n"

@@ -167,10 +167,15 @@ def tiny_study(small_mini, tmp_path_factory):
     """The study at 1-2 iterations per step, 2 seeds, the control and LiFT arms."""
     out = str(tmp_path_factory.mktemp("study"))
     stdout = io.StringIO()
+    probes = []  # the probe's own steps are tested in test_study_check.py
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout):
         for k, v in CPU_ENV.items():
             mp.setenv(k, v)
+        mp.setattr(study, "write_trace", lambda *a, **k: probes.append((a, k)))
         result = study.run_study(out, [0, 1], 2, 2, 2, jobs=2, arms=["ft", "lift"], val_images=6)
+    assert len(probes) == 1 and probes[0][0][1:] == (os.path.join(out, "mini_study_trace.json"),
+                                                     2, 2, 2)  # fmt: skip
+    assert probes[0][1]["iters"] == 2  # the study's budgets, the probe no longer than a step
     return out, result, stdout.getvalue()
 
 

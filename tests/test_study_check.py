@@ -19,7 +19,7 @@ from detectron2.engine import SimpleTrainer, hooks
 from detectron2.solver import WarmupParamScheduler
 
 from conftest import CPU_ENV, REPO, load_tool
-from lift_det.engine.hooks import FixedLengthLRScheduler, LossTrace
+from lift_det.engine.replay import FixedLengthLRScheduler, LossTrace
 from lift_tools.study_probe import compare_losses
 
 STUDY_CHECK = os.path.join(REPO, "tools", "study_check.py")
@@ -173,10 +173,20 @@ def test_study_check_end_to_end(tmp_path):
     with open(tmp_path / "changed.json", "w") as f:
         json.dump(changed, f)
     rc, out, err = study_check("--trace", "changed.json", "--output-dir", probe, "--resume",
-                               cwd=tmp_path)  # fmt: skip
+                               "--record", "checks", cwd=tmp_path)  # fmt: skip
     assert rc == 1, out[-3000:] + err[-3000:]
     assert "baseline: identical bit for bit" in out and "seed0/lift: identical bit for bit" in out
     assert "seed0/stage1_lift: DIFFERS from iteration 1 (total_loss" in out
+    # --record: this machine's result, which the README lists (tools/update_readme.py)
+    (recorded,) = [read(str(p)) for p in (tmp_path / "checks").iterdir()]
+    assert recorded["machine"] == trace["machine"] and recorded["identical"] is False
+    steps = {s["name"]: s for s in recorded["steps"]}
+    assert steps["seed0/stage1_lift"]["first_iter"] == 1 and steps["baseline"]["identical"]
+    diff = abs(float.fromhex(old) - float.fromhex(loss["total_loss"]))
+    assert steps["seed0/stage1_lift"]["max_abs"] == diff
+    update_readme = load_tool("update_readme")
+    table = update_readme.render_study_checks(str(tmp_path / "checks"))
+    assert trace["machine"] in table and "differs: seed0/stage1_lift from iteration 1" in table
 
     rc, out, err = study_check("--trace", "nowhere.json", cwd=tmp_path)
     assert (rc, out) == (2, "")

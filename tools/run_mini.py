@@ -16,10 +16,11 @@ interrupted one; --overwrite reruns every step from scratch.
 
 import argparse
 
-from lift_tools.main_job import run_pipeline
+from lift_tools.main_job import MAIN_ITERS, run_pipeline
+from lift_tools.study_schedule import STUDY_ITERS
 
 # (main job, study) defaults
-DEFAULT_ITERS = {"baseline": (400, 2400), "stage1": (500, 500), "stage2": (160, 160)}
+DEFAULT_ITERS = {k: (MAIN_ITERS[k], STUDY_ITERS[k]) for k in STUDY_ITERS}
 
 
 def get_parser() -> argparse.ArgumentParser:

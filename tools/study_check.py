@@ -7,20 +7,22 @@ two (tools/lift_tools/study_probe.py) and compares their losses bit for bit with
 Exit code 0: identical; 1: not; 2: no usable trace file (or a bad argument).
 
     .venv/bin/python tools/study_check.py [--trace docs/mini_study_trace.json] [--output-dir DIR \\
-        [--resume | --overwrite]]
-    .venv/bin/python tools/study_check.py --write PATH --study-iters BASELINE STAGE1 STAGE2 \\
+        [--resume | --overwrite]] [--record docs/study_checks]
+    .venv/bin/python tools/study_check.py --write PATH [--study-iters BASELINE STAGE1 STAGE2] \\
         [--iters 10] [--output-dir DIR]
 """
 
 import argparse
 import itertools
+import json
 import os
+import re
 import shutil
 import sys
 import tempfile
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
-from lift_tools import study_probe
+from lift_tools import study_probe, study_schedule
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TRACE = os.path.relpath(os.path.join(REPO, "docs", "mini_study_trace.json"))
@@ -29,6 +31,13 @@ DEFAULT_TRACE = os.path.relpath(os.path.join(REPO, "docs", "mini_study_trace.jso
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trace", default=DEFAULT_TRACE, help="the trace to compare with")
+    parser.add_argument(
+        "--record",
+        default="",
+        metavar="DIR",
+        help="also write the check's result to DIR/<machine>.json (make study-check: "
+        "docs/study_checks, which the README lists)",
+    )
     parser.add_argument(
         "--output-dir",
         default="",
@@ -48,7 +57,9 @@ def get_parser() -> argparse.ArgumentParser:
         type=int,
         nargs=3,
         metavar=("BASELINE", "STAGE1", "STAGE2"),
-        help="--write: the study's iterations per step",
+        help="--write: the study's iterations per step (default: make study's, "
+        + " ".join(map(str, study_schedule.STUDY_ITERS.values()))
+        + ")",
     )
     parser.add_argument(
         "--iters",
@@ -77,6 +88,25 @@ def _difference(there: Optional[Dict], here: Optional[Dict]) -> str:
     return f"{there['name']}: {key}={old.get(key, '(none)')} there, ={new.get(key, '(none)')} here"
 
 
+def record(folder: str, expected: Dict, got: Dict, steps: List[Dict]) -> str:
+    """Writes the check's result to ``folder/<machine>.json`` (a rerun on the same machine
+    replaces it; tools/update_readme.py lists them); returns the path."""
+    from lift_det.checkpoint import atomic_write_text
+
+    os.makedirs(folder, exist_ok=True)
+    slug = re.sub(r"[^a-z0-9]+", "-", got["machine"].lower()).strip("-")
+    path = os.path.join(folder, f"{slug}.json")
+    result = {
+        **{k: got[k] for k in ("date", "commit", "machine", "torch", "command")},
+        "identical": all(s["identical"] for s in steps),
+        "iters": expected["iters"],
+        "trace": {k: expected.get(k) for k in ("date", "commit", "machine", "torch")},
+        "steps": steps,
+    }
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    return path
+
+
 def main(args) -> int:
     out = os.path.abspath(args.output_dir) if args.output_dir else ""
     names = ("baseline", "seed0", "data")
@@ -89,8 +119,7 @@ def main(args) -> int:
                       f"steps, --overwrite to rerun them, or another folder")  # fmt: skip
     if args.write:
         if args.study_iters is None:
-            return refuse("--write needs the study's iterations per step: --study-iters BASELINE "
-                          "STAGE1 STAGE2 (make study's are tools/run_mini.py's)")  # fmt: skip
+            args.study_iters = list(study_schedule.STUDY_ITERS.values())
         iters = study_probe.PROBE_ITERS if args.iters is None else args.iters
         if not 1 <= iters <= min(args.study_iters):
             return refuse(f"--iters must be in [1, {min(args.study_iters)}], got {iters}")
@@ -134,9 +163,15 @@ def main(args) -> int:
         f"{expected.get('torch')}\n[study-check] this run: commit {got['commit']} on "
         f"{got['machine']}, torch {got['torch']}"
     )
-    identical = True
+    identical, results = True, []
     for step, mine in zip(expected["steps"], got["steps"]):
         c = study_probe.compare_losses(step["losses"], mine["losses"])
+        results.append(
+            {
+                "name": step["name"],
+                **{k: c[k] for k in ("identical", "first_iter", "max_abs", "max_rel")},
+            }
+        )
         n = len(step["losses"])
         if c["identical"]:
             print(f"  {step['name']}: identical bit for bit ({n} iterations)")
@@ -148,6 +183,8 @@ def main(args) -> int:
             f"difference {c['max_abs']:.3g} absolute ({name} at iteration {it}), "
             f"{c['max_rel']:.3g} relative"
         )
+    if args.record:
+        print(f"[study-check] recorded in {record(args.record, expected, got, results)}")
     if identical:
         print(f"[study-check] identical: this machine reproduces the study's first {iters} "
               f"iterations of each step bit for bit")  # fmt: skip

@@ -27,7 +27,7 @@ from detectron2.utils.logger import setup_logger
 import lift_det  # noqa: F401  (registers backbones and datasets)
 from lift_det.checkpoint import AtomicDetectionCheckpointer, atomic_write_bytes
 from lift_det.engine import checks, run_dir
-from lift_det.engine.hooks import FixedLengthLRScheduler, LossTrace
+from lift_det.engine.replay import FixedLengthLRScheduler, LossTrace
 from lift_det.engine.train_utils import (
     apply_optimizer_settings,
     build_trainer,

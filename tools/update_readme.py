@@ -11,7 +11,8 @@ docs/main_job.{md,json} come from `make main` (copy output/mini/results.{md,json
 docs/benchmark.{md,json} from tools/benchmark.py; docs/mini_study.{md,json,png} from `make study`.
 A block naming a folder, ``<!-- generated: docs/gpu/ -->``, gets the tables of the GPU check's
 reports there (docs/gpu/*.json from tools/gpu_check.py, --toy runs left out), or a line saying
-that GPU figures are pending. tests/test_readme.py runs the check.
+that GPU figures are pending; ``<!-- generated: docs/study_checks/ -->`` the machines that ran
+`make study-check` (tools/study_check.py --record). tests/test_readme.py runs the check.
 """
 
 import argparse
@@ -96,9 +97,39 @@ def render_gpu_reports(folder: str) -> str:
     return (gpu_tables(reports) if reports else GPU_PENDING) + "\n"
 
 
+STUDY_CHECKS_NONE = (
+    "No machine has run `make study-check` against the committed trace yet (it writes "
+    "`docs/study_checks/<machine>.json`; then run `tools/update_readme.py`)."
+)
+
+
+def render_study_checks(folder: str) -> str:
+    """The machines that ran ``make study-check`` (docs/study_checks/*.json) and what they found,
+    or a line saying there is none."""
+    rows = []
+    for path in sorted(glob.glob(os.path.join(REPO, folder, "*.json"))):
+        with open(path) as f:
+            r = json.load(f)
+        if r["identical"]:
+            result = f"identical bit for bit ({r['iters']} iterations per step)"
+        else:
+            worst = max(r["steps"], key=lambda s: s["max_rel"])
+            result = (f"differs: {worst['name']} from iteration {worst['first_iter']}, largest "
+                      f"relative difference {worst['max_rel']:.2g}")  # fmt: skip
+        rows.append(f"| {r['machine']} | {r['date']} | `{r['commit']}` | {r['torch']} | "
+                    f"`{r['trace']['commit']}` | {result} |")  # fmt: skip
+    if not rows:
+        return STUDY_CHECKS_NONE + "\n"
+    head = ["| machine | date | commit | torch | trace's commit | result |",
+            "|---|---|---|---|---|---|"]  # fmt: skip
+    return "\n".join(head + rows) + "\n"
+
+
 def render(path: str) -> str:
     """The README text for the generated file ``path`` (relative to the repo); a folder (ending
-    in "/") holds GPU check reports."""
+    in "/") holds GPU check reports (docs/gpu/) or study checks (docs/study_checks/)."""
+    if path.rstrip("/").endswith("study_checks"):
+        return render_study_checks(path)
     if path.endswith("/"):
         return render_gpu_reports(path)
     with open(os.path.join(REPO, path)) as f:

@@ -13,7 +13,10 @@ from typing import Dict, List, Optional
 from lift_tools.pipeline import Step, run_steps
 from lift_tools.provenance import provenance
 
-__all__ = ["CAVEAT", "mini_steps", "format_table", "run_pipeline"]
+__all__ = ["CAVEAT", "MAIN_ITERS", "mini_steps", "format_table", "run_pipeline"]
+
+# `make main`'s iterations per step: the baseline, stage one, each stage-two arm
+MAIN_ITERS = {"baseline": 400, "stage1": 500, "stage2": 160}
 
 CAVEAT = (
     "One seed is noise-limited: a rerun on another machine can move these APs by several points, "
@@ -88,9 +91,9 @@ def format_table(results: Dict[str, Dict], steps: List[Step]) -> str:
 
 def run_pipeline(
     out: str,
-    baseline_iters: int = 400,
-    stage1_iters: int = 500,
-    stage2_iters: int = 160,
+    baseline_iters: int = MAIN_ITERS["baseline"],
+    stage1_iters: int = MAIN_ITERS["stage1"],
+    stage2_iters: int = MAIN_ITERS["stage2"],
     extra: Optional[List[str]] = None,
     resume: bool = False,
     overwrite: bool = False,

@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence
 from lift_tools.costs import arm_costs
 from lift_tools.pipeline import run_steps
 from lift_tools.provenance import provenance
+from lift_tools.study_probe import PROBE_ITERS, write_trace
 from lift_tools.study_report import format_report, plot, plot_cosine_vs_ap
 from lift_tools.study_schedule import ARMS, BASELINE_DROP, DEFAULT_ARMS, study_steps
 from lift_tools.study_statistics import METRICS, cosine_vs_ap, plateau, read_curve, summarize
@@ -40,7 +41,8 @@ def run_study(
 ) -> Dict:
     """Run the study's steps (``jobs`` at a time) on its own copy of the mini data with
     ``val_images`` val images (:func:`study_data`) and write ``mini_study.{md,json,png}`` and
-    ``mini_study_cosine.png`` to ``report_dir`` (default ``out``)."""
+    ``mini_study_cosine.png`` to ``report_dir`` (default ``out``), with the trace of the
+    reproducibility probe, ``mini_study_trace.json`` (:mod:`lift_tools.study_probe`)."""
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
     t0 = time.time()
@@ -79,6 +81,13 @@ def _run(out, seeds, baseline_iters, stage1_iters, stage2_iters, jobs, arms, rep
     results = run_steps(
         steps, out, jobs=jobs, extra=extra, resume=resume, overwrite=overwrite, tag="study"
     )
+    report_dir = os.path.abspath(report_dir or out)
+    os.makedirs(report_dir, exist_ok=True)
+    trace = os.path.join(report_dir, "mini_study_trace.json")
+    print(f"[study] the reproducibility probe (make study-check compares with {trace})")
+    write_trace(os.path.join(out, "probe"), trace, baseline_iters, stage1_iters, stage2_iters,
+                iters=min(PROBE_ITERS, baseline_iters, stage1_iters, stage2_iters), extra=extra,
+                resume=resume, overwrite=overwrite)  # fmt: skip
     chosen = DEFAULT_ARMS if arms is None else arms
     arm_names = [a[0] for a in ARMS if a[0] in chosen]
     per_seed = {
@@ -89,8 +98,6 @@ def _run(out, seeds, baseline_iters, stage1_iters, stage2_iters, jobs, arms, rep
     curve = read_curve(os.path.join(out, "baseline"), baseline_iters)
     val = DatasetCatalog.get("lift_mini_val")
     print("[study] counting parameters and GFLOPs of each arm")
-    report_dir = os.path.abspath(report_dir or out)
-    os.makedirs(report_dir, exist_ok=True)
     figure = os.path.join(report_dir, "mini_study.png")
     cosine_figure = os.path.join(report_dir, "mini_study_cosine.png")
     drop = int(baseline_iters * BASELINE_DROP)

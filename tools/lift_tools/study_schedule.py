@@ -14,6 +14,7 @@ __all__ = [
     "STAGE_ONES",
     "ARMS",
     "DEFAULT_ARMS",
+    "STUDY_ITERS",
     "CONTROL",
     "BASELINE_DROP",
     "baseline_step",
@@ -46,6 +47,8 @@ CONTROL = "ft"  # the same-budget baseline every arm is paired with
 # `make study`'s arms: LiFT twice and LiFT's stage one at half size were answered by an earlier
 # study (see the report) and run only on request (--arms), to keep the study within 120 minutes
 DEFAULT_ARMS = ("ft", "bilinear", "resize_conv", "jbu", "lift", "lift_ft", "attn", "image2x")
+# `make study`'s iterations per step: the baseline, each stage one, each stage-two arm
+STUDY_ITERS = {"baseline": 2400, "stage1": 500, "stage2": 160}
 # the baseline's learning rate drops 10x at this fraction of its iterations
 BASELINE_DROP = 0.8
 

@@ -1,0 +1,113 @@
+"""
+Hooks that replay the start of a long run exactly (``tools/train_net.py --stop-at-iter K
+--loss-trace N``, used by ``tools/study_check.py``): the learning rates of the full schedule
+however early the run stops, and the losses of the first iterations bit for bit.
+"""
+
+import json
+import logging
+import os
+from typing import Dict, List
+from fvcore.common.param_scheduler import ParamScheduler
+
+from detectron2.engine import HookBase
+from detectron2.engine.hooks import LRScheduler
+from detectron2.solver import LRMultiplier
+
+from ..checkpoint import atomic_write_text
+
+__all__ = ["FixedLengthLRScheduler", "LossTrace"]
+
+logger = logging.getLogger(__name__)
+
+
+class FixedLengthLRScheduler(LRScheduler):
+    """
+    detectron2's ``LRScheduler`` hook over a schedule of ``max_iter`` iterations, however many the
+    trainer runs. The stock hook stretches a ``ParamScheduler`` over ``trainer.max_iter``; a run
+    stopped early (``tools/train_net.py --stop-at-iter K``) keeps the learning rates of the full
+    run, so its K iterations are exactly the full run's first K.
+    """
+
+    def __init__(self, optimizer=None, scheduler=None, *, max_iter: int):
+        """
+        Args:
+            optimizer, scheduler: as for ``detectron2.engine.hooks.LRScheduler``.
+            max_iter (int): the schedule's length (``train.max_iter``).
+        """
+        super().__init__(optimizer, scheduler)
+        self.max_iter = max_iter
+
+    def before_train(self):
+        if isinstance(self._scheduler, ParamScheduler):
+            self._optimizer = self._optimizer or self.trainer.optimizer
+            self._scheduler = LRMultiplier(
+                self._optimizer, self._scheduler, self.max_iter, last_iter=self.trainer.iter - 1
+            )
+        super().before_train()  # takes the LRMultiplier as it is
+
+
+class LossTrace(HookBase):
+    """
+    Records the losses of the first ``num_iters`` iterations exactly, to compare runs bit for bit
+    (``tools/study_check.py``): after each step, ``total_loss`` and every ``loss*`` term the trainer
+    put in its ``EventStorage`` for that step, as ``float.hex`` strings. On one process a term is
+    the exact float of its tensor's ``.item()`` and ``total_loss`` detectron2's float64 sum of the
+    terms (several processes: their means). Written atomically to ``<output_dir>/loss_trace.json``
+    as ``{"first_iter": i, "losses": [{name: hex}, ...]}`` (iteration ``i + k`` at index ``k``) when
+    ``num_iters`` iterations are done, or at the end of a run that stops before. Main process only.
+
+    A resumed run records from the iteration it starts at (``first_iter``); one that starts at or
+    past ``num_iters`` records and writes nothing (an earlier run's trace stays as it is).
+    """
+
+    FILENAME = "loss_trace.json"
+
+    def __init__(self, num_iters: int, output_dir: str):
+        """
+        Args:
+            num_iters (int): iterations to record, from iteration 0 (>= 1).
+            output_dir (str): where ``loss_trace.json`` goes (``train.output_dir``).
+        """
+        if num_iters < 1:
+            raise ValueError(f"num_iters must be >= 1, got {num_iters}")
+        self.num_iters = num_iters
+        self.path = os.path.join(output_dir, self.FILENAME)
+        self.losses: List[Dict[str, str]] = []
+        self._first_iter = 0
+        self._done = False
+
+    def before_train(self):
+        self._first_iter = self.trainer.start_iter
+        self.losses = []
+        self._done = self._first_iter >= self.num_iters  # a resumed run past them: nothing to do
+
+    def after_step(self):
+        if self._done:
+            return
+        it = self.trainer.iter
+        latest = self.trainer.storage.latest()
+        if latest.get("total_loss", (None, None))[1] != it:
+            raise RuntimeError(
+                f"LossTrace: the trainer put no total_loss in its storage at iteration {it} "
+                f"(async_write_metrics or gather_metric_period > 1?): nothing exact to record."
+            )
+        self.losses.append(
+            {
+                name: float.hex(value)
+                for name, (value, at) in sorted(latest.items())
+                if at == it and (name == "total_loss" or name.startswith("loss"))
+            }
+        )
+        if it + 1 >= self.num_iters:
+            self._write()
+
+    def after_train(self):
+        if not self._done and self.losses:  # stopped before num_iters
+            self._write()
+
+    def _write(self):
+        data = {"first_iter": self._first_iter, "losses": self.losses}
+        atomic_write_text(self.path, json.dumps(data, indent=1) + "\n")
+        self._done = True
+        logger.info(f"Wrote the losses of {len(self.losses)} iterations to {self.path}")
