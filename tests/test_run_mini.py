@@ -99,7 +99,7 @@ def test_resume_skips_finished_steps(pipeline, tmp_path, monkeypatch):
     shutil.copytree(pipeline[0], out)
     ran = []
     monkeypatch.setattr(
-        runner, "_run_step", lambda step, o, extra: ran.append((step.name, extra)) or 0.0
+        runner, "_run_step", lambda step, o, extra, env=None: ran.append((step.name, extra)) or 0.0
     )
     summary = mini.run_pipeline(out, 1, 1, 1, resume=True)
     assert ran == []

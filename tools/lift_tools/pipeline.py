@@ -59,9 +59,12 @@ def read_final_metrics(output_dir: str) -> Dict[str, float]:
     return last
 
 
-def _run_step(step: Step, out: str, extra: List[str]) -> float:
+def _run_step(
+    step: Step, out: str, extra: List[str], env: Optional[Dict[str, str]] = None
+) -> float:
     """Run one step's tools/train_net.py; returns its wall time. Its output goes to its
-    ``pipeline_stdout.txt``; progress and result lines are echoed, prefixed with its name."""
+    ``pipeline_stdout.txt``; progress and result lines are echoed, prefixed with its name. ``env``:
+    variables set for its process on top of this one's."""
     step_dir = os.path.join(out, step.name)
     os.makedirs(step_dir, exist_ok=True)
     cmd = [
@@ -75,7 +78,7 @@ def _run_step(step: Step, out: str, extra: List[str]) -> float:
         *[f"{k}={v}" for k, v in step.overrides.items()],
         *extra,
     ]
-    env = dict(os.environ)
+    env = {**os.environ, **(env or {})}
     if step.threads is not None:  # pinned: the same seed gives the same numbers, however run
         env.update(OMP_NUM_THREADS=str(step.threads), MKL_NUM_THREADS=str(step.threads))
     threads = f"OMP_NUM_THREADS={step.threads} " if step.threads is not None else ""
@@ -140,13 +143,15 @@ def run_steps(
     resume: bool = False,
     overwrite: bool = False,
     tag: str = "main",
+    env: Optional[Dict[str, str]] = None,
 ) -> Dict[str, Dict]:
     """
     Run ``steps`` (each after its ``needs``), up to ``jobs`` at a time, printing progress and an
     ETA; returns each step's final metrics (+ ``iterations`` and ``seconds``). ``resume``: skip
     the steps that finished and resume an interrupted one from its last checkpoint;
     ``overwrite``: rerun every step from scratch (without either, a folder that holds a run is
-    refused by tools/train_net.py). The ETA simulates the schedule with each step's estimated
+    refused by tools/train_net.py). ``env``: variables set for every step's process (e.g.
+    ``LIFT_DET_MINI_ROOT``). The ETA simulates the schedule with each step's estimated
     time, ``STEP_OVERHEAD_S + iters * cost`` scaled by how fast this machine ran the steps done.
     """
     switch = ["--resume"] if resume else ["--overwrite"] if overwrite else []
@@ -197,7 +202,7 @@ def run_steps(
                 pending.remove(step)
                 print(f"[{tag}] start {step.name}: {step.label}, {step.iters} iterations")
                 started[step.name] = time.time()
-                futures[pool.submit(_run_step, step, out, switch + list(extra or []))] = step
+                futures[pool.submit(_run_step, step, out, switch + list(extra or []), env)] = step
             if not futures:
                 missing = {d for s in pending for d in s.needs} - done_names
                 raise RuntimeError(f"steps wait on steps that are not in the pipeline: {missing}")

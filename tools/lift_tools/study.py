@@ -46,16 +46,9 @@ def run_study(
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
     t0 = time.time()
-    previous = os.environ.get("LIFT_DET_MINI_ROOT")
-    os.environ["LIFT_DET_MINI_ROOT"] = study_data(out, val_images)  # the steps inherit it
-    try:
-        return _run(out, seeds, baseline_iters, stage1_iters, stage2_iters, jobs, arms,
-                    report_dir, extra, resume, overwrite, t0)  # fmt: skip
-    finally:
-        if previous is None:
-            os.environ.pop("LIFT_DET_MINI_ROOT")
-        else:
-            os.environ["LIFT_DET_MINI_ROOT"] = previous
+    root = study_data(out, val_images)
+    return _run(out, seeds, baseline_iters, stage1_iters, stage2_iters, jobs, arms, report_dir,
+                extra, resume, overwrite, t0, {"LIFT_DET_MINI_ROOT": root})  # fmt: skip
 
 
 def study_data(out: str, val_images: int) -> str:
@@ -73,14 +66,13 @@ def study_data(out: str, val_images: int) -> str:
 
 
 def _run(out, seeds, baseline_iters, stage1_iters, stage2_iters, jobs, arms, report_dir, extra,
-         resume, overwrite, t0) -> Dict:  # fmt: skip
+         resume, overwrite, t0, env) -> Dict:  # fmt: skip
     from detectron2.data import DatasetCatalog
 
     steps = study_steps(out, seeds, baseline_iters, stage1_iters, stage2_iters, arms=arms)
     print(f"[study] {len(steps)} steps, {jobs} at a time: 1 shared baseline, {len(seeds)} seeds")
-    results = run_steps(
-        steps, out, jobs=jobs, extra=extra, resume=resume, overwrite=overwrite, tag="study"
-    )
+    results = run_steps(steps, out, jobs=jobs, extra=extra, resume=resume, overwrite=overwrite,
+                        tag="study", env=env)  # fmt: skip
     report_dir = os.path.abspath(report_dir or out)
     os.makedirs(report_dir, exist_ok=True)
     trace = os.path.join(report_dir, "mini_study_trace.json")

@@ -100,15 +100,8 @@ def run_probe(
     steps = probe_steps(out, iters, baseline_iters, stage1_iters, stage2_iters)
     root = os.path.join(out, "data")
     generate_mini_coco(root, num_val=PROBE_VAL_IMAGES)
-    previous = os.environ.get("LIFT_DET_MINI_ROOT")
-    os.environ["LIFT_DET_MINI_ROOT"] = root  # the steps inherit it
-    try:
-        run_steps(steps, out, jobs=1, extra=extra, resume=resume, overwrite=overwrite, tag="probe")
-    finally:
-        if previous is None:
-            os.environ.pop("LIFT_DET_MINI_ROOT")
-        else:
-            os.environ["LIFT_DET_MINI_ROOT"] = previous
+    run_steps(steps, out, jobs=1, extra=extra, resume=resume, overwrite=overwrite, tag="probe",
+              env={"LIFT_DET_MINI_ROOT": root})  # fmt: skip
     recorded = []
     for step in steps:
         path = os.path.join(out, step.name, "loss_trace.json")

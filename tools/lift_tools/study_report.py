@@ -185,17 +185,12 @@ def dodge(xs: Sequence[float], spread: float) -> List[float]:
 def plot(study: Dict, path: str) -> List[Dict[str, float]]:
     """Box AP (mean ± std over seeds) vs GFLOPs, one point per arm; arms of equal cost are drawn
     side by side (:func:`dodge`) and labelled. Returns what was drawn (arm, x, y) per arm."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     labels = {a[0]: a[2] for a in ARMS}
     arms = list(study["arms"])
     gflops = [study["costs"][arm]["gflops"] for arm in arms]
     span = (max(gflops) - min(gflops)) or max(max(gflops), 1.0)
     xs = dodge(gflops, spread=0.012 * span)
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = _axes((8, 5))
     drawn = []
     for arm, x in zip(arms, xs):
         ap = study["summary"]["arms"][arm]["bbox/AP"]
@@ -203,27 +198,42 @@ def plot(study: Dict, path: str) -> List[Dict[str, float]]:
         ax.errorbar(x, ap["mean"], yerr=std, fmt="o", capsize=4, label=labels[arm])
         ax.annotate(arm, (x, ap["mean"]), xytext=(4, 3), textcoords="offset points", fontsize=7)
         drawn.append({"arm": arm, "x": x, "y": ap["mean"]})
-    ax.set_xlabel("GFLOPs per image (inference, fvcore; arms of equal cost drawn side by side)")
-    ax.set_ylabel("val box AP (mean ± std over seeds)")
-    ax.set_title(f"Mini study, {len(study['summary']['seeds'])} seeds: accuracy vs compute")
+    _save(fig, ax, path,
+          "GFLOPs per image (inference, fvcore; arms of equal cost drawn side by side)",
+          "val box AP (mean ± std over seeds)",
+          f"Mini study, {len(study['summary']['seeds'])} seeds: accuracy vs compute")  # fmt: skip
+    return drawn
+
+
+def _axes(figsize):
+    """A figure and its axes on matplotlib's file-only backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=figsize)
+
+
+def _save(fig, ax, path: str, xlabel: str, ylabel: str, title: str) -> None:
+    """Labels, grid and legend, then the PNG at ``path``; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return drawn
 
 
 def plot_cosine_vs_ap(study: Dict, path: str) -> List[Dict[str, float]]:
     """Paired Δ box AP (mean, 95% interval) vs held-out stage-one cosine (mean ± std), one point
     per upsampler, the 2x image at cosine 1 (stage one's target), the control at 0. Returns what
     was drawn (label, x, y) per point."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = _axes((7, 5))
     drawn = []
     for p in study["cosine_vs_ap"]["points"]:
         yerr = [[p["delta_ap"] - p["low"]], [p["high"] - p["delta_ap"]]]
@@ -238,12 +248,7 @@ def plot_cosine_vs_ap(study: Dict, path: str) -> List[Dict[str, float]]:
                     color="black", label="2x image (cosine 1: stage one's target)")  # fmt: skip
         drawn.append({"label": "2x image", "x": 1.0, "y": image["mean"]})
     ax.axhline(0.0, color="gray", lw=1, ls="--", label="same-budget control")
-    ax.set_xlabel("held-out stage-one cosine to the ViT's features of the 2x image")
-    ax.set_ylabel("Δ box AP vs the same-budget control (95% interval)")
-    ax.set_title(f"Does cosine predict AP? {len(study['summary']['seeds'])} seeds")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, ax, path, "held-out stage-one cosine to the ViT's features of the 2x image",
+          "Δ box AP vs the same-budget control (95% interval)",
+          f"Does cosine predict AP? {len(study['summary']['seeds'])} seeds")  # fmt: skip
     return drawn
