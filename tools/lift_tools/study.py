@@ -43,32 +43,12 @@ def run_study(
     ``val_images`` val images (:func:`study_data`) and write ``mini_study.{md,json,png}`` and
     ``mini_study_cosine.png`` to ``report_dir`` (default ``out``), with the trace of the
     reproducibility probe, ``mini_study_trace.json`` (:mod:`lift_tools.study_probe`)."""
+    from detectron2.data import DatasetCatalog
+
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
     t0 = time.time()
-    root = study_data(out, val_images)
-    return _run(out, seeds, baseline_iters, stage1_iters, stage2_iters, jobs, arms, report_dir,
-                extra, resume, overwrite, t0, {"LIFT_DET_MINI_ROOT": root})  # fmt: skip
-
-
-def study_data(out: str, val_images: int) -> str:
-    """
-    Generates the study's mini data at ``<out>/data`` (the default 160 train images; ``val_images``
-    val images, of which the first 40 are the default val split's), registers it as
-    ``lift_mini_train`` / ``lift_mini_val`` and returns its root.
-    """
-    from lift_det.data import generate_mini_coco, register_mini_coco
-
-    root = os.path.join(out, "data")
-    generate_mini_coco(root, num_val=val_images)
-    register_mini_coco(root)
-    return root
-
-
-def _run(out, seeds, baseline_iters, stage1_iters, stage2_iters, jobs, arms, report_dir, extra,
-         resume, overwrite, t0, env) -> Dict:  # fmt: skip
-    from detectron2.data import DatasetCatalog
-
+    env = {"LIFT_DET_MINI_ROOT": study_data(out, val_images)}  # the steps' data
     steps = study_steps(out, seeds, baseline_iters, stage1_iters, stage2_iters, arms=arms)
     print(f"[study] {len(steps)} steps, {jobs} at a time: 1 shared baseline, {len(seeds)} seeds")
     results = run_steps(steps, out, jobs=jobs, extra=extra, resume=resume, overwrite=overwrite,
@@ -137,6 +117,20 @@ def _run(out, seeds, baseline_iters, stage1_iters, stage2_iters, jobs, arms, rep
     print("\n" + report + f"\n\n[study] wrote {report_dir}/mini_study.md, .json, .png and "
           f"mini_study_cosine.png")  # fmt: skip
     return study
+
+
+def study_data(out: str, val_images: int) -> str:
+    """
+    Generates the study's mini data at ``<out>/data`` (the default 160 train images; ``val_images``
+    val images, of which the first 40 are the default val split's), registers it as
+    ``lift_mini_train`` / ``lift_mini_val`` and returns its root.
+    """
+    from lift_det.data import generate_mini_coco, register_mini_coco
+
+    root = os.path.join(out, "data")
+    generate_mini_coco(root, num_val=val_images)
+    register_mini_coco(root)
+    return root
 
 
 def _justification(baseline_iters: int, stage1_iters: int, stage2_iters: int) -> str:
