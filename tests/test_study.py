@@ -230,6 +230,7 @@ def test_same_seed_gives_identical_metrics(tiny_study, tmp_path, monkeypatch):
         (["--report-dir", "docs"], "belong to the study"),
         (["--val-images", "300"], "belong to the study"),
         (["--seeds", "1", "--val-images", "0"], "--val-images must be >= 1"),
+        (["--seeds", "1", "--arms", "liftt"], "unknown --arms"),
         (["--stage2-iters", "0"], "--stage2-iters must be >= 1"),
         (["--seeds", "1", "--jobs", "0"], "--jobs must be >= 1"),
     ],

@@ -17,7 +17,7 @@ interrupted one; --overwrite reruns every step from scratch.
 import argparse
 
 from lift_tools.main_job import MAIN_ITERS, run_pipeline
-from lift_tools.study_schedule import STUDY_ITERS
+from lift_tools.study_schedule import ARMS, STUDY_ITERS
 
 # (main job, study) defaults
 DEFAULT_ITERS = {k: (MAIN_ITERS[k], STUDY_ITERS[k]) for k in STUDY_ITERS}
@@ -71,6 +71,9 @@ def main(args) -> None:
     jobs = 2 if args.jobs is None else args.jobs
     if jobs < 1:
         raise SystemExit(f"--jobs must be >= 1, got {jobs}")
+    unknown = sorted(set(args.arms or ()) - {a[0] for a in ARMS})
+    if unknown:
+        raise SystemExit(f"unknown --arms {unknown}; the arms are {[a[0] for a in ARMS]}")
     val_images = 240 if args.val_images is None else args.val_images
     if val_images < 1:
         raise SystemExit(f"--val-images must be >= 1, got {val_images}")
