@@ -145,3 +145,37 @@ def test_refuses_without_cuda_unless_toy(tmp_path):
     run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert run.returncode != 0 and "--toy" in run.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_a_failing_section_is_reported_and_the_others_run(tool, tmp_path, monkeypatch):
+    """A section that raises is recorded with its error, the next sections still run, the report
+    is written (atomically, after each section) and the exit status is 1."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("planted failure")
+
+    for name in ("stage_one_runs", "inference_rows", "stage_two_rows"):
+        monkeypatch.setattr(tool, name, broken)
+    monkeypatch.delenv("LIFT_DET_MINI_ROOT", raising=False)
+    args = tool.get_parser().parse_args(["--toy", "--output-dir", str(tmp_path / "gpu")])
+    assert tool.main(args) == 1
+    (path,) = glob.glob(str(tmp_path / "gpu" / "*.json"))
+    with open(path) as f:
+        result = json.load(f)
+    failed = {f["section"]: f["error"] for f in result["failed"]}
+    assert failed == {
+        "correctness": "RuntimeError: planted failure",
+        "inference": "RuntimeError: planted failure",
+        "stage two": "RuntimeError: planted failure",
+        "ViT-L/H": "KeyError: 'inference'",
+    }
+    assert result["stage_one"]["batch_per_gpu"] == 2 and result["stage_one"]["median_s"] > 0
+    for key in ("correctness", "inference", "stage_two"):
+        assert key not in result
+    with open(path[: -len(".json")] + ".md") as f:
+        text = f.read()
+    assert "#### Failed" in text and "- inference: `RuntimeError: planted failure`" in text
+    assert "#### Stage one" in text and "#### Inference" not in text
+    assert sorted(os.listdir(tmp_path / "gpu")) == sorted(
+        [os.path.basename(path), os.path.basename(path)[:-5] + ".md"]
+    )  # no temporary files left behind

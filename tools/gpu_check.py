@@ -42,7 +42,7 @@ from detectron2.utils.events import EventStorage
 from detectron2.utils.logger import setup_logger
 
 import lift_det  # noqa: F401  (registers backbones and datasets)
-from lift_det.checkpoint import read_lift_file
+from lift_det.checkpoint import atomic_write_text, read_lift_file
 from lift_det.config import VIT_SIZES
 from lift_det.data import ensure_mini_coco
 from lift_det.data.mini import generate_mini_coco
@@ -483,12 +483,33 @@ def format_markdown(result) -> str:
         f"*Made {result['date']} at commit `{result['commit']}` on {result['machine']}: "
         f"`{result['command']}`.*",
         "",
-        "#### Inference: Mask R-CNN with and without LiFT",
     ]
-    inf = result["inference"]
-    lines += inference_tables(inf["rows"], inf["ratios"])
-    s1 = result["stage_one"]
-    lines += [f"#### Stage one: `{s1['config']}`, AMP step (LiFT trained, ViT frozen)"]
+    if result.get("failed"):
+        lines += ["#### Failed", ""] + [
+            f"- {f['section']}: `{f['error']}`" for f in result["failed"]
+        ]
+        lines += [""]
+    if "inference" in result:
+        inf = result["inference"]
+        lines += ["#### Inference: Mask R-CNN with and without LiFT"]
+        lines += inference_tables(inf["rows"], inf["ratios"])
+    if "stage_one" in result:
+        lines += _stage_one_lines(result["stage_one"])
+    if "stage_two" in result:
+        lines += _stage_two_lines(result["stage_two"])
+    if "correctness" in result:
+        lines += _correctness_lines(result["correctness"])
+    if result.get("vit_sizes", {}).get("rows"):
+        lines += ["#### ViT-L / ViT-H: inference, batch 1"]
+        lines += inference_tables(result["vit_sizes"]["rows"], result["vit_sizes"]["ratios"])
+    if result["skipped"]:
+        lines += ["#### Skipped", ""] + [f"- {s['what']}: {s['why']}" for s in result["skipped"]]
+        lines += [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _stage_one_lines(s1) -> List[str]:
+    lines = [f"#### Stage one: `{s1['config']}`, AMP step (LiFT trained, ViT frozen)"]
     header = ["Batch per GPU", "Step (ms)", "Images/s", "Peak memory (MiB)"]
     ips = "OOM" if "oom" in s1 else f"{s1['images_per_s']:.2f}"
     lines += md_table(header, [(s1["batch_per_gpu"], _ms(s1), ips, _mib(s1))])
@@ -502,15 +523,20 @@ def format_markdown(result) -> str:
             f"({s1['schedule_s'] / 86400:.2f} days); on N GPUs about 1/N of it.",
             "",
         ]
-    s2 = result["stage_two"]
-    lines += ["#### Stage two: one AMP training step with and without LiFT"]
+    return lines
+
+
+def _stage_two_lines(s2) -> List[str]:
+    lines = ["#### Stage two: one AMP training step with and without LiFT"]
     header = ["Model", "Batch per GPU", "Step (ms)", "Peak memory (MiB)"]
     lines += md_table(header, [(r["model"], r["batch"], _ms(r), _mib(r)) for r in s2["rows"]])
     header = ["Batch per GPU", "+LiFT / plain step time", "+LiFT / plain peak memory"]
     cells = [(r["batch"], f"{r['time']:.3f}", f"{r['memory']:.3f}") for r in s2["ratios"]]
-    lines += md_table(header, cells)
-    c = result["correctness"]
-    lines += ["#### Correctness (generated mini COCO data)", ""]
+    return lines + md_table(header, cells)
+
+
+def _correctness_lines(c) -> List[str]:
+    lines = ["#### Correctness (generated mini COCO data)", ""]
     lines += [f"- stage one, {p}: {_losses(c['stage_one'][p])}" for p in ("fp32", "amp")]
     lf = c["stage_one"]["lift_file"]
     lines += [
@@ -526,14 +552,7 @@ def format_markdown(result) -> str:
             f"- TorchScript export ({e['attn_impl']} attention, {e['detections']} detections) "
             f"equals eager: {_yes(e['equal'])} (max abs difference: {diff})"
         ]
-    lines += [""]
-    if result["vit_sizes"]["rows"]:
-        lines += ["#### ViT-L / ViT-H: inference, batch 1"]
-        lines += inference_tables(result["vit_sizes"]["rows"], result["vit_sizes"]["ratios"])
-    if result["skipped"]:
-        lines += ["#### Skipped", ""] + [f"- {s['what']}: {s['why']}" for s in result["skipped"]]
-        lines += [""]
-    return "\n".join(lines).rstrip() + "\n"
+    return lines + [""]
 
 
 def get_parser():
@@ -592,16 +611,28 @@ def main(args) -> int:
         detections=setup.heads[1],
         budget_s=args.budget_s,
         skipped=[],
+        failed=[],
         **provenance(),
     )
     sections = result["sections_s"] = {}
 
+    base = os.path.join(output_dir, result["device_slug"])
+
     @contextlib.contextmanager
     def section(name):
+        """A section that fails is recorded (with its error) and the next one runs; the report is
+        rewritten after each, so a run cut short keeps what it measured."""
         logger.info(f"{name}...")
         start = time.perf_counter()
-        yield
+        try:
+            yield
+        except Exception as e:  # noqa: B902 (recorded in the report; exit status 1)
+            logger.exception(f"{name} failed")
+            result["failed"].append(dict(section=name, error=f"{type(e).__name__}: {e}"))
+            _free(device)
         sections[name] = time.perf_counter() - start
+        result["wall_s"] = budget.elapsed()
+        write_report(result, base)
 
     with tempfile.TemporaryDirectory(prefix="lift_gpu_check_") as work:
         root = os.path.join(work, "mini")
@@ -629,17 +660,22 @@ def main(args) -> int:
                 setup, device, amp_dtype, budget, sections["inference"], result
             )
     result["wall_s"] = budget.elapsed()
-    os.makedirs(output_dir, exist_ok=True)
-    base = os.path.join(output_dir, result["device_slug"])
-    with open(base + ".json", "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    text = format_markdown(result)
-    with open(base + ".md", "w") as f:
-        f.write(text)
-    print(text)
+    print(write_report(result, base))
     logger.info(f"Wrote {base}.json and {base}.md.")
-    return 0
+    if result["failed"]:
+        logger.error(
+            f"Failed: {', '.join(f['section'] for f in result['failed'])} (see the report)."
+        )
+    return 1 if result["failed"] else 0
+
+
+def write_report(result, base: str) -> str:
+    """``<base>.json`` and ``<base>.md``, each written atomically; returns the markdown."""
+    os.makedirs(os.path.dirname(base), exist_ok=True)
+    atomic_write_text(base + ".json", json.dumps(result, indent=2) + "\n")
+    text = format_markdown(result)
+    atomic_write_text(base + ".md", text)
+    return text
 
 
 def stage_two_ratios(rows) -> List[Dict[str, Any]]:

@@ -24,7 +24,8 @@ def provenance() -> Dict[str, str]:
         cpu = names[0] if names else cpu
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "commit": commit or "unknown",
+        # a copy without git (a container, a synced folder) names its commit in LIFT_DET_COMMIT
+        "commit": commit or os.environ.get("LIFT_DET_COMMIT", "unknown"),
         "machine": f"{cpu}, {os.cpu_count()} CPUs, "
         + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"),
         "torch": torch.__version__,
