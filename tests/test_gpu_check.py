@@ -81,7 +81,11 @@ def test_measurements_cover_the_grid(report):
     rows = result["inference"]["rows"]
     grid = {(r["model"], r["batch"], r["attn_impl"], r["precision"]) for r in rows}
     assert len(grid) == len(rows) == 2 * 2 * 2 * 2  # models x batches x attentions x precisions
-    assert all(r["median_s"] > 0 and r["peak_memory_MiB"] > 0 and r["runs"] >= 1 for r in rows)
+    assert all(r["median_s"] > 0 and r["peak_memory_MiB"] > 0 and r["runs"] >= 2 for r in rows)
+    for r in rows:  # each detector timed twice per setting: the mean, and the spread of the two
+        a, b = r["repeats_s"]
+        assert r["median_s"] == pytest.approx((a + b) / 2)
+        assert r["spread"] == pytest.approx(abs(a - b) / ((a + b) / 2))
     ratios = result["inference"]["ratios"]
     assert len(ratios["+LiFT / plain time"]) == len(ratios["sdpa / eager time"]) == 8
     one = ratios["+LiFT / plain time"][0]
@@ -118,8 +122,8 @@ def test_markdown_is_the_json(report, tool):
     # spot checks against the JSON's raw numbers, formatted here
     for r in result["inference"]["rows"]:
         assert (
-            f"| {r['batch']} | {r['attn_impl']} | {r['precision']} | {r['median_s'] * 1e3:.1f} |"
-            in text
+            f"| {r['batch']} | {r['attn_impl']} | {r['precision']} | {r['median_s'] * 1e3:.1f} | "
+            f"{r['spread'] * 100:.1f} |" in text
         )
     s1 = result["stage_one"]
     assert f"{s1['epoch_images']} images / {s1['images_per_s']:.2f} images/s = " in text
@@ -179,3 +183,43 @@ def test_a_failing_section_is_reported_and_the_others_run(tool, tmp_path, monkey
     assert sorted(os.listdir(tmp_path / "gpu")) == sorted(
         [os.path.basename(path), os.path.basename(path)[:-5] + ".md"]
     )  # no temporary files left behind
+
+
+def test_detectors_are_timed_a_b_b_a_and_measured_alone(tool, monkeypatch):
+    """Within each setting the detectors are timed back to back as A B B A; peak memory is taken
+    while a detector is the only one built (the others are not yet built or moved off)."""
+    import torch
+
+    timed, alive = [], []
+
+    class Fake(torch.nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.name, self.w = name, torch.nn.Parameter(torch.zeros(1))
+            alive.append(self)
+
+        def forward(self, inputs):
+            return self.name
+
+    def fake_measure(fn, device, min_run_time):
+        timed.append(fn())
+        return dict(median_s=float(len(timed)), runs=3)
+
+    def fake_memory(fn, device):
+        return float(len(alive))  # how many detectors exist when a memory is measured
+
+    monkeypatch.setattr(tool, "build_detector", lambda rel, setup, device: Fake(rel))
+    monkeypatch.setattr(tool, "set_attn_impl", lambda model, impl: None)
+    monkeypatch.setattr(tool, "measure", fake_measure)
+    monkeypatch.setattr(tool, "peak_memory_mib", lambda fn, device: fake_memory(fn, device))
+    detectors = {"plain": "A", "+LiFT": "B"}
+    rows = tool.inference_rows(
+        detectors, tool.TOY, torch.device("cpu"), [1], None, precisions=("fp32",)
+    )
+    assert timed == ["A", "B", "B", "A"] * len(tool.ATTN_IMPLS)
+    by = {(r["model"], r["attn_impl"]): r for r in rows}
+    first = by["plain", next(iter(tool.ATTN_IMPLS))]
+    assert first["repeats_s"] == [1.0, 4.0] and first["median_s"] == 2.5
+    assert first["spread"] == pytest.approx(3 / 2.5)
+    assert by["+LiFT", next(iter(tool.ATTN_IMPLS))]["repeats_s"] == [2.0, 3.0]
+    assert first["peak_memory_MiB"] == 1.0  # plain measured before +LiFT was built

@@ -210,29 +210,81 @@ def train_batch(rel: str, root: str, batch: int, size: int) -> List[Dict[str, An
 
 
 def inference_rows(detectors, setup, device, batches, amp_dtype, precisions=("fp32", "amp")):
-    """Latency and peak memory of each detector x batch x attention x precision."""
-    rows = []
+    """Latency and peak memory of each detector x batch x attention x precision.
+
+    Peak memory is measured with one detector on the device at a time. The detectors' latencies
+    of one setting are then timed back to back, twice, in the order A B .. B A (all detectors on
+    the device), so that a drift of the GPU's clocks or of the host between settings falls on
+    every detector alike; a row's ``median_s`` is the mean of its two medians and ``spread`` their
+    difference over that mean: a ratio between detectors closer to 1 than that is noise.
+    """
+    settings = list(itertools.product(batches, ATTN_IMPLS, precisions))
+    models, memory = {}, {}
     for name, rel in detectors.items():
         model = build_detector(rel, setup, device).eval()
-        for batch in batches:
-            size = setup.size
-            inputs = [
-                {"image": random_image(size, i, device), "height": size, "width": size}
-                for i in range(batch)
-            ]
-            for impl, precision in itertools.product(ATTN_IMPLS, precisions):
-                set_attn_impl(model, impl)
-
-                def fn(model=model, inputs=inputs, precision=precision):
-                    with torch.no_grad(), precision_context(device, precision, amp_dtype):
-                        return model(inputs)
-
-                row = dict(model=name, config=rel, batch=batch, attn_impl=impl, precision=precision)
-                rows.append({**row, **measure(fn, device, setup.min_run_time)})
-                logger.info(f"inference: {rows[-1]}")
-        del model
+        for batch, impl, precision in settings:
+            call = _inference_call(model, setup, device, batch, impl, precision, amp_dtype)
+            memory[name, batch, impl, precision] = _peak_memory(call, device)
+        models[name] = model.cpu()
         _free(device)
+    models = {name: model.to(device) for name, model in models.items()}
+    rows = []
+    for batch, impl, precision in settings:
+        order = list(detectors) + list(reversed(detectors))
+        times = {name: [] for name in detectors}
+        for name in order:
+            if memory[name, batch, impl, precision] is not None:
+                call = _inference_call(
+                    models[name], setup, device, batch, impl, precision, amp_dtype
+                )
+                times[name].append(measure(call, device, setup.min_run_time))
+        for name, rel in detectors.items():
+            row = dict(model=name, config=rel, batch=batch, attn_impl=impl, precision=precision)
+            rows.append({**row, **_paired(times[name], memory[name, batch, impl, precision])})
+            logger.info(f"inference: {rows[-1]}")
+    del models
+    _free(device)
     return rows
+
+
+def _inference_call(model, setup, device, batch, impl, precision, amp_dtype):
+    size = setup.size
+    inputs = [
+        {"image": random_image(size, i, device), "height": size, "width": size}
+        for i in range(batch)
+    ]
+
+    def fn():
+        set_attn_impl(model, impl)
+        with torch.no_grad(), precision_context(device, precision, amp_dtype):
+            return model(inputs)
+
+    return fn
+
+
+def _peak_memory(fn, device):
+    """Peak memory (MiB) of one call (also the warmup), or None when it runs out of memory."""
+    try:
+        return peak_memory_mib(lambda: (fn(), sync(device)), device)
+    except torch.cuda.OutOfMemoryError as e:
+        logger.warning(f"out of memory: {str(e).splitlines()[0]}")
+        _free(device)
+        return None
+
+
+def _paired(measured: List[Dict[str, Any]], memory) -> Dict[str, Any]:
+    """One row from a detector's two timings of a setting (see inference_rows)."""
+    if memory is None or any("oom" in m for m in measured):
+        return dict(oom=True)
+    medians = [m["median_s"] for m in measured]
+    mean = sum(medians) / len(medians)
+    return dict(
+        median_s=mean,
+        repeats_s=medians,
+        spread=(max(medians) - min(medians)) / mean,
+        runs=sum(m["runs"] for m in measured),
+        peak_memory_MiB=memory,
+    )
 
 
 def _free(device):
@@ -432,6 +484,10 @@ def _ms(row) -> str:
     return "OOM" if "oom" in row else f"{row['median_s'] * 1e3:.1f}"
 
 
+def _spread(row) -> str:
+    return "OOM" if "oom" in row else f"{row['spread'] * 100:.1f}"
+
+
 def _mib(row) -> str:
     return "OOM" if "oom" in row else f"{row['peak_memory_MiB']:.0f}"
 
@@ -453,9 +509,11 @@ def md_table(header, cells) -> List[str]:
 
 
 def inference_tables(rows, ratios) -> List[str]:
-    header = ["Model", "Batch", "Attention", "Precision", "Median (ms)", "Peak memory (MiB)"]
+    header = ["Model", "Batch", "Attention", "Precision", "Median (ms)", "A/B spread (%)"]
+    header += ["Peak memory (MiB)"]
     cells = [
-        (r["model"], r["batch"], r["attn_impl"], r["precision"], _ms(r), _mib(r)) for r in rows
+        (r["model"], r["batch"], r["attn_impl"], r["precision"], _ms(r), _spread(r), _mib(r))
+        for r in rows
     ]
     lines = md_table(header, cells)
     header = ["Ratio", "Model / batch / attention / precision", "Value"]

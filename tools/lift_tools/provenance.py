@@ -24,8 +24,9 @@ def provenance() -> Dict[str, str]:
         cpu = names[0] if names else cpu
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        # a copy without git (a container, a synced folder) names its commit in LIFT_DET_COMMIT
-        "commit": commit or os.environ.get("LIFT_DET_COMMIT", "unknown"),
+        # a copy whose .git is absent or not its own (a container, a synced folder) names its
+        # commit in LIFT_DET_COMMIT
+        "commit": os.environ.get("LIFT_DET_COMMIT") or commit or "unknown",
         "machine": f"{cpu}, {os.cpu_count()} CPUs, "
         + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"),
         "torch": torch.__version__,
