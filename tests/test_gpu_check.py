@@ -79,32 +79,49 @@ def test_amp_and_fp32_lift_files_alike_and_export_equal(report):
 def test_measurements_cover_the_grid(report):
     result = report[0]
     rows = result["inference"]["rows"]
-    grid = {(r["model"], r["batch"], r["attn_impl"], r["precision"]) for r in rows}
-    assert len(grid) == len(rows) == 2 * 2 * 2 * 2  # models x batches x attentions x precisions
+    grid = {(r["model"], r["part"], r["batch"], r["attn_impl"], r["precision"]) for r in rows}
+    # models x batches x attentions x (the detector at 2 precisions + its backbone at AMP)
+    assert len(grid) == len(rows) == 2 * 2 * 2 * 3
+    assert {(r["part"], r["precision"]) for r in rows} == {
+        ("detector", "fp32"),
+        ("detector", "amp"),
+        ("backbone", "amp"),
+    }
     assert all(r["median_s"] > 0 and r["peak_memory_MiB"] > 0 and r["runs"] >= 2 for r in rows)
     for r in rows:  # each detector timed twice per setting: the mean, and the spread of the two
         a, b = r["repeats_s"]
         assert r["median_s"] == pytest.approx((a + b) / 2)
         assert r["spread"] == pytest.approx(abs(a - b) / ((a + b) / 2))
     ratios = result["inference"]["ratios"]
-    assert len(ratios["+LiFT / plain time"]) == len(ratios["sdpa / eager time"]) == 8
+    assert len(ratios["+LiFT / plain time"]) == len(ratios["sdpa / eager time"]) == 12
     one = ratios["+LiFT / plain time"][0]
     plain = [r for r in rows if r["model"] == rows[0]["model"]]
     base = next(
-        r for r in plain if all(r[k] == one[k] for k in ("batch", "attn_impl", "precision"))
+        r for r in plain if all(r[k] == one[k] for k in ("part", "batch", "attn_impl", "precision"))
     )
     lift = next(
         r
         for r in rows
         if r["model"] == one["model"]
-        and all(r[k] == one[k] for k in ("batch", "attn_impl", "precision"))
+        and all(r[k] == one[k] for k in ("part", "batch", "attn_impl", "precision"))
     )
     assert one["ratio"] == pytest.approx(lift["median_s"] / base["median_s"])
     s2 = result["stage_two"]
-    assert len(s2["rows"]) == 2 and len(s2["ratios"]) == 1
-    assert s2["ratios"][0]["time"] == pytest.approx(
-        s2["rows"][1]["median_s"] / s2["rows"][0]["median_s"]
+    # plain, +LiFT and the control; +LiFT over each of the other two
+    assert [r["config"] for r in s2["rows"]] == [
+        "configs/mini/vitdet_mrcnn.py",
+        "configs/mini/vitdet_mrcnn_lift.py",
+        "configs/mini/vitdet_mrcnn_bilinear.py",
+    ]
+    plain, lift, control = s2["rows"]
+    assert [r["over"] for r in s2["ratios"]] == [plain["model"], control["model"]]
+    assert s2["ratios"][0]["time"] == pytest.approx(lift["median_s"] / plain["median_s"])
+    assert s2["ratios"][1]["memory"] == pytest.approx(
+        lift["peak_memory_MiB"] / control["peak_memory_MiB"]
     )
+    # +LiFT freezes the ViT and LiFT, the control the ViT (bilinear has no parameters): both train
+    # the same pyramid and heads, the plain config everything
+    assert plain["trained_params"] > lift["trained_params"] == control["trained_params"] > 0
 
 
 def test_stage_one_estimate_arithmetic(report):
@@ -122,7 +139,8 @@ def test_markdown_is_the_json(report, tool):
     # spot checks against the JSON's raw numbers, formatted here
     for r in result["inference"]["rows"]:
         assert (
-            f"| {r['batch']} | {r['attn_impl']} | {r['precision']} | {r['median_s'] * 1e3:.1f} | "
+            f"| {r['part']} | {r['batch']} | {r['attn_impl']} | {r['precision']} | "
+            f"{r['median_s'] * 1e3:.1f} | "
             f"{r['spread'] * 100:.1f} |" in text
         )
     s1 = result["stage_one"]
@@ -137,6 +155,11 @@ def test_readme_tables_from_a_report(report):
     s1 = result["stage_one"]
     assert f"| {result['device']} |" in tables
     assert f"| {s1['images_per_s']:.1f} |" in tables
+    ratios = result["inference"]["ratios"]["+LiFT / plain time"]
+    at = dict(batch=1, attn_impl="eager", precision="amp")
+    (detector,) = [r for r in ratios if r["part"] == "detector" and at.items() <= r.items()]
+    (backbone,) = [r for r in ratios if r["part"] == "backbone" and at.items() <= r.items()]
+    assert f"| {detector['ratio']:.3f} | {backbone['ratio']:.3f} |" in tables
     assert f"`docs/gpu/{result['device_slug']}.md`" in tables
     for r in result["stage_two"]["rows"]:
         assert f"| {r['batch']} | {r['peak_memory_MiB']:.0f} |" in tables
@@ -214,7 +237,7 @@ def test_detectors_are_timed_a_b_b_a_and_measured_alone(tool, monkeypatch):
     monkeypatch.setattr(tool, "peak_memory_mib", lambda fn, device: fake_memory(fn, device))
     detectors = {"plain": "A", "+LiFT": "B"}
     rows = tool.inference_rows(
-        detectors, tool.TOY, torch.device("cpu"), [1], None, precisions=("fp32",)
+        detectors, tool.TOY, torch.device("cpu"), [1], None, precisions=("fp32",), backbone=()
     )
     assert timed == ["A", "B", "B", "A"] * len(tool.ATTN_IMPLS)
     by = {(r["model"], r["attn_impl"]): r for r in rows}

@@ -49,11 +49,15 @@ def gpu_tables(reports) -> str:
         inf, s1 = r["inference"], r["stage_one"]
         lift_model = list(dict.fromkeys(x["model"] for x in inf["rows"]))[-1]
         at = dict(batch=1, precision="amp")
-        lift = _row(inf["ratios"]["+LiFT / plain time"], attn_impl="eager", **at)
-        sdpa = _row(inf["ratios"]["sdpa / eager time"], model=lift_model, **at)
+        lift = _row(inf["ratios"]["+LiFT / plain time"], part="detector", attn_impl="eager", **at)
+        backbone = _row(
+            inf["ratios"]["+LiFT / plain time"], part="backbone", attn_impl="eager", **at
+        )
+        sdpa = _row(inf["ratios"]["sdpa / eager time"], model=lift_model, part="detector", **at)
         epoch, schedule = s1.get("epoch_s"), s1.get("schedule_s")
         cost.append(
             f"| {r['device']} | {_fmt(lift and lift['ratio'], '.3f')} | "
+            f"{_fmt(backbone and backbone['ratio'], '.3f')} | "
             f"{_fmt(sdpa and sdpa['ratio'], '.3f')} | {_fmt(s1.get('images_per_s'), '.1f')} | "
             f"{_fmt(epoch and epoch / 3600, '.2f')} | {_fmt(schedule and schedule / 86400, '.1f')} "
             f"({s1['schedule_epochs']:.0f} ep) | {r['wall_s']:.0f} | "
@@ -70,10 +74,12 @@ def gpu_tables(reports) -> str:
         )
     return "\n".join(
         [
-            "| GPU | inference +LiFT / plain (AMP, batch 1) | SDPA / eager (+LiFT, AMP, batch 1) "
+            "| GPU | inference +LiFT / plain (AMP, batch 1) "
+            "| backbone alone +LiFT / plain (AMP, batch 1) "
+            "| SDPA / eager (+LiFT, AMP, batch 1) "
             "| stage one images/s | one COCO epoch (h) | stage one schedule (days) "
             "| check wall time (s) | report |",
-            "|---|---:|---:|---:|---:|---:|---:|---|",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
             *cost,
             "",
             "| GPU | training (AMP) | batch per GPU | peak memory (MiB) |",
