@@ -89,7 +89,13 @@ def test_compare_losses_is_bit_exact():
     assert got["max_abs"] == math.ulp(1e-3) and got["max_rel"] == math.ulp(1e-3) / math.nextafter(
         1e-3, 1.0
     )
+    assert got["first_rel"] == got["max_rel"]
     assert compare_losses(trace, trace[:1])["first_iter"] == 1  # a shorter trace differs too
+    # a different start: iteration 0 off by 20% (total_loss) and 50% (loss_a); later ones further
+    start = [{"total_loss": 1.0, "loss_a": 0.05}, {"total_loss": 3.0, "loss_a": 1e-3}]
+    got = compare_losses(trace, [{k: v.hex() for k, v in row.items()} for row in start])
+    assert got["first_iter"] == 0 and got["first_rel"] == pytest.approx(0.05 / 0.1)
+    assert got["max_rel"] == pytest.approx(2.0 / 3.0)
 
 
 def test_a_run_stopped_early_keeps_the_full_schedule():

@@ -169,7 +169,7 @@ def main(args) -> int:
         results.append(
             {
                 "name": step["name"],
-                **{k: c[k] for k in ("identical", "first_iter", "max_abs", "max_rel")},
+                **{k: c[k] for k in ("identical", "first_iter", "first_rel", "max_abs", "max_rel")},
             }
         )
         n = len(step["losses"])
@@ -179,9 +179,9 @@ def main(args) -> int:
         identical = False
         it, name = c["at"] or ("-", "-")
         print(
-            f"  {step['name']}: DIFFERS from iteration {c['first_iter']} ({c['first']}); largest "
-            f"difference {c['max_abs']:.3g} absolute ({name} at iteration {it}), "
-            f"{c['max_rel']:.3g} relative"
+            f"  {step['name']}: DIFFERS from iteration {c['first_iter']} ({c['first']}; "
+            f"{c['first_rel']:.3g} relative); largest difference {c['max_abs']:.3g} absolute "
+            f"({name} at iteration {it}), {c['max_rel']:.3g} relative"
         )
     if args.record:
         print(f"[study-check] recorded in {record(args.record, expected, got, results)}")
@@ -192,8 +192,10 @@ def main(args) -> int:
             shutil.rmtree(work, ignore_errors=True)
         return 0
     print(
-        f"[study-check] NOT identical (the probe's runs and logs: {work}); a different CPU, "
-        f"BLAS/OpenMP build or torch version can change the last bits, and they grow"
+        f"[study-check] NOT identical (the probe's runs and logs: {work}). Where the first "
+        f"difference is in the last bits and grows, the arithmetic differs (another CPU, BLAS/"
+        f"OpenMP build or torch version); where it is larger than rounding at iteration 0, the "
+        f"runs start differently (initialization, random streams or data of other versions)"
     )
     return 1
 

@@ -42,6 +42,17 @@ def _fmt(value, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _with_spread(ratio, rows, shared) -> str:
+    """A time ratio between the two inference rows that agree on ``shared``, with the larger of
+    their A/B spreads: a ratio closer to 1 than that is noise (tools/gpu_check.py times each row
+    twice)."""
+    if ratio is None:
+        return "n/a"
+    spreads = [x["spread"] for x in rows if all(x[k] == ratio[k] for k in shared) and "spread" in x]
+    spread = f" (spread {max(spreads) * 100:.0f}%)" if spreads else ""
+    return f"{ratio['ratio']:.3f}{spread}"
+
+
 def gpu_tables(reports) -> str:
     """The README's GPU tables from the GPU check's JSON reports (tools/gpu_check.py)."""
     cost, memory, made = [], [], []
@@ -49,6 +60,7 @@ def gpu_tables(reports) -> str:
         inf, s1 = r["inference"], r["stage_one"]
         lift_model = list(dict.fromkeys(x["model"] for x in inf["rows"]))[-1]
         at = dict(batch=1, precision="amp")
+        setting = ("part", "batch", "attn_impl", "precision")  # what +LiFT and plain rows share
         lift = _row(inf["ratios"]["+LiFT / plain time"], part="detector", attn_impl="eager", **at)
         backbone = _row(
             inf["ratios"]["+LiFT / plain time"], part="backbone", attn_impl="eager", **at
@@ -56,9 +68,10 @@ def gpu_tables(reports) -> str:
         sdpa = _row(inf["ratios"]["sdpa / eager time"], model=lift_model, part="detector", **at)
         epoch, schedule = s1.get("epoch_s"), s1.get("schedule_s")
         cost.append(
-            f"| {r['device']} | {_fmt(lift and lift['ratio'], '.3f')} | "
-            f"{_fmt(backbone and backbone['ratio'], '.3f')} | "
-            f"{_fmt(sdpa and sdpa['ratio'], '.3f')} | {_fmt(s1.get('images_per_s'), '.1f')} | "
+            f"| {r['device']} | {_with_spread(lift, inf['rows'], setting)} | "
+            f"{_with_spread(backbone, inf['rows'], setting)} | "
+            f"{_with_spread(sdpa, inf['rows'], ('model', 'part', 'batch', 'precision'))} | "
+            f"{_fmt(s1.get('images_per_s'), '.1f')} | "
             f"{_fmt(epoch and epoch / 3600, '.2f')} | {_fmt(schedule and schedule / 86400, '.1f')} "
             f"({s1['schedule_epochs']:.0f} ep) | {r['wall_s']:.0f} | "
             f"`docs/gpu/{r['device_slug']}.md` |"

@@ -181,10 +181,11 @@ def compare_losses(expected: List[Dict[str, str]], got: List[Dict[str, str]]) ->
     """
     Two loss traces (lists of ``{name: float.hex}``, one per iteration), bit for bit. Returns
     ``identical``; if not, ``first_iter`` (the first iteration that differs) and ``first`` (what
-    differs there); and over the losses both traces hold, the largest absolute difference
-    ``max_abs`` (at ``at``: iteration, name) and the largest relative one ``max_rel``.
+    differs there) with ``first_rel``, the largest relative difference at that iteration; and over
+    the losses both traces hold, the largest absolute difference ``max_abs`` (at ``at``:
+    iteration, name) and the largest relative one ``max_rel``.
     """
-    result: Dict[str, Any] = dict(identical=True, first_iter=None, first="")
+    result: Dict[str, Any] = dict(identical=True, first_iter=None, first="", first_rel=0.0)
     result.update(max_abs=0.0, max_rel=0.0, at=None)
     for i in range(max(len(expected), len(got))):
         if i >= len(expected) or i >= len(got):
@@ -204,5 +205,8 @@ def compare_losses(expected: List[Dict[str, str]], got: List[Dict[str, str]]) ->
                 result.update(max_abs=diff, at=(i, name))
             if diff > 0:
                 scale = max(abs(x), abs(y))
-                result["max_rel"] = max(result["max_rel"], diff / scale if scale else math.inf)
+                rel = diff / scale if scale else math.inf
+                result["max_rel"] = max(result["max_rel"], rel)
+                if i == result["first_iter"]:
+                    result["first_rel"] = max(result["first_rel"], rel)
     return result
