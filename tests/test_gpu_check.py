@@ -174,6 +174,25 @@ def test_readme_tables_from_a_report(report):
     assert update_readme.GPU_PENDING not in tables
 
 
+def test_readme_tables_from_a_report_with_failed_sections(report):
+    """A report whose inference and stage one failed still makes the tables: n/a where they
+    would be, the failures named, stage two's memory rows kept."""
+    result = dict(report[0], toy=False)
+    for key in ("inference", "stage_one"):
+        del result[key]
+    result["failed"] = [
+        dict(section="inference", error="RuntimeError: x"),
+        dict(section="stage one", error="RuntimeError: y"),
+    ]
+    tables = update_readme.gpu_tables([result])
+    (row,) = [
+        line for line in tables.splitlines() if line.startswith(f"| {result['device']} | n/a")
+    ]
+    assert row.count("n/a") == 7 and "; inference failed; stage one failed |" in row
+    assert "stage one, `" not in tables
+    assert tables.count("| stage two, `") == len(result["stage_two"]["rows"])
+
+
 def test_refuses_without_cuda_unless_toy(tmp_path):
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
     cmd = [sys.executable, os.path.join(REPO, "tools", "gpu_check.py"), "--output-dir", "x"]

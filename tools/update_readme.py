@@ -53,19 +53,23 @@ def _with_spread(ratio, rows, shared) -> str:
     return f"{ratio['ratio']:.3f}{spread}"
 
 
+RATIOS = ("+LiFT / plain time", "sdpa / eager time")  # tools/gpu_check.py's inference ratios
+
+
 def gpu_tables(reports) -> str:
     """The README's GPU tables from the GPU check's JSON reports (tools/gpu_check.py)."""
     cost, memory, made = [], [], []
     for r in reports:
-        inf, s1 = r["inference"], r["stage_one"]
-        lift_model = list(dict.fromkeys(x["model"] for x in inf["rows"]))[-1]
+        # a section that failed is absent from its report (listed in "failed"): n/a here
+        inf = r.get("inference", dict(rows=[], ratios={}))
+        s1 = r.get("stage_one", dict(schedule_epochs=None))
+        lift_model = list(dict.fromkeys(x["model"] for x in inf["rows"]))[-1:]
         at = dict(batch=1, precision="amp")
         setting = ("part", "batch", "attn_impl", "precision")  # what +LiFT and plain rows share
-        lift = _row(inf["ratios"]["+LiFT / plain time"], part="detector", attn_impl="eager", **at)
-        backbone = _row(
-            inf["ratios"]["+LiFT / plain time"], part="backbone", attn_impl="eager", **at
-        )
-        sdpa = _row(inf["ratios"]["sdpa / eager time"], model=lift_model, part="detector", **at)
+        lift_ratios, sdpa_ratios = (inf["ratios"].get(k, []) for k in RATIOS)
+        lift = _row(lift_ratios, part="detector", attn_impl="eager", **at)
+        backbone = _row(lift_ratios, part="backbone", attn_impl="eager", **at)
+        sdpa = _row(sdpa_ratios, model=(lift_model or [None])[0], part="detector", **at)
         epoch, schedule = s1.get("epoch_s"), s1.get("schedule_s")
         cost.append(
             f"| {r['device']} | {_with_spread(lift, inf['rows'], setting)} | "
@@ -73,11 +77,16 @@ def gpu_tables(reports) -> str:
             f"{_with_spread(sdpa, inf['rows'], ('model', 'part', 'batch', 'precision'))} | "
             f"{_fmt(s1.get('images_per_s'), '.1f')} | "
             f"{_fmt(epoch and epoch / 3600, '.2f')} | {_fmt(schedule and schedule / 86400, '.1f')} "
-            f"({s1['schedule_epochs']:.0f} ep) | {r['wall_s']:.0f} | "
-            f"`docs/gpu/{r['device_slug']}.md` |"
+            f"({_fmt(s1['schedule_epochs'], '.0f')} ep) | {r['wall_s']:.0f} | "
+            f"`docs/gpu/{r['device_slug']}.md`"
+            + "".join(f"; {f['section']} failed" for f in r.get("failed", []))
+            + " |"
         )
-        rows = [dict(s1, model=f"stage one, `{s1['config']}`", batch=s1["batch_per_gpu"])]
-        rows += [dict(x, model=f"stage two, `{x['config']}`") for x in r["stage_two"]["rows"]]
+        rows = []
+        if "config" in s1:
+            rows = [dict(s1, model=f"stage one, `{s1['config']}`", batch=s1["batch_per_gpu"])]
+        stage_two = r.get("stage_two", dict(rows=[]))["rows"]
+        rows += [dict(x, model=f"stage two, `{x['config']}`") for x in stage_two]
         for x in rows:
             peak = "out of memory" if x.get("oom") else f"{x['peak_memory_MiB']:.0f}"
             memory.append(f"| {r['device']} | {x['model']} | {x['batch']} | {peak} |")
