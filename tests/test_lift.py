@@ -72,6 +72,16 @@ def test_build_upsampler_bad_names_and_options():
     )
     with pytest.raises(ValueError, match="'bilinear' control takes no options"):
         build_upsampler("bilinear", 32, norm="BN")
+    # a misspelled option is named with the valid ones, for presets and learned upsamplers alike
+    for name, typo, valid in (
+        ("LiFT-S", "nrom", "'norm'"),
+        ("jbu", "kernal_size", "'kernel_size'"),
+        ("attention", "window", "'window_size'"),
+    ):
+        with pytest.raises(
+            ValueError, match=rf"Unknown option\(s\) \['{typo}'\] for the '{name}'.*{valid}"
+        ):
+            build_upsampler(name, 32, **{typo: 3})
 
 
 def test_bilinear_control_hand_computed():

@@ -7,6 +7,7 @@ neither sees the image. The image-guided learned upsamplers of later work, "jbu"
 "attention" (JAFAR / UPLiFT), are in :mod:`.learned_upsamplers`.
 """
 
+import inspect
 from typing import Any
 import torch
 import torch.nn.functional as F
@@ -79,10 +80,18 @@ def build_upsampler(name: str, in_channels: int, patch_size: int = 16, **kwargs:
             "jbu" and "attention", their constructor's options (e.g. ``kernel_size=7``); the
             other controls take none.
     """
-    if name in LIFT_PRESETS:
-        return LiFT.from_preset(name, in_channels, patch_size, **kwargs)
-    if name in _LEARNED:
-        return _LEARNED[name](in_channels, patch_size, **kwargs)
+    if name in LIFT_PRESETS or name in _LEARNED:
+        cls = LiFT if name in LIFT_PRESETS else _LEARNED[name]
+        options = set(inspect.signature(cls).parameters) - {"in_channels", "patch_size"}
+        unknown = sorted(set(kwargs) - options)
+        if unknown:  # a misspelled config key: say so here, not as a TypeError deep inside
+            raise ValueError(
+                f"Unknown option(s) {unknown} for the {name!r} upsampler; its options are "
+                f"{sorted(options)}. Fix the key in the config (e.g. model.backbone.net.lift.*)."
+            )
+        if name in LIFT_PRESETS:
+            return LiFT.from_preset(name, in_channels, patch_size, **kwargs)
+        return cls(in_channels, patch_size, **kwargs)
     if name not in _CONTROLS:
         raise ValueError(f"Unknown upsampler {name!r}; valid names: {', '.join(UPSAMPLER_NAMES)}.")
     if kwargs:
