@@ -557,3 +557,25 @@ def test_eval_only_refuses_a_mostly_random_model(trained, tmp_path):
     assert re.search(r"leaves \d+ of the model's \d+ tensors \(\d+% of its parameters\)", last)
     assert "roi_heads" in last and "allow_mismatch=True" in last
     assert os.listdir(tmp_path / "o") == []  # the refused evaluation left no folder of its own
+
+
+def test_overwrite_keeps_the_old_metrics_aside(tmp_path):
+    """--overwrite: the old run's metrics.json moves to metrics.previous.json and the new run's
+    JSONWriter, opened (append mode) before the run is known good, writes a file of its own."""
+    from detectron2.utils.events import EventStorage, JSONWriter
+
+    from lift_det.engine.run_dir import forget_run
+
+    old = '{"iteration": 19, "total_loss": 1.0}\n{"iteration": 39, "total_loss": 0.5}\n'
+    (tmp_path / "metrics.json").write_text(old)
+    (tmp_path / "last_checkpoint").write_text("model_final.pth")
+    writer = JSONWriter(str(tmp_path / "metrics.json"))  # as train_net registers it
+    forget_run(str(tmp_path))
+    with EventStorage(0) as storage:
+        storage.put_scalar("total_loss", 2.0, smoothing_hint=False)
+        writer.write()
+    writer.close()
+    assert (tmp_path / "metrics.previous.json").read_text() == old
+    lines = (tmp_path / "metrics.json").read_text().splitlines()
+    assert [json.loads(x) for x in lines] == [{"iteration": 0, "total_loss": 2.0}]
+    assert not (tmp_path / "last_checkpoint").exists()

@@ -12,6 +12,7 @@ from detectron2.config import LazyConfig
 
 import portalocker
 
+from ..checkpoint.file_io import atomic_write_bytes
 from .checks import UsageError, check_weights
 
 __all__ = [
@@ -111,10 +112,19 @@ class lock_output_dir:
 def forget_run(output_dir: str) -> None:
     """For ``--overwrite``: drop ``last_checkpoint`` so that the folder no longer points at the
     old run (a ``--resume`` after a crash must not continue it); its files are replaced as the
-    new run writes them."""
-    path = os.path.join(output_dir or "", "last_checkpoint")
-    if output_dir and os.path.exists(path):
+    new run writes them. The old run's ``metrics.json`` moves to ``metrics.previous.json`` and
+    ``metrics.json`` starts empty: detectron2's JSONWriter, already open, appends, and would
+    otherwise mix the two runs' iterations in one file."""
+    if not output_dir:
+        return
+    path = os.path.join(output_dir, "last_checkpoint")
+    if os.path.exists(path):
         os.remove(path)
+    metrics = os.path.join(output_dir, "metrics.json")
+    if os.path.isfile(metrics) and os.path.getsize(metrics):
+        with open(metrics, "rb") as f:
+            atomic_write_bytes(os.path.join(output_dir, "metrics.previous.json"), f.read())
+        os.truncate(metrics, 0)  # the writer's handle (O_APPEND) writes from the new end
 
 
 def previous_max_iter(output_dir: str) -> Optional[int]:
