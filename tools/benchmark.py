@@ -34,6 +34,7 @@ from detectron2.modeling import ViT
 from detectron2.utils.analysis import FlopCountAnalysis as ModelFlopCountAnalysis
 from detectron2.utils.logger import setup_logger
 
+from lift_det.checkpoint import atomic_write_text
 from lift_det.config import VIT_SIZES, vitdet_vit_args
 from lift_det.model_zoo import CONFIG_DIR
 from lift_det.modeling import LIFT_PRESETS, build_upsampler
@@ -334,8 +335,7 @@ def main(args):
     text = format_markdown(result)
     for path, content in ((args.json, json.dumps(result, indent=2) + "\n"), (args.markdown, text)):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w") as f:
-            f.write(content)
+        atomic_write_text(path, content)
     print(text)
     logger.info(f"Wrote {args.json} and {args.markdown}.")
     return result

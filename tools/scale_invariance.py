@@ -26,6 +26,7 @@ from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
 
 from lift_det.analysis import dense_features, feature_map_cka, method_label, resize_features
+from lift_det.checkpoint import atomic_write_text
 from lift_det.data import IMAGE_EXTENSIONS
 from lift_tools.feature_model import (
     build_feature_model,
@@ -251,8 +252,7 @@ def main(args):
         weights_loaded=loaded,
         passes=args.passes,
     )
-    with open(json_path, "w") as f:
-        json.dump({**info, "cka": results}, f, indent=2)
+    atomic_write_text(json_path, json.dumps({**info, "cka": results}, indent=2))
     for label, matrix in results.items():
         off = [v for i, row in enumerate(matrix) for j, v in enumerate(row) if i != j]
         logger.info(f"  {label}: mean CKA across scales {sum(off) / len(off):.3f}")

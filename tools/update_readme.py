@@ -22,6 +22,8 @@ import os
 import re
 import sys
 
+from lift_det.checkpoint import atomic_write_text
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLOCK = re.compile(r"(<!-- generated: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- /generated -->)", re.S)
 PROVENANCE = ("date", "commit", "machine", "torch", "command")
@@ -194,8 +196,7 @@ def main() -> int:
             print("README.md is out of date: run tools/update_readme.py", file=sys.stderr)
             return 1
         return 0
-    with open(readme_path, "w") as f:
-        f.write(new)
+    atomic_write_text(readme_path, new)
     print(f"README.md: {len(BLOCK.findall(readme))} generated block(s) rewritten")
     return 0
 

@@ -10,6 +10,7 @@ import os
 import time
 from typing import Dict, List, Optional
 
+from lift_det.checkpoint import atomic_write_text
 from lift_tools.pipeline import Step, run_steps
 from lift_tools.provenance import provenance
 
@@ -108,15 +109,13 @@ def run_pipeline(
     for r in results.values():
         r.pop("seconds", None)
     table = format_table(results, steps)
-    with open(os.path.join(out, "results.md"), "w") as f:
-        f.write(f"{table}\n\n{CAVEAT}\n")
+    atomic_write_text(os.path.join(out, "results.md"), f"{table}\n\n{CAVEAT}\n")
     summary = {
         "steps": {s.name: {"label": s.label, **results[s.name]} for s in steps},
         "wall_time_s": time.time() - t0,
         **provenance(),
     }
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    atomic_write_text(os.path.join(out, "results.json"), json.dumps(summary, indent=2))
     print(
         "\n" + table + f"\n\n{CAVEAT}\n[main] wrote {out}/results.md and results.json", flush=True
     )

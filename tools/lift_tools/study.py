@@ -11,6 +11,7 @@ import os
 import time
 from typing import Dict, List, Optional, Sequence
 
+from lift_det.checkpoint import atomic_write_text
 from lift_tools.costs import arm_costs
 from lift_tools.pipeline import run_steps
 from lift_tools.provenance import provenance
@@ -110,10 +111,8 @@ def run_study(
     plot(study, figure)
     plot_cosine_vs_ap(study, cosine_figure)
     report = format_report(study)
-    with open(os.path.join(report_dir, "mini_study.json"), "w") as f:
-        json.dump(study, f, indent=2)
-    with open(os.path.join(report_dir, "mini_study.md"), "w") as f:
-        f.write(report + "\n")
+    atomic_write_text(os.path.join(report_dir, "mini_study.json"), json.dumps(study, indent=2))
+    atomic_write_text(os.path.join(report_dir, "mini_study.md"), report + "\n")
     print("\n" + report + f"\n\n[study] wrote {report_dir}/mini_study.md, .json, .png and "
           f"mini_study_cosine.png")  # fmt: skip
     return study
