@@ -200,7 +200,7 @@ def test_build_by_name_with_options_and_by_yacs():
     attn = build_upsampler("attention", 32, window_size=5, key_channels=16)
     assert type(attn) is AttentionUpsampler and attn.kernel_size == 5
     assert attn.key_conv.out_channels == 16 and attn.position_bias.shape == (4, 25)
-    with pytest.raises(TypeError, match="norm"):
+    with pytest.raises(ValueError, match=r"Unknown option\(s\) \['norm'\] for the 'jbu'"):
         build_upsampler("jbu", 32, norm="BN")
     for name in NAMES:
         cfg = add_lift_config(get_cfg())
