@@ -10,6 +10,9 @@ STUDY_ARGS ?=
 # e.g. `make study-check STUDY_CHECK_ARGS="--output-dir output/study_check"` (kept afterwards)
 STUDY_CHECK_ARGS ?=
 GPU_CHECK_ARGS ?=
+# pytest-xdist processes for `make test`, a test file each at a time (its module fixtures shared);
+# OMP_WAIT_POLICY=PASSIVE keeps two workers' torch threads from spinning against each other
+TEST_WORKERS ?= 2
 
 .PHONY: setup main study study-check test gpu-check format lint
 setup:
@@ -34,7 +37,8 @@ gpu-check: setup
 	$(PY) tools/gpu_check.py $(GPU_CHECK_ARGS)
 
 test: setup
-	$(PY) -m pytest tests -q -p no:cacheprovider --durations=10
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest tests -q -p no:cacheprovider -n $(TEST_WORKERS) \
+		--dist loadfile --durations=10
 
 format: setup
 	$(PY) -m black -l 100 lift_det tools tests configs setup.py

@@ -73,6 +73,14 @@ setup(
     extras_require={
         # TorchScript/ONNX export of the detector and of LiFT
         "export": ["onnx>=1.15", "onnxruntime>=1.17"],
-        "dev": ["pytest>=7", "pytest-timeout", "black", "isort", "onnx>=1.15", "onnxruntime>=1.17"],
+        "dev": [
+            "pytest>=7",
+            "pytest-timeout",
+            "pytest-xdist>=3",
+            "black",
+            "isort",
+            "onnx>=1.15",
+            "onnxruntime>=1.17",
+        ],
     },
 )

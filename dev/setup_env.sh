@@ -148,7 +148,7 @@ log "detectron2 $("$PY" -c 'import detectron2; print(detectron2.__version__, det
 # 5. the project (editable), with its declared dependencies (timm, pycocotools, ...)
 pip_step "lift_det (editable) and its dependencies" -e "$ROOT" "setuptools<81"
 # export checks (tests): ONNX and onnxruntime; numpy stays < 2 for detectron2
-pip_step "test, export and format tools" "pytest>=7" "pytest-timeout" "isort>=5" "flake8" \
+pip_step "test, export and format tools" "pytest>=7" "pytest-timeout" "pytest-xdist>=3" "isort>=5" "flake8" \
   "onnx>=1.15,<1.20" "onnxruntime>=1.17,<1.21" "psutil" "numpy<2"
 
 check_stack || fail "the stack does not import after install" "rm -rf $VENV and run this script again"
