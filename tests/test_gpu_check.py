@@ -251,15 +251,20 @@ def test_detectors_are_timed_a_b_b_a_and_measured_alone(tool, monkeypatch):
         def forward(self, inputs):
             return self.name
 
+    switched = []
+
     def fake_measure(fn, device, min_run_time):
+        before = len(switched)
         timed.append(fn())
+        fn(), fn()
+        assert len(switched) == before  # nothing but the model itself in the timed call
         return dict(median_s=float(len(timed)), runs=3)
 
     def fake_memory(fn, device):
         return float(len(alive))  # how many detectors exist when a memory is measured
 
     monkeypatch.setattr(tool, "build_detector", lambda rel, setup, device: Fake(rel))
-    monkeypatch.setattr(tool, "set_attn_impl", lambda model, impl: None)
+    monkeypatch.setattr(tool, "set_attn_impl", lambda model, impl: switched.append(impl))
     monkeypatch.setattr(tool, "measure", fake_measure)
     monkeypatch.setattr(tool, "peak_memory_mib", lambda fn, device: fake_memory(fn, device))
     detectors = {"plain": "A", "+LiFT": "B"}

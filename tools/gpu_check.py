@@ -267,8 +267,9 @@ def _inference_call(model, setup, device, part, batch, impl, precision, amp_dtyp
         with torch.no_grad():
             tensor = model.preprocess_image(inputs).tensor
 
+    set_attn_impl(model, impl)  # each detector is one object: its setting holds until changed
+
     def fn():
-        set_attn_impl(model, impl)
         with torch.no_grad(), precision_context(device, precision, amp_dtype):
             return model(inputs) if part == "detector" else model.backbone(tensor)
 
