@@ -26,7 +26,6 @@ import itertools
 import json
 import logging
 import os
-import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ from lift_det.engine.hooks import ExportLiFTFile
 from lift_det.engine.train_utils import build_trainer
 from lift_det.modeling import ATTN_IMPLS, set_attn_impl
 from lift_tools.costs import detector_config, peak_memory_mib, random_image
-from lift_tools.provenance import provenance
+from lift_tools.provenance import provenance, slug
 
 logger = logging.getLogger("lift_det.gpu_check")
 
@@ -492,11 +491,6 @@ def export_rows(model, setup, device) -> List[Dict[str, Any]]:
 # -------------------------------------------------------------------------------------------------
 
 
-def device_slug(name: str) -> str:
-    """'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3' (the report's file name)."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-
-
 def _ms(row) -> str:
     return "OOM" if "oom" in row else f"{row['median_s'] * 1e3:.1f}"
 
@@ -692,7 +686,7 @@ def main(args) -> int:
     result: Dict[str, Any] = dict(
         toy=args.toy,
         device=name,
-        device_slug=device_slug(name),
+        device_slug=slug(name),
         cuda=torch.version.cuda if has_cuda else "none",
         gpu_memory_GiB=(
             (torch.cuda.get_device_properties(device).total_memory / 2**30) if has_cuda else None

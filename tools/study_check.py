@@ -16,13 +16,13 @@ import argparse
 import itertools
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
 from typing import Dict, List, Optional
 
 from lift_tools import study_probe, study_schedule
+from lift_tools.provenance import slug
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TRACE = os.path.relpath(os.path.join(REPO, "docs", "mini_study_trace.json"))
@@ -94,8 +94,7 @@ def record(folder: str, expected: Dict, got: Dict, steps: List[Dict]) -> str:
     from lift_det.checkpoint import atomic_write_text
 
     os.makedirs(folder, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", got["machine"].lower()).strip("-")
-    path = os.path.join(folder, f"{slug}.json")
+    path = os.path.join(folder, f"{slug(got['machine'])}.json")
     result = {
         **{k: got[k] for k in ("date", "commit", "machine", "torch", "command")},
         "identical": all(s["identical"] for s in steps),

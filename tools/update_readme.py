@@ -65,13 +65,14 @@ def gpu_tables(reports) -> str:
         # a section that failed is absent from its report (listed in "failed"): n/a here
         inf = r.get("inference", dict(rows=[], ratios={}))
         s1 = r.get("stage_one", dict(schedule_epochs=None))
-        lift_model = list(dict.fromkeys(x["model"] for x in inf["rows"]))[-1:]
+        models = list(dict.fromkeys(x["model"] for x in inf["rows"]))  # plain first, +LiFT last
+        lift_model = models[-1] if models else None
         at = dict(batch=1, precision="amp")
         setting = ("part", "batch", "attn_impl", "precision")  # what +LiFT and plain rows share
         lift_ratios, sdpa_ratios = (inf["ratios"].get(k, []) for k in RATIOS)
         lift = _row(lift_ratios, part="detector", attn_impl="eager", **at)
         backbone = _row(lift_ratios, part="backbone", attn_impl="eager", **at)
-        sdpa = _row(sdpa_ratios, model=(lift_model or [None])[0], part="detector", **at)
+        sdpa = _row(sdpa_ratios, model=lift_model, part="detector", **at)
         epoch, schedule = s1.get("epoch_s"), s1.get("schedule_s")
         cost.append(
             f"| {r['device']} | {_with_spread(lift, inf['rows'], setting)} | "

@@ -1,6 +1,7 @@
 """Where and how a tool's result was made (stamped by the tools that write results for docs/)."""
 
 import os
+import re
 import time
 from typing import Dict
 
@@ -32,3 +33,8 @@ def provenance() -> Dict[str, str]:
         "torch": torch.__version__,
         "command": " ".join([os.path.relpath(sys.argv[0], _REPO)] + sys.argv[1:]),
     }
+
+
+def slug(name: str) -> str:
+    """A file name for a machine or device: 'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
