@@ -278,3 +278,25 @@ def test_detectors_are_timed_a_b_b_a_and_measured_alone(tool, monkeypatch):
     assert first["spread"] == pytest.approx(3 / 2.5)
     assert by["+LiFT", next(iter(tool.ATTN_IMPLS))]["repeats_s"] == [2.0, 3.0]
     assert first["peak_memory_MiB"] == 1.0  # plain measured before +LiFT was built
+
+
+def test_a_report_cut_short_while_written_keeps_the_previous_one(tool, tmp_path, monkeypatch):
+    """The report is written atomically: a run killed between writing and renaming (os.replace
+    raising here) leaves the previous report whole and no temporary file beside it."""
+    from lift_det.checkpoint import file_io
+
+    base = str(tmp_path / "gpu" / "dev")
+    old = dict(toy=True, device="dev", torch="t", cuda="none", amp_dtype="bf16", image_size=8,
+               wall_s=1.0, budget_s=2.0, date="d", commit="c", machine="m", command="x",
+               skipped=[], failed=[])  # fmt: skip
+    tool.write_report(old, base)
+    before = {p: open(base + p).read() for p in (".json", ".md")}
+
+    def killed(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(file_io.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        tool.write_report(dict(old, wall_s=99.0), base)
+    assert {p: open(base + p).read() for p in (".json", ".md")} == before
+    assert sorted(os.listdir(tmp_path / "gpu")) == ["dev.json", "dev.md"]
