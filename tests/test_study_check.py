@@ -19,7 +19,7 @@ from detectron2.engine import SimpleTrainer, hooks
 from detectron2.solver import WarmupParamScheduler
 
 from conftest import CPU_ENV, REPO, load_tool
-from lift_det.engine.replay import FixedLengthLRScheduler, LossTrace
+from lift_tools.replay import FixedLengthLRScheduler, LossTrace
 from lift_tools.study_probe import compare_losses
 
 STUDY_CHECK = os.path.join(REPO, "tools", "study_check.py")

@@ -27,7 +27,6 @@ from detectron2.utils.logger import setup_logger
 import lift_det  # noqa: F401  (registers backbones and datasets)
 from lift_det.checkpoint import AtomicDetectionCheckpointer, atomic_write_bytes
 from lift_det.engine import checks, run_dir
-from lift_det.engine.replay import FixedLengthLRScheduler, LossTrace
 from lift_det.engine.train_utils import (
     apply_optimizer_settings,
     build_trainer,
@@ -39,6 +38,7 @@ from lift_det.engine.train_utils import (
     optimizer_settings,
     train_or_explain,
 )
+from lift_tools.replay import FixedLengthLRScheduler, LossTrace
 
 logger = logging.getLogger("detectron2")
 

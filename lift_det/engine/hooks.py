@@ -1,5 +1,4 @@
-"""The stage-one LiFT export hook the training tool adds (``cfg.train.export``). The hooks that
-replay the start of a run are in :mod:`.replay`."""
+"""The stage-one LiFT export hook the training tool adds (``cfg.train.export``)."""
 
 import json
 import logging
