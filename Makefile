@@ -27,7 +27,7 @@ study: setup
 
 # does this machine reproduce the study's arithmetic? (< 3 min) The first iterations of its steps,
 # bit for bit against the trace `make study` wrote (docs/mini_study_trace.json); the result goes
-# to docs/study_checks/<machine>.json, which the README lists
+# to docs/study_checks/<machine>-torch-<version>.json, which the README lists
 study-check: setup
 	$(PY) tools/study_check.py --record docs/study_checks $(STUDY_CHECK_ARGS)
 

@@ -197,3 +197,23 @@ def test_study_check_end_to_end(tmp_path):
     rc, out, err = study_check("--trace", "nowhere.json", cwd=tmp_path)
     assert (rc, out) == (2, "")
     assert len(err.strip().splitlines()) == 1 and "`make study` writes it" in err
+
+
+def test_a_record_per_machine_and_torch(tmp_path):
+    """One machine checked with two torch versions keeps both records; a rerun with the same
+    machine and torch replaces its own."""
+    study_check = load_tool("study_check")
+    trace = {"iters": 10, "date": "d0", "commit": "c0", "machine": "M", "torch": "2.14.1"}
+
+    def run(torch_version, commit):
+        got = {"date": "d", "commit": commit, "machine": "AMD EPYC, 2 CPUs, no GPU",
+               "torch": torch_version, "command": "study_check.py"}  # fmt: skip
+        steps = [dict(name="baseline", identical=False, first_iter=0,
+                      max_abs=0.1, max_rel=0.2)]  # fmt: skip
+        return study_check.record(str(tmp_path), trace, got, steps)
+
+    first, other = run("2.14.1+cu130", "a"), run("2.11.0+cu130", "b")
+    assert os.path.basename(first) == "amd-epyc-2-cpus-no-gpu-torch-2-14-1-cu130.json"
+    assert first != other and len(os.listdir(tmp_path)) == 2
+    assert run("2.11.0+cu130", "c") == other and read(other)["commit"] == "c"
+    assert len(os.listdir(tmp_path)) == 2

@@ -35,8 +35,8 @@ def get_parser() -> argparse.ArgumentParser:
         "--record",
         default="",
         metavar="DIR",
-        help="also write the check's result to DIR/<machine>.json (make study-check: "
-        "docs/study_checks, which the README lists)",
+        help="also write the check's result to DIR/<machine>-torch-<version>.json (make "
+        "study-check: docs/study_checks, which the README lists)",
     )
     parser.add_argument(
         "--output-dir",
@@ -89,12 +89,12 @@ def _difference(there: Optional[Dict], here: Optional[Dict]) -> str:
 
 
 def record(folder: str, expected: Dict, got: Dict, steps: List[Dict]) -> str:
-    """Writes the check's result to ``folder/<machine>.json`` (a rerun on the same machine
-    replaces it; tools/update_readme.py lists them); returns the path."""
+    """Writes the check's result to ``folder/<machine>-torch-<version>.json`` (a rerun with the
+    same machine and torch replaces it; tools/update_readme.py lists them); returns the path."""
     from lift_det.checkpoint import atomic_write_text
 
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"{slug(got['machine'])}.json")
+    path = os.path.join(folder, f"{slug(got['machine'] + ' torch ' + got['torch'])}.json")
     result = {
         **{k: got[k] for k in ("date", "commit", "machine", "torch", "command")},
         "identical": all(s["identical"] for s in steps),

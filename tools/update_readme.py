@@ -130,7 +130,7 @@ def render_gpu_reports(folder: str) -> str:
 
 STUDY_CHECKS_NONE = (
     "No machine has run `make study-check` against the committed trace yet (it writes "
-    "`docs/study_checks/<machine>.json`; then run `tools/update_readme.py`)."
+    "`docs/study_checks/<machine>-torch-<version>.json`; then run `tools/update_readme.py`)."
 )
 
 
