@@ -176,6 +176,7 @@ def test_study_check_end_to_end(tmp_path):
     loss = changed["steps"][1]["losses"][1]
     old = loss["total_loss"]  # 0x1.<13 hex digits>p<exponent>
     loss["total_loss"] = old[:5] + ("1" if old[5] != "1" else "2") + old[6:]
+    changed["torch"] = "0.1"  # made with another torch: the check says so
     with open(tmp_path / "changed.json", "w") as f:
         json.dump(changed, f)
     rc, out, err = study_check("--trace", "changed.json", "--output-dir", probe, "--resume",
@@ -183,6 +184,7 @@ def test_study_check_end_to_end(tmp_path):
     assert rc == 1, out[-3000:] + err[-3000:]
     assert "baseline: identical bit for bit" in out and "seed0/lift: identical bit for bit" in out
     assert "seed0/stage1_lift: DIFFERS from iteration 1 (total_loss" in out
+    assert f"this run's torch {torch.__version__} is not the trace's 0.1" in out
     # --record: this machine's result, which the README lists (tools/update_readme.py)
     (recorded,) = [read(str(p)) for p in (tmp_path / "checks").iterdir()]
     assert recorded["machine"] == trace["machine"] and recorded["identical"] is False

@@ -196,6 +196,11 @@ def main(args) -> int:
         f"OpenMP build or torch version); where it is larger than rounding at iteration 0, the "
         f"runs start differently (initialization, random streams or data of other versions)"
     )
+    if got["torch"] != expected.get("torch"):
+        print(f"[study-check] this run's torch {got['torch']} is not the trace's "
+              f"{expected.get('torch')}: another torch version may initialize the models "
+              f"differently (nn.init.trunc_normal_ changed between torch 2.11 and 2.14.1: README); "
+              f"check with the torch dev/setup_env.sh pins")  # fmt: skip
     return 1
 
 
