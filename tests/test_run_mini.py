@@ -5,11 +5,14 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import pytest
 
-from conftest import CPU_ENV
+from conftest import CPU_ENV, REPO
 from lift_tools import main_job as mini
 from lift_tools import pipeline as runner
+from lift_tools.cli import Refused
 
 
 def test_format_table():
@@ -116,8 +119,31 @@ def test_rerun_without_resume_refuses_and_keeps_results(pipeline, tmp_path, monk
     before = open(final, "rb").read()
     for k, v in CPU_ENV.items():
         monkeypatch.setenv(k, v)
-    with pytest.raises(RuntimeError, match="step 'baseline' failed"):
+    log = os.path.join(out, "baseline", "pipeline_stdout.txt")
+    log_before = open(log).read()
+    with pytest.raises(Refused, match=r"holds the runs of \['baseline', 'stage1', 'baseline_ft'"):
         mini.run_pipeline(out, 1, 1, 1)
-    with open(os.path.join(out, "baseline", "pipeline_stdout.txt")) as f:
-        assert "holds a run" in f.read()
     assert open(final, "rb").read() == before
+    assert open(log).read() == log_before  # refused before any step started
+
+
+def test_run_mini_says_in_one_line_why_it_stops(pipeline, tmp_path):
+    """`make main` into a folder holding a main job: exit 2 before any step starts; a step that
+    fails: exit 1 with the step, its own error line and its log (no traceback)."""
+    out = str(tmp_path / "mini")
+    shutil.copytree(pipeline[0], out)
+    env = dict(os.environ, **CPU_ENV)
+    tool = [sys.executable, os.path.join(REPO, "tools", "run_mini.py")]
+    run = subprocess.run([*tool, "--output-dir", out], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 2 and "Traceback" not in run.stderr and run.stdout == ""
+    assert "holds the runs of ['baseline'" in run.stderr.splitlines()[-1]
+
+    fresh = str(tmp_path / "fresh")
+    run = subprocess.run([*tool, "--output-dir", fresh, "train.max_iterr=1"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    line = run.stderr.strip().splitlines()[-1]
+    assert line.startswith("run_mini.py: step 'baseline' failed (exit 2): train_net.py: error: ")
+    assert "did you mean 'train.max_iter'?" in line
+    assert line.endswith(os.path.join(fresh, "baseline", "pipeline_stdout.txt"))

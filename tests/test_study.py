@@ -238,7 +238,7 @@ def test_same_seed_gives_identical_metrics(tiny_study, tmp_path, monkeypatch):
 def test_run_mini_refuses_bad_arguments_before_running(argv, message, tmp_path):
     run_mini = load_tool("run_mini")
     args = run_mini.get_parser().parse_args(argv + ["--output-dir", str(tmp_path / "out")])
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(run_mini.Refused, match=message):
         run_mini.main(args)
     assert not (tmp_path / "out").exists()  # nothing started
 

@@ -185,6 +185,8 @@ TOOLS = os.path.join(REPO, "tools")
          "has no model.source.net; the feature tools take a detectron2 ViT"),
         ("scale_invariance.py", ["--config", "{timm}", "--output", "c.png"],
          "has no model.source.net; the feature tools take a detectron2 ViT"),
+        ("benchmark.py", ["--presets", "LiFT-X"], "Unknown LiFT presets ['LiFT-X']"),
+        ("run_mini.py", ["--seeds", "1", "--jobs", "0"], "--jobs must be >= 1, got 0"),
     ],
 )  # fmt: skip
 def test_other_tools_refuse_in_one_line(tool, args, fragment, tmp_path):

@@ -38,6 +38,7 @@ from lift_det.checkpoint import atomic_write_text
 from lift_det.config import VIT_SIZES, vitdet_vit_args
 from lift_det.model_zoo import CONFIG_DIR
 from lift_det.modeling import LIFT_PRESETS, build_upsampler
+from lift_tools.cli import Refused, run_main
 from lift_tools.costs import count_flops, detector_config, peak_memory_mib, random_image
 from lift_tools.provenance import provenance
 
@@ -301,12 +302,10 @@ def main(args):
         args.detector_size, args.time_size, args.repeats = 512, 384, 2
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(
-            "--device cuda was asked for, but CUDA is not available: use --device cpu."
-        )
+        raise Refused("--device cuda was asked for, but CUDA is not available: use --device cpu.")
     unknown = sorted(set(args.presets) - set(LIFT_PRESETS))
     if unknown:
-        raise SystemExit(f"Unknown LiFT presets {unknown}; use some of {sorted(LIFT_PRESETS)}.")
+        raise Refused(f"Unknown LiFT presets {unknown}; use some of {sorted(LIFT_PRESETS)}.")
     heads = (args.proposals, args.detections)
     result = dict(device=device_name(device), timings=[], flop_tables={}, **provenance())
     for k in ("image_size", "detector_size", "time_size", "repeats", "proposals", "detections"):
@@ -342,4 +341,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(get_parser().parse_args())
+    run_main(main, get_parser())

@@ -20,6 +20,7 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 
 import tqdm
 from lift_det.data import IMAGE_EXTENSIONS
+from lift_tools.cli import Refused, run_main
 
 # a folder's images that the demo can draw on and write back (OpenCV writes no GIF)
 IMAGE_EXTS = tuple(e for e in IMAGE_EXTENSIONS if cv2.haveImageWriter(f"image{e}"))
@@ -30,10 +31,6 @@ VIDEO_CODECS = {
     ".mkv": ("x264", "avc1", "mp4v", "MJPG"),
     ".avi": ("MJPG", "XVID"),
 }
-
-
-class Refused(Exception):
-    """Bad input: one line on stderr and exit code 2, before the model is built."""
 
 
 def expand_inputs(patterns):
@@ -238,8 +235,4 @@ def get_parser():
 
 
 if __name__ == "__main__":
-    parser = get_parser()
-    try:
-        main(parser.parse_args())
-    except Refused as e:
-        parser.error(str(e))
+    run_main(main, get_parser())

@@ -48,6 +48,7 @@ from lift_det.data.mini import generate_mini_coco
 from lift_det.engine.hooks import ExportLiFTFile
 from lift_det.engine.train_utils import build_trainer
 from lift_det.modeling import ATTN_IMPLS, set_attn_impl
+from lift_tools.cli import Refused, run_main
 from lift_tools.costs import detector_config, peak_memory_mib, random_image
 from lift_tools.provenance import provenance, slug
 
@@ -676,7 +677,7 @@ def main(args) -> int:
     budget = Budget(args.budget_s)
     has_cuda = torch.cuda.is_available()
     if not args.toy and not has_cuda:
-        raise SystemExit("No CUDA device: the GPU check needs one (--toy runs it on a CPU).")
+        raise Refused("No CUDA device: the GPU check needs one (--toy runs it on a CPU).")
     device = torch.device("cuda" if has_cuda else "cpu")
     setup = TOY if args.toy else GPU
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
@@ -817,4 +818,4 @@ def vit_size_rows(setup, device, amp_dtype, budget, inference_s, result) -> Dict
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(get_parser().parse_args()))
+    raise SystemExit(run_main(main, get_parser()))

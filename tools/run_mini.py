@@ -15,8 +15,11 @@ interrupted one; --overwrite reruns every step from scratch.
 """
 
 import argparse
+import sys
 
+from lift_tools.cli import Refused, run_main
 from lift_tools.main_job import MAIN_ITERS, run_pipeline
+from lift_tools.pipeline import StepFailed
 from lift_tools.study_schedule import ARMS, STUDY_ITERS
 
 # (main job, study) defaults
@@ -43,19 +46,17 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(args) -> None:
     if args.seeds < 0:
-        raise SystemExit(
-            f"--seeds must be >= 1 (the study) or left out (the main job): {args.seeds}"
-        )
+        raise Refused(f"--seeds must be >= 1 (the study) or left out (the main job): {args.seeds}")
     study = args.seeds > 0
     if not study and (args.jobs, args.arms, args.report_dir, args.val_images) != (None,) * 4:
-        raise SystemExit(
+        raise Refused(
             "--jobs, --arms, --report-dir and --val-images belong to the study: add --seeds N"
         )
     iters = {k: v[study] if getattr(args, f"{k}_iters") is None else getattr(args, f"{k}_iters")
              for k, v in DEFAULT_ITERS.items()}  # fmt: skip
     for k, v in iters.items():
         if v < 1:
-            raise SystemExit(f"--{k}-iters must be >= 1, got {v}")
+            raise Refused(f"--{k}-iters must be >= 1, got {v}")
     extra = [o for o in args.opts if o != "--"]
     if not study:
         run_pipeline(
@@ -70,13 +71,13 @@ def main(args) -> None:
         return  # fmt: skip
     jobs = 2 if args.jobs is None else args.jobs
     if jobs < 1:
-        raise SystemExit(f"--jobs must be >= 1, got {jobs}")
+        raise Refused(f"--jobs must be >= 1, got {jobs}")
     unknown = sorted(set(args.arms or ()) - {a[0] for a in ARMS})
     if unknown:
-        raise SystemExit(f"unknown --arms {unknown}; the arms are {[a[0] for a in ARMS]}")
+        raise Refused(f"unknown --arms {unknown}; the arms are {[a[0] for a in ARMS]}")
     val_images = 240 if args.val_images is None else args.val_images
     if val_images < 1:
-        raise SystemExit(f"--val-images must be >= 1, got {val_images}")
+        raise Refused(f"--val-images must be >= 1, got {val_images}")
     from lift_tools.study import run_study
 
     run_study(args.output_dir or "output/study", list(range(args.seeds)), iters["baseline"],
@@ -86,4 +87,7 @@ def main(args) -> None:
 
 
 if __name__ == "__main__":
-    main(get_parser().parse_args())
+    try:
+        run_main(main, get_parser())
+    except StepFailed as e:  # one line: the step, its last output line and its log
+        sys.exit(f"run_mini.py: {e}")

@@ -9,6 +9,7 @@ so they import these modules as ``lift_tools.<module>``:
 - ``pipeline``: steps that run tools/train_net.py, their scheduler, the main job (`make main`)
 - ``study_schedule``, ``study_statistics``, ``study_report``, ``study``: the multi-seed study
   (`make study`): its steps, its statistics, its report and figure, the run that ties them
+- ``cli``: the tools' refusal of bad input (one line, exit code 2)
 - ``study_probe``, ``replay``: the reproducibility probe (`make study-check`) and the training
   hooks behind ``train_net --stop-at-iter`` / ``--loss-trace`` that it runs
 """

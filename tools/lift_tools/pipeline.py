@@ -15,7 +15,9 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["Step", "run_steps", "read_final_metrics", "estimate_makespan"]
+from .cli import Refused
+
+__all__ = ["Step", "StepFailed", "run_steps", "read_final_metrics", "estimate_makespan"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Seconds a step's process spends outside its iterations (imports, building, data, checkpoints).
@@ -27,6 +29,10 @@ def _condense(line: str, width: int = 150) -> str:
     """A child's log line without its timestamp prefix, cut to ``width`` characters."""
     line = re.sub(r"^\[\d\d/\d\d \d\d:\d\d:\d\d [\w.]+\]: ", "", line.rstrip())
     return line if len(line) <= width else line[: width - 3] + "..."
+
+
+class StepFailed(RuntimeError):
+    """A step's process failed; the message has its last output line and where its log is."""
 
 
 @dataclass
@@ -88,14 +94,16 @@ def _run_step(
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
+        last = ""
         for line in proc.stdout:
             log.write(line)
+            last = line.strip() or last
             if _ECHO.search(line):
                 print(f"  [{step.name}] {_condense(line)}", flush=True)
         code = proc.wait()
     if code != 0:
-        raise RuntimeError(
-            f"step '{step.name}' failed (exit {code}); full output in "
+        raise StepFailed(
+            f"step '{step.name}' failed (exit {code}): {_condense(last, 300)}; full output in "
             f"{os.path.join(step_dir, 'pipeline_stdout.txt')}"
         )
     return time.time() - start
@@ -149,11 +157,18 @@ def run_steps(
     Run ``steps`` (each after its ``needs``), up to ``jobs`` at a time, printing progress and an
     ETA; returns each step's final metrics (+ ``iterations`` and ``seconds``). ``resume``: skip
     the steps that finished and resume an interrupted one from its last checkpoint;
-    ``overwrite``: rerun every step from scratch (without either, a folder that holds a run is
-    refused by tools/train_net.py). ``env``: variables set for every step's process (e.g.
-    ``LIFT_DET_MINI_ROOT``). The ETA simulates the schedule with each step's estimated
-    time, ``STEP_OVERHEAD_S + iters * cost`` scaled by how fast this machine ran the steps done.
+    ``overwrite``: rerun every step from scratch (without either, an ``out`` that holds a step's
+    run is refused: :class:`Refused`). A step that fails raises :class:`StepFailed`. ``env``:
+    variables set for every step's process (e.g. ``LIFT_DET_MINI_ROOT``). The ETA simulates the
+    schedule with each step's estimated time, ``STEP_OVERHEAD_S + iters * cost`` scaled by how
+    fast this machine ran the steps done.
     """
+    held = [s.name for s in steps if os.path.exists(os.path.join(out, s.name, "last_checkpoint"))]
+    if held and not (resume or overwrite):  # refused before any step starts
+        raise Refused(
+            f"{out} holds the runs of {held}: give --resume to skip the finished steps and resume "
+            f"an interrupted one, --overwrite to rerun every step, or another --output-dir"
+        )
     switch = ["--resume"] if resume else ["--overwrite"] if overwrite else []
     results: Dict[str, Dict] = {}
     todo: List[Step] = []
