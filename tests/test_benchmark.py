@@ -133,8 +133,9 @@ def test_every_preset_is_listed_by_default(tool):
 
 def test_unknown_preset_is_refused(tool, tmp_path):
     args = tool["get_parser"]().parse_args(["--presets", "LiFT-X", "--json", str(tmp_path / "j")])
-    with pytest.raises(SystemExit, match="Unknown LiFT presets"):
+    with pytest.raises(ValueError, match="Unknown LiFT presets"):  # the tool's Refused
         tool["main"](args)
+    assert not (tmp_path / "j").exists()
 
 
 def test_stage1_ratio_restores_lift(tool):
