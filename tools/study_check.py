@@ -88,6 +88,11 @@ def _difference(there: Optional[Dict], here: Optional[Dict]) -> str:
     return f"{there['name']}: {key}={old.get(key, '(none)')} there, ={new.get(key, '(none)')} here"
 
 
+def _stack(made: Dict) -> str:
+    """The versions a trace or run was made with (numpy and Python where recorded)."""
+    return ", ".join(f"{k} {made[k]}" for k in ("torch", "numpy", "python") if made.get(k))
+
+
 def record(folder: str, expected: Dict, got: Dict, steps: List[Dict]) -> str:
     """Writes the check's result to ``folder/<machine>-torch-<version>.json`` (a rerun with the
     same machine and torch replaces it; tools/update_readme.py lists them); returns the path."""
@@ -96,10 +101,13 @@ def record(folder: str, expected: Dict, got: Dict, steps: List[Dict]) -> str:
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"{slug(got['machine'] + ' torch ' + got['torch'])}.json")
     result = {
-        **{k: got[k] for k in ("date", "commit", "machine", "torch", "command")},
+        **{k: got.get(k) for k in ("date", "commit", "machine", "torch", "numpy", "python")},
+        "command": got["command"],
         "identical": all(s["identical"] for s in steps),
         "iters": expected["iters"],
-        "trace": {k: expected.get(k) for k in ("date", "commit", "machine", "torch")},
+        "trace": {
+            k: expected.get(k) for k in ("date", "commit", "machine", "torch", "numpy", "python")
+        },
         "steps": steps,
     }
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
@@ -158,9 +166,8 @@ def main(args) -> int:
         return 1
     print(
         f"\n[study-check] the trace {args.trace}: made {expected.get('date')} "
-        f"at commit {expected.get('commit')} on {expected.get('machine')}, torch "
-        f"{expected.get('torch')}\n[study-check] this run: commit {got['commit']} on "
-        f"{got['machine']}, torch {got['torch']}"
+        f"at commit {expected.get('commit')} on {expected.get('machine')}, {_stack(expected)}"
+        f"\n[study-check] this run: commit {got['commit']} on {got['machine']}, {_stack(got)}"
     )
     identical, results = True, []
     for step, mine in zip(expected["steps"], got["steps"]):

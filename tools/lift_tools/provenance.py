@@ -10,6 +10,7 @@ _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 
 def provenance() -> Dict[str, str]:
     """Where and how a result was made: date, commit, machine, versions, the exact command."""
+    import numpy
     import platform
     import subprocess
     import sys
@@ -31,6 +32,8 @@ def provenance() -> Dict[str, str]:
         "machine": f"{cpu}, {os.cpu_count()} CPUs, "
         + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"),
         "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
         "command": " ".join([os.path.relpath(sys.argv[0], _REPO)] + sys.argv[1:]),
     }
 
