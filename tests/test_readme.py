@@ -129,9 +129,11 @@ def test_study_checks_block_lists_the_recorded_machines(tmp_path):
     table = update_readme.render_study_checks(str(tmp_path))
     assert "| CPU X, 2 CPUs, no GPU | d | `abc` | 2.x | `def` | identical bit for bit (10 " in table
     # a record that names numpy and Python (older ones do not)
-    (tmp_path / "x.json").write_text(json.dumps({**record, "numpy": "1.y", "python": "3.z"}))
+    (tmp_path / "x.json").write_text(
+        json.dumps({**record, "numpy": "1.y", "pillow": "9.p", "python": "3.z"})
+    )
     table = update_readme.render_study_checks(str(tmp_path))
-    assert "| `abc` | 2.x, numpy 1.y, Python 3.z | `def` |" in table
+    assert "| `abc` | 2.x, numpy 1.y, Pillow 9.p, Python 3.z | `def` |" in table
 
 
 def test_gpu_block_is_pending_without_a_gpu_report(tmp_path):

@@ -25,6 +25,7 @@ from lift_tools import study_probe, study_schedule
 from lift_tools.provenance import slug
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VERSIONS = ("torch", "numpy", "pillow", "python")  # what a run's arithmetic may depend on
 DEFAULT_TRACE = os.path.relpath(os.path.join(REPO, "docs", "mini_study_trace.json"))
 
 
@@ -89,8 +90,8 @@ def _difference(there: Optional[Dict], here: Optional[Dict]) -> str:
 
 
 def _stack(made: Dict) -> str:
-    """The versions a trace or run was made with (numpy and Python where recorded)."""
-    return ", ".join(f"{k} {made[k]}" for k in ("torch", "numpy", "python") if made.get(k))
+    """The versions a trace or run was made with (numpy, Pillow and Python where recorded)."""
+    return ", ".join(f"{k} {made[k]}" for k in VERSIONS if made.get(k))
 
 
 def record(folder: str, expected: Dict, got: Dict, steps: List[Dict]) -> str:
@@ -101,13 +102,11 @@ def record(folder: str, expected: Dict, got: Dict, steps: List[Dict]) -> str:
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"{slug(got['machine'] + ' torch ' + got['torch'])}.json")
     result = {
-        **{k: got.get(k) for k in ("date", "commit", "machine", "torch", "numpy", "python")},
+        **{k: got.get(k) for k in ("date", "commit", "machine", *VERSIONS)},
         "command": got["command"],
         "identical": all(s["identical"] for s in steps),
         "iters": expected["iters"],
-        "trace": {
-            k: expected.get(k) for k in ("date", "commit", "machine", "torch", "numpy", "python")
-        },
+        "trace": {k: expected.get(k) for k in ("date", "commit", "machine", *VERSIONS)},
         "steps": steps,
     }
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")

@@ -147,13 +147,13 @@ def render_study_checks(folder: str) -> str:
             worst = max(r["steps"], key=lambda s: s["max_rel"])
             result = (f"differs: {worst['name']} from iteration {worst['first_iter']}, largest "
                       f"relative difference {worst['max_rel']:.2g}")  # fmt: skip
-        versions = (("numpy", "numpy"), ("python", "Python"))  # not in older records
+        versions = (("numpy", "numpy"), ("pillow", "Pillow"), ("python", "Python"))  # newer records
         stack = ", ".join([r["torch"]] + [f"{name} {r[k]}" for k, name in versions if r.get(k)])
         rows.append(f"| {r['machine']} | {r['date']} | `{r['commit']}` | {stack} | "
                     f"`{r['trace']['commit']}` | {result} |")  # fmt: skip
     if not rows:
         return STUDY_CHECKS_NONE + "\n"
-    head = ["| machine | date | commit | torch (numpy, Python) | trace's commit | result |",
+    head = ["| machine | date | commit | torch (numpy, Pillow, Python) | trace's commit | result |",
             "|---|---|---|---|---|---|"]  # fmt: skip
     return "\n".join(head + rows) + "\n"
 

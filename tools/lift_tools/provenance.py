@@ -14,6 +14,7 @@ def provenance() -> Dict[str, str]:
     import platform
     import subprocess
     import sys
+    import PIL
     import torch
 
     commit = subprocess.run(
@@ -33,6 +34,7 @@ def provenance() -> Dict[str, str]:
         + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
+        "pillow": PIL.__version__,  # decodes the JPEG images of the mini data
         "python": platform.python_version(),
         "command": " ".join([os.path.relpath(sys.argv[0], _REPO)] + sys.argv[1:]),
     }
