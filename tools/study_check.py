@@ -22,10 +22,9 @@ import tempfile
 from typing import Dict, List, Optional
 
 from lift_tools import study_probe, study_schedule
-from lift_tools.provenance import slug
+from lift_tools.provenance import VERSIONS, slug, versions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VERSIONS = ("torch", "numpy", "pillow", "python")  # what a run's arithmetic may depend on
 DEFAULT_TRACE = os.path.relpath(os.path.join(REPO, "docs", "mini_study_trace.json"))
 
 
@@ -87,11 +86,6 @@ def _difference(there: Optional[Dict], here: Optional[Dict]) -> str:
     old, new = there["overrides"], here["overrides"]
     key = next(k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k))
     return f"{there['name']}: {key}={old.get(key, '(none)')} there, ={new.get(key, '(none)')} here"
-
-
-def _stack(made: Dict) -> str:
-    """The versions a trace or run was made with (numpy, Pillow and Python where recorded)."""
-    return ", ".join(f"{k} {made[k]}" for k in VERSIONS if made.get(k))
 
 
 def record(folder: str, expected: Dict, got: Dict, steps: List[Dict]) -> str:
@@ -165,8 +159,8 @@ def main(args) -> int:
         return 1
     print(
         f"\n[study-check] the trace {args.trace}: made {expected.get('date')} "
-        f"at commit {expected.get('commit')} on {expected.get('machine')}, {_stack(expected)}"
-        f"\n[study-check] this run: commit {got['commit']} on {got['machine']}, {_stack(got)}"
+        f"at commit {expected.get('commit')} on {expected.get('machine')}, {versions(expected)}"
+        f"\n[study-check] this run: commit {got['commit']} on {got['machine']}, {versions(got)}"
     )
     identical, results = True, []
     for step, mine in zip(expected["steps"], got["steps"]):

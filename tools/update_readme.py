@@ -23,6 +23,7 @@ import re
 import sys
 
 from lift_det.checkpoint import atomic_write_text
+from lift_tools.provenance import VERSIONS, versions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLOCK = re.compile(r"(<!-- generated: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- /generated -->)", re.S)
@@ -147,8 +148,8 @@ def render_study_checks(folder: str) -> str:
             worst = max(r["steps"], key=lambda s: s["max_rel"])
             result = (f"differs: {worst['name']} from iteration {worst['first_iter']}, largest "
                       f"relative difference {worst['max_rel']:.2g}")  # fmt: skip
-        versions = (("numpy", "numpy"), ("pillow", "Pillow"), ("python", "Python"))  # newer records
-        stack = ", ".join([r["torch"]] + [f"{name} {r[k]}" for k, name in versions if r.get(k)])
+        others = versions(r, [k for k in VERSIONS if k != "torch"])  # older records: none
+        stack = f"{r['torch']}, {others}" if others else r["torch"]
         rows.append(f"| {r['machine']} | {r['date']} | `{r['commit']}` | {stack} | "
                     f"`{r['trace']['commit']}` | {result} |")  # fmt: skip
     if not rows:

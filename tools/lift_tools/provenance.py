@@ -5,6 +5,9 @@ import re
 import time
 from typing import Dict
 
+# the versions a result records, by key, with their names for people: what its arithmetic may
+# depend on (Pillow decodes the mini data's JPEG images)
+VERSIONS = {"torch": "torch", "numpy": "numpy", "pillow": "Pillow", "python": "Python"}
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -34,10 +37,16 @@ def provenance() -> Dict[str, str]:
         + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
-        "pillow": PIL.__version__,  # decodes the JPEG images of the mini data
+        "pillow": PIL.__version__,
         "python": platform.python_version(),
         "command": " ".join([os.path.relpath(sys.argv[0], _REPO)] + sys.argv[1:]),
     }
+
+
+def versions(made: Dict, keys=tuple(VERSIONS)) -> str:
+    """``made``'s versions of ``keys`` for people, e.g. 'torch 2.14.1, numpy 1.26.4'; versions
+    that ``made`` does not record (older results) are left out."""
+    return ", ".join(f"{VERSIONS[k]} {made[k]}" for k in keys if made.get(k))
 
 
 def slug(name: str) -> str:
