@@ -21,7 +21,9 @@ __all__ = [
     "vitdet_vit_args",
     "LIFT_PRESET_FOR_WIDTH",
     "upsampler_config",
+    "PLACEMENTS",
     "lift_backbone",
+    "set_image_size",
     "stage2_lr_multiplier",
     "frozen_vit_lr_factor",
 ]
@@ -103,19 +105,23 @@ def upsampler_config(name: str, **kwargs):
     return L(build_upsampler)(name=name, **shape, **kwargs)
 
 
+PLACEMENTS = ("half", "stride8")
+
+
 def lift_backbone(
     vitdet_backbone,
     upsampler: Optional[str] = None,
     *,
     lift_weights: str,
     freeze: bool,
+    placement: str = "half",
     **lift_kwargs,
 ):
     """
     Turn ViTDet's backbone config (``L(SimpleFeaturePyramid)(net=L(ViT)(...))``, as in detectron2's
     ``common/models/mask_rcnn_vitdet.py`` and every ViTDet B/L/H config) into the stage-two
-    ViT+LiFT backbone config: the same ViT arguments, the upsampler after it, the stride-8 pyramid.
-    Returns a new config; the argument is not modified.
+    ViT+LiFT backbone config: the same ViT arguments, the upsampler after it, ViTDet's pyramid
+    where LiFT's output enters it. Returns a new config; the argument is not modified.
 
     Args:
         vitdet_backbone: ``model.backbone`` of a ViTDet LazyConfig.
@@ -125,8 +131,19 @@ def lift_backbone(
             weights come from ``train.init_checkpoint`` (a trained +LiFT checkpoint) or for the
             parameter-free bilinear control.
         freeze (bool): stage two (paper §3.5): ViT and LiFT frozen, pyramid and heads trained.
+        placement (str): where LiFT enters ViTDet (nothing new to learn in either):
+            "half": the ViT and LiFT see the detector's image at half size and LiFT's output
+            (stride 16 of the detector's image) feeds upstream's pyramid unchanged: every ViTDet
+            tensor loads, none is new or unused. On an image twice ViTDet's size it stands in for
+            ViTDet on that image ("up", see :func:`set_image_size`); on ViTDet's size it runs the
+            ViT on a quarter of the pixels ("down").
+            "stride8": the ViT sees the detector's image, LiFT's stride-8 output gives p2-p4
+            through ViTDet's 2x, 1x and 0.5x stages, p5 and p6 are subsampled from p4
+            (:class:`~lift_det.modeling.LastLevelsMaxPool`); ViTDet's 4x stage is unused.
         lift_kwargs: passed to the upsampler (e.g. ``norm="SyncBN"``).
     """
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement={placement!r}: use one of {PLACEMENTS}.")
     vit_defaults = inspect.signature(ViT).parameters
     net = copy.deepcopy(vitdet_backbone.net)
     for key in ("embed_dim", "patch_size"):  # read by the upsampler's interpolation
@@ -138,7 +155,7 @@ def lift_backbone(
                 f"lift_backbone(backbone, 'LiFT-S', ...). Presets: {LIFT_PRESET_FOR_WIDTH}."
             )
         upsampler = LIFT_PRESET_FOR_WIDTH[net.embed_dim]
-    from .modeling import LiFTSimpleFeaturePyramid, ViTLiFT
+    from .modeling import LastLevelsMaxPool, LiFTSimpleFeaturePyramid, ViTLiFT
 
     net.update(
         _target_=ViTLiFT,
@@ -146,12 +163,36 @@ def lift_backbone(
         lift_weights=lift_weights,
         freeze_vit=freeze,
         freeze_lift=freeze,
+        image_scale=0.5 if placement == "half" else 1.0,
     )
     backbone = copy.deepcopy(vitdet_backbone)
-    # scales follow the net's stride (LiFT once: 2, 1, 0.5 and a new 0.25; twice: 1 ... 0.125),
-    # keeping p2-p6 at strides 4-64 (model.backbone.net.num_passes=2 works as an override)
+    # scales follow the net's stride up to the level the top block reads: half: 4, 2, 1, 0.5
+    # (upstream's); stride8: 2, 1, 0.5 (and 1, 0.5, 0.25 with model.backbone.net.num_passes=2)
     backbone.update(_target_=LiFTSimpleFeaturePyramid, net=net, scale_factors=None, freeze=False)
+    if placement == "stride8":
+        backbone.top_block = L(LastLevelsMaxPool)(in_feature="p4", num_levels=2)
     return backbone
+
+
+def set_image_size(model, dataloader, size: int) -> None:
+    """
+    Give a detector LazyConfig (ViTDet's, or one from :func:`lift_backbone`) another input size:
+    the padded square (``square_pad``), the large-scale-jitter target and crop of the training
+    augmentations (ViTDet's ``ResizeScale`` and ``FixedSizeCrop``) and the test resize. The ViT's
+    ``img_size`` stays, so its checkpoint loads unchanged (detectron2's ViT interpolates its
+    position embeddings to the grid it sees). Changes ``model`` and ``dataloader`` in place.
+    """
+    import detectron2.data.transforms as T
+
+    model.backbone.square_pad = size
+    for aug in dataloader.train.mapper.augmentations:
+        if "target_height" in aug:
+            aug.target_height = aug.target_width = size
+        if "crop_size" in aug:
+            aug.crop_size = (size, size)
+    dataloader.test.mapper.augmentations = [
+        L(T.ResizeShortestEdge)(short_edge_length=size, max_size=size),
+    ]
 
 
 def stage2_lr_multiplier(max_iter: int, warmup_iters: Optional[int] = None):

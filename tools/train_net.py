@@ -4,7 +4,8 @@ Train or evaluate any lift_det LazyConfig: a detector (ViTDet, +LiFT, the contro
 (a ``LiFTDistiller``; the model decides what a step is). The shape of upstream's
 ``tools/lazyconfig_train_net.py``, plus: checks before anything is built (overrides, values, the
 output folder, which is locked while the run writes to it), atomic checkpoints, AMP only on CUDA,
-clear data errors, a NaN stop message, and the config's ``train.export`` hooks. ``--loss-trace N``
+clear data errors, a NaN stop message, the config's ``train.export`` hooks, and
+``--eval-only`` results in detectron2's ``metrics.json`` too. ``--loss-trace N``
 writes the exact losses of the first N iterations; ``--stop-at-iter K`` ends the run after K
 iterations of the ``train.max_iter`` schedule (together: the start of a long run, replayed).
 
@@ -21,7 +22,9 @@ from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import default_setup, default_writers, hooks, launch
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.evaluation.testing import flatten_results_dict
 from detectron2.utils import comm
+from detectron2.utils.events import EventStorage, JSONWriter
 from detectron2.utils.logger import setup_logger
 
 import lift_det  # noqa: F401  (registers backbones and datasets)
@@ -212,7 +215,12 @@ def main(args, cfg=None):
             AtomicDetectionCheckpointer(model, complete=True).load(cfg.train.init_checkpoint)
         except ValueError as e:
             raise checks.UsageError(str(e)) from None
-        return do_test(cfg, model)
+        results = do_test(cfg, model)
+        if comm.is_main_process() and results:  # detectron2's metrics.json, as training writes
+            with EventStorage(0) as storage:
+                storage.put_scalars(**flatten_results_dict(results), smoothing_hint=False)
+                JSONWriter(os.path.join(cfg.train.output_dir, "metrics.json")).write()
+        return results
     return do_train(args, cfg)
 
 

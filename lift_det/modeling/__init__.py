@@ -10,7 +10,7 @@ from .attention import ATTN_IMPLS, AttnViT, SDPAttention, set_attn_impl
 
 # stage two: ViT + LiFT backbone, its pyramid, yacs builder
 from .backbone import ViTLiFT, vit_identity
-from .pyramid import LiFTSimpleFeaturePyramid, build_vit_lift_backbone
+from .pyramid import LastLevelsMaxPool, LiFTSimpleFeaturePyramid, build_vit_lift_backbone
 
 # stage one: frozen feature sources and the self-supervised model
 from .feature_source import D2ViTSource
@@ -32,6 +32,7 @@ __all__ = [
     "SDPAttention",
     "set_attn_impl",
     "LiFTSimpleFeaturePyramid",
+    "LastLevelsMaxPool",
     "ViTLiFT",
     "build_vit_lift_backbone",
     "vit_identity",

@@ -10,6 +10,7 @@ is read when the checkpoint (e.g. ViTDet's) is loaded.
 from contextlib import nullcontext
 from typing import Any, Dict
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from detectron2.modeling import ViT
@@ -52,7 +53,7 @@ class ViTLiFT(AttnViT):
     """
     detectron2's :class:`ViT` followed by LiFT (or a control upsampler) on its output: a
     Backbone whose single output, named like the ViT's (``out_feature``), has the ViT's channels
-    and stride ``patch_size / 2**num_passes``.
+    and stride ``patch_size / 2**num_passes / image_scale`` on its input image.
     """
 
     def __init__(
@@ -64,6 +65,7 @@ class ViTLiFT(AttnViT):
         freeze_vit: bool = False,
         freeze_lift: bool = False,
         allow_random_lift: bool = False,
+        image_scale: float = 1.0,
         **vit_kwargs: Any,
     ):
         """
@@ -82,6 +84,11 @@ class ViTLiFT(AttnViT):
             freeze_lift (bool): the same for LiFT, including its BatchNorm statistics.
             allow_random_lift (bool): allow training with a frozen LiFT that no checkpoint or
                 LiFT file loaded (by default the first training forward raises).
+            image_scale (float): the ViT and LiFT see the detector's image resized by this
+                factor (bilinear, antialiased, as stage one makes x/2). 0.5 with one pass: the
+                output has stride ``patch_size`` on the detector's image, ViTDet's own stride,
+                so upstream's pyramid and every ViTDet weight apply unchanged (the "half"
+                placement); 1.0: the ViT sees the detector's image (stride ``patch_size / 2``).
             vit_kwargs: arguments of :class:`detectron2.modeling.ViT`, and ``attn_impl``
                 ("eager" or "sdpa", see :class:`AttnViT`).
         """
@@ -101,6 +108,14 @@ class ViTLiFT(AttnViT):
                 f"{lift.patch_size}, but the ViT has embed_dim={embed_dim} and patch_size="
                 f"{patch_size}. Build it with in_channels={embed_dim}, patch_size={patch_size}."
             )
+        number = isinstance(image_scale, (int, float)) and not isinstance(image_scale, bool)
+        stride = patch_size / 2**num_passes / image_scale if number and image_scale > 0 else 0.5
+        if not number or not 0 < image_scale <= 1 or stride != int(stride):
+            raise ValueError(
+                f"image_scale={image_scale!r} must be in (0, 1] and give a whole output stride "
+                f"(patch_size / 2**num_passes / image_scale = {stride:g}): use 1.0 or 0.5."
+            )
+        self.image_scale = float(image_scale)
         self.lift = lift
         self.lift_weights = lift_weights
         self.num_passes = num_passes
@@ -113,7 +128,7 @@ class ViTLiFT(AttnViT):
             is_lift = name.startswith("lift.")
             if (freeze_lift and is_lift) or (freeze_vit and not is_lift):
                 p.requires_grad_(False)
-        self._out_feature_strides = {self._out_features[0]: patch_size // 2**num_passes}
+        self._out_feature_strides = {self._out_features[0]: int(stride)}
         self.train()
 
     def backbone_identity(self) -> Dict[str, Any]:
@@ -189,6 +204,14 @@ class ViTLiFT(AttnViT):
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         if self.training:
             self._check_lift_loaded()
+        if self.image_scale != 1.0:
+            x = F.interpolate(
+                x,
+                scale_factor=self.image_scale,
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
+            )
         with torch.no_grad() if self.freeze_vit else nullcontext():
             features = self.vit_forward(x)
         return {self._out_features[0]: self.lift(x, features, num_passes=self.num_passes)}

@@ -1,16 +1,25 @@
-"""ViTDet's simple feature pyramid for a ViT+LiFT net of stride p / 2^k (paper §3.5, Appendix B).
+"""ViTDet's simple feature pyramid for a ViT+LiFT net (paper §3.5, Appendix B).
 
 Stage names are the contract with ViTDet checkpoints: a stage that applies scale factor ``s`` to
 the features is named ``simfp_<log2(p / s)>``, the name of the ViTDet stage that applies the same
 scale to stride-p ViT features (LiFT features at stride p/2 stand for ViT features of a 2x image).
-With p = 16 and one LiFT pass (stride 8): ``simfp_3`` (2x), ``simfp_4`` (1x), ``simfp_5`` (0.5x)
-load ViTDet's weights, ``simfp_6`` (0.25x) is new and ViTDet's ``simfp_2`` (4x) is unused. With two
-passes (stride 4): ``simfp_4`` (1x), ``simfp_5`` (0.5x) load, ``simfp_6`` / ``simfp_7`` are new.
+The placements of :func:`lift_det.config.lift_backbone`:
+
+- "half": the ViT and LiFT see the image at half size, LiFT's output has stride p on the
+  detector's image: upstream's stages ``simfp_2``-``simfp_5`` (4x ... 0.5x) and its
+  ``LastLevelMaxPool``; every ViTDet tensor loads, none is new or unused.
+- "stride8": the ViT sees the detector's image, LiFT gives stride p/2: ``simfp_3`` (2x),
+  ``simfp_4`` (1x), ``simfp_5`` (0.5x) load ViTDet's weights and give p2-p4; p5 and p6 are
+  stride-2 subsamplings of p4 and p5 (:class:`LastLevelsMaxPool`, ViTDet's ``LastLevelMaxPool``
+  twice): nothing new; ViTDet's ``simfp_2`` (4x) is unused by construction.
+With ``scale_factors`` given, any stage is built (e.g. a new 0.25x stage ``simfp_6``, reported as
+new when a ViTDet checkpoint is loaded).
 """
 
 import math
 from functools import partial
 from typing import Optional, Sequence
+import torch.nn.functional as F
 from torch import nn
 
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
@@ -21,9 +30,31 @@ from ..checkpoint import report_part
 from .backbone import ViTLiFT, vit_identity
 from .upsample import build_upsampler
 
-__all__ = ["LiFTSimpleFeaturePyramid", "build_vit_lift_backbone"]
+__all__ = ["LiFTSimpleFeaturePyramid", "LastLevelsMaxPool", "build_vit_lift_backbone"]
 
 VITDET_SCALES = (4.0, 2.0, 1.0, 0.5)  # upstream ViTDet's pyramid on the stride-p ViT
+
+
+class LastLevelsMaxPool(nn.Module):
+    """
+    ``num_levels`` coarser levels from ``in_feature``, each a stride-2 subsampling of the previous
+    (max-pool with kernel 1, as detectron2's ``LastLevelMaxPool``, which is ``num_levels=1`` on
+    "p5"). No parameters.
+    """
+
+    def __init__(self, in_feature: str = "p4", num_levels: int = 2):
+        super().__init__()
+        if num_levels < 1:
+            raise ValueError(f"num_levels must be >= 1, got {num_levels}.")
+        self.num_levels = num_levels
+        self.in_feature = in_feature
+
+    def forward(self, x):
+        levels = []
+        for _ in range(self.num_levels):
+            x = F.max_pool2d(x, kernel_size=1, stride=2, padding=0)
+            levels.append(x)
+        return levels
 
 
 def _stage_name(ref_stride: int, scale: float) -> str:
@@ -104,7 +135,9 @@ class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
                 :class:`SimpleFeaturePyramid`.
             scale_factors (list[float] or None): any of 4, 2, 1, 0.5, 0.25 and 0.125 (a 4x / 8x
                 max-pool before the same 1x1 and 3x3 convs as 0.5). None: the factors that give
-                strides 4, 8, 16, 32 from the net's stride (2, 1, 0.5, 0.25 for stride 8).
+                strides 4, 8, ... up to the level ``top_block`` reads (p5 without one) from the
+                net's stride: 4, 2, 1, 0.5 for stride 16; 2, 1, 0.5 for stride 8 with
+                :class:`LastLevelsMaxPool` on p4.
             freeze (bool): no gradients to the pyramid's own stages (not to ``net``).
         """
         # the stages are built here (upstream's loop, extended), so SimpleFeaturePyramid's
@@ -124,7 +157,8 @@ class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
                     "LiFT passes (stride = patch size / 2**num_passes >= 4), or give "
                     "scale_factors."
                 )
-            scale_factors = [in_shape.stride / s for s in (4, 8, 16, 32)]
+            last = int(top_block.in_feature[1:]) if top_block is not None else 5
+            scale_factors = [in_shape.stride / 2**k for k in range(2, last + 1)]
         self.scale_factors = tuple(float(s) for s in scale_factors)
         strides = [in_shape.stride / s for s in self.scale_factors]
         if any(s != int(s) or s < 1 for s in strides) or any(
@@ -165,7 +199,10 @@ class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
                 self._out_feature_strides[f"p{s}"] = 2**s
         self._out_features = list(self._out_feature_strides)
         self._out_feature_channels = {k: out_channels for k in self._out_features}
-        self._size_divisibility = strides[-1]
+        # upstream's: the stride of the last level the stages and the top block build but one
+        self._size_divisibility = max(self._out_feature_strides.values()) // (
+            2 if top_block is not None else 1
+        )
         self._square_pad = square_pad
         self.freeze = freeze
         if freeze:

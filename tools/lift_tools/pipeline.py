@@ -8,6 +8,7 @@ needs, a few at a time, with an ETA from a simulation of its schedule. Used by t
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -65,6 +66,12 @@ def read_final_metrics(output_dir: str) -> Dict[str, float]:
     return last
 
 
+def _metrics_dir(out: str, step: Step) -> str:
+    """The folder of the step's metrics.json: that of its final file (its own folder, or the
+    evaluation's for ``--eval-only``)."""
+    return os.path.dirname(os.path.join(out, step.name, step.final))
+
+
 def _run_step(
     step: Step, out: str, extra: List[str], env: Optional[Dict[str, str]] = None
 ) -> float:
@@ -72,6 +79,10 @@ def _run_step(
     ``pipeline_stdout.txt``; progress and result lines are echoed, prefixed with its name. ``env``:
     variables set for its process on top of this one's."""
     step_dir = os.path.join(out, step.name)
+    evaluation = "--eval-only" in step.flags
+    if evaluation:  # an unfinished evaluation starts over, in a folder of its own
+        shutil.rmtree(step_dir, ignore_errors=True)
+        extra = [e for e in extra if e not in ("--resume", "--overwrite")]
     os.makedirs(step_dir, exist_ok=True)
     cmd = [
         sys.executable,
@@ -80,7 +91,7 @@ def _run_step(
         os.path.join(REPO, "configs", "mini", f"{step.config}.py"),
         *step.flags,
         f"train.output_dir={step_dir}",
-        f"train.max_iter={step.iters}",
+        *([] if evaluation else [f"train.max_iter={step.iters}"]),
         *[f"{k}={v}" for k, v in step.overrides.items()],
         *extra,
     ]
@@ -175,7 +186,7 @@ def run_steps(
     for step in steps:
         if resume and os.path.exists(os.path.join(out, step.name, step.final)):
             print(f"[{tag}] {step.name}: done before, skipped")
-            results[step.name] = {**read_final_metrics(os.path.join(out, step.name))}
+            results[step.name] = {**read_final_metrics(_metrics_dir(out, step))}
         else:
             todo.append(step)
     prior = {s.name: STEP_OVERHEAD_S + s.iters * s.cost for s in steps}
@@ -231,7 +242,7 @@ def run_steps(
                 except Exception as e:  # let the other running steps finish, then raise
                     failed.append(e)
                     continue
-                results[step.name] = read_final_metrics(os.path.join(out, step.name))
+                results[step.name] = read_final_metrics(_metrics_dir(out, step))
                 results[step.name]["seconds"] = spent[step.name]
                 report(step.name)
     if failed:

@@ -57,6 +57,7 @@ def probe_steps(
             cost=s.cost * iters / s.iters,  # ETA: iters * cost = the iterations it runs
         )
         for s in steps
+        if "--eval-only" not in s.flags  # the probe replays training, not evaluations
     ]
 
 

@@ -6,13 +6,16 @@ baseline, so that within a seed the arms are paired.
 """
 
 import os
-from typing import List, Optional, Sequence
+from typing import List, NamedTuple, Optional, Sequence
 
 from lift_tools.pipeline import Step
 
 __all__ = [
     "STAGE_ONES",
+    "Arm",
     "ARMS",
+    "ZERO_SHOT",
+    "zero_shot_step",
     "DEFAULT_ARMS",
     "STUDY_ITERS",
     "CONTROL",
@@ -30,23 +33,45 @@ STAGE_ONES = [
     ("stage1_attn", "lift_stage1_attn", "attention upsampler", 0.50),
     ("stage1_half", "lift_stage1_half", "LiFT-S at 128 px", 0.17),
 ]
-# Stage-two arms: (name, config, label, the stage one whose file it loads, relative s/it)
+
+
+class Arm(NamedTuple):
+    """A stage-two arm: its step name, configs/mini/<config>.py, label, the stage one whose file
+    it loads (None: none), relative s/it (the ETA), and its placement's group: "control", "image"
+    (ViTDet on another image size), "up", "down" or "stride8" (lift_det.config.lift_backbone)."""
+
+    name: str
+    config: str
+    label: str
+    stage_one: Optional[str]
+    cost: float
+    group: str
+
+
 ARMS = [
-    ("ft", "vitdet_mrcnn_ft", "ViTDet + same extra iterations", None, 1.36),
-    ("bilinear", "vitdet_mrcnn_bilinear", "+ bilinear 2x", None, 1.15),
-    ("resize_conv", "vitdet_mrcnn_resize_conv", "+ resize-conv (stage one)", "stage1_rc", 1.10),
-    ("jbu", "vitdet_mrcnn_jbu", "+ JBU (stage one)", "stage1_jbu", 1.15),
-    ("lift", "vitdet_mrcnn_lift", "+ LiFT, frozen", "stage1_lift", 1.14),
-    ("lift_ft", "vitdet_mrcnn_lift_ft", "+ LiFT, finetuned", "stage1_lift", 1.32),
-    ("attn", "vitdet_mrcnn_attn", "+ attention upsampler (stage one)", "stage1_attn", 1.2),
-    ("lift2", "vitdet_mrcnn_lift2", "+ LiFT twice (stride 4)", "stage1_lift", 1.54),
-    ("lift_half", "vitdet_mrcnn_lift", "+ LiFT, stage one at half size", "stage1_half", 1.14),
-    ("image2x", "vitdet_mrcnn_2x", "ViTDet on the 2x image (upper bound)", None, 4.63),
-]
+    Arm("ft", "vitdet_mrcnn_ft", "ViTDet + same extra iterations", None, 1.36, "control"),
+    Arm("image2x", "vitdet_mrcnn_2x", "ViTDet on the 2x image", None, 4.63, "image"),
+    Arm("image_half", "vitdet_mrcnn_half", "ViTDet on the half image", None, 0.6, "image"),
+    Arm("lift", "vitdet_mrcnn_lift", "up: + LiFT", "stage1_lift", 2.6, "up"),
+    Arm("bilinear", "vitdet_mrcnn_bilinear", "up: + bilinear", None, 2.4, "up"),
+    Arm("resize_conv", "vitdet_mrcnn_resize_conv", "up: + resize-conv", "stage1_rc", 2.4, "up"),
+    Arm("jbu", "vitdet_mrcnn_jbu", "up: + JBU", "stage1_jbu", 2.4, "up"),
+    Arm("attn", "vitdet_mrcnn_attn", "up: + attention upsampler", "stage1_attn", 2.5, "up"),
+    Arm("lift_half", "vitdet_mrcnn_lift", "up: + LiFT, stage one at 128 px", "stage1_half", 2.6,
+        "up"),
+    Arm("lift_down", "vitdet_mrcnn_lift_down", "down: + LiFT", "stage1_lift", 0.9, "down"),
+    Arm("bilinear_down", "vitdet_mrcnn_bilinear_down", "down: + bilinear", None, 0.8, "down"),
+    Arm("lift_s8", "vitdet_mrcnn_lift_s8", "stride 8: + LiFT", "stage1_lift", 1.14, "stride8"),
+    Arm("lift_ft", "vitdet_mrcnn_lift_ft", "up: + LiFT, finetuned", "stage1_lift", 2.8, "up"),
+    Arm("lift2", "vitdet_mrcnn_lift2", "stride 4: + LiFT twice", "stage1_lift", 1.54, "stride8"),
+]  # fmt: skip
 CONTROL = "ft"  # the same-budget baseline every arm is paired with
-# `make study`'s arms: LiFT twice and LiFT's stage one at half size were answered by an earlier
-# study (see the report) and run only on request (--arms), to keep the study within 120 minutes
-DEFAULT_ARMS = ("ft", "bilinear", "resize_conv", "jbu", "lift", "lift_ft", "attn", "image2x")
+# `make study`'s arms (LiFT finetuned and LiFT twice run on request, --arms)
+DEFAULT_ARMS = ("ft", "image2x", "image_half", "lift", "bilinear", "resize_conv", "jbu", "attn",
+                "lift_half", "lift_down", "bilinear_down", "lift_s8")  # fmt: skip
+# where a zero-shot evaluation (the baseline's weights, a stage-one file if the arm has one, no
+# stage two) writes its metrics, relative to its step's folder
+ZERO_SHOT = os.path.join("inference_model_final", "metrics.json")
 # `make study`'s iterations per step: the baseline, each stage one, each stage-two arm
 STUDY_ITERS = {"baseline": 2400, "stage1": 500, "stage2": 160}
 # the baseline's learning rate drops 10x at this fraction of its iterations
@@ -72,6 +97,27 @@ def baseline_step(iters: int, evals: int = 10) -> Step:
     return Step("baseline", "model_final.pth", "vitdet_mrcnn", iters, overrides, label, threads=2)
 
 
+def zero_shot_step(arm: Arm, base: str, out: str, seed: int) -> Optional[Step]:
+    """
+    The zero-shot evaluation of ``arm`` (``tools/train_net.py --eval-only``): the baseline's
+    weights and, for an arm with a stage one, that seed's stage-one file, with no stage two.
+    ``seed<k>/zs_<arm>`` for arms with a stage one; ``zeroshot/<arm>`` (one for every seed) for
+    the others; None for the control, whose zero-shot model is the baseline itself.
+    """
+    if arm.name == CONTROL:
+        return None
+    overrides = {"train.init_checkpoint": base}
+    needs: tuple = ("baseline",)
+    if arm.stage_one:
+        lift_file = os.path.join(out, f"seed{seed}", arm.stage_one, "lift_final.pth")
+        overrides["model.backbone.net.lift_weights"] = lift_file
+        needs += (f"seed{seed}/{arm.stage_one}",)
+        name, label = f"seed{seed}/zs_{arm.name}", f"{arm.label}, zero-shot, seed {seed}"
+    else:
+        name, label = f"zeroshot/{arm.name}", f"{arm.label}, zero-shot"
+    return Step(name, ZERO_SHOT, arm.config, 0, overrides, label, needs, 1, 0.0, ("--eval-only",))
+
+
 def study_steps(
     out: str,
     seeds: Sequence[int],
@@ -83,19 +129,19 @@ def study_steps(
 ) -> List[Step]:
     """
     The study's steps: ``baseline`` (evaluated ``baseline_evals`` times for its curve, 2 threads),
-    then per seed ``seed<k>/<stage one>`` and ``seed<k>/<arm>`` (1 thread each, ``train.seed=k``).
-    ``arms``: a subset of :data:`ARMS` (default: :data:`DEFAULT_ARMS`); the stage ones they
-    need come with them.
+    then per seed ``seed<k>/<stage one>``, ``seed<k>/<arm>`` (stage two) and the zero-shot
+    evaluations (:func:`zero_shot_step`), 1 thread each, ``train.seed=k``. ``arms``: a subset of
+    :data:`ARMS` (default: :data:`DEFAULT_ARMS`); the stage ones they need come with them.
     """
     names = list(DEFAULT_ARMS if arms is None else arms)
-    unknown = set(names) - {a[0] for a in ARMS}
+    unknown = set(names) - {a.name for a in ARMS}
     if unknown:
-        raise ValueError(f"unknown arms {sorted(unknown)}; the arms are {[a[0] for a in ARMS]}")
+        raise ValueError(f"unknown arms {sorted(unknown)}; the arms are {[a.name for a in ARMS]}")
     base = os.path.join(out, "baseline", "model_final.pth")
     steps = [baseline_step(baseline_iters, baseline_evals)]
-    arms_used = [a for a in ARMS if a[0] in names]
+    arms_used = [a for a in ARMS if a.name in names]
     # LiFT's stage one always runs: its evaluation also gives the bilinear and nearest cosines
-    needed = {a[3] for a in arms_used} | ({"stage1_lift"} if arms_used else set())
+    needed = {a.stage_one for a in arms_used} | ({"stage1_lift"} if arms_used else set())
     for seed in seeds:
         common = {"train.seed": str(seed), "train.init_checkpoint": base}
         for name, config, label, cost in STAGE_ONES:
@@ -105,20 +151,26 @@ def study_steps(
                          {**common, "train.eval_period": str(stage1_iters)},
                          f"stage one: {label}, seed {seed}", ("baseline",), 1, cost)
                 )  # fmt: skip
+    zero_shot = {}  # the same model for every seed is evaluated once
+    for seed in seeds:
+        for arm in arms_used:
+            step = zero_shot_step(arm, base, out, seed)
+            if step is not None:
+                zero_shot.setdefault(step.name, step)
     for seed in seeds:  # the costliest first: less idle time at the end
-        for name, config, label, stage_one, cost in sorted(arms_used, key=lambda a: -a[4]):
+        for arm in sorted(arms_used, key=lambda a: -a.cost):
             overrides = {
                 "train.seed": str(seed),
                 "train.init_checkpoint": base,
                 "train.eval_period": str(stage2_iters),
             }
             needs = ("baseline",)
-            if stage_one:
-                lift_file = os.path.join(out, f"seed{seed}", stage_one, "lift_final.pth")
+            if arm.stage_one:
+                lift_file = os.path.join(out, f"seed{seed}", arm.stage_one, "lift_final.pth")
                 overrides["model.backbone.net.lift_weights"] = lift_file
-                needs += (f"seed{seed}/{stage_one}",)
+                needs += (f"seed{seed}/{arm.stage_one}",)
             steps.append(
-                Step(f"seed{seed}/{name}", "model_final.pth", config, stage2_iters, overrides,
-                     f"{label}, seed {seed}", needs, 1, cost)
+                Step(f"seed{seed}/{arm.name}", "model_final.pth", arm.config, stage2_iters,
+                     overrides, f"{arm.label}, seed {seed}", needs, 1, arm.cost)
             )  # fmt: skip
-    return steps
+    return steps + list(zero_shot.values())
