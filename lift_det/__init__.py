@@ -6,7 +6,7 @@ the built-in mini COCO dataset (``lift_mini_train`` / ``lift_mini_val``) in its 
 
 __version__ = "0.1.0"
 
-# models: LiFT, controls, the ViT+LiFT backbone and its stride-8 pyramid
+# models: LiFT, controls, the ViT+LiFT backbone and its pyramid placements
 from .modeling import (  # noqa: E402
     LIFT_PRESETS,
     BilinearUpsampler,

@@ -55,6 +55,9 @@ def add_lift_config(cfg: CN) -> CN:
     c.LIFT_WEIGHTS = ""
     # recursive LiFT: stride 16 / 2**NUM_PASSES; the pyramid still gives p2-p6
     c.NUM_PASSES = 1
+    # where LiFT enters ViTDet (see lift_backbone): "half" (the ViT and LiFT see the input at half
+    # size, upstream's pyramid) or "stride8" (p5, p6 subsampled from p4)
+    c.PLACEMENT = "half"
     c.FREEZE_VIT = False
     c.FREEZE_LIFT = False
     # train with a frozen LiFT that nothing loaded (otherwise an error at the first step)

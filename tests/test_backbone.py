@@ -6,6 +6,7 @@ import os
 import pickle
 import pytest
 import torch
+import torch.nn.functional as F
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import instantiate
@@ -15,6 +16,7 @@ from detectron2.utils.events import EventStorage
 
 from conftest import PYRAMID_STRIDES, TINY_VIT, load_config
 from lift_det.checkpoint import save_lift_file
+from lift_det.config import upsampler_config
 from lift_det.modeling import (
     UPSAMPLER_NAMES,
     AttentionUpsampler,
@@ -47,19 +49,60 @@ def n_params(m, contains=""):
 
 
 def test_pyramid_stage_names_follow_vitdet_scales():
-    model = instantiate(load_config("vitdet_mrcnn_lift").model)
-    bb = model.backbone
-    names = sorted(n for n, _ in bb.named_children() if n.startswith("simfp_"))
-    assert names == ["simfp_3", "simfp_4", "simfp_5", "simfp_6"]
-    assert isinstance(bb.simfp_3[0], torch.nn.ConvTranspose2d)  # 2x: like ViTDet's simfp_3
-    assert isinstance(bb.simfp_5[0], torch.nn.MaxPool2d) and bb.simfp_5[0].stride == 2
-    assert bb.simfp_6[0].stride == 4
-    assert [type(m).__name__ for m in bb.simfp_6] == [type(m).__name__ for m in bb.simfp_5]
-    assert bb.stages == [bb.simfp_3, bb.simfp_4, bb.simfp_5, bb.simfp_6]
+    half = instantiate(load_config("vitdet_mrcnn_lift").model).backbone
+    vitdet = instantiate(load_config("vitdet_mrcnn").model).backbone
+    assert half.net.image_scale == 0.5
+    # the half placement: upstream's stages, same names, same tensors
+    assert {k: v.shape for k, v in half.state_dict().items() if ".lift." not in k} == {
+        k: v.shape for k, v in vitdet.state_dict().items()
+    }
+    s8 = instantiate(load_config("vitdet_mrcnn_lift_s8").model).backbone
+    names = sorted(n for n, _ in s8.named_children() if n.startswith("simfp_"))
+    assert names == ["simfp_3", "simfp_4", "simfp_5"]
+    assert isinstance(s8.simfp_3[0], torch.nn.ConvTranspose2d)  # 2x: like ViTDet's simfp_3
+    assert isinstance(s8.simfp_5[0], torch.nn.MaxPool2d) and s8.simfp_5[0].stride == 2
+    assert s8.stages == [s8.simfp_3, s8.simfp_4, s8.simfp_5]
+    assert not list(s8.top_block.parameters())
 
 
-def lift_model_cfg(num_passes=1, allow_random_lift=True, lift_weights=""):
+def test_half_placement_is_upstreams_pyramid_on_upsampled_features_of_the_half_image():
+    """Independent computation: detectron2's own ViT and pyramid stages (plain ViTDet, same
+    weights) on bilinear 2x of the ViT's features of the antialiased half image."""
     cfg = load_config("vitdet_mrcnn_lift")
+    cfg.model.backbone.net.lift = upsampler_config("bilinear")
+    torch.manual_seed(0)
+    half = instantiate(cfg.model.backbone).eval()
+    vitdet = instantiate(load_config("vitdet_mrcnn").model.backbone).eval()
+    vitdet.load_state_dict(half.state_dict())
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        small = F.interpolate(x, size=(64, 64), mode="bilinear", antialias=True)
+        feat = F.interpolate(vitdet.net(small)["last_feat"], scale_factor=2.0, mode="bilinear")
+        expected = [stage(feat) for stage in vitdet.stages]
+        expected.append(F.max_pool2d(expected[-1], kernel_size=1, stride=2))
+        got = half(x)
+    assert list(got) == ["p2", "p3", "p4", "p5", "p6"]
+    for k, e in zip(got, expected):
+        torch.testing.assert_close(got[k], e, msg=k)
+    assert got["p2"].shape[-1] == 32 and got["p6"].shape[-1] == 2
+
+
+def test_stride8_placement_subsamples_p5_and_p6_from_p4():
+    model = instantiate(lift_model_cfg().model).eval()
+    with torch.no_grad():
+        feats = model.backbone(torch.rand(1, 3, 128, 128))
+    torch.testing.assert_close(feats["p5"], feats["p4"][..., ::2, ::2])
+    torch.testing.assert_close(feats["p6"], feats["p5"][..., ::2, ::2])
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.5, 0.3, "half", True])
+def test_bad_image_scale(scale):
+    with pytest.raises(ValueError, match="image_scale=.*must be in \\(0, 1\\]"):
+        _tiny_vitlift(BilinearUpsampler(64), image_scale=scale)
+
+
+def lift_model_cfg(num_passes=1, allow_random_lift=True, lift_weights="", name="lift_s8"):
+    cfg = load_config(f"vitdet_mrcnn_{name}")
     cfg.model.backbone.net.num_passes = num_passes
     cfg.model.backbone.scale_factors = None  # from the net's stride
     cfg.model.backbone.net.allow_random_lift = allow_random_lift
@@ -76,8 +119,8 @@ def test_pyramid_strides_match_feature_sizes_in_mask_rcnn(num_passes):
     assert bb.net.output_shape()["last_feat"].stride == 16 // 2**num_passes
     shapes = bb.output_shape()
     assert {k: v.stride for k, v in shapes.items()} == PYRAMID_STRIDES
-    expected = {2: ["simfp_4", "simfp_5", "simfp_6", "simfp_7"]}
-    expected = expected.get(num_passes, ["simfp_3", "simfp_4", "simfp_5", "simfp_6"])
+    expected = {2: ["simfp_4", "simfp_5", "simfp_6"]}
+    expected = expected.get(num_passes, ["simfp_3", "simfp_4", "simfp_5"])
     assert sorted(n for n, _ in bb.named_children() if n.startswith("simfp_")) == expected
     model.eval()
     with torch.no_grad():
@@ -95,8 +138,8 @@ def test_pyramid_strides_match_feature_sizes_in_mask_rcnn(num_passes):
 
 def test_recursive_lift_with_fixed_scales_is_refused():
     cfg = lift_model_cfg(num_passes=2)
-    cfg.model.backbone.scale_factors = (2.0, 1.0, 0.5, 0.25)
-    with pytest.raises(ValueError, match=r"top_block reads 'p5'.*stride-4.*scale_factors=None"):
+    cfg.model.backbone.scale_factors = (2.0, 1.0)
+    with pytest.raises(ValueError, match=r"top_block reads 'p4'.*stride-4.*scale_factors=None"):
         instantiate(cfg.model)
     cfg.model.backbone.scale_factors = (1.0, 0.25)
     with pytest.raises(ValueError, match="double from one level to the next"):
@@ -227,7 +270,8 @@ def test_yacs_builder_switches_and_passes():
     from detectron2.modeling import build_backbone
 
     bb = build_backbone(
-        yacs_cfg(UPSAMPLER="LiFT-S", FREEZE_VIT=True, FREEZE_LIFT=True, NUM_PASSES=2)
+        yacs_cfg(UPSAMPLER="LiFT-S", FREEZE_VIT=True, FREEZE_LIFT=True, NUM_PASSES=2,
+                 PLACEMENT="stride8")
     )
     assert all(not p.requires_grad for p in bb.net.parameters())
     assert all(p.requires_grad for s in bb.stages for p in s.parameters())
@@ -317,7 +361,7 @@ def test_vitdet_checkpoint_brings_the_lift_file(tmp_path, vitdet_files, fmt, cap
         model.backbone.net.blocks[0].attn.qkv.weight,
         vitdet["backbone.net.blocks.0.attn.qkv.weight"],
     )
-    assert report["missing"] and all(k.startswith("backbone.simfp_6.") for k in report["missing"])
+    assert report["missing"] == []  # the half placement: nothing new
     model.train()
     with EventStorage():
         model(fake_batch(1))  # a loaded frozen LiFT trains

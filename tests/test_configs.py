@@ -78,8 +78,16 @@ def test_every_config_instantiates(name):
     if name.startswith("vitdet") and "_lift" in name:
         net = model.backbone.net
         preset = {"": "LiFT-B", "_l": "LiFT-L", "_h": "LiFT-H"}
-        size = name.replace("vitdet_mrcnn", "").replace("vitdet_cascade", "").replace("_lift", "")
+        size = name.replace("vitdet_mrcnn", "").replace("vitdet_cascade", "").split("_lift")[0]
         assert net.lift.preset == preset[size]
+        placement = name.split("_lift")[1]  # "" (up: 2x the image, ViT at 1x), _down, _s8
+        assert net.image_scale == (1.0 if placement == "_s8" else 0.5)
+        raw = get_config(f"{name}.py")  # the detector's size; the ViT keeps ViTDet's 1024
+        size = {"": 2048, "_down": 1024, "_s8": 1024}[placement]
+        assert raw.model.backbone.net.img_size == 1024
+        assert raw.model.backbone.square_pad == size
+        assert raw.dataloader.train.mapper.augmentations[2].crop_size == (size, size)
+        assert raw.dataloader.test.mapper.augmentations[0].max_size == size
         assert net.lift.in_channels == cfg.model.backbone.net.embed_dim
 
 
@@ -126,14 +134,14 @@ def test_eval_detections_and_train_step(name):
         for k, p in model.backbone.net.named_parameters():
             assert not p.requires_grad and p.grad is None, k
         assert not model.backbone.net.blocks.training  # no drop path in a frozen ViT
-        assert model.backbone.simfp_6[1].weight.grad is not None  # fresh pyramid stage trains
+        assert model.backbone.simfp_3[0].weight.grad is not None  # ViTDet's pyramid trains
 
 
 @pytest.mark.parametrize("num_passes", [1, 2])
 def test_lift_config_pyramid_output_shapes(num_passes):
     """Recursive LiFT is one override away: the pyramid follows the net's stride."""
     cfg = LazyConfig.apply_overrides(
-        small("vitdet_mrcnn_lift"), [f"model.backbone.net.num_passes={num_passes}"]
+        small("vitdet_mrcnn_lift_s8"), [f"model.backbone.net.num_passes={num_passes}"]
     )
     model = instantiate(cfg.model).eval()
     shapes = model.backbone.output_shape()
@@ -173,11 +181,12 @@ def test_lift_backbone_requires_weights_and_freeze_and_picks_preset_by_width():
 
 @pytest.mark.parametrize("size,width", [("l", 1024), ("h", 1280)])
 @pytest.mark.parametrize("arch", ["mrcnn", "cascade"])
-def test_large_vitdet_checkpoint_loads_into_lift_config(tmp_path, arch, size, width):
+@pytest.mark.parametrize("placement", ["", "_down", "_s8"])
+def test_large_vitdet_checkpoint_loads_into_lift_config(tmp_path, arch, size, width, placement):
     # upstream-format ViTDet-L/H (the plain config) -> its +LiFT config; real widths and heads,
     # depth shrunk to 2 blocks (one windowed, one global) and 64x64 images for a CPU test
     shrink = dict(img_size=64, depth=2, window_block_indexes=[0], drop_path_rate=0.0)
-    plain, lift = (get_config(f"vitdet_{arch}_{size}{s}.py") for s in ("", "_lift"))
+    plain, lift = (get_config(f"vitdet_{arch}_{size}{s}.py") for s in ("", f"_lift{placement}"))
     assert plain.model.backbone.net.embed_dim == lift.model.backbone.net.embed_dim == width
     for cfg in (plain, lift):
         cfg.model.backbone.net.update(**shrink)
@@ -190,12 +199,12 @@ def test_large_vitdet_checkpoint_loads_into_lift_config(tmp_path, arch, size, wi
     assert not result.incorrect_shapes
     model_keys = set(model.state_dict())
     missing = {k for k in model_keys if k not in sd}
-    expected_new = {
-        k for k in model_keys if k.startswith(("backbone.net.lift.", "backbone.simfp_6."))
-    }
-    assert missing == expected_new and any(k.startswith("backbone.simfp_6.") for k in missing)
+    assert missing == {k for k in model_keys if k.startswith("backbone.net.lift.")}
     unused = {k for k in sd if k not in model_keys}
-    assert unused and all(k.startswith("backbone.simfp_2.") for k in unused)
+    if placement == "_s8":  # ViTDet's 4x stage has no counterpart at stride 8
+        assert unused == {k for k in sd if k.startswith("backbone.simfp_2.")} != set()
+    else:
+        assert unused == set()
     torch.testing.assert_close(
         model.backbone.net.blocks[1].attn.qkv.weight, sd["backbone.net.blocks.1.attn.qkv.weight"]
     )

@@ -65,7 +65,7 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
                 (also per load: ``path?allow_mismatch=True``).
             complete (bool): for inference (evaluation, prediction): refuse a load that leaves
                 any tensor at its initialization, but the documented new parts (LiFT from its
-                ``lift_weights`` file, the 0.25x stage ``simfp_6``, zero relative-position
+                ``lift_weights`` file, a pyramid stage reported as new, zero relative-position
                 tables).
         """
         super().__init__(model, save_dir, **kwargs)

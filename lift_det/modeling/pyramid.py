@@ -218,6 +218,8 @@ def build_vit_lift_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
     :func:`add_lift_config`).
     """
     c = cfg.MODEL.VIT_LIFT
+    if c.PLACEMENT not in ("half", "stride8"):
+        raise ValueError(f"MODEL.VIT_LIFT.PLACEMENT={c.PLACEMENT!r}: use 'half' or 'stride8'.")
     options = {"norm": c.LIFT_NORM} if c.UPSAMPLER.startswith("LiFT-") else {}
     try:
         lift = build_upsampler(c.UPSAMPLER, c.EMBED_DIM, c.PATCH_SIZE, **options)
@@ -244,13 +246,15 @@ def build_vit_lift_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
         use_rel_pos=True,
         in_chans=input_shape.channels,
         attn_impl=c.ATTN_IMPL,
+        image_scale=0.5 if c.PLACEMENT == "half" else 1.0,
     )
+    half = c.PLACEMENT == "half"
     return LiFTSimpleFeaturePyramid(
         net,
         in_feature="last_feat",
         out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
-        scale_factors=None,  # strides 4-32 from the net's stride (8, or 4 with two passes)
-        top_block=LastLevelMaxPool(),
+        scale_factors=None,  # strides 4 ... the top block's input, from the net's stride
+        top_block=LastLevelMaxPool() if half else LastLevelsMaxPool("p4", num_levels=2),
         norm="LN",
         square_pad=c.IMG_SIZE,
         freeze=c.FREEZE_PYRAMID,

@@ -17,7 +17,14 @@ from detectron2.utils.analysis import FlopCountAnalysis
 
 from lift_tools.study_schedule import ARMS
 
-__all__ = ["count_flops", "detector_config", "random_image", "peak_memory_mib", "arm_costs"]
+__all__ = [
+    "count_flops",
+    "detector_config",
+    "random_image",
+    "peak_memory_mib",
+    "arm_costs",
+    "cpu_latency_ms",
+]
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -65,10 +72,11 @@ def peak_memory_mib(fn, device) -> float:
 
 
 def arm_costs(arms: Sequence[str], image: str) -> Dict[str, Dict[str, float]]:
-    """Parameters and GFLOPs (fvcore: one multiply-add = one flop) of each arm's detector at the
-    mini input (512 px for the 2x-image arm), at inference on one val image of the mini data,
-    with random weights and the mask head on all 50 detections (score threshold 0)."""
-    configs = {a[0]: a[1] for a in ARMS}
+    """Parameters, GFLOPs (fvcore: one multiply-add = one flop) and CPU latency (one thread,
+    :func:`cpu_latency_ms`, all arms in this one run) of each arm's detector at its input size
+    (``square_pad``: 512 px for the 2x image and the up placement), at inference on one val
+    image of the mini data, with random weights and the mask head on all 50 detections."""
+    configs = {a.name: a.config for a in ARMS}
     costs = {}
     for arm in arms:
         cfg = LazyConfig.load(os.path.join(REPO, "configs", "mini", f"{configs[arm]}.py"))
@@ -81,7 +89,17 @@ def arm_costs(arms: Sequence[str], image: str) -> Dict[str, Dict[str, float]]:
         size = cfg.model.backbone.square_pad
         img = torch.as_tensor(read_image(image, format="BGR").copy()).permute(2, 0, 1)
         img = torch.nn.functional.interpolate(img[None].float(), size=(size, size))[0]
-        flops = count_flops(FlopCountAnalysis(model, [{"image": img, "height": 256, "width": 256}]))
+        inputs = [{"image": img, "height": 256, "width": 256}]
+        flops = count_flops(FlopCountAnalysis(model, inputs))
         costs[arm] = {"params_M": parameter_count(model)[""] / 1e6, "gflops": flops / 1e9,
-                      "image_size": int(size)}  # fmt: skip
+                      "image_size": int(size), "cpu_ms": cpu_latency_ms(model, inputs)}  # fmt: skip
     return costs
+
+
+def cpu_latency_ms(model, inputs, min_run_time: float = 2.0) -> float:
+    """Median ms of ``model(inputs)`` at inference on one CPU thread (torch.utils.benchmark)."""
+    from torch.utils.benchmark import Timer
+
+    timer = Timer("model(inputs)", globals={"model": model, "inputs": inputs}, num_threads=1)
+    with torch.no_grad():
+        return timer.blocked_autorange(min_run_time=min_run_time).median * 1000

@@ -16,7 +16,14 @@ from lift_tools.costs import arm_costs
 from lift_tools.pipeline import run_steps
 from lift_tools.provenance import provenance
 from lift_tools.study_probe import PROBE_ITERS, write_trace
-from lift_tools.study_report import format_report, plot, plot_cosine_vs_ap
+from lift_tools.study_placements import (
+    PLACEMENT_ARMS,
+    paired_arms,
+    plot_frontier,
+    recovered_shares,
+    zero_shot_per_seed,
+)
+from lift_tools.study_report import format_report, plot_cosine_vs_ap
 from lift_tools.study_schedule import ARMS, BASELINE_DROP, DEFAULT_ARMS, study_steps
 from lift_tools.study_statistics import METRICS, cosine_vs_ap, plateau, read_curve, summarize
 
@@ -70,11 +77,15 @@ def run_study(
     }  # fmt: skip
     curve = read_curve(os.path.join(out, "baseline"), baseline_iters)
     val = DatasetCatalog.get("lift_mini_val")
-    print("[study] counting parameters and GFLOPs of each arm")
+    print("[study] counting parameters and GFLOPs of each arm, timing each on the CPU")
     figure = os.path.join(report_dir, "mini_study.png")
     cosine_figure = os.path.join(report_dir, "mini_study_cosine.png")
     drop = int(baseline_iters * BASELINE_DROP)
     summary = summarize(per_seed, arm_names)
+    zero_shot = zero_shot_per_seed(results, seeds, arm_names)
+    lift_vs_control = {g: paired_arms(per_seed, lift, control)
+                       for g, (lift, control) in PLACEMENT_ARMS.items()
+                       if lift in arm_names and control in arm_names}  # fmt: skip
     study = {
         "arms": arm_names,
         "setup": {
@@ -99,6 +110,13 @@ def run_study(
             "plateau": plateau(curve, drop),
         },
         "summary": summary,
+        "zero_shot": {
+            "summary": summarize(zero_shot, arm_names),
+            "recovered": recovered_shares(zero_shot, arm_names),
+            "per_seed": {str(k): v for k, v in zero_shot.items()},
+        },
+        "recovered": recovered_shares(per_seed, arm_names),
+        "lift_vs_control": lift_vs_control,
         "cosine_vs_ap": cosine_vs_ap(summary),
         "costs": arm_costs(arm_names, val[0]["file_name"]),
         "per_seed": {str(k): v for k, v in per_seed.items()},
@@ -108,7 +126,7 @@ def run_study(
         "wall_time_s": time.time() - t0,
         **provenance(),
     }
-    plot(study, figure)
+    plot_frontier(study, figure)
     plot_cosine_vs_ap(study, cosine_figure)
     report = format_report(study)
     atomic_write_text(os.path.join(report_dir, "mini_study.json"), json.dumps(study, indent=2))
@@ -149,12 +167,13 @@ def _justification(baseline_iters: int, stage1_iters: int, stage2_iters: int) ->
         return f"{iters * b / n_train:g} epochs at batch {b}"
 
     return (
-        f"the whole study has to fit in 120 minutes of a 2-core CPU, so it runs on the mini data "
+        f"the whole study has to fit in 150 minutes of a 2-core CPU, so it runs on the mini data "
         f"(256 px, {n_train} train / {n_val} val images). The baseline trains {baseline_iters} "
         f"iterations ({ep(baseline_iters, b_det)}) once and is shared by every seed, as the paper "
         f"starts every arm from one model-zoo ViTDet; each seed then trains {stage1_iters} "
         f"stage-one iterations per upsampler ({ep(stage1_iters, b_s1)}) and {stage2_iters} "
-        f"stage-two iterations per arm ({ep(stage2_iters, b_det)}). Evaluation uses all {n_val} "
+        f"stage-two iterations per arm ({ep(stage2_iters, b_det)}), and every arm is also "
+        f"evaluated zero-shot (no stage two). Evaluation uses all {n_val} "
         f"val images; they are the same for every arm, so the paired differences do not include "
         f"their sampling noise, but every AP is an AP on {n_val} images. Steps run two at a time "
         f"with pinned thread counts (1 per step, 2 for the baseline, which runs alone), so a seed "

@@ -1,6 +1,7 @@
 """
 The multi-seed study's report: the markdown (``mini_study.md``, also shown in the README) written
-from the study's JSON, its in-words sentence, and the figure of box AP vs GFLOPs.
+from the study's JSON, its in-words sentences, and the figure of box AP vs stage-one cosine (the
+frontier figure is :func:`lift_tools.study_placements.plot_frontier`).
 """
 
 from typing import Dict, List, Sequence
@@ -8,7 +9,7 @@ from typing import Dict, List, Sequence
 from lift_tools.study_schedule import ARMS, CONTROL
 from lift_tools.study_statistics import METRICS
 
-__all__ = ["format_report", "dodge", "plot", "plot_cosine_vs_ap"]
+__all__ = ["format_report", "plot_cosine_vs_ap"]
 
 
 def _pm(s: Dict[str, float], digits: int = 2) -> str:
@@ -38,17 +39,18 @@ def format_report(study: Dict) -> str:
         f"Mean ± std over seeds. Every arm starts from the same baseline mini ViTDet "
         f"({base['iterations']} iterations, box AP {base['final']['bbox/AP']:.2f}, mask AP "
         f"{base['final']['segm/AP']:.2f}) and trains {setup['stage2_iters']} iterations with the "
-        f"ViT frozen; GFLOPs at inference on one {setup['image_size']} px image (fvcore).",
+        f"ViT frozen; GFLOPs (fvcore) and CPU latency (one thread, measured in this run) at "
+        f"inference on one image at the arm's input size (px).",
         "",
-        "| model | params (M) | GFLOPs | " + " | ".join(m[1] for m in METRICS) + " |",
-        "|---|---|---|" + "---|" * len(METRICS),
+        "| model | px | params (M) | GFLOPs | CPU ms | " + " | ".join(m[1] for m in METRICS) + " |",
+        "|---|---|---|---|---|" + "---|" * len(METRICS),
     ]
     for arm in arms:
         c, r = study["costs"][arm], s["arms"][arm]
+        ms = f"{c['cpu_ms']:.0f}" if "cpu_ms" in c else "-"
         lines.append(
-            f"| {labels[arm]} | {c['params_M']:.2f} | {c['gflops']:.2f} | "
-            + " | ".join(_pm(r[k]) for k, _ in METRICS)
-            + " |"
+            f"| {labels[arm]} | {c.get('image_size', setup['image_size'])} | {c['params_M']:.2f} "
+            f"| {c['gflops']:.2f} | {ms} | " + " | ".join(_pm(r[k]) for k, _ in METRICS) + " |"
         )
     lines += [
         "",
@@ -66,10 +68,12 @@ def format_report(study: Dict) -> str:
             f"| {labels[arm]} | " + " | ".join(_diff(r[k]["vs_control"]) for k, _ in METRICS) + " |"
         )
     lines += ["", _in_words(study), ""]
+    if "zero_shot" in study:
+        lines += [*_zero_shot_section(study), ""]
     left = [labels[a] for a in setup.get("arms_left_out", [])]
     if left:
-        lines += [f"Not run by this study (answered by the earlier study in the history of "
-                  f"docs/mini_study.md; `--arms` runs them): {'; '.join(left)}.", ""]  # fmt: skip
+        lines += [f"Not run by default (`STUDY_ARGS=\"--arms ...\"` runs them): "
+                  f"{'; '.join(left)}.", ""]  # fmt: skip
     cos = s["stage1_cosines"]
     lines += [
         f"Stage one ({setup['stage1_iters']} iterations per seed), held-out mean cosine "
@@ -103,6 +107,47 @@ def format_report(study: Dict) -> str:
     if "cosine_vs_ap" in study:
         lines += ["", *_cosine_section(study)]
     return "\n".join(lines)
+
+
+def _zero_shot_section(study: Dict) -> List[str]:
+    """Zero-shot (the baseline's weights with the stage-one file, no stage two) against the
+    baseline; the share of each placement's reference gap recovered; the placement words."""
+    from lift_tools.study_placements import placement_words
+
+    labels = {a.name: a.label for a in ARMS}
+    zs, metrics = study["zero_shot"]["summary"]["arms"], METRICS[:1] + METRICS[3:]
+    lines = [
+        "Zero-shot: the same detectors with no stage two (the baseline's weights, the stage-one "
+        "file), mean ± std over seeds, and the paired difference from the baseline itself:",
+        "",
+        "| model | " + " | ".join(m[1] for m in metrics) + " | Δ box AP |",
+        "|---|" + "---|" * (len(metrics) + 1),
+    ]
+    for arm in study["arms"]:
+        d = zs[arm]["bbox/AP"].get("vs_control")
+        lines.append(f"| {labels[arm]} | " + " | ".join(_pm(zs[arm][k]) for k, _ in metrics)
+                     + f" | {_diff(d) if d else '-'} |")  # fmt: skip
+    rec, rec_zs = study["recovered"], study["zero_shot"]["recovered"]
+    lines += [
+        "",
+        "Share of the reference gap recovered (box AP, per seed, then mean and 95% t interval): "
+        "up and stride-8 arms of the 2x image's gain over the control, down arms of the gap "
+        "between the half and the 1x image:",
+        "",
+        "| model | of | finetuned | zero-shot |",
+        "|---|---|---|---|",
+    ]
+
+    def pct(r):
+        return f"{100 * r['mean']:.0f}% [{100 * r['low']:.0f}, {100 * r['high']:.0f}]"
+
+    for arm, r in rec.items():
+        z = rec_zs.get(arm)
+        lines.append(f"| {labels[arm]} | {r['of']} ({r['gap']:+.2f}; zero-shot "
+                     f"{z['gap']:+.2f}) | {pct(r)} | {pct(z)} |")  # fmt: skip
+    words = placement_words(study)
+    return lines + (["", "In words, per placement:", ""] + [f"- {w}" for w in words] if words
+                    else [])  # fmt: skip
 
 
 def _cosine_section(study: Dict) -> List[str]:
@@ -169,42 +214,6 @@ def _in_words(study: Dict) -> str:
     return " ".join(parts)
 
 
-def dodge(xs: Sequence[float], spread: float) -> List[float]:
-    """x positions with arms that share an x (same GFLOPs) spread ``spread`` apart around it, in
-    their order, so that overlapping points and error bars stay visible."""
-    groups: Dict[float, List[int]] = {}
-    for i, x in enumerate(xs):
-        groups.setdefault(round(float(x), 6), []).append(i)
-    out = [float(x) for x in xs]
-    for members in groups.values():
-        for k, i in enumerate(members):
-            out[i] += (k - (len(members) - 1) / 2) * spread
-    return out
-
-
-def plot(study: Dict, path: str) -> List[Dict[str, float]]:
-    """Box AP (mean ± std over seeds) vs GFLOPs, one point per arm; arms of equal cost are drawn
-    side by side (:func:`dodge`) and labelled. Returns what was drawn (arm, x, y) per arm."""
-    labels = {a[0]: a[2] for a in ARMS}
-    arms = list(study["arms"])
-    gflops = [study["costs"][arm]["gflops"] for arm in arms]
-    span = (max(gflops) - min(gflops)) or max(max(gflops), 1.0)
-    xs = dodge(gflops, spread=0.012 * span)
-    fig, ax = _axes((8, 5))
-    drawn = []
-    for arm, x in zip(arms, xs):
-        ap = study["summary"]["arms"][arm]["bbox/AP"]
-        std = ap["std"] if ap["std"] == ap["std"] else 0.0
-        ax.errorbar(x, ap["mean"], yerr=std, fmt="o", capsize=4, label=labels[arm])
-        ax.annotate(arm, (x, ap["mean"]), xytext=(4, 3), textcoords="offset points", fontsize=7)
-        drawn.append({"arm": arm, "x": x, "y": ap["mean"]})
-    _save(fig, ax, path,
-          "GFLOPs per image (inference, fvcore; arms of equal cost drawn side by side)",
-          "val box AP (mean ± std over seeds)",
-          f"Mini study, {len(study['summary']['seeds'])} seeds: accuracy vs compute")  # fmt: skip
-    return drawn
-
-
 def _axes(figsize):
     """A figure and its axes on matplotlib's file-only backend."""
     import matplotlib
@@ -233,13 +242,16 @@ def plot_cosine_vs_ap(study: Dict, path: str) -> List[Dict[str, float]]:
     """Paired Δ box AP (mean, 95% interval) vs held-out stage-one cosine (mean ± std), one point
     per upsampler, the 2x image at cosine 1 (stage one's target), the control at 0. Returns what
     was drawn (label, x, y) per point."""
+    from lift_tools.study_placements import arm_colour
+
     fig, ax = _axes((7, 5))
     drawn = []
     for p in study["cosine_vs_ap"]["points"]:
         yerr = [[p["delta_ap"] - p["low"]], [p["high"] - p["delta_ap"]]]
         xerr = p["cosine_std"] if p["cosine_std"] == p["cosine_std"] else 0.0
         ax.errorbar(p["cosine"], p["delta_ap"], xerr=xerr, yerr=yerr if p["low"] == p["low"]
-                    else None, fmt="o", capsize=4, label=p["label"])  # fmt: skip
+                    else None, fmt="o", capsize=4, label=p["label"],
+                    color=arm_colour(p["arm"]))  # fmt: skip
         drawn.append({"label": p["label"], "x": p["cosine"], "y": p["delta_ap"]})
     image = study["summary"]["arms"].get("image2x", {}).get("bbox/AP", {}).get("vs_control")
     if image:

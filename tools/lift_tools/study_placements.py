@@ -1,0 +1,166 @@
+"""
+The study's placement answer (study v3): zero-shot results, the share of a reference gap each
+placement's arm recovers, whether LiFT pays, in generated words, and the frontier figure (box AP
+against GFLOPs, zero-shot and finetuned, one colour per arm in every figure).
+"""
+
+import math
+from typing import Dict, List, Optional, Sequence
+
+from lift_tools.study_schedule import ARMS, CONTROL
+from lift_tools.study_statistics import paired_interval
+
+__all__ = [
+    "REFERENCES",
+    "arm_colour",
+    "zero_shot_per_seed",
+    "recovered_shares",
+    "paired_arms",
+    "placement_words",
+    "plot_frontier",
+]
+
+# the gap each group's arms are measured against: (low end, high end) of box AP
+REFERENCES = {
+    "up": ("ft", "image2x", "the 2x image's gain over the same-budget control"),
+    "stride8": ("ft", "image2x", "the 2x image's gain over the same-budget control"),
+    "down": ("image_half", "ft", "the gap between the half image and the 1x image"),
+}
+# the LiFT arm of each placement, with its plain upsampling control
+PLACEMENT_ARMS = {"up": ("lift", "bilinear"), "down": ("lift_down", "bilinear_down"),
+                  "stride8": ("lift_s8", None)}  # fmt: skip
+
+
+def arm_colour(arm: str):
+    """The arm's colour, the same in every figure (matplotlib's tab20, by its place in ARMS)."""
+    import matplotlib
+
+    i = [a.name for a in ARMS].index(arm) % 20  # tab20's dark shades first, then the light
+    return matplotlib.colormaps["tab20"](2 * i if i < 10 else 2 * (i - 10) + 1)
+
+
+def zero_shot_per_seed(results: Dict[str, Dict], seeds: Sequence[int], arms: Sequence[str]):
+    """``per_seed[seed][arm]``: each arm's zero-shot metrics (the baseline's for the control;
+    ``seed<k>/zs_<arm>`` or ``zeroshot/<arm>``, see ``study_schedule.zero_shot_step``)."""
+    out = {}
+    for seed in seeds:
+        row = {}
+        for arm in arms:
+            for name in ("baseline" if arm == CONTROL else None, f"seed{seed}/zs_{arm}",
+                         f"zeroshot/{arm}"):  # fmt: skip
+                if name in results:
+                    row[arm] = results[name]
+                    break
+        out[seed] = row
+    return out
+
+
+def recovered_shares(per_seed: Dict, arms: Sequence[str], key: str = "bbox/AP") -> Dict:
+    """
+    Per arm of a placement group, the share of its reference gap (:data:`REFERENCES`) it
+    recovers, ``(arm - low) / (high - low)`` per seed, with its mean and 95% t interval over
+    seeds, and the gap's mean. Arms whose references were not run are left out.
+    """
+    groups = {a.name: a.group for a in ARMS}
+    out = {}
+    for arm in arms:
+        ref = REFERENCES.get(groups[arm])
+        if ref is None or not all(r in arms for r in ref[:2]):
+            continue
+        low, high, what = ref
+        seeds = sorted(per_seed)
+        gaps = [per_seed[s][high][key] - per_seed[s][low][key] for s in seeds]
+        shares = [(per_seed[s][arm][key] - per_seed[s][low][key]) / g if g else math.nan
+                  for s, g in zip(seeds, gaps)]  # fmt: skip
+        out[arm] = {**paired_interval(shares), "values": shares, "of": what,
+                    "gap": sum(gaps) / len(gaps)}  # fmt: skip
+    return out
+
+
+def paired_arms(per_seed: Dict, a: str, b: str, key: str = "bbox/AP") -> Dict:
+    """The paired difference ``a - b`` over seeds (mean, 95% t interval, significant)."""
+    d = paired_interval([per_seed[s][a][key] - per_seed[s][b][key] for s in sorted(per_seed)])
+    d["significant"] = bool(d["low"] > 0 or d["high"] < 0)
+    return d
+
+
+def _d(d: Dict) -> str:
+    return f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
+
+
+def placement_words(study: Dict) -> List[str]:
+    """Per placement, what LiFT buys (finetuned and zero-shot), against what, at what cost;
+    the best placement and whether LiFT pays, all generated from the numbers."""
+    arms, costs = study["arms"], study["costs"]
+    fin, zs = study["summary"]["arms"], study["zero_shot"]["summary"]["arms"]
+    shares, zs_shares = study["recovered"], study["zero_shot"]["recovered"]
+    lines, verdicts = [], {}
+    for group, (lift, _) in PLACEMENT_ARMS.items():
+        if lift not in arms:
+            continue
+        d, dz = fin[lift]["bbox/AP"].get("vs_control"), zs[lift]["bbox/AP"].get("vs_control")
+        if d is None:
+            continue
+        text = (f"**{group}**: + LiFT {_d(d)} box AP after finetuning, {_d(dz)} zero-shot, "
+                f"against the same-budget control, at {costs[lift]['gflops']:.2f} GFLOPs "
+                f"(control {costs[CONTROL]['gflops']:.2f}).")  # fmt: skip
+        if lift in shares:
+            s, z = shares[lift], zs_shares.get(lift)
+            text += (f" It recovers {100 * s['mean']:.0f}% [{100 * s['low']:.0f}, "
+                     f"{100 * s['high']:.0f}] of {s['of']} ({s['gap']:+.2f} box AP) after "
+                     f"finetuning" + (f", {100 * z['mean']:.0f}% zero-shot (of {z['gap']:+.2f})"
+                                      if z else "") + ".")  # fmt: skip
+        v = study["lift_vs_control"].get(group)
+        if v:
+            text += f" Against + bilinear in the same placement: {_d(v)} box AP."
+        beats_bilinear = v is None or (v["significant"] and v["mean"] > 0)
+        reference = REFERENCES[group][1] if group != "down" else CONTROL
+        cheaper = costs[lift]["gflops"] < costs[reference]["gflops"]
+        if group == "down":
+            pays = cheaper and not (d["significant"] and d["mean"] < 0)
+            why = ("not significantly below the 1x control at fewer GFLOPs" if pays else
+                   "significantly below the 1x control" if cheaper else "not cheaper")
+        else:
+            pays = d["significant"] and d["mean"] > 0 and cheaper
+            why = ("significantly above the control at fewer GFLOPs than the 2x image" if pays
+                   else "not significantly above the same-budget control")  # fmt: skip
+        if pays and not beats_bilinear:
+            pays, why = False, f"{why}, but not significantly above + bilinear there"
+        verdicts[group] = (pays, fin[lift]["bbox/AP"]["mean"])
+        lines.append(text + f" LiFT {'pays' if pays else 'does not pay'} here: {why}.")
+    if verdicts:
+        best = max(verdicts, key=lambda g: verdicts[g][1])
+        paying = [g for g, (p, _) in verdicts.items() if p]
+        lines.append(
+            f"Highest box AP of a LiFT arm after finetuning: the {best} placement "
+            f"({verdicts[best][1]:.2f}). LiFT pays in: {', '.join(paying) or 'no placement'}."
+        )
+    return lines
+
+
+def plot_frontier(study: Dict, path: str) -> List[Dict[str, float]]:
+    """Box AP against GFLOPs per arm: finetuned (filled, mean ± std over seeds) and zero-shot
+    (hollow), joined by a line; one colour per arm (:func:`arm_colour`); the labels are in the
+    legend, so none overlap. Returns what was drawn."""
+    from lift_tools.study_report import _axes, _save
+
+    labels = {a.name: a.label for a in ARMS}
+    fig, ax = _axes((9, 5.5))
+    drawn = []
+    for arm in study["arms"]:
+        x, colour = study["costs"][arm]["gflops"], arm_colour(arm)
+        f = study["summary"]["arms"][arm]["bbox/AP"]
+        z = study["zero_shot"]["summary"]["arms"][arm]["bbox/AP"]
+        ax.plot([x, x], [z["mean"], f["mean"]], color=colour, lw=1, alpha=0.5)
+        ax.errorbar(x, f["mean"], yerr=_std(f), fmt="o", capsize=3, color=colour,
+                    label=labels[arm])  # fmt: skip
+        ax.errorbar(x, z["mean"], yerr=_std(z), fmt="o", capsize=3, color=colour, mfc="white")
+        drawn.append({"arm": arm, "x": x, "y": f["mean"], "zero_shot": z["mean"]})
+    _save(fig, ax, path, "GFLOPs per image (inference, fvcore)",
+          "val box AP (filled: finetuned, hollow: zero-shot; mean ± std over seeds)",
+          f"Mini study, {len(study['summary']['seeds'])} seeds: AP against compute")  # fmt: skip
+    return drawn
+
+
+def _std(s: Dict) -> Optional[float]:
+    return s["std"] if s["std"] == s["std"] else 0.0
