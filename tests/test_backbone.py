@@ -270,8 +270,9 @@ def test_yacs_builder_switches_and_passes():
     from detectron2.modeling import build_backbone
 
     bb = build_backbone(
-        yacs_cfg(UPSAMPLER="LiFT-S", FREEZE_VIT=True, FREEZE_LIFT=True, NUM_PASSES=2,
-                 PLACEMENT="stride8")
+        yacs_cfg(
+            UPSAMPLER="LiFT-S", FREEZE_VIT=True, FREEZE_LIFT=True, NUM_PASSES=2, PLACEMENT="stride8"
+        )
     )
     assert all(not p.requires_grad for p in bb.net.parameters())
     assert all(p.requires_grad for s in bb.stages for p in s.parameters())

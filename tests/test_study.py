@@ -12,7 +12,14 @@ import re
 import pytest
 
 from conftest import CPU_ENV, load_tool
-from lift_tools import pipeline, study, study_report, study_schedule, study_statistics
+from lift_tools import (
+    pipeline,
+    study,
+    study_placements,
+    study_report,
+    study_schedule,
+    study_statistics,
+)
 
 # two-sided 95% t quantiles from a printed table (df = 1, 2, 4)
 T975 = {1: 12.706, 2: 4.303, 4: 2.776}
@@ -132,7 +139,7 @@ def test_study_steps_are_paired_within_a_seed(tmp_path):
     base = os.path.join(out, "baseline", "model_final.pth")
     arms = [a[0] for a in study_schedule.ARMS]
     for seed in (0, 1):
-        for arm, _, _, stage_one, _ in study_schedule.ARMS:
+        for arm, _, _, stage_one, _, _ in study_schedule.ARMS:
             s = by_name[f"seed{seed}/{arm}"]
             assert s.overrides["train.init_checkpoint"] == base  # every arm: one baseline
             assert s.overrides["train.seed"] == str(seed) and s.threads == 1 and s.iters == 10
@@ -143,14 +150,31 @@ def test_study_steps_are_paired_within_a_seed(tmp_path):
         for name, *_ in study_schedule.STAGE_ONES:
             s1 = by_name[f"seed{seed}/{name}"]
             assert s1.overrides["train.seed"] == str(seed) and s1.iters == 20
-    assert len(steps) == 1 + 2 * (len(study_schedule.STAGE_ONES) + len(arms))
+    # zero-shot: per seed where the model holds that seed's stage one, once for the others, none
+    # for the control (its zero-shot model is the baseline)
+    with_stage_one = [a.name for a in study_schedule.ARMS if a.stage_one]
+    seedless = [a.name for a in study_schedule.ARMS if not a.stage_one and a.name != "ft"]
+    zero_shot = [s for s in steps if "--eval-only" in s.flags]
+    assert sorted(s.name for s in zero_shot) == sorted(
+        [f"seed{k}/zs_{a}" for k in (0, 1) for a in with_stage_one]
+        + [f"zeroshot/{a}" for a in seedless]
+    )
+    for s in zero_shot:
+        assert s.overrides["train.init_checkpoint"] == base and s.final.endswith("metrics.json")
+        assert "train.seed" not in s.overrides and "baseline" in s.needs
+        if s.name.startswith("seed"):
+            seed, arm = s.name[4], s.name.split("/zs_")[1]
+            stage_one = by_name[f"seed{seed}/{arm}"].overrides["model.backbone.net.lift_weights"]
+            assert s.overrides["model.backbone.net.lift_weights"] == stage_one
+    assert len(steps) == 1 + 2 * (len(study_schedule.STAGE_ONES) + len(arms)) + len(zero_shot)
     sub = study_schedule.study_steps(out, [0], 30, 20, 10, arms=["ft", "lift_half"])
     assert [s.name for s in sub] == ["baseline", "seed0/stage1_lift", "seed0/stage1_half",
-                                     "seed0/ft", "seed0/lift_half"]  # fmt: skip
+                                     "seed0/lift_half", "seed0/ft", "seed0/zs_lift_half"]  # fmt: skip
     default = study_schedule.study_steps(out, [0], 30, 20, 10)
-    assert {s.name for s in default} == {"baseline"} | {
+    stage_ones = {"seed0/stage1_lift", "seed0/stage1_rc", "seed0/stage1_jbu", "seed0/stage1_attn"}
+    assert {s.name for s in default if "--eval-only" not in s.flags} == {"baseline"} | {
         f"seed0/{a}" for a in study_schedule.DEFAULT_ARMS
-    } | {"seed0/stage1_lift", "seed0/stage1_rc", "seed0/stage1_jbu", "seed0/stage1_attn"}
+    } | stage_ones
     with pytest.raises(ValueError, match="unknown arms"):
         study_schedule.study_steps(out, [0], 30, 20, 10, arms=["liftt"])
 
@@ -201,7 +225,16 @@ def test_study_writes_its_report(tiny_study):
     assert written["costs"]["lift"]["gflops"] > written["costs"]["ft"]["gflops"]
     assert [c["iteration"] for c in written["baseline"]["curve"]] == [1, 2]
     assert written["setup"]["val_images"] == 6  # the study's own data, not the default's 40
-    assert "ETA" in stdout and "[study] 7/7 steps done" in stdout
+    assert "ETA" in stdout and "[study] 9/9 steps done" in stdout
+    # zero-shot: the control's is the baseline's final evaluation, LiFT's its own seed's
+    zs = written["zero_shot"]["per_seed"]
+    base = [r for r in _numbers(os.path.join(out, "baseline")) if "bbox/AP" in r][-1]
+    for seed in ("0", "1"):
+        assert zs[seed]["ft"]["bbox/AP"] == base["bbox/AP"]
+        folder = os.path.join(out, f"seed{seed}", "zs_lift", "inference_model_final")
+        assert zs[seed]["lift"]["bbox/AP"] == _numbers(folder)[-1]["bbox/AP"]
+    assert written["costs"]["lift"]["image_size"] == 512  # the up placement: the 2x image
+    assert all(written["costs"][a]["cpu_ms"] > 0 for a in ("ft", "lift"))
 
 
 def test_same_seed_gives_identical_metrics(tiny_study, tmp_path, monkeypatch):
@@ -243,29 +276,60 @@ def test_run_mini_refuses_bad_arguments_before_running(argv, message, tmp_path):
     assert not (tmp_path / "out").exists()  # nothing started
 
 
-def test_dodge_spreads_equal_costs_only():
-    assert study_report.dodge([1.0, 2.0, 1.0, 1.0], spread=0.1) == pytest.approx(
-        [0.9, 2.0, 1.0, 1.1]
-    )
-    assert study_report.dodge([3.0, 1.0], spread=0.5) == [3.0, 1.0]
-
-
-def test_study_figure_keeps_arms_of_equal_cost_apart(tmp_path):
-    """The committed study: arms with the same GFLOPs (the control, frozen and finetuned LiFT...)
-    are drawn at distinct x, each near its own cost."""
-    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "mini_study.json")) as f:
-        committed = json.load(f)
-    drawn = study_report.plot(committed, str(tmp_path / "study.png"))
-    assert [d["arm"] for d in drawn] == list(committed["arms"])
-    xs = [d["x"] for d in drawn]
-    assert len(set(xs)) == len(xs)
-    gflops = [committed["costs"][a]["gflops"] for a in committed["arms"]]
-    assert len(set(gflops)) < len(gflops)  # there are arms of equal cost to keep apart
-    span = max(gflops) - min(gflops)
-    for x, g in zip(xs, gflops):
-        assert abs(x - g) <= 0.012 * span * len(gflops) / 2
+def test_frontier_figure_draws_every_arm_finetuned_and_zero_shot(tiny_study, tmp_path):
+    _, result, _ = tiny_study
+    drawn = study_placements.plot_frontier(result, str(tmp_path / "frontier.png"))
+    assert [d["arm"] for d in drawn] == result["arms"]
     for d in drawn:
-        assert d["y"] == committed["summary"]["arms"][d["arm"]]["bbox/AP"]["mean"]
+        assert d["x"] == result["costs"][d["arm"]]["gflops"]
+        assert d["y"] == result["summary"]["arms"][d["arm"]]["bbox/AP"]["mean"]
+        assert d["zero_shot"] == result["zero_shot"]["summary"]["arms"][d["arm"]]["bbox/AP"]["mean"]
+    assert os.path.getsize(tmp_path / "frontier.png") > 1000
+
+
+def test_every_arm_has_its_own_colour():
+    colours = [study_placements.arm_colour(a.name) for a in study_schedule.ARMS]
+    assert len(set(colours)) == len(colours)
+
+
+def _placement_study(lift, bilinear):
+    """A 3-seed study of the up placement with given per-seed box APs of LiFT and bilinear."""
+    aps = {"ft": [50.0, 52.0, 54.0], "image2x": [60.0, 61.0, 64.0], "lift": lift,
+           "bilinear": bilinear}  # fmt: skip
+    per_seed = {s: {a: {k: v[s] for k, _ in study_statistics.METRICS} for a, v in aps.items()}
+                for s in range(3)}  # fmt: skip
+    arms = list(aps)
+    summary = study_statistics.summarize(per_seed, arms)
+    return per_seed, {
+        "arms": arms, "summary": summary,
+        "costs": {a: {"gflops": g} for a, g in zip(arms, (1.75, 5.5, 3.5, 3.2))},
+        "zero_shot": {"summary": summary, "recovered": study_placements.recovered_shares(
+            per_seed, arms)},
+        "recovered": study_placements.recovered_shares(per_seed, arms),
+        "lift_vs_control": {"up": study_placements.paired_arms(per_seed, "lift", "bilinear")},
+    }  # fmt: skip
+
+
+def test_recovered_share_by_hand():
+    per_seed, study = _placement_study([55.0, 57.0, 58.0], [51.0, 52.0, 55.0])
+    got = study["recovered"]["lift"]
+    # (55 - 50) / (60 - 50), (57 - 52) / (61 - 52), (58 - 54) / (64 - 54)
+    assert got["values"] == pytest.approx([0.5, 5 / 9, 0.4])
+    assert got["mean"] == pytest.approx((0.5 + 5 / 9 + 0.4) / 3)
+    assert got["gap"] == pytest.approx(29 / 3)  # the 2x image's mean gain
+
+
+def test_placement_words_say_whether_lift_pays():
+    _, study = _placement_study([55.0, 57.0, 58.0], [51.0, 52.0, 55.0])
+    up, best = study_placements.placement_words(study)
+    assert up.startswith("**up**: + LiFT +4.67") and "LiFT pays here" in up
+    assert "Against + bilinear in the same placement: +4.00" in up
+    assert best.endswith("LiFT pays in: up.")
+    # as good as bilinear in the same placement: the placement pays, LiFT does not
+    _, study = _placement_study([55.0, 57.0, 58.0], [55.5, 56.5, 58.0])
+    up, best = study_placements.placement_words(study)
+    assert "LiFT does not pay here" in up and "not significantly above + bilinear" in up
+    assert best.endswith("LiFT pays in: no placement.")
 
 
 def test_cosine_section_and_figure_from_the_committed_study(tmp_path):

@@ -90,7 +90,12 @@ def test_lift_stage_two_trains_only_heads(trained):
     torch.testing.assert_close(after[vit_key], before[vit_key])  # frozen ViT
     head_key = "roi_heads.box_predictor.cls_score.weight"
     assert not torch.equal(after[head_key], before[head_key])  # finetuned heads
-    assert "simfp_2" in trained["lift_log"]  # ViTDet's 4x stage reported as unused
+    # the up placement: every ViTDet tensor loads, only LiFT comes from elsewhere (its file)
+    (loaded,) = {
+        line for line in trained["lift_log"].splitlines() if "tensors of the model" in line
+    }
+    assert "backbone.net.lift" in loaded and "from lift_weights=" in loaded
+    assert "unused" not in loaded and "new (not in the file" not in loaded
     lift = torch.load(trained["lift_file"], weights_only=False)["model"]
     for k, v in lift.items():  # the frozen LiFT is the stage-one file's, unchanged
         torch.testing.assert_close(after[f"backbone.net.lift.{k}"], v)
@@ -131,6 +136,32 @@ def test_eval_only_reproduces_the_final_evaluation(trained, tmp_path, caplog):
         assert 0 <= x and 0 <= y and x + w <= img["width"] + 1e-3 and y + h <= img["height"] + 1e-3
         assert d["category_id"] in gt.getCatIds()
         assert d["segmentation"]["size"] == [img["height"], img["width"]]
+
+
+@pytest.mark.parametrize(
+    "name", ["vitdet_mrcnn_lift", "vitdet_mrcnn_lift_down", "vitdet_mrcnn_lift_s8"]
+)
+def test_zero_shot_eval_from_a_vitdet_checkpoint_and_a_lift_file(trained, tmp_path, name):
+    """--eval-only with a plain ViTDet checkpoint and a stage-one LiFT file evaluates the +LiFT
+    detector with no stage two, in every placement, and writes detectron2's metrics.json with the
+    numbers it printed."""
+    out = str(tmp_path / "zero_shot")
+    proc = run_tool(
+        ["--config-file", config(name), "--eval-only", ALL_DETS, f"train.output_dir={out}"]
+        + [f"train.init_checkpoint={trained['base']}/model_final.pth"]
+        + [f"model.backbone.net.lift_weights={trained['lift_file']}"],
+        cwd=tmp_path,
+    )
+    log = proc.stdout + proc.stderr
+    (loaded,) = {line for line in log.splitlines() if "tensors of the model" in line}
+    assert (
+        f"backbone.net.lift (" in loaded and f"from lift_weights={trained['lift_file']}" in loaded
+    )
+    assert ("unused" in loaded) == name.endswith("_s8")  # ViTDet's 4x stage, at stride 8 only
+    row = last_evaluation(os.path.join(out, "inference_model_final"))
+    (printed,) = re.findall(r"copypaste: ([\d.]+),([\d.]+),([\d.]+),", log)[:1]
+    assert row["bbox/AP"] == pytest.approx(float(printed[0]), abs=1e-4)
+    assert row["bbox/AP50"] == pytest.approx(float(printed[1]), abs=1e-4)
 
 
 KILL_CONFIG = """

@@ -15,7 +15,6 @@ from lift_det.checkpoint import atomic_write_text
 from lift_tools.costs import arm_costs
 from lift_tools.pipeline import run_steps
 from lift_tools.provenance import provenance
-from lift_tools.study_probe import PROBE_ITERS, write_trace
 from lift_tools.study_placements import (
     PLACEMENT_ARMS,
     paired_arms,
@@ -23,6 +22,7 @@ from lift_tools.study_placements import (
     recovered_shares,
     zero_shot_per_seed,
 )
+from lift_tools.study_probe import PROBE_ITERS, write_trace
 from lift_tools.study_report import format_report, plot_cosine_vs_ap
 from lift_tools.study_schedule import ARMS, BASELINE_DROP, DEFAULT_ARMS, study_steps
 from lift_tools.study_statistics import METRICS, cosine_vs_ap, plateau, read_curve, summarize

@@ -115,11 +115,17 @@ def placement_words(study: Dict) -> List[str]:
             text += f" Against + bilinear in the same placement: {_d(v)} box AP."
         beats_bilinear = v is None or (v["significant"] and v["mean"] > 0)
         reference = REFERENCES[group][1] if group != "down" else CONTROL
+        if reference not in costs:  # no reference to weigh the cost against
+            lines.append(text + f" (No verdict: {reference} was not run.)")
+            continue
         cheaper = costs[lift]["gflops"] < costs[reference]["gflops"]
         if group == "down":
             pays = cheaper and not (d["significant"] and d["mean"] < 0)
-            why = ("not significantly below the 1x control at fewer GFLOPs" if pays else
-                   "significantly below the 1x control" if cheaper else "not cheaper")
+            why = (
+                "not significantly below the 1x control at fewer GFLOPs"
+                if pays
+                else "significantly below the 1x control" if cheaper else "not cheaper"
+            )
         else:
             pays = d["significant"] and d["mean"] > 0 and cheaper
             why = ("significantly above the control at fewer GFLOPs than the 2x image" if pays
