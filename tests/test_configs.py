@@ -349,3 +349,25 @@ def test_study_configs_change_what_they_say():
     assert half.dataloader.train.mapper.image_size == half.dataloader.test.mapper.image_size == 128
     rc1 = get_config("mini/lift_stage1_rc.py")
     assert rc1.model.lift.name == "resize_conv"
+
+
+@pytest.mark.parametrize("size", ["", "_l", "_h"])
+def test_coco_stage_one_fits_a_gpu_day_as_its_comment_says(size):
+    """The COCO stage-one recipes take at most 24 GPU-hours at the H200's measured stage-one rate
+    (docs/gpu/nvidia-h200.json; ViT-L/H scaled by width^2 x depth), and say how many."""
+    import json
+
+    from lift_det.config import VIT_SIZES
+
+    with open(os.path.join(REPO, "docs", "gpu", "nvidia-h200.json")) as f:
+        measured = json.load(f)["stage_one"]
+    assert measured["config"] == "configs/lift_stage1_coco.py"
+    cfg = get_config(f"lift_stage1_coco{size}.py")
+    epochs = cfg.train.max_iter * cfg.dataloader.train.total_batch_size / 118287
+    vit = VIT_SIZES[size[1:].upper() or "B"]
+    scale = vit["embed_dim"] ** 2 * vit["depth"] / (768**2 * 12)
+    hours = epochs * measured["epoch_s"] * scale / 3600
+    assert hours <= 24
+    text = open(os.path.join(REPO, "configs", f"lift_stage1_coco{size}.py")).read()
+    assert f"= {hours:.1f} GPU-hours" in text
+    assert cfg.train.eval_period <= cfg.train.max_iter  # evaluated within the run

@@ -28,7 +28,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Tuple
 import torch
 from omegaconf import OmegaConf
@@ -75,16 +75,23 @@ class Setup:
     # stage two's same-pipeline control (ViT frozen as in +LiFT, bilinear 2x in LiFT's place)
     stage2_control: Dict[str, str] = field(default_factory=dict)
     vit_sizes: Dict[str, Dict[str, str]] = field(default_factory=dict)  # "L" -> detectors
+    # measured at twice ``size``: ViTDet on the 2x image and the up placement (ViT at ``size``)
+    up: Dict[str, str] = field(default_factory=dict)
 
 
 GPU = Setup(
     size=1024,
-    detectors={
+    detectors={  # the same detector size (the down and stride-8 placements)
         "ViTDet-B": "configs/vitdet_mrcnn.py",
-        "ViTDet-B + LiFT-B": "configs/vitdet_mrcnn_lift.py",
+        "ViTDet-B + LiFT-B, down": "configs/vitdet_mrcnn_lift_down.py",
+        "ViTDet-B + LiFT-B, stride 8": "configs/vitdet_mrcnn_lift_s8.py",
+    },
+    up={
+        "ViTDet-B, 2x image": "configs/vitdet_mrcnn.py",
+        "ViTDet-B + LiFT-B, up": "configs/vitdet_mrcnn_lift.py",
     },
     stage1="configs/lift_stage1_coco.py",
-    stage2_control={"ViTDet-B + bilinear": "configs/vitdet_mrcnn_bilinear.py"},
+    stage2_control={"ViTDet-B + bilinear, down": "configs/vitdet_mrcnn_bilinear.py"},
     heads=(1000, 100),  # ViTDet's test-time proposals and detections
     iterations=10,
     min_run_time=1.0,
@@ -98,7 +105,12 @@ TOY = Setup(
     size=128,
     detectors={
         "mini ViTDet": "configs/mini/vitdet_mrcnn.py",
-        "mini ViTDet + LiFT-S": "configs/mini/vitdet_mrcnn_lift.py",
+        "mini ViTDet + LiFT-S, down": "configs/mini/vitdet_mrcnn_lift_down.py",
+        "mini ViTDet + LiFT-S, stride 8": "configs/mini/vitdet_mrcnn_lift_s8.py",
+    },
+    up={
+        "mini ViTDet, 2x image": "configs/mini/vitdet_mrcnn.py",
+        "mini ViTDet + LiFT-S, up": "configs/mini/vitdet_mrcnn_lift.py",
     },
     stage1="configs/mini/lift_stage1.py",
     heads=(20, 5),
@@ -107,7 +119,7 @@ TOY = Setup(
     batches=(1, 2),
     stage1_batch=2,
     stage2_batches=(2,),
-    stage2_control={"mini ViTDet + bilinear": "configs/mini/vitdet_mrcnn_bilinear.py"},
+    stage2_control={"mini ViTDet + bilinear, down": "configs/mini/vitdet_mrcnn_bilinear_down.py"},
 )
 
 
@@ -564,8 +576,14 @@ def format_markdown(result) -> str:
         lines += [""]
     if "inference" in result:
         inf = result["inference"]
-        lines += ["#### Inference: Mask R-CNN with and without LiFT"]
+        lines += ["#### Inference: Mask R-CNN with and without LiFT (down and stride-8 "
+                  "placements, same detector size)"]  # fmt: skip
         lines += inference_tables(inf["rows"], inf["ratios"])
+    if result.get("up", {}).get("rows"):
+        size = result["up"]["image_size"]
+        lines += [f"#### The up placement: ViTDet on the {size} px image and + LiFT with its ViT "
+                  f"at {size // 2} px, batch 1, AMP"]  # fmt: skip
+        lines += inference_tables(result["up"]["rows"], result["up"]["ratios"])
     if "stage_one" in result:
         lines += _stage_one_lines(result["stage_one"])
     if "stage_two" in result:
@@ -734,6 +752,10 @@ def main(args) -> int:
         with section("inference"):
             rows = inference_rows(setup.detectors, setup, device, batches, amp_dtype)
             result["inference"] = dict(rows=rows, ratios=inference_ratios(rows))
+        with section("up placement"):
+            up = replace(setup, size=2 * setup.size)  # the ViT of the up placement: setup.size
+            rows = inference_rows(setup.up, up, device, [1], amp_dtype, ("amp",), backbone=())
+            result["up"] = dict(rows=rows, ratios=inference_ratios(rows), image_size=up.size)
         with section("stage one"):
             result["stage_one"] = stage_one_cost(setup, device, args.recipe_gpus)
         with section("stage two"):
