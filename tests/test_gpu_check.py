@@ -80,8 +80,9 @@ def test_measurements_cover_the_grid(report):
     result = report[0]
     rows = result["inference"]["rows"]
     grid = {(r["model"], r["part"], r["batch"], r["attn_impl"], r["precision"]) for r in rows}
-    # models x batches x attentions x (the detector at 2 precisions + its backbone at AMP)
-    assert len(grid) == len(rows) == 2 * 2 * 2 * 3
+    # models (plain, down, stride 8) x batches x attentions x (the detector at 2 precisions + its
+    # backbone at AMP)
+    assert len(grid) == len(rows) == 3 * 2 * 2 * 3
     assert {(r["part"], r["precision"]) for r in rows} == {
         ("detector", "fp32"),
         ("detector", "amp"),
@@ -93,7 +94,7 @@ def test_measurements_cover_the_grid(report):
         assert r["median_s"] == pytest.approx((a + b) / 2)
         assert r["spread"] == pytest.approx(abs(a - b) / ((a + b) / 2))
     ratios = result["inference"]["ratios"]
-    assert len(ratios["+LiFT / plain time"]) == len(ratios["sdpa / eager time"]) == 12
+    assert len(ratios["+LiFT / plain time"]) == 2 * 12 and len(ratios["sdpa / eager time"]) == 18
     one = ratios["+LiFT / plain time"][0]
     plain = [r for r in rows if r["model"] == rows[0]["model"]]
     base = next(
@@ -107,29 +108,40 @@ def test_measurements_cover_the_grid(report):
     )
     assert one["ratio"] == pytest.approx(lift["median_s"] / base["median_s"])
     s2 = result["stage_two"]
-    # plain, +LiFT and the control; +LiFT over each of the other two
+    # plain, +LiFT (down, stride 8) and the control; +LiFT (down) over each of the other three
     assert [r["config"] for r in s2["rows"]] == [
         "configs/mini/vitdet_mrcnn.py",
-        "configs/mini/vitdet_mrcnn_lift.py",
-        "configs/mini/vitdet_mrcnn_bilinear.py",
+        "configs/mini/vitdet_mrcnn_lift_down.py",
+        "configs/mini/vitdet_mrcnn_lift_s8.py",
+        "configs/mini/vitdet_mrcnn_bilinear_down.py",
     ]
-    plain, lift, control = s2["rows"]
-    assert [r["over"] for r in s2["ratios"]] == [plain["model"], control["model"]]
+    plain, lift, s8, control = s2["rows"]
+    assert [r["over"] for r in s2["ratios"]] == [plain["model"], s8["model"], control["model"]]
     assert s2["ratios"][0]["time"] == pytest.approx(lift["median_s"] / plain["median_s"])
-    assert s2["ratios"][1]["memory"] == pytest.approx(
+    assert s2["ratios"][2]["memory"] == pytest.approx(
         lift["peak_memory_MiB"] / control["peak_memory_MiB"]
     )
     # +LiFT freezes the ViT and LiFT, the control the ViT (bilinear has no parameters): both train
-    # the same pyramid and heads, the plain config everything
+    # the same pyramid and heads, the plain config everything; stride 8 has no 4x stage to train
     assert plain["trained_params"] > lift["trained_params"] == control["trained_params"] > 0
+    assert 0 < s8["trained_params"] < lift["trained_params"]
+    # the up placement beside ViTDet on the 2x image, at twice the toy size
+    up = result["up"]
+    assert up["image_size"] == 2 * result["image_size"]
+    assert [r["config"] for r in up["rows"][:2]] == [
+        "configs/mini/vitdet_mrcnn.py",
+        "configs/mini/vitdet_mrcnn_lift.py",
+    ]
+    assert {(r["batch"], r["precision"], r["part"]) for r in up["rows"]} == {(1, "amp", "detector")}
+    assert len(up["ratios"]["+LiFT / plain time"]) == 2  # eager and sdpa
 
 
 def test_stage_one_estimate_arithmetic(report):
     s1 = report[0]["stage_one"]
     assert s1["images_per_s"] == pytest.approx(s1["batch_per_gpu"] / s1["median_s"])
     assert s1["epoch_s"] == pytest.approx(118287 / s1["images_per_s"])
-    # the COCO stage-one config's schedule: 184824 iters * 64 images / 118287 images per epoch
-    assert s1["schedule_epochs"] == pytest.approx(100.0, abs=0.01)
+    # the COCO stage-one config's schedule: 46207 iters * 64 images / 118287 images per epoch
+    assert s1["schedule_epochs"] == pytest.approx(25.0, abs=0.01)
     assert s1["schedule_s"] == pytest.approx(s1["schedule_epochs"] * s1["epoch_s"])
 
 
@@ -157,8 +169,13 @@ def test_readme_tables_from_a_report(report):
     assert f"| {s1['images_per_s']:.1f} |" in tables
     ratios = result["inference"]["ratios"]["+LiFT / plain time"]
     at = dict(batch=1, attn_impl="eager", precision="amp")
-    (detector,) = [r for r in ratios if r["part"] == "detector" and at.items() <= r.items()]
-    (backbone,) = [r for r in ratios if r["part"] == "backbone" and at.items() <= r.items()]
+    # the first +LiFT model's (the down placement, the detector's own size)
+    first = result["inference"]["rows"][1]["model"]
+    assert first.endswith("down")
+    (detector,) = [r for r in ratios if r["part"] == "detector" and at.items() <= r.items()
+                   and r["model"] == first]  # fmt: skip
+    (backbone,) = [r for r in ratios if r["part"] == "backbone" and at.items() <= r.items()
+                   and r["model"] == first]  # fmt: skip
 
     def spread(part):  # the larger A/B spread of the +LiFT and plain rows behind a ratio
         rows = [r for r in result["inference"]["rows"] if r["part"] == part]
@@ -221,11 +238,12 @@ def test_a_failing_section_is_reported_and_the_others_run(tool, tmp_path, monkey
     assert failed == {
         "correctness": "RuntimeError: planted failure",
         "inference": "RuntimeError: planted failure",
+        "up placement": "RuntimeError: planted failure",
         "stage two": "RuntimeError: planted failure",
         "ViT-L/H": "KeyError: 'inference'",
     }
     assert result["stage_one"]["batch_per_gpu"] == 2 and result["stage_one"]["median_s"] > 0
-    for key in ("correctness", "inference", "stage_two"):
+    for key in ("correctness", "inference", "up", "stage_two"):
         assert key not in result
     with open(path[: -len(".json")] + ".md") as f:
         text = f.read()

@@ -21,10 +21,11 @@ def readme_blocks():
 
 def test_the_section_has_every_stage():
     blocks = readme_blocks()
-    assert [lang for lang, _ in blocks] == ["bash"] * 5 + ["python"]
+    assert [lang for lang, _ in blocks] == ["bash"] * 6 + ["python"]
     code = "\n".join(c for _, c in blocks)
     for needed in ["configs/mini/vitdet_mrcnn.py", "configs/mini/lift_stage1.py", "--eval-only"]:
         assert needed in code
+    assert "model.backbone.net.lift_weights" in blocks[2][1] and "--eval-only" in blocks[2][1]
     assert "tools/demo.py" in code and "LazyPredictor" in code
 
 
@@ -57,6 +58,9 @@ def test_the_stages_run_as_written(tmp_path):
     evaluation = steps / "vitdet_lift" / "inference_model_final"
     assert (evaluation / "coco_instances_results.json").is_file()
     assert (steps / "demo" / "000000.jpg").is_file()
-    assert "from lift_weights=output/steps/stage1/lift_final.pth" in logs[2]  # LiFT loaded
-    assert re.search(r"\[\('(square|disc|triangle)'|\[\]", logs[5])  # class names printed
+    # zero-shot: every baseline tensor and LiFT from its file, evaluated, metrics.json written
+    assert "from lift_weights=output/steps/stage1/lift_final.pth" in logs[2]
+    assert (steps / "zero_shot" / "inference_model_final" / "metrics.json").is_file()
+    assert "from lift_weights=output/steps/stage1/lift_final.pth" in logs[3]  # LiFT loaded
+    assert re.search(r"\[\('(square|disc|triangle)'|\[\]", logs[6])  # class names printed
     assert os.listdir(data)  # the data was generated where the README says
