@@ -97,6 +97,7 @@ RUN = [
     "mini/vitdet_mrcnn_lift",
     "mini/vitdet_mrcnn_bilinear",
     "mini/vitdet_cascade_lift",
+    "mini/vitdet_cascade",
 ]
 
 

@@ -340,6 +340,23 @@ def test_refused_before_anything_is_built(
     assert re.search(message, err.replace("\n", " ")), err
 
 
+def test_missing_lift_file_is_refused_before_anything_is_built(tmp_path, capsys, monkeypatch):
+    """(README row ROW_WEIGHTS) A stage-two run whose LiFT file is missing stops in one line
+    before the model and the data are built, and leaves no folder behind."""
+    out = tmp_path / "out"
+    monkeypatch.setattr(tool, "launch", None)  # a check that lets it through fails with TypeError
+    with pytest.raises(SystemExit) as e:
+        tool.invoke_main(
+            ["--config-file", config("vitdet_mrcnn_lift"), f"train.output_dir={out}"]
+            + ["model.backbone.net.lift_weights=/nonexistent/lift_final.pth"]
+        )
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "model.backbone.net.lift_weights '/nonexistent/lift_final.pth' does not exist" in err
+    assert "lift_final.pth), or '' when train.init_checkpoint holds LiFT" in err
+    assert not out.exists()
+
+
 def test_existing_run_is_accepted_with_resume_or_overwrite(tmp_path, monkeypatch):
     out = _existing_run(tmp_path)
     calls = []

@@ -219,9 +219,13 @@ def check_weights(path: str, what: str = "train.init_checkpoint") -> None:
         return
     local = path.split("?")[0]
     if not os.path.isfile(local):
-        raise UsageError(
-            f"{what} '{path}' does not exist. Give the path of a checkpoint (a ViTDet .pkl/.pth, "
-            f"an MAE .pth with ?matching_heuristics=True, or OUTPUT_DIR/model_final.pth)."
+        kind = (
+            "a stage-one LiFT file (<stage-one OUTPUT_DIR>/lift_final.pth), or '' when "
+            "train.init_checkpoint holds LiFT"
+            if what.endswith("lift_weights")
+            else "a checkpoint (a ViTDet .pkl/.pth, an MAE .pth with ?matching_heuristics=True, "
+            "or OUTPUT_DIR/model_final.pth)"
         )
+        raise UsageError(f"{what} '{path}' does not exist. Give the path of {kind}.")
     if os.path.getsize(local) == 0:
         raise UsageError(f"{what} '{path}' is empty (an interrupted download or copy?).")

@@ -70,9 +70,14 @@ def check_run(cfg, args: argparse.Namespace) -> None:
             )
         return check_weights(weights)
     folder = cfg.train.output_dir
-    check_output_dir(folder, args.resume, args.overwrite)
     if not (args.resume and os.path.exists(os.path.join(folder, "last_checkpoint"))):
         check_weights(weights)
+        # read when train.init_checkpoint holds no LiFT (a ViTDet checkpoint): checked before the
+        # model and the data are built, and before the output folder is touched
+        lift = OmegaConf.select(cfg, "model.backbone.net.lift_weights", default="")
+        if lift:
+            check_weights(str(lift), "model.backbone.net.lift_weights")
+    check_output_dir(folder, args.resume, args.overwrite)
 
 
 class lock_output_dir:
