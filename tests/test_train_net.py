@@ -340,6 +340,29 @@ def test_refused_before_anything_is_built(
     assert re.search(message, err.replace("\n", " ")), err
 
 
+def test_exploding_stage_one_stops_at_the_first_diverged_step(small_mini, tmp_path):
+    """Stage one's loss (a cosine distance) stays finite while its weights blow up: the run stops
+    at the first step whose weights exceed the LiFT file's bound, in one line, with the last
+    checkpoint from before it and no LiFT file."""
+    out = tmp_path / "s1"
+    proc = run_tool(
+        ["--config-file", config("lift_stage1"), f"train.output_dir={out}", "train.max_iter=30"]
+        + ["optimizer.lr=1e4", "train.checkpointer.period=1", "train.eval_period=0"],
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 1
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("train_net.py: error:")]
+    stopped = int(re.search(r"diverged at iteration (\d+): largest \|w\| = ", line).group(1))
+    assert stopped < 29 and "lower the learning rate" in line
+    assert not (out / "lift_final.pth").exists()
+    # checkpoints every iteration: the newest is the step before the diverged one
+    assert (out / "last_checkpoint").read_text() == f"model_{stopped - 1:07d}.pth"
+    weights = torch.load(out / f"model_{stopped - 1:07d}.pth", weights_only=False)["model"]
+    assert max(v.abs().max().item() for k, v in weights.items() if ".lift." in f".{k}"
+               and "running" not in k and v.is_floating_point()) <= 1e4  # fmt: skip
+
+
 def test_missing_lift_file_is_refused_before_anything_is_built(tmp_path, capsys, monkeypatch):
     """(README row ROW_WEIGHTS) A stage-two run whose LiFT file is missing stops in one line
     before the model and the data are built, and leaves no folder behind."""

@@ -30,6 +30,7 @@ from detectron2.utils.logger import setup_logger
 import lift_det  # noqa: F401  (registers backbones and datasets)
 from lift_det.checkpoint import AtomicDetectionCheckpointer, atomic_write_bytes
 from lift_det.engine import checks, run_dir
+from lift_det.engine.hooks import StopOnDivergence
 from lift_det.engine.train_utils import (
     apply_optimizer_settings,
     build_trainer,
@@ -88,6 +89,7 @@ def do_train(args, cfg):
                 )
             ),
             LossTrace(trace, cfg.train.output_dir) if trace and comm.is_main_process() else None,
+            StopOnDivergence(),  # before the checkpointer: a diverged step is never saved
             (
                 hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
                 if comm.is_main_process()
@@ -275,6 +277,8 @@ def invoke_main(argv=None) -> None:
         if eval_dir and set(os.listdir(eval_dir)) <= {"config.yaml", "log.txt"}:
             shutil.rmtree(eval_dir)  # a refused evaluation leaves no folder of its own behind
         parser.error(str(e))
+    except FloatingPointError as e:  # a diverged run (train_or_explain): one line, the log has more
+        raise SystemExit(f"train_net.py: error: {' '.join(str(e).split())}") from None
 
 
 if __name__ == "__main__":

@@ -4,14 +4,15 @@ import json
 import logging
 import os
 from typing import Any, Dict, Optional
+import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 
-from ..checkpoint import atomic_write_text, save_lift_file, teacher_fingerprint
+from ..checkpoint import MAX_ABS_WEIGHT, atomic_write_text, save_lift_file, teacher_fingerprint
 
-__all__ = ["ExportLiFTFile"]
+__all__ = ["ExportLiFTFile", "StopOnDivergence"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,34 @@ def stage_one_quality(storage) -> Optional[Dict[str, float]]:
     if not all(v in latest for v in keys.values()):
         return None
     return {k: float(latest[v][0]) for k, v in keys.items()}
+
+
+class StopOnDivergence(HookBase):
+    """
+    Stops training (``FloatingPointError``, as detectron2 does for a non-finite loss) at the first
+    step after which a trained weight is not finite or has exploded (``|w| > max_abs``, the
+    bound a LiFT file is checked against). Stage one's cosine distance is bounded, so its loss
+    stays finite while the weights blow up: without this a diverged run trains to its end.
+    Register it before the checkpointer, so that the diverged step is never saved.
+    """
+
+    def __init__(self, max_abs: float = MAX_ABS_WEIGHT):
+        self.max_abs = max_abs
+        self._params = []
+
+    def before_train(self):
+        self._params = [p for p in self.trainer.model.parameters() if p.requires_grad]
+
+    def after_step(self):
+        if not self._params:
+            return
+        with torch.no_grad():
+            largest = torch.stack([p.detach().abs().amax() for p in self._params]).amax().item()
+        if not largest <= self.max_abs:  # also NaN
+            raise FloatingPointError(
+                f"the trained weights diverged at iteration {self.trainer.iter}: largest |w| = "
+                f"{largest:.3g} (limit {self.max_abs:.0e})"
+            )
 
 
 class ExportLiFTFile(HookBase):
