@@ -6,6 +6,18 @@ the built-in mini COCO dataset (``lift_mini_train`` / ``lift_mini_val``) in its 
 
 __version__ = "0.1.0"
 
+import warnings as _warnings
+
+# Deprecation notices of third-party code that say nothing to a lift_det user, filtered before
+# detectron2 is imported here (the tools import lift_det first, so its own imports are quiet too)
+for _message, _category in (
+    (r"`torch\.jit\.script` is deprecated", FutureWarning),  # detectron2's layers, at import
+    (r"pkg_resources is deprecated", UserWarning),  # detectron2.model_zoo, at import
+    (r"Importing from timm\.models\.layers is deprecated", FutureWarning),  # detectron2's ViT
+    (r"torch\.meshgrid: in an upcoming release", UserWarning),  # detectron2's anchors
+):
+    _warnings.filterwarnings("ignore", message=_message, category=_category)
+
 # models: LiFT, controls, the ViT+LiFT backbone and its pyramid placements
 from .modeling import (  # noqa: E402
     LIFT_PRESETS,

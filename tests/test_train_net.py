@@ -153,6 +153,8 @@ def test_zero_shot_eval_from_a_vitdet_checkpoint_and_a_lift_file(trained, tmp_pa
         cwd=tmp_path,
     )
     log = proc.stdout + proc.stderr
+    # quiet: no third-party deprecation notice (lift_det filters them where they arise)
+    assert "FutureWarning" not in log and "pkg_resources" not in log and "meshgrid" not in log
     (loaded,) = {line for line in log.splitlines() if "tensors of the model" in line}
     assert (
         f"backbone.net.lift (" in loaded and f"from lift_weights={trained['lift_file']}" in loaded

@@ -17,6 +17,8 @@ proposals and 100 detections by default). Small sizes (--detector-size 256 --tim
 fewer proposals finish in minutes on a CPU.
 """
 
+import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)
+
 import argparse
 import copy
 import functools

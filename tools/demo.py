@@ -7,6 +7,8 @@ Detect on images, a video or a webcam with a LazyConfig model; draw with detectr
         --weights OUTPUT_DIR/model_final.pth [--confidence-threshold 0.5] [key=value ...]
 """
 
+import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)
+
 import argparse
 import glob
 import os

@@ -20,6 +20,8 @@ peak memory is ``torch.cuda.max_memory_allocated`` after a reset (on a CPU: the 
 resident set so far). ``--toy`` uses the mini configs at 128x128 and bf16 autocast on the CPU.
 """
 
+import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)
+
 import argparse
 import contextlib
 import itertools
@@ -40,7 +42,6 @@ from detectron2.export import TracingAdapter
 from detectron2.utils.events import EventStorage
 from detectron2.utils.logger import setup_logger
 
-import lift_det  # noqa: F401  (registers backbones and datasets)
 from lift_det.checkpoint import atomic_write_text, read_lift_file
 from lift_det.config import VIT_SIZES
 from lift_det.data import ensure_mini_coco

@@ -14,6 +14,8 @@ key=value overrides are passed to every step. --resume skips finished steps and 
 interrupted one; --overwrite reruns every step from scratch.
 """
 
+import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)
+
 import argparse
 import sys
 

@@ -13,6 +13,8 @@ Without --images: a photograph that ships with
 matplotlib. --images takes files, folders and globs.
 """
 
+import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)
+
 import argparse
 import glob
 import json

@@ -12,6 +12,8 @@ Exit code 0: identical; 1: not; 2: no usable trace file (or a bad argument).
         [--iters 10] [--output-dir DIR]
 """
 
+import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)
+
 import argparse
 import itertools
 import json

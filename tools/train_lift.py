@@ -11,6 +11,8 @@ is a config like any other (its model, a ``LiFTDistiller``, returns the distilla
         train.output_dir=/tmp/s1mini
 """
 
+import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)
+
 import os
 import runpy
 

@@ -14,6 +14,8 @@ iterations of the ``train.max_iter`` schedule (together: the start of a long run
         --dist-url U] [--loss-trace N] [--stop-at-iter K] [key=value ...]
 """
 
+import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)
+
 import logging
 import os
 import shutil
@@ -27,7 +29,6 @@ from detectron2.utils import comm
 from detectron2.utils.events import EventStorage, JSONWriter
 from detectron2.utils.logger import setup_logger
 
-import lift_det  # noqa: F401  (registers backbones and datasets)
 from lift_det.checkpoint import AtomicDetectionCheckpointer, atomic_write_bytes
 from lift_det.engine import checks, run_dir
 from lift_det.engine.hooks import StopOnDivergence

@@ -15,6 +15,8 @@ that GPU figures are pending; ``<!-- generated: docs/study_checks/ -->`` the mac
 `make study-check` (tools/study_check.py --record). tests/test_readme.py runs the check.
 """
 
+import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)
+
 import argparse
 import glob
 import json

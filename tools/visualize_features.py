@@ -13,6 +13,8 @@ ViT + LiFT and k x recursive LiFT (k = 2..--passes, paper Table 8), as one PNG.
 --image: a photograph that ships with matplotlib. Without weights the maps come from random weights.
 """
 
+import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)
+
 import argparse
 import numpy as np
 import os
