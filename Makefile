@@ -25,9 +25,9 @@ main: setup
 study: setup
 	$(PY) tools/run_mini.py --seeds 3 --output-dir $(STUDY_OUTPUT) --report-dir docs $(STUDY_ARGS)
 
-# does this machine reproduce the study's arithmetic? (< 3 min) The first iterations of its steps,
-# bit for bit against the trace `make study` wrote (docs/mini_study_trace.json); the result goes
-# to docs/study_checks/<machine>-torch-<version>.json, which the README lists
+# does this machine reproduce the study's arithmetic? The first iterations of its steps, bit for
+# bit against the trace `make study` wrote (docs/mini_study_trace.json); the result goes to
+# docs/study_checks/<machine class>.json, which the README lists with each check's time
 study-check: setup
 	$(PY) tools/study_check.py --record docs/study_checks $(STUDY_CHECK_ARGS)
 

@@ -171,23 +171,39 @@ def test_study_check_end_to_end(tmp_path):
     assert out.count("identical bit for bit (2 iterations)") == 3
     assert trace["machine"] in out
 
-    # one hex digit changed at iteration 1 of stage one (compared with the probe run above)
+    # one hex digit changed at iteration 1 of stage one (compared with the probe run above): the
+    # trace's own machine class, so the difference is a failure
     changed = read(trace_file)
     loss = changed["steps"][1]["losses"][1]
     old = loss["total_loss"]  # 0x1.<13 hex digits>p<exponent>
     loss["total_loss"] = old[:5] + ("1" if old[5] != "1" else "2") + old[6:]
-    changed["torch"] = "0.1"  # made with another torch: the check says so
+    with open(tmp_path / "changed.json", "w") as f:
+        json.dump(changed, f)
+    rc, out, err = study_check("--trace", "changed.json", "--output-dir", probe, "--resume",
+                               cwd=tmp_path)  # fmt: skip
+    assert rc == 1, out[-3000:] + err[-3000:]
+    assert "baseline: identical bit for bit" in out and "seed0/lift: identical bit for bit" in out
+    assert "seed0/stage1_lift: DIFFERS from iteration 1 (total_loss" in out
+    assert f"the probe's runs and logs: {probe}" in out
+
+    # made with another torch: another machine class, not recorded before: a finding, recorded,
+    # exit 0; the check says the torch differs
+    changed["torch"] = "0.1"
     with open(tmp_path / "changed.json", "w") as f:
         json.dump(changed, f)
     rc, out, err = study_check("--trace", "changed.json", "--output-dir", probe, "--resume",
                                "--record", "checks", cwd=tmp_path)  # fmt: skip
-    assert rc == 1, out[-3000:] + err[-3000:]
-    assert "baseline: identical bit for bit" in out and "seed0/lift: identical bit for bit" in out
-    assert "seed0/stage1_lift: DIFFERS from iteration 1 (total_loss" in out
+    assert rc == 0, out[-3000:] + err[-3000:]
+    assert "this machine class has no record: its difference is a finding, recorded" in out
     assert f"this run's torch {torch.__version__} is not the trace's 0.1" in out
     # --record: this machine's result, which the README lists (tools/update_readme.py)
-    (recorded,) = [read(str(p)) for p in (tmp_path / "checks").iterdir()]
+    (path,) = list((tmp_path / "checks").iterdir())
+    recorded = read(str(path))
+    c = recorded["cpu_class"]
+    assert path.name.startswith(f"{c['vendor'].lower()}-family-{c['family']}-model-{c['model']}-")
+    assert c["capability"] == torch.backends.cpu.get_cpu_capability() and c["cpus"] > 0
     assert recorded["machine"] == trace["machine"] and recorded["identical"] is False
+    assert recorded["trace"]["torch"] == "0.1" and recorded["wall_s"] > 0
     steps = {s["name"]: s for s in recorded["steps"]}
     assert steps["seed0/stage1_lift"]["first_iter"] == 1 and steps["baseline"]["identical"]
     diff = abs(float.fromhex(old) - float.fromhex(loss["total_loss"]))
@@ -195,27 +211,57 @@ def test_study_check_end_to_end(tmp_path):
     update_readme = load_tool("update_readme")
     table = update_readme.render_study_checks(str(tmp_path / "checks"))
     assert trace["machine"] in table and "differs: seed0/stage1_lift from iteration 1" in table
+    assert f"family {c['family']} model {c['model']}, {c['capability']}" in table
+
+    # again: the same class now has a record, and the run is as that record
+    rc, out, err = study_check("--trace", "changed.json", "--output-dir", probe, "--resume",
+                               "--record", "checks", cwd=tmp_path)  # fmt: skip
+    assert rc == 0 and "as this class's earlier record" in out, out[-3000:] + err[-3000:]
+    # a record of this class that says otherwise: a failure within the class
+    recorded["steps"][1]["max_abs"] *= 2
+    path.write_text(json.dumps(recorded))
+    rc, out, err = study_check("--trace", "changed.json", "--output-dir", probe, "--resume",
+                               "--record", "checks", cwd=tmp_path)  # fmt: skip
+    assert rc == 1 and "NOT as this class's earlier record" in out, out[-3000:] + err[-3000:]
+    assert len(list((tmp_path / "checks").iterdir())) == 1  # its own record replaced, no other
 
     rc, out, err = study_check("--trace", "nowhere.json", cwd=tmp_path)
     assert (rc, out) == (2, "")
     assert len(err.strip().splitlines()) == 1 and "`make study` writes it" in err
 
 
-def test_a_record_per_machine_and_torch(tmp_path):
-    """One machine checked with two torch versions keeps both records; a rerun with the same
-    machine and torch replaces its own."""
+def test_a_record_per_machine_class(tmp_path):
+    """Records are per machine class: the same machine checked with two torch versions, or two
+    machines of one marketing name with other CPU models or kernels, keep their own records; a
+    rerun of the same class replaces its own."""
     study_check = load_tool("study_check")
     trace = {"iters": 10, "date": "d0", "commit": "c0", "machine": "M", "torch": "2.14.1"}
+    cpu = {"vendor": "AuthenticAMD", "family": "25", "model": "1", "capability": "AVX512",
+           "cpus": 2}  # fmt: skip
 
-    def run(torch_version, commit):
-        got = {"date": "d", "commit": commit, "machine": "AMD EPYC, 2 CPUs, no GPU",
-               "torch": torch_version, "command": "study_check.py"}  # fmt: skip
+    def run(torch_version, commit, **cls):
+        got = {
+            "date": "d",
+            "commit": commit,
+            "machine": "AMD EPYC, 2 CPUs, no GPU",
+            "torch": torch_version,
+            "numpy": "1.26.4",
+            "pillow": "13.0.0",
+            "python": "3.11.7",
+            "command": "study_check.py",
+            "cpu_class": {**cpu, **cls},
+        }
         steps = [dict(name="baseline", identical=False, first_iter=0,
                       max_abs=0.1, max_rel=0.2)]  # fmt: skip
-        return study_check.record(str(tmp_path), trace, got, steps)
+        return study_check.record(str(tmp_path), trace, got, steps, wall_s=1.0)
 
     first, other = run("2.14.1+cu130", "a"), run("2.11.0+cu130", "b")
-    assert os.path.basename(first) == "amd-epyc-2-cpus-no-gpu-torch-2-14-1-cu130.json"
-    assert first != other and len(os.listdir(tmp_path)) == 2
-    assert run("2.11.0+cu130", "c") == other and read(other)["commit"] == "c"
-    assert len(os.listdir(tmp_path)) == 2
+    assert os.path.basename(first) == (
+        "authenticamd-family-25-model-1-avx512-2-cpus-torch-2-14-1-cu130-numpy-1-26-4-pillow-13-0-"
+        "0-python-3-11-7.json"
+    )
+    avx2 = run("2.14.1+cu130", "c", capability="AVX2")
+    model17 = run("2.14.1+cu130", "d", model="17")
+    assert len({first, other, avx2, model17}) == 4 and len(os.listdir(tmp_path)) == 4
+    assert run("2.11.0+cu130", "e") == other and read(other)["commit"] == "e"
+    assert len(os.listdir(tmp_path)) == 4

@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
 """
-Does this machine reproduce the study's arithmetic? (README's `make study-check`, under 3 minutes
-on 2 CPU cores.) Replays the first iterations of the study's baseline, LiFT stage one and stage
-two (tools/lift_tools/study_probe.py) and compares their losses bit for bit with the trace
-`make study` wrote: per step, identical or the first iteration that differs and by how much.
-Exit code 0: identical; 1: not; 2: no usable trace file (or a bad argument).
+Does this machine reproduce the study's arithmetic? (README's `make study-check`; its time on
+each machine is in the README's table.) Replays the first iterations of the study's baseline, LiFT
+stage one and stage two (tools/lift_tools/study_probe.py) and compares their losses bit for bit
+with the trace `make study` wrote: per step, identical or the first iteration that differs and by
+how much. Machines are compared by class (CPU vendor, family, model, torch's CPU capability, CPUs,
+library versions: lift_tools.provenance.cpu_class): a class other than the trace's may compute
+other bits, which is a finding, recorded (--record) and compared with that class's record when
+there is one. Exit code 0: identical, or as this class's record, or a class not recorded before;
+1: a difference within the trace's class or from this class's record; 2: no usable trace file
+(or a bad argument). The probe's files are kept only with --output-dir.
 
     .venv/bin/python tools/study_check.py [--trace docs/mini_study_trace.json] [--output-dir DIR \\
         [--resume | --overwrite]] [--record docs/study_checks]
@@ -21,10 +26,11 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from typing import Dict, List, Optional
 
 from lift_tools import study_probe, study_schedule
-from lift_tools.provenance import VERSIONS, slug, versions
+from lift_tools.provenance import VERSIONS, class_name, slug, versions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TRACE = os.path.relpath(os.path.join(REPO, "docs", "mini_study_trace.json"))
@@ -90,19 +96,28 @@ def _difference(there: Optional[Dict], here: Optional[Dict]) -> str:
     return f"{there['name']}: {key}={old.get(key, '(none)')} there, ={new.get(key, '(none)')} here"
 
 
-def record(folder: str, expected: Dict, got: Dict, steps: List[Dict]) -> str:
-    """Writes the check's result to ``folder/<machine>-torch-<version>.json`` (a rerun with the
-    same machine and torch replaces it; tools/update_readme.py lists them); returns the path."""
+def record_path(folder: str, got: Dict) -> str:
+    """``folder/<machine class>.json`` (:func:`class_name`; results without a class, from older
+    code: ``<machine>-torch-<version>.json``)."""
+    name = class_name(got) or slug(got["machine"] + " torch " + got["torch"])
+    return os.path.join(folder, f"{name}.json")
+
+
+def record(folder: str, expected: Dict, got: Dict, steps: List[Dict], wall_s: float = 0) -> str:
+    """Writes the check's result to :func:`record_path` (a rerun of the same machine class
+    replaces it, no other class's; tools/update_readme.py lists them); returns the path."""
     from lift_det.checkpoint import atomic_write_text
 
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"{slug(got['machine'] + ' torch ' + got['torch'])}.json")
+    path = record_path(folder, got)
     result = {
-        **{k: got.get(k) for k in ("date", "commit", "machine", *VERSIONS)},
+        **{k: got.get(k) for k in ("date", "commit", "machine", *VERSIONS, "cpu_class")},
         "command": got["command"],
+        "wall_s": wall_s,
         "identical": all(s["identical"] for s in steps),
         "iters": expected["iters"],
-        "trace": {k: expected.get(k) for k in ("date", "commit", "machine", *VERSIONS)},
+        "trace": {k: expected.get(k) for k in ("date", "commit", "machine", *VERSIONS,
+                                               "cpu_class")},  # fmt: skip
         "steps": steps,
     }
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
@@ -152,6 +167,7 @@ def main(args) -> int:
         return refuse(f"{args.trace} records other probe steps than this checkout's ({diff}): "
                       f"`make study` writes a trace for this checkout")  # fmt: skip
 
+    start = time.time()
     work = out or tempfile.mkdtemp(prefix="study_check_")
     try:
         got = study_probe.run_probe(work, iters, *budgets, extra=expected["extra"],
@@ -159,6 +175,9 @@ def main(args) -> int:
     except RuntimeError as e:  # a step failed: its log is named
         print(f"[study-check] the probe did not finish: {e}", file=sys.stderr)
         return 1
+    finally:
+        if not out:  # its files are kept only where asked (--output-dir)
+            shutil.rmtree(work, ignore_errors=True)
     print(
         f"\n[study-check] the trace {args.trace}: made {expected.get('date')} "
         f"at commit {expected.get('commit')} on {expected.get('machine')}, {versions(expected)}"
@@ -184,16 +203,25 @@ def main(args) -> int:
             f"{c['first_rel']:.3g} relative); largest difference {c['max_abs']:.3g} absolute "
             f"({name} at iteration {it}), {c['max_rel']:.3g} relative"
         )
+    mine, theirs = class_name(got), class_name(expected)
+    known = None  # this class's earlier record, when it is not the trace's class
+    if args.record and mine != theirs and os.path.exists(record_path(args.record, got)):
+        with open(record_path(args.record, got)) as f:
+            known = json.load(f)
+    wall = time.time() - start
+    print(f"[study-check] machine class: {mine or 'unknown'} (the trace's: {theirs or 'unknown'});"
+          f" {wall:.0f} s")  # fmt: skip
     if args.record:
-        print(f"[study-check] recorded in {record(args.record, expected, got, results)}")
+        print(f"[study-check] recorded in {record(args.record, expected, got, results, wall)}")
     if identical:
         print(f"[study-check] identical: this machine reproduces the study's first {iters} "
               f"iterations of each step bit for bit")  # fmt: skip
-        if not out:
-            shutil.rmtree(work, ignore_errors=True)
         return 0
+    kept = (
+        f"the probe's runs and logs: {work}" if out else "--output-dir DIR keeps the probe's files"
+    )
     print(
-        f"[study-check] NOT identical (the probe's runs and logs: {work}). Where the first "
+        f"[study-check] NOT identical ({kept}). Where the first "
         f"difference is in the last bits and grows, the arithmetic differs (another CPU, BLAS/"
         f"OpenMP build or torch version); where it is larger than rounding at iteration 0, the "
         f"runs start differently (initialization, random streams or data of other versions)"
@@ -203,6 +231,22 @@ def main(args) -> int:
               f"{expected.get('torch')}: another torch version may initialize the models "
               f"differently (nn.init.trunc_normal_ changed between torch 2.11 and 2.14.1: README); "
               f"check with the torch dev/setup_env.sh pins")  # fmt: skip
+    if mine is not None and mine != theirs:  # another class: a finding, unless its record differs
+        if known is None:
+            print(
+                "[study-check] this machine class has no record: its difference is a finding, "
+                + ("recorded" if args.record else "not recorded (give --record DIR)")
+            )
+            return 0
+        keys = ("name", "identical", "first_iter", "max_abs", "max_rel")
+        same = [{k: s.get(k) for k in keys} for s in known["steps"]] == [
+            {k: s[k] for k in keys} for s in results]  # fmt: skip
+        print(
+            f"[study-check] {'as' if same else 'NOT as'} this class's earlier record "
+            f"(commit {known.get('commit')}, {known.get('date')})"
+        )
+        if same:
+            return 0
     return 1
 
 

@@ -152,12 +152,20 @@ def render_study_checks(folder: str) -> str:
                       f"relative difference {worst['max_rel']:.2g}")  # fmt: skip
         others = versions(r, [k for k in VERSIONS if k != "torch"])  # older records: none
         stack = f"{r['torch']}, {others}" if others else r["torch"]
-        rows.append(f"| {r['machine']} | {r['date']} | `{r['commit']}` | {stack} | "
-                    f"`{r['trace']['commit']}` | {result} |")  # fmt: skip
+        c = r.get("cpu_class")  # older records: the machine's name only
+        cls = (
+            f"{c['vendor']} family {c['family']} model {c['model']}, {c['capability']}"
+            if c
+            else "-"
+        )
+        wall = f"{r['wall_s']:.0f}" if r.get("wall_s") else "-"
+        rows.append(f"| {r['machine']} | {cls} | {r['date']} | `{r['commit']}` | {stack} | "
+                    f"`{r['trace']['commit']}` | {result} | {wall} |")  # fmt: skip
     if not rows:
         return STUDY_CHECKS_NONE + "\n"
-    head = ["| machine | date | commit | torch (numpy, Pillow, Python) | trace's commit | result |",
-            "|---|---|---|---|---|---|"]  # fmt: skip
+    head = ["| machine | CPU class (torch's kernels) | date | commit | torch (numpy, Pillow, "
+            "Python) | trace's commit | result | time (s) |",
+            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     return "\n".join(head + rows) + "\n"
 
 

@@ -3,7 +3,7 @@
 import os
 import re
 import time
-from typing import Dict
+from typing import Any, Dict, Optional
 
 # the versions a result records, by key, with their names for people: what its arithmetic may
 # depend on (Pillow decodes the mini data's JPEG images)
@@ -39,8 +39,45 @@ def provenance() -> Dict[str, str]:
         "numpy": numpy.__version__,
         "pillow": PIL.__version__,
         "python": platform.python_version(),
+        "cpu_class": cpu_class(),
         "command": " ".join([os.path.relpath(sys.argv[0], _REPO)] + sys.argv[1:]),
     }
+
+
+def cpu_class() -> Dict[str, Any]:
+    """What decides a CPU run's arithmetic besides the versions: the CPU's vendor, family and model
+    (``/proc/cpuinfo``), the kernels torch picks for it (``AVX2``, ``AVX512``...) and the CPUs
+    it sees. Two machines of one class compute the same bits; a marketing name does not say that."""
+    import platform
+
+    import torch
+
+    info: Dict[str, str] = {}
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():  # the first processor's entry is enough
+                    break
+                key, _, value = line.partition(":")
+                info[key.strip()] = value.strip()
+    return {
+        "vendor": info.get("vendor_id", platform.machine() or "unknown"),
+        "family": info.get("cpu family", "?"),
+        "model": info.get("model", "?"),
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def class_name(made: Dict) -> Optional[str]:
+    """A result's machine class for file names (its :func:`cpu_class` and versions), or None
+    for results that do not record a class (older ones)."""
+    c = made.get("cpu_class")
+    if not c:
+        return None
+    parts = [c["vendor"], "family", c["family"], "model", c["model"], c["capability"],
+             f"{c['cpus']} cpus"] + [f"{k} {made.get(k)}" for k in VERSIONS]  # fmt: skip
+    return slug(" ".join(str(p) for p in parts))
 
 
 def versions(made: Dict, keys=tuple(VERSIONS)) -> str:
