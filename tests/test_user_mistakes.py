@@ -74,11 +74,11 @@ def config(name):
 def test_model_the_constructor_refuses(small_mini, tmp_path):
     out = tmp_path / "out"
     proc = run_tool(["--config-file", config("vitdet_mrcnn_lift"), f"train.output_dir={out}",
-                     "model.backbone.net.num_passes=3", "model.backbone.net.allow_random_lift=True",
+                     "model.backbone.net.num_passes=4", "model.backbone.net.allow_random_lift=True",
                      "train.max_iter=1"], tmp_path)  # fmt: skip
     assert_one_line(proc, "the model (model): The pyramid's finest level (p2) has stride 4",
-                    "num_passes=3", "Use fewer LiFT passes")  # fmt: skip
-    assert not os.path.exists(out / "last_checkpoint")
+                    "num_passes=4", "Use fewer LiFT passes")  # fmt: skip
+    assert not os.path.exists(out)  # the refused run left nothing: no config.yaml, log or lock
 
 
 def _broken_copy(small_mini, tmp_path, edit):
@@ -117,7 +117,7 @@ def test_broken_datasets(small_mini, tmp_path, edit, fragments):
         ["--config-file", user, f"train.output_dir={out}", "train.max_iter=1"], tmp_path
     )
     assert_one_line(proc, "the training data (dataloader.train): Dataset mine_train: ", *fragments)
-    assert not os.path.exists(out / "model_final.pth")
+    assert not os.path.exists(out)
 
 
 def test_lift_file_of_another_teacher(small_mini, tmp_path):
@@ -142,6 +142,15 @@ def test_lift_file_of_another_teacher(small_mini, tmp_path):
                      f"train.output_dir={tmp_path / 'out'}"], tmp_path)  # fmt: skip
     assert_one_line(proc, f"LiFT file '{lift_file}' was trained against another ViT",
                     "another_vitdet.pth", "train stage one against this ViT")  # fmt: skip
+    assert not os.path.exists(tmp_path / "out")
+    # a folder that held something keeps it, and gets nothing new
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    proc = run_tool(["--config-file", config("vitdet_mrcnn_lift"),
+                     f"train.init_checkpoint={detector}",
+                     f"model.backbone.net.lift_weights={lift_file}", "train.max_iter=1",
+                     f"train.output_dir={tmp_path / 'out'}"], tmp_path)  # fmt: skip
+    assert proc.returncode == 2 and os.listdir(tmp_path / "out") == ["notes.txt"]
 
 
 def _readme_rows(heading):

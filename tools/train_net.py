@@ -18,7 +18,6 @@ import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import 
 
 import logging
 import os
-import shutil
 
 from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import default_setup, default_writers, hooks, launch
@@ -255,8 +254,11 @@ def invoke_main(argv=None) -> None:
     for flag, value in (("--loss-trace", args.loss_trace), ("--stop-at-iter", args.stop_at_iter)):
         if value < 0:
             parser.error(f"{flag} must be an integer >= 0 (0: off), got {value}")
+    folder, before = "", None
     try:
         cfg = load_config(args)
+        folder = cfg.train.output_dir
+        before = set(os.listdir(folder)) if os.path.isdir(folder) else None
         run_dir.check_run(cfg, args)
         if args.eval_only and args.machine_rank == 0:
             use_eval_dir(cfg, args)  # claimed once, here: every process writes into it
@@ -274,9 +276,7 @@ def invoke_main(argv=None) -> None:
                 args=(args, cfg if world_size == 1 else None),
             )
     except checks.UsageError as e:
-        eval_dir = getattr(args, "eval_dir", "")
-        if eval_dir and set(os.listdir(eval_dir)) <= {"config.yaml", "log.txt"}:
-            shutil.rmtree(eval_dir)  # a refused evaluation leaves no folder of its own behind
+        run_dir.remove_new(folder, before)  # a refused run leaves its output folder as it was
         parser.error(str(e))
     except FloatingPointError as e:  # a diverged run (train_or_explain): one line, the log has more
         raise SystemExit(f"train_net.py: error: {' '.join(str(e).split())}") from None

@@ -4,6 +4,7 @@ never replaced by accident), locked while a run writes there (one run at a time)
 
 import argparse
 import os
+import shutil
 import tempfile
 from typing import Optional
 from omegaconf import OmegaConf
@@ -139,3 +140,20 @@ def previous_max_iter(output_dir: str) -> Optional[int]:
         return int(LazyConfig.load(path).train.max_iter)
     except Exception:
         return None
+
+
+def remove_new(folder: str, before: Optional[set]) -> None:
+    """After a refused run: remove what it created in ``folder`` (its config.yaml, log, lock, an
+    evaluation's folder), given the names ``folder`` held before it (``before``; None: the run
+    created ``folder`` itself, which goes whole). Files that were there stay."""
+    if not folder or "://" in folder or not os.path.isdir(folder):
+        return
+    if before is None:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for name in set(os.listdir(folder)) - before:
+        path = os.path.join(folder, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
