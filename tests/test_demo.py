@@ -216,3 +216,14 @@ def test_demo_video_uses_a_codec_this_opencv_can_write(demo, weights, tmp_path, 
     assert frames == 3
     with pytest.raises(demo.Refused, match="is the input video"):
         run_demo(demo, monkeypatch, args + ["--output", video_in])
+
+
+def test_predictor_names_a_missing_image_file():
+    """cv2.imread gives None for a path that is not there: the predictor says so, not a
+    NoneType error."""
+    import cv2
+
+    from lift_det.engine.predictor import check_image
+
+    with pytest.raises(ValueError, match="cv2.imread returns None when the file does not exist"):
+        check_image(cv2.imread("/nonexistent/000000.jpg"))

@@ -34,6 +34,11 @@ def config_metadata(cfg):
 
 def check_image(image: np.ndarray) -> None:
     """Refuse what is not a (H, W, 3) image in 0-255, naming the fix."""
+    if image is None:
+        raise ValueError(
+            "LazyPredictor got None for the image: cv2.imread returns None when the file does not "
+            "exist or is not an image. Check the path (and LIFT_DET_MINI_ROOT for the mini data)."
+        )
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
         shape = getattr(image, "shape", type(image).__name__)
         raise ValueError(
