@@ -278,6 +278,23 @@ def test_scale_invariance_writes_png_and_json(tmp_path):
         assert len(matrix) == 3 and all(len(row) == 3 for row in matrix)
         assert all(0.0 <= v <= 1.0 + 1e-9 and math.isfinite(v) for row in matrix for v in row)
         assert [matrix[i][i] for i in range(3)] == [1.0, 1.0, 1.0]
+    assert data["images_found"] == 1 and len(data["images"]) == 1
+
+
+def test_scale_invariance_says_how_many_images_it_used(tmp_path):
+    """Three images with --max-images 2: the figure's title says 2 of 3, the JSON names both."""
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        pixels = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+        Image.fromarray(pixels).resize((80, 80)).save(tmp_path / f"img{i}.png")
+    tool = _tool("scale_invariance.py")
+    args = ["--output", str(tmp_path / "cka.png"), "--images", str(tmp_path), "--size", "64",
+            "--scales", "1", "2", "--max-images", "2"]  # fmt: skip
+    title = tool["main"](tool["get_parser"]().parse_args(args))
+    assert "the first 2 of 3 images, --max-images 2" in title
+    with open(str(tmp_path / "cka.json")) as f:
+        data = json.load(f)
+    assert data["images_found"] == 3 and len(data["images"]) == 2
 
 
 def test_scale_invariance_reads_a_folders_image_files(tmp_path):

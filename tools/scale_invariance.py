@@ -224,7 +224,7 @@ def image_paths(specs, limit):
         paths += [p for p in found if p.lower().endswith(IMAGE_EXTENSIONS)]
     if not paths:
         raise FileNotFoundError(f"--images: no images found in {specs}.")
-    return paths[:limit]
+    return paths[:limit]  # limit None: all
 
 
 def main(args):
@@ -232,13 +232,20 @@ def main(args):
     torch.manual_seed(0)  # parts left at random initialization are the same every run
     net = build_feature_model(args.config)
     loaded = load_feature_weights(net, args.weights, args.lift_weights)
-    paths = image_paths(args.images, args.max_images)
+    found = image_paths(args.images, None)
+    paths = found[: args.max_images]
     images = [torch.as_tensor(read_image(p, format="RGB").copy()).permute(2, 0, 1) for p in paths]
     size = args.size or native_image_size(net)
     grid = (args.grid, args.grid) if args.grid else None
     logger.info(f"CKA over scales {args.scales} of {size}px, {len(paths)} image(s)...")
     results = scale_invariance(net, images, args.scales, size, grid, num_passes=args.passes)
-    title = f"Linear CKA across input scales (base {size}px, {len(paths)} images)"
+    used = (
+        f"{len(paths)} images"
+        if len(paths) == len(found)
+        else (f"the first {len(paths)} of {len(found)} images, --max-images {args.max_images}")
+    )
+    logger.info(f"images: {used}")
+    title = f"Linear CKA across input scales (base {size}px, {used})"
     caveat = weights_caveat(net, loaded)
     if caveat:
         title += f"; {caveat}"
@@ -251,6 +258,7 @@ def main(args):
         base_size=size,
         grid=list(grid or (2 * size // p, 2 * size // p)),
         images=paths,
+        images_found=len(found),
         weights_loaded=loaded,
         passes=args.passes,
     )
