@@ -3,17 +3,11 @@
 Stage names are the contract with ViTDet checkpoints: a stage that applies scale factor ``s`` to
 the features is named ``simfp_<log2(p / s)>``, the name of the ViTDet stage that applies the same
 scale to stride-p ViT features (LiFT features at stride p/2 stand for ViT features of a 2x image).
-The placements of :func:`lift_det.config.lift_backbone`:
-
-- "half": the ViT and LiFT see the image at half size, LiFT's output has stride p on the
-  detector's image: upstream's stages ``simfp_2``-``simfp_5`` (4x ... 0.5x) and its
-  ``LastLevelMaxPool``; every ViTDet tensor loads, none is new or unused.
-- "stride8": the ViT sees the detector's image, LiFT gives stride p/2: ``simfp_3`` (2x),
-  ``simfp_4`` (1x), ``simfp_5`` (0.5x) load ViTDet's weights and give p2-p4; p5 and p6 are
-  stride-2 subsamplings of p4 and p5 (:class:`LastLevelsMaxPool`, ViTDet's ``LastLevelMaxPool``
-  twice): nothing new; ViTDet's ``simfp_2`` (4x) is unused by construction.
-With ``scale_factors`` given, any stage is built (e.g. a new 0.25x stage ``simfp_6``, reported as
-new when a ViTDet checkpoint is loaded).
+In the placements of :func:`lift_det.config.lift_backbone`: "half" (LiFT's output at stride p of
+the detector's image) builds upstream's ``simfp_2``-``simfp_5``, every ViTDet tensor loads and
+none is new or unused; "stride8" builds ``simfp_3``-``simfp_5`` (p2-p4) and subsamples p5 and p6
+from p4 (:class:`LastLevelsMaxPool`): nothing new, ViTDet's ``simfp_2`` unused. Explicit
+``scale_factors`` may build other stages (a new 0.25x ``simfp_6``, reported as new on loading).
 """
 
 import math
@@ -36,11 +30,8 @@ VITDET_SCALES = (4.0, 2.0, 1.0, 0.5)  # upstream ViTDet's pyramid on the stride-
 
 
 class LastLevelsMaxPool(nn.Module):
-    """
-    ``num_levels`` coarser levels from ``in_feature``, each a stride-2 subsampling of the previous
-    (max-pool with kernel 1, as detectron2's ``LastLevelMaxPool``, which is ``num_levels=1`` on
-    "p5"). No parameters.
-    """
+    """``num_levels`` coarser levels from ``in_feature``, each a stride-2 subsampling of the one
+    before (detectron2's ``LastLevelMaxPool`` is ``num_levels=1`` on "p5"). No parameters."""
 
     def __init__(self, in_feature: str = "p4", num_levels: int = 2):
         super().__init__()
@@ -50,11 +41,7 @@ class LastLevelsMaxPool(nn.Module):
         self.in_feature = in_feature
 
     def forward(self, x):
-        levels = []
-        for _ in range(self.num_levels):
-            x = F.max_pool2d(x, kernel_size=1, stride=2, padding=0)
-            levels.append(x)
-        return levels
+        return [x := F.max_pool2d(x, kernel_size=1, stride=2) for _ in range(self.num_levels)]
 
 
 def _stage_name(ref_stride: int, scale: float) -> str:
@@ -200,8 +187,8 @@ class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
         self._out_features = list(self._out_feature_strides)
         self._out_feature_channels = {k: out_channels for k in self._out_features}
         # upstream's: the stride of the last level the stages and the top block build but one
-        self._size_divisibility = max(self._out_feature_strides.values()) // (
-            2 if top_block is not None else 1
+        self._size_divisibility = max(strides) * 2 ** max(
+            getattr(top_block, "num_levels", 1) - 1, 0
         )
         self._square_pad = square_pad
         self.freeze = freeze
@@ -220,6 +207,7 @@ def build_vit_lift_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
     c = cfg.MODEL.VIT_LIFT
     if c.PLACEMENT not in ("half", "stride8"):
         raise ValueError(f"MODEL.VIT_LIFT.PLACEMENT={c.PLACEMENT!r}: use 'half' or 'stride8'.")
+    half = c.PLACEMENT == "half"
     options = {"norm": c.LIFT_NORM} if c.UPSAMPLER.startswith("LiFT-") else {}
     try:
         lift = build_upsampler(c.UPSAMPLER, c.EMBED_DIM, c.PATCH_SIZE, **options)
@@ -246,9 +234,8 @@ def build_vit_lift_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
         use_rel_pos=True,
         in_chans=input_shape.channels,
         attn_impl=c.ATTN_IMPL,
-        image_scale=0.5 if c.PLACEMENT == "half" else 1.0,
+        image_scale=0.5 if half else 1.0,
     )
-    half = c.PLACEMENT == "half"
     return LiFTSimpleFeaturePyramid(
         net,
         in_feature="last_feat",
