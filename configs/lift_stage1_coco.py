@@ -1,6 +1,7 @@
 # Stage one on COCO (paper App. B): LiFT-B against ViTDet-B's frozen ViT, 25 epochs of COCO
-# train2017 at ViTDet's 1024x1024 view (about 20 GPU-hours). Writes output/lift_stage1_coco/lift_final.pth, which
-# configs/vitdet_mrcnn_lift.py and configs/vitdet_cascade_lift.py load.
+# train2017 at ViTDet's 1024x1024 view (about 20 GPU-hours). Writes
+# output/lift_stage1_coco/lift_final.pth, which configs/vitdet_mrcnn_lift.py and
+# configs/vitdet_cascade_lift.py load.
 #   tools/train_lift.py --config-file configs/lift_stage1_coco.py --num-gpus 8
 from .common.lift_stage1 import dataloader, model, optimizer, stage1_schedule, train
 
@@ -12,8 +13,8 @@ train.init_checkpoint = (
 train.output_dir = "./output/lift_stage1_coco"
 
 # within a GPU-day: 25 ep = 46207 iters * 64 images/iter / 118287 images/ep (all of train2017,
-# annotated or not). One H200 ran 40.47 images/s in this config's AMP step (docs/gpu/nvidia-h200.md,
-# batch 8): 25 ep x 2923 s = 20.3 GPU-hours (the paper's 100 epochs: 81.2)
+# annotated or not). One H200 ran 40.47 images/s in this config's AMP step (batch 8,
+# docs/gpu/nvidia-h200.md): 25 ep x 2923 s = 20.3 GPU-hours (the paper's 100 epochs: 81.2)
 train.max_iter = 46207
 lr_multiplier = stage1_schedule(train.max_iter, warmup_iters=500)
 # every 2.5 epochs

@@ -169,7 +169,8 @@ def test_study_steps_are_paired_within_a_seed(tmp_path):
     assert len(steps) == 1 + 2 * (len(study_schedule.STAGE_ONES) + len(arms)) + len(zero_shot)
     sub = study_schedule.study_steps(out, [0], 30, 20, 10, arms=["ft", "lift_half"])
     assert [s.name for s in sub] == ["baseline", "seed0/stage1_lift", "seed0/stage1_half",
-                                     "seed0/lift_half", "seed0/ft", "seed0/zs_lift_half"]  # fmt: skip
+                                     "seed0/lift_half", "seed0/ft",
+                                     "seed0/zs_lift_half"]  # fmt: skip
     default = study_schedule.study_steps(out, [0], 30, 20, 10)
     stage_ones = {"seed0/stage1_lift", "seed0/stage1_rc", "seed0/stage1_jbu", "seed0/stage1_attn"}
     assert {s.name for s in default if "--eval-only" not in s.flags} == {"baseline"} | {

@@ -156,9 +156,7 @@ def test_zero_shot_eval_from_a_vitdet_checkpoint_and_a_lift_file(trained, tmp_pa
     # quiet: no third-party deprecation notice (lift_det filters them where they arise)
     assert "FutureWarning" not in log and "pkg_resources" not in log and "meshgrid" not in log
     (loaded,) = {line for line in log.splitlines() if "tensors of the model" in line}
-    assert (
-        f"backbone.net.lift (" in loaded and f"from lift_weights={trained['lift_file']}" in loaded
-    )
+    assert "backbone.net.lift (" in loaded and f"from lift_weights={trained['lift_file']}" in loaded
     assert ("unused" in loaded) == name.endswith("_s8")  # ViTDet's 4x stage, at stride 8 only
     row = last_evaluation(os.path.join(out, "inference_model_final"))
     (printed,) = re.findall(r"copypaste: ([\d.]+),([\d.]+),([\d.]+),", log)[:1]

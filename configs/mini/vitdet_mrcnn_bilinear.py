@@ -1,4 +1,5 @@
-# Control for configs/mini/vitdet_mrcnn_lift.py (its placement): bilinear upsampling in LiFT's place.
+# Control for configs/mini/vitdet_mrcnn_lift.py (its placement): bilinear upsampling in LiFT's
+# place.
 from lift_det.config import upsampler_config
 
 from .vitdet_mrcnn_lift import dataloader, lr_multiplier, model, optimizer, train

@@ -49,7 +49,6 @@ def cpu_class() -> Dict[str, Any]:
     (``/proc/cpuinfo``), the kernels torch picks for it (``AVX2``, ``AVX512``...) and the CPUs
     it sees. Two machines of one class compute the same bits; a marketing name does not say that."""
     import platform
-
     import torch
 
     info: Dict[str, str] = {}

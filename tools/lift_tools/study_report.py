@@ -4,7 +4,7 @@ from the study's JSON, its in-words sentences, and the figure of box AP vs stage
 frontier figure is :func:`lift_tools.study_placements.plot_frontier`).
 """
 
-from typing import Dict, List, Sequence
+from typing import Dict, List
 
 from lift_tools.study_schedule import ARMS, CONTROL
 from lift_tools.study_statistics import METRICS
