@@ -88,6 +88,7 @@ def run_study(
                        if lift in arm_names and control in arm_names}  # fmt: skip
     study = {
         "arms": arm_names,
+        "labels": {a.name: a.label for a in ARMS},
         "setup": {
             "seeds": list(seeds),
             "baseline_iters": baseline_iters,

@@ -148,9 +148,9 @@ def plot_frontier(study: Dict, path: str) -> List[Dict[str, float]]:
     """Box AP against GFLOPs per arm: finetuned (filled, mean ± std over seeds) and zero-shot
     (hollow), joined by a line; one colour per arm (:func:`arm_colour`); the labels are in the
     legend, so none overlap. Returns what was drawn."""
-    from lift_tools.study_report import _axes, _save
+    from lift_tools.study_report import _axes, _save, arm_labels
 
-    labels = {a.name: a.label for a in ARMS}
+    labels = arm_labels(study)
     fig, ax = _axes((9, 5.5))
     drawn = []
     for arm in study["arms"]:

@@ -9,7 +9,7 @@ from typing import Dict, List
 from lift_tools.study_schedule import ARMS, CONTROL
 from lift_tools.study_statistics import METRICS
 
-__all__ = ["format_report", "plot_cosine_vs_ap"]
+__all__ = ["arm_labels", "format_report", "plot_cosine_vs_ap"]
 
 
 def _pm(s: Dict[str, float], digits: int = 2) -> str:
@@ -23,11 +23,16 @@ def _diff(d: Dict[str, float]) -> str:
     return f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]{mark}"
 
 
+def arm_labels(study: Dict) -> Dict[str, str]:
+    """The arms' labels as the study recorded them (``labels``; older studies: today's)."""
+    return study.get("labels") or {a.name: a.label for a in ARMS}
+
+
 def format_report(study: Dict) -> str:
     """The markdown report (docs/mini_study.md) from the study's JSON: the same text for the
     same JSON (tests/test_readme.py checks the committed pair)."""
     arms = study["arms"]
-    labels = {a[0]: a[2] for a in ARMS}
+    labels = arm_labels(study)
     s, setup, base = study["summary"], study["setup"], study["baseline"]
     n = len(s["seeds"])
     control = labels[CONTROL]
@@ -39,8 +44,13 @@ def format_report(study: Dict) -> str:
         f"Mean ± std over seeds. Every arm starts from the same baseline mini ViTDet "
         f"({base['iterations']} iterations, box AP {base['final']['bbox/AP']:.2f}, mask AP "
         f"{base['final']['segm/AP']:.2f}) and trains {setup['stage2_iters']} iterations with the "
-        f"ViT frozen; GFLOPs (fvcore) and CPU latency (one thread, measured in this run) at "
-        f"inference on one image at the arm's input size (px).",
+        f"ViT frozen; GFLOPs (fvcore)"
+        + (
+            " and CPU latency (one thread, measured in this run)"
+            if all("cpu_ms" in c for c in study["costs"].values())
+            else ""
+        )
+        + " at inference on one image at the arm's input size (px).",
         "",
         "| model | px | params (M) | GFLOPs | CPU ms | " + " | ".join(m[1] for m in METRICS) + " |",
         "|---|---|---|---|---|" + "---|" * len(METRICS),
@@ -114,7 +124,7 @@ def _zero_shot_section(study: Dict) -> List[str]:
     baseline; the share of each placement's reference gap recovered; the placement words."""
     from lift_tools.study_placements import placement_words
 
-    labels = {a.name: a.label for a in ARMS}
+    labels = arm_labels(study)
     zs, metrics = study["zero_shot"]["summary"]["arms"], METRICS[:1] + METRICS[3:]
     lines = [
         "Zero-shot: the same detectors with no stage two (the baseline's weights, the stage-one "
@@ -196,7 +206,7 @@ def _cosine_words(c: Dict, study: Dict) -> str:
 
 
 def _in_words(study: Dict) -> str:
-    labels = {a[0]: a[2] for a in ARMS}
+    labels = arm_labels(study)
     s = study["summary"]
     better, worse, neither = [], [], []
     for arm in study["arms"]:
