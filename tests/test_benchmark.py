@@ -91,9 +91,10 @@ def test_table_rows_and_ratios(tool, run):
         "JBU 2x (control, FeatUp)",
         "attention 2x (control, JAFAR)",
         "Mask R-CNN, ViTDet-B",
-        "Mask R-CNN, ViTDet-B + LiFT-B",
+        "Mask R-CNN, ViTDet-B + LiFT-B, down",
+        "Mask R-CNN, ViTDet-B + LiFT-B, stride 8",
         "Cascade Mask R-CNN, ViTDet-B",
-        "Cascade Mask R-CNN, ViTDet-B + LiFT-B",
+        "Cascade Mask R-CNN, ViTDet-B + LiFT-B, down",
     ]
     rows = {r["name"]: r for r in result["rows"]}
     assert rows["bilinear 2x (control)"]["params_M"] == 0
@@ -104,14 +105,17 @@ def test_table_rows_and_ratios(tool, run):
         assert rows[label]["params_M"] * 1e6 == sum(p.numel() for p in control.parameters())
         assert rows["bilinear 2x (control)"]["flops_G"] < rows[label]["flops_G"]
         assert rows[label]["flops_G"] < 0.1 * rows["LiFT-B"]["flops_G"]
-    # LiFT adds its own parameters to the detector (and ViTDet's 4x stage is replaced)
-    plain, lift = rows["Mask R-CNN, ViTDet-B"], rows["Mask R-CNN, ViTDet-B + LiFT-B"]
-    assert lift["params_M"] > plain["params_M"] and lift["flops_G"] > plain["flops_G"]
+    # LiFT adds its own parameters to the detector; in the down placement the ViT sees a quarter
+    # of the pixels (fewer FLOPs than ViTDet), at stride 8 it sees them all (more)
+    plain = rows["Mask R-CNN, ViTDet-B"]
+    down, s8 = (rows[f"Mask R-CNN, ViTDet-B + LiFT-B, {p}"] for p in ("down", "stride 8"))
+    assert down["params_M"] > plain["params_M"] and down["flops_G"] < plain["flops_G"]
+    assert s8["params_M"] > plain["params_M"] and s8["flops_G"] > plain["flops_G"]
     for key in ("time mrcnn_lift/mrcnn", "time stage-one step/frozen ViT-B forward"):
         assert result["ratios"][key] > 0
     assert [t["name"] for t in result["timings"]] == [
         "Mask R-CNN, ViTDet-B",
-        "Mask R-CNN, ViTDet-B + LiFT-B",
+        "Mask R-CNN, ViTDet-B + LiFT-B, down",
     ]
     assert all(len(t["times_s"]) == 2 and t["peak_memory_MiB"] > 0 for t in result["timings"])
     for name in names:

@@ -46,11 +46,14 @@ from lift_tools.provenance import provenance
 
 logger = logging.getLogger("lift_det.benchmark")
 
+# at one detector size: ViTDet, + LiFT in the down placement (the ViT at half that size) and in the
+# stride-8 one (the up placement is the down one on a 2x image: tools/gpu_check.py times it)
 DETECTORS = {
     "mrcnn": ("vitdet_mrcnn.py", "Mask R-CNN, ViTDet-B"),
-    "mrcnn_lift": ("vitdet_mrcnn_lift.py", "Mask R-CNN, ViTDet-B + LiFT-B"),
+    "mrcnn_lift": ("vitdet_mrcnn_lift_down.py", "Mask R-CNN, ViTDet-B + LiFT-B, down"),
+    "mrcnn_lift_s8": ("vitdet_mrcnn_lift_s8.py", "Mask R-CNN, ViTDet-B + LiFT-B, stride 8"),
     "cascade": ("vitdet_cascade.py", "Cascade Mask R-CNN, ViTDet-B"),
-    "cascade_lift": ("vitdet_cascade_lift.py", "Cascade Mask R-CNN, ViTDet-B + LiFT-B"),
+    "cascade_lift": ("vitdet_cascade_lift_down.py", "Cascade Mask R-CNN, ViTDet-B + LiFT-B, down"),
 }
 
 # the controls counted beside the presets, at ViT-B's width: name -> (row, note)
