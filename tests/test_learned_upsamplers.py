@@ -242,8 +242,10 @@ def test_lift_file_round_trip_and_refusals(name, tmp_path):
     torch.save({"model": vit}, tmp_path / "vit.pth")
     DetectionCheckpointer(model).load(str(tmp_path / "vit.pth"))
     x = torch.rand(1, 3, 128, 128)
+    # the half placement: the ViT and the upsampler see the antialiased half image
+    half = torch.nn.functional.interpolate(x, scale_factor=0.5, mode="bilinear", antialias=True)
     with torch.no_grad():
-        torch.testing.assert_close(net.eval()(x)["last_feat"], trained(x, net.vit_forward(x)))
+        torch.testing.assert_close(net.eval()(x)["last_feat"], trained(half, net.vit_forward(half)))
     assert not any(p.requires_grad for p in net.parameters())  # frozen like LiFT
     other = stage_two(next(n for n in NAMES if n != name), path)
     with pytest.raises(ValueError, match=f"module class is '{type(trained).__name__}' in the"):
