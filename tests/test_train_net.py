@@ -253,6 +253,20 @@ ROW_FOLDER = "`train.output_dir` that is empty, a file"
 ROW_RUN = "`train.output_dir` holding a run"
 ROW_LOCK = "a second run into a folder in use"  # test_locked_output_dir_is_refused
 
+
+def _broken_config(line):
+    """A LazyConfig file whose third line is ``line`` (after a valid import and config)."""
+
+    def write(tmp_path):
+        path = tmp_path / "broken.py"
+        path.write_text("from lift_det.model_zoo import get_config\n"
+                        "_cfg = get_config('mini/vitdet_mrcnn.py')\n" + line)  # fmt: skip
+        return str(path)
+
+    write.__name__ = "broken_config"
+    return write
+
+
 # (README row, extra command-line arguments (callables take tmp_path), output folder maker,
 #  what the error must say)
 REFUSED = [
@@ -287,6 +301,11 @@ REFUSED = [
      "--config-file 'configs/nope.py' does not exist .relative paths start at "),
     (ROW_CONFIG, ["--config-file", _yacs_yaml], None,
      "yacs.yaml' is a yacs config .top-level keys MODEL.: this tool reads LazyConfig files"),
+    (ROW_CONFIG, ["--config-file", _broken_config("x = = 1\n")], None,
+     r"broken.py': invalid syntax at line 3 of .*broken.py: fix the file's Python"),
+    (ROW_CONFIG, ["--config-file", _broken_config("model = _cfg.modell\n")], None,
+     r"broken.py' failed when it ran: ConfigAttributeError: Missing key modell .*at .*broken.py, "
+     r"line 3\)"),
     (ROW_WEIGHTS, ["--eval-only"], None, "--eval-only needs weights: set train.init_checkpoint="),
     (ROW_WEIGHTS, ["--eval-only", "train.init_checkpoint=/nonexistent/m.pth"], None,
      "train.init_checkpoint '/nonexistent/m.pth' does not exist"),

@@ -5,6 +5,7 @@ import argparse
 import difflib
 import inspect
 import os
+import traceback
 from typing import Any, Iterator, List, Optional
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -85,7 +86,22 @@ def load_lazy_config(path: str):
             f"configs are in the repository's configs/ (e.g. configs/mini/vitdet_mrcnn.py) and in "
             f"lift_det.model_zoo.get_config_file()."
         )
-    cfg = LazyConfig.load(path)
+    try:
+        cfg = LazyConfig.load(path)
+    except SyntaxError as e:  # the config's own Python (detectron2 wraps the compiler's error)
+        e = e.__cause__ if isinstance(e.__cause__, SyntaxError) else e
+        name = e.filename if e.filename and not e.filename.startswith("<") else path
+        raise UsageError(
+            f"--config-file '{path}': {e.msg} at line {e.lineno} of {name}: fix the file's Python."
+        ) from None
+    except Exception as e:  # noqa: B902 (an error the config's code raised when it ran)
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.endswith(".py")]
+        where = next((f"{f.filename}, line {f.lineno}" for f in reversed(frames)
+                      if "site-packages" not in f.filename), path)  # fmt: skip
+        raise UsageError(
+            f"--config-file '{path}' failed when it ran: {type(e).__name__}: "
+            f"{' '.join(str(e).split())} (at {where}). Fix the config, or what it imports."
+        ) from None
     upper = [k for k in cfg if isinstance(k, str) and k.isupper()]
     if upper and not any(k in cfg for k in ("train", "model")):
         raise UsageError(
