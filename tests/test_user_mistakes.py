@@ -101,11 +101,21 @@ def _no_mask(root, data):
     data["annotations"][0]["segmentation"] = []
 
 
+def _rle_mask(root, data):
+    from pycocotools import mask as mask_utils
+
+    a, image = data["annotations"][0], data["images"][0]
+    h, w = image["height"], image["width"]
+    rle = mask_utils.merge(mask_utils.frPyObjects(a["segmentation"], h, w))
+    a["segmentation"] = {"counts": rle["counts"].decode(), "size": [h, w]}
+
+
 @pytest.mark.parametrize(
     "edit,fragments",
     [
         (_drop_image, ["1 image file(s) do not exist", "(image id 3)", "Fix the image root"]),
         (_no_mask, ["1 instance(s) have no segmentation", "mapper.use_instance_mask=False"]),
+        (_rle_mask, ["1 instance(s) have RLE masks", "instance_mask_format=bitmask"]),
     ],
 )
 def test_broken_datasets(small_mini, tmp_path, edit, fragments):

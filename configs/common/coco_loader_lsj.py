@@ -22,6 +22,8 @@ dataloader.train.mapper.augmentations = [
 ]
 # the loaded data is checked before training (lift_det.data.validate); masks if the mapper uses them
 dataloader.train.dataset.instance_masks = "${..mapper.use_instance_mask}"
+dataloader.train.mapper.instance_mask_format = "polygon"  # "bitmask" for RLE masks
+dataloader.train.dataset.mask_format = "${..mapper.instance_mask_format}"
 dataloader.train.mapper.image_format = "RGB"
 dataloader.train.total_batch_size = 64
 # recompute boxes due to cropping

@@ -91,6 +91,7 @@ def get_detection_dataset_dicts(
     names: Union[str, Sequence[str]],
     *args: Any,
     instance_masks: bool = False,
+    mask_format: str = "polygon",
     check: bool = True,
     **kwargs: Any,
 ) -> List[Dict[str, Any]]:
@@ -102,6 +103,8 @@ def get_detection_dataset_dicts(
     Args:
         instance_masks (bool): the mapper will train masks: every non-crowd instance must have a
             segmentation (the configs set it from ``mapper.use_instance_mask``).
+        mask_format (str): how the mapper reads masks (``mapper.instance_mask_format``): RLE
+            masks with "polygon" are refused, naming the fix.
         check (bool): check the loaded dicts with :func:`lift_det.data.validate.check_dataset_dicts`
             (image files, sizes, EXIF rotation, boxes, masks) before training starts.
     """
@@ -135,5 +138,5 @@ def get_detection_dataset_dicts(
             ) from e
         raise
     if check:
-        check_dataset_dicts(dicts, names, instance_masks=bool(instance_masks))
+        check_dataset_dicts(dicts, names, bool(instance_masks), str(mask_format))
     return dicts

@@ -84,7 +84,10 @@ def _box_problem(annotation: Dict[str, Any], width: Any, height: Any) -> str:
 
 
 def check_dataset_dicts(
-    dicts: Sequence[Dict[str, Any]], names: Sequence[str], instance_masks: bool = False
+    dicts: Sequence[Dict[str, Any]],
+    names: Sequence[str],
+    instance_masks: bool = False,
+    mask_format: str = "polygon",
 ) -> None:
     """
     Check detectron2 dataset dicts (``file_name``, ``width``/``height``, ``annotations``).
@@ -93,12 +96,14 @@ def check_dataset_dicts(
     image file that does not exist or cannot be read; a ``width``/``height`` that is not the
     image's (detectron2 raises ``SizeMismatchError`` from a loader worker when it reaches it),
     naming EXIF orientation when that is the cause; with ``instance_masks``, a non-crowd instance
-    without a valid segmentation (the mapper would fail on it). Warns, by name, about boxes that
+    without a valid segmentation (the mapper would fail on it), and RLE masks when the mapper
+    reads polygons (``mask_format``, detectron2's ``instance_mask_format``). Warns, by name, about
+    boxes that
     are not finite, have no area (the mapper drops them) or lie outside the image.
     """
     start = time.perf_counter()
     where = ", ".join(names)
-    missing, unreadable, wrong_size, rotated, no_mask, boxes = [], [], [], [], [], []
+    missing, unreadable, wrong_size, rotated, no_mask, boxes, rle = [], [], [], [], [], [], []
     for d in dicts:
         path = d.get("file_name", "")
         if path and "://" not in path:
@@ -123,6 +128,12 @@ def check_dataset_dicts(
                 boxes.append(f"{_annotation_label(d, a)} {problem}")
             if instance_masks and not a.get("iscrowd", 0) and not a.get("segmentation"):
                 no_mask.append(_annotation_label(d, a))
+            if (
+                instance_masks
+                and mask_format == "polygon"
+                and isinstance(a.get("segmentation"), dict)
+            ):
+                rle.append(_annotation_label(d, a))
     if boxes:
         logger.warning(
             f"Dataset {where}: {len(boxes)} annotation(s) with a box that trains nothing (dropped "
@@ -155,6 +166,12 @@ def check_dataset_dicts(
             f"model trains masks: {_examples(no_mask)}. Add "
             f"their masks, mark them iscrowd=1, or train a box-only model "
             f"(dataloader.train.mapper.use_instance_mask=False, model.roi_heads.mask_on=False)"
+        )
+    if rle:
+        errors.append(
+            f"{len(rle)} instance(s) have RLE masks (segmentation {{counts, size}}), which the "
+            f"mapper cannot read as polygons: {_examples(rle)}. Set "
+            f"dataloader.train.mapper.instance_mask_format=bitmask"
         )
     if errors:
         raise DatasetError(f"Dataset {where}: " + ". ".join(errors) + ".")
