@@ -10,6 +10,7 @@ import numpy as np
 import sys
 import types
 from typing import Any, Dict
+import shapely.geometry  # noqa: F401  (fvcore's polygon crops: imported before workers fork)
 
 import detectron2
 from detectron2.data import DatasetMapper
