@@ -184,27 +184,62 @@ train.export = [L(KillAfter)(iteration=3)]
 """
 
 
-def test_resume_after_kill_continues_at_the_right_iteration(small_mini, tmp_path):
-    """SIGKILL right after iteration 3's checkpoint (deterministic: a hook kills the process);
-    --resume (given after the key=value overrides) continues at 4; a new max_iter is logged."""
-    out = str(tmp_path / "run")
+def final_state(out):
+    return torch.load(os.path.join(out, "model_final.pth"), weights_only=False)
+
+
+def moments(checkpoint):
+    """The optimizer's state tensors (AdamW's moments) in a trainer's checkpoint."""
+    state = checkpoint["trainer"]["optimizer"]["state"]
+    return [v for s in state.values() for v in s.values() if torch.is_tensor(v)]
+
+
+@pytest.mark.parametrize(
+    "name, period",
+    [("vitdet_mrcnn", "train.eval_period=2"), ("lift_stage1", "train.eval_period=0")],
+)
+def test_resume_after_kill_is_exact(small_mini, tmp_path, name, period):
+    """SIGKILL right after iteration 3's checkpoint (deterministic: a hook kills the process),
+    then --resume (given after the key=value overrides): training continues at 4 and ends with
+    the very weights (BatchNorm statistics included) and optimizer state of an uninterrupted run.
+    The detector also evaluates at iteration 3, before the checkpoint is written (an evaluation
+    draws random numbers); a finished run resumed with a longer schedule trains on, saying so."""
+    out, whole = str(tmp_path / "run"), str(tmp_path / "whole")
     killing = tmp_path / "kill_after_3.py"
-    killing.write_text(KILL_CONFIG.format(config=config("vitdet_mrcnn")))
-    args = [f"train.output_dir={out}", "train.checkpointer.period=2", "train.eval_period=0"]
-    proc = run_tool(["--config-file", str(killing), "train.max_iter=6", *args], tmp_path, False)
+    killing.write_text(KILL_CONFIG.format(config=config(name)))
+    args = ["train.max_iter=6", "train.checkpointer.period=2", period]
+    proc = run_tool(
+        ["--config-file", str(killing), f"train.output_dir={out}", *args], tmp_path, False
+    )
     assert proc.returncode == -9, proc.stderr[-3000:]
     assert not os.path.exists(os.path.join(out, "model_final.pth"))
     with open(os.path.join(out, "last_checkpoint")) as f:
         assert f.read().strip() == "model_0000003.pth"
 
     resumed = run_tool(
-        ["--config-file", config("vitdet_mrcnn"), "train.max_iter=7", *args, "--resume"], tmp_path
+        ["--config-file", config(name), f"train.output_dir={out}", *args, "--resume"], tmp_path
     )
     log = resumed.stdout + resumed.stderr
     assert "Starting training from iteration 4" in log
-    assert "train.max_iter changed on resume: 6 (the run being resumed) -> 7" in log
-    final = torch.load(os.path.join(out, "model_final.pth"), weights_only=False)
-    assert final["iteration"] == 6
+    assert "Exact resume: 4 batches replayed" in log
+    run_tool(["--config-file", config(name), f"train.output_dir={whole}", *args], tmp_path)
+    a, b = final_state(out), final_state(whole)
+    assert a["iteration"] == b["iteration"] == 5
+    assert a["model"].keys() == b["model"].keys()
+    differ = [k for k in a["model"] if not torch.equal(a["model"][k], b["model"][k])]
+    assert (
+        not differ
+    ), f"{len(differ)} tensors differ from the uninterrupted run's, e.g. {differ[:3]}"
+    assert moments(a) and all(torch.equal(x, y) for x, y in zip(moments(a), moments(b)))
+
+    if name == "vitdet_mrcnn":  # a finished run, a longer schedule: one more iteration
+        args[0] = "train.max_iter=7"
+        more_args = [f"train.output_dir={out}", *args, "--resume"]
+        more = run_tool(["--config-file", config(name), *more_args], tmp_path)
+        assert "train.max_iter changed on resume: 6 (the run being resumed) -> 7" in (
+            more.stdout + more.stderr
+        )
+        assert final_state(out)["iteration"] == 6
 
 
 def test_late_switches_are_taken_out_of_the_overrides():

@@ -31,6 +31,7 @@ from detectron2.utils.logger import setup_logger
 from lift_det.checkpoint import AtomicDetectionCheckpointer, atomic_write_bytes
 from lift_det.engine import checks, run_dir
 from lift_det.engine.hooks import StopOnDivergence
+from lift_det.engine.resume import ExactResume
 from lift_det.engine.train_utils import (
     apply_optimizer_settings,
     build_trainer,
@@ -90,12 +91,13 @@ def do_train(args, cfg):
             ),
             LossTrace(trace, cfg.train.output_dir) if trace and comm.is_main_process() else None,
             StopOnDivergence(),  # before the checkpointer: a diverged step is never saved
-            (
+            ExactResume(),  # its state (the random state) is in every checkpoint
+            hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
+            (  # after the evaluation, which draws random numbers: exact resume
                 hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
                 if comm.is_main_process()
                 else None
             ),
-            hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
             *export_hooks,
             (
                 hooks.PeriodicWriter(
@@ -124,6 +126,11 @@ def do_train(args, cfg):
                 "(the optimizer's state, e.g. momentum, is kept)."
             )
     else:
+        if args.resume:
+            logger.warning(
+                f"--resume: no checkpoint in {cfg.train.output_dir} (no last_checkpoint): "
+                f"nothing to resume, training starts at iteration 0."
+            )
         start_iter = 0
     if args.overwrite and comm.is_main_process():
         # the new run is known good (built, data found, weights loaded): only now replace the

@@ -1,0 +1,106 @@
+"""Exact resume: a resumed run continues with the data and the random numbers of the run it
+continues, so its final weights equal an uninterrupted run's (same seed, same machine)."""
+
+import logging
+import numpy as np
+import random
+import time
+from typing import Any, Dict, Optional
+import torch
+
+from detectron2.engine import HookBase
+from detectron2.utils import comm
+from detectron2.utils.logger import log_every_n_seconds
+
+__all__ = ["ExactResume", "get_rng_state", "set_rng_state"]
+
+logger = logging.getLogger(__name__)
+
+
+def get_rng_state() -> Dict[str, Any]:
+    """The process's random state (torch CPU and CUDA, numpy, Python) as tensors and plain
+    values, so that a checkpoint holding it still loads with ``torch.load(weights_only=True)``."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "python": [version, list(internal), gauss_next],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    """Restore what :func:`get_rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class ExactResume(HookBase):
+    """
+    Makes ``--resume`` exact. The trainer's checkpoint holds this hook's state: the random state
+    of the process when the checkpoint is written. On resume, before the first step:
+
+    1. the data loader is replayed for the iterations already trained (batches are loaded and
+       dropped, no training): the sampler's position, the loader workers' random state and the
+       augmentations then stand where the interrupted run left them;
+    2. the checkpoint's random state is restored (drop path, proposal sampling, augmentations in
+       the main process).
+
+    The checkpointer must come after every hook that draws random numbers in ``after_step``
+    (``EvalHook``: a test loader draws its workers' seed), so that the state it saves is the one
+    the next step starts from. The replay costs the data loading of the iterations trained (a
+    few percent of their time where the loader keeps ahead of training).
+    """
+
+    def __init__(self):
+        self._resumed: Optional[Dict[str, Any]] = None
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"rng": get_rng_state()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self._resumed = state.get("rng")  # applied in before_train, after the replay
+
+    def before_train(self):
+        start = self.trainer.start_iter
+        if start == 0:
+            return
+        begin = time.perf_counter()
+        logger.info(f"Exact resume: replaying the data loader's first {start} batches ...")
+        batches = self.trainer._data_loader_iter  # created here as in the first step of a run
+        for i in range(start):
+            next(batches)
+            elapsed = time.perf_counter() - begin
+            log_every_n_seconds(
+                logging.INFO,
+                f"Exact resume: {i + 1}/{start} batches replayed, "
+                f"ETA {elapsed / (i + 1) * (start - i - 1):.0f} s",
+                n=30,
+                name=__name__,
+            )
+        if self._resumed is None:
+            logger.warning(
+                "Exact resume: the checkpoint has no random state (written by an older "
+                "lift_det): the data continue exactly, random draws (drop path) do not."
+            )
+        elif comm.get_world_size() > 1:
+            logger.warning(
+                "Exact resume: the data continue exactly on every process; the random state "
+                "only on rank 0 (a checkpoint holds rank 0's): the other ranks draw anew."
+            )
+            if comm.is_main_process():
+                set_rng_state(self._resumed)
+        else:
+            set_rng_state(self._resumed)
+        logger.info(
+            f"Exact resume: {start} batches replayed in {time.perf_counter() - begin:.1f} s; "
+            f"training continues at iteration {start}."
+        )
