@@ -704,3 +704,46 @@ def test_overwrite_keeps_the_old_metrics_aside(tmp_path):
     lines = (tmp_path / "metrics.json").read_text().splitlines()
     assert [json.loads(x) for x in lines] == [{"iteration": 0, "total_loss": 2.0}]
     assert not (tmp_path / "last_checkpoint").exists()
+
+
+FULL_DISK_CONFIG = """
+import errno
+from detectron2.config import LazyCall as L, LazyConfig
+from detectron2.engine import HookBase
+
+class DiskFull(HookBase):
+    def after_step(self):  # as a checkpoint save on a full disk fails
+        raise OSError(errno.ENOSPC, "no space left on the output folder: free space and --resume")
+
+_cfg = LazyConfig.load({config!r})
+model, dataloader, optimizer, lr_multiplier, train = (
+    _cfg.model, _cfg.dataloader, _cfg.optimizer, _cfg.lr_multiplier, _cfg.train)
+train.export = [L(DiskFull)()]
+"""
+
+
+def test_faults_of_the_machine_are_one_line(small_mini, tmp_path):
+    """A full disk during training, and a datasets root that is a file (the mini data cannot be
+    generated there): one line naming the cause on stderr, no traceback there, and a refused run
+    leaves no output folder."""
+    full = tmp_path / "full_disk.py"
+    full.write_text(FULL_DISK_CONFIG.format(config=config("lift_stage1")))
+    out = tmp_path / "s1"
+    proc = run_tool(["--config-file", str(full), f"train.output_dir={out}"], tmp_path, False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "train_net.py: error: [Errno 28] no space left on the output folder: "
+        "free space and --resume"
+    )
+
+    (tmp_path / "not_a_folder").write_text("")
+    env = dict(os.environ, **CPU_ENV, DETECTRON2_DATASETS=str(tmp_path / "not_a_folder"))
+    env.pop("LIFT_DET_MINI_ROOT", None)
+    cmd = [sys.executable, TRAIN_NET, "--config-file", config("lift_stage1")]
+    proc = subprocess.run(
+        cmd + [f"train.output_dir={tmp_path / 'o'}"], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert f"'{tmp_path / 'not_a_folder'}' is a file, not a folder" in line, line
+    assert not (tmp_path / "o").exists()

@@ -16,6 +16,7 @@ iterations of the ``train.max_iter`` schedule (together: the start of a long run
 
 import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)
 
+import errno
 import logging
 import os
 
@@ -46,6 +47,8 @@ from lift_det.engine.train_utils import (
 from lift_tools.replay import FixedLengthLRScheduler, LossTrace
 
 logger = logging.getLogger("detectron2")
+# errors of the machine, not of the program: full disk or quota, read-only or forbidden folder
+ENVIRONMENT_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def do_test(cfg, model):
@@ -286,6 +289,10 @@ def invoke_main(argv=None) -> None:
         run_dir.remove_new(folder, before)  # a refused run leaves its output folder as it was
         parser.error(str(e))
     except FloatingPointError as e:  # a diverged run (train_or_explain): one line, the log has more
+        raise SystemExit(f"train_net.py: error: {' '.join(str(e).split())}") from None
+    except OSError as e:  # a fault of the machine (a full disk, a read-only folder): one line
+        if e.errno not in ENVIRONMENT_FAULTS:
+            raise
         raise SystemExit(f"train_net.py: error: {' '.join(str(e).split())}") from None
 
 

@@ -4,11 +4,12 @@ with errors that name the dataset's files. Drop-in replacements for the function
 ``detectron2.data.detection_utils`` / ``detectron2.data.build`` of the same names.
 """
 
+import contextlib
 import json
 import numpy as np
 import os
 import re
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 from PIL import Image
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -87,6 +88,21 @@ def check_dataset_files(name: str) -> None:
             )
 
 
+@contextlib.contextmanager
+def load_errors_explained(names: Sequence[str]) -> Iterator[None]:
+    """Around the first load of registered datasets: a missing file or name is explained by the
+    files the metadata records; another OSError (a root the mini data cannot be written to, a file
+    that cannot be read) names itself, as a ValueError (bad input, one line in the tools)."""
+    try:
+        yield
+    except (KeyError, FileNotFoundError):
+        for name in names:
+            check_dataset_files(name)
+        raise
+    except OSError as e:
+        raise ValueError(f"Datasets {list(names)}: {e}") from None
+
+
 def get_detection_dataset_dicts(
     names: Union[str, Sequence[str]],
     *args: Any,
@@ -112,16 +128,13 @@ def get_detection_dataset_dicts(
     try:
         # files are checked after a failure only: a dataset may make its files on first load
         # (the built-in mini data does)
-        dicts = d2_get_detection_dataset_dicts(names, *args, **kwargs)
+        with load_errors_explained(names):
+            dicts = d2_get_detection_dataset_dicts(names, *args, **kwargs)
     except json.JSONDecodeError as e:
         raise ValueError(
             f"Datasets {names} ({'; '.join(_where(n) for n in names)}): an annotation file is not "
             f"valid JSON ({e}): truncated by an interrupted download or copy? Copy it again."
         ) from None
-    except (KeyError, OSError):
-        for name in names:
-            check_dataset_files(name)
-        raise
     except AssertionError as e:
         empty = re.search(r"Dataset '(.+)' is empty", str(e))
         if empty:

@@ -46,8 +46,12 @@ def _root_error(root: str, error: OSError) -> OSError:
     """The error for a dataset root that cannot be written, with the fix."""
     if error.errno == errno.ENOSPC:
         return OSError(errno.ENOSPC, f"No space left on {root} to write the mini COCO dataset.")
+    parent = os.path.abspath(root)
+    while not os.path.exists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)
+    cause = f"'{parent}' is a file, not a folder" if os.path.isfile(parent) else error
     return type(error)(
-        f"Cannot write the mini COCO dataset to '{root}' ({error}). Set LIFT_DET_MINI_ROOT to a "
+        f"Cannot write the mini COCO dataset to '{root}' ({cause}). Set LIFT_DET_MINI_ROOT to a "
         f"writable folder (or DETECTRON2_DATASETS: the data then goes to "
         f"$DETECTRON2_DATASETS/lift_mini_coco), or pass another root."
     )

@@ -27,7 +27,7 @@ import torch
 import detectron2.data.transforms as T
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from .detection_utils import IMAGE_EXTENSIONS, check_dataset_files, datasets_hint, read_image
+from .detection_utils import IMAGE_EXTENSIONS, datasets_hint, load_errors_explained, read_image
 from .validate import check_some_image_reads
 
 __all__ = [
@@ -90,13 +90,10 @@ def stage1_dataset_dicts(
         raise ValueError("stage1_dataset_dicts: give dataset names and/or image folders.")
     dicts: List[Dict[str, Any]] = []
     for name in names:
-        try:
-            # files are checked after a failure only: a dataset may make its files on first load
-            # (the built-in mini data does)
+        # files are checked after a failure only: a dataset may make its files on first load
+        # (the built-in mini data does)
+        with load_errors_explained([name]):
             loaded = DatasetCatalog.get(name)
-        except (KeyError, OSError):
-            check_dataset_files(name)
-            raise
         if not loaded:
             meta = MetadataCatalog.get(name)
             where = meta.get("image_root", None) or meta.get("json_file", None) or name
