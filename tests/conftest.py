@@ -92,3 +92,17 @@ def load_tool(name: str):
 
 # subprocesses of the tools run on the CPU even where a GPU exists
 CPU_ENV = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+
+
+def doc_text() -> str:
+    """The README and the pages it links (tools/update_readme.py's PAGES) as one text: a section
+    is found wherever it lives."""
+    pages = load_tool("update_readme").PAGES
+    return "\n".join(open(os.path.join(REPO, page)).read() for page in pages)
+
+
+def doc_table_rows(heading: str):
+    """First cells of the table under ``heading`` in the documentation (header row skipped)."""
+    section = doc_text().split(heading, 1)[1].split("\n#", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    return [row.split(" | ")[0][2:] for row in rows[1:]]

@@ -13,7 +13,7 @@ from detectron2.config import LazyConfig, instantiate
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from conftest import PYRAMID_STRIDES, REPO, load_config
+from conftest import PYRAMID_STRIDES, REPO, doc_text, load_config
 from lift_det.config import frozen_vit_lr_factor, lift_backbone
 from lift_det.model_zoo import get_config
 
@@ -226,8 +226,7 @@ def test_get_config_from_any_directory(tmp_path):
 
 
 def readme_block(name):
-    text = open(os.path.join(REPO, "README.md")).read()
-    block = text.split(f"<!-- example: {name} -->\n```python\n")[1]
+    block = doc_text().split(f"<!-- example: {name} -->\n```python\n")[1]
     return block.split("```")[0]
 
 

@@ -88,10 +88,9 @@ def test_the_readme_export_blocks_run_as_written(tmp_path):
     import subprocess
     import sys
 
-    from conftest import CPU_ENV, REPO
+    from conftest import CPU_ENV, REPO, doc_text
 
-    text = open(os.path.join(REPO, "README.md")).read()
-    section = text.split("### Export", 1)[1].split("\n## ", 1)[0]
+    section = doc_text().split("### Export", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"^```python\n(.*?)^```$", section, flags=re.M | re.S)
     assert len(blocks) == 2
     os.symlink(os.path.join(REPO, "configs"), tmp_path / "configs")

@@ -7,22 +7,38 @@ import subprocess
 import sys
 import pytest
 
-from conftest import REPO, load_tool
+from conftest import REPO, doc_text, load_tool
 from lift_tools import main_job, study_report, study_schedule
 
 update_readme = load_tool("update_readme")
 
 README = open(os.path.join(REPO, "README.md")).read()
+DOCS = doc_text()  # the README and its pages
 
 
 def test_generated_blocks_are_the_committed_outputs():
-    blocks = update_readme.BLOCK.findall(README)
+    blocks = update_readme.BLOCK.findall(DOCS)
     assert {b[1] for b in blocks} >= {
         "docs/main_job.md",
         "docs/benchmark.md",
         "docs/mini_study.md",
     }
-    assert update_readme.updated(README) == README, "run tools/update_readme.py"
+    for page in update_readme.PAGES:
+        text = open(os.path.join(REPO, page)).read()
+        assert update_readme.updated(text) == text, f"{page}: run tools/update_readme.py"
+
+
+def test_the_readme_is_short_and_links_every_page():
+    """A newcomer's first screen: the two commands, what the project is, the result and a quick
+    start; the reference lives in docs/ pages, each linked from the README."""
+    assert len(README.splitlines()) <= 200
+    assert {"docs/GETTING_STARTED.md", "docs/MODEL.md", "docs/STUDY.md"} <= set(
+        update_readme.PAGES
+    )
+    for page in update_readme.PAGES[1:]:
+        assert f"]({page})" in README, f"{page} is not linked from the README"
+    for heading in ("## The commands", "## Result", "## Quick start"):
+        assert heading in README
 
 
 def test_main_job_table_is_its_json():
@@ -73,7 +89,7 @@ def test_mini_study_report_is_its_json():
 
 def test_paths_in_the_readme_exist():
     pattern = r"\b((?:tools|configs|tests|dev|docs)/[\w./-]+\.(?:py|sh|md|json))"
-    paths = set(re.findall(pattern, README))
+    paths = set(re.findall(pattern, DOCS))
     assert len(paths) > 20
     upstream = {"tools/lazyconfig_train_net.py", "tools/analyze_model.py"}  # detectron2's, named
     missing = sorted(p for p in paths - upstream if not os.path.exists(os.path.join(REPO, p)))
@@ -109,7 +125,7 @@ def test_tools_run(tool):
 
 
 def test_study_checks_block_lists_the_recorded_machines(tmp_path):
-    assert "<!-- generated: docs/study_checks/ -->" in README
+    assert "<!-- generated: docs/study_checks/ -->" in DOCS
     assert (
         update_readme.render_study_checks(str(tmp_path)) == update_readme.STUDY_CHECKS_NONE + "\n"
     )
@@ -138,7 +154,7 @@ def test_study_checks_block_lists_the_recorded_machines(tmp_path):
 
 
 def test_gpu_block_is_pending_without_a_gpu_report(tmp_path):
-    assert "<!-- generated: docs/gpu/ -->" in README
+    assert "<!-- generated: docs/gpu/ -->" in DOCS
     assert update_readme.render_gpu_reports(str(tmp_path)) == update_readme.GPU_PENDING + "\n"
     # a --toy report is not a GPU figure
     (tmp_path / "cpu.json").write_text(json.dumps({"toy": True}))

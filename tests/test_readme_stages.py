@@ -8,7 +8,7 @@ import sys
 
 from conftest import CPU_ENV, REPO
 
-SECTION = "## Step by step on the mini data"
+SECTION = "## Quick start: step by step on the mini data"
 
 
 def readme_blocks():

@@ -18,7 +18,7 @@ from detectron2.config import LazyConfig
 from detectron2.engine import SimpleTrainer, hooks
 from detectron2.solver import WarmupParamScheduler
 
-from conftest import CPU_ENV, REPO, load_tool
+from conftest import CPU_ENV, REPO, doc_text, load_tool
 from lift_tools.replay import FixedLengthLRScheduler, LossTrace
 from lift_tools.study_probe import compare_losses
 
@@ -134,8 +134,8 @@ def test_train_net_refuses_bad_switches(extra, message, tmp_path, capsys, monkey
         train_net.invoke_main(["--config-file", config, *extra, f"train.output_dir={tmp_path}"])
     assert e.value.code == 2
     assert re.search(message, capsys.readouterr().err.replace("\n", " "))
-    with open(os.path.join(REPO, "README.md")) as f:  # in the README's table of refusals
-        assert re.search(r"\n\| [^\n]*`--loss-trace` < 0; `--stop-at-iter` < 0", f.read())
+    # in the documentation's table of refusals
+    assert re.search(r"\n\| [^\n]*`--loss-trace` < 0; `--stop-at-iter` < 0", doc_text())
 
 
 def study_check(*args, cwd):

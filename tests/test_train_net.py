@@ -14,7 +14,7 @@ from pycocotools.coco import COCO
 
 from detectron2.config import LazyConfig
 
-from conftest import CPU_ENV, REPO, load_tool
+from conftest import CPU_ENV, REPO, doc_table_rows, load_tool
 from lift_det.checkpoint import save_lift_file
 from lift_det.engine import check_overrides, lock_output_dir, parse_args
 from lift_det.modeling import LiFT
@@ -354,19 +354,10 @@ REFUSED = [
 ]  # fmt: skip
 
 
-def _readme_rows(heading):
-    """First cells of the table under ``heading`` in the README."""
-    with open(os.path.join(REPO, "README.md")) as f:
-        text = f.read()
-    section = text.split(heading, 1)[1].split("\n#", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("| ")]
-    return [row.split(" | ")[0][2:] for row in rows[1:]]  # skip the header row
-
-
 def test_the_readme_lists_exactly_the_refusals_tested_here():
     """Every row of the README's table is demonstrated by a case above, and every case belongs to
     a row: the list users read cannot drift from what the tool does."""
-    cells = _readme_rows("### What is refused before anything is built, and why")
+    cells = doc_table_rows("### What is refused before anything is built, and why")
     keys = {r[0] for r in REFUSED} | {ROW_LOCK}
     for key in keys:
         assert sum(key in cell for cell in cells) == 1, (key, cells)

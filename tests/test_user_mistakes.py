@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import CPU_ENV, REPO
+from conftest import CPU_ENV, REPO, doc_table_rows
 from lift_det.checkpoint import save_lift_file
 
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
@@ -163,15 +163,8 @@ def test_lift_file_of_another_teacher(small_mini, tmp_path):
     assert proc.returncode == 2 and os.listdir(tmp_path / "out") == ["notes.txt"]
 
 
-def _readme_rows(heading):
-    with open(os.path.join(REPO, "README.md")) as f:
-        section = f.read().split(heading, 1)[1].split("\n#", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("| ")]
-    return [row.split(" | ")[0][2:] for row in rows[1:]]
-
-
 def test_the_readme_lists_exactly_these_refusals():
-    cells = _readme_rows(HEADING)
+    cells = doc_table_rows(HEADING)
     for key, tests in ROWS.items():
         assert sum(key in cell for cell in cells) == 1, (key, cells)
         for node in tests:  # the demonstrating tests exist

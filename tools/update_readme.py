@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """
-Copy the committed, tool-written results into README.md: every block between
+Copy the committed, tool-written results into the README and its pages (``PAGES``: README.md and
+docs/[A-Z]*.md): every block between
 ``<!-- generated: docs/X.md -->`` and ``<!-- /generated -->`` gets the content of docs/X.md, and,
 when docs/X.json has them, a line with the date, commit, machine, torch version and command.
 
-    tools/update_readme.py            # rewrite README.md
-    tools/update_readme.py --check    # exit 1 if README.md is out of date
+    tools/update_readme.py            # rewrite the pages
+    tools/update_readme.py --check    # exit 1 if a page is out of date
 
 docs/main_job.{md,json} come from `make main` (copy output/mini/results.{md,json});
 docs/benchmark.{md,json} from tools/benchmark.py; docs/mini_study.{md,json,png} from `make study`.
@@ -28,6 +29,11 @@ from lift_det.checkpoint import atomic_write_text
 from lift_tools.provenance import VERSIONS, versions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the documentation a user reads: the README and the pages it links (the reports in docs/ that the
+# tools write are lower case)
+PAGES = ["README.md"] + sorted(
+    os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "docs", "[A-Z]*.md"))
+)
 BLOCK = re.compile(r"(<!-- generated: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- /generated -->)", re.S)
 PROVENANCE = ("date", "commit", "machine", "torch", "command")
 
@@ -201,17 +207,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
     parser.add_argument("--check", action="store_true", help="only check; exit 1 if stale")
     args = parser.parse_args()
-    readme_path = os.path.join(REPO, "README.md")
-    with open(readme_path) as f:
-        readme = f.read()
-    new = updated(readme)
-    if args.check:
-        if new != readme:
-            print("README.md is out of date: run tools/update_readme.py", file=sys.stderr)
-            return 1
-        return 0
-    atomic_write_text(readme_path, new)
-    print(f"README.md: {len(BLOCK.findall(readme))} generated block(s) rewritten")
+    stale = []
+    for page in PAGES:
+        with open(os.path.join(REPO, page)) as f:
+            text = f.read()
+        new = updated(text)
+        if new != text:
+            stale.append(page)
+            if not args.check:
+                atomic_write_text(os.path.join(REPO, page), new)
+        if not args.check:
+            print(f"{page}: {len(BLOCK.findall(text))} generated block(s) rewritten")
+    if args.check and stale:
+        print(f"{', '.join(stale)} out of date: run tools/update_readme.py", file=sys.stderr)
+        return 1
     return 0
 
 
