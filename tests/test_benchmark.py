@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from lift_det.benchmark.costs import count_flops
 from lift_det.modeling import LIFT_PRESETS, build_upsampler
-from lift_tools.costs import count_flops
 
 TOOL = os.path.join(os.path.dirname(__file__), "..", "tools", "benchmark.py")
 
@@ -137,7 +137,7 @@ def test_every_preset_is_listed_by_default(tool):
 
 def test_unknown_preset_is_refused(tool, tmp_path):
     args = tool["get_parser"]().parse_args(["--presets", "LiFT-X", "--json", str(tmp_path / "j")])
-    with pytest.raises(ValueError, match="Unknown LiFT presets"):  # the tool's Refused
+    with pytest.raises(ValueError, match="Unknown LiFT presets"):  # the tool's UserError
         tool["main"](args)
     assert not (tmp_path / "j").exists()
 

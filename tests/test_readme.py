@@ -8,7 +8,9 @@ import sys
 import pytest
 
 from conftest import REPO, load_tool
-from lift_tools import main_job, study_report, study_schedule
+from lift_det.study import main_job
+from lift_det.study import report as study_report
+from lift_det.study import schedule as study_schedule
 
 update_readme = load_tool("update_readme")
 
@@ -85,13 +87,13 @@ TOOL_FILES = sorted(f for f in os.listdir(os.path.join(REPO, "tools")) if f.ends
 
 def test_every_file_in_tools_is_a_script():
     """tools/ holds scripts only, as upstream's: a shebang, the executable bit and a __main__
-    block; code that several tools share is a module of tools/lift_tools/."""
+    block; code that several tools share is a module of lift_det."""
     assert len(TOOL_FILES) > 5
     for tool in TOOL_FILES:
         path = os.path.join(REPO, "tools", tool)
         with open(path) as f:
             text = f.read()
-        where = f"tools/{tool} is not a script: move shared code to tools/lift_tools/"
+        where = f"tools/{tool} is not a script: move shared code into lift_det/"
         assert text.startswith("#!/usr/bin/env python3\n"), where
         assert re.search(r"^if __name__ == .__main__.:", text, re.M), where
         assert os.access(path, os.X_OK), f"chmod +x tools/{tool}"

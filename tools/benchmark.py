@@ -36,13 +36,13 @@ from detectron2.modeling import ViT
 from detectron2.utils.analysis import FlopCountAnalysis as ModelFlopCountAnalysis
 from detectron2.utils.logger import setup_logger
 
+from lift_det.benchmark.costs import count_flops, detector_config, peak_memory_mib, random_image
 from lift_det.checkpoint import atomic_write_text
 from lift_det.config import VIT_SIZES, vitdet_vit_args
 from lift_det.model_zoo import CONFIG_DIR
 from lift_det.modeling import LIFT_PRESETS, build_upsampler
-from lift_tools.cli import Refused, run_main
-from lift_tools.costs import count_flops, detector_config, peak_memory_mib, random_image
-from lift_tools.provenance import provenance
+from lift_det.utils.cli import UserError, run_main
+from lift_det.utils.provenance import provenance
 
 logger = logging.getLogger("lift_det.benchmark")
 
@@ -307,10 +307,10 @@ def main(args):
         args.detector_size, args.time_size, args.repeats = 512, 384, 2
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise Refused("--device cuda was asked for, but CUDA is not available: use --device cpu.")
+        raise UserError("--device cuda was asked for, but CUDA is not available: use --device cpu.")
     unknown = sorted(set(args.presets) - set(LIFT_PRESETS))
     if unknown:
-        raise Refused(f"Unknown LiFT presets {unknown}; use some of {sorted(LIFT_PRESETS)}.")
+        raise UserError(f"Unknown LiFT presets {unknown}; use some of {sorted(LIFT_PRESETS)}.")
     heads = (args.proposals, args.detections)
     result = dict(device=device_name(device), timings=[], flop_tables={}, **provenance())
     for k in ("image_size", "detector_size", "time_size", "repeats", "proposals", "detections"):

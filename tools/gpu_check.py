@@ -42,6 +42,7 @@ from detectron2.export import TracingAdapter
 from detectron2.utils.events import EventStorage
 from detectron2.utils.logger import setup_logger
 
+from lift_det.benchmark.costs import detector_config, peak_memory_mib, random_image
 from lift_det.checkpoint import atomic_write_text, read_lift_file
 from lift_det.config import VIT_SIZES
 from lift_det.data import ensure_mini_coco
@@ -49,9 +50,8 @@ from lift_det.data.mini import generate_mini_coco
 from lift_det.engine.hooks import ExportLiFTFile
 from lift_det.engine.train_utils import build_trainer
 from lift_det.modeling import ATTN_IMPLS, set_attn_impl
-from lift_tools.cli import Refused, run_main
-from lift_tools.costs import detector_config, peak_memory_mib, random_image
-from lift_tools.provenance import provenance, slug
+from lift_det.utils.cli import UserError, run_main
+from lift_det.utils.provenance import provenance, slug
 
 logger = logging.getLogger("lift_det.gpu_check")
 
@@ -696,7 +696,7 @@ def main(args) -> int:
     budget = Budget(args.budget_s)
     has_cuda = torch.cuda.is_available()
     if not args.toy and not has_cuda:
-        raise Refused("No CUDA device: the GPU check needs one (--toy runs it on a CPU).")
+        raise UserError("No CUDA device: the GPU check needs one (--toy runs it on a CPU).")
     device = torch.device("cuda" if has_cuda else "cpu")
     setup = TOY if args.toy else GPU
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16

@@ -28,9 +28,7 @@ from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
 
 from lift_det.analysis import dense_features, feature_map_cka, method_label, resize_features
-from lift_det.checkpoint import atomic_write_text
-from lift_det.data import IMAGE_EXTENSIONS
-from lift_tools.feature_model import (
+from lift_det.analysis.feature_model import (
     build_feature_model,
     default_image_path,
     load_feature_weights,
@@ -38,6 +36,8 @@ from lift_tools.feature_model import (
     normalize,
     weights_caveat,
 )
+from lift_det.checkpoint import atomic_write_text
+from lift_det.data import IMAGE_EXTENSIONS
 
 
 def scale_cka_matrix(

@@ -2,10 +2,10 @@
 """
 Does this machine reproduce the study's arithmetic? (README's `make study-check`; its time on
 each machine is in the README's table.) Replays the first iterations of the study's baseline, LiFT
-stage one and stage two (tools/lift_tools/study_probe.py) and compares their losses bit for bit
+stage one and stage two (lift_det/study/probe.py) and compares their losses bit for bit
 with the trace `make study` wrote: per step, identical or the first iteration that differs and by
 how much. Machines are compared by class (CPU vendor, family, model, torch's CPU capability, CPUs,
-library versions: lift_tools.provenance.cpu_class): a class other than the trace's may compute
+library versions: lift_det.utils.provenance.cpu_class): a class other than the trace's may compute
 other bits, which is a finding, recorded (--record) and compared with that class's record when
 there is one. Exit code 0: identical, or as this class's record, or a class not recorded before;
 1: a difference within the trace's class or from this class's record; 2: no usable trace file
@@ -29,8 +29,8 @@ import tempfile
 import time
 from typing import Dict, List, Optional
 
-from lift_tools import study_probe, study_schedule
-from lift_tools.provenance import VERSIONS, class_name, slug, versions
+from lift_det.study import probe, schedule
+from lift_det.utils.provenance import VERSIONS, class_name, slug, versions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TRACE = os.path.relpath(os.path.join(REPO, "docs", "mini_study_trace.json"))
@@ -66,15 +66,14 @@ def get_parser() -> argparse.ArgumentParser:
         nargs=3,
         metavar=("BASELINE", "STAGE1", "STAGE2"),
         help="--write: the study's iterations per step (default: make study's, "
-        + " ".join(map(str, study_schedule.STUDY_ITERS.values()))
+        + " ".join(map(str, schedule.STUDY_ITERS.values()))
         + ")",
     )
     parser.add_argument(
         "--iters",
         type=int,
         default=None,
-        help=f"--write: iterations per step ({study_probe.PROBE_ITERS}); a check replays the "
-        "trace's",
+        help=f"--write: iterations per step ({probe.PROBE_ITERS}); a check replays the " "trace's",
     )
     return parser
 
@@ -136,17 +135,17 @@ def main(args) -> int:
                       f"steps, --overwrite to rerun them, or another folder")  # fmt: skip
     if args.write:
         if args.study_iters is None:
-            args.study_iters = list(study_schedule.STUDY_ITERS.values())
-        iters = study_probe.PROBE_ITERS if args.iters is None else args.iters
+            args.study_iters = list(schedule.STUDY_ITERS.values())
+        iters = probe.PROBE_ITERS if args.iters is None else args.iters
         if not 1 <= iters <= min(args.study_iters):
             return refuse(f"--iters must be in [1, {min(args.study_iters)}], got {iters}")
-        study_probe.write_trace(out or tempfile.mkdtemp(prefix="study_probe_"), args.write,
-                                *args.study_iters, iters=iters, resume=args.resume,
-                                overwrite=args.overwrite)  # fmt: skip
+        probe.write_trace(out or tempfile.mkdtemp(prefix="study_probe_"), args.write,
+                          *args.study_iters, iters=iters, resume=args.resume,
+                          overwrite=args.overwrite)  # fmt: skip
         return 0
 
     try:
-        expected = study_probe.read_trace(args.trace)
+        expected = probe.read_trace(args.trace)
     except (OSError, ValueError) as e:
         why = e.strerror if isinstance(e, OSError) else str(e)
         return refuse(
@@ -160,7 +159,7 @@ def main(args) -> int:
     iters, budgets = expected["iters"], expected["study_iters"]
     budgets = (budgets["baseline"], budgets["stage1"], budgets["stage2"])
     where = out or os.path.join(tempfile.gettempdir(), "study_check")  # recorded as <probe>
-    here = [study_probe.describe(s, where) for s in study_probe.probe_steps(where, iters, *budgets)]
+    here = [probe.describe(s, where) for s in probe.probe_steps(where, iters, *budgets)]
     there = [{k: v for k, v in s.items() if k != "losses"} for s in expected["steps"]]
     if here != there:
         diff = next(_difference(a, b) for a, b in itertools.zip_longest(there, here) if a != b)
@@ -170,8 +169,8 @@ def main(args) -> int:
     start = time.time()
     work = out or tempfile.mkdtemp(prefix="study_check_")
     try:
-        got = study_probe.run_probe(work, iters, *budgets, extra=expected["extra"],
-                                    resume=args.resume, overwrite=args.overwrite)  # fmt: skip
+        got = probe.run_probe(work, iters, *budgets, extra=expected["extra"],
+                              resume=args.resume, overwrite=args.overwrite)  # fmt: skip
     except RuntimeError as e:  # a step failed: its log is named
         print(f"[study-check] the probe did not finish: {e}", file=sys.stderr)
         return 1
@@ -185,7 +184,7 @@ def main(args) -> int:
     )
     identical, results = True, []
     for step, mine in zip(expected["steps"], got["steps"]):
-        c = study_probe.compare_losses(step["losses"], mine["losses"])
+        c = probe.compare_losses(step["losses"], mine["losses"])
         results.append(
             {
                 "name": step["name"],

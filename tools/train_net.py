@@ -31,6 +31,7 @@ from detectron2.utils.logger import setup_logger
 from lift_det.checkpoint import AtomicDetectionCheckpointer, atomic_write_bytes
 from lift_det.engine import checks, run_dir
 from lift_det.engine.hooks import StopOnDivergence
+from lift_det.engine.replay import FixedLengthLRScheduler, LossTrace
 from lift_det.engine.train_utils import (
     apply_optimizer_settings,
     build_trainer,
@@ -42,7 +43,6 @@ from lift_det.engine.train_utils import (
     optimizer_settings,
     train_or_explain,
 )
-from lift_tools.replay import FixedLengthLRScheduler, LossTrace
 
 logger = logging.getLogger("detectron2")
 

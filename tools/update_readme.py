@@ -25,7 +25,7 @@ import re
 import sys
 
 from lift_det.checkpoint import atomic_write_text
-from lift_tools.provenance import VERSIONS, versions
+from lift_det.utils.provenance import VERSIONS, versions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLOCK = re.compile(r"(<!-- generated: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- /generated -->)", re.S)

@@ -25,8 +25,7 @@ from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
 
 from lift_det.analysis import dense_features, method_label, query_to_grid, self_similarity
-from lift_det.modeling import ViTLiFT
-from lift_tools.feature_model import (
+from lift_det.analysis.feature_model import (
     build_feature_model,
     default_image_path,
     load_feature_weights,
@@ -34,6 +33,7 @@ from lift_tools.feature_model import (
     prepare_image,
     weights_caveat,
 )
+from lift_det.modeling import ViTLiFT
 
 
 def self_similarity_maps(

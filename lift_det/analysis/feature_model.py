@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lift_det.checkpoint import AtomicDetectionCheckpointer, load_lift_file
-from lift_det.config import LIFT_PRESET_FOR_WIDTH
-from lift_det.model_zoo import get_config_file
-from lift_det.modeling import ViTLiFT, build_upsampler, vit_identity
-from lift_det.modeling.feature_source import IMAGENET_MEAN, IMAGENET_STD
+from ..checkpoint import AtomicDetectionCheckpointer, load_lift_file
+from ..config import LIFT_PRESET_FOR_WIDTH
+from ..model_zoo import get_config_file
+from ..modeling import ViTLiFT, build_upsampler, vit_identity
+from ..modeling.feature_source import IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger("lift_det.tools")
 

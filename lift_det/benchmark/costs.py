@@ -7,22 +7,15 @@ images, peak memory; and the parameters and GFLOPs of the study's arms.
 import os
 import resource
 import warnings
-from typing import Dict, Sequence
 import torch
-from fvcore.nn import parameter_count
 
-from detectron2.config import LazyConfig, instantiate
-from detectron2.data.detection_utils import read_image
-from detectron2.utils.analysis import FlopCountAnalysis
-
-from lift_tools.study_schedule import ARMS
+from detectron2.config import LazyConfig
 
 __all__ = [
     "count_flops",
     "detector_config",
     "random_image",
     "peak_memory_mib",
-    "arm_costs",
     "cpu_latency_ms",
 ]
 
@@ -69,31 +62,6 @@ def peak_memory_mib(fn, device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     fn()
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
-
-
-def arm_costs(arms: Sequence[str], image: str) -> Dict[str, Dict[str, float]]:
-    """Parameters, GFLOPs (fvcore: one multiply-add = one flop) and CPU latency (one thread,
-    :func:`cpu_latency_ms`, all arms in this one run) of each arm's detector at its input size
-    (``square_pad``: 512 px for the 2x image and the up placement), at inference on one val
-    image of the mini data, with random weights and the mask head on all 50 detections."""
-    configs = {a.name: a.config for a in ARMS}
-    costs = {}
-    for arm in arms:
-        cfg = LazyConfig.load(os.path.join(REPO, "configs", "mini", f"{configs[arm]}.py"))
-        net = cfg.model.backbone.net
-        if "lift" in net:  # a ViTLiFT; costs do not depend on weights, no checkpoint is loaded
-            net.allow_random_lift = True
-        cfg.model.roi_heads.box_predictor.test_score_thresh = 0.0
-        torch.manual_seed(0)
-        model = instantiate(cfg.model).eval()
-        size = cfg.model.backbone.square_pad
-        img = torch.as_tensor(read_image(image, format="BGR").copy()).permute(2, 0, 1)
-        img = torch.nn.functional.interpolate(img[None].float(), size=(size, size))[0]
-        inputs = [{"image": img, "height": 256, "width": 256}]
-        flops = count_flops(FlopCountAnalysis(model, inputs))
-        costs[arm] = {"params_M": parameter_count(model)[""] / 1e6, "gflops": flops / 1e9,
-                      "image_size": int(size), "cpu_ms": cpu_latency_ms(model, inputs)}  # fmt: skip
-    return costs
 
 
 def cpu_latency_ms(model, inputs, min_run_time: float = 2.0) -> float:
