@@ -11,6 +11,7 @@ from conftest import REPO, load_tool
 from lift_det.study import main_job
 from lift_det.study import report as study_report
 from lift_det.study import schedule as study_schedule
+from lift_det.study.check import STUDY_CHECKS_NONE
 
 update_readme = load_tool("update_readme")
 
@@ -112,9 +113,7 @@ def test_tools_run(tool):
 
 def test_study_checks_block_lists_the_recorded_machines(tmp_path):
     assert "<!-- generated: docs/study_checks/ -->" in README
-    assert (
-        update_readme.render_study_checks(str(tmp_path)) == update_readme.STUDY_CHECKS_NONE + "\n"
-    )
+    assert update_readme.render_study_checks(str(tmp_path)) == STUDY_CHECKS_NONE + "\n"
     steps = [{"name": "baseline", "identical": True, "first_iter": None, "max_abs": 0.0,
               "max_rel": 0.0}]  # fmt: skip
     record = {

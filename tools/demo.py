@@ -21,18 +21,8 @@ from detectron2.utils.video_visualizer import VideoVisualizer
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 import tqdm
-from lift_det.data import IMAGE_EXTENSIONS
 from lift_det.utils.cli import UserError, run_main
-
-# a folder's images that the demo can draw on and write back (OpenCV writes no GIF)
-IMAGE_EXTS = tuple(e for e in IMAGE_EXTENSIONS if cv2.haveImageWriter(f"image{e}"))
-# the fourcc codes to try for a video container, best first (OpenCV builds differ: pip's has no
-# H.264 encoder); a folder output gets the first of .mp4 / .avi that this OpenCV can write
-VIDEO_CODECS = {
-    ".mp4": ("avc1", "mp4v"),
-    ".mkv": ("x264", "avc1", "mp4v", "MJPG"),
-    ".avi": ("MJPG", "XVID"),
-}
+from lift_det.utils.media import IMAGE_EXTS, same_file, video_codec
 
 
 def expand_inputs(patterns):
@@ -57,11 +47,6 @@ def output_path(args, path, n_inputs):
     return os.path.join(args.output, os.path.basename(path))
 
 
-def _same_file(a, b):
-    a, b = os.path.realpath(a), os.path.realpath(b)
-    return a == b or (os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b))
-
-
 def check_outputs(args, inputs):
     """No output may be an input: the drawings would replace the images they are drawn on. One
     image's output file needs an extension OpenCV writes images to."""
@@ -75,39 +60,12 @@ def check_outputs(args, inputs):
     sources = inputs + ([args.video_input] if args.video_input else [])
     for path in inputs:
         out = output_path(args, path, len(inputs))
-        clash = next((s for s in sources if _same_file(out, s)), None)
+        clash = next((s for s in sources if same_file(out, s)), None)
         if clash:
             raise UserError(
                 f"--output {args.output} would write {out} over the input {clash}: give "
                 f"another --output folder or file."
             )
-
-
-def video_codec(path):
-    """(fourcc, path): the first codec this OpenCV can write for ``path``'s container, probed
-    with ``cv2.VideoWriter.isOpened`` in the output folder; a path without a known extension
-    gets .mp4 or .avi. Refuses when none opens."""
-    stem, ext = os.path.splitext(path)
-    if ext.lower() in VIDEO_CODECS:
-        candidates = [(c, path) for c in VIDEO_CODECS[ext.lower()]]
-    else:
-        stem = path
-        candidates = [(c, stem + e) for e in (".mp4", ".avi") for c in VIDEO_CODECS[e]]
-    for fourcc, out in candidates:  # OpenCV logs the encoders it does not find
-        probe = os.path.join(os.path.dirname(os.path.abspath(out)), f".probe-{os.getpid()}")
-        probe += os.path.splitext(out)[1]
-        writer = cv2.VideoWriter(probe, cv2.VideoWriter_fourcc(*fourcc), 30, (64, 64))
-        ok = writer.isOpened()
-        writer.release()
-        if os.path.exists(probe):
-            os.remove(probe)
-        if ok:
-            return fourcc, out
-    tried = ", ".join(sorted({c for c, _ in candidates}))
-    raise UserError(
-        f"this OpenCV ({cv2.__version__}) cannot write {os.path.basename(path)} (no encoder for "
-        f"{tried}): give --output a .avi file (MJPG) or a folder."
-    )
 
 
 def check_arguments(args):
@@ -133,10 +91,10 @@ def check_arguments(args):
         if args.video_input or args.webcam:
             name = os.path.splitext(os.path.basename(args.video_input or "webcam"))[0]
             out = output_path(args, name, 1)
-            if args.video_input and _same_file(out, args.video_input):
+            if args.video_input and same_file(out, args.video_input):
                 raise UserError(f"--output {out} is the input video: give another --output.")
             video = video_codec(out)
-            if args.video_input and _same_file(video[1], args.video_input):
+            if args.video_input and same_file(video[1], args.video_input):
                 raise UserError(f"--output {video[1]} is the input video: give another --output.")
     return inputs, video
 
@@ -150,10 +108,8 @@ def main(args):
     from lift_det.engine import checks
     from lift_det.engine.predictor import LazyPredictor  # registers lift_det's classes
 
-    try:  # a missing file or a yacs YAML: one line
-        cfg = LazyConfig.apply_overrides(checks.load_lazy_config(args.config_file), args.opts)
-    except checks.UsageError as e:
-        raise UserError(str(e)) from None
+    # a missing file or a yacs YAML: a UsageError, refused in one line
+    cfg = LazyConfig.apply_overrides(checks.load_lazy_config(args.config_file), args.opts)
     weights = args.weights or cfg.train.init_checkpoint
     if not weights:
         raise UserError(

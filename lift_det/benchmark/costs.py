@@ -1,25 +1,33 @@
 """
-What the cost measurements share: fvcore's FLOP total without its per-op warnings, detector
-configs set up for counting (random weights, every detection through the mask head), random input
-images, peak memory; and the parameters and GFLOPs of the study's arms.
+What the cost measurements share (tools/benchmark.py, tools/gpu_check.py, the study): fvcore's
+FLOP total, detectors with random weights set up for counting, random images, the one timing
+helper (torch.utils.benchmark, interleaved), peak memory and markdown tables.
 """
 
-import os
+import logging
 import resource
 import warnings
+from typing import Any, Callable, Dict, List, Optional
 import torch
+from torch.utils.benchmark import Measurement, Timer
 
-from detectron2.config import LazyConfig
+from detectron2.config import LazyConfig, instantiate
 
 __all__ = [
     "count_flops",
-    "detector_config",
-    "random_image",
-    "peak_memory_mib",
     "cpu_latency_ms",
+    "detector_config",
+    "free",
+    "md_table",
+    "measure",
+    "peak_memory_mib",
+    "random_detector",
+    "random_image",
+    "sync",
+    "time_interleaved",
 ]
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+logger = logging.getLogger(__name__)
 
 
 def count_flops(analysis) -> float:
@@ -32,19 +40,36 @@ def count_flops(analysis) -> float:
         return float(analysis.total())
 
 
-def detector_config(path: str, size: int, proposals: int, detections: int):
-    """The model config of a detector LazyConfig at ``size``, ``detections`` per image."""
+def detector_config(
+    path: str,
+    size: Optional[int] = None,
+    proposals: Optional[int] = None,
+    detections: Optional[int] = None,
+):
+    """The model config of a detector LazyConfig for counting: a random LiFT allowed (costs do not
+    depend on weights), every detection through the mask head (score threshold 0); at ``size``
+    (``square_pad``), ``proposals`` and ``detections`` per image where given."""
     model = LazyConfig.load(path).model
-    if "lift" in model.backbone.net:  # a ViTLiFT
-        # costs do not depend on LiFT's weights: no checkpoint is loaded, a random LiFT is fine
+    if "lift" in model.backbone.net:  # a ViTLiFT: no LiFT file is loaded
         model.backbone.net.allow_random_lift = True
-    model.backbone.square_pad = size  # the ViT interpolates its position embeddings
-    model.proposal_generator.post_nms_topk = (2000, proposals)  # (train, test)
+    if size:
+        model.backbone.square_pad = size  # the ViT interpolates its position embeddings
+    if proposals:
+        model.proposal_generator.post_nms_topk = (2000, proposals)  # (train, test)
     heads = model.roi_heads
     for predictor in [heads.box_predictor] if "box_predictor" in heads else heads.box_predictors:
-        predictor.test_score_thresh = 0.0  # the mask head always runs on all detections
-        predictor.test_topk_per_image = detections
+        predictor.test_score_thresh = 0.0
+        if detections:
+            predictor.test_topk_per_image = detections
     return model
+
+
+def random_detector(path: str, *args, device="cpu", train: bool = False, **kwargs):
+    """The one random-weight detector builder: :func:`detector_config` (same arguments)
+    instantiated after ``torch.manual_seed(0)``, on ``device``, in eval mode unless ``train``."""
+    model = detector_config(path, *args, **kwargs)
+    torch.manual_seed(0)
+    return instantiate(model).to(device).train(train)
 
 
 def random_image(size: int, seed: int, device) -> torch.Tensor:
@@ -52,22 +77,81 @@ def random_image(size: int, seed: int, device) -> torch.Tensor:
     return torch.randint(0, 256, (3, size, size), generator=g).float().to(device)
 
 
-def peak_memory_mib(fn, device) -> float:
+def sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def free(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def peak_memory_mib(fn: Callable[[], Any], device) -> float:
     """CUDA: peak allocated by one call; CPU: the process's peak RSS so far (resource)."""
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        sync(device)
         torch.cuda.reset_peak_memory_stats(device)
         fn()
-        torch.cuda.synchronize(device)
+        sync(device)
         return torch.cuda.max_memory_allocated(device) / 2**20
     fn()
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
 
 
-def cpu_latency_ms(model, inputs, min_run_time: float = 2.0) -> float:
-    """Median ms of ``model(inputs)`` at inference on one CPU thread (torch.utils.benchmark)."""
-    from torch.utils.benchmark import Timer
+def time_interleaved(
+    fns: Dict[str, Callable[[], Any]],
+    rounds: int = 1,
+    min_run_time: float = 0.0,
+    device="cpu",
+    num_threads: Optional[int] = None,
+) -> Dict[str, List[Measurement]]:
+    """
+    The one timing helper: ``rounds`` measurements of each function (torch.utils.benchmark's
+    ``blocked_autorange``), taken A B .. Z, then Z .. B A, and so on, so that a drift of the
+    machine (clocks, other load) falls on every function alike; CUDA is synchronized after each
+    call. ``num_threads``: torch's threads while timing (default: as now).
+    """
 
-    timer = Timer("model(inputs)", globals={"model": model, "inputs": inputs}, num_threads=1)
-    with torch.no_grad():
-        return timer.blocked_autorange(min_run_time=min_run_time).median * 1000
+    def synced(fn):
+        return lambda: (fn(), sync(device))
+
+    threads = num_threads or torch.get_num_threads()
+    timers = {
+        k: Timer("fn()", globals={"fn": synced(f)}, num_threads=threads) for k, f in fns.items()
+    }
+    out: Dict[str, List[Measurement]] = {k: [] for k in fns}
+    for r in range(rounds):
+        for k in list(fns) if r % 2 == 0 else list(fns)[::-1]:
+            out[k].append(timers[k].blocked_autorange(min_run_time=min_run_time))
+    return out
+
+
+def measure(fn: Callable[[], Any], device, min_run_time: float) -> Dict[str, Any]:
+    """Peak memory of one call (the warmup), then :func:`time_interleaved`; OOM is recorded."""
+    try:
+        memory = peak_memory_mib(lambda: (fn(), sync(device)), device)
+        (m,) = time_interleaved({"fn": fn}, 1, min_run_time, device)["fn"]
+    except torch.cuda.OutOfMemoryError as e:
+        logger.warning(f"out of memory: {str(e).splitlines()[0]}")
+        free(device)
+        return dict(oom=True)
+    return dict(median_s=m.median, iqr_s=m.iqr, runs=len(m.times), peak_memory_MiB=memory)
+
+
+def cpu_latency_ms(model, inputs, min_run_time: float = 2.0) -> float:
+    """Median ms of ``model(inputs)`` at inference on one CPU thread."""
+
+    def infer():
+        with torch.no_grad():
+            model(inputs)
+
+    (m,) = time_interleaved({"model": infer}, 1, min_run_time, num_threads=1)["model"]
+    return m.median * 1000
+
+
+def md_table(header, cells) -> List[str]:
+    """Markdown table lines between two blank ones (numbers right-aligned after the first
+    column)."""
+    lines = ["", "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in cells] + [""]

@@ -9,11 +9,10 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from fvcore.nn import parameter_count
 
-from detectron2.config import LazyConfig, instantiate
 from detectron2.data.detection_utils import read_image
 from detectron2.utils.analysis import FlopCountAnalysis
 
-from ..benchmark.costs import count_flops, cpu_latency_ms
+from ..benchmark.costs import count_flops, cpu_latency_ms, random_detector
 from ..checkpoint import atomic_write_text
 from ..utils.provenance import provenance
 from .figures import plot_cosine_vs_ap, plot_frontier
@@ -187,14 +186,8 @@ def arm_costs(arms: Sequence[str], image: str) -> Dict[str, Dict[str, float]]:
     configs = {a.name: a.config for a in ARMS}
     costs = {}
     for arm in arms:
-        cfg = LazyConfig.load(os.path.join(REPO, "configs", "mini", f"{configs[arm]}.py"))
-        net = cfg.model.backbone.net
-        if "lift" in net:  # a ViTLiFT; costs do not depend on weights, no checkpoint is loaded
-            net.allow_random_lift = True
-        cfg.model.roi_heads.box_predictor.test_score_thresh = 0.0
-        torch.manual_seed(0)
-        model = instantiate(cfg.model).eval()
-        size = cfg.model.backbone.square_pad
+        model = random_detector(os.path.join(REPO, "configs", "mini", f"{configs[arm]}.py"))
+        size = model.backbone.padding_constraints["square_size"]
         img = torch.as_tensor(read_image(image, format="BGR").copy()).permute(2, 0, 1)
         img = torch.nn.functional.interpolate(img[None].float(), size=(size, size))[0]
         inputs = [{"image": img, "height": 256, "width": 256}]

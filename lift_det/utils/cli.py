@@ -1,11 +1,11 @@
 """The one exception family for user mistakes and the one place that turns it into a tool's
-refusal: one line on stderr (argparse's ``error``) and exit code 2, as a mistyped option is."""
+refusal: one line on stderr and exit code 2, as a mistyped option is."""
 
 import argparse
 import contextlib
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, Iterator, List, NoReturn, Optional
 
-__all__ = ["UserError", "refusals", "run_main"]
+__all__ = ["UserError", "refuse", "refusals", "run_main"]
 
 
 class UserError(ValueError):
@@ -15,14 +15,19 @@ class UserError(ValueError):
     :class:`~lift_det.checkpoint.file_io.NotACheckpointError` are its kinds."""
 
 
+def refuse(parser: argparse.ArgumentParser, error: UserError) -> NoReturn:
+    """The one refusal: ``<tool>.py: error: <message>``, one line on stderr, exit code 2 (as
+    argparse's ``error``, without the usage: the input was well formed, its value is wrong)."""
+    parser.exit(2, f"{parser.prog}: error: {error}\n")
+
+
 @contextlib.contextmanager
 def refusals(parser: argparse.ArgumentParser) -> Iterator[None]:
-    """A :class:`UserError` raised inside becomes ``parser.error`` (``<tool>.py: error: ...``,
-    exit code 2)."""
+    """A :class:`UserError` raised inside is refused (:func:`refuse`)."""
     try:
         yield
     except UserError as e:
-        parser.error(str(e))
+        refuse(parser, e)
 
 
 def run_main(
