@@ -20,7 +20,6 @@ import json
 import os
 import torch
 
-from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
 
 from lift_det.analysis.feature_model import (
@@ -28,6 +27,7 @@ from lift_det.analysis.feature_model import (
     image_paths,
     load_feature_weights,
     native_image_size,
+    read_rgb,
     weights_caveat,
 )
 from lift_det.analysis.scale import plot_scale_cka, scale_invariance
@@ -58,7 +58,7 @@ def main(args):
     loaded = load_feature_weights(net, args.weights, args.lift_weights)
     found = image_paths(args.images, None)
     paths = found[: args.max_images]
-    images = [torch.as_tensor(read_image(p, format="RGB").copy()).permute(2, 0, 1) for p in paths]
+    images = [torch.as_tensor(read_rgb(p).copy()).permute(2, 0, 1) for p in paths]
     size = args.size or native_image_size(net)
     grid = (args.grid, args.grid) if args.grid else None
     logger.info(f"CKA over scales {args.scales} of {size}px, {len(paths)} image(s)...")

@@ -21,7 +21,6 @@ import os
 from typing import List, Sequence, Tuple
 import torch
 
-from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
 
 from lift_det.analysis import dense_features, method_label, query_to_grid, self_similarity
@@ -31,6 +30,7 @@ from lift_det.analysis.feature_model import (
     load_feature_weights,
     native_image_size,
     prepare_image,
+    read_rgb,
     weights_caveat,
 )
 from lift_det.modeling import ViTLiFT
@@ -148,7 +148,7 @@ def main(args):
     net = build_feature_model(args.config)
     loaded = load_feature_weights(net, args.weights, args.lift_weights)
     path = args.image or default_image_path()
-    original = read_image(path, format="RGB")
+    original = read_rgb(path)
     size = args.size or native_image_size(net)
     x, image = prepare_image(original, size, net.lift.patch_size)
     qx, qy = parse_query(args.query, original.shape[:2])

@@ -198,6 +198,16 @@ def image_paths(specs: Sequence[str], limit: Optional[int] = None) -> List[str]:
     return paths[:limit]  # limit None: all
 
 
+def read_rgb(path: str) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB; a file that is not there is the user's mistake."""
+    from detectron2.data.detection_utils import read_image
+
+    try:
+        return read_image(path, format="RGB")
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from None
+
+
 def prepare_image(
     image: np.ndarray, size: int, multiple: int = 16
 ) -> Tuple[torch.Tensor, np.ndarray]:
