@@ -9,7 +9,6 @@ import resource
 import warnings
 from typing import Any, Callable, Dict, List, Optional
 import torch
-from torch.utils.benchmark import Measurement, Timer
 
 from detectron2.config import LazyConfig, instantiate
 
@@ -20,6 +19,7 @@ __all__ = [
     "free",
     "md_table",
     "measure",
+    "merged_median",
     "peak_memory_mib",
     "random_detector",
     "random_image",
@@ -105,13 +105,16 @@ def time_interleaved(
     min_run_time: float = 0.0,
     device="cpu",
     num_threads: Optional[int] = None,
-) -> Dict[str, List[Measurement]]:
+) -> Dict[str, list]:
     """
     The one timing helper: ``rounds`` measurements of each function (torch.utils.benchmark's
-    ``blocked_autorange``), taken A B .. Z, then Z .. B A, and so on, so that a drift of the
-    machine (clocks, other load) falls on every function alike; CUDA is synchronized after each
-    call. ``num_threads``: torch's threads while timing (default: as now).
+    ``blocked_autorange``, a ``Measurement`` each), taken A B .. Z, then Z .. B A, and so on, so
+    that a drift of the machine (clocks, other load) falls on every function alike; CUDA is
+    synchronized after each call. ``num_threads``: torch's threads while timing (default: now's).
     """
+
+    # imported here: torch.utils.benchmark logs a CUDA_HOME warning on import without CUDA
+    from torch.utils.benchmark import Timer
 
     def synced(fn):
         return lambda: (fn(), sync(device))
@@ -120,11 +123,18 @@ def time_interleaved(
     timers = {
         k: Timer("fn()", globals={"fn": synced(f)}, num_threads=threads) for k, f in fns.items()
     }
-    out: Dict[str, List[Measurement]] = {k: [] for k in fns}
+    out: Dict[str, list] = {k: [] for k in fns}
     for r in range(rounds):
         for k in list(fns) if r % 2 == 0 else list(fns)[::-1]:
             out[k].append(timers[k].blocked_autorange(min_run_time=min_run_time))
     return out
+
+
+def merged_median(measurements: list) -> float:
+    """The median over every block of one function's measurements (seconds)."""
+    from torch.utils.benchmark import Measurement
+
+    return Measurement.merge(measurements)[0].median
 
 
 def measure(fn: Callable[[], Any], device, min_run_time: float) -> Dict[str, Any]:

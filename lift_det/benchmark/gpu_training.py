@@ -21,8 +21,9 @@ from ..data import ensure_mini_coco
 from ..engine.hooks import ExportLiFTFile
 from ..engine.train_utils import build_trainer
 from ..modeling import ATTN_IMPLS, set_attn_impl
+from ..utils import REPO
 from .costs import detector_config, free, measure, random_image
-from .gpu_check import GPU, REPO, build_detector
+from .gpu_check import GPU, build_detector
 
 __all__ = ["stage_one_cost", "stage_one_runs", "stage_two_rows", "stage_two_run", "export_rows"]
 

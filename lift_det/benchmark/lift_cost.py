@@ -13,7 +13,6 @@ import platform
 import time
 import torch
 from fvcore.nn import FlopCountAnalysis, flop_count_table, parameter_count
-from torch.utils.benchmark import Measurement
 
 from detectron2.config import LazyConfig, instantiate
 from detectron2.modeling import ViT
@@ -24,6 +23,7 @@ from ..modeling import build_upsampler
 from .costs import (
     count_flops,
     md_table,
+    merged_median,
     peak_memory_mib,
     random_detector,
     random_image,
@@ -153,7 +153,7 @@ def inference_timings(size, device, repeats, config_dir, heads):
     fns = {k: infer(m) for k, m in models.items()}
     memory = {k: peak_memory_mib(fn, device) for k, fn in fns.items()}  # also the warmup
     measured = time_interleaved(fns, repeats, device=device)
-    median = {k: Measurement.merge(ms)[0].median for k, ms in measured.items()}
+    median = {k: merged_median(ms) for k, ms in measured.items()}
     timings = [dict(name=DETECTORS[k][1], image_size=size, median_s=median[k],
                     times_s=[m.median for m in ms], peak_memory_MiB=memory[k])
                for k, ms in measured.items()]  # fmt: skip
@@ -192,7 +192,7 @@ def measure_stage1_ratio(distiller, batch, repeats: int = 5, use_amp=None) -> fl
     finally:
         distiller.lift.load_state_dict(saved)
         distiller.train(was_training)
-    step_s, vit_s = (Measurement.merge(measured[k])[0].median for k in ("step", "vit"))
+    step_s, vit_s = (merged_median(measured[k]) for k in ("step", "vit"))
     return step_s / vit_s
 
 

@@ -8,14 +8,13 @@ import os
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..checkpoint import atomic_write_text
+from ..utils import REPO
 from ..utils.cli import UserError
 from ..utils.provenance import VERSIONS, class_name, slug, versions
 from .probe import compare_losses, describe, probe_steps
 
 __all__ = ["STUDY_CHECKS_NONE", "check_steps", "compare_steps", "record", "record_path",
            "render_study_checks"]  # fmt: skip
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def check_steps(trace: str, expected: Dict, where: str) -> None:

@@ -14,6 +14,7 @@ from detectron2.utils.analysis import FlopCountAnalysis
 
 from ..benchmark.costs import count_flops, cpu_latency_ms, random_detector
 from ..checkpoint import atomic_write_text
+from ..utils import REPO
 from ..utils.provenance import provenance
 from .figures import plot_cosine_vs_ap, plot_frontier
 from .pipeline import run_steps
@@ -24,8 +25,6 @@ from .schedule import ARMS, BASELINE_DROP, DEFAULT_ARMS, study_steps
 from .statistics import METRICS, cosine_vs_ap, plateau, read_curve, summarize
 
 __all__ = ["run_study", "study_data"]
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def run_study(

@@ -1,6 +1,11 @@
 """What every part of lift_det and its tools share: the user-mistake exceptions and their
-refusal (:mod:`.cli`), and where a result was made (:mod:`.provenance`)."""
+refusal (:mod:`.cli`), where a result was made (:mod:`.provenance`) and the checkout's root."""
+
+import os
 
 from .cli import UserError, refuse, refusals, run_main
 
-__all__ = ["UserError", "refuse", "refusals", "run_main"]
+__all__ = ["REPO", "UserError", "refuse", "refusals", "run_main"]
+
+# the checkout lift_det runs from (tools/, configs/, docs/), for the scenarios that run its tools
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
