@@ -68,7 +68,7 @@ setup(
         "opencv-python-headless",
         "psutil",  # peak memory on CPU (tools/benchmark.py)
         "portalocker",  # the output-folder lock (lift_det/engine/checks.py); iopath needs it too
-        "scipy",  # t intervals of the multi-seed study (tools/lift_tools/study_statistics.py)
+        "scipy",  # t intervals of the multi-seed study (lift_det/study/statistics.py)
     ],
     extras_require={
         # TorchScript/ONNX export of the detector and of LiFT

@@ -1,7 +1,6 @@
 """Shared helpers: tiny ViTDet configs (the real structure, small sizes) for CPU tests."""
 
 import os
-import sys
 import warnings
 import pytest
 import torch
@@ -9,9 +8,6 @@ import torch
 from detectron2.config import LazyConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# the tools' shared package (tools/lift_tools/) imports as it does when a tool runs
-if os.path.join(REPO, "tools") not in sys.path:
-    sys.path.insert(0, os.path.join(REPO, "tools"))
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=UserWarning, module="torch")
 

@@ -1,5 +1,5 @@
 """lift_det.analysis (linear CKA, self-similarity, dense features) against independent
-computations, and the tools built on it (tools/lift_tools/feature_model.py,
+computations, and the tools built on it (lift_det/analysis/feature_model.py,
 tools/visualize_features.py, tools/scale_invariance.py) on tiny inputs."""
 
 import json
@@ -19,16 +19,16 @@ from lift_det.analysis import (
     resize_features,
     self_similarity,
 )
-from lift_det.checkpoint import save_lift_file
-from lift_det.model_zoo import get_config_file
-from lift_det.modeling import vit_identity
-from lift_tools.feature_model import (
+from lift_det.analysis.feature_model import (
     build_feature_model,
     default_image_path,
     load_feature_weights,
     native_image_size,
     prepare_image,
 )
+from lift_det.checkpoint import save_lift_file
+from lift_det.model_zoo import get_config_file
+from lift_det.modeling import vit_identity
 
 TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
 

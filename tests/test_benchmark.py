@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from lift_det.benchmark import lift_cost
+from lift_det.benchmark.costs import count_flops
 from lift_det.modeling import LIFT_PRESETS, build_upsampler
-from lift_tools.costs import count_flops
 
 TOOL = os.path.join(os.path.dirname(__file__), "..", "tools", "benchmark.py")
 
@@ -62,7 +63,7 @@ def test_vit_sizes_are_vitdets(tool):
     vit_b = model_zoo.get_config("common/models/mask_rcnn_vitdet.py").model.backbone.net
     assert {k: vit_b[k] for k in vitdet_vit_args("B")} == vitdet_vit_args("B")
     # the tool builds the ViTs of that table
-    vit = tool["build_vit"]("S", 224)
+    vit = lift_cost.build_vit("S", 224)
     assert [i for i, b in enumerate(vit.blocks) if b.window_size == 0] == [2, 5, 8, 11]
     assert vit.patch_embed.proj.out_channels == 384 and len(vit.blocks) == 12
 
@@ -100,7 +101,7 @@ def test_table_rows_and_ratios(tool, run):
     assert rows["bilinear 2x (control)"]["params_M"] == 0
     # the learned controls: their own parameters; far fewer FLOPs than LiFT-B, more than bilinear
     for name in ("jbu", "attention"):
-        label = tool["CONTROLS"][name][0]
+        label = lift_cost.CONTROLS[name][0]
         control = build_upsampler(name, 768)
         assert rows[label]["params_M"] * 1e6 == sum(p.numel() for p in control.parameters())
         assert rows["bilinear 2x (control)"]["flops_G"] < rows[label]["flops_G"]
@@ -137,7 +138,7 @@ def test_every_preset_is_listed_by_default(tool):
 
 def test_unknown_preset_is_refused(tool, tmp_path):
     args = tool["get_parser"]().parse_args(["--presets", "LiFT-X", "--json", str(tmp_path / "j")])
-    with pytest.raises(ValueError, match="Unknown LiFT presets"):  # the tool's Refused
+    with pytest.raises(ValueError, match="Unknown LiFT presets"):  # the tool's UserError
         tool["main"](args)
     assert not (tmp_path / "j").exists()
 
@@ -153,7 +154,7 @@ def test_stage1_ratio_restores_lift(tool):
     model = instantiate(cfg.model)
     before = {k: v.clone() for k, v in model.lift.state_dict().items()}
     batch = [{"image": torch.randint(0, 256, (3, 128, 128), dtype=torch.uint8)} for _ in range(2)]
-    ratio = tool["measure_stage1_ratio"](model, batch, repeats=2)
+    ratio = lift_cost.measure_stage1_ratio(model, batch, repeats=2)
     assert ratio > 0 and model.training
     for k, v in model.lift.state_dict().items():
         torch.testing.assert_close(v, before[k])

@@ -12,6 +12,7 @@ from detectron2.config import LazyConfig, instantiate
 
 from conftest import REPO
 from lift_det.engine.predictor import LazyPredictor
+from lift_det.utils import UserError
 
 CONFIG = os.path.join(REPO, "configs", "mini", "vitdet_mrcnn.py")
 KEEP_ALL = ["model.roi_heads.box_predictor.test_score_thresh=0.0"]
@@ -112,9 +113,9 @@ def test_demo_one_input_to_one_file_and_argument_checks(demo, weights, tmp_path,
     run_demo(demo, monkeypatch, args + [str(tmp_path / "in" / "img0.png"), "--output", str(out)])
     assert cv2.imread(str(out)).shape == (200, 240, 3)
     monkeypatch.setattr(demo, "LazyConfig", None)  # arguments are checked before any loading
-    with pytest.raises(demo.Refused, match="missing.png"):
+    with pytest.raises(UserError, match="missing.png"):
         run_demo(demo, monkeypatch, args + [str(tmp_path / "missing.png"), "--output", str(out)])
-    with pytest.raises(demo.Refused, match="confidence-threshold"):
+    with pytest.raises(UserError, match="confidence-threshold"):
         run_demo(demo, monkeypatch, args + [str(out), "--confidence-threshold", "2"])
 
 
@@ -169,7 +170,7 @@ def test_demo_refuses_weights_that_leave_the_model_random(demo, weights, tmp_pat
         (os.path.join(mini, "vitdet_mrcnn_lift_ft.py"), weights, r"at their random init"),
     ]
     for config, w, message in cases:
-        with pytest.raises(demo.Refused, match=message):
+        with pytest.raises(UserError, match=message):
             run_demo(demo, monkeypatch, ["--config-file", config, "--weights", w] + img)
     assert not os.path.exists(tmp_path / "o.png")
 
@@ -214,7 +215,7 @@ def test_demo_video_uses_a_codec_this_opencv_can_write(demo, weights, tmp_path, 
     while capture.read()[0]:
         frames += 1
     assert frames == 3
-    with pytest.raises(demo.Refused, match="is the input video"):
+    with pytest.raises(UserError, match="is the input video"):
         run_demo(demo, monkeypatch, args + ["--output", video_in])
 
 

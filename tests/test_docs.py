@@ -34,7 +34,8 @@ def blocks():
         text = open(os.path.join(REPO, page)).read()
         fenced = list(re.finditer(r"^```(\w*)\n(.*?)^```$", text, flags=re.M | re.S))
         prose = re.sub(r"^```.*?^```$", lambda m: " " * len(m.group()), text, flags=re.M | re.S)
-        headings = [(m.start(), m.group(1), m.group()) for m in re.finditer(r"^(#+) .*$", prose, flags=re.M)]  # fmt: skip
+        found_headings = re.finditer(r"^(#+) .*$", prose, flags=re.M)
+        headings = [(m.start(), m.group(1), m.group()) for m in found_headings]
         for m in fenced:
             where = ""
             for key in RUN_BY:
@@ -85,8 +86,9 @@ def test_train_net_commands_load_and_pass_the_checks(page, argv):
 
 @functools.lru_cache(maxsize=None)
 def tool_flags(tool):
-    proc = subprocess.run([sys.executable, os.path.join(REPO, tool), "--help"], cwd=REPO,
-                          capture_output=True, text=True, env=dict(os.environ, **CPU_ENV))  # fmt: skip
+    cmd = [sys.executable, os.path.join(REPO, tool), "--help"]
+    env = dict(os.environ, **CPU_ENV)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return set(re.findall(r"--[\w-]+", proc.stdout))
 
@@ -98,7 +100,8 @@ def test_other_commands_are_as_written():
     for argv in others:
         if argv[0] == "make":
             targets = [a for a in argv[1:] if "=" not in a]
-            assert subprocess.run(["make", "-n", *targets], cwd=REPO, capture_output=True).returncode == 0, argv  # fmt: skip
+            dry_run = subprocess.run(["make", "-n", *targets], cwd=REPO, capture_output=True)
+            assert dry_run.returncode == 0, argv
             continue
         flags = tool_flags(argv[1])
         unknown = [a for a in argv[2:] if a.startswith("--") and a.split("=")[0] not in flags]

@@ -2,14 +2,18 @@
 its report: keys, provenance, losses, export, LiFT files, the md being the JSON."""
 
 import glob
+import itertools
 import json
 import math
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 import pytest
 
 from conftest import REPO, load_tool
+from lift_det.benchmark import gpu_check, gpu_report
+from lift_det.benchmark.costs import time_interleaved
 
 update_readme = load_tool("update_readme")
 
@@ -145,9 +149,9 @@ def test_stage_one_estimate_arithmetic(report):
     assert s1["schedule_s"] == pytest.approx(s1["schedule_epochs"] * s1["epoch_s"])
 
 
-def test_markdown_is_the_json(report, tool):
+def test_markdown_is_the_json(report):
     result, text, _ = report
-    assert text == tool.format_markdown(result)
+    assert text == gpu_report.format_markdown(result)
     # spot checks against the JSON's raw numbers, formatted here
     for r in result["inference"]["rows"]:
         assert (
@@ -254,12 +258,22 @@ def test_a_failing_section_is_reported_and_the_others_run(tool, tmp_path, monkey
     )  # no temporary files left behind
 
 
-def test_detectors_are_timed_a_b_b_a_and_measured_alone(tool, monkeypatch):
-    """Within each setting the detectors are timed back to back as A B B A; peak memory is taken
-    while a detector is the only one built (the others are not yet built or moved off)."""
+def test_time_interleaved_runs_a_b_b_a():
+    """The one timing helper takes its rounds A B C, then C B A: a drift falls on all alike."""
+    calls = []
+    fns = {k: (lambda k=k: calls.append(k)) for k in "ABC"}
+    out = time_interleaved(fns, rounds=2)
+    assert [k for k, _ in itertools.groupby(calls)] == list("ABCBA")
+    assert [len(v) for v in out.values()] == [2, 2, 2]
+
+
+def test_detectors_are_timed_together_and_measured_alone(monkeypatch):
+    """Within each setting the detectors are timed back to back, twice; a row holds the mean of
+    its two medians and their spread. Peak memory is taken while a detector is the only one built
+    (the others are not yet built or moved off)."""
     import torch
 
-    timed, alive = [], []
+    alive, switched = [], []
 
     class Fake(torch.nn.Module):
         def __init__(self, name):
@@ -270,36 +284,32 @@ def test_detectors_are_timed_a_b_b_a_and_measured_alone(tool, monkeypatch):
         def forward(self, inputs):
             return self.name
 
-    switched = []
-
-    def fake_measure(fn, device, min_run_time):
-        before = len(switched)
-        timed.append(fn())
-        fn(), fn()
+    def fake_timing(fns, rounds, min_run_time, device):
+        out, before = {k: [] for k in fns}, len(switched)
+        for i, k in enumerate(list(fns) + list(fns)[::-1]):
+            assert fns[k]() == detectors[k]
+            out[k].append(SimpleNamespace(median=float(i + 1), times=[0.0] * 3))
         assert len(switched) == before  # nothing but the model itself in the timed call
-        return dict(median_s=float(len(timed)), runs=3)
+        return out
 
-    def fake_memory(fn, device):
-        return float(len(alive))  # how many detectors exist when a memory is measured
-
-    monkeypatch.setattr(tool, "build_detector", lambda rel, setup, device: Fake(rel))
-    monkeypatch.setattr(tool, "set_attn_impl", lambda model, impl: switched.append(impl))
-    monkeypatch.setattr(tool, "measure", fake_measure)
-    monkeypatch.setattr(tool, "peak_memory_mib", lambda fn, device: fake_memory(fn, device))
+    monkeypatch.setattr(gpu_check, "build_detector", lambda rel, setup, device: Fake(rel))
+    monkeypatch.setattr(gpu_check, "set_attn_impl", lambda model, impl: switched.append(impl))
+    monkeypatch.setattr(gpu_check, "time_interleaved", fake_timing)
+    # how many detectors exist when a memory is measured
+    monkeypatch.setattr(gpu_check, "peak_memory_mib", lambda fn, device: float(len(alive)))
     detectors = {"plain": "A", "+LiFT": "B"}
-    rows = tool.inference_rows(
-        detectors, tool.TOY, torch.device("cpu"), [1], None, precisions=("fp32",), backbone=()
+    rows = gpu_check.inference_rows(
+        detectors, gpu_check.TOY, torch.device("cpu"), [1], None, precisions=("fp32",), backbone=()
     )
-    assert timed == ["A", "B", "B", "A"] * len(tool.ATTN_IMPLS)
     by = {(r["model"], r["attn_impl"]): r for r in rows}
-    first = by["plain", next(iter(tool.ATTN_IMPLS))]
-    assert first["repeats_s"] == [1.0, 4.0] and first["median_s"] == 2.5
+    first = by["plain", next(iter(gpu_check.ATTN_IMPLS))]
+    assert first["repeats_s"] == [1.0, 4.0] and first["median_s"] == 2.5 and first["runs"] == 6
     assert first["spread"] == pytest.approx(3 / 2.5)
-    assert by["+LiFT", next(iter(tool.ATTN_IMPLS))]["repeats_s"] == [2.0, 3.0]
+    assert by["+LiFT", next(iter(gpu_check.ATTN_IMPLS))]["repeats_s"] == [2.0, 3.0]
     assert first["peak_memory_MiB"] == 1.0  # plain measured before +LiFT was built
 
 
-def test_a_report_cut_short_while_written_keeps_the_previous_one(tool, tmp_path, monkeypatch):
+def test_a_report_cut_short_while_written_keeps_the_previous_one(tmp_path, monkeypatch):
     """The report is written atomically: a run killed between writing and renaming (os.replace
     raising here) leaves the previous report whole and no temporary file beside it."""
     from lift_det.checkpoint import file_io
@@ -308,7 +318,7 @@ def test_a_report_cut_short_while_written_keeps_the_previous_one(tool, tmp_path,
     old = dict(toy=True, device="dev", torch="t", cuda="none", amp_dtype="bf16", image_size=8,
                wall_s=1.0, budget_s=2.0, date="d", commit="c", machine="m", command="x",
                skipped=[], failed=[])  # fmt: skip
-    tool.write_report(old, base)
+    gpu_report.write_report(old, base)
     before = {p: open(base + p).read() for p in (".json", ".md")}
 
     def killed(src, dst):
@@ -316,6 +326,6 @@ def test_a_report_cut_short_while_written_keeps_the_previous_one(tool, tmp_path,
 
     monkeypatch.setattr(file_io.os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
-        tool.write_report(dict(old, wall_s=99.0), base)
+        gpu_report.write_report(dict(old, wall_s=99.0), base)
     assert {p: open(base + p).read() for p in (".json", ".md")} == before
     assert sorted(os.listdir(tmp_path / "gpu")) == ["dev.json", "dev.md"]

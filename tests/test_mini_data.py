@@ -32,7 +32,7 @@ SPLITS = ("train", "val")
 TINY = {"num_train": 6, "num_val": 4}
 # sha256 of the default generation (160 train + 40 val images at 256x256, seed 0), see _content_hash
 MINI_SHA256 = "84dc3af5cdc1de957581c346564d901a4c79172d20b69f656d33b79d26706fea"
-# the same for the study's generation (160 train + 240 val images, tools/lift_tools/study.py)
+# the same for the study's generation (160 train + 240 val images, lift_det/study/run.py)
 STUDY_SHA256 = "ffdc8bc66b742a3c2f4b32b708634e6ca366c4322cd030dced4ccca3620e941f"
 
 
@@ -176,7 +176,7 @@ def test_study_generation_is_pinned_and_extends_the_default(mini_root: str, tmp_
     images are the default val split's."""
     import inspect
 
-    from lift_tools import study
+    from lift_det.study import run as study
 
     num_val = inspect.signature(study.run_study).parameters["val_images"].default
     assert num_val >= 200

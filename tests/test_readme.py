@@ -8,7 +8,10 @@ import sys
 import pytest
 
 from conftest import REPO, doc_text, load_tool
-from lift_tools import main_job, study_report, study_schedule
+from lift_det.study import main_job
+from lift_det.study import report as study_report
+from lift_det.study import schedule as study_schedule
+from lift_det.study.check import STUDY_CHECKS_NONE
 
 update_readme = load_tool("update_readme")
 
@@ -32,9 +35,7 @@ def test_the_readme_is_short_and_links_every_page():
     """A newcomer's first screen: the two commands, what the project is, the result and a quick
     start; the reference lives in docs/ pages, each linked from the README."""
     assert len(README.splitlines()) <= 200
-    assert {"docs/GETTING_STARTED.md", "docs/MODEL.md", "docs/STUDY.md"} <= set(
-        update_readme.PAGES
-    )
+    assert {"docs/GETTING_STARTED.md", "docs/MODEL.md", "docs/STUDY.md"} <= set(update_readme.PAGES)
     for page in update_readme.PAGES[1:]:
         assert f"]({page})" in README, f"{page} is not linked from the README"
     for heading in ("## The commands", "## Result", "## Quick start"):
@@ -101,13 +102,13 @@ TOOL_FILES = sorted(f for f in os.listdir(os.path.join(REPO, "tools")) if f.ends
 
 def test_every_file_in_tools_is_a_script():
     """tools/ holds scripts only, as upstream's: a shebang, the executable bit and a __main__
-    block; code that several tools share is a module of tools/lift_tools/."""
+    block; code that several tools share is a module of lift_det."""
     assert len(TOOL_FILES) > 5
     for tool in TOOL_FILES:
         path = os.path.join(REPO, "tools", tool)
         with open(path) as f:
             text = f.read()
-        where = f"tools/{tool} is not a script: move shared code to tools/lift_tools/"
+        where = f"tools/{tool} is not a script: move shared code into lift_det/"
         assert text.startswith("#!/usr/bin/env python3\n"), where
         assert re.search(r"^if __name__ == .__main__.:", text, re.M), where
         assert os.access(path, os.X_OK), f"chmod +x tools/{tool}"
@@ -126,9 +127,7 @@ def test_tools_run(tool):
 
 def test_study_checks_block_lists_the_recorded_machines(tmp_path):
     assert "<!-- generated: docs/study_checks/ -->" in DOCS
-    assert (
-        update_readme.render_study_checks(str(tmp_path)) == update_readme.STUDY_CHECKS_NONE + "\n"
-    )
+    assert update_readme.render_study_checks(str(tmp_path)) == STUDY_CHECKS_NONE + "\n"
     steps = [{"name": "baseline", "identical": True, "first_iter": None, "max_abs": 0.0,
               "max_rel": 0.0}]  # fmt: skip
     record = {

@@ -1,4 +1,4 @@
-"""The main job's driver (tools/run_mini.py, tools/lift_tools/main_job.py), 1 iteration a step."""
+"""The main job's driver (tools/run_mini.py, lift_det/study/main_job.py), 1 iteration a step."""
 
 import contextlib
 import io
@@ -10,9 +10,9 @@ import sys
 import pytest
 
 from conftest import CPU_ENV, REPO
-from lift_tools import main_job as mini
-from lift_tools import pipeline as runner
-from lift_tools.cli import Refused
+from lift_det.study import main_job as mini
+from lift_det.study import pipeline as runner
+from lift_det.utils.cli import UserError
 
 
 def test_format_table():
@@ -121,7 +121,7 @@ def test_rerun_without_resume_refuses_and_keeps_results(pipeline, tmp_path, monk
         monkeypatch.setenv(k, v)
     log = os.path.join(out, "baseline", "pipeline_stdout.txt")
     log_before = open(log).read()
-    with pytest.raises(Refused, match=r"holds the runs of \['baseline', 'stage1', 'baseline_ft'"):
+    with pytest.raises(UserError, match=r"holds the runs of \['baseline', 'stage1', 'baseline_ft'"):
         mini.run_pipeline(out, 1, 1, 1)
     assert open(final, "rb").read() == before
     assert open(log).read() == log_before  # refused before any step started

@@ -1,4 +1,4 @@
-"""The multi-seed study (tools/lift_tools/study*.py, tools/run_mini.py --seeds): statistics against
+"""The multi-seed study (lift_det/study/, tools/run_mini.py --seeds): statistics against
 independent computations, the schedule's ETA, the steps' pairing, and one tiny end-to-end study
 whose steps are rerun to show that the same seed gives the same numbers."""
 
@@ -12,14 +12,10 @@ import re
 import pytest
 
 from conftest import CPU_ENV, load_tool
-from lift_tools import (
-    pipeline,
-    study,
-    study_placements,
-    study_report,
-    study_schedule,
-    study_statistics,
-)
+from lift_det.study import figures, pipeline, placements, report
+from lift_det.study import run as study
+from lift_det.study import schedule, statistics
+from lift_det.utils import UserError
 
 # two-sided 95% t quantiles from a printed table (df = 1, 2, 4)
 T975 = {1: 12.706, 2: 4.303, 4: 2.776}
@@ -30,15 +26,15 @@ def test_paired_interval_is_the_t_interval(diffs):
     d = np.array(diffs)
     sd = math.sqrt(sum((x - d.mean()) ** 2 for x in d) / (len(d) - 1))
     half = T975[len(d) - 1] * sd / math.sqrt(len(d))
-    got = study_statistics.paired_interval(diffs)
+    got = statistics.paired_interval(diffs)
     assert got["mean"] == pytest.approx(d.mean())
     assert got["low"] == pytest.approx(d.mean() - half, abs=2e-3)
     assert got["high"] == pytest.approx(d.mean() + half, abs=2e-3)
-    assert math.isnan(study_statistics.paired_interval([1.0])["low"])
+    assert math.isnan(statistics.paired_interval([1.0])["low"])
 
 
 def _metrics(ap):
-    return {key: ap + i for i, (key, _) in enumerate(study_statistics.METRICS)}
+    return {key: ap + i for i, (key, _) in enumerate(statistics.METRICS)}
 
 
 def test_summarize_pairs_arms_by_seed():
@@ -48,7 +44,7 @@ def test_summarize_pairs_arms_by_seed():
     per_seed = {s: {"ft": _metrics(ap), "lift": _metrics(ap + 1.5), "bilinear": _metrics(ap)}
                 for s, ap in control.items()}  # fmt: skip
     per_seed[2]["bilinear"] = _metrics(22.0)  # +0, +0, +2: not significant
-    out = study_statistics.summarize(per_seed, ["ft", "lift", "bilinear"])
+    out = statistics.summarize(per_seed, ["ft", "lift", "bilinear"])
     box = out["arms"]["lift"]["bbox/AP"]
     assert box["mean"] == pytest.approx(21.5)
     assert box["std"] == pytest.approx(np.std([11.5, 31.5, 21.5], ddof=1))
@@ -67,13 +63,13 @@ def test_summarize_pairs_arms_by_seed():
 def test_plateau_criterion():
     curve = [{"iteration": i, "bbox/AP": ap}
              for i, ap in [(100, 5), (200, 10), (300, 20), (400, 20.5)]]  # fmt: skip
-    got = study_statistics.plateau(curve, drop=250)
+    got = statistics.plateau(curve, drop=250)
     assert got["gain"] == pytest.approx(0.5) and got["plateaued"]  # 300 -> 400, both after 250
     assert "iterations 300 and 400" in got["criterion"]
     curve[-1]["bbox/AP"] = 20.51
-    assert not study_statistics.plateau(curve, drop=250)["plateaued"]
+    assert not statistics.plateau(curve, drop=250)["plateaued"]
     curve[-1]["bbox/AP"] = 20.0  # flat, but the evaluation at 300 is not in the last phase
-    late = study_statistics.plateau(curve, drop=300)
+    late = statistics.plateau(curve, drop=300)
     assert not late["plateaued"] and "fewer than two" in late["why"]
 
 
@@ -88,7 +84,7 @@ def test_cosine_vs_ap_against_scipy_and_numpy_by_hand():
     }
     summary = {"arms": arms, "stage1_cosines": {k: {"mean": v, "std": 0.001} for k, v in
                                                 cos.items()}}  # fmt: skip
-    got = study_statistics.cosine_vs_ap(summary)
+    got = statistics.cosine_vs_ap(summary)
     assert [p["arm"] for p in got["points"]] == ["bilinear", "resize_conv", "jbu", "lift"]
     x, y = [0.86, 0.92, 0.90, 0.94], [-19.0, -16.0, -5.0, -1.0]
     # ranks of x: 1 3 2 4, of y: 1 2 3 4 -> rho = 1 - 6 * (0 + 1 + 1 + 0) / (4 * 15)
@@ -105,7 +101,7 @@ def test_cosine_vs_ap_against_scipy_and_numpy_by_hand():
     r = slope * np.std(x) / np.std(y)
     assert got["pearson"] == pytest.approx(r)
     del summary["stage1_cosines"]["JBU"], summary["stage1_cosines"]["LiFT"]
-    few = study_statistics.cosine_vs_ap(summary)
+    few = statistics.cosine_vs_ap(summary)
     assert len(few["points"]) == 2 and few["spearman"] is None
 
 
@@ -127,8 +123,8 @@ def test_estimate_makespan_by_hand(jobs, running, hand):
 
 def test_study_steps_are_paired_within_a_seed(tmp_path):
     out = str(tmp_path)
-    all_arms = [a[0] for a in study_schedule.ARMS]
-    steps = study_schedule.study_steps(out, [0, 1], 30, 20, 10, arms=all_arms)
+    all_arms = [a[0] for a in schedule.ARMS]
+    steps = schedule.study_steps(out, [0, 1], 30, 20, 10, arms=all_arms)
     by_name = {s.name: s for s in steps}
     assert steps[0].name == "baseline" and steps[0].threads == 2
     # the baseline: lr 10x lower from 80% (24 of 30 iterations), evaluated every 3
@@ -137,9 +133,9 @@ def test_study_steps_are_paired_within_a_seed(tmp_path):
     assert base_over["lr_multiplier.scheduler.num_updates"] == "30"
     assert base_over["train.eval_period"] == "3"
     base = os.path.join(out, "baseline", "model_final.pth")
-    arms = [a[0] for a in study_schedule.ARMS]
+    arms = [a[0] for a in schedule.ARMS]
     for seed in (0, 1):
-        for arm, _, _, stage_one, _, _ in study_schedule.ARMS:
+        for arm, _, _, stage_one, _, _ in schedule.ARMS:
             s = by_name[f"seed{seed}/{arm}"]
             assert s.overrides["train.init_checkpoint"] == base  # every arm: one baseline
             assert s.overrides["train.seed"] == str(seed) and s.threads == 1 and s.iters == 10
@@ -147,13 +143,13 @@ def test_study_steps_are_paired_within_a_seed(tmp_path):
                 lift = os.path.join(out, f"seed{seed}", stage_one, "lift_final.pth")
                 assert s.overrides["model.backbone.net.lift_weights"] == lift
                 assert f"seed{seed}/{stage_one}" in s.needs
-        for name, *_ in study_schedule.STAGE_ONES:
+        for name, *_ in schedule.STAGE_ONES:
             s1 = by_name[f"seed{seed}/{name}"]
             assert s1.overrides["train.seed"] == str(seed) and s1.iters == 20
     # zero-shot: per seed where the model holds that seed's stage one, once for the others, none
     # for the control (its zero-shot model is the baseline)
-    with_stage_one = [a.name for a in study_schedule.ARMS if a.stage_one]
-    seedless = [a.name for a in study_schedule.ARMS if not a.stage_one and a.name != "ft"]
+    with_stage_one = [a.name for a in schedule.ARMS if a.stage_one]
+    seedless = [a.name for a in schedule.ARMS if not a.stage_one and a.name != "ft"]
     zero_shot = [s for s in steps if "--eval-only" in s.flags]
     assert sorted(s.name for s in zero_shot) == sorted(
         [f"seed{k}/zs_{a}" for k in (0, 1) for a in with_stage_one]
@@ -166,18 +162,18 @@ def test_study_steps_are_paired_within_a_seed(tmp_path):
             seed, arm = s.name[4], s.name.split("/zs_")[1]
             stage_one = by_name[f"seed{seed}/{arm}"].overrides["model.backbone.net.lift_weights"]
             assert s.overrides["model.backbone.net.lift_weights"] == stage_one
-    assert len(steps) == 1 + 2 * (len(study_schedule.STAGE_ONES) + len(arms)) + len(zero_shot)
-    sub = study_schedule.study_steps(out, [0], 30, 20, 10, arms=["ft", "lift_half"])
+    assert len(steps) == 1 + 2 * (len(schedule.STAGE_ONES) + len(arms)) + len(zero_shot)
+    sub = schedule.study_steps(out, [0], 30, 20, 10, arms=["ft", "lift_half"])
     assert [s.name for s in sub] == ["baseline", "seed0/stage1_lift", "seed0/stage1_half",
                                      "seed0/lift_half", "seed0/ft",
                                      "seed0/zs_lift_half"]  # fmt: skip
-    default = study_schedule.study_steps(out, [0], 30, 20, 10)
+    default = schedule.study_steps(out, [0], 30, 20, 10)
     stage_ones = {"seed0/stage1_lift", "seed0/stage1_rc", "seed0/stage1_jbu", "seed0/stage1_attn"}
     assert {s.name for s in default if "--eval-only" not in s.flags} == {"baseline"} | {
-        f"seed0/{a}" for a in study_schedule.DEFAULT_ARMS
+        f"seed0/{a}" for a in schedule.DEFAULT_ARMS
     } | stage_ones
     with pytest.raises(ValueError, match="unknown arms"):
-        study_schedule.study_steps(out, [0], 30, 20, 10, arms=["liftt"])
+        schedule.study_steps(out, [0], 30, 20, 10, arms=["liftt"])
 
 
 def _numbers(step_dir):
@@ -210,7 +206,7 @@ def test_study_writes_its_report(tiny_study):
         written = json.load(f)
     assert written == json.loads(json.dumps(result))
     with open(os.path.join(out, "mini_study.md")) as f:
-        assert f.read() == study_report.format_report(written) + "\n"
+        assert f.read() == report.format_report(written) + "\n"
     assert os.path.getsize(os.path.join(out, "mini_study.png")) > 1000
     for seed in (0, 1):  # the per-seed numbers are the steps' own final evaluations
         for step in ("ft", "lift", "stage1_lift"):
@@ -243,9 +239,7 @@ def test_same_seed_gives_identical_metrics(tiny_study, tmp_path, monkeypatch):
     for k, v in CPU_ENV.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("LIFT_DET_MINI_ROOT", os.path.join(out, "data"))  # the study's own data
-    steps = {
-        s.name: s for s in study_schedule.study_steps(out, [0, 1], 2, 2, 2, arms=["ft", "lift"])
-    }
+    steps = {s.name: s for s in schedule.study_steps(out, [0, 1], 2, 2, 2, arms=["ft", "lift"])}
     again = str(tmp_path)
     for name in ("seed1/stage1_lift", "seed1/lift"):  # rerun from the same inputs, same seed
         with contextlib.redirect_stdout(io.StringIO()):
@@ -272,14 +266,14 @@ def test_same_seed_gives_identical_metrics(tiny_study, tmp_path, monkeypatch):
 def test_run_mini_refuses_bad_arguments_before_running(argv, message, tmp_path):
     run_mini = load_tool("run_mini")
     args = run_mini.get_parser().parse_args(argv + ["--output-dir", str(tmp_path / "out")])
-    with pytest.raises(run_mini.Refused, match=message):
+    with pytest.raises(UserError, match=message):
         run_mini.main(args)
     assert not (tmp_path / "out").exists()  # nothing started
 
 
 def test_frontier_figure_draws_every_arm_finetuned_and_zero_shot(tiny_study, tmp_path):
     _, result, _ = tiny_study
-    drawn = study_placements.plot_frontier(result, str(tmp_path / "frontier.png"))
+    drawn = figures.plot_frontier(result, str(tmp_path / "frontier.png"))
     assert [d["arm"] for d in drawn] == result["arms"]
     for d in drawn:
         assert d["x"] == result["costs"][d["arm"]]["gflops"]
@@ -289,7 +283,7 @@ def test_frontier_figure_draws_every_arm_finetuned_and_zero_shot(tiny_study, tmp
 
 
 def test_every_arm_has_its_own_colour():
-    colours = [study_placements.arm_colour(a.name) for a in study_schedule.ARMS]
+    colours = [figures.arm_colour(a.name) for a in schedule.ARMS]
     assert len(set(colours)) == len(colours)
 
 
@@ -297,17 +291,17 @@ def _placement_study(lift, bilinear):
     """A 3-seed study of the up placement with given per-seed box APs of LiFT and bilinear."""
     aps = {"ft": [50.0, 52.0, 54.0], "image2x": [60.0, 61.0, 64.0], "lift": lift,
            "bilinear": bilinear}  # fmt: skip
-    per_seed = {s: {a: {k: v[s] for k, _ in study_statistics.METRICS} for a, v in aps.items()}
+    per_seed = {s: {a: {k: v[s] for k, _ in statistics.METRICS} for a, v in aps.items()}
                 for s in range(3)}  # fmt: skip
     arms = list(aps)
-    summary = study_statistics.summarize(per_seed, arms)
+    summary = statistics.summarize(per_seed, arms)
     return per_seed, {
         "arms": arms, "summary": summary,
         "costs": {a: {"gflops": g} for a, g in zip(arms, (1.75, 5.5, 3.5, 3.2))},
-        "zero_shot": {"summary": summary, "recovered": study_placements.recovered_shares(
+        "zero_shot": {"summary": summary, "recovered": placements.recovered_shares(
             per_seed, arms)},
-        "recovered": study_placements.recovered_shares(per_seed, arms),
-        "lift_vs_control": {"up": study_placements.paired_arms(per_seed, "lift", "bilinear")},
+        "recovered": placements.recovered_shares(per_seed, arms),
+        "lift_vs_control": {"up": placements.paired_arms(per_seed, "lift", "bilinear")},
     }  # fmt: skip
 
 
@@ -322,13 +316,13 @@ def test_recovered_share_by_hand():
 
 def test_placement_words_say_whether_lift_pays():
     _, study = _placement_study([55.0, 57.0, 58.0], [51.0, 52.0, 55.0])
-    up, best = study_placements.placement_words(study)
+    up, best = placements.placement_words(study)
     assert up.startswith("**up**: + LiFT +4.67") and "LiFT pays here" in up
     assert "Against + bilinear in the same placement: +4.00" in up
     assert best.endswith("LiFT pays in: up.")
     # as good as bilinear in the same placement: the placement pays, LiFT does not
     _, study = _placement_study([55.0, 57.0, 58.0], [55.5, 56.5, 58.0])
-    up, best = study_placements.placement_words(study)
+    up, best = placements.placement_words(study)
     assert "LiFT does not pay here" in up and "not significantly above + bilinear" in up
     assert best.endswith("LiFT pays in: no placement.")
 
@@ -342,20 +336,20 @@ def test_cosine_section_and_figure_from_the_committed_study(tmp_path):
     with open(os.path.join(os.path.dirname(__file__), "..", "docs", "mini_study.json")) as f:
         committed = json.load(f)
     s = committed["summary"]
-    committed["cosine_vs_ap"] = study_statistics.cosine_vs_ap(s)
+    committed["cosine_vs_ap"] = statistics.cosine_vs_ap(s)
     committed["cosine_figure"] = "docs/mini_study_cosine.png"
     pairs = [(s["stage1_cosines"][label]["mean"], s["arms"][arm]["bbox/AP"]["vs_control"]["mean"])
-             for arm, label in study_statistics.UPSAMPLERS
+             for arm, label in statistics.UPSAMPLERS
              if arm in s["arms"] and label in s["stage1_cosines"]]  # fmt: skip
     assert len(pairs) >= 3
     rho = stats.spearmanr(*zip(*pairs))[0]
-    report = study_report.format_report(committed)
-    assert "Does stage one's cosine predict box AP?" in report
-    assert f"Spearman ρ = {rho:+.2f}" in report
+    text = report.format_report(committed)
+    assert "Does stage one's cosine predict box AP?" in text
+    assert f"Spearman ρ = {rho:+.2f}" in text
     for cos, delta in pairs:  # one table row per upsampler
-        assert re.search(rf"\| {cos:.4f} ± [0-9.]+ \| {delta:+.2f} \[", report), (cos, delta)
+        assert re.search(rf"\| {cos:.4f} ± [0-9.]+ \| {delta:+.2f} \[", text), (cos, delta)
     image = s["arms"]["image2x"]["bbox/AP"]["vs_control"]["mean"]
-    assert f"gives {image:+.2f} box AP" in report
-    drawn = study_report.plot_cosine_vs_ap(committed, str(tmp_path / "cos.png"))
+    assert f"gives {image:+.2f} box AP" in text
+    drawn = figures.plot_cosine_vs_ap(committed, str(tmp_path / "cos.png"))
     assert sorted((d["x"], d["y"]) for d in drawn) == sorted(pairs + [(1.0, image)])
     assert os.path.getsize(tmp_path / "cos.png") > 1000

@@ -19,8 +19,8 @@ from detectron2.engine import SimpleTrainer, hooks
 from detectron2.solver import WarmupParamScheduler
 
 from conftest import CPU_ENV, REPO, doc_text, load_tool
-from lift_tools.replay import FixedLengthLRScheduler, LossTrace
-from lift_tools.study_probe import compare_losses
+from lift_det.engine.replay import FixedLengthLRScheduler, LossTrace
+from lift_det.study.probe import compare_losses
 
 STUDY_CHECK = os.path.join(REPO, "tools", "study_check.py")
 train_net = load_tool("train_net")

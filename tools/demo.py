@@ -21,18 +21,8 @@ from detectron2.utils.video_visualizer import VideoVisualizer
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 import tqdm
-from lift_det.data import IMAGE_EXTENSIONS
-from lift_tools.cli import Refused, run_main
-
-# a folder's images that the demo can draw on and write back (OpenCV writes no GIF)
-IMAGE_EXTS = tuple(e for e in IMAGE_EXTENSIONS if cv2.haveImageWriter(f"image{e}"))
-# the fourcc codes to try for a video container, best first (OpenCV builds differ: pip's has no
-# H.264 encoder); a folder output gets the first of .mp4 / .avi that this OpenCV can write
-VIDEO_CODECS = {
-    ".mp4": ("avc1", "mp4v"),
-    ".mkv": ("x264", "avc1", "mp4v", "MJPG"),
-    ".avi": ("MJPG", "XVID"),
-}
+from lift_det.utils.cli import UserError, run_main
+from lift_det.utils.media import IMAGE_EXTS, same_file, video_codec
 
 
 def expand_inputs(patterns):
@@ -46,7 +36,7 @@ def expand_inputs(patterns):
         else:
             found = sorted(glob.glob(os.path.expanduser(p)))
         if not found:
-            raise Refused(f"--input {p}: no such file, or no images matched.")
+            raise UserError(f"--input {p}: no such file, or no images matched.")
         files += found
     return files
 
@@ -57,72 +47,40 @@ def output_path(args, path, n_inputs):
     return os.path.join(args.output, os.path.basename(path))
 
 
-def _same_file(a, b):
-    a, b = os.path.realpath(a), os.path.realpath(b)
-    return a == b or (os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b))
-
-
 def check_outputs(args, inputs):
     """No output may be an input: the drawings would replace the images they are drawn on. One
     image's output file needs an extension OpenCV writes images to."""
     single = inputs and output_path(args, inputs[0], len(inputs)) == args.output
     if single and not cv2.haveImageWriter(args.output):
         ext = os.path.splitext(args.output)[1] or "no extension"
-        raise Refused(
+        raise UserError(
             f"--output {args.output}: OpenCV writes no image with {ext}: give a .jpg or .png "
             f"file, or a folder (end it with {os.sep})."
         )
     sources = inputs + ([args.video_input] if args.video_input else [])
     for path in inputs:
         out = output_path(args, path, len(inputs))
-        clash = next((s for s in sources if _same_file(out, s)), None)
+        clash = next((s for s in sources if same_file(out, s)), None)
         if clash:
-            raise Refused(
+            raise UserError(
                 f"--output {args.output} would write {out} over the input {clash}: give "
                 f"another --output folder or file."
             )
-
-
-def video_codec(path):
-    """(fourcc, path): the first codec this OpenCV can write for ``path``'s container, probed
-    with ``cv2.VideoWriter.isOpened`` in the output folder; a path without a known extension
-    gets .mp4 or .avi. Refuses when none opens."""
-    stem, ext = os.path.splitext(path)
-    if ext.lower() in VIDEO_CODECS:
-        candidates = [(c, path) for c in VIDEO_CODECS[ext.lower()]]
-    else:
-        stem = path
-        candidates = [(c, stem + e) for e in (".mp4", ".avi") for c in VIDEO_CODECS[e]]
-    for fourcc, out in candidates:  # OpenCV logs the encoders it does not find
-        probe = os.path.join(os.path.dirname(os.path.abspath(out)), f".probe-{os.getpid()}")
-        probe += os.path.splitext(out)[1]
-        writer = cv2.VideoWriter(probe, cv2.VideoWriter_fourcc(*fourcc), 30, (64, 64))
-        ok = writer.isOpened()
-        writer.release()
-        if os.path.exists(probe):
-            os.remove(probe)
-        if ok:
-            return fourcc, out
-    tried = ", ".join(sorted({c for c, _ in candidates}))
-    raise Refused(
-        f"this OpenCV ({cv2.__version__}) cannot write {os.path.basename(path)} (no encoder for "
-        f"{tried}): give --output a .avi file (MJPG) or a folder."
-    )
 
 
 def check_arguments(args):
     """Everything that can be checked before the model is built; returns the image files and,
     for a video, (fourcc, output file)."""
     if not (args.input or args.video_input or args.webcam):
-        raise Refused("give --input, --video-input or --webcam.")
+        raise UserError("give --input, --video-input or --webcam.")
     inputs = expand_inputs(args.input) if args.input else []
     if args.video_input and not os.path.isfile(args.video_input):
-        raise Refused(f"--video-input {args.video_input}: no such file.")
+        raise UserError(f"--video-input {args.video_input}: no such file.")
     if not 0.0 <= args.confidence_threshold <= 1.0:
-        raise Refused(f"--confidence-threshold {args.confidence_threshold}: must be in [0, 1].")
+        raise UserError(f"--confidence-threshold {args.confidence_threshold}: must be in [0, 1].")
     weights = args.weights
     if weights and "://" not in weights and not os.path.isfile(weights.split("?")[0]):
-        raise Refused(f"--weights {weights}: no such file.")
+        raise UserError(f"--weights {weights}: no such file.")
     video = None
     if args.output:
         check_outputs(args, inputs)
@@ -133,11 +91,11 @@ def check_arguments(args):
         if args.video_input or args.webcam:
             name = os.path.splitext(os.path.basename(args.video_input or "webcam"))[0]
             out = output_path(args, name, 1)
-            if args.video_input and _same_file(out, args.video_input):
-                raise Refused(f"--output {out} is the input video: give another --output.")
+            if args.video_input and same_file(out, args.video_input):
+                raise UserError(f"--output {out} is the input video: give another --output.")
             video = video_codec(out)
-            if args.video_input and _same_file(video[1], args.video_input):
-                raise Refused(f"--output {video[1]} is the input video: give another --output.")
+            if args.video_input and same_file(video[1], args.video_input):
+                raise UserError(f"--output {video[1]} is the input video: give another --output.")
     return inputs, video
 
 
@@ -150,19 +108,17 @@ def main(args):
     from lift_det.engine import checks
     from lift_det.engine.predictor import LazyPredictor  # registers lift_det's classes
 
-    try:  # a missing file or a yacs YAML: one line
-        cfg = LazyConfig.apply_overrides(checks.load_lazy_config(args.config_file), args.opts)
-    except checks.UsageError as e:
-        raise Refused(str(e)) from None
+    # a missing file or a yacs YAML: a UsageError, refused in one line
+    cfg = LazyConfig.apply_overrides(checks.load_lazy_config(args.config_file), args.opts)
     weights = args.weights or cfg.train.init_checkpoint
     if not weights:
-        raise Refused(
+        raise UserError(
             "no weights: give --weights OUTPUT_DIR/model_final.pth (or set train.init_checkpoint)."
         )
     try:  # lift_det's checked loading: a LiFT file or a partly random model is refused
         predictor = LazyPredictor(cfg, weights)
     except ValueError as e:
-        raise Refused(str(e)) from None
+        raise UserError(str(e)) from None
 
     def detect(bgr):
         instances = predictor(bgr)["instances"].to("cpu")

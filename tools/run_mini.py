@@ -4,7 +4,7 @@ The main job on the built-in mini data (README's `make main`): baseline ViTDet -
 stage two (+LiFT, +bilinear control, baseline with the same extra iterations) -> COCO eval table.
 With --seeds N, the multi-seed study instead (README's `make study`): a converged baseline shared
 by every seed, LiFT, every control and the other learned upsamplers per seed, on 240 val images;
-statistics, costs and figures (tools/lift_tools/study.py).
+statistics, costs and figures (lift_det/study/run.py).
 
     .venv/bin/python tools/run_mini.py --output-dir output/mini [--baseline-iters 400 \\
         --stage1-iters 500 --stage2-iters 160] [--resume | --overwrite] [key=value ...]
@@ -19,10 +19,10 @@ import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import 
 import argparse
 import sys
 
-from lift_tools.cli import Refused, run_main
-from lift_tools.main_job import MAIN_ITERS, run_pipeline
-from lift_tools.pipeline import StepFailed
-from lift_tools.study_schedule import ARMS, STUDY_ITERS
+from lift_det.study.main_job import MAIN_ITERS, run_pipeline
+from lift_det.study.pipeline import StepFailed
+from lift_det.study.schedule import ARMS, STUDY_ITERS
+from lift_det.utils.cli import UserError, run_main
 
 # (main job, study) defaults
 DEFAULT_ITERS = {k: (MAIN_ITERS[k], STUDY_ITERS[k]) for k in STUDY_ITERS}
@@ -48,17 +48,19 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(args) -> None:
     if args.seeds < 0:
-        raise Refused(f"--seeds must be >= 1 (the study) or left out (the main job): {args.seeds}")
+        raise UserError(
+            f"--seeds must be >= 1 (the study) or left out (the main job): {args.seeds}"
+        )
     study = args.seeds > 0
     if not study and (args.jobs, args.arms, args.report_dir, args.val_images) != (None,) * 4:
-        raise Refused(
+        raise UserError(
             "--jobs, --arms, --report-dir and --val-images belong to the study: add --seeds N"
         )
     iters = {k: v[study] if getattr(args, f"{k}_iters") is None else getattr(args, f"{k}_iters")
              for k, v in DEFAULT_ITERS.items()}  # fmt: skip
     for k, v in iters.items():
         if v < 1:
-            raise Refused(f"--{k}-iters must be >= 1, got {v}")
+            raise UserError(f"--{k}-iters must be >= 1, got {v}")
     extra = [o for o in args.opts if o != "--"]
     if not study:
         run_pipeline(
@@ -73,14 +75,14 @@ def main(args) -> None:
         return  # fmt: skip
     jobs = 2 if args.jobs is None else args.jobs
     if jobs < 1:
-        raise Refused(f"--jobs must be >= 1, got {jobs}")
+        raise UserError(f"--jobs must be >= 1, got {jobs}")
     unknown = sorted(set(args.arms or ()) - {a[0] for a in ARMS})
     if unknown:
-        raise Refused(f"unknown --arms {unknown}; the arms are {[a[0] for a in ARMS]}")
+        raise UserError(f"unknown --arms {unknown}; the arms are {[a[0] for a in ARMS]}")
     val_images = 240 if args.val_images is None else args.val_images
     if val_images < 1:
-        raise Refused(f"--val-images must be >= 1, got {val_images}")
-    from lift_tools.study import run_study
+        raise UserError(f"--val-images must be >= 1, got {val_images}")
+    from lift_det.study.run import run_study
 
     run_study(args.output_dir or "output/study", list(range(args.seeds)), iters["baseline"],
               iters["stage1"], iters["stage2"], jobs=jobs, arms=args.arms,

@@ -16,186 +16,23 @@ matplotlib. --images takes files, folders and globs.
 import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)
 
 import argparse
-import glob
 import json
-import math
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
-import torch.nn.functional as F
 
-from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
 
-from lift_det.analysis import dense_features, feature_map_cka, method_label, resize_features
-from lift_det.checkpoint import atomic_write_text
-from lift_det.data import IMAGE_EXTENSIONS
-from lift_tools.feature_model import (
+from lift_det.analysis.feature_model import (
     build_feature_model,
-    default_image_path,
+    image_paths,
     load_feature_weights,
     native_image_size,
-    normalize,
+    read_rgb,
     weights_caveat,
 )
-
-
-def scale_cka_matrix(
-    extract: Callable[[float], torch.Tensor],
-    scales: Sequence[float],
-    grid: Tuple[int, int],
-) -> List[List[float]]:
-    """
-    CKA between the features of the same images at every pair of input scales.
-
-    Args:
-        extract: ``extract(scale)`` returns (B, C, h, w) features of the images at that scale.
-        scales: input scales (relative to a base size).
-        grid: the common grid the maps are resized to.
-
-    Returns:
-        a symmetric len(scales) x len(scales) matrix (list of lists) with ones on the diagonal.
-    """
-    feats = [resize_features(extract(s), grid) for s in scales]
-    n = len(scales)
-    out = [[1.0] * n for _ in range(n)]
-    for i in range(n):
-        for j in range(i + 1, n):
-            out[i][j] = out[j][i] = feature_map_cka(feats[i], feats[j], grid)
-    return out
-
-
-def scale_invariance(
-    net,
-    images: Sequence[torch.Tensor],
-    scales: Sequence[float] = (0.5, 0.75, 1.0, 1.5, 2.0),
-    base_size: int = 256,
-    grid: Optional[Tuple[int, int]] = None,
-    methods: Sequence[str] = ("vit", "bilinear", "lift"),
-    num_passes: int = 1,
-) -> Dict[str, List[List[float]]]:
-    """
-    Fig. 4: linear CKA between the features of the same images at every pair of input scales,
-    for each feature method.
-
-    Args:
-        net: a :class:`~lift_det.modeling.ViTLiFT` in eval mode.
-        images: (3, H, W) float 0-255 RGB images; each is resized to a square of
-            ``base_size * scale`` (rounded to the patch size) and normalized like ViTDet.
-        scales: input scales relative to ``base_size``.
-        grid: the common grid (default: the stride-p/2 grid of the base size, 2 * base / p).
-            A map already on this grid is used as it is, the others are resampled (antialiased
-            when shrinking), which low-passes them: a map with much energy at its own grid's
-            frequency (e.g. an untrained LiFT's checkerboard) then agrees less with the others
-            at the one scale where it is not resampled.
-        methods: any of :data:`lift_det.analysis.FEATURE_METHODS`.
-        num_passes: LiFT / bilinear passes.
-
-    Returns:
-        {label: CKA matrix over ``scales``}, labels from
-        :func:`lift_det.analysis.method_label`.
-    """
-    p = net.patch_embed.proj.kernel_size[0]
-    if grid is None:
-        grid = (2 * base_size // p, 2 * base_size // p)
-
-    def batch_at(scale: float) -> torch.Tensor:
-        side = max(p, int(round(base_size * scale / p)) * p)
-        resized = [
-            F.interpolate(
-                img[None].float(), size=(side, side), mode="bilinear", antialias=True
-            ).clamp(0, 255)
-            for img in images
-        ]
-        return normalize(torch.cat(resized))
-
-    batches = {s: batch_at(s) for s in scales}
-    results = {}
-    for method in methods:
-
-        def extract(scale: float) -> torch.Tensor:
-            return dense_features(net, batches[scale], method, num_passes=num_passes)
-
-        results[method_label(net, method, num_passes)] = scale_cka_matrix(extract, scales, grid)
-    return results
-
-
-def cka_color_range(results: Dict[str, List[List[float]]]) -> Tuple[float, float]:
-    """The heatmaps' colour range: from the smallest CKA of any method (rounded down to 0.05,
-    at most 0.95) to 1, so that differences between high CKA values stay visible."""
-    low = min(min(min(row) for row in matrix) for matrix in results.values())
-    return min(math.floor(low * 20) / 20, 0.95), 1.0
-
-
-def plot_scale_cka(
-    results: Dict[str, List[List[float]]],
-    scales: Sequence[float],
-    path: str,
-    title: str = "",
-    source_scales: Optional[Sequence[float]] = None,
-) -> Dict[str, Any]:
-    """
-    Write Fig. 4 as a PNG: one CKA heatmap (source x destination scale) per method, sharing
-    :func:`cka_color_range`, and below them one panel per source scale with CKA against the
-    destination scale, a curve per method.
-
-    Args:
-        results: method name -> CKA matrix from :func:`scale_cka_matrix`, all over ``scales``.
-        scales: the input scales of the matrices' rows and columns.
-        path: output PNG.
-        title: figure title.
-        source_scales: scales that get a curve panel (default: every scale).
-
-    Returns:
-        what was drawn: ``{"heatmaps": [method, ...], "curves": [source scale, ...],
-        "color_range": (vmin, vmax)}``.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    scales = list(scales)
-    source_scales = scales if source_scales is None else list(source_scales)
-    methods = list(results)
-    vmin, vmax = cka_color_range(results)
-    ncols = max(len(methods), len(source_scales))
-    fig, axes = plt.subplots(
-        2, ncols, figsize=(3.6 * ncols, 7.2), squeeze=False, constrained_layout=True
-    )
-    labels = [f"{s:g}" for s in scales]
-    for ax, method in zip(axes[0], methods):
-        im = ax.imshow(results[method], vmin=vmin, vmax=vmax, cmap="viridis")
-        ax.set_title(method, fontsize=10)
-        ax.set_xticks(range(len(scales)), labels, fontsize=8)
-        ax.set_yticks(range(len(scales)), labels, fontsize=8)
-        ax.set_xlabel("destination scale", fontsize=8)
-        ax.set_ylabel("source scale", fontsize=8)
-        for i in range(len(scales)):
-            for j in range(len(scales)):
-                value = results[method][i][j]
-                color = "black" if value > (vmin + vmax) / 2 else "white"
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=color)
-    fig.colorbar(
-        im, ax=axes[0][len(methods) - 1], shrink=0.9, label=f"linear CKA ({vmin:g} to {vmax:g})"
-    )
-    for ax, src in zip(axes[1], source_scales):
-        i = scales.index(src)
-        for method in methods:
-            ax.plot(scales, results[method][i], marker="o", label=method)
-        ax.set_title(f"source scale {src:g}", fontsize=10)
-        ax.set_xlabel("destination scale", fontsize=8)
-        ax.set_ylabel("linear CKA", fontsize=8)
-        ax.set_ylim(vmin, 1.0 + 0.02 * (1.0 - vmin))
-        ax.grid(alpha=0.3)
-    axes[1][0].legend(fontsize=8)
-    for ax in list(axes[0][len(methods) :]) + list(axes[1][len(source_scales) :]):
-        fig.delaxes(ax)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return {"heatmaps": methods, "curves": source_scales, "color_range": (vmin, vmax)}
+from lift_det.analysis.scale import plot_scale_cka, scale_invariance
+from lift_det.checkpoint import atomic_write_text
+from lift_det.utils import run_main
 
 
 def get_parser():
@@ -214,19 +51,6 @@ def get_parser():
     return parser
 
 
-def image_paths(specs, limit):
-    paths = []
-    for spec in specs or [default_image_path()]:
-        if os.path.isdir(spec):
-            found = [os.path.join(spec, n) for n in sorted(os.listdir(spec))]
-        else:
-            found = sorted(glob.glob(spec)) or [spec]
-        paths += [p for p in found if p.lower().endswith(IMAGE_EXTENSIONS)]
-    if not paths:
-        raise FileNotFoundError(f"--images: no images found in {specs}.")
-    return paths[:limit]  # limit None: all
-
-
 def main(args):
     logger = setup_logger(name="lift_det", abbrev_name="lift_det")
     torch.manual_seed(0)  # parts left at random initialization are the same every run
@@ -234,7 +58,7 @@ def main(args):
     loaded = load_feature_weights(net, args.weights, args.lift_weights)
     found = image_paths(args.images, None)
     paths = found[: args.max_images]
-    images = [torch.as_tensor(read_image(p, format="RGB").copy()).permute(2, 0, 1) for p in paths]
+    images = [torch.as_tensor(read_rgb(p).copy()).permute(2, 0, 1) for p in paths]
     size = args.size or native_image_size(net)
     grid = (args.grid, args.grid) if args.grid else None
     logger.info(f"CKA over scales {args.scales} of {size}px, {len(paths)} image(s)...")
@@ -271,8 +95,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    parser = get_parser()
-    try:  # bad arguments, missing or refused weights: one line, exit code 2
-        main(parser.parse_args())
-    except (ValueError, FileNotFoundError) as e:
-        parser.error(str(e))
+    run_main(main, get_parser())  # bad arguments, missing or refused weights: one line, exit 2

@@ -2,10 +2,10 @@
 """
 Does this machine reproduce the study's arithmetic? (README's `make study-check`; its time on
 each machine is in the README's table.) Replays the first iterations of the study's baseline, LiFT
-stage one and stage two (tools/lift_tools/study_probe.py) and compares their losses bit for bit
+stage one and stage two (lift_det/study/probe.py) and compares their losses bit for bit
 with the trace `make study` wrote: per step, identical or the first iteration that differs and by
 how much. Machines are compared by class (CPU vendor, family, model, torch's CPU capability, CPUs,
-library versions: lift_tools.provenance.cpu_class): a class other than the trace's may compute
+library versions: lift_det.utils.provenance.cpu_class): a class other than the trace's may compute
 other bits, which is a finding, recorded (--record) and compared with that class's record when
 there is one. Exit code 0: identical, or as this class's record, or a class not recorded before;
 1: a difference within the trace's class or from this class's record; 2: no usable trace file
@@ -20,17 +20,16 @@ there is one. Exit code 0: identical, or as this class's record, or a class not 
 import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)
 
 import argparse
-import itertools
-import json
 import os
 import shutil
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional
 
-from lift_tools import study_probe, study_schedule
-from lift_tools.provenance import VERSIONS, class_name, slug, versions
+from lift_det.study import probe, schedule
+from lift_det.study.check import check_steps, compare_steps, earlier_record, record
+from lift_det.utils import UserError, run_main
+from lift_det.utils.provenance import class_name, versions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TRACE = os.path.relpath(os.path.join(REPO, "docs", "mini_study_trace.json"))
@@ -66,112 +65,57 @@ def get_parser() -> argparse.ArgumentParser:
         nargs=3,
         metavar=("BASELINE", "STAGE1", "STAGE2"),
         help="--write: the study's iterations per step (default: make study's, "
-        + " ".join(map(str, study_schedule.STUDY_ITERS.values()))
+        + " ".join(map(str, schedule.STUDY_ITERS.values()))
         + ")",
     )
     parser.add_argument(
         "--iters",
         type=int,
         default=None,
-        help=f"--write: iterations per step ({study_probe.PROBE_ITERS}); a check replays the "
-        "trace's",
+        help=f"--write: iterations per step ({probe.PROBE_ITERS}); a check replays the " "trace's",
     )
     return parser
 
 
-def refuse(message: str) -> int:
-    print(f"study_check.py: error: {message}", file=sys.stderr)
-    return 2
-
-
-def _difference(there: Optional[Dict], here: Optional[Dict]) -> str:
-    """The first difference between a recorded step and this checkout's (:func:`describe`)."""
-    if there is None or here is None:
-        return f"step {(there or here)['name']} only {'there' if here is None else 'here'}"
-    for k in ("name", "config", "threads", "max_iter"):
-        if there[k] != here[k]:
-            return f"{there['name']}: {k} {there[k]} there, {here[k]} here"
-    old, new = there["overrides"], here["overrides"]
-    key = next(k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k))
-    return f"{there['name']}: {key}={old.get(key, '(none)')} there, ={new.get(key, '(none)')} here"
-
-
-def record_path(folder: str, got: Dict) -> str:
-    """``folder/<machine class>.json`` (:func:`class_name`; results without a class, from older
-    code: ``<machine>-torch-<version>.json``)."""
-    name = class_name(got) or slug(got["machine"] + " torch " + got["torch"])
-    return os.path.join(folder, f"{name}.json")
-
-
-def record(folder: str, expected: Dict, got: Dict, steps: List[Dict], wall_s: float = 0) -> str:
-    """Writes the check's result to :func:`record_path` (a rerun of the same machine class
-    replaces it, no other class's; tools/update_readme.py lists them); returns the path."""
-    from lift_det.checkpoint import atomic_write_text
-
-    os.makedirs(folder, exist_ok=True)
-    path = record_path(folder, got)
-    result = {
-        **{k: got.get(k) for k in ("date", "commit", "machine", *VERSIONS, "cpu_class")},
-        "command": got["command"],
-        "wall_s": wall_s,
-        "identical": all(s["identical"] for s in steps),
-        "iters": expected["iters"],
-        "trace": {k: expected.get(k) for k in ("date", "commit", "machine", *VERSIONS,
-                                               "cpu_class")},  # fmt: skip
-        "steps": steps,
-    }
-    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
-    return path
-
-
 def main(args) -> int:
     out = os.path.abspath(args.output_dir) if args.output_dir else ""
-    names = ("baseline", "seed0", "data")
-    if (
-        out
-        and not (args.resume or args.overwrite)
-        and any(os.path.exists(os.path.join(out, n)) for n in names)
-    ):
-        return refuse(f"--output-dir {out} holds a probe: give --resume to reuse its finished "
-                      f"steps, --overwrite to rerun them, or another folder")  # fmt: skip
+    held = any(os.path.exists(os.path.join(out, n)) for n in ("baseline", "seed0", "data"))
+    if out and not (args.resume or args.overwrite) and held:
+        raise UserError(f"--output-dir {out} holds a probe: give --resume to reuse its finished "
+                        f"steps, --overwrite to rerun them, or another folder")  # fmt: skip
     if args.write:
         if args.study_iters is None:
-            args.study_iters = list(study_schedule.STUDY_ITERS.values())
-        iters = study_probe.PROBE_ITERS if args.iters is None else args.iters
+            args.study_iters = list(schedule.STUDY_ITERS.values())
+        iters = probe.PROBE_ITERS if args.iters is None else args.iters
         if not 1 <= iters <= min(args.study_iters):
-            return refuse(f"--iters must be in [1, {min(args.study_iters)}], got {iters}")
-        study_probe.write_trace(out or tempfile.mkdtemp(prefix="study_probe_"), args.write,
-                                *args.study_iters, iters=iters, resume=args.resume,
-                                overwrite=args.overwrite)  # fmt: skip
+            raise UserError(f"--iters must be in [1, {min(args.study_iters)}], got {iters}")
+        probe.write_trace(out or tempfile.mkdtemp(prefix="study_probe_"), args.write,
+                          *args.study_iters, iters=iters, resume=args.resume,
+                          overwrite=args.overwrite)  # fmt: skip
         return 0
 
     try:
-        expected = study_probe.read_trace(args.trace)
+        expected = probe.read_trace(args.trace)
     except (OSError, ValueError) as e:
         why = e.strerror if isinstance(e, OSError) else str(e)
-        return refuse(
+        raise UserError(
             f"cannot use the trace {args.trace} ({why}): `make study` writes it (or "
             f"tools/study_check.py --write {args.trace} --study-iters ...)"
-        )
+        ) from None
     if args.iters is not None and args.iters != expected["iters"]:
-        return refuse(f"--iters {args.iters}: a check replays the trace's {expected['iters']}")
+        raise UserError(f"--iters {args.iters}: a check replays the trace's {expected['iters']}")
     if args.study_iters is not None:
-        return refuse("--study-iters belongs to --write: a check replays the trace's")
-    iters, budgets = expected["iters"], expected["study_iters"]
-    budgets = (budgets["baseline"], budgets["stage1"], budgets["stage2"])
+        raise UserError("--study-iters belongs to --write: a check replays the trace's")
     where = out or os.path.join(tempfile.gettempdir(), "study_check")  # recorded as <probe>
-    here = [study_probe.describe(s, where) for s in study_probe.probe_steps(where, iters, *budgets)]
-    there = [{k: v for k, v in s.items() if k != "losses"} for s in expected["steps"]]
-    if here != there:
-        diff = next(_difference(a, b) for a, b in itertools.zip_longest(there, here) if a != b)
-        return refuse(f"{args.trace} records other probe steps than this checkout's ({diff}): "
-                      f"`make study` writes a trace for this checkout")  # fmt: skip
+    check_steps(args.trace, expected, where)
+    iters, budgets = expected["iters"], expected["study_iters"]
 
     start = time.time()
     work = out or tempfile.mkdtemp(prefix="study_check_")
     try:
-        got = study_probe.run_probe(work, iters, *budgets, extra=expected["extra"],
-                                    resume=args.resume, overwrite=args.overwrite)  # fmt: skip
+        got = probe.run_probe(work, iters, budgets["baseline"], budgets["stage1"],
+                              budgets["stage2"], extra=expected["extra"], resume=args.resume,
+                              overwrite=args.overwrite)  # fmt: skip
     except RuntimeError as e:  # a step failed: its log is named
         print(f"[study-check] the probe did not finish: {e}", file=sys.stderr)
         return 1
@@ -183,31 +127,9 @@ def main(args) -> int:
         f"at commit {expected.get('commit')} on {expected.get('machine')}, {versions(expected)}"
         f"\n[study-check] this run: commit {got['commit']} on {got['machine']}, {versions(got)}"
     )
-    identical, results = True, []
-    for step, mine in zip(expected["steps"], got["steps"]):
-        c = study_probe.compare_losses(step["losses"], mine["losses"])
-        results.append(
-            {
-                "name": step["name"],
-                **{k: c[k] for k in ("identical", "first_iter", "first_rel", "max_abs", "max_rel")},
-            }
-        )
-        n = len(step["losses"])
-        if c["identical"]:
-            print(f"  {step['name']}: identical bit for bit ({n} iterations)")
-            continue
-        identical = False
-        it, name = c["at"] or ("-", "-")
-        print(
-            f"  {step['name']}: DIFFERS from iteration {c['first_iter']} ({c['first']}; "
-            f"{c['first_rel']:.3g} relative); largest difference {c['max_abs']:.3g} absolute "
-            f"({name} at iteration {it}), {c['max_rel']:.3g} relative"
-        )
+    identical, results = compare_steps(expected, got)
     mine, theirs = class_name(got), class_name(expected)
-    known = None  # this class's earlier record, when it is not the trace's class
-    if args.record and mine != theirs and os.path.exists(record_path(args.record, got)):
-        with open(record_path(args.record, got)) as f:
-            known = json.load(f)
+    known = earlier_record(args.record, expected, got)  # before this run's record replaces it
     wall = time.time() - start
     print(f"[study-check] machine class: {mine or 'unknown'} (the trace's: {theirs or 'unknown'});"
           f" {wall:.0f} s")  # fmt: skip
@@ -251,4 +173,4 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_parser().parse_args()))
+    sys.exit(run_main(main, get_parser()))

@@ -1,13 +1,10 @@
 #!/usr/bin/env python3
 """
-Train or evaluate any lift_det LazyConfig: a detector (ViTDet, +LiFT, the controls) or stage one
-(a ``LiFTDistiller``; the model decides what a step is). The shape of upstream's
-``tools/lazyconfig_train_net.py``, plus: checks before anything is built (overrides, values, the
-output folder, which is locked while the run writes to it), atomic checkpoints, AMP only on CUDA,
-clear data errors, a NaN stop message, the config's ``train.export`` hooks, and
-``--eval-only`` results in detectron2's ``metrics.json`` too. ``--loss-trace N``
-writes the exact losses of the first N iterations; ``--stop-at-iter K`` ends the run after K
-iterations of the ``train.max_iter`` schedule (together: the start of a long run, replayed).
+Train or evaluate any lift_det LazyConfig, a detector or stage one (the model decides what a step
+is): upstream's ``tools/lazyconfig_train_net.py`` plus checks before anything is built, a locked
+output folder, atomic checkpoints, exact resume, AMP only on CUDA, one-line errors, the config's
+``train.export`` hooks, ``--eval-only`` into ``metrics.json``, ``--loss-trace N`` (the exact losses
+of the first N iterations) and ``--stop-at-iter K`` (the first K of the schedule's iterations).
 
     .venv/bin/python tools/train_net.py --config-file configs/vitdet_mrcnn_lift.py \\
         [--eval-only] [--resume | --overwrite] [--num-gpus N --num-machines M --machine-rank R \\
@@ -16,22 +13,20 @@ iterations of the ``train.max_iter`` schedule (together: the start of a long run
 
 import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)
 
-import errno
 import logging
 import os
 
-from detectron2.config import LazyConfig, instantiate
+from detectron2.config import instantiate
 from detectron2.engine import default_setup, default_writers, hooks, launch
 from detectron2.engine.defaults import create_ddp_model
-from detectron2.evaluation import inference_on_dataset, print_csv_format
-from detectron2.evaluation.testing import flatten_results_dict
 from detectron2.utils import comm
-from detectron2.utils.events import EventStorage, JSONWriter
 from detectron2.utils.logger import setup_logger
 
 from lift_det.checkpoint import AtomicDetectionCheckpointer, atomic_write_bytes
 from lift_det.engine import checks, run_dir
 from lift_det.engine.hooks import StopOnDivergence
+from lift_det.engine.launch import do_test, evaluate, get_parser, load_config, use_eval_dir
+from lift_det.engine.replay import FixedLengthLRScheduler, LossTrace
 from lift_det.engine.resume import ExactResume
 from lift_det.engine.train_utils import (
     apply_optimizer_settings,
@@ -40,25 +35,12 @@ from lift_det.engine.train_utils import (
     fit_device,
     instantiate_data,
     instantiate_model,
-    new_eval_dir,
     optimizer_settings,
     train_or_explain,
 )
-from lift_tools.replay import FixedLengthLRScheduler, LossTrace
+from lift_det.utils import UserError, faults_in_one_line, refuse
 
 logger = logging.getLogger("detectron2")
-# errors of the machine, not of the program: full disk or quota, read-only or forbidden folder
-ENVIRONMENT_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
-
-
-def do_test(cfg, model):
-    if "evaluator" not in cfg.dataloader:
-        return {}
-    loader = instantiate_data(cfg.dataloader.test, "the test data (dataloader.test)")
-    ret = inference_on_dataset(model, loader, instantiate(cfg.dataloader.evaluator))
-    if comm.is_main_process():
-        print_csv_format(ret)
-    return ret
 
 
 def do_train(args, cfg):
@@ -129,11 +111,6 @@ def do_train(args, cfg):
                 "(the optimizer's state, e.g. momentum, is kept)."
             )
     else:
-        if args.resume:
-            logger.warning(
-                f"--resume: no checkpoint in {cfg.train.output_dir} (no last_checkpoint): "
-                f"nothing to resume, training starts at iteration 0."
-            )
         start_iter = 0
     if args.overwrite and comm.is_main_process():
         # the new run is known good (built, data found, weights loaded): only now replace the
@@ -146,48 +123,6 @@ def do_train(args, cfg):
         logger.warning(f"Resumed at iteration {start_iter} >= {what}: nothing to train.")
     train_or_explain(trainer, checkpointer, start_iter, stop)
     return trainer
-
-
-def load_config(args):
-    """The config with the command line's overrides, checked before anything is built."""
-    cfg = checks.load_lazy_config(args.config_file)
-    checks.check_overrides(cfg, args.opts)
-    for override in args.opts:  # in order, as detectron2 applies them, to name the one that fails
-        try:
-            cfg = LazyConfig.apply_overrides(cfg, [override])
-        except Exception as e:  # a value of the wrong kind for its key (a list for a node, ...)
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise checks.UsageError(
-                f"the override {override} cannot be applied to {args.config_file}: {reason}. "
-                f"Give a value of the kind the config has there (e.g. not a list for a LazyCall)."
-            ) from None
-    if not args.eval_only:
-        checks.check_config(cfg, world_size=args.num_gpus * args.num_machines)
-        stop = getattr(args, "stop_at_iter", 0)
-        if stop > cfg.train.max_iter:
-            raise checks.UsageError(
-                f"--stop-at-iter {stop} is past the end of the schedule (train.max_iter="
-                f"{cfg.train.max_iter}): give a K <= train.max_iter, or 0 to train to the end."
-            )
-    return cfg
-
-
-def use_eval_dir(cfg, args) -> None:
-    """--eval-only writes its config.yaml, log and the evaluator's files into a new folder
-    ``<train.output_dir>/inference_<checkpoint name>`` (see ``new_eval_dir``), never over a
-    training run's files."""
-    if not getattr(args, "eval_dir", ""):
-        try:
-            args.eval_dir = new_eval_dir(cfg.train.output_dir, cfg.train.init_checkpoint)
-        except OSError as e:
-            raise checks.UsageError(
-                f"train.output_dir '{cfg.train.output_dir}' cannot be written ({e.strerror}): set "
-                f"train.output_dir to a folder you can write to."
-            ) from None
-    evaluator = cfg.dataloader.get("evaluator")
-    if hasattr(evaluator, "get") and evaluator.get("output_dir") == cfg.train.output_dir:
-        evaluator.output_dir = args.eval_dir
-    cfg.train.output_dir = args.eval_dir
 
 
 def main(args, cfg=None):
@@ -220,44 +155,11 @@ def main(args, cfg=None):
 
     if args.eval_only:
         logger.info(f"--eval-only: this evaluation's files go to {cfg.train.output_dir}")
-        model = instantiate_model(cfg.model)
-        model.to(cfg.train.device)
-        model = create_ddp_model(model, **ddp_kwargs(cfg))
-        try:  # nothing may stay random but the documented new parts
-            AtomicDetectionCheckpointer(model, complete=True).load(cfg.train.init_checkpoint)
-        except ValueError as e:
-            raise checks.UsageError(str(e)) from None
-        results = do_test(cfg, model)
-        if comm.is_main_process() and results:  # detectron2's metrics.json, as training writes
-            with EventStorage(0) as storage:
-                storage.put_scalars(**flatten_results_dict(results), smoothing_hint=False)
-                JSONWriter(os.path.join(cfg.train.output_dir, "metrics.json")).write()
-        return results
+        return evaluate(cfg)
     return do_train(args, cfg)
 
 
-def get_parser():
-    """lift_det's parser (detectron2's + ``--overwrite``) and this tool's two switches."""
-    parser = checks.default_argument_parser()
-    parser.add_argument(
-        "--loss-trace",
-        type=int,
-        default=0,
-        metavar="N",
-        help="write the exact losses (float.hex) of the first N iterations to "
-        "OUTPUT_DIR/loss_trace.json (tools/study_check.py compares them); 0: off",
-    )
-    parser.add_argument(
-        "--stop-at-iter",
-        type=int,
-        default=0,
-        metavar="K",
-        help="end the run after K iterations (final checkpoint, evaluation, exports) with the "
-        "learning rates of the train.max_iter schedule: exactly the full run's first K; 0: off",
-    )
-    return parser
-
-
+@faults_in_one_line("train_net.py")  # a diverged run, a full disk: one line, the log has more
 def invoke_main(argv=None) -> None:
     parser = get_parser()
     args = checks.parse_args(argv, parser)
@@ -285,15 +187,9 @@ def invoke_main(argv=None) -> None:
                 # one process: the config loaded above (a config file runs once)
                 args=(args, cfg if world_size == 1 else None),
             )
-    except checks.UsageError as e:
+    except UserError as e:
         run_dir.remove_new(folder, before)  # a refused run leaves its output folder as it was
-        parser.error(str(e))
-    except FloatingPointError as e:  # a diverged run (train_or_explain): one line, the log has more
-        raise SystemExit(f"train_net.py: error: {' '.join(str(e).split())}") from None
-    except OSError as e:  # a fault of the machine (a full disk, a read-only folder): one line
-        if e.errno not in ENVIRONMENT_FAULTS:
-            raise
-        raise SystemExit(f"train_net.py: error: {' '.join(str(e).split())}") from None
+        refuse(parser, e)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import re
 import sys
 
 from lift_det.checkpoint import atomic_write_text
-from lift_tools.provenance import VERSIONS, versions
+from lift_det.study.check import render_study_checks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the documentation a user reads: the README and the pages it links (the reports in docs/ that the
@@ -135,44 +135,6 @@ def render_gpu_reports(folder: str) -> str:
         if not report.get("toy", True):
             reports.append(report)
     return (gpu_tables(reports) if reports else GPU_PENDING) + "\n"
-
-
-STUDY_CHECKS_NONE = (
-    "No machine has run `make study-check` against the committed trace yet (it writes "
-    "`docs/study_checks/<machine>-torch-<version>.json`; then run `tools/update_readme.py`)."
-)
-
-
-def render_study_checks(folder: str) -> str:
-    """The machines that ran ``make study-check`` (docs/study_checks/*.json) and what they found,
-    or a line saying there is none."""
-    rows = []
-    for path in sorted(glob.glob(os.path.join(REPO, folder, "*.json"))):
-        with open(path) as f:
-            r = json.load(f)
-        if r["identical"]:
-            result = f"identical bit for bit ({r['iters']} iterations per step)"
-        else:
-            worst = max(r["steps"], key=lambda s: s["max_rel"])
-            result = (f"differs: {worst['name']} from iteration {worst['first_iter']}, largest "
-                      f"relative difference {worst['max_rel']:.2g}")  # fmt: skip
-        others = versions(r, [k for k in VERSIONS if k != "torch"])  # older records: none
-        stack = f"{r['torch']}, {others}" if others else r["torch"]
-        c = r.get("cpu_class")  # older records: the machine's name only
-        cls = (
-            f"{c['vendor']} family {c['family']} model {c['model']}, {c['capability']}"
-            if c
-            else "-"
-        )
-        wall = f"{r['wall_s']:.0f}" if r.get("wall_s") else "-"
-        rows.append(f"| {r['machine']} | {cls} | {r['date']} | `{r['commit']}` | {stack} | "
-                    f"`{r['trace']['commit']}` | {result} | {wall} |")  # fmt: skip
-    if not rows:
-        return STUDY_CHECKS_NONE + "\n"
-    head = ["| machine | CPU class (torch's kernels) | date | commit | torch (numpy, Pillow, "
-            "Python) | trace's commit | result | time (s) |",
-            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    return "\n".join(head + rows) + "\n"
 
 
 def render(path: str) -> str:

@@ -21,19 +21,20 @@ import os
 from typing import List, Sequence, Tuple
 import torch
 
-from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
 
 from lift_det.analysis import dense_features, method_label, query_to_grid, self_similarity
-from lift_det.modeling import ViTLiFT
-from lift_tools.feature_model import (
+from lift_det.analysis.feature_model import (
     build_feature_model,
     default_image_path,
     load_feature_weights,
     native_image_size,
     prepare_image,
+    read_rgb,
     weights_caveat,
 )
+from lift_det.modeling import ViTLiFT
+from lift_det.utils import UserError, run_main
 
 
 def self_similarity_maps(
@@ -135,19 +136,19 @@ def parse_query(text, image_hw):
     try:
         x, y = (float(v) for v in text.split(","))
     except ValueError:
-        raise ValueError(f"--query must be 'x,y' in pixels, got {text!r}.") from None
+        raise UserError(f"--query must be 'x,y' in pixels, got {text!r}.") from None
     return x, y
 
 
 def main(args):
     logger = setup_logger(name="lift_det", abbrev_name="lift_det")
     if args.passes < 1:
-        raise ValueError(f"--passes must be >= 1, got {args.passes}.")
+        raise UserError(f"--passes must be >= 1, got {args.passes}.")
     torch.manual_seed(0)  # parts left at random initialization are the same every run
     net = build_feature_model(args.config)
     loaded = load_feature_weights(net, args.weights, args.lift_weights)
     path = args.image or default_image_path()
-    original = read_image(path, format="RGB")
+    original = read_rgb(path)
     size = args.size or native_image_size(net)
     x, image = prepare_image(original, size, net.lift.patch_size)
     qx, qy = parse_query(args.query, original.shape[:2])
@@ -165,8 +166,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    parser = get_parser()
-    try:  # bad arguments, missing or refused weights: one line, exit code 2
-        main(parser.parse_args())
-    except (ValueError, FileNotFoundError) as e:
-        parser.error(str(e))
+    run_main(main, get_parser())  # bad arguments, missing or refused weights: one line, exit 2

@@ -20,6 +20,8 @@ import zipfile
 from typing import IO, Any, Iterator, List, Optional
 import torch
 
+from ..utils.cli import UserError
+
 __all__ = [
     "NotACheckpointError",
     "not_a_checkpoint",
@@ -187,9 +189,9 @@ def atomic_write_text(path: str, text: str) -> None:
 
 
 # ---- reading: files that are not checkpoints ------------------------------------------------
-class NotACheckpointError(RuntimeError, ValueError):
+class NotACheckpointError(RuntimeError, UserError):
     """A file ``torch.load`` / ``pickle`` cannot read. A ``RuntimeError`` as torch's own, and a
-    ``ValueError`` (bad input) that the tools report in one line."""
+    :class:`~lift_det.utils.cli.UserError` that the tools report in one line."""
 
 
 # a MemoryError from a file smaller than this comes from corrupt length fields, not the machine

@@ -14,6 +14,8 @@ from PIL import Image
 
 from detectron2.structures import BoxMode
 
+from ..utils.cli import UserError
+
 __all__ = ["DatasetError", "check_dataset_dicts", "check_some_image_reads"]
 
 logger = logging.getLogger(__name__)
@@ -23,7 +25,7 @@ _ROTATING = (5, 6, 7, 8)  # orientations that swap width and height (detectron2 
 _SHOWN = 3  # examples named per problem
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset problem that would crash training later or change what it learns."""
 
 

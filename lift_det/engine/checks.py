@@ -13,6 +13,8 @@ from detectron2.config import LazyConfig
 from detectron2.engine import default_argument_parser as _d2_parser
 from detectron2.utils.registry import locate
 
+from ..utils.cli import UserError
+
 __all__ = [
     "UsageError",
     "check_config",
@@ -27,9 +29,8 @@ __all__ = [
 _LATE_FLAGS = {"--resume": "resume", "--eval-only": "eval_only", "--overwrite": "overwrite"}
 
 
-class UsageError(ValueError):
-    """A bad command line, config value or output folder; the tools print it without a
-    traceback."""
+class UsageError(UserError):
+    """A bad command line, config value or output folder."""
 
 
 def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@ never replaced by accident), locked while a run writes there (one run at a time)
 ``--overwrite`` only once the new run is known good, and read back on ``--resume``."""
 
 import argparse
+import logging
 import os
 import shutil
 import tempfile
@@ -15,6 +16,8 @@ import portalocker
 
 from ..checkpoint.file_io import atomic_write_bytes
 from .checks import UsageError, check_weights
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "LOCK_FILE",
@@ -72,6 +75,8 @@ def check_run(cfg, args: argparse.Namespace) -> None:
         return check_weights(weights)
     folder = cfg.train.output_dir
     if not (args.resume and os.path.exists(os.path.join(folder, "last_checkpoint"))):
+        if args.resume:  # a switch with nothing to act on says so
+            logger.warning(f"--resume: no checkpoint in {folder}: training starts at iteration 0.")
         check_weights(weights)
         # read when train.init_checkpoint holds no LiFT (a ViTDet checkpoint): checked before the
         # model and the data are built, and before the output folder is touched

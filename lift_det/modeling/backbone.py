@@ -17,6 +17,7 @@ from detectron2.modeling import ViT
 
 from ..checkpoint import check_lift_file, report_part, teacher_fingerprint
 from .attention import AttnViT, keyword_signature
+from .lift import check_num_passes
 
 __all__ = ["ViTLiFT", "vit_identity"]
 
@@ -95,9 +96,7 @@ class ViTLiFT(AttnViT):
         super().__init__(**vit_kwargs)
         identity = vit_identity(self)
         embed_dim, patch_size = identity["embed_dim"], identity["patch_size"]
-        if isinstance(num_passes, bool) or not isinstance(num_passes, int) or num_passes < 1:
-            raise ValueError(f"num_passes must be an integer >= 1, got {num_passes!r}.")
-        if patch_size % (2**num_passes):
+        if patch_size % (2 ** check_num_passes(num_passes)):
             raise ValueError(
                 f"num_passes={num_passes} halves the stride {num_passes} times, but patch_size="
                 f"{patch_size} is not divisible by {2**num_passes}: use fewer passes."

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .lift import check_num_passes
+
 __all__ = ["JBUUpsampler", "AttentionUpsampler"]
 
 
@@ -104,12 +106,8 @@ class _GuidedUpsampler(nn.Module):
         Returns:
             Tensor (B, C, 2^k h, 2^k w).
         """
-        if isinstance(num_passes, torch.Tensor) and not num_passes.is_floating_point():
-            num_passes = int(num_passes)  # torch.onnx.export passes defaults as tensors
-        if isinstance(num_passes, bool) or not isinstance(num_passes, int) or num_passes < 1:
-            raise ValueError(f"num_passes must be an integer >= 1, got {num_passes!r}.")
         image = self._check_inputs(image, features)
-        for i in range(num_passes):
+        for i in range(check_num_passes(num_passes)):
             features = self._forward_once(image, features, self.patch_size / 2 ** (i + 1))
         return features
 

@@ -1,14 +1,10 @@
 """LiFT: a Lightweight Feature Transform that doubles the resolution of frozen ViT features.
 
 Suri, Walmer, Gupta, Shrivastava, "LiFT: A Surprisingly Simple Lightweight Feature Transform for
-Dense ViT Descriptors", ECCV 2024 (§3.2). A U-Net-style conv net fuses the coarse ViT features
-(stride p) with shallow conv features of the same image and returns features at stride p/2.
-
-LiFT-S reproduces the paper's layout for 384-channel ViTs. LiFT-B is our layout for 768-channel
-ViT-B (paper Appendix B: wider channels, one more encoder conv block), arranged to keep FLOPs low:
-most of its capacity works at stride p (a fusion block) and the stride-p/2 decoder stays narrow.
-LiFT-L / LiFT-H scale LiFT-B's layout with the ViT's width (fusion 5/8, decoder 1/4 of it).
-"""
+Dense ViT Descriptors", ECCV 2024 (§3.2): a U-Net-style conv net fuses the ViT features (stride p)
+with shallow conv features of the image into features at stride p/2. LiFT-S is the paper's layout
+(384 channels); LiFT-B ours for ViT-B (Appendix B: wider, one more encoder block; most capacity at
+stride p, a narrow stride-p/2 decoder); LiFT-L / LiFT-H scale LiFT-B with the ViT's width."""
 
 import copy
 from typing import Dict, Optional
@@ -18,7 +14,7 @@ from torch import nn
 
 from detectron2.layers import get_norm
 
-__all__ = ["LiFT", "LIFT_PRESETS", "ConvNormAct"]
+__all__ = ["LiFT", "LIFT_PRESETS", "ConvNormAct", "check_num_passes"]
 
 
 # Widths of the presets. Channels and patch size come from the ViT and are passed separately.
@@ -32,6 +28,15 @@ LIFT_PRESETS: Dict[str, Dict] = {
     "LiFT-L": dict(image_channels=64, num_image_blocks=4, fuse_channels=640, decoder_channels=256),
     "LiFT-H": dict(image_channels=64, num_image_blocks=4, fuse_channels=800, decoder_channels=320),
 }
+
+
+def check_num_passes(num_passes) -> int:
+    """The one check of a number of upsampling passes (an integer >= 1), as an int."""
+    if isinstance(num_passes, torch.Tensor) and not num_passes.is_floating_point():
+        num_passes = int(num_passes)  # torch.onnx.export (TorchScript) passes defaults as tensors
+    if isinstance(num_passes, bool) or not isinstance(num_passes, int) or num_passes < 1:
+        raise ValueError(f"num_passes must be an integer >= 1, got {num_passes!r}.")
+    return num_passes
 
 
 class ConvNormAct(nn.Sequential):
@@ -64,8 +69,7 @@ class ConvNormAct(nn.Sequential):
 
 
 class LiFT(nn.Module):
-    """
-    LiFT block: (image, ViT features at stride p) -> features at stride p/2.
+    """LiFT block: (image, ViT features at stride p) -> features at stride p/2.
 
     Layout (names in brackets)::
 
@@ -233,11 +237,7 @@ class LiFT(nn.Module):
         Returns:
             Tensor (B, C, 2^k h, 2^k w).
         """
-        # torch.onnx.export (TorchScript) passes defaults as tensors
-        if isinstance(num_passes, torch.Tensor) and not num_passes.is_floating_point():
-            num_passes = int(num_passes)
-        if isinstance(num_passes, bool) or not isinstance(num_passes, int) or num_passes < 1:
-            raise ValueError(f"num_passes must be an integer >= 1, got {num_passes!r}.")
+        num_passes = check_num_passes(num_passes)
         x = self._forward_once(image, features)
         p = self.patch_size
         for _ in range(num_passes - 1):

@@ -5,10 +5,11 @@ import re
 import time
 from typing import Any, Dict, Optional
 
+from . import REPO
+
 # the versions a result records, by key, with their names for people: what its arithmetic may
 # depend on (Pillow decodes the mini data's JPEG images)
 VERSIONS = {"torch": "torch", "numpy": "numpy", "pillow": "Pillow", "python": "Python"}
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def provenance() -> Dict[str, str]:
@@ -21,7 +22,7 @@ def provenance() -> Dict[str, str]:
     import torch
 
     commit = subprocess.run(
-        ["git", "-C", _REPO, "describe", "--always", "--dirty"], capture_output=True, text=True
+        ["git", "-C", REPO, "describe", "--always", "--dirty"], capture_output=True, text=True
     ).stdout.strip()
     cpu = platform.processor() or platform.machine()
     if os.path.exists("/proc/cpuinfo"):
@@ -40,7 +41,7 @@ def provenance() -> Dict[str, str]:
         "pillow": PIL.__version__,
         "python": platform.python_version(),
         "cpu_class": cpu_class(),
-        "command": " ".join([os.path.relpath(sys.argv[0], _REPO)] + sys.argv[1:]),
+        "command": " ".join([os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:]),
     }
 
 

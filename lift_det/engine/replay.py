@@ -14,7 +14,7 @@ from detectron2.engine import HookBase
 from detectron2.engine.hooks import LRScheduler
 from detectron2.solver import LRMultiplier
 
-from lift_det.checkpoint import atomic_write_text
+from ..checkpoint import atomic_write_text
 
 __all__ = ["FixedLengthLRScheduler", "LossTrace"]
 

@@ -1,23 +1,18 @@
-"""
-The study's placement answer (study v3): zero-shot results, the share of a reference gap each
-placement's arm recovers, whether LiFT pays, in generated words, and the frontier figure (box AP
-against GFLOPs, zero-shot and finetuned, one colour per arm in every figure).
-"""
+"""The study's placement answer (study v3): zero-shot results, the share of a reference gap each
+placement's arm recovers, and whether LiFT pays, in generated words."""
 
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
-from lift_tools.study_schedule import ARMS, CONTROL
-from lift_tools.study_statistics import paired_interval
+from .schedule import ARMS, CONTROL
+from .statistics import paired_interval
 
 __all__ = [
     "REFERENCES",
-    "arm_colour",
     "zero_shot_per_seed",
     "recovered_shares",
     "paired_arms",
     "placement_words",
-    "plot_frontier",
 ]
 
 # the gap each group's arms are measured against: (low end, high end) of box AP
@@ -29,14 +24,6 @@ REFERENCES = {
 # the LiFT arm of each placement, with its plain upsampling control
 PLACEMENT_ARMS = {"up": ("lift", "bilinear"), "down": ("lift_down", "bilinear_down"),
                   "stride8": ("lift_s8", None)}  # fmt: skip
-
-
-def arm_colour(arm: str):
-    """The arm's colour, the same in every figure (matplotlib's tab20, by its place in ARMS)."""
-    import matplotlib
-
-    i = [a.name for a in ARMS].index(arm) % 20  # tab20's dark shades first, then the light
-    return matplotlib.colormaps["tab20"](2 * i if i < 10 else 2 * (i - 10) + 1)
 
 
 def zero_shot_per_seed(results: Dict[str, Dict], seeds: Sequence[int], arms: Sequence[str]):
@@ -142,31 +129,3 @@ def placement_words(study: Dict) -> List[str]:
             f"({verdicts[best][1]:.2f}). LiFT pays in: {', '.join(paying) or 'no placement'}."
         )
     return lines
-
-
-def plot_frontier(study: Dict, path: str) -> List[Dict[str, float]]:
-    """Box AP against GFLOPs per arm: finetuned (filled, mean ± std over seeds) and zero-shot
-    (hollow), joined by a line; one colour per arm (:func:`arm_colour`); the labels are in the
-    legend, so none overlap. Returns what was drawn."""
-    from lift_tools.study_report import _axes, _save, arm_labels
-
-    labels = arm_labels(study)
-    fig, ax = _axes((9, 5.5))
-    drawn = []
-    for arm in study["arms"]:
-        x, colour = study["costs"][arm]["gflops"], arm_colour(arm)
-        f = study["summary"]["arms"][arm]["bbox/AP"]
-        z = study["zero_shot"]["summary"]["arms"][arm]["bbox/AP"]
-        ax.plot([x, x], [z["mean"], f["mean"]], color=colour, lw=1, alpha=0.5)
-        ax.errorbar(x, f["mean"], yerr=_std(f), fmt="o", capsize=3, color=colour,
-                    label=labels[arm])  # fmt: skip
-        ax.errorbar(x, z["mean"], yerr=_std(z), fmt="o", capsize=3, color=colour, mfc="white")
-        drawn.append({"arm": arm, "x": x, "y": f["mean"], "zero_shot": z["mean"]})
-    _save(fig, ax, path, "GFLOPs per image (inference, fvcore)",
-          "val box AP (filled: finetuned, hollow: zero-shot; mean ± std over seeds)",
-          f"Mini study, {len(study['summary']['seeds'])} seeds: AP against compute")  # fmt: skip
-    return drawn
-
-
-def _std(s: Dict) -> Optional[float]:
-    return s["std"] if s["std"] == s["std"] else 0.0

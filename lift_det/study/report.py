@@ -1,15 +1,13 @@
-"""
-The multi-seed study's report: the markdown (``mini_study.md``, also shown in the README) written
-from the study's JSON, its in-words sentences, and the figure of box AP vs stage-one cosine (the
-frontier figure is :func:`lift_tools.study_placements.plot_frontier`).
-"""
+"""The multi-seed study's report: the markdown (``mini_study.md``, also shown in the README)
+written from the study's JSON, with its in-words sentences (figures: :mod:`.figures`)."""
 
 from typing import Dict, List
 
-from lift_tools.study_schedule import ARMS, CONTROL
-from lift_tools.study_statistics import METRICS
+from .placements import placement_words
+from .schedule import CONTROL, arm_labels
+from .statistics import METRICS
 
-__all__ = ["arm_labels", "format_report", "plot_cosine_vs_ap"]
+__all__ = ["format_report"]
 
 
 def _pm(s: Dict[str, float], digits: int = 2) -> str:
@@ -21,11 +19,6 @@ def _pm(s: Dict[str, float], digits: int = 2) -> str:
 def _diff(d: Dict[str, float]) -> str:
     mark = " *" if d.get("significant") else ""
     return f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]{mark}"
-
-
-def arm_labels(study: Dict) -> Dict[str, str]:
-    """The arms' labels as the study recorded them (``labels``; older studies: today's)."""
-    return study.get("labels") or {a.name: a.label for a in ARMS}
 
 
 def format_report(study: Dict) -> str:
@@ -122,7 +115,6 @@ def format_report(study: Dict) -> str:
 def _zero_shot_section(study: Dict) -> List[str]:
     """Zero-shot (the baseline's weights with the stage-one file, no stage two) against the
     baseline; the share of each placement's reference gap recovered; the placement words."""
-    from lift_tools.study_placements import placement_words
 
     labels = arm_labels(study)
     zs, metrics = study["zero_shot"]["summary"]["arms"], METRICS[:1] + METRICS[3:]
@@ -222,55 +214,3 @@ def _in_words(study: Dict) -> str:
     parts.append(f"Not distinguishable from it with {len(s['seeds'])} seeds: "
                  f"{'; '.join(neither) or 'none'}.")  # fmt: skip
     return " ".join(parts)
-
-
-def _axes(figsize):
-    """A figure and its axes on matplotlib's file-only backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=figsize)
-
-
-def _save(fig, ax, path: str, xlabel: str, ylabel: str, title: str) -> None:
-    """Labels, grid and legend, then the PNG at ``path``; the figure is closed."""
-    import matplotlib.pyplot as plt
-
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def plot_cosine_vs_ap(study: Dict, path: str) -> List[Dict[str, float]]:
-    """Paired Δ box AP (mean, 95% interval) vs held-out stage-one cosine (mean ± std), one point
-    per upsampler, the 2x image at cosine 1 (stage one's target), the control at 0. Returns what
-    was drawn (label, x, y) per point."""
-    from lift_tools.study_placements import arm_colour
-
-    fig, ax = _axes((7, 5))
-    drawn = []
-    for p in study["cosine_vs_ap"]["points"]:
-        yerr = [[p["delta_ap"] - p["low"]], [p["high"] - p["delta_ap"]]]
-        xerr = p["cosine_std"] if p["cosine_std"] == p["cosine_std"] else 0.0
-        ax.errorbar(p["cosine"], p["delta_ap"], xerr=xerr, yerr=yerr if p["low"] == p["low"]
-                    else None, fmt="o", capsize=4, label=p["label"],
-                    color=arm_colour(p["arm"]))  # fmt: skip
-        drawn.append({"label": p["label"], "x": p["cosine"], "y": p["delta_ap"]})
-    image = study["summary"]["arms"].get("image2x", {}).get("bbox/AP", {}).get("vs_control")
-    if image:
-        ax.errorbar(1.0, image["mean"], yerr=[[image["mean"] - image["low"]],
-                    [image["high"] - image["mean"]]], fmt="*", markersize=12, capsize=4,
-                    color="black", label="2x image (cosine 1: stage one's target)")  # fmt: skip
-        drawn.append({"label": "2x image", "x": 1.0, "y": image["mean"]})
-    ax.axhline(0.0, color="gray", lw=1, ls="--", label="same-budget control")
-    _save(fig, ax, path, "held-out stage-one cosine to the ViT's features of the 2x image",
-          "Δ box AP vs the same-budget control (95% interval)",
-          f"Does cosine predict AP? {len(study['summary']['seeds'])} seeds")  # fmt: skip
-    return drawn

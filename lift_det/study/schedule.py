@@ -6,9 +6,9 @@ baseline, so that within a seed the arms are paired.
 """
 
 import os
-from typing import List, NamedTuple, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
-from lift_tools.pipeline import Step
+from .pipeline import Step
 
 __all__ = [
     "STAGE_ONES",
@@ -22,6 +22,7 @@ __all__ = [
     "BASELINE_DROP",
     "baseline_step",
     "study_steps",
+    "arm_labels",
 ]
 
 # Stage ones per seed: (name, config, label, relative s/it for the ETA). The unit is the
@@ -175,3 +176,8 @@ def study_steps(
                      overrides, f"{arm.label}, seed {seed}", needs, 1, arm.cost)
             )  # fmt: skip
     return steps + list(zero_shot.values())
+
+
+def arm_labels(study: Dict) -> Dict[str, str]:
+    """The arms' labels as the study recorded them (``labels``; older studies: today's)."""
+    return study.get("labels") or {a.name: a.label for a in ARMS}

@@ -1,35 +1,30 @@
-"""
-The multi-seed mini study (README's `make study`, ``tools/run_mini.py --seeds N``): runs the
-study's steps (:mod:`lift_tools.study_schedule`), then writes its statistics
-(:mod:`lift_tools.study_statistics`), each arm's parameters and GFLOPs (:mod:`lift_tools.costs`),
-a PNG of box AP vs GFLOPs and the report ``mini_study.md`` / ``mini_study.json``
-(:mod:`lift_tools.study_report`).
-"""
+"""The multi-seed mini study (README's `make study`, ``tools/run_mini.py --seeds N``): runs its
+steps (:mod:`.schedule`), then writes its statistics, each arm's costs, its figures and its report
+``mini_study.{md,json}`` (:mod:`.statistics`, :mod:`.figures`, :mod:`.report`)."""
 
 import json
 import os
 import time
 from typing import Dict, List, Optional, Sequence
+import torch
+from fvcore.nn import parameter_count
 
-from lift_det.checkpoint import atomic_write_text
-from lift_tools.costs import arm_costs
-from lift_tools.pipeline import run_steps
-from lift_tools.provenance import provenance
-from lift_tools.study_placements import (
-    PLACEMENT_ARMS,
-    paired_arms,
-    plot_frontier,
-    recovered_shares,
-    zero_shot_per_seed,
-)
-from lift_tools.study_probe import PROBE_ITERS, write_trace
-from lift_tools.study_report import format_report, plot_cosine_vs_ap
-from lift_tools.study_schedule import ARMS, BASELINE_DROP, DEFAULT_ARMS, study_steps
-from lift_tools.study_statistics import METRICS, cosine_vs_ap, plateau, read_curve, summarize
+from detectron2.data.detection_utils import read_image
+from detectron2.utils.analysis import FlopCountAnalysis
+
+from ..benchmark.costs import count_flops, cpu_latency_ms, random_detector
+from ..checkpoint import atomic_write_text
+from ..utils import REPO
+from ..utils.provenance import provenance
+from .figures import plot_cosine_vs_ap, plot_frontier
+from .pipeline import run_steps
+from .placements import PLACEMENT_ARMS, paired_arms, recovered_shares, zero_shot_per_seed
+from .probe import PROBE_ITERS, write_trace
+from .report import format_report
+from .schedule import ARMS, BASELINE_DROP, DEFAULT_ARMS, study_steps
+from .statistics import METRICS, cosine_vs_ap, plateau, read_curve, summarize
 
 __all__ = ["run_study", "study_data"]
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def run_study(
@@ -50,7 +45,7 @@ def run_study(
     """Run the study's steps (``jobs`` at a time) on its own copy of the mini data with
     ``val_images`` val images (:func:`study_data`) and write ``mini_study.{md,json,png}`` and
     ``mini_study_cosine.png`` to ``report_dir`` (default ``out``), with the trace of the
-    reproducibility probe, ``mini_study_trace.json`` (:mod:`lift_tools.study_probe`)."""
+    reproducibility probe, ``mini_study_trace.json`` (:mod:`lift_det.study.probe`)."""
     from detectron2.data import DatasetCatalog
 
     out = os.path.abspath(out)
@@ -143,7 +138,7 @@ def study_data(out: str, val_images: int) -> str:
     val images, of which the first 40 are the default val split's), registers it as
     ``lift_mini_train`` / ``lift_mini_val`` and returns its root.
     """
-    from lift_det.data import generate_mini_coco, register_mini_coco
+    from ..data import generate_mini_coco, register_mini_coco
 
     root = os.path.join(out, "data")
     generate_mini_coco(root, num_val=val_images)
@@ -180,3 +175,22 @@ def _justification(baseline_iters: int, stage1_iters: int, stage2_iters: int) ->
         f"with pinned thread counts (1 per step, 2 for the baseline, which runs alone), so a seed "
         f"gives the same numbers however many steps run at once."
     )
+
+
+def arm_costs(arms: Sequence[str], image: str) -> Dict[str, Dict[str, float]]:
+    """Parameters, GFLOPs (fvcore: one multiply-add = one flop) and CPU latency (one thread,
+    :func:`cpu_latency_ms`, all arms in this one run) of each arm's detector at its input size
+    (``square_pad``: 512 px for the 2x image and the up placement), at inference on one val
+    image of the mini data, with random weights and the mask head on all 50 detections."""
+    configs = {a.name: a.config for a in ARMS}
+    costs = {}
+    for arm in arms:
+        model = random_detector(os.path.join(REPO, "configs", "mini", f"{configs[arm]}.py"))
+        size = model.backbone.padding_constraints["square_size"]
+        img = torch.as_tensor(read_image(image, format="BGR").copy()).permute(2, 0, 1)
+        img = torch.nn.functional.interpolate(img[None].float(), size=(size, size))[0]
+        inputs = [{"image": img, "height": 256, "width": 256}]
+        flops = count_flops(FlopCountAnalysis(model, inputs))
+        costs[arm] = {"params_M": parameter_count(model)[""] / 1e6, "gflops": flops / 1e9,
+                      "image_size": int(size), "cpu_ms": cpu_latency_ms(model, inputs)}  # fmt: skip
+    return costs

@@ -10,7 +10,7 @@ import numpy as np
 import os
 from typing import Dict, List, Sequence
 
-from lift_tools.study_schedule import CONTROL
+from .schedule import CONTROL
 
 __all__ = [
     "METRICS",

@@ -14,8 +14,8 @@ import os
 from dataclasses import replace
 from typing import Any, Dict, List, Optional
 
-from lift_tools.pipeline import Step, run_steps
-from lift_tools.study_schedule import study_steps
+from .pipeline import Step, run_steps
+from .schedule import study_steps
 
 __all__ = [
     "PROBE_ITERS",
@@ -94,8 +94,8 @@ def run_probe(
     for every step. Returns the trace: setup, provenance and per step :func:`describe` plus
     ``losses`` (one ``{name: float.hex}`` per iteration).
     """
-    from lift_det.data import generate_mini_coco
-    from lift_tools.provenance import provenance
+    from ..data import generate_mini_coco
+    from ..utils.provenance import provenance
 
     out = os.path.abspath(out)
     steps = probe_steps(out, iters, baseline_iters, stage1_iters, stage2_iters)
@@ -138,7 +138,7 @@ def write_trace(
 ) -> Dict[str, Any]:
     """:func:`run_probe` in ``out`` for the study budgets given, then the trace to ``path``
     (atomically; what ``tools/study_check.py`` compares with). Returns the trace."""
-    from lift_det.checkpoint import atomic_write_text
+    from ..checkpoint import atomic_write_text
 
     trace = run_probe(
         out,

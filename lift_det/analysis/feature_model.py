@@ -1,18 +1,22 @@
 """The ViT + LiFT whose features tools/visualize_features.py and tools/scale_invariance.py analyse:
 built from a stage-one or detector LazyConfig, with weights from a checkpoint and/or a LiFT file."""
 
+import glob
 import logging
 import numpy as np
-from typing import Dict, Optional, Tuple
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lift_det.checkpoint import AtomicDetectionCheckpointer, load_lift_file
-from lift_det.config import LIFT_PRESET_FOR_WIDTH
-from lift_det.model_zoo import get_config_file
-from lift_det.modeling import ViTLiFT, build_upsampler, vit_identity
-from lift_det.modeling.feature_source import IMAGENET_MEAN, IMAGENET_STD
+from ..checkpoint import AtomicDetectionCheckpointer, load_lift_file
+from ..config import LIFT_PRESET_FOR_WIDTH
+from ..data import IMAGE_EXTENSIONS
+from ..model_zoo import get_config_file
+from ..modeling import ViTLiFT, build_upsampler, vit_identity
+from ..modeling.feature_source import IMAGENET_MEAN, IMAGENET_STD
+from ..utils.cli import UserError
 
 logger = logging.getLogger("lift_det.tools")
 
@@ -52,7 +56,7 @@ def build_feature_model(config_file: Optional[str] = None) -> ViTLiFT:
               LiFT-S otherwise).
 
             A stage-one config whose source is not a detectron2 ViT (no ``model.source.net``,
-            e.g. a timm ViT) raises ValueError.
+            e.g. a timm ViT) raises :class:`~lift_det.utils.UserError`.
     """
     from detectron2.config import LazyConfig, instantiate
 
@@ -61,7 +65,7 @@ def build_feature_model(config_file: Optional[str] = None) -> ViTLiFT:
     if "source" in model and "lift" in model:
         if "net" not in model.source:  # e.g. a timm ViT (configs/mini/lift_stage1_timm.py)
             source = model.source.get("_target_")
-            raise ValueError(
+            raise UserError(
                 f"{config_file}: its stage-one source ({getattr(source, '__name__', source)}) has "
                 f"no model.source.net; the feature tools take a detectron2 ViT: a stage-one config "
                 f"with model.source.net, or a detector config (model.backbone.net)."
@@ -73,10 +77,10 @@ def build_feature_model(config_file: Optional[str] = None) -> ViTLiFT:
             vit_cfg.lift_weights = ""
             net = instantiate(vit_cfg)
             if not isinstance(net, ViTLiFT):
-                raise ValueError(f"{config_file}: model.backbone.net is a {type(net).__name__}.")
+                raise UserError(f"{config_file}: model.backbone.net is a {type(net).__name__}.")
             return net.eval()
     else:
-        raise ValueError(
+        raise UserError(
             f"{config_file} has neither model.source.net + model.lift (stage one) nor "
             f"model.backbone.net (a ViTDet detector): no ViT to take features from."
         )
@@ -113,7 +117,10 @@ def load_feature_weights(
         # loaded tensor are not missing); parts of a detector are expected, hence allow_mismatch
         holder.lift = net.lift
         before = {k: v.clone() for k, v in net.state_dict().items()}
-        AtomicDetectionCheckpointer(holder, allow_mismatch=True).load(weights)
+        try:
+            AtomicDetectionCheckpointer(holder, allow_mismatch=True).load(weights)
+        except (ValueError, FileNotFoundError) as e:  # refused weights: the user's to fix
+            raise UserError(str(e)) from None
         after = net.state_dict()
         changed = {k for k in before if not torch.equal(before[k], after[k])}
         loaded["vit"] = any(not k.startswith("lift.") for k in changed)
@@ -123,7 +130,11 @@ def load_feature_weights(
                 f"No ViT parameter was loaded from {weights}: expected them at backbone.net.*."
             )
     if lift_weights:
-        net.lift_file_meta = load_lift_file(net.lift, lift_weights, backbone=vit_identity(net))
+        try:
+            meta = load_lift_file(net.lift, lift_weights, backbone=vit_identity(net))
+        except (ValueError, FileNotFoundError) as e:
+            raise UserError(str(e)) from None
+        net.lift_file_meta = meta
         loaded["lift"] = True
     has_lift_params = any(True for _ in net.lift.parameters())
     for part, name, flag in (("vit", "ViT", "--weights"), ("lift", "LiFT", "--lift-weights")):
@@ -170,6 +181,31 @@ def default_image_path() -> str:
     import matplotlib.cbook
 
     return str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+def image_paths(specs: Sequence[str], limit: Optional[int] = None) -> List[str]:
+    """The image files (:data:`~lift_det.data.IMAGE_EXTENSIONS`) of files, folders and globs, at
+    most ``limit``; without ``specs``: :func:`default_image_path`."""
+    paths = []
+    for spec in specs or [default_image_path()]:
+        if os.path.isdir(spec):
+            found = [os.path.join(spec, n) for n in sorted(os.listdir(spec))]
+        else:
+            found = sorted(glob.glob(spec)) or [spec]
+        paths += [p for p in found if p.lower().endswith(IMAGE_EXTENSIONS)]
+    if not paths:
+        raise UserError(f"--images: no images found in {specs}.")
+    return paths[:limit]  # limit None: all
+
+
+def read_rgb(path: str) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB; a file that is not there is the user's mistake."""
+    from detectron2.data.detection_utils import read_image
+
+    try:
+        return read_image(path, format="RGB")
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from None
 
 
 def prepare_image(

@@ -2,7 +2,7 @@
 The main job on the built-in mini data (README's `make main`): baseline ViTDet training -> stage
 one (LiFT against the trained, frozen ViT) -> stage two for +LiFT, for the +bilinear control and
 for the baseline given the same extra iterations -> COCO evaluation of each, as one table
-(markdown + JSON). Its steps run with :func:`lift_tools.pipeline.run_steps`.
+(markdown + JSON). Its steps run with :func:`lift_det.study.pipeline.run_steps`.
 """
 
 import json
@@ -10,9 +10,9 @@ import os
 import time
 from typing import Dict, List, Optional
 
-from lift_det.checkpoint import atomic_write_text
-from lift_tools.pipeline import Step, run_steps
-from lift_tools.provenance import provenance
+from ..checkpoint import atomic_write_text
+from ..utils.provenance import provenance
+from .pipeline import Step, run_steps
 
 __all__ = ["CAVEAT", "MAIN_ITERS", "mini_steps", "format_table", "run_pipeline"]
 

@@ -1,9 +1,6 @@
-"""
-Steps that each run tools/train_net.py in a subprocess, exactly as a user would (full log in
-``<output>/<step>/log.txt``), and the runner that takes them, each after the steps it
-needs, a few at a time, with an ETA from a simulation of its schedule. Used by the main job
-(lift_tools/main_job.py) and the study (lift_tools/study.py).
-"""
+"""Steps that each run tools/train_net.py in a subprocess, exactly as a user would, and the runner
+that takes them, each after the steps it needs, a few at a time, with an ETA from a simulation of
+its schedule (used by :mod:`.main_job` and :mod:`.run`)."""
 
 import json
 import os
@@ -16,11 +13,11 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .cli import Refused
+from ..utils import REPO
+from ..utils.cli import UserError
 
 __all__ = ["Step", "StepFailed", "run_steps", "read_final_metrics", "estimate_makespan"]
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Seconds a step's process spends outside its iterations (imports, building, data, checkpoints).
 STEP_OVERHEAD_S = 20.0
 _ECHO = re.compile(r"eta: |Inference done|copypaste: \d|lift_quality|Error|error:|Traceback")
@@ -169,14 +166,14 @@ def run_steps(
     ETA; returns each step's final metrics (+ ``iterations`` and ``seconds``). ``resume``: skip
     the steps that finished and resume an interrupted one from its last checkpoint;
     ``overwrite``: rerun every step from scratch (without either, an ``out`` that holds a step's
-    run is refused: :class:`Refused`). A step that fails raises :class:`StepFailed`. ``env``:
+    run is refused: :class:`UserError`). A step that fails raises :class:`StepFailed`. ``env``:
     variables set for every step's process (e.g. ``LIFT_DET_MINI_ROOT``). The ETA simulates the
     schedule with each step's estimated time, ``STEP_OVERHEAD_S + iters * cost`` scaled by how
     fast this machine ran the steps done.
     """
     held = [s.name for s in steps if os.path.exists(os.path.join(out, s.name, "last_checkpoint"))]
     if held and not (resume or overwrite):  # refused before any step starts
-        raise Refused(
+        raise UserError(
             f"{out} holds the runs of {held}: give --resume to skip the finished steps and resume "
             f"an interrupted one, --overwrite to rerun every step, or another --output-dir"
         )

@@ -1,0 +1,167 @@
+"""
+What the cost measurements share (tools/benchmark.py, tools/gpu_check.py, the study): fvcore's
+FLOP total, detectors with random weights set up for counting, random images, the one timing
+helper (torch.utils.benchmark, interleaved), peak memory and markdown tables.
+"""
+
+import logging
+import resource
+import warnings
+from typing import Any, Callable, Dict, List, Optional
+import torch
+
+from detectron2.config import LazyConfig, instantiate
+
+__all__ = [
+    "count_flops",
+    "cpu_latency_ms",
+    "detector_config",
+    "free",
+    "md_table",
+    "measure",
+    "merged_median",
+    "peak_memory_mib",
+    "random_detector",
+    "random_image",
+    "sync",
+    "time_interleaved",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def count_flops(analysis) -> float:
+    """fvcore's total, without its per-op warnings (detectron2's and fvcore's analyses alike)."""
+    analysis.unsupported_ops_warnings(False)
+    analysis.uncalled_modules_warnings(False)
+    analysis.tracer_warnings("none")
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(analysis.total())
+
+
+def detector_config(
+    path: str,
+    size: Optional[int] = None,
+    proposals: Optional[int] = None,
+    detections: Optional[int] = None,
+):
+    """The model config of a detector LazyConfig for counting: a random LiFT allowed (costs do not
+    depend on weights), every detection through the mask head (score threshold 0); at ``size``
+    (``square_pad``), ``proposals`` and ``detections`` per image where given."""
+    model = LazyConfig.load(path).model
+    if "lift" in model.backbone.net:  # a ViTLiFT: no LiFT file is loaded
+        model.backbone.net.allow_random_lift = True
+    if size:
+        model.backbone.square_pad = size  # the ViT interpolates its position embeddings
+    if proposals:
+        model.proposal_generator.post_nms_topk = (2000, proposals)  # (train, test)
+    heads = model.roi_heads
+    for predictor in [heads.box_predictor] if "box_predictor" in heads else heads.box_predictors:
+        predictor.test_score_thresh = 0.0
+        if detections:
+            predictor.test_topk_per_image = detections
+    return model
+
+
+def random_detector(path: str, *args, device="cpu", train: bool = False, **kwargs):
+    """The one random-weight detector builder: :func:`detector_config` (same arguments)
+    instantiated after ``torch.manual_seed(0)``, on ``device``, in eval mode unless ``train``."""
+    model = detector_config(path, *args, **kwargs)
+    torch.manual_seed(0)
+    return instantiate(model).to(device).train(train)
+
+
+def random_image(size: int, seed: int, device) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (3, size, size), generator=g).float().to(device)
+
+
+def sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def free(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def peak_memory_mib(fn: Callable[[], Any], device) -> float:
+    """CUDA: peak allocated by one call; CPU: the process's peak RSS so far (resource)."""
+    if device.type == "cuda":
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        sync(device)
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    fn()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
+
+
+def time_interleaved(
+    fns: Dict[str, Callable[[], Any]],
+    rounds: int = 1,
+    min_run_time: float = 0.0,
+    device="cpu",
+    num_threads: Optional[int] = None,
+) -> Dict[str, list]:
+    """
+    The one timing helper: ``rounds`` measurements of each function (torch.utils.benchmark's
+    ``blocked_autorange``, a ``Measurement`` each), taken A B .. Z, then Z .. B A, and so on, so
+    that a drift of the machine (clocks, other load) falls on every function alike; CUDA is
+    synchronized after each call. ``num_threads``: torch's threads while timing (default: now's).
+    """
+
+    # imported here: torch.utils.benchmark logs a CUDA_HOME warning on import without CUDA
+    from torch.utils.benchmark import Timer
+
+    def synced(fn):
+        return lambda: (fn(), sync(device))
+
+    threads = num_threads or torch.get_num_threads()
+    timers = {
+        k: Timer("fn()", globals={"fn": synced(f)}, num_threads=threads) for k, f in fns.items()
+    }
+    out: Dict[str, list] = {k: [] for k in fns}
+    for r in range(rounds):
+        for k in list(fns) if r % 2 == 0 else list(fns)[::-1]:
+            out[k].append(timers[k].blocked_autorange(min_run_time=min_run_time))
+    return out
+
+
+def merged_median(measurements: list) -> float:
+    """The median over every block of one function's measurements (seconds)."""
+    from torch.utils.benchmark import Measurement
+
+    return Measurement.merge(measurements)[0].median
+
+
+def measure(fn: Callable[[], Any], device, min_run_time: float) -> Dict[str, Any]:
+    """Peak memory of one call (the warmup), then :func:`time_interleaved`; OOM is recorded."""
+    try:
+        memory = peak_memory_mib(lambda: (fn(), sync(device)), device)
+        (m,) = time_interleaved({"fn": fn}, 1, min_run_time, device)["fn"]
+    except torch.cuda.OutOfMemoryError as e:
+        logger.warning(f"out of memory: {str(e).splitlines()[0]}")
+        free(device)
+        return dict(oom=True)
+    return dict(median_s=m.median, iqr_s=m.iqr, runs=len(m.times), peak_memory_MiB=memory)
+
+
+def cpu_latency_ms(model, inputs, min_run_time: float = 2.0) -> float:
+    """Median ms of ``model(inputs)`` at inference on one CPU thread."""
+
+    def infer():
+        with torch.no_grad():
+            model(inputs)
+
+    (m,) = time_interleaved({"model": infer}, 1, min_run_time, num_threads=1)["model"]
+    return m.median * 1000
+
+
+def md_table(header, cells) -> List[str]:
+    """Markdown table lines between two blank ones (numbers right-aligned after the first
+    column)."""
+    lines = ["", "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in cells] + [""]

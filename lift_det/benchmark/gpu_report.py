@@ -1,0 +1,171 @@
+"""The GPU check's report (tools/gpu_check.py): ``<device>.json`` and ``<device>.md``, the
+markdown written from the JSON alone."""
+
+import json
+import os
+from typing import List
+
+from ..checkpoint import atomic_write_text
+from .costs import md_table
+
+__all__ = ["format_markdown", "write_report"]
+
+
+def _ms(row) -> str:
+    return "OOM" if "oom" in row else f"{row['median_s'] * 1e3:.1f}"
+
+
+def _spread(row) -> str:
+    return "OOM" if "oom" in row else f"{row['spread'] * 100:.1f}"
+
+
+def _mib(row) -> str:
+    return "OOM" if "oom" in row else f"{row['peak_memory_MiB']:.0f}"
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "**NO**"
+
+
+def _losses(run) -> str:
+    return (
+        f"{run['iterations']} iterations, total loss {run['losses'][0]:.4f} -> "
+        f"{run['losses'][-1]:.4f}: finite {_yes(run['finite'])}, falling {_yes(run['falling'])}"
+    )
+
+
+def inference_tables(rows, ratios) -> List[str]:
+    header = ["Model", "Part", "Batch", "Attention", "Precision", "Median (ms)"]
+    header += ["A/B spread (%)", "Peak memory (MiB)"]
+    cells = [
+        (r["model"], r["part"], r["batch"], r["attn_impl"], r["precision"], _ms(r), _spread(r))
+        + (_mib(r),)
+        for r in rows
+    ]
+    lines = md_table(header, cells)
+    header = ["Ratio", "Model / part / batch / attention / precision", "Value"]
+    cells = [
+        (
+            name,
+            " / ".join(
+                str(r[k]) for k in ("model", "part", "batch", "attn_impl", "precision") if k in r
+            ),
+            f"{r['ratio']:.3f}",
+        )
+        for name, group in ratios.items()
+        for r in group
+    ]
+    return lines + md_table(header, cells)
+
+
+def format_markdown(result) -> str:
+    toy = " (--toy: tiny sizes, not a measurement of the real models)" if result["toy"] else ""
+    lines = [
+        f"### GPU check: {result['device']}{toy}",
+        "",
+        f"torch {result['torch']}, CUDA {result['cuda']}, {result['amp_dtype']} AMP, "
+        f"{result['image_size']}x{result['image_size']} images, random weights. "
+        f"{result['wall_s']:.0f} s of a {result['budget_s']:.0f} s budget.",
+        "",
+        f"*Made {result['date']} at commit `{result['commit']}` on {result['machine']}: "
+        f"`{result['command']}`.*",
+        "",
+    ]
+    if result.get("failed"):
+        lines += ["#### Failed", ""] + [
+            f"- {f['section']}: `{f['error']}`" for f in result["failed"]
+        ]
+        lines += [""]
+    if "inference" in result:
+        inf = result["inference"]
+        lines += ["#### Inference: Mask R-CNN with and without LiFT (down and stride-8 "
+                  "placements, same detector size)"]  # fmt: skip
+        lines += inference_tables(inf["rows"], inf["ratios"])
+    if result.get("up", {}).get("rows"):
+        size = result["up"]["image_size"]
+        lines += [f"#### The up placement: ViTDet on the {size} px image and + LiFT with its ViT "
+                  f"at {size // 2} px, batch 1, AMP"]  # fmt: skip
+        lines += inference_tables(result["up"]["rows"], result["up"]["ratios"])
+    if "stage_one" in result:
+        lines += _stage_one_lines(result["stage_one"])
+    if "stage_two" in result:
+        lines += _stage_two_lines(result["stage_two"])
+    if "correctness" in result:
+        lines += _correctness_lines(result["correctness"])
+    if result.get("vit_sizes", {}).get("rows"):
+        lines += ["#### ViT-L / ViT-H: inference, batch 1"]
+        lines += inference_tables(result["vit_sizes"]["rows"], result["vit_sizes"]["ratios"])
+    if result["skipped"]:
+        lines += ["#### Skipped", ""] + [f"- {s['what']}: {s['why']}" for s in result["skipped"]]
+        lines += [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _stage_one_lines(s1) -> List[str]:
+    lines = [f"#### Stage one: `{s1['config']}`, AMP step (LiFT trained, ViT frozen)"]
+    header = ["Batch per GPU", "Step (ms)", "Images/s", "Peak memory (MiB)"]
+    ips = "OOM" if "oom" in s1 else f"{s1['images_per_s']:.2f}"
+    lines += md_table(header, [(s1["batch_per_gpu"], _ms(s1), ips, _mib(s1))])
+    if "oom" not in s1:
+        lines += [
+            f"Batch per GPU from {s1['recipe']}. One COCO epoch on one such GPU: "
+            f"{s1['epoch_images']} images / {s1['images_per_s']:.2f} images/s = "
+            f"{s1['epoch_s']:.0f} s = {s1['epoch_s'] / 3600:.2f} h; the config's "
+            f"{s1['schedule_epochs']:.1f} epochs: {s1['schedule_epochs']:.1f} x "
+            f"{s1['epoch_s']:.0f} s = {s1['schedule_s']:.0f} s = {s1['schedule_s'] / 3600:.1f} h "
+            f"({s1['schedule_s'] / 86400:.2f} days); on N GPUs about 1/N of it.",
+            "",
+        ]
+    return lines
+
+
+def _stage_two_lines(s2) -> List[str]:
+    lines = ["#### Stage two: one AMP training step, each config as it trains"]
+    header = ["Model", "Config", "Trained parameters", "Batch per GPU", "Step (ms)"]
+    header += ["Peak memory (MiB)"]
+    cells = [
+        (r["model"], f"`{r['config']}`", f"{r['trained_params']:,}", r["batch"], _ms(r), _mib(r))
+        for r in s2["rows"]
+    ]
+    lines += md_table(header, cells)
+    header = ["Batch per GPU", "+LiFT over", "step time", "peak memory"]
+    cells = [
+        (r["batch"], r["over"], f"{r['time']:.3f}", f"{r['memory']:.3f}") for r in s2["ratios"]
+    ]
+    lines += md_table(header, cells)
+    return lines + [
+        "The +LiFT config (ViT and LiFT frozen) and its control (ViT frozen, bilinear) train the "
+        "same pyramid and heads; "
+        "the plain config trains the whole ViTDet. Their ratio to plain is mostly that choice; "
+        "LiFT's own training cost is its ratio to the control.",
+        "",
+    ]
+
+
+def _correctness_lines(c) -> List[str]:
+    lines = ["#### Correctness (generated mini COCO data)", ""]
+    lines += [f"- stage one, {p}: {_losses(c['stage_one'][p])}" for p in ("fp32", "amp")]
+    lf = c["stage_one"]["lift_file"]
+    lines += [
+        f"- LiFT files of fp32 and AMP stage one: same tensors ({lf['tensors']}), shapes, dtypes "
+        f"and metadata: {_yes(lf['same_format'])}"
+        + (f" (differ: {', '.join(lf['differences'])})" if lf["differences"] else ""),
+        f"- stage two, `{c['stage_two']['config']}` with the {c['stage_two']['lift_from']}: "
+        f"{_losses(c['stage_two'])}",
+    ]
+    for e in c["export"]:
+        diff = ", ".join(f"{k} {v:.2g}" for k, v in e["max_abs_diff"].items())
+        lines += [
+            f"- TorchScript export ({e['attn_impl']} attention, {e['detections']} detections) "
+            f"equals eager: {_yes(e['equal'])} (max abs difference: {diff})"
+        ]
+    return lines + [""]
+
+
+def write_report(result, base: str) -> str:
+    """``<base>.json`` and ``<base>.md``, each written atomically; returns the markdown."""
+    os.makedirs(os.path.dirname(base), exist_ok=True)
+    atomic_write_text(base + ".json", json.dumps(result, indent=2) + "\n")
+    text = format_markdown(result)
+    atomic_write_text(base + ".md", text)
+    return text

@@ -1,0 +1,235 @@
+"""
+The GPU check's training measurements and correctness runs (tools/gpu_check.py): a stage-one AMP
+step and what an epoch and the COCO schedule take, stage-two steps with and without LiFT, a few
+iterations of each stage on mini COCO data (finite, falling losses), and TorchScript export.
+"""
+
+import itertools
+import logging
+import os
+from typing import Any, Dict, List, Tuple
+import torch
+from omegaconf import OmegaConf
+
+from detectron2.config import LazyConfig, instantiate
+from detectron2.engine import SimpleTrainer
+from detectron2.export import TracingAdapter
+from detectron2.utils.events import EventStorage
+
+from ..checkpoint import read_lift_file
+from ..data import ensure_mini_coco
+from ..engine.hooks import ExportLiFTFile
+from ..engine.train_utils import build_trainer
+from ..modeling import ATTN_IMPLS, set_attn_impl
+from ..utils import REPO
+from .costs import detector_config, free, measure, random_image
+from .gpu_check import GPU, build_detector
+
+__all__ = ["stage_one_cost", "stage_one_runs", "stage_two_rows", "stage_two_run", "export_rows"]
+
+logger = logging.getLogger(__name__)
+# COCO train2017, all images: what configs/lift_stage1_coco.py counts as one epoch
+COCO_TRAIN_IMAGES = 118287
+
+
+class _CPUAutocastTrainer(SimpleTrainer):
+    """SimpleTrainer's step under CPU bf16 autocast (detectron2's AMPTrainer needs CUDA)."""
+
+    def run_step(self):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            super().run_step()
+
+
+def make_trainer(model, batch, optim, amp: bool, device):
+    """The trainer tools/train_net.py builds (AMPTrainer on CUDA with AMP), on a fixed batch;
+    AMP on a CPU: SimpleTrainer under bf16 autocast."""
+    data = itertools.repeat(batch)
+    if amp and device.type == "cpu":
+        return _CPUAutocastTrainer(model, data, optim)
+    cfg = OmegaConf.create({"train": {"amp": {"enabled": amp}, "device": str(device)}})
+    return build_trainer(cfg, model, optim, data)
+
+
+def loss_summary(losses: List[float]) -> Dict[str, Any]:
+    """Finite, and falling: the mean of the last half below the mean of the first half."""
+    half = len(losses) // 2
+    finite = all(torch.isfinite(torch.tensor(losses)).tolist())
+    first, last = sum(losses[:half]) / half, sum(losses[-half:]) / half
+    return dict(losses=losses, finite=finite, falling=bool(finite and last < first))
+
+
+def _config(rel: str):
+    return LazyConfig.load(os.path.join(REPO, rel))
+
+
+def train_batch(rel: str, root: str, batch: int, size: int) -> List[Dict[str, Any]]:
+    """One batch of the config's training mapper (its crops at ``size``) over the mini data."""
+    loader = _config(rel).dataloader.train
+    loader.dataset.names = ensure_mini_coco("train", root)
+    loader.total_batch_size, loader.num_workers = batch, 0
+    for aug in loader.mapper.augmentations:  # LSJ: ResizeScale + FixedSizeCrop
+        aug.update({k: size for k in ("target_height", "target_width") if k in aug})
+        if "crop_size" in aug:
+            aug.crop_size = (size, size)
+    return next(iter(instantiate(loader)))
+
+
+def _step_cost(model, rel_or_cfg, data, device, min_run_time) -> Dict[str, Any]:
+    """One AMP training step (the config's optimizer) on a fixed batch: :func:`measure`."""
+    cfg = _config(rel_or_cfg) if isinstance(rel_or_cfg, str) else rel_or_cfg
+    cfg.optimizer.params.model = model
+    trainer = make_trainer(model, data, instantiate(cfg.optimizer), True, device)
+    with EventStorage(0) as trainer.storage:
+        return measure(trainer.run_step, device, min_run_time)
+
+
+def stage_one_cost(setup, device, recipe_gpus: int) -> Dict[str, Any]:
+    """A stage-one AMP step at the COCO config's batch per GPU; an epoch and the schedule."""
+    coco = _config(GPU.stage1)
+    total = int(coco.dataloader.train.total_batch_size)
+    batch = setup.stage1_batch or total // recipe_gpus
+    epochs = coco.train.max_iter * total / COCO_TRAIN_IMAGES
+    cfg = _config(setup.stage1)
+    cfg.model.square_pad = setup.size
+    torch.manual_seed(0)
+    model = instantiate(cfg.model).to(device)
+    images = [{"image": random_image(setup.size, i, device).to(torch.uint8)} for i in range(batch)]
+    cost = _step_cost(model, cfg, images, device, setup.min_run_time)
+    del model
+    free(device)
+    out = dict(config=setup.stage1, batch_per_gpu=batch, epoch_images=COCO_TRAIN_IMAGES,
+               recipe=f"{GPU.stage1}: total_batch_size={total} on {recipe_gpus} GPUs",
+               schedule_epochs=epochs, **cost)  # fmt: skip
+    if "oom" not in cost:
+        out["images_per_s"] = batch / cost["median_s"]
+        out["epoch_s"] = COCO_TRAIN_IMAGES / out["images_per_s"]
+        out["schedule_s"] = epochs * out["epoch_s"]
+    return out
+
+
+def stage_two_rows(setup, device, root, batches) -> List[Dict[str, Any]]:
+    """One AMP training step (the configs' optimizer, a mini COCO batch) with and without LiFT,
+    and of the control that freezes the ViT as +LiFT does; each row counts what is trained."""
+    rows = []
+    for name, rel in {**setup.detectors, **setup.stage2_control}.items():
+        for batch in batches:
+            model = build_detector(rel, setup, device, train=True)
+            data = train_batch(rel, root, batch, setup.size)
+            cost = _step_cost(model, rel, data, device, setup.min_run_time)
+            trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            row = dict(model=name, config=rel, batch=batch, precision="amp", trained_params=trained)
+            rows.append({**row, **cost})
+            logger.info(f"stage two step: {rows[-1]}")
+            del model
+            free(device)
+    return rows
+
+
+def stage_two_ratios(rows, lift_name: str) -> List[Dict[str, Any]]:
+    """+LiFT's step time and peak memory over each other row's of the same batch."""
+    return [dict(batch=r["batch"], over=b["model"], time=r["median_s"] / b["median_s"],
+                 memory=r["peak_memory_MiB"] / b["peak_memory_MiB"])
+            for r in rows if r["model"] == lift_name and "oom" not in r
+            for b in rows if b["model"] != lift_name and b["batch"] == r["batch"]
+            and "oom" not in b]  # fmt: skip
+
+
+def _losses(trainer) -> List[float]:
+    return [v for v, _ in trainer.storage.history("total_loss").values()]
+
+
+def stage_one_runs(setup, device, root, work) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """fp32 and AMP stage one on a fixed mini batch; both write a LiFT file (ExportLiFTFile)."""
+    cfg = _config(setup.stage1)
+    cfg.model.square_pad = setup.size
+    cfg.dataloader.train.dataset.names = ensure_mini_coco("train", root)
+    cfg.dataloader.train.total_batch_size, cfg.dataloader.train.num_workers = 2, 0
+    batch = next(iter(instantiate(cfg.dataloader.train)))
+    out, files = {}, {}
+    for precision in ("fp32", "amp"):
+        torch.manual_seed(0)
+        model = instantiate(cfg.model).to(device)
+        cfg.optimizer.params.model = model
+        trainer = make_trainer(model, batch, instantiate(cfg.optimizer), precision == "amp", device)
+        hook = ExportLiFTFile(output_dir=os.path.join(work, precision))
+        trainer.register_hooks([hook])
+        trainer.train(0, setup.iterations)
+        out[precision] = dict(iterations=setup.iterations, **loss_summary(_losses(trainer)))
+        files[precision] = hook.path
+    fp32, amp = (read_lift_file(files[p]) for p in ("fp32", "amp"))
+    shapes = [
+        {k: (tuple(v.shape), str(v.dtype)) for k, v in f["model"].items()} for f in (fp32, amp)
+    ]
+    differences = [
+        k for k in set(shapes[0]) | set(shapes[1]) if shapes[0].get(k) != shapes[1].get(k)
+    ]
+    meta = [f["lift_det"] for f in (fp32, amp)]
+    differences += [f"metadata {k}" for k in set(meta[0]) | set(meta[1])
+                    if meta[0].get(k) != meta[1].get(k)]  # fmt: skip
+    out["lift_file"] = dict(
+        tensors=len(shapes[0]), same_format=not differences, differences=sorted(differences)
+    )
+    teacher = {k: v.detach().clone() for k, v in model.backbone.net.state_dict().items()}
+    return out, dict(lift_file=files["amp"], teacher=teacher)
+
+
+def stage_two_run(setup, device, root, stage_one) -> Tuple[Dict[str, Any], torch.nn.Module]:
+    """+LiFT stage two, its ViT the stage-one teacher and LiFT the AMP stage-one file (AMP)."""
+    rel = list(setup.detectors.values())[1]
+    model_cfg = detector_config(os.path.join(REPO, rel), setup.size, *setup.heads)
+    model_cfg.backbone.net.lift_weights = stage_one["lift_file"]
+    torch.manual_seed(0)
+    model = instantiate(model_cfg).to(device)
+    # as a ViTDet checkpoint loads: the ViT's keys; LiFT comes from lift_weights (strict: no key
+    # is missing or unexpected)
+    model.backbone.net.load_state_dict(stage_one["teacher"])
+    cfg = _config(rel)
+    cfg.optimizer.params.model = model
+    data = train_batch(rel, root, 2, setup.size)
+    trainer = make_trainer(model, data, instantiate(cfg.optimizer), True, device)
+    trainer.train(0, setup.iterations)
+    out = dict(config=rel, iterations=setup.iterations, lift_from="AMP stage one's LiFT file")
+    return {**out, **loss_summary(_losses(trainer))}, model
+
+
+def _inference(model, inputs):
+    """Raw detections (no rescaling), as detectron2's export tests trace them."""
+    return [{"instances": model.inference(inputs, do_postprocess=False)[0]}]
+
+
+def _max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    if a.shape != b.shape:
+        return float("inf")
+    return float((a.float() - b.float()).abs().max()) if a.numel() else 0.0
+
+
+def export_rows(model, setup, device) -> List[Dict[str, Any]]:
+    """TorchScript (detectron2's TracingAdapter) against eager on an image the trace never saw."""
+    model = model.eval()
+    rows = []
+    for impl in ATTN_IMPLS:
+        set_attn_impl(model, impl)
+        traced_on = [{"image": random_image(setup.size, 20, device)}]
+        other = random_image(setup.size, 21, device)
+        adapter = TracingAdapter(model, traced_on, _inference)
+        with torch.no_grad():
+            traced = torch.jit.trace(adapter, adapter.flattened_inputs, check_trace=False)
+            got = adapter.outputs_schema(traced(other))[0]["instances"]
+            expected = _inference(model, [{"image": other}])[0]["instances"]
+        fields = {
+            "boxes": (got.pred_boxes.tensor, expected.pred_boxes.tensor),
+            "scores": (got.scores, expected.scores),
+            "classes": (got.pred_classes, expected.pred_classes),
+            "masks": (got.pred_masks, expected.pred_masks),
+        }
+        diffs = {k: _max_abs_diff(a, b) for k, (a, b) in fields.items()}
+        try:
+            for a, b in fields.values():
+                torch.testing.assert_close(a, b)
+            equal = True
+        except AssertionError:
+            equal = False
+        rows.append(dict(attn_impl=impl, detections=len(expected), equal=equal, max_abs_diff=diffs))
+        logger.info(f"export: {rows[-1]}")
+    set_attn_impl(model, "eager")
+    return rows

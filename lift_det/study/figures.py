@@ -1,0 +1,94 @@
+"""The study's figures: box AP against GFLOPs (the frontier) and against stage-one cosine, one
+colour per arm in every figure."""
+
+from typing import Dict, List, Optional
+
+from .schedule import ARMS, arm_labels
+
+__all__ = ["arm_colour", "plot_cosine_vs_ap", "plot_frontier"]
+
+
+def arm_colour(arm: str):
+    """The arm's colour, the same in every figure (matplotlib's tab20, by its place in ARMS)."""
+    import matplotlib
+
+    i = [a.name for a in ARMS].index(arm) % 20  # tab20's dark shades first, then the light
+    return matplotlib.colormaps["tab20"](2 * i if i < 10 else 2 * (i - 10) + 1)
+
+
+def plot_frontier(study: Dict, path: str) -> List[Dict[str, float]]:
+    """Box AP against GFLOPs per arm: finetuned (filled, mean ± std over seeds) and zero-shot
+    (hollow), joined by a line; one colour per arm (:func:`arm_colour`); the labels are in the
+    legend, so none overlap. Returns what was drawn."""
+
+    labels = arm_labels(study)
+    fig, ax = _axes((9, 5.5))
+    drawn = []
+    for arm in study["arms"]:
+        x, colour = study["costs"][arm]["gflops"], arm_colour(arm)
+        f = study["summary"]["arms"][arm]["bbox/AP"]
+        z = study["zero_shot"]["summary"]["arms"][arm]["bbox/AP"]
+        ax.plot([x, x], [z["mean"], f["mean"]], color=colour, lw=1, alpha=0.5)
+        ax.errorbar(x, f["mean"], yerr=_std(f), fmt="o", capsize=3, color=colour,
+                    label=labels[arm])  # fmt: skip
+        ax.errorbar(x, z["mean"], yerr=_std(z), fmt="o", capsize=3, color=colour, mfc="white")
+        drawn.append({"arm": arm, "x": x, "y": f["mean"], "zero_shot": z["mean"]})
+    _save(fig, ax, path, "GFLOPs per image (inference, fvcore)",
+          "val box AP (filled: finetuned, hollow: zero-shot; mean ± std over seeds)",
+          f"Mini study, {len(study['summary']['seeds'])} seeds: AP against compute")  # fmt: skip
+    return drawn
+
+
+def _std(s: Dict) -> Optional[float]:
+    return s["std"] if s["std"] == s["std"] else 0.0
+
+
+def _axes(figsize):
+    """A figure and its axes on matplotlib's file-only backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=figsize)
+
+
+def _save(fig, ax, path: str, xlabel: str, ylabel: str, title: str) -> None:
+    """Labels, grid and legend, then the PNG at ``path``; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_cosine_vs_ap(study: Dict, path: str) -> List[Dict[str, float]]:
+    """Paired Δ box AP (mean, 95% interval) vs held-out stage-one cosine (mean ± std), one point
+    per upsampler, the 2x image at cosine 1 (stage one's target), the control at 0. Returns what
+    was drawn (label, x, y) per point."""
+
+    fig, ax = _axes((7, 5))
+    drawn = []
+    for p in study["cosine_vs_ap"]["points"]:
+        yerr = [[p["delta_ap"] - p["low"]], [p["high"] - p["delta_ap"]]]
+        xerr = p["cosine_std"] if p["cosine_std"] == p["cosine_std"] else 0.0
+        ax.errorbar(p["cosine"], p["delta_ap"], xerr=xerr, yerr=yerr if p["low"] == p["low"]
+                    else None, fmt="o", capsize=4, label=p["label"],
+                    color=arm_colour(p["arm"]))  # fmt: skip
+        drawn.append({"label": p["label"], "x": p["cosine"], "y": p["delta_ap"]})
+    image = study["summary"]["arms"].get("image2x", {}).get("bbox/AP", {}).get("vs_control")
+    if image:
+        ax.errorbar(1.0, image["mean"], yerr=[[image["mean"] - image["low"]],
+                    [image["high"] - image["mean"]]], fmt="*", markersize=12, capsize=4,
+                    color="black", label="2x image (cosine 1: stage one's target)")  # fmt: skip
+        drawn.append({"label": "2x image", "x": 1.0, "y": image["mean"]})
+    ax.axhline(0.0, color="gray", lw=1, ls="--", label="same-budget control")
+    _save(fig, ax, path, "held-out stage-one cosine to the ViT's features of the 2x image",
+          "Δ box AP vs the same-budget control (95% interval)",
+          f"Does cosine predict AP? {len(study['summary']['seeds'])} seeds")  # fmt: skip
+    return drawn
