@@ -7,7 +7,7 @@ from .placements import placement_words
 from .schedule import CONTROL, arm_labels
 from .statistics import METRICS
 
-__all__ = ["format_report"]
+__all__ = ["format_headline", "format_report"]
 
 
 def _pm(s: Dict[str, float], digits: int = 2) -> str:
@@ -214,3 +214,28 @@ def _in_words(study: Dict) -> str:
     parts.append(f"Not distinguishable from it with {len(s['seeds'])} seeds: "
                  f"{'; '.join(neither) or 'none'}.")  # fmt: skip
     return " ".join(parts)
+
+
+def format_headline(study: Dict) -> str:
+    """The README's result, from the study's JSON: each arm's box AP after the study's finetuning
+    and zero-shot, its paired difference from the control and its GFLOPs; then the generated
+    words per placement."""
+    labels, setup = arm_labels(study), study["setup"]
+    fin = study["summary"]["arms"]
+    zs = study.get("zero_shot", {}).get("summary", {}).get("arms", {})
+    lines = [
+        f"Box AP on the mini data's val images, mean ± std over {len(study['summary']['seeds'])} "
+        f"seeds; Δ: paired difference from *{labels[CONTROL]}*, 95% interval (* excludes 0).",
+        "",
+        "| model | px | GFLOPs | box AP | Δ box AP | zero-shot box AP |",
+        "|---|---|---|---|---|---|",
+    ]
+    for arm in study["arms"]:
+        c, r = study["costs"][arm], fin[arm]["bbox/AP"]
+        d = "-" if arm == CONTROL else _diff(r["vs_control"])
+        z = _pm(zs[arm]["bbox/AP"]) if arm in zs else "-"
+        size = c.get("image_size", setup["image_size"])
+        lines.append(f"| {labels[arm]} | {size} | {c['gflops']:.2f} | {_pm(r)} | {d} | {z} |")
+    if "zero_shot" in study:
+        lines += ["", *[f"- {w}" for w in placement_words(study)]]
+    return "\n".join(lines)
