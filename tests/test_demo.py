@@ -228,3 +228,21 @@ def test_predictor_names_a_missing_image_file():
 
     with pytest.raises(ValueError, match="cv2.imread returns None when the file does not exist"):
         check_image(cv2.imread("/nonexistent/000000.jpg"))
+
+
+def test_a_damaged_video_and_a_file_in_the_way_are_named(demo, weights, tmp_path, monkeypatch):
+    """Before the model is built: a video OpenCV cannot read is named as such (not blamed on the
+    output's codec), and a file where the output folder must go is named."""
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(np.random.RandomState(0).bytes(5000))
+    args = ["--config-file", CONFIG, "--weights", weights]
+    with pytest.raises(UserError, match="bad.mp4: OpenCV .* cannot read a frame of it"):
+        run_demo(demo, monkeypatch, args + ["--video-input", str(bad), "--output", "o.mp4"])
+    write_images(tmp_path / "in")
+    in_the_way = tmp_path / "afile"
+    in_the_way.write_text("")
+    for output in (in_the_way, in_the_way / "x.png"):
+        with pytest.raises(UserError, match="a file is in the way"):
+            run_demo(
+                demo, monkeypatch, args + ["--input", str(tmp_path / "in"), "--output", str(output)]
+            )

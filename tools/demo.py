@@ -21,6 +21,7 @@ from detectron2.utils.video_visualizer import VideoVisualizer
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 import tqdm
+from lift_det.utils import media
 from lift_det.utils.cli import UserError, run_main
 from lift_det.utils.media import IMAGE_EXTS, same_file, video_codec
 
@@ -76,6 +77,8 @@ def check_arguments(args):
     inputs = expand_inputs(args.input) if args.input else []
     if args.video_input and not os.path.isfile(args.video_input):
         raise UserError(f"--video-input {args.video_input}: no such file.")
+    if args.video_input:
+        media.check_video_readable(args.video_input)
     if not 0.0 <= args.confidence_threshold <= 1.0:
         raise UserError(f"--confidence-threshold {args.confidence_threshold}: must be in [0, 1].")
     weights = args.weights
@@ -85,15 +88,12 @@ def check_arguments(args):
     if args.output:
         check_outputs(args, inputs)
         if len(inputs) > 1 or args.output.endswith(os.sep):
-            os.makedirs(args.output, exist_ok=True)
+            media.make_folder(args.output)
         else:
-            os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+            media.make_folder(os.path.dirname(os.path.abspath(args.output)))
         if args.video_input or args.webcam:
             name = os.path.splitext(os.path.basename(args.video_input or "webcam"))[0]
-            out = output_path(args, name, 1)
-            if args.video_input and same_file(out, args.video_input):
-                raise UserError(f"--output {out} is the input video: give another --output.")
-            video = video_codec(out)
+            video = video_codec(output_path(args, name, 1))
             if args.video_input and same_file(video[1], args.video_input):
                 raise UserError(f"--output {video[1]} is the input video: give another --output.")
     return inputs, video

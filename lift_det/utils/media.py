@@ -7,7 +7,14 @@ import cv2
 from ..data import IMAGE_EXTENSIONS
 from .cli import UserError
 
-__all__ = ["IMAGE_EXTS", "VIDEO_CODECS", "same_file", "video_codec"]
+__all__ = [
+    "IMAGE_EXTS",
+    "VIDEO_CODECS",
+    "check_video_readable",
+    "make_folder",
+    "same_file",
+    "video_codec",
+]
 
 # a folder's images that the demo can draw on and write back (OpenCV writes no GIF)
 IMAGE_EXTS = tuple(e for e in IMAGE_EXTENSIONS if cv2.haveImageWriter(f"image{e}"))
@@ -53,3 +60,27 @@ def same_file(a: str, b: str) -> bool:
     """Whether two paths name one file (links followed; the second may not exist yet)."""
     a, b = os.path.realpath(a), os.path.realpath(b)
     return a == b or (os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b))
+
+
+def check_video_readable(path: str) -> None:
+    """Refuses, before a model is built, a video OpenCV cannot read a first frame of."""
+    video = cv2.VideoCapture(path)
+    ok = video.isOpened() and video.read()[0]
+    video.release()
+    if not ok:
+        raise UserError(
+            f"--video-input {path}: OpenCV ({cv2.__version__}) cannot read a frame of it: not a "
+            f"video, a damaged file, or a codec this OpenCV cannot decode (try converting it to "
+            f".mp4 with ffmpeg)."
+        )
+
+
+def make_folder(path: str, flag: str = "--output") -> None:
+    """``os.makedirs(path, exist_ok=True)``; a file in the way is refused naming it."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as e:
+        raise UserError(
+            f"{flag} {path}: cannot create this folder, a file is in the way "
+            f"({e.filename or path}): give another path, or move the file."
+        ) from None
