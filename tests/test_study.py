@@ -314,6 +314,20 @@ def test_recovered_share_by_hand():
     assert got["gap"] == pytest.approx(29 / 3)  # the 2x image's mean gain
 
 
+def test_no_gain_to_recover_gives_no_share():
+    """Where the reference gains nothing (the 2x image zero-shot can be below the control), a
+    share would be a ratio to noise (-0.66 box AP gave 449%): none is given, and said so."""
+    per_seed, study = _placement_study([55.0, 57.0, 58.0], [51.0, 52.0, 55.0])
+    for s, gain in zip(per_seed, (-1.0, 0.5, 2.0)):  # one seed with a negative gain
+        per_seed[s]["image2x"]["bbox/AP"] = per_seed[s]["ft"]["bbox/AP"] + gain
+    study["zero_shot"]["recovered"] = placements.recovered_shares(per_seed, study["arms"])
+    got = study["zero_shot"]["recovered"]["lift"]
+    assert math.isnan(got["values"][0]) and math.isnan(got["mean"])
+    assert got["values"][1] == pytest.approx((57.0 - 52.0) / 0.5)
+    up, _ = placements.placement_words(study)
+    assert "zero-shot there is no gain to recover (+0.50)" in up and "% zero-shot" not in up
+
+
 def test_placement_words_say_whether_lift_pays():
     _, study = _placement_study([55.0, 57.0, 58.0], [51.0, 52.0, 55.0])
     up, best = placements.placement_words(study)

@@ -46,7 +46,8 @@ def recovered_shares(per_seed: Dict, arms: Sequence[str], key: str = "bbox/AP") 
     """
     Per arm of a placement group, the share of its reference gap (:data:`REFERENCES`) it
     recovers, ``(arm - low) / (high - low)`` per seed, with its mean and 95% t interval over
-    seeds, and the gap's mean. Arms whose references were not run are left out.
+    seeds, and the gap's mean. A seed whose gap is not positive has nothing to recover: its share
+    is NaN (so is the mean). Arms whose references were not run are left out.
     """
     groups = {a.name: a.group for a in ARMS}
     out = {}
@@ -57,7 +58,7 @@ def recovered_shares(per_seed: Dict, arms: Sequence[str], key: str = "bbox/AP") 
         low, high, what = ref
         seeds = sorted(per_seed)
         gaps = [per_seed[s][high][key] - per_seed[s][low][key] for s in seeds]
-        shares = [(per_seed[s][arm][key] - per_seed[s][low][key]) / g if g else math.nan
+        shares = [(per_seed[s][arm][key] - per_seed[s][low][key]) / g if g > 0 else math.nan
                   for s, g in zip(seeds, gaps)]  # fmt: skip
         out[arm] = {**paired_interval(shares), "values": shares, "of": what,
                     "gap": sum(gaps) / len(gaps)}  # fmt: skip
@@ -96,6 +97,8 @@ def placement_words(study: Dict) -> List[str]:
             text += (f" It recovers {100 * s['mean']:.0f}% [{100 * s['low']:.0f}, "
                      f"{100 * s['high']:.0f}] of {s['of']} ({s['gap']:+.2f} box AP) after "
                      f"finetuning" + (f", {100 * z['mean']:.0f}% zero-shot (of {z['gap']:+.2f})"
+                                      if z and z["mean"] == z["mean"] else
+                                      f"; zero-shot there is no gain to recover ({z['gap']:+.2f})"
                                       if z else "") + ".")  # fmt: skip
         v = study["lift_vs_control"].get(group)
         if v:

@@ -141,6 +141,8 @@ def _zero_shot_section(study: Dict) -> List[str]:
     ]
 
     def pct(r):
+        if not r["mean"] == r["mean"]:  # NaN: the reference gained nothing in some seed
+            return "- (no gain to recover)"
         return f"{100 * r['mean']:.0f}% [{100 * r['low']:.0f}, {100 * r['high']:.0f}]"
 
     for arm, r in rec.items():
