@@ -50,7 +50,7 @@ def run_study(
 
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
-    t0 = time.time()
+    t0, made = time.time(), provenance()  # the checkout as the run found it, before it writes
     env = {"LIFT_DET_MINI_ROOT": study_data(out, val_images)}  # the steps' data
     steps = study_steps(out, seeds, baseline_iters, stage1_iters, stage2_iters, arms=arms)
     print(f"[study] {len(steps)} steps, {jobs} at a time: 1 shared baseline, {len(seeds)} seeds")
@@ -120,7 +120,7 @@ def run_study(
         "cosine_figure": os.path.relpath(cosine_figure, REPO),
         "step_seconds": {n: r.get("seconds") for n, r in results.items()},
         "wall_time_s": time.time() - t0,
-        **provenance(),
+        **made,
     }
     plot_frontier(study, figure)
     plot_cosine_vs_ap(study, cosine_figure)
