@@ -10,8 +10,9 @@ STUDY_ARGS ?=
 # e.g. `make study-check STUDY_CHECK_ARGS="--output-dir output/study_check"` (kept afterwards)
 STUDY_CHECK_ARGS ?=
 GPU_CHECK_ARGS ?=
-# pytest-xdist processes for `make test`, a test file each at a time (its module fixtures shared);
-# OMP_WAIT_POLICY=PASSIVE keeps two workers' torch threads from spinning against each other
+# pytest-xdist processes for `make test`, a test file each at a time (its module fixtures shared),
+# the slowest files first (tests/conftest.py: SLOWEST_FILES); OMP_WAIT_POLICY=PASSIVE keeps two
+# workers' torch threads from spinning against each other. --durations: the 15 slowest, every run
 TEST_WORKERS ?= 2
 
 .PHONY: setup main study study-check test gpu-check format lint
@@ -38,7 +39,7 @@ gpu-check: setup
 
 test: setup
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest tests -q -p no:cacheprovider -n $(TEST_WORKERS) \
-		--dist loadfile --durations=10
+		--dist loadfile --no-loadscope-reorder --durations=15
 
 format: setup
 	$(PY) -m black -l 100 lift_det tools tests configs setup.py

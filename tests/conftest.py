@@ -1,6 +1,10 @@
 """Shared helpers: tiny ViTDet configs (the real structure, small sizes) for CPU tests."""
 
+import contextlib
+import io
+import json
 import os
+import shutil
 import warnings
 import pytest
 import torch
@@ -15,6 +19,35 @@ warnings.filterwarnings("ignore", category=UserWarning, module="torch")
 TINY_VIT = dict(
     img_size=128, embed_dim=64, depth=2, num_heads=2, window_size=4, window_block_indexes=[0]
 )
+
+
+# The test files that take longest (`make test`'s --durations), slowest first. They are collected
+# first, so pytest-xdist (`--dist loadfile --no-loadscope-reorder` in the Makefile) hands them out
+# before the short files, which then fill the gaps: both workers finish at about the same time.
+# Every other file follows in the usual order; tests within a file keep theirs.
+SLOWEST_FILES = [  # CPU seconds of a full run (2026-12, 2 workers), most first
+    "test_train_net.py",  # 236 (builds tiny_main)
+    "test_study.py",  # 119
+    "test_user_mistakes.py",  # 93
+    "test_readme_stages.py",  # 93
+    "test_configs.py",  # 67
+    "test_train_lift.py",  # 62
+    "test_benchmark.py",  # 62
+    "test_readme.py",  # 52
+    "test_gpu_check.py",  # 38
+    "test_study_check.py",  # 36
+    "test_docs.py",  # 33
+    "test_demo.py",  # 26
+    "test_export.py",  # 23
+    "test_backbone.py",  # 19
+    "test_run_mini.py",  # 17 (reads tiny_main)
+    "test_checkpoints.py",  # 16
+]
+
+
+def pytest_collection_modifyitems(config, items):
+    first = {name: i for i, name in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: first.get(item.path.name, len(first)))  # stable
 
 
 # p2-p6 of every ViTDet pyramid (also with LiFT, at any number of passes)
@@ -102,3 +135,68 @@ def doc_table_rows(heading: str):
     section = doc_text().split(heading, 1)[1].split("\n#", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ")]
     return [row.split(" | ")[0][2:] for row in rows[1:]]
+
+
+@contextlib.contextmanager
+def _file_lock(path: str):
+    """An exclusive lock on ``path`` (fcntl), held by one process of the machine at a time."""
+    import fcntl
+
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def build_once(tmp_path_factory, name: str, build) -> str:
+    """
+    ``build(folder)`` once per test session, however many pytest-xdist workers ask for it
+    (pytest-xdist's documented pattern): the first caller builds into ``<session tmp>/<name>``
+    under a file lock, the others wait for it and read what it built. A build that raised leaves
+    no mark: the next caller builds again (and fails again, in its own test). Returns the folder.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, above the workers' own
+    folder = root / name
+    with _file_lock(f"{folder}.lock"):
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            build(str(folder))
+            (folder / ".built").write_text("")
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_main(tmp_path_factory):
+    """
+    `make main`'s whole pipeline (lift_det.study.main_job's steps, each tools/train_net.py in a
+    subprocess) at one iteration per step on the small mini data (8 train / 6 val images), built
+    once per test session and read by the tests of the main job (test_run_mini.py) and of
+    train_net's stages (test_train_net.py): baseline -> stage one -> stage two (+LiFT, +bilinear,
+    the baseline's extra iterations), each evaluated. Returns (the pipeline's folder, the summary
+    ``run_pipeline`` returned, its stdout); a test that changes a run works on a copy.
+    """
+    from lift_det.data.mini import generate_mini_coco
+    from lift_det.study import main_job
+
+    def build(folder):
+        data = os.path.join(folder, "data")
+        generate_mini_coco(data, num_train=8, num_val=6)
+        stdout = io.StringIO()
+        with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout):
+            for k, v in {**CPU_ENV, "LIFT_DET_MINI_ROOT": data}.items():
+                mp.setenv(k, v)
+            mp.chdir(folder)
+            summary = main_job.run_pipeline(os.path.join(folder, "mini"), 1, 1, 1)
+        with open(os.path.join(folder, "summary.json"), "w") as f:  # as returned, not as written
+            json.dump(summary, f)
+        with open(os.path.join(folder, "stdout.txt"), "w") as f:
+            f.write(stdout.getvalue())
+
+    folder = build_once(tmp_path_factory, "tiny_main", build)
+    with open(os.path.join(folder, "summary.json")) as f, open(f"{folder}/stdout.txt") as g:
+        return os.path.join(folder, "mini"), json.load(f), g.read()

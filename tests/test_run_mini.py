@@ -1,7 +1,5 @@
 """The main job's driver (tools/run_mini.py, lift_det/study/main_job.py), 1 iteration a step."""
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -64,16 +62,10 @@ def _last_metrics(step_dir):
 
 
 @pytest.fixture(scope="module")
-def pipeline(small_mini, tmp_path_factory):
-    """The whole main job, one iteration per step, its stdout captured."""
-    out = str(tmp_path_factory.mktemp("main") / "mini")
-    stdout = io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout):
-        for k, v in CPU_ENV.items():
-            mp.setenv(k, v)
-        mp.chdir(tmp_path_factory.mktemp("cwd"))
-        summary = mini.run_pipeline(out, 1, 1, 1)
-    return out, summary, stdout.getvalue()
+def pipeline(small_mini, tiny_main):
+    """The whole main job, one iteration per step, its stdout captured (conftest's tiny_main, built
+    once per session: tests that change it work on a copy)."""
+    return tiny_main
 
 
 def test_pipeline_writes_results(pipeline):

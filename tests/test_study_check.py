@@ -139,6 +139,7 @@ def test_train_net_refuses_bad_switches(extra, message, tmp_path, capsys, monkey
 
 
 def study_check(*args, cwd):
+    """tools/study_check.py as users run it, in a subprocess: (exit code, stdout, stderr)."""
     env = dict(os.environ, **CPU_ENV)
     proc = subprocess.run(
         [sys.executable, STUDY_CHECK, *args], capture_output=True, text=True, env=env, cwd=cwd
@@ -146,7 +147,31 @@ def study_check(*args, cwd):
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def test_study_check_end_to_end(tmp_path):
+@pytest.fixture
+def check_here(capsys, monkeypatch):
+    """tools/study_check.py in this process, as its ``__main__`` runs it (``run_main``: a refusal
+    is one line and exit code 2; the subprocesses of :func:`study_check` run the script itself):
+    the same (exit code, stdout, stderr), without a new interpreter's imports for each check of a
+    probe whose steps are already run."""
+    tool = load_tool("study_check")
+    for k, v in CPU_ENV.items():
+        monkeypatch.setenv(k, v)
+
+    def run(*args, cwd):
+        capsys.readouterr()
+        with monkeypatch.context() as mp:
+            mp.chdir(cwd)
+            try:
+                rc = tool.run_main(tool.main, tool.get_parser(), list(args))
+            except SystemExit as e:
+                rc = e.code
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return run
+
+
+def test_study_check_end_to_end(tmp_path, check_here):
     trace_file, probe = str(tmp_path / "trace.json"), str(tmp_path / "probe")
     rc, out, err = study_check("--write", trace_file, "--study-iters", "20", "10", "10",
                                "--iters", "2", "--output-dir", probe, cwd=tmp_path)  # fmt: skip
@@ -164,9 +189,10 @@ def test_study_check_end_to_end(tmp_path):
     alpha, factor = (1 / 20) / warmup, cfg.lr_multiplier.warmup_factor
     assert lr[1] == pytest.approx(cfg.optimizer.lr * (factor * (1 - alpha) + alpha), rel=1e-12)
 
-    # the check rebuilds the steps from the trace's budgets (here: takes the finished runs)
-    rc, out, err = study_check("--trace", trace_file, "--output-dir", probe, "--resume",
-                               cwd=tmp_path)  # fmt: skip
+    # the check rebuilds the steps from the trace's budgets (here: takes the finished runs; the
+    # checks run main() in this process, the write above ran the script)
+    rc, out, err = check_here("--trace", trace_file, "--output-dir", probe, "--resume",
+                              cwd=tmp_path)  # fmt: skip
     assert rc == 0, out[-3000:] + err[-3000:]
     assert out.count("identical bit for bit (2 iterations)") == 3
     assert trace["machine"] in out
@@ -179,8 +205,8 @@ def test_study_check_end_to_end(tmp_path):
     loss["total_loss"] = old[:5] + ("1" if old[5] != "1" else "2") + old[6:]
     with open(tmp_path / "changed.json", "w") as f:
         json.dump(changed, f)
-    rc, out, err = study_check("--trace", "changed.json", "--output-dir", probe, "--resume",
-                               cwd=tmp_path)  # fmt: skip
+    rc, out, err = check_here("--trace", "changed.json", "--output-dir", probe, "--resume",
+                              cwd=tmp_path)  # fmt: skip
     assert rc == 1, out[-3000:] + err[-3000:]
     assert "baseline: identical bit for bit" in out and "seed0/lift: identical bit for bit" in out
     assert "seed0/stage1_lift: DIFFERS from iteration 1 (total_loss" in out
@@ -191,8 +217,8 @@ def test_study_check_end_to_end(tmp_path):
     changed["torch"] = "0.1"
     with open(tmp_path / "changed.json", "w") as f:
         json.dump(changed, f)
-    rc, out, err = study_check("--trace", "changed.json", "--output-dir", probe, "--resume",
-                               "--record", "checks", cwd=tmp_path)  # fmt: skip
+    rc, out, err = check_here("--trace", "changed.json", "--output-dir", probe, "--resume",
+                              "--record", "checks", cwd=tmp_path)  # fmt: skip
     assert rc == 0, out[-3000:] + err[-3000:]
     assert "this machine class has no record: its difference is a finding, recorded" in out
     assert f"this run's torch {torch.__version__} is not the trace's 0.1" in out
@@ -214,18 +240,18 @@ def test_study_check_end_to_end(tmp_path):
     assert f"family {c['family']} model {c['model']}, {c['capability']}" in table
 
     # again: the same class now has a record, and the run is as that record
-    rc, out, err = study_check("--trace", "changed.json", "--output-dir", probe, "--resume",
-                               "--record", "checks", cwd=tmp_path)  # fmt: skip
+    rc, out, err = check_here("--trace", "changed.json", "--output-dir", probe, "--resume",
+                              "--record", "checks", cwd=tmp_path)  # fmt: skip
     assert rc == 0 and "as this class's earlier record" in out, out[-3000:] + err[-3000:]
     # a record of this class that says otherwise: a failure within the class
     recorded["steps"][1]["max_abs"] *= 2
     path.write_text(json.dumps(recorded))
-    rc, out, err = study_check("--trace", "changed.json", "--output-dir", probe, "--resume",
-                               "--record", "checks", cwd=tmp_path)  # fmt: skip
+    rc, out, err = check_here("--trace", "changed.json", "--output-dir", probe, "--resume",
+                              "--record", "checks", cwd=tmp_path)  # fmt: skip
     assert rc == 1 and "NOT as this class's earlier record" in out, out[-3000:] + err[-3000:]
     assert len(list((tmp_path / "checks").iterdir())) == 1  # its own record replaced, no other
 
-    rc, out, err = study_check("--trace", "nowhere.json", cwd=tmp_path)
+    rc, out, err = check_here("--trace", "nowhere.json", cwd=tmp_path)
     assert (rc, out) == (2, "")
     assert len(err.strip().splitlines()) == 1 and "`make study` writes it" in err
 
