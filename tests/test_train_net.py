@@ -1,6 +1,7 @@
 """tools/train_net.py on the mini detector configs (a smaller mini dataset): stage two, --eval-only,
 resume after a kill, and what the tool refuses before it builds anything."""
 
+import glob
 import json
 import logging
 import numpy as np
@@ -358,6 +359,17 @@ def test_refused_before_anything_is_built(
     out = folder(tmp_path) if folder else str(tmp_path / "out")
     extra = [a(tmp_path) if callable(a) else a for a in extra]
     monkeypatch.setattr(tool, "launch", None)  # a check that lets it through fails with TypeError
+
+    def snapshot():  # every path under the output folder with its modification time
+        root = out.rstrip(os.sep)
+        if not root or not os.path.exists(root):
+            return None
+        paths = [root] + (
+            glob.glob(os.path.join(root, "**"), recursive=True) if os.path.isdir(root) else []
+        )
+        return {p: os.stat(p).st_mtime_ns for p in paths}
+
+    before = snapshot()
     with pytest.raises(SystemExit) as e:
         tool.invoke_main(
             ["--config-file", config("vitdet_mrcnn"), *extra, f"train.output_dir={out}"]
@@ -365,6 +377,7 @@ def test_refused_before_anything_is_built(
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert re.search(message, err.replace("\n", " ")), err
+    assert snapshot() == before, "a refused run changed its output folder"
 
 
 def test_exploding_stage_one_stops_at_the_first_diverged_step(small_mini, tmp_path):
