@@ -365,7 +365,8 @@ def test_cosine_section_and_figure_from_the_committed_study(tmp_path):
     assert "Does stage one's cosine predict box AP?" in text
     assert f"Spearman ρ = {rho:+.2f}" in text
     for cos, delta in pairs:  # one table row per upsampler
-        assert re.search(rf"\| {cos:.4f} ± [0-9.]+ \| {delta:+.2f} \[", text), (cos, delta)
+        row = rf"\| {re.escape(f'{cos:.4f}')} ± [0-9.]+ \| {re.escape(f'{delta:+.2f}')} \["
+        assert re.search(row, text), (cos, delta)
     image = s["arms"]["image2x"]["bbox/AP"]["vs_control"]["mean"]
     assert f"gives {image:+.2f} box AP" in text
     drawn = figures.plot_cosine_vs_ap(committed, str(tmp_path / "cos.png"))
