@@ -144,9 +144,10 @@ def test_study_steps_are_paired_within_a_seed(tmp_path):
                 lift = os.path.join(out, f"seed{seed}", stage_one, "lift_final.pth")
                 assert s.overrides["model.backbone.net.lift_weights"] == lift
                 assert f"seed{seed}/{stage_one}" in s.needs
-        for name, *_ in schedule.STAGE_ONES:
+        for name, *_, factor in schedule.STAGE_ONES:
             s1 = by_name[f"seed{seed}/{name}"]
-            assert s1.overrides["train.seed"] == str(seed) and s1.iters == 20
+            assert s1.overrides["train.seed"] == str(seed) and s1.iters == 20 * factor
+            assert s1.overrides["train.eval_period"] == str(20 * factor)  # evaluated at its end
     # zero-shot: per seed where the model holds that seed's stage one, once for the others, none
     # for the control (its zero-shot model is the baseline)
     with_stage_one = [a.name for a in schedule.ARMS if a.stage_one]

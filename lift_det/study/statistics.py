@@ -40,6 +40,7 @@ COSINES = [
     ("stage1_lift", "lift_quality/cos_bilinear", "bilinear"),
     ("stage1_lift", "lift_quality/cos_nearest", "nearest"),
     ("stage1_half", "lift_quality/cos_lift", "LiFT, stage one at 128 px (held out at 128 px)"),
+    ("stage1_long", "lift_quality/cos_lift", "LiFT, stage one 4x longer"),
 ]
 # the upsamplers of the cosine-vs-AP comparison: (stage-two arm, its stage-one cosine's label)
 UPSAMPLERS = [
