@@ -346,6 +346,20 @@ def test_placement_words_say_whether_lift_pays():
     assert best.endswith("LiFT pays in: no placement.")
 
 
+def test_recipe_words_pair_the_other_stage_one_with_the_studys():
+    """The stage-one recipe sentence: each recipe arm minus "lift", paired by seed (by hand:
+    (56 - 55 + 56 - 57 + 61 - 58) / 3 = +1.00), with both stage-one cosines."""
+    per_seed, study = _placement_study([55.0, 57.0, 58.0], [51.0, 52.0, 55.0])
+    for s, ap in zip(per_seed, (56.0, 56.0, 61.0)):
+        per_seed[s]["lift_long"] = {k: ap for k, _ in statistics.METRICS}
+    study["recipes"] = {"lift_long": placements.paired_arms(per_seed, "lift_long", "lift")}
+    study["summary"]["stage1_cosines"] = {"LiFT": {"mean": 0.9},
+                                          "LiFT, stage one 4x longer": {"mean": 0.95}}  # fmt: skip
+    recipe = placements.placement_words(study)[-1]
+    assert recipe.startswith("Stage-one recipe: up: + LiFT, stage one 4x longer minus")
+    assert ": +1.00 [" in recipe and "cosine 0.9500 against 0.9000" in recipe
+
+
 def test_cosine_section_and_figure_from_the_committed_study(tmp_path):
     """The cosine-vs-AP report and figure, on the committed study's own numbers: the points are
     its stage-one cosines and paired box-AP differences, the words carry scipy's rank

@@ -4,8 +4,8 @@ placement's arm recovers, and whether LiFT pays, in generated words."""
 import math
 from typing import Dict, List, Sequence
 
-from .schedule import ARMS, CONTROL
-from .statistics import paired_interval
+from .schedule import ARMS, CONTROL, arm_labels
+from .statistics import COSINES, paired_interval
 
 __all__ = [
     "REFERENCES",
@@ -13,6 +13,7 @@ __all__ = [
     "recovered_shares",
     "paired_arms",
     "placement_words",
+    "RECIPE_ARMS",
 ]
 
 # the gap each group's arms are measured against: (low end, high end) of box AP
@@ -24,6 +25,8 @@ REFERENCES = {
 # the LiFT arm of each placement, with its plain upsampling control
 PLACEMENT_ARMS = {"up": ("lift", "bilinear"), "down": ("lift_down", "bilinear_down"),
                   "stride8": ("lift_s8", None)}  # fmt: skip
+# up arms whose LiFT comes from another stage-one recipe, paired with "lift" (the study's recipe)
+RECIPE_ARMS = ("lift_half", "lift_long")
 
 
 def zero_shot_per_seed(results: Dict[str, Dict], seeds: Sequence[int], arms: Sequence[str]):
@@ -131,4 +134,16 @@ def placement_words(study: Dict) -> List[str]:
             f"Highest box AP of a LiFT arm after finetuning: the {best} placement "
             f"({verdicts[best][1]:.2f}). LiFT pays in: {', '.join(paying) or 'no placement'}."
         )
+    cosines = {step: label for step, key, label in COSINES if key.endswith("cos_lift")}
+    stage_ones = {a.name: a.stage_one for a in ARMS}
+    for arm, d in study.get("recipes", {}).items():
+        cos = [
+            study["summary"]["stage1_cosines"].get(cosines[stage_ones[a]]) for a in (arm, "lift")
+        ]
+        lines.append(
+            f"Stage-one recipe: {arm_labels(study)[arm]} minus up: + LiFT from the study's stage one "
+            f"(paired): {_d(d)} box AP after finetuning"
+            + (f"; held-out stage-one cosine {cos[0]['mean']:.4f} against {cos[1]['mean']:.4f}."
+               if all(cos) else ".")
+        )  # fmt: skip
     return lines

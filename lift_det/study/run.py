@@ -18,7 +18,13 @@ from ..utils import REPO
 from ..utils.provenance import provenance
 from .figures import plot_cosine_vs_ap, plot_frontier
 from .pipeline import run_steps
-from .placements import PLACEMENT_ARMS, paired_arms, recovered_shares, zero_shot_per_seed
+from .placements import (
+    PLACEMENT_ARMS,
+    RECIPE_ARMS,
+    paired_arms,
+    recovered_shares,
+    zero_shot_per_seed,
+)
 from .probe import PROBE_ITERS, write_trace
 from .report import format_report
 from .schedule import ARMS, BASELINE_DROP, DEFAULT_ARMS, study_steps
@@ -113,6 +119,8 @@ def run_study(
         },
         "recovered": recovered_shares(per_seed, arm_names),
         "lift_vs_control": lift_vs_control,
+        "recipes": {a: paired_arms(per_seed, a, "lift") for a in RECIPE_ARMS
+                    if a in arm_names and "lift" in arm_names},  # fmt: skip
         "cosine_vs_ap": cosine_vs_ap(summary),
         "costs": arm_costs(arm_names, val[0]["file_name"]),
         "per_seed": {str(k): v for k, v in per_seed.items()},
