@@ -136,13 +136,12 @@ def placement_words(study: Dict) -> List[str]:
         )
     cosines = {step: label for step, key, label in COSINES if key.endswith("cos_lift")}
     stage_ones = {a.name: a.stage_one for a in ARMS}
+    cos_of = study["summary"]["stage1_cosines"]
     for arm, d in study.get("recipes", {}).items():
-        cos = [
-            study["summary"]["stage1_cosines"].get(cosines[stage_ones[a]]) for a in (arm, "lift")
-        ]
+        cos = [cos_of.get(cosines[stage_ones[a]]) for a in (arm, "lift")]
         lines.append(
-            f"Stage-one recipe: {arm_labels(study)[arm]} minus up: + LiFT from the study's stage one "
-            f"(paired): {_d(d)} box AP after finetuning"
+            f"Stage-one recipe: {arm_labels(study)[arm]} minus up: + LiFT from the study's stage "
+            f"one (paired): {_d(d)} box AP after finetuning"
             + (f"; held-out stage-one cosine {cos[0]['mean']:.4f} against {cos[1]['mean']:.4f}."
                if all(cos) else ".")
         )  # fmt: skip
