@@ -1,31 +1,16 @@
 """
 What the cost measurements share (tools/benchmark.py, tools/gpu_check.py, the study): fvcore's
-FLOP total, detectors with random weights set up for counting, random images, the one timing
-helper (torch.utils.benchmark, interleaved), peak memory and markdown tables.
+FLOP total, models with random weights, random images, the one timing helper (torch.utils.benchmark,
+interleaved) and peak memory.
 """
 
 import logging
 import resource
 import warnings
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Optional
 import torch
 
 from detectron2.config import LazyConfig, instantiate
-
-__all__ = [
-    "count_flops",
-    "cpu_latency_ms",
-    "detector_config",
-    "free",
-    "md_table",
-    "measure",
-    "merged_median",
-    "peak_memory_mib",
-    "random_detector",
-    "random_image",
-    "sync",
-    "time_interleaved",
-]
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +25,10 @@ def count_flops(analysis) -> float:
         return float(analysis.total())
 
 
-def detector_config(
-    path: str,
-    size: Optional[int] = None,
-    proposals: Optional[int] = None,
-    detections: Optional[int] = None,
-):
-    """The model config of a detector LazyConfig for counting: a random LiFT allowed (costs do not
-    depend on weights), every detection through the mask head (score threshold 0); at ``size``
-    (``square_pad``), ``proposals`` and ``detections`` per image where given."""
+def detector_config(path: str, size=None, proposals=None, detections=None):
+    """The model config of a detector LazyConfig for counting: a random LiFT allowed, every
+    detection through the mask head (score threshold 0); at ``size`` (``square_pad``),
+    ``proposals`` and ``detections`` per image where given."""
     model = LazyConfig.load(path).model
     if "lift" in model.backbone.net:  # a ViTLiFT: no LiFT file is loaded
         model.backbone.net.allow_random_lift = True
@@ -65,11 +45,19 @@ def detector_config(
 
 
 def random_detector(path: str, *args, device="cpu", train: bool = False, **kwargs):
-    """The one random-weight detector builder: :func:`detector_config` (same arguments)
-    instantiated after ``torch.manual_seed(0)``, on ``device``, in eval mode unless ``train``."""
+    """:func:`detector_config` (same arguments) instantiated after ``torch.manual_seed(0)``, on
+    ``device``, in eval mode unless ``train``."""
     model = detector_config(path, *args, **kwargs)
     torch.manual_seed(0)
     return instantiate(model).to(device).train(train)
+
+
+def random_distiller(path: str, size: int, device, cfg=None):
+    """A stage-one LazyConfig's model (or ``cfg``'s) at ``size``, after ``torch.manual_seed(0)``."""
+    cfg = cfg or LazyConfig.load(path)
+    cfg.model.square_pad = size
+    torch.manual_seed(0)
+    return instantiate(cfg.model).to(device)
 
 
 def random_image(size: int, seed: int, device) -> torch.Tensor:
@@ -85,6 +73,13 @@ def sync(device) -> None:
 def free(device) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.empty_cache()
+
+
+def out_of_memory(e: Exception, device) -> Dict[str, bool]:
+    """Logs a CUDA out-of-memory error, frees the cache and returns the row it leaves."""
+    logger.warning(f"out of memory: {str(e).splitlines()[0]}")
+    free(device)
+    return dict(oom=True)
 
 
 def peak_memory_mib(fn: Callable[[], Any], device) -> float:
@@ -108,20 +103,17 @@ def time_interleaved(
 ) -> Dict[str, list]:
     """
     The one timing helper: ``rounds`` measurements of each function (torch.utils.benchmark's
-    ``blocked_autorange``, a ``Measurement`` each), taken A B .. Z, then Z .. B A, and so on, so
-    that a drift of the machine (clocks, other load) falls on every function alike; CUDA is
-    synchronized after each call. ``num_threads``: torch's threads while timing (default: now's).
+    ``blocked_autorange``), taken A B .. Z, then Z .. B A, and so on, so that a drift of the
+    machine falls on every function alike; CUDA is synchronized after each call.
+    ``num_threads``: torch's threads while timing (default: now's).
     """
-
     # imported here: torch.utils.benchmark logs a CUDA_HOME warning on import without CUDA
     from torch.utils.benchmark import Timer
 
-    def synced(fn):
-        return lambda: (fn(), sync(device))
-
     threads = num_threads or torch.get_num_threads()
     timers = {
-        k: Timer("fn()", globals={"fn": synced(f)}, num_threads=threads) for k, f in fns.items()
+        k: Timer("fn()", globals={"fn": lambda f=f: (f(), sync(device))}, num_threads=threads)
+        for k, f in fns.items()
     }
     out: Dict[str, list] = {k: [] for k in fns}
     for r in range(rounds):
@@ -143,9 +135,7 @@ def measure(fn: Callable[[], Any], device, min_run_time: float) -> Dict[str, Any
         memory = peak_memory_mib(lambda: (fn(), sync(device)), device)
         (m,) = time_interleaved({"fn": fn}, 1, min_run_time, device)["fn"]
     except torch.cuda.OutOfMemoryError as e:
-        logger.warning(f"out of memory: {str(e).splitlines()[0]}")
-        free(device)
-        return dict(oom=True)
+        return out_of_memory(e, device)
     return dict(median_s=m.median, iqr_s=m.iqr, runs=len(m.times), peak_memory_MiB=memory)
 
 
@@ -158,10 +148,3 @@ def cpu_latency_ms(model, inputs, min_run_time: float = 2.0) -> float:
 
     (m,) = time_interleaved({"model": infer}, 1, min_run_time, num_threads=1)["model"]
     return m.median * 1000
-
-
-def md_table(header, cells) -> List[str]:
-    """Markdown table lines between two blank ones (numbers right-aligned after the first
-    column)."""
-    lines = ["", "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
-    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in cells] + [""]

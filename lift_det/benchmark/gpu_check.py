@@ -15,7 +15,15 @@ import torch
 from ..config import VIT_SIZES
 from ..modeling import ATTN_IMPLS, set_attn_impl
 from ..utils import REPO
-from .costs import free, peak_memory_mib, random_detector, random_image, sync, time_interleaved
+from .costs import (
+    free,
+    out_of_memory,
+    peak_memory_mib,
+    random_detector,
+    random_image,
+    sync,
+    time_interleaved,
+)
 
 __all__ = ["GPU", "TOY", "Budget", "Setup", "inference_ratios", "inference_rows", "vit_size_rows"]
 
@@ -90,8 +98,7 @@ class Budget:
     """Seconds left of ``budget_s`` since construction."""
 
     def __init__(self, budget_s: float):
-        self.budget_s = budget_s
-        self.start = time.perf_counter()
+        self.budget_s, self.start = budget_s, time.perf_counter()
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
@@ -110,15 +117,10 @@ def inference_rows(
     detectors, setup, device, batches, amp_dtype, precisions=("fp32", "amp"), backbone=("amp",)
 ):
     """Latency and peak memory of each detector x batch x attention x precision, and of its backbone
-    alone (ViT [+ upsampler] + pyramid) at the ``backbone`` precisions.
-
-    Peak memory is measured with one detector on the device at a time. The detectors' latencies
-    of one setting are then timed back to back, twice (:func:`time_interleaved`: A B .. B A, all
-    detectors on the device), so that a drift of the GPU's clocks or of the host between settings
-    falls on every detector alike; a row's ``median_s`` is the mean of its two medians and
-    ``spread`` their difference over that mean: a ratio between detectors closer to 1 than that
-    is noise.
-    """
+    alone (ViT [+ upsampler] + pyramid) at the ``backbone`` precisions. Peak memory is measured
+    with one detector on the device at a time; the detectors of one setting are then timed
+    together, twice (:func:`time_interleaved`): ``median_s`` is the mean of the two medians,
+    ``spread`` their difference over it (a ratio closer to 1 than that is noise)."""
     settings = [("detector", *x) for x in itertools.product(batches, ATTN_IMPLS, precisions)]
     settings += [("backbone", *x) for x in itertools.product(batches, ATTN_IMPLS, backbone)]
     models, memory = {}, {}
@@ -137,9 +139,8 @@ def inference_rows(
         try:
             times = time_interleaved(fns, 2, setup.min_run_time, device)
         except torch.cuda.OutOfMemoryError as e:
-            logger.warning(f"out of memory: {str(e).splitlines()[0]}")
+            out_of_memory(e, device)
             times = {}
-            free(device)
         part, batch, impl, precision = setting
         for name, rel in detectors.items():
             row = dict(model=name, config=rel, part=part, batch=batch, attn_impl=impl)
@@ -177,9 +178,7 @@ def _peak_memory(fn, device):
     try:
         return peak_memory_mib(lambda: (fn(), sync(device)), device)
     except torch.cuda.OutOfMemoryError as e:
-        logger.warning(f"out of memory: {str(e).splitlines()[0]}")
-        free(device)
-        return None
+        out_of_memory(e, device)
 
 
 def _paired(measured, memory) -> Dict[str, Any]:

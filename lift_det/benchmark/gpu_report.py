@@ -6,25 +6,32 @@ import os
 from typing import List
 
 from ..checkpoint import atomic_write_text
-from .costs import md_table
+from ..utils.tables import md_table
 
 __all__ = ["format_markdown", "write_report"]
 
+SETTING = ("model", "part", "batch", "attn_impl", "precision")  # what an inference row measures
+
+
+def _v(row, key: str, spec: str, scale: float = 1.0) -> str:
+    return "OOM" if "oom" in row else format(row[key] * scale, spec)
+
 
 def _ms(row) -> str:
-    return "OOM" if "oom" in row else f"{row['median_s'] * 1e3:.1f}"
-
-
-def _spread(row) -> str:
-    return "OOM" if "oom" in row else f"{row['spread'] * 100:.1f}"
+    return _v(row, "median_s", ".1f", 1e3)
 
 
 def _mib(row) -> str:
-    return "OOM" if "oom" in row else f"{row['peak_memory_MiB']:.0f}"
+    return _v(row, "peak_memory_MiB", ".0f")
 
 
 def _yes(flag: bool) -> str:
     return "yes" if flag else "**NO**"
+
+
+def _table(header, cells) -> List[str]:
+    """A table between blank lines, its numbers (every column but the first) right-aligned."""
+    return ["", *md_table(header, cells, len(header) - 1), ""]
 
 
 def _losses(run) -> str:
@@ -37,25 +44,14 @@ def _losses(run) -> str:
 def inference_tables(rows, ratios) -> List[str]:
     header = ["Model", "Part", "Batch", "Attention", "Precision", "Median (ms)"]
     header += ["A/B spread (%)", "Peak memory (MiB)"]
-    cells = [
-        (r["model"], r["part"], r["batch"], r["attn_impl"], r["precision"], _ms(r), _spread(r))
-        + (_mib(r),)
-        for r in rows
-    ]
-    lines = md_table(header, cells)
-    header = ["Ratio", "Model / part / batch / attention / precision", "Value"]
-    cells = [
-        (
-            name,
-            " / ".join(
-                str(r[k]) for k in ("model", "part", "batch", "attn_impl", "precision") if k in r
-            ),
-            f"{r['ratio']:.3f}",
-        )
+    cells = [[r[k] for k in SETTING] + [_ms(r), _v(r, "spread", ".1f", 100), _mib(r)] for r in rows]
+    header2 = ["Ratio", "Model / part / batch / attention / precision", "Value"]
+    cells2 = [
+        (name, " / ".join(str(r[k]) for k in SETTING if k in r), f"{r['ratio']:.3f}")
         for name, group in ratios.items()
         for r in group
     ]
-    return lines + md_table(header, cells)
+    return _table(header, cells) + _table(header2, cells2)
 
 
 def format_markdown(result) -> str:
@@ -77,10 +73,9 @@ def format_markdown(result) -> str:
         ]
         lines += [""]
     if "inference" in result:
-        inf = result["inference"]
         lines += ["#### Inference: Mask R-CNN with and without LiFT (down and stride-8 "
                   "placements, same detector size)"]  # fmt: skip
-        lines += inference_tables(inf["rows"], inf["ratios"])
+        lines += inference_tables(result["inference"]["rows"], result["inference"]["ratios"])
     if result.get("up", {}).get("rows"):
         size = result["up"]["image_size"]
         lines += [f"#### The up placement: ViTDet on the {size} px image and + LiFT with its ViT "
@@ -104,8 +99,9 @@ def format_markdown(result) -> str:
 def _stage_one_lines(s1) -> List[str]:
     lines = [f"#### Stage one: `{s1['config']}`, AMP step (LiFT trained, ViT frozen)"]
     header = ["Batch per GPU", "Step (ms)", "Images/s", "Peak memory (MiB)"]
-    ips = "OOM" if "oom" in s1 else f"{s1['images_per_s']:.2f}"
-    lines += md_table(header, [(s1["batch_per_gpu"], _ms(s1), ips, _mib(s1))])
+    lines += _table(
+        header, [(s1["batch_per_gpu"], _ms(s1), _v(s1, "images_per_s", ".2f"), _mib(s1))]
+    )
     if "oom" not in s1:
         lines += [
             f"Batch per GPU from {s1['recipe']}. One COCO epoch on one such GPU: "
@@ -120,26 +116,25 @@ def _stage_one_lines(s1) -> List[str]:
 
 
 def _stage_two_lines(s2) -> List[str]:
-    lines = ["#### Stage two: one AMP training step, each config as it trains"]
     header = ["Model", "Config", "Trained parameters", "Batch per GPU", "Step (ms)"]
-    header += ["Peak memory (MiB)"]
     cells = [
         (r["model"], f"`{r['config']}`", f"{r['trained_params']:,}", r["batch"], _ms(r), _mib(r))
         for r in s2["rows"]
     ]
-    lines += md_table(header, cells)
-    header = ["Batch per GPU", "+LiFT over", "step time", "peak memory"]
-    cells = [
+    ratios = [
         (r["batch"], r["over"], f"{r['time']:.3f}", f"{r['memory']:.3f}") for r in s2["ratios"]
     ]
-    lines += md_table(header, cells)
-    return lines + [
-        "The +LiFT config (ViT and LiFT frozen) and its control (ViT frozen, bilinear) train the "
-        "same pyramid and heads; "
-        "the plain config trains the whole ViTDet. Their ratio to plain is mostly that choice; "
-        "LiFT's own training cost is its ratio to the control.",
-        "",
-    ]
+    return (
+        ["#### Stage two: one AMP training step, each config as it trains"]
+        + _table(header + ["Peak memory (MiB)"], cells)
+        + _table(["Batch per GPU", "+LiFT over", "step time", "peak memory"], ratios)
+        + [
+            "The +LiFT config (ViT and LiFT frozen) and its control (ViT frozen, bilinear) train "
+            "the same pyramid and heads; the plain config trains the whole ViTDet. Their ratio to "
+            "plain is mostly that choice; LiFT's own training cost is its ratio to the control.",
+            "",
+        ]
+    )
 
 
 def _correctness_lines(c) -> List[str]:

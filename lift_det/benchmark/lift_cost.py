@@ -14,33 +14,21 @@ import time
 import torch
 from fvcore.nn import FlopCountAnalysis, flop_count_table, parameter_count
 
-from detectron2.config import LazyConfig, instantiate
 from detectron2.modeling import ViT
 from detectron2.utils.analysis import FlopCountAnalysis as ModelFlopCountAnalysis
 
 from ..config import VIT_SIZES, vitdet_vit_args
 from ..modeling import build_upsampler
+from ..utils.tables import md_table
 from .costs import (
     count_flops,
-    md_table,
     merged_median,
     peak_memory_mib,
     random_detector,
+    random_distiller,
     random_image,
     time_interleaved,
 )
-
-__all__ = [
-    "CONTROLS",
-    "DETECTORS",
-    "build_vit",
-    "component_rows",
-    "detector_rows",
-    "format_markdown",
-    "inference_timings",
-    "measure_stage1_ratio",
-    "stage1_ratio",
-]
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +62,12 @@ def row(name, params, flops, size, note=""):
 
 def component_rows(presets, size, device, vit_2x, tables):
     """Every LiFT preset next to its ViT at ``size``, and the controls (:data:`CONTROLS`)."""
-    rows, ratios = [], {}
-    vits = {}
+    rows, ratios, vits = [], {}, {}
+    x = torch.zeros(1, 3, size, size, device=device)
+
+    def count(model, *inputs):
+        return parameter_count(model)[""], count_flops(FlopCountAnalysis(model, inputs))
+
     for preset in presets:
         vit_size = preset.split("-")[-1]
         if vit_size not in VIT_SIZES:
@@ -83,21 +75,15 @@ def component_rows(presets, size, device, vit_2x, tables):
             continue
         if vit_size not in vits:
             vit = build_vit(vit_size, size).to(device)
-            x = torch.zeros(1, 3, size, size, device=device)
-            flops = count_flops(FlopCountAnalysis(vit, (x,)))
-            vits[vit_size] = (vit, flops)
-            rows.append(row(f"ViT-{vit_size}/16", parameter_count(vit)[""], flops, size))
+            vits[vit_size] = (vit, *count(vit, x))
+            rows.append(row(f"ViT-{vit_size}/16", *vits[vit_size][1:], size))
             if vit_2x:
-                big = torch.zeros(1, 3, 2 * size, 2 * size, device=device)
                 note = "the stride-8 grid the costly way (stride 16 on a 2x image)"
-                big_flops = count_flops(FlopCountAnalysis(vit, (big,)))
-                rows.append(
-                    row(f"ViT-{vit_size}/16", parameter_count(vit)[""], big_flops, 2 * size, note)
-                )
-        vit, vit_flops = vits[vit_size]
+                big = torch.zeros(1, 3, 2 * size, 2 * size, device=device)
+                rows.append(row(f"ViT-{vit_size}/16", *count(vit, big), 2 * size, note))
+        vit, _, vit_flops = vits[vit_size]
         channels = vit.patch_embed.proj.out_channels
         lift = build_upsampler(preset, channels).to(device).eval()
-        x = torch.zeros(1, 3, size, size, device=device)
         features = torch.zeros(1, channels, size // 16, size // 16, device=device)
         analysis = FlopCountAnalysis(lift, (x, features))
         flops = count_flops(analysis)
@@ -105,12 +91,10 @@ def component_rows(presets, size, device, vit_2x, tables):
         rows.append(row(preset, parameter_count(lift)[""], flops, size, "stride 16 -> 8"))
         ratios[f"{preset}/ViT-{vit_size}"] = flops / vit_flops
     if "B" in vits:  # the controls at ViT-B's width
-        x = torch.zeros(1, 3, size, size, device=device)
         features = torch.zeros(1, 768, size // 16, size // 16, device=device)
         for name, (label, note) in CONTROLS.items():
             control = build_upsampler(name, 768).to(device).eval()
-            flops = count_flops(FlopCountAnalysis(control, (x, features)))
-            rows.append(row(label, parameter_count(control)[""], flops, size, note))
+            rows.append(row(label, *count(control, x, features), size, note))
     return rows, ratios
 
 
@@ -197,10 +181,7 @@ def measure_stage1_ratio(distiller, batch, repeats: int = 5, use_amp=None) -> fl
 
 
 def stage1_ratio(size, device, repeats, config_dir):
-    cfg = LazyConfig.load(os.path.join(config_dir, "lift_stage1_coco.py"))
-    cfg.model.square_pad = size
-    torch.manual_seed(0)
-    distiller = instantiate(cfg.model).to(device)
+    distiller = random_distiller(os.path.join(config_dir, "lift_stage1_coco.py"), size, device)
     # two images: LiFT's BatchNorm needs more than one value per channel at x/4
     batch = [{"image": random_image(size, i, device).to(torch.uint8)} for i in (2, 3)]
     return measure_stage1_ratio(distiller, batch, repeats)
@@ -217,20 +198,20 @@ def _px(size: int) -> str:
 
 
 def format_markdown(result) -> str:
-    lines = [f"### Cost of LiFT in ViTDet ({result['device']}; torch {result['torch']})"]
+    lines = [f"### Cost of LiFT in ViTDet ({result['device']}; torch {result['torch']})", ""]
     header = ["Component", "Params (M)", "GFLOPs", "Input", "Note"]
     cells = [
         (r["name"], f"{r['params_M']:.2f}", f"{r['flops_G']:.1f}", _px(r["image_size"]), r["note"])
         for r in result["rows"]
     ]
-    lines += md_table(header, cells)[:-1]
+    lines += md_table(header, cells, 4)
     if result["timings"]:
         header = ["Inference", "Input", "Median (s)", "Peak memory (MiB)"]
         cells = [
             (t["name"], _px(t["image_size"]), f"{t['median_s']:.3f}", f"{t['peak_memory_MiB']:.0f}")
             for t in result["timings"]
         ]
-        lines += md_table(header, cells)[:-1]
+        lines += ["", *md_table(header, cells, 3)]
     sizes = {"flops mrcnn": "detector_size", "flops cascade": "detector_size", "time": "time_size"}
     cells = [
         (
@@ -240,7 +221,7 @@ def format_markdown(result) -> str:
         )
         for k, v in result["ratios"].items()
     ]
-    lines += md_table(["Ratio", "Input", "Value"], cells)[:-1]
+    lines += ["", *md_table(["Ratio", "Input", "Value"], cells, 2)]
     for preset, table in result["flop_tables"].items():
         lines += ["", f"FLOPs of {preset} by module (fvcore):", "", "```", table, "```"]
     return "\n".join(lines) + "\n"
