@@ -42,21 +42,11 @@ def default_feature_config() -> str:
 
 def build_feature_model(config_file: Optional[str] = None) -> ViTLiFT:
     """
-    Build the ViT + LiFT whose features are analysed, in eval mode, with fresh weights (see
-    :func:`load_feature_weights`).
-
-    Args:
-        config_file: a LazyConfig with
-
-            * a stage-one model (``model.source.net``: the ViT, ``model.lift``: the LiFT), e.g.
-              ``configs/mini/lift_stage1.py`` (the default) or ``configs/lift_stage1_coco.py``;
-            * or a detector whose ``model.backbone.net`` is a ViT+LiFT (``ViTLiFT``, e.g.
-              ``configs/vitdet_mrcnn_lift.py``; its ``lift_weights`` file is not loaded here) or
-              a plain ViT (``configs/vitdet_mrcnn.py``: LiFT-B is attached for 768 channels,
-              LiFT-S otherwise).
-
-            A stage-one config whose source is not a detectron2 ViT (no ``model.source.net``,
-            e.g. a timm ViT) raises :class:`~lift_det.utils.UserError`.
+    The ViT + LiFT whose features are analysed, in eval mode, with fresh weights (see
+    :func:`load_feature_weights`), from a stage-one LazyConfig (``model.source.net`` and
+    ``model.lift``; default: ``configs/mini/lift_stage1.py``) or a detector's whose
+    ``model.backbone.net`` is a ViTLiFT (its ``lift_weights`` not loaded) or a plain ViT (then
+    with the LiFT preset of its width, LiFT-S where none).
     """
     from detectron2.config import LazyConfig, instantiate
 
@@ -94,18 +84,10 @@ def load_feature_weights(
     net: ViTLiFT, weights: str = "", lift_weights: str = ""
 ) -> Dict[str, bool]:
     """
-    Load weights into a feature model; warn about every part left at random initialization.
-
-    Args:
-        net: from :func:`build_feature_model`.
-        weights: a detector or stage-one checkpoint, loaded by lift_det's
-            :class:`AtomicDetectionCheckpointer` (whatever fits) into a module whose ViT sits at
-            ``backbone.net``; its LiFT, if any (``backbone.net.lift.*`` in a detector, ``lift.*``
-            in stage one), is loaded too.
-        lift_weights: a LiFT file (``lift_final.pth``) loaded with :func:`load_lift_file`.
-
-    Returns:
-        {"vit": loaded, "lift": loaded}.
+    Loads a detector or stage-one checkpoint ``weights`` (the ViT at ``backbone.net``, LiFT at
+    ``backbone.net.lift`` or ``lift``: whatever fits) and/or a LiFT file ``lift_weights`` into a
+    :func:`build_feature_model` net; warns about every part left random. Returns
+    ``{"vit": loaded, "lift": loaded}``.
     """
     loaded = {"vit": False, "lift": False}
     if weights:
@@ -165,10 +147,8 @@ def weights_caveat(net: ViTLiFT, loaded: Dict[str, bool]) -> str:
 
 
 def native_image_size(net: ViTLiFT) -> int:
-    """
-    The image size the ViT was built for (detectron2's ``img_size``), read from the relative
-    position tables of its global-attention blocks (224 where it has none).
-    """
+    """The ViT's ``img_size``, from its global-attention blocks' relative position tables (224
+    where it has none)."""
     p = net.patch_embed.proj.kernel_size[0]
     for block in net.blocks:
         if block.window_size == 0 and block.attn.use_rel_pos:
@@ -211,18 +191,8 @@ def read_rgb(path: str) -> np.ndarray:
 def prepare_image(
     image: np.ndarray, size: int, multiple: int = 16
 ) -> Tuple[torch.Tensor, np.ndarray]:
-    """
-    Resize an RGB image so that its longer side is about ``size`` and both sides are multiples of
-    ``multiple`` (the patch size), then normalize it like ViTDet.
-
-    Args:
-        image: (H, W, 3) uint8 RGB.
-        size: target of the longer side.
-        multiple: both sides are rounded to a multiple of this.
-
-    Returns:
-        the normalized (1, 3, H', W') float tensor and the resized (H', W', 3) uint8 image.
-    """
+    """An (H, W, 3) uint8 RGB image resized (longer side about ``size``, both sides multiples of
+    ``multiple``) as the normalized (1, 3, H', W') tensor and the resized (H', W', 3) image."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"prepare_image expects an (H, W, 3) RGB array, got {image.shape}.")
     h, w = image.shape[:2]

@@ -17,17 +17,8 @@ def scale_cka_matrix(
     scales: Sequence[float],
     grid: Tuple[int, int],
 ) -> List[List[float]]:
-    """
-    CKA between the features of the same images at every pair of input scales.
-
-    Args:
-        extract: ``extract(scale)`` returns (B, C, h, w) features of the images at that scale.
-        scales: input scales (relative to a base size).
-        grid: the common grid the maps are resized to.
-
-    Returns:
-        a symmetric len(scales) x len(scales) matrix (list of lists) with ones on the diagonal.
-    """
+    """The symmetric matrix (lists, ones on the diagonal) of CKA between ``extract(scale)``'s
+    (B, C, h, w) features of the same images at every pair of ``scales``, on the common ``grid``."""
     feats = [resize_features(extract(s), grid) for s in scales]
     n = len(scales)
     out = [[1.0] * n for _ in range(n)]
@@ -47,25 +38,12 @@ def scale_invariance(
     num_passes: int = 1,
 ) -> Dict[str, List[List[float]]]:
     """
-    Fig. 4: linear CKA between the features of the same images at every pair of input scales,
-    for each feature method.
-
-    Args:
-        net: a :class:`~lift_det.modeling.ViTLiFT` in eval mode.
-        images: (3, H, W) float 0-255 RGB images; each is resized to a square of
-            ``base_size * scale`` (rounded to the patch size) and normalized like ViTDet.
-        scales: input scales relative to ``base_size``.
-        grid: the common grid (default: the stride-p/2 grid of the base size, 2 * base / p).
-            A map already on this grid is used as it is, the others are resampled (antialiased
-            when shrinking), which low-passes them: a map with much energy at its own grid's
-            frequency (e.g. an untrained LiFT's checkerboard) then agrees less with the others
-            at the one scale where it is not resampled.
-        methods: any of :data:`lift_det.analysis.FEATURE_METHODS`.
-        num_passes: LiFT / bilinear passes.
-
-    Returns:
-        {label: CKA matrix over ``scales``}, labels from
-        :func:`lift_det.analysis.method_label`.
+    Fig. 4: ``{method_label: CKA matrix over scales}`` for each of ``methods``
+    (:data:`~lift_det.analysis.FEATURE_METHODS`) of a ViTLiFT ``net``. ``images``: (3, H, W)
+    0-255 RGB, each resized to a square of ``base_size * scale`` (rounded to the patch size).
+    ``grid`` (default: the stride-p/2 grid of the base size): a map on it is used as it is, the
+    others are resampled, which low-passes them (an untrained LiFT's checkerboard then agrees
+    less with the others at the one scale where it is not resampled).
     """
     p = net.patch_embed.proj.kernel_size[0]
     if grid is None:
@@ -73,13 +51,9 @@ def scale_invariance(
 
     def batch_at(scale: float) -> torch.Tensor:
         side = max(p, int(round(base_size * scale / p)) * p)
-        resized = [
-            F.interpolate(
-                img[None].float(), size=(side, side), mode="bilinear", antialias=True
-            ).clamp(0, 255)
-            for img in images
-        ]
-        return normalize(torch.cat(resized))
+        resize = dict(size=(side, side), mode="bilinear", antialias=True)
+        resized = [F.interpolate(img[None].float(), **resize) for img in images]
+        return normalize(torch.cat(resized).clamp(0, 255))
 
     batches = {s: batch_at(s) for s in scales}
     results = {}
@@ -99,6 +73,12 @@ def cka_color_range(results: Dict[str, List[List[float]]]) -> Tuple[float, float
     return min(math.floor(low * 20) / 20, 0.95), 1.0
 
 
+def _titles(ax, title: str, xlabel: str, ylabel: str) -> None:
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+
+
 def plot_scale_cka(
     results: Dict[str, List[List[float]]],
     scales: Sequence[float],
@@ -107,20 +87,10 @@ def plot_scale_cka(
     source_scales: Optional[Sequence[float]] = None,
 ) -> Dict[str, Any]:
     """
-    Write Fig. 4 as a PNG: one CKA heatmap (source x destination scale) per method, sharing
-    :func:`cka_color_range`, and below them one panel per source scale with CKA against the
-    destination scale, a curve per method.
-
-    Args:
-        results: method name -> CKA matrix from :func:`scale_cka_matrix`, all over ``scales``.
-        scales: the input scales of the matrices' rows and columns.
-        path: output PNG.
-        title: figure title.
-        source_scales: scales that get a curve panel (default: every scale).
-
-    Returns:
-        what was drawn: ``{"heatmaps": [method, ...], "curves": [source scale, ...],
-        "color_range": (vmin, vmax)}``.
+    Fig. 4 as a PNG at ``path``: one CKA heatmap (source x destination scale) per method of
+    ``results`` (:func:`scale_cka_matrix` over ``scales``), sharing :func:`cka_color_range`, and
+    below them a panel per source scale (default: every scale), CKA against the destination
+    scale, a curve per method. Returns what was drawn (heatmaps, curves, color_range).
     """
     import matplotlib
 
@@ -138,11 +108,9 @@ def plot_scale_cka(
     labels = [f"{s:g}" for s in scales]
     for ax, method in zip(axes[0], methods):
         im = ax.imshow(results[method], vmin=vmin, vmax=vmax, cmap="viridis")
-        ax.set_title(method, fontsize=10)
         ax.set_xticks(range(len(scales)), labels, fontsize=8)
         ax.set_yticks(range(len(scales)), labels, fontsize=8)
-        ax.set_xlabel("destination scale", fontsize=8)
-        ax.set_ylabel("source scale", fontsize=8)
+        _titles(ax, method, "destination scale", "source scale")
         for i in range(len(scales)):
             for j in range(len(scales)):
                 value = results[method][i][j]
@@ -155,9 +123,7 @@ def plot_scale_cka(
         i = scales.index(src)
         for method in methods:
             ax.plot(scales, results[method][i], marker="o", label=method)
-        ax.set_title(f"source scale {src:g}", fontsize=10)
-        ax.set_xlabel("destination scale", fontsize=8)
-        ax.set_ylabel("linear CKA", fontsize=8)
+        _titles(ax, f"source scale {src:g}", "destination scale", "linear CKA")
         ax.set_ylim(vmin, 1.0 + 0.02 * (1.0 - vmin))
         ax.grid(alpha=0.3)
     axes[1][0].legend(fontsize=8)

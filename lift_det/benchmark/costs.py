@@ -52,9 +52,8 @@ def random_detector(path: str, *args, device="cpu", train: bool = False, **kwarg
     return instantiate(model).to(device).train(train)
 
 
-def random_distiller(path: str, size: int, device, cfg=None):
-    """A stage-one LazyConfig's model (or ``cfg``'s) at ``size``, after ``torch.manual_seed(0)``."""
-    cfg = cfg or LazyConfig.load(path)
+def random_distiller(cfg, size: int, device):
+    """A stage-one LazyConfig's model at ``size`` after ``torch.manual_seed(0)``, on ``device``."""
     cfg.model.square_pad = size
     torch.manual_seed(0)
     return instantiate(cfg.model).to(device)

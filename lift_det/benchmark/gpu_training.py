@@ -22,7 +22,7 @@ from ..engine.hooks import ExportLiFTFile
 from ..engine.train_utils import build_trainer
 from ..modeling import ATTN_IMPLS, set_attn_impl
 from ..utils import REPO
-from .costs import detector_config, free, measure, random_image
+from .costs import detector_config, free, measure, random_distiller, random_image
 from .gpu_check import GPU, build_detector
 
 __all__ = ["stage_one_cost", "stage_one_runs", "stage_two_rows", "stage_two_run", "export_rows"]
@@ -90,9 +90,7 @@ def stage_one_cost(setup, device, recipe_gpus: int) -> Dict[str, Any]:
     batch = setup.stage1_batch or total // recipe_gpus
     epochs = coco.train.max_iter * total / COCO_TRAIN_IMAGES
     cfg = _config(setup.stage1)
-    cfg.model.square_pad = setup.size
-    torch.manual_seed(0)
-    model = instantiate(cfg.model).to(device)
+    model = random_distiller(cfg, setup.size, device)
     images = [{"image": random_image(setup.size, i, device).to(torch.uint8)} for i in range(batch)]
     cost = _step_cost(model, cfg, images, device, setup.min_run_time)
     del model
@@ -141,14 +139,12 @@ def _losses(trainer) -> List[float]:
 def stage_one_runs(setup, device, root, work) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """fp32 and AMP stage one on a fixed mini batch; both write a LiFT file (ExportLiFTFile)."""
     cfg = _config(setup.stage1)
-    cfg.model.square_pad = setup.size
     cfg.dataloader.train.dataset.names = ensure_mini_coco("train", root)
     cfg.dataloader.train.total_batch_size, cfg.dataloader.train.num_workers = 2, 0
     batch = next(iter(instantiate(cfg.dataloader.train)))
     out, files = {}, {}
     for precision in ("fp32", "amp"):
-        torch.manual_seed(0)
-        model = instantiate(cfg.model).to(device)
+        model = random_distiller(cfg, setup.size, device)
         cfg.optimizer.params.model = model
         trainer = make_trainer(model, batch, instantiate(cfg.optimizer), precision == "amp", device)
         hook = ExportLiFTFile(output_dir=os.path.join(work, precision))

@@ -14,6 +14,7 @@ import time
 import torch
 from fvcore.nn import FlopCountAnalysis, flop_count_table, parameter_count
 
+from detectron2.config import LazyConfig
 from detectron2.modeling import ViT
 from detectron2.utils.analysis import FlopCountAnalysis as ModelFlopCountAnalysis
 
@@ -181,7 +182,8 @@ def measure_stage1_ratio(distiller, batch, repeats: int = 5, use_amp=None) -> fl
 
 
 def stage1_ratio(size, device, repeats, config_dir):
-    distiller = random_distiller(os.path.join(config_dir, "lift_stage1_coco.py"), size, device)
+    cfg = LazyConfig.load(os.path.join(config_dir, "lift_stage1_coco.py"))
+    distiller = random_distiller(cfg, size, device)
     # two images: LiFT's BatchNorm needs more than one value per channel at x/4
     batch = [{"image": random_image(size, i, device).to(torch.uint8)} for i in (2, 3)]
     return measure_stage1_ratio(distiller, batch, repeats)
