@@ -6,15 +6,8 @@ learned "jbu" and "attention" upsamplers) and of the Mask / Cascade Mask R-CNN d
 without LiFT; inference time with / without LiFT and one stage-one step / one frozen-ViT forward
 (torch.utils.benchmark, interleaved); peak memory.
 
-    tools/benchmark.py [--device cpu|cuda] [--image-size 1024] [--detector-size 1024]
-        [--time-size 1024] [--repeats 5] [--presets LiFT-B ...] [--vit-2x]
-        [--proposals 1000] [--detections 100]
-        [--quick] [--json PATH] [--markdown PATH]
-
 FLOPs follow fvcore's convention (one fused multiply-add = one flop). Detectors run with random
-weights and score threshold 0, so the mask head always sees --detections boxes (ViTDet's 1000
-proposals and 100 detections by default). Small sizes (--detector-size 256 --time-size 256) and
-fewer proposals finish in minutes on a CPU.
+weights and score threshold 0, so the mask head always sees --detections boxes.
 """
 
 import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)

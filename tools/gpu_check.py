@@ -3,21 +3,11 @@
 The GPU check: what LiFT costs and whether both stages work on the device users train on. One
 run on one CUDA device writes ``<output-dir>/<device-slug>.{json,md}`` (with provenance):
 
-- inference of ViTDet-B Mask R-CNN and ViTDet-B + LiFT-B (random weights, 1024x1024): latency in
-  fp32 and AMP, peak memory, at batch 1 and a larger batch, with upstream's attention and SDPA;
-- stage one (LiFT-B against the frozen ViT-B, AMP) at the COCO config's batch per GPU: step
-  time, images/s, peak memory, and what one COCO epoch and the config's schedule take on one GPU;
-- a stage-two training step (AMP) with and without LiFT: time and peak memory;
-- correctness: a few stage-one (fp32 and AMP) and stage-two iterations on generated mini COCO data
-  (finite, falling losses), AMP and fp32 LiFT files alike, TorchScript export equal to eager;
-- ViT-L / ViT-H rows while ``--budget-s`` lasts (what is skipped is recorded, with why).
-
-    tools/gpu_check.py [--output-dir docs/gpu] [--budget-s 420] [--batches 1 4]
-    tools/gpu_check.py --toy --output-dir /tmp/check   # the same code paths on a CPU, tiny sizes
-
-Timings are torch.utils.benchmark's ``blocked_autorange`` (CUDA synchronized after each call);
-peak memory is ``torch.cuda.max_memory_allocated`` after a reset (on a CPU: the process's peak
-resident set so far). ``--toy`` uses the mini configs at 128x128 and bf16 autocast on the CPU.
+inference latency and peak memory of ViTDet-B with and without LiFT (random weights, fp32 and AMP,
+both attentions), a stage-one step (and what the COCO schedule takes) and stage-two steps, a few
+iterations of each stage on generated mini COCO data (finite, falling losses, TorchScript export
+equal to eager), then ViT-L / ViT-H while ``--budget-s`` lasts. ``--toy``: the same code paths on
+a CPU with the mini configs at 128x128.
 """
 
 import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)
@@ -54,11 +44,10 @@ from lift_det.benchmark.gpu_training import (
     stage_two_run,
 )
 from lift_det.data.mini import generate_mini_coco
-from lift_det.utils import UserError, run_main
+from lift_det.utils import REPO, UserError, run_main
 from lift_det.utils.provenance import provenance, slug
 
 logger = logging.getLogger("lift_det.gpu_check")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def get_parser():
@@ -110,7 +99,6 @@ def main(args) -> int:
         **provenance(),
     )
     sections = result["sections_s"] = {}
-
     base = os.path.join(output_dir, result["device_slug"])
 
     @contextlib.contextmanager

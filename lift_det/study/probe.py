@@ -1,11 +1,7 @@
 """
 The study's reproducibility probe (README's `make study-check`): the shared baseline, LiFT's stage
-one and LiFT's stage two of seed 0, each exactly as :func:`study_steps` builds it (config,
-overrides, thread count, ``train.max_iter`` and so the learning-rate schedule) but stopped after a
-few iterations (``train_net --stop-at-iter``), each recording its losses bit for bit
-(``--loss-trace``). Stage one starts from the probe's baseline, stage two from both.
-:func:`write_trace` stores the losses with the machine that made them; :func:`compare_losses`
-tells where two traces part.
+one and stage two of seed 0, each exactly as :func:`study_steps` builds it but stopped after a few
+iterations (``train_net --stop-at-iter``), recording its losses bit for bit (``--loss-trace``).
 """
 
 import json
@@ -17,16 +13,6 @@ from typing import Any, Dict, List, Optional
 from .pipeline import Step, run_steps
 from .schedule import study_steps
 
-__all__ = [
-    "PROBE_ITERS",
-    "compare_losses",
-    "describe",
-    "probe_steps",
-    "read_trace",
-    "run_probe",
-    "write_trace",
-]
-
 PROBE_ITERS = 10  # iterations per step: the three steps take ~3 minutes on 2 CPU cores
 # each step ends with an evaluation (the runner reads it): on a few val images, to stay short
 PROBE_VAL_IMAGES = 8
@@ -37,11 +23,8 @@ _PROBE_DIR = "<probe>"  # the probe's folder in recorded overrides (paths differ
 def probe_steps(
     out: str, iters: int, baseline_iters: int, stage1_iters: int, stage2_iters: int
 ) -> List[Step]:
-    """
-    The study's ``baseline``, ``seed0/stage1_lift`` and ``seed0/lift`` for the study budgets given
-    (``tools/run_mini.py --seeds``' ``--*-iters``), each stopped after its first ``iters``
-    iterations and recording their losses; they read and write their checkpoints in ``out``.
-    """
+    """The study's ``baseline``, ``seed0/stage1_lift`` and ``seed0/lift`` for its budgets, each
+    stopped after its first ``iters`` iterations, recording their losses, in ``out``."""
     if not 1 <= iters <= min(baseline_iters, stage1_iters, stage2_iters):
         raise ValueError(
             f"iters must be in [1, {min(baseline_iters, stage1_iters, stage2_iters)}] (the "
@@ -88,12 +71,9 @@ def run_probe(
     resume: bool = False,
     overwrite: bool = False,
 ) -> Dict[str, Any]:
-    """
-    Runs :func:`probe_steps` in ``out`` (one at a time) on ``<out>/data``: the mini data's default
-    training images, the study's, with :data:`PROBE_VAL_IMAGES` val images. ``extra``: key=value
-    for every step. Returns the trace: setup, provenance and per step :func:`describe` plus
-    ``losses`` (one ``{name: float.hex}`` per iteration).
-    """
+    """Runs :func:`probe_steps` in ``out`` on the study's training images and
+    :data:`PROBE_VAL_IMAGES` val images; returns the trace: setup, provenance and per step
+    :func:`describe` plus ``losses`` (one ``{name: float.hex}`` per iteration)."""
     from ..data import generate_mini_coco
     from ..utils.provenance import provenance
 
@@ -124,32 +104,12 @@ def run_probe(
     }
 
 
-def write_trace(
-    out: str,
-    path: str,
-    baseline_iters: int,
-    stage1_iters: int,
-    stage2_iters: int,
-    *,
-    iters: int = PROBE_ITERS,
-    extra: Optional[List[str]] = None,
-    resume: bool = False,
-    overwrite: bool = False,
-) -> Dict[str, Any]:
-    """:func:`run_probe` in ``out`` for the study budgets given, then the trace to ``path``
-    (atomically; what ``tools/study_check.py`` compares with). Returns the trace."""
+def write_trace(out: str, path: str, *budgets: int, iters: int = PROBE_ITERS, **kwargs):
+    """:func:`run_probe` in ``out`` for the study's ``budgets`` (baseline, stage one, stage two;
+    ``kwargs``: its keywords), then the trace to ``path``, atomically. Returns the trace."""
     from ..checkpoint import atomic_write_text
 
-    trace = run_probe(
-        out,
-        iters,
-        baseline_iters,
-        stage1_iters,
-        stage2_iters,
-        extra=extra,
-        resume=resume,
-        overwrite=overwrite,
-    )
+    trace = run_probe(out, iters, *budgets, **kwargs)
     atomic_write_text(path, json.dumps(trace, indent=1) + "\n")
     print(f"[probe] wrote the losses of {len(trace['steps'])} steps to {path}")
     return trace
@@ -180,11 +140,10 @@ def read_trace(path: str) -> Dict[str, Any]:
 
 def compare_losses(expected: List[Dict[str, str]], got: List[Dict[str, str]]) -> Dict[str, Any]:
     """
-    Two loss traces (lists of ``{name: float.hex}``, one per iteration), bit for bit. Returns
-    ``identical``; if not, ``first_iter`` (the first iteration that differs) and ``first`` (what
-    differs there) with ``first_rel``, the largest relative difference at that iteration; and over
-    the losses both traces hold, the largest absolute difference ``max_abs`` (at ``at``:
-    iteration, name) and the largest relative one ``max_rel``.
+    Two loss traces (lists of ``{name: float.hex}``, one per iteration), bit for bit: ``identical``;
+    else ``first_iter`` and ``first``, where and what first differs, ``first_rel`` the largest
+    relative difference there; over both, the largest differences ``max_abs`` (``at``: iteration,
+    name) and ``max_rel``.
     """
     result: Dict[str, Any] = dict(identical=True, first_iter=None, first="", first_rel=0.0)
     result.update(max_abs=0.0, max_rel=0.0, at=None)

@@ -3,11 +3,15 @@ written from the study's JSON, with its in-words sentences (figures: :mod:`.figu
 
 from typing import Dict, List
 
+from ..utils.tables import md_table
 from .placements import placement_words
 from .schedule import CONTROL, arm_labels
 from .statistics import METRICS
 
 __all__ = ["format_headline", "format_report"]
+
+
+CURVE = (("bbox/AP", "box AP"), ("segm/AP", "mask AP"))  # the baseline's curve's rows
 
 
 def _pm(s: Dict[str, float], digits: int = 2) -> str:
@@ -27,8 +31,7 @@ def format_report(study: Dict) -> str:
     arms = study["arms"]
     labels = arm_labels(study)
     s, setup, base = study["summary"], study["setup"], study["baseline"]
-    n = len(s["seeds"])
-    control = labels[CONTROL]
+    n, control, names = len(s["seeds"]), labels[CONTROL], [name for _, name in METRICS]
     lines = [
         f"Mini study, {n} seeds ({', '.join(map(str, s['seeds']))}): made by `{study['command']}` "
         f"on {study['date']} at commit {study['commit']}, {study['machine']}, torch "
@@ -45,31 +48,25 @@ def format_report(study: Dict) -> str:
         )
         + " at inference on one image at the arm's input size (px).",
         "",
-        "| model | px | params (M) | GFLOPs | CPU ms | " + " | ".join(m[1] for m in METRICS) + " |",
-        "|---|---|---|---|---|" + "---|" * len(METRICS),
     ]
+    rows = []
     for arm in arms:
         c, r = study["costs"][arm], s["arms"][arm]
         ms = f"{c['cpu_ms']:.0f}" if "cpu_ms" in c else "-"
-        lines.append(
-            f"| {labels[arm]} | {c.get('image_size', setup['image_size'])} | {c['params_M']:.2f} "
-            f"| {c['gflops']:.2f} | {ms} | " + " | ".join(_pm(r[k]) for k, _ in METRICS) + " |"
-        )
+        size, gflops = c.get("image_size", setup["image_size"]), f"{c['gflops']:.2f}"
+        metrics = [_pm(r[k]) for k, _ in METRICS]
+        rows.append([labels[arm], size, f"{c['params_M']:.2f}", gflops, ms, *metrics])
+    lines += md_table(["model", "px", "params (M)", "GFLOPs", "CPU ms", *names], rows)
     lines += [
         "",
         f"Paired difference from *{control}* (same seed, same baseline, same budget): mean and 95% "
         f"t interval over the {n} seed pairs; * marks an interval that excludes 0.",
         "",
-        "| model | " + " | ".join(f"Δ {m[1]}" for m in METRICS) + " |",
-        "|---|" + "---|" * len(METRICS),
     ]
-    for arm in arms:
-        if arm == CONTROL:
-            continue
-        r = s["arms"][arm]
-        lines.append(
-            f"| {labels[arm]} | " + " | ".join(_diff(r[k]["vs_control"]) for k, _ in METRICS) + " |"
-        )
+    rows = []
+    for arm in (a for a in arms if a != CONTROL):
+        rows.append([labels[arm], *(_diff(s["arms"][arm][k]["vs_control"]) for k, _ in METRICS)])
+    lines += md_table(["model", *(f"Δ {m}" for m in names)], rows)
     lines += ["", _in_words(study), ""]
     if "zero_shot" in study:
         lines += [*_zero_shot_section(study), ""]
@@ -82,9 +79,7 @@ def format_report(study: Dict) -> str:
         f"Stage one ({setup['stage1_iters']} iterations per seed), held-out mean cosine "
         f"similarity to the ViT's features of the 2x image:",
         "",
-        "| " + " | ".join(cos) + " |",
-        "|" + "---|" * len(cos),
-        "| " + " | ".join(_pm(v, 4) for v in cos.values()) + " |",
+        *md_table(list(cos), [[_pm(v, 4) for v in cos.values()]]),
         "",
         f"The shared baseline: val box AP every {base['eval_period']} iterations. Convergence "
         f"criterion, "
@@ -98,10 +93,10 @@ def format_report(study: Dict) -> str:
         + " "
         + base.get("schedule", "The learning rate drops 10x at 90%."),
         "",
-        "| iteration | " + " | ".join(str(c["iteration"]) for c in base["curve"]) + " |",
-        "|---|" + "---|" * len(base["curve"]),
-        "| box AP | " + " | ".join(f"{c['bbox/AP']:.2f}" for c in base["curve"]) + " |",
-        "| mask AP | " + " | ".join(f"{c['segm/AP']:.2f}" for c in base["curve"]) + " |",
+        *md_table(
+            ["iteration", *(c["iteration"] for c in base["curve"])],
+            [[name, *(f"{c[k]:.2f}" for c in base["curve"])] for k, name in CURVE],
+        ),
         "",
         f"Budget: {setup['justification']}",
         "",
