@@ -83,6 +83,7 @@ def use_eval_dir(cfg, args) -> None:
 
 
 def do_test(cfg, model):
+    """The config's evaluator on ``dataloader.test`` (as upstream's lazyconfig_train_net)."""
     if "evaluator" not in cfg.dataloader:
         return {}
     loader = instantiate_data(cfg.dataloader.test, "the test data (dataloader.test)")

@@ -23,18 +23,12 @@ logger = logging.getLogger(__name__)
 
 class FixedLengthLRScheduler(LRScheduler):
     """
-    detectron2's ``LRScheduler`` hook over a schedule of ``max_iter`` iterations, however many the
-    trainer runs. The stock hook stretches a ``ParamScheduler`` over ``trainer.max_iter``; a run
-    stopped early (``tools/train_net.py --stop-at-iter K``) keeps the learning rates of the full
-    run, so its K iterations are exactly the full run's first K.
+    detectron2's ``LRScheduler`` hook over a schedule of ``max_iter`` (``train.max_iter``)
+    iterations, however many the trainer runs: a run stopped early (``--stop-at-iter K``) has the
+    full run's first K learning rates (the stock hook stretches it over ``trainer.max_iter``).
     """
 
     def __init__(self, optimizer=None, scheduler=None, *, max_iter: int):
-        """
-        Args:
-            optimizer, scheduler: as for ``detectron2.engine.hooks.LRScheduler``.
-            max_iter (int): the schedule's length (``train.max_iter``).
-        """
         super().__init__(optimizer, scheduler)
         self.max_iter = max_iter
 
@@ -50,25 +44,16 @@ class FixedLengthLRScheduler(LRScheduler):
 class LossTrace(HookBase):
     """
     Records the losses of the first ``num_iters`` iterations exactly, to compare runs bit for bit
-    (``tools/study_check.py``): after each step, ``total_loss`` and every ``loss*`` term the trainer
-    put in its ``EventStorage`` for that step, as ``float.hex`` strings. On one process a term is
-    the exact float of its tensor's ``.item()`` and ``total_loss`` detectron2's float64 sum of the
-    terms (several processes: their means). Written atomically to ``<output_dir>/loss_trace.json``
-    as ``{"first_iter": i, "losses": [{name: hex}, ...]}`` (iteration ``i + k`` at index ``k``) when
-    ``num_iters`` iterations are done, or at the end of a run that stops before. Main process only.
-
-    A resumed run records from the iteration it starts at (``first_iter``); one that starts at or
-    past ``num_iters`` records and writes nothing (an earlier run's trace stays as it is).
+    (``tools/study_check.py``): after each step, ``total_loss`` and every ``loss*`` term of that
+    step in the trainer's ``EventStorage``, as ``float.hex``. Written atomically to
+    ``<output_dir>/loss_trace.json`` as ``{"first_iter": i, "losses": [{name: hex}, ...]}`` when
+    ``num_iters`` iterations are done or the run ends. A resumed run records from the iteration it
+    starts at; one that starts past ``num_iters`` writes nothing. Main process only.
     """
 
     FILENAME = "loss_trace.json"
 
     def __init__(self, num_iters: int, output_dir: str):
-        """
-        Args:
-            num_iters (int): iterations to record, from iteration 0 (>= 1).
-            output_dir (str): where ``loss_trace.json`` goes (``train.output_dir``).
-        """
         if num_iters < 1:
             raise ValueError(f"num_iters must be >= 1, got {num_iters}")
         self.num_iters = num_iters

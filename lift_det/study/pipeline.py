@@ -81,17 +81,11 @@ def _run_step(
         shutil.rmtree(step_dir, ignore_errors=True)
         extra = [e for e in extra if e not in ("--resume", "--overwrite")]
     os.makedirs(step_dir, exist_ok=True)
-    cmd = [
-        sys.executable,
-        os.path.join(REPO, "tools", "train_net.py"),
-        "--config-file",
-        os.path.join(REPO, "configs", "mini", f"{step.config}.py"),
-        *step.flags,
-        f"train.output_dir={step_dir}",
-        *([] if evaluation else [f"train.max_iter={step.iters}"]),
-        *[f"{k}={v}" for k, v in step.overrides.items()],
-        *extra,
-    ]
+    config = os.path.join(REPO, "configs", "mini", f"{step.config}.py")
+    cmd = [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--config-file", config]
+    cmd += [*step.flags, f"train.output_dir={step_dir}"]
+    cmd += [] if evaluation else [f"train.max_iter={step.iters}"]
+    cmd += [f"{k}={v}" for k, v in step.overrides.items()] + extra
     env = {**os.environ, **(env or {})}
     if step.threads is not None:  # pinned: the same seed gives the same numbers, however run
         env.update(OMP_NUM_THREADS=str(step.threads), MKL_NUM_THREADS=str(step.threads))
@@ -123,12 +117,9 @@ def estimate_makespan(
     jobs: int,
     running: Optional[Dict[str, float]] = None,
 ) -> float:
-    """
-    Seconds until every step in ``steps`` (those not done) has finished, by simulating the
-    scheduler of :func:`run_steps`: ``jobs`` workers take the first step whose ``needs`` are done,
-    in list order. ``seconds[name]``: a step's estimated duration; ``running``: the steps under
-    way and the seconds they have run (their remaining time is the estimate minus that, >= 0).
-    """
+    """Seconds until every step in ``steps`` has finished, simulating :func:`run_steps`'s
+    scheduler (``jobs`` workers, each taking the first step whose ``needs`` are done) with
+    ``seconds[name]`` per step; ``running``: the steps under way and the seconds they have run."""
     running = dict(running or {})
     names = {s.name for s in steps}
     workers = [max(seconds[n] - t, 0.0) for n, t in running.items()]  # finish times
@@ -163,13 +154,11 @@ def run_steps(
 ) -> Dict[str, Dict]:
     """
     Run ``steps`` (each after its ``needs``), up to ``jobs`` at a time, printing progress and an
-    ETA; returns each step's final metrics (+ ``iterations`` and ``seconds``). ``resume``: skip
-    the steps that finished and resume an interrupted one from its last checkpoint;
-    ``overwrite``: rerun every step from scratch (without either, an ``out`` that holds a step's
-    run is refused: :class:`UserError`). A step that fails raises :class:`StepFailed`. ``env``:
-    variables set for every step's process (e.g. ``LIFT_DET_MINI_ROOT``). The ETA simulates the
-    schedule with each step's estimated time, ``STEP_OVERHEAD_S + iters * cost`` scaled by how
-    fast this machine ran the steps done.
+    ETA (:func:`estimate_makespan`, each step ``STEP_OVERHEAD_S + iters * cost`` scaled by the
+    steps done); returns each step's final metrics (+ ``iterations`` and ``seconds``).
+    ``resume``: skip finished steps and resume an interrupted one; ``overwrite``: rerun every step
+    (without either, an ``out`` that holds a step's run is a :class:`UserError`). A failed step
+    raises :class:`StepFailed`. ``env``: variables for every step's process.
     """
     held = [s.name for s in steps if os.path.exists(os.path.join(out, s.name, "last_checkpoint"))]
     if held and not (resume or overwrite):  # refused before any step starts

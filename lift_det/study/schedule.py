@@ -10,21 +10,6 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 
 from .pipeline import Step
 
-__all__ = [
-    "STAGE_ONES",
-    "Arm",
-    "ARMS",
-    "ZERO_SHOT",
-    "zero_shot_step",
-    "DEFAULT_ARMS",
-    "STUDY_ITERS",
-    "CONTROL",
-    "BASELINE_DROP",
-    "baseline_step",
-    "study_steps",
-    "arm_labels",
-]
-
 # Stage ones per seed: (name, config, label, relative s/it for the ETA, iterations as a multiple
 # of the study's). The unit is the baseline's s/it with 2 threads; the others run with 1 thread,
 # two at a time (measured here). The study's stage one is 25 epochs of the mini data, as the COCO
@@ -86,11 +71,8 @@ BASELINE_DROP = 0.8
 
 
 def baseline_step(iters: int, evals: int = 10) -> Step:
-    """
-    The shared baseline ViTDet: ``iters`` iterations from scratch, learning rate 10x lower from
-    :data:`BASELINE_DROP` of them, evaluated and saved every ``iters // evals`` (its curve and
-    the plateau rule), 2 threads.
-    """
+    """The shared baseline ViTDet: ``iters`` iterations from scratch, learning rate 10x lower from
+    :data:`BASELINE_DROP` of them, evaluated and saved ``evals`` times, 2 threads."""
     period = max(iters // evals, 1)
     overrides = {
         "train.eval_period": str(period),
@@ -106,23 +88,28 @@ def baseline_step(iters: int, evals: int = 10) -> Step:
 
 def zero_shot_step(arm: Arm, base: str, out: str, seed: int) -> Optional[Step]:
     """
-    The zero-shot evaluation of ``arm`` (``tools/train_net.py --eval-only``): the baseline's
-    weights and, for an arm with a stage one, that seed's stage-one file, with no stage two.
-    ``seed<k>/zs_<arm>`` for arms with a stage one; ``zeroshot/<arm>`` (one for every seed) for
-    the others; None for the control, whose zero-shot model is the baseline itself.
+    The zero-shot evaluation of ``arm`` (``--eval-only``): the baseline's weights and that seed's
+    stage-one file, if any: ``seed<k>/zs_<arm>``; ``zeroshot/<arm>`` (every seed's) for an arm
+    without; None for the control, whose zero-shot model is the baseline itself.
     """
     if arm.name == CONTROL:
         return None
-    overrides = {"train.init_checkpoint": base}
-    needs: tuple = ("baseline",)
+    overrides, needs = _from_stage_one(arm, out, seed, {"train.init_checkpoint": base})
     if arm.stage_one:
-        lift_file = os.path.join(out, f"seed{seed}", arm.stage_one, "lift_final.pth")
-        overrides["model.backbone.net.lift_weights"] = lift_file
-        needs += (f"seed{seed}/{arm.stage_one}",)
         name, label = f"seed{seed}/zs_{arm.name}", f"{arm.label}, zero-shot, seed {seed}"
     else:
         name, label = f"zeroshot/{arm.name}", f"{arm.label}, zero-shot"
     return Step(name, ZERO_SHOT, arm.config, 0, overrides, label, needs, 1, 0.0, ("--eval-only",))
+
+
+def _from_stage_one(arm: Arm, out: str, seed: int, overrides: Dict[str, str]):
+    """``overrides`` with the arm's stage-one file of ``seed`` where it has one, and the steps
+    that its step needs."""
+    if not arm.stage_one:
+        return overrides, ("baseline",)
+    lift_file = os.path.join(out, f"seed{seed}", arm.stage_one, "lift_final.pth")
+    overrides["model.backbone.net.lift_weights"] = lift_file
+    return overrides, ("baseline", f"seed{seed}/{arm.stage_one}")
 
 
 def study_steps(
@@ -135,10 +122,9 @@ def study_steps(
     arms: Optional[Sequence[str]] = None,
 ) -> List[Step]:
     """
-    The study's steps: ``baseline`` (evaluated ``baseline_evals`` times for its curve, 2 threads),
-    then per seed ``seed<k>/<stage one>``, ``seed<k>/<arm>`` (stage two) and the zero-shot
-    evaluations (:func:`zero_shot_step`), 1 thread each, ``train.seed=k``. ``arms``: a subset of
-    :data:`ARMS` (default: :data:`DEFAULT_ARMS`); the stage ones they need come with them.
+    The study's steps: ``baseline`` (:func:`baseline_step`), then per seed ``seed<k>/<stage one>``,
+    ``seed<k>/<arm>`` (stage two) and the zero-shot evaluations, 1 thread each, ``train.seed=k``.
+    ``arms``: a subset of :data:`ARMS` (default: :data:`DEFAULT_ARMS`), with the stage ones needed.
     """
     names = list(DEFAULT_ARMS if arms is None else arms)
     unknown = set(names) - {a.name for a in ARMS}
@@ -166,16 +152,9 @@ def study_steps(
                 zero_shot.setdefault(step.name, step)
     for seed in seeds:  # the costliest first: less idle time at the end
         for arm in sorted(arms_used, key=lambda a: -a.cost):
-            overrides = {
-                "train.seed": str(seed),
-                "train.init_checkpoint": base,
-                "train.eval_period": str(stage2_iters),
-            }
-            needs = ("baseline",)
-            if arm.stage_one:
-                lift_file = os.path.join(out, f"seed{seed}", arm.stage_one, "lift_final.pth")
-                overrides["model.backbone.net.lift_weights"] = lift_file
-                needs += (f"seed{seed}/{arm.stage_one}",)
+            common = {"train.seed": str(seed), "train.init_checkpoint": base}
+            overrides = {**common, "train.eval_period": str(stage2_iters)}
+            overrides, needs = _from_stage_one(arm, out, seed, overrides)
             steps.append(
                 Step(f"seed{seed}/{arm.name}", "model_final.pth", arm.config, stage2_iters,
                      overrides, f"{arm.label}, seed {seed}", needs, 1, arm.cost)

@@ -12,17 +12,6 @@ from typing import Dict, List, Sequence
 
 from .schedule import CONTROL
 
-__all__ = [
-    "METRICS",
-    "COSINES",
-    "UPSAMPLERS",
-    "paired_interval",
-    "summarize",
-    "cosine_vs_ap",
-    "plateau",
-    "read_curve",
-]
-
 METRICS = [
     ("bbox/AP", "box AP"),
     ("bbox/AP50", "AP50"),
@@ -100,11 +89,10 @@ def summarize(per_seed: Dict[int, Dict[str, Dict[str, float]]], arms: Sequence[s
 
 def cosine_vs_ap(summary: Dict) -> Dict:
     """
-    Each upsampler's held-out stage-one cosine (mean and std over seeds) against its paired
-    Δ box AP from the control (mean and 95% interval), for the :data:`UPSAMPLERS` the study ran,
-    with the rank (Spearman, exact permutation p) and linear (Pearson) correlations over them and
-    the least-squares
-    Δ box AP per 0.01 of cosine (None with fewer than 3 upsamplers).
+    Each of the :data:`UPSAMPLERS` the study ran: its stage-one cosine (mean, std) against its
+    paired Δ box AP from the control (mean, 95% interval); over them, Spearman's ρ (exact
+    permutation p), Pearson's r and the least-squares Δ box AP per 0.01 of cosine (None with
+    fewer than 3).
     """
     from scipy import stats
 
@@ -166,11 +154,6 @@ def read_curve(step_dir: str, max_iter: int) -> List[Dict[str, float]]:
         for line in f:
             row = json.loads(line)
             if "bbox/AP" in row:
-                curve.append(
-                    {
-                        "iteration": min(row["iteration"] + 1, max_iter),
-                        "bbox/AP": row["bbox/AP"],
-                        "segm/AP": row.get("segm/AP", math.nan),
-                    }
-                )
-    return curve  # fmt: skip
+                it, mask = min(row["iteration"] + 1, max_iter), row.get("segm/AP", math.nan)
+                curve.append({"iteration": it, "bbox/AP": row["bbox/AP"], "segm/AP": mask})
+    return curve
