@@ -40,14 +40,15 @@ class _CPUAutocastTrainer(SimpleTrainer):
             super().run_step()
 
 
-def make_trainer(model, batch, optim, amp: bool, device):
-    """The trainer tools/train_net.py builds (AMPTrainer on CUDA with AMP), on a fixed batch;
-    AMP on a CPU: SimpleTrainer under bf16 autocast."""
-    data = itertools.repeat(batch)
+def make_trainer(cfg, model, batch, amp: bool, device):
+    """The trainer tools/train_net.py builds (AMPTrainer on CUDA with AMP) with the config's
+    optimizer, on a fixed batch; AMP on a CPU: SimpleTrainer under bf16 autocast."""
+    cfg.optimizer.params.model = model
+    optim, data = instantiate(cfg.optimizer), itertools.repeat(batch)
     if amp and device.type == "cpu":
         return _CPUAutocastTrainer(model, data, optim)
-    cfg = OmegaConf.create({"train": {"amp": {"enabled": amp}, "device": str(device)}})
-    return build_trainer(cfg, model, optim, data)
+    train = OmegaConf.create({"train": {"amp": {"enabled": amp}, "device": str(device)}})
+    return build_trainer(train, model, optim, data)
 
 
 def loss_summary(losses: List[float]) -> Dict[str, Any]:
@@ -74,11 +75,9 @@ def train_batch(rel: str, root: str, batch: int, size: int) -> List[Dict[str, An
     return next(iter(instantiate(loader)))
 
 
-def _step_cost(model, rel_or_cfg, data, device, min_run_time) -> Dict[str, Any]:
+def _step_cost(model, cfg, data, device, min_run_time) -> Dict[str, Any]:
     """One AMP training step (the config's optimizer) on a fixed batch: :func:`measure`."""
-    cfg = _config(rel_or_cfg) if isinstance(rel_or_cfg, str) else rel_or_cfg
-    cfg.optimizer.params.model = model
-    trainer = make_trainer(model, data, instantiate(cfg.optimizer), True, device)
+    trainer = make_trainer(cfg, model, data, True, device)
     with EventStorage(0) as trainer.storage:
         return measure(trainer.run_step, device, min_run_time)
 
@@ -113,7 +112,7 @@ def stage_two_rows(setup, device, root, batches) -> List[Dict[str, Any]]:
         for batch in batches:
             model = build_detector(rel, setup, device, train=True)
             data = train_batch(rel, root, batch, setup.size)
-            cost = _step_cost(model, rel, data, device, setup.min_run_time)
+            cost = _step_cost(model, _config(rel), data, device, setup.min_run_time)
             trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
             row = dict(model=name, config=rel, batch=batch, precision="amp", trained_params=trained)
             rows.append({**row, **cost})
@@ -136,6 +135,15 @@ def _losses(trainer) -> List[float]:
     return [v for v, _ in trainer.storage.history("total_loss").values()]
 
 
+def _formats(lift_file) -> Dict[str, Tuple]:
+    return {k: (tuple(v.shape), str(v.dtype)) for k, v in lift_file["model"].items()}
+
+
+def _differing(a: Dict, b: Dict) -> List[str]:
+    """The keys whose values differ between ``a`` and ``b`` (or that one of them lacks)."""
+    return [k for k in set(a) | set(b) if a.get(k) != b.get(k)]
+
+
 def stage_one_runs(setup, device, root, work) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """fp32 and AMP stage one on a fixed mini batch; both write a LiFT file (ExportLiFTFile)."""
     cfg = _config(setup.stage1)
@@ -145,25 +153,17 @@ def stage_one_runs(setup, device, root, work) -> Tuple[Dict[str, Any], Dict[str,
     out, files = {}, {}
     for precision in ("fp32", "amp"):
         model = random_distiller(cfg, setup.size, device)
-        cfg.optimizer.params.model = model
-        trainer = make_trainer(model, batch, instantiate(cfg.optimizer), precision == "amp", device)
+        trainer = make_trainer(cfg, model, batch, precision == "amp", device)
         hook = ExportLiFTFile(output_dir=os.path.join(work, precision))
         trainer.register_hooks([hook])
         trainer.train(0, setup.iterations)
         out[precision] = dict(iterations=setup.iterations, **loss_summary(_losses(trainer)))
         files[precision] = hook.path
     fp32, amp = (read_lift_file(files[p]) for p in ("fp32", "amp"))
-    shapes = [
-        {k: (tuple(v.shape), str(v.dtype)) for k, v in f["model"].items()} for f in (fp32, amp)
-    ]
-    differences = [
-        k for k in set(shapes[0]) | set(shapes[1]) if shapes[0].get(k) != shapes[1].get(k)
-    ]
-    meta = [f["lift_det"] for f in (fp32, amp)]
-    differences += [f"metadata {k}" for k in set(meta[0]) | set(meta[1])
-                    if meta[0].get(k) != meta[1].get(k)]  # fmt: skip
+    differences = _differing(_formats(fp32), _formats(amp))
+    differences += [f"metadata {k}" for k in _differing(fp32["lift_det"], amp["lift_det"])]
     out["lift_file"] = dict(
-        tensors=len(shapes[0]), same_format=not differences, differences=sorted(differences)
+        tensors=len(fp32["model"]), same_format=not differences, differences=sorted(differences)
     )
     teacher = {k: v.detach().clone() for k, v in model.backbone.net.state_dict().items()}
     return out, dict(lift_file=files["amp"], teacher=teacher)
@@ -179,10 +179,8 @@ def stage_two_run(setup, device, root, stage_one) -> Tuple[Dict[str, Any], torch
     # as a ViTDet checkpoint loads: the ViT's keys; LiFT comes from lift_weights (strict: no key
     # is missing or unexpected)
     model.backbone.net.load_state_dict(stage_one["teacher"])
-    cfg = _config(rel)
-    cfg.optimizer.params.model = model
     data = train_batch(rel, root, 2, setup.size)
-    trainer = make_trainer(model, data, instantiate(cfg.optimizer), True, device)
+    trainer = make_trainer(_config(rel), model, data, True, device)
     trainer.train(0, setup.iterations)
     out = dict(config=rel, iterations=setup.iterations, lift_from="AMP stage one's LiFT file")
     return {**out, **loss_summary(_losses(trainer))}, model
