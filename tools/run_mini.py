@@ -5,13 +5,6 @@ stage two (+LiFT, +bilinear control, baseline with the same extra iterations) ->
 With --seeds N, the multi-seed study instead (README's `make study`): a converged baseline shared
 by every seed, LiFT, every control and the other learned upsamplers per seed, on 240 val images;
 statistics, costs and figures (lift_det/study/run.py).
-
-    .venv/bin/python tools/run_mini.py --output-dir output/mini [--baseline-iters 400 \\
-        --stage1-iters 500 --stage2-iters 160] [--resume | --overwrite] [key=value ...]
-    .venv/bin/python tools/run_mini.py --seeds 3 --output-dir output/study --report-dir docs
-
-key=value overrides are passed to every step. --resume skips finished steps and resumes an
-interrupted one; --overwrite reruns every step from scratch.
 """
 
 import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)

@@ -4,13 +4,8 @@ Scale invariance of dense features (paper Fig. 4): linear CKA between the featur
 images at several input scales, for the ViT, ViT + bilinear and ViT + LiFT. Writes a PNG (heatmaps
 and per-source-scale curves) and the numbers as JSON.
 
-    tools/scale_invariance.py --output out/cka.png [--json out/cka.json] [--images PATH ...]
-        [--config CONFIG] [--weights CHECKPOINT] [--lift-weights lift_final.pth]
-        [--scales 0.5 0.75 1 1.5 2] [--size S] [--grid G] [--passes K]
-
 --config: a stage-one config (default: configs/mini/lift_stage1.py) or a ViTDet detector config.
-Without --images: a photograph that ships with
-matplotlib. --images takes files, folders and globs.
+Without --images: a photograph that ships with matplotlib.
 """
 
 import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)

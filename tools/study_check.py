@@ -10,11 +10,6 @@ other bits, which is a finding, recorded (--record) and compared with that class
 there is one. Exit code 0: identical, or as this class's record, or a class not recorded before;
 1: a difference within the trace's class or from this class's record; 2: no usable trace file
 (or a bad argument). The probe's files are kept only with --output-dir.
-
-    .venv/bin/python tools/study_check.py [--trace docs/mini_study_trace.json] [--output-dir DIR \\
-        [--resume | --overwrite]] [--record docs/study_checks]
-    .venv/bin/python tools/study_check.py --write PATH [--study-iters BASELINE STAGE1 STAGE2] \\
-        [--iters 10] [--output-dir DIR]
 """
 
 import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)
@@ -28,10 +23,9 @@ import time
 
 from lift_det.study import probe, schedule
 from lift_det.study.check import check_steps, compare_steps, earlier_record, record
-from lift_det.utils import UserError, run_main
+from lift_det.utils import REPO, UserError, run_main
 from lift_det.utils.provenance import class_name, versions
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TRACE = os.path.relpath(os.path.join(REPO, "docs", "mini_study_trace.json"))
 
 

@@ -5,15 +5,8 @@ docs/[A-Z]*.md): every block between
 ``<!-- generated: docs/X.md -->`` and ``<!-- /generated -->`` gets the content of docs/X.md, and,
 when docs/X.json has them, a line with the date, commit, machine, torch version and command.
 
-    tools/update_readme.py            # rewrite the pages
-    tools/update_readme.py --check    # exit 1 if a page is out of date
-
-docs/main_job.{md,json} come from `make main` (copy output/mini/results.{md,json});
-docs/benchmark.{md,json} from tools/benchmark.py; docs/mini_study.{md,json,png} from `make study`.
-A block naming a folder, ``<!-- generated: docs/gpu/ -->``, gets the tables of the GPU check's
-reports there (docs/gpu/*.json from tools/gpu_check.py, --toy runs left out), or a line saying
-that GPU figures are pending; ``<!-- generated: docs/study_checks/ -->`` the machines that ran
-`make study-check` (tools/study_check.py --record). tests/test_readme.py runs the check.
+A block naming a folder gets the GPU check's tables (``docs/gpu/``, --toy reports left out) or the
+machines that ran `make study-check` (``docs/study_checks/``). --check: exit 1 if a page is stale.
 """
 
 import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)
@@ -28,8 +21,8 @@ import sys
 from lift_det.checkpoint import atomic_write_text
 from lift_det.study.check import render_study_checks
 from lift_det.study.report import format_headline
+from lift_det.utils import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the documentation a user reads: the README and the pages it links (the reports in docs/ that the
 # tools write are lower case)
 PAGES = ["README.md"] + sorted(

@@ -11,6 +11,7 @@ from ..checkpoint import atomic_write_text
 from ..utils import REPO
 from ..utils.cli import UserError
 from ..utils.provenance import VERSIONS, class_name, slug, versions
+from ..utils.tables import md_table
 from .probe import compare_losses, describe, probe_steps
 
 __all__ = ["STUDY_CHECKS_NONE", "check_steps", "compare_steps", "record", "record_path",
@@ -126,11 +127,10 @@ def render_study_checks(folder: str) -> str:
             else "-"
         )
         wall = f"{r['wall_s']:.0f}" if r.get("wall_s") else "-"
-        rows.append(f"| {r['machine']} | {cls} | {r['date']} | `{r['commit']}` | {stack} | "
-                    f"`{r['trace']['commit']}` | {result} | {wall} |")  # fmt: skip
+        commits = f"`{r['commit']}`", f"`{r['trace']['commit']}`"
+        rows.append([r["machine"], cls, r["date"], commits[0], stack, commits[1], result, wall])
     if not rows:
         return STUDY_CHECKS_NONE + "\n"
-    head = ["| machine | CPU class (torch's kernels) | date | commit | torch (numpy, Pillow, "
-            "Python) | trace's commit | result | time (s) |",
-            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    return "\n".join(head + rows) + "\n"
+    head = ["machine", "CPU class (torch's kernels)", "date", "commit"]
+    head += ["torch (numpy, Pillow, Python)", "trace's commit", "result", "time (s)"]
+    return "\n".join(md_table(head, rows)) + "\n"

@@ -12,6 +12,7 @@ from typing import Dict, List, Optional
 
 from ..checkpoint import atomic_write_text
 from ..utils.provenance import provenance
+from ..utils.tables import md_table
 from .pipeline import Step, run_steps
 
 __all__ = ["CAVEAT", "MAIN_ITERS", "mini_steps", "format_table", "run_pipeline"]
@@ -48,16 +49,17 @@ def mini_steps(out: str, baseline_iters: int, stage1_iters: int, stage2_iters: i
     ]  # fmt: skip
 
 
+KEYS = ("bbox/AP", "bbox/AP50", "bbox/AP75", "bbox/APs", "segm/AP")  # the table's metrics
+COSINES = ("lift", "bilinear", "nearest")
+
+
 def _fmt(v: Optional[float]) -> str:
     return "n/a" if v is None or v != v else f"{v:.2f}"
 
 
 def format_table(results: Dict[str, Dict], steps: List[Step]) -> str:
     """Markdown: one row per detector (box AP, AP50, AP75, APs, mask AP) + stage one's cosines."""
-    lines = [
-        "| model | iterations | box AP | AP50 | AP75 | APs | mask AP |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for s in steps:
         r = results.get(s.name, {})
         if s.final != "model_final.pth":  # stage one: its cosines below
@@ -65,21 +67,16 @@ def format_table(results: Dict[str, Dict], steps: List[Step]) -> str:
         iters = f"{results['baseline'].get('iterations', '?')}"
         if s.name != "baseline":
             iters += f" + {r.get('iterations', '?')}"
-        lines.append(
-            f"| {s.label} | {iters} | {_fmt(r.get('bbox/AP'))} | {_fmt(r.get('bbox/AP50'))} | "
-            f"{_fmt(r.get('bbox/AP75'))} | {_fmt(r.get('bbox/APs'))} | {_fmt(r.get('segm/AP'))} |"
-        )
+        rows.append([s.label, iters, *(_fmt(r.get(k)) for k in KEYS)])
+    lines = md_table(["model", "iterations", "box AP", "AP50", "AP75", "APs", "mask AP"], rows)
     s1 = results.get("stage1", {})
     if s1:
+        cosines = [f"{s1.get(f'lift_quality/cos_{k}', float('nan')):.4f}" for k in COSINES]
         lines += [
             "",
             "Stage one, held-out mean cosine similarity to the ViT's features of the 2x image:",
             "",
-            "| LiFT | bilinear | nearest |",
-            "|---|---|---|",
-            f"| {s1.get('lift_quality/cos_lift', float('nan')):.4f} | "
-            f"{s1.get('lift_quality/cos_bilinear', float('nan')):.4f} | "
-            f"{s1.get('lift_quality/cos_nearest', float('nan')):.4f} |",
+            *md_table(["LiFT", "bilinear", "nearest"], [cosines]),
         ]
         if s1.get("lift_quality/cos_lift", 1.0) < s1.get("lift_quality/cos_bilinear", 0.0):
             lines += [

@@ -7,15 +7,6 @@ from typing import Dict, List, Sequence
 from .schedule import ARMS, CONTROL, arm_labels
 from .statistics import COSINES, paired_interval
 
-__all__ = [
-    "REFERENCES",
-    "zero_shot_per_seed",
-    "recovered_shares",
-    "paired_arms",
-    "placement_words",
-    "RECIPE_ARMS",
-]
-
 # the gap each group's arms are measured against: (low end, high end) of box AP
 REFERENCES = {
     "up": ("ft", "image2x", "the 2x image's gain over the same-budget control"),
