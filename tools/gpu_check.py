@@ -81,23 +81,12 @@ def main(args) -> int:
     name = torch.cuda.get_device_name(device) if has_cuda else f"CPU ({os.cpu_count()} cores)"
     output_dir = args.output_dir or os.path.join(REPO, "output/gpu" if args.toy else "docs/gpu")
     batches = args.batches or list(setup.batches)
-    result: Dict[str, Any] = dict(
-        toy=args.toy,
-        device=name,
-        device_slug=slug(name),
-        cuda=torch.version.cuda if has_cuda else "none",
-        gpu_memory_GiB=(
-            (torch.cuda.get_device_properties(device).total_memory / 2**30) if has_cuda else None
-        ),
-        amp_dtype=str(amp_dtype).replace("torch.", ""),
-        image_size=setup.size,
-        proposals=setup.heads[0],
-        detections=setup.heads[1],
-        budget_s=args.budget_s,
-        skipped=[],
-        failed=[],
-        **provenance(),
-    )
+    memory = torch.cuda.get_device_properties(device).total_memory / 2**30 if has_cuda else None
+    result: Dict[str, Any] = dict(toy=args.toy, device=name, device_slug=slug(name))
+    result.update(cuda=torch.version.cuda if has_cuda else "none", gpu_memory_GiB=memory)
+    result.update(amp_dtype=str(amp_dtype).replace("torch.", ""), image_size=setup.size)
+    result.update(proposals=setup.heads[0], detections=setup.heads[1], budget_s=args.budget_s)
+    result.update(skipped=[], failed=[], **provenance())
     sections = result["sections_s"] = {}
     base = os.path.join(output_dir, result["device_slug"])
 
@@ -150,11 +139,10 @@ def main(args) -> int:
     result["wall_s"] = budget.elapsed()
     print(write_report(result, base))
     logger.info(f"Wrote {base}.json and {base}.md.")
-    if result["failed"]:
-        logger.error(
-            f"Failed: {', '.join(f['section'] for f in result['failed'])} (see the report)."
-        )
-    return 1 if result["failed"] else 0
+    failed = [f["section"] for f in result["failed"]]
+    if failed:
+        logger.error(f"Failed: {', '.join(failed)} (see the report).")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

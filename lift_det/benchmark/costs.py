@@ -74,13 +74,6 @@ def free(device) -> None:
         torch.cuda.empty_cache()
 
 
-def out_of_memory(e: Exception, device) -> Dict[str, bool]:
-    """Logs a CUDA out-of-memory error, frees the cache and returns the row it leaves."""
-    logger.warning(f"out of memory: {str(e).splitlines()[0]}")
-    free(device)
-    return dict(oom=True)
-
-
 def peak_memory_mib(fn: Callable[[], Any], device) -> float:
     """CUDA: peak allocated by one call; CPU: the process's peak RSS so far (resource)."""
     if device.type == "cuda":
@@ -100,12 +93,9 @@ def time_interleaved(
     device="cpu",
     num_threads: Optional[int] = None,
 ) -> Dict[str, list]:
-    """
-    The one timing helper: ``rounds`` measurements of each function (torch.utils.benchmark's
-    ``blocked_autorange``), taken A B .. Z, then Z .. B A, and so on, so that a drift of the
-    machine falls on every function alike; CUDA is synchronized after each call.
-    ``num_threads``: torch's threads while timing (default: now's).
-    """
+    """The one timing helper: ``rounds`` measurements of each function (``blocked_autorange``),
+    taken A B .. Z, then Z .. B A, ..., so that a drift of the machine falls on every function
+    alike; CUDA synchronized after each call; ``num_threads``: torch's (default: now's)."""
     # imported here: torch.utils.benchmark logs a CUDA_HOME warning on import without CUDA
     from torch.utils.benchmark import Timer
 
@@ -134,7 +124,9 @@ def measure(fn: Callable[[], Any], device, min_run_time: float) -> Dict[str, Any
         memory = peak_memory_mib(lambda: (fn(), sync(device)), device)
         (m,) = time_interleaved({"fn": fn}, 1, min_run_time, device)["fn"]
     except torch.cuda.OutOfMemoryError as e:
-        return out_of_memory(e, device)
+        logger.warning(f"out of memory: {str(e).splitlines()[0]}")
+        free(device)
+        return dict(oom=True)
     return dict(median_s=m.median, iqr_s=m.iqr, runs=len(m.times), peak_memory_MiB=memory)
 
 

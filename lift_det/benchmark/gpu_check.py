@@ -1,8 +1,5 @@
-"""
-The GPU check's setups and inference measurements (tools/gpu_check.py): ViTDet with and without
-LiFT (random weights) per batch, attention and precision, the backbone alone, the up placement and
-ViT-L / ViT-H while a budget lasts; ratios between the rows.
-"""
+"""The GPU check's setups and inference measurements (tools/gpu_check.py): ViTDet with and without
+LiFT per batch, attention and precision, its backbone alone, the up placement and ViT-L / ViT-H."""
 
 import itertools
 import logging
@@ -15,15 +12,7 @@ import torch
 from ..config import VIT_SIZES
 from ..modeling import ATTN_IMPLS, set_attn_impl
 from ..utils import REPO
-from .costs import (
-    free,
-    out_of_memory,
-    peak_memory_mib,
-    random_detector,
-    random_image,
-    sync,
-    time_interleaved,
-)
+from .costs import free, peak_memory_mib, random_detector, random_image, sync, time_interleaved
 
 __all__ = ["GPU", "TOY", "Budget", "Setup", "inference_ratios", "inference_rows", "vit_size_rows"]
 
@@ -139,7 +128,7 @@ def inference_rows(
         try:
             times = time_interleaved(fns, 2, setup.min_run_time, device)
         except torch.cuda.OutOfMemoryError as e:
-            out_of_memory(e, device)
+            _out_of_memory(e, device)
             times = {}
         part, batch, impl, precision = setting
         for name, rel in detectors.items():
@@ -178,7 +167,12 @@ def _peak_memory(fn, device):
     try:
         return peak_memory_mib(lambda: (fn(), sync(device)), device)
     except torch.cuda.OutOfMemoryError as e:
-        out_of_memory(e, device)
+        _out_of_memory(e, device)
+
+
+def _out_of_memory(e, device) -> None:
+    logger.warning(f"out of memory: {str(e).splitlines()[0]}")
+    free(device)
 
 
 def _paired(measured, memory) -> Dict[str, Any]:
@@ -214,9 +208,8 @@ def inference_ratios(rows) -> Dict[str, List[Dict[str, Any]]]:
 
 
 def vit_size_rows(setup, device, amp_dtype, budget, inference_s, result) -> Dict[str, Any]:
-    """ViT-L / ViT-H rows (AMP, batch 1, both attentions) while the budget lasts. A size's
-    estimate is ViT-B's inference time scaled by the ViT's width^2 x depth, for its share of rows.
-    """
+    """ViT-L / ViT-H rows (AMP, batch 1, both attentions) while the budget lasts (estimated from
+    ViT-B's inference time, scaled by the ViT's width^2 x depth)."""
     rows, ratios = [], {}
     b = VIT_SIZES["B"]
     measured = len(result["inference"]["rows"])
