@@ -92,17 +92,15 @@ def run_pipeline(
     baseline_iters: int = MAIN_ITERS["baseline"],
     stage1_iters: int = MAIN_ITERS["stage1"],
     stage2_iters: int = MAIN_ITERS["stage2"],
-    extra: Optional[List[str]] = None,
-    resume: bool = False,
-    overwrite: bool = False,
+    **kwargs,
 ) -> Dict:
-    """The main job: run every step (one at a time) and write the table; ``resume`` and
-    ``overwrite`` as in :func:`run_steps`."""
+    """The main job: run every step (one at a time; ``kwargs``: :func:`run_steps`' ``extra``,
+    ``resume``, ``overwrite``) and write the table."""
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
     t0 = time.time()
     steps = mini_steps(out, baseline_iters, stage1_iters, stage2_iters)
-    results = run_steps(steps, out, extra=extra, resume=resume, overwrite=overwrite)
+    results = run_steps(steps, out, **kwargs)
     for r in results.values():
         r.pop("seconds", None)
     table = format_table(results, steps)

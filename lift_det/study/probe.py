@@ -68,12 +68,11 @@ def run_probe(
     stage2_iters: int,
     *,
     extra: Optional[List[str]] = None,
-    resume: bool = False,
-    overwrite: bool = False,
+    **kwargs,
 ) -> Dict[str, Any]:
-    """Runs :func:`probe_steps` in ``out`` on the study's training images and
-    :data:`PROBE_VAL_IMAGES` val images; returns the trace: setup, provenance and per step
-    :func:`describe` plus ``losses`` (one ``{name: float.hex}`` per iteration)."""
+    """Runs :func:`probe_steps` in ``out`` (``kwargs``: :func:`run_steps`' ``resume``,
+    ``overwrite``) on the study's training images and :data:`PROBE_VAL_IMAGES` val images;
+    returns the trace: setup, provenance and per step :func:`describe` plus ``losses``."""
     from ..data import generate_mini_coco
     from ..utils.provenance import provenance
 
@@ -81,8 +80,8 @@ def run_probe(
     steps = probe_steps(out, iters, baseline_iters, stage1_iters, stage2_iters)
     root = os.path.join(out, "data")
     generate_mini_coco(root, num_val=PROBE_VAL_IMAGES)
-    run_steps(steps, out, jobs=1, extra=extra, resume=resume, overwrite=overwrite, tag="probe",
-              env={"LIFT_DET_MINI_ROOT": root})  # fmt: skip
+    env = {"LIFT_DET_MINI_ROOT": root}
+    run_steps(steps, out, jobs=1, extra=extra, tag="probe", env=env, **kwargs)
     recorded = []
     for step in steps:
         path = os.path.join(out, step.name, "loss_trace.json")

@@ -5,7 +5,7 @@ steps (:mod:`.schedule`), then writes its statistics, each arm's costs, its figu
 import json
 import os
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 import torch
 from fvcore.nn import parameter_count
 
@@ -43,15 +43,13 @@ def run_study(
     jobs: int = 2,
     arms: Optional[Sequence[str]] = None,
     report_dir: Optional[str] = None,
-    extra: Optional[List[str]] = None,
-    resume: bool = False,
-    overwrite: bool = False,
     val_images: int = 240,
+    **kwargs,
 ) -> Dict:
-    """Run the study's steps (``jobs`` at a time) on its own copy of the mini data with
-    ``val_images`` val images (:func:`study_data`) and write ``mini_study.{md,json,png}`` and
-    ``mini_study_cosine.png`` to ``report_dir`` (default ``out``), with the trace of the
-    reproducibility probe, ``mini_study_trace.json`` (:mod:`lift_det.study.probe`)."""
+    """Run the study's steps (``jobs`` at a time; ``kwargs``: :func:`run_steps`' ``extra``,
+    ``resume``, ``overwrite``) on its own mini data with ``val_images`` val images and write
+    ``mini_study.{md,json,png}``, ``mini_study_cosine.png`` and the probe's
+    ``mini_study_trace.json`` (:mod:`.probe`) to ``report_dir`` (default ``out``)."""
     from detectron2.data import DatasetCatalog
 
     out = os.path.abspath(out)
@@ -60,15 +58,14 @@ def run_study(
     env = {"LIFT_DET_MINI_ROOT": study_data(out, val_images)}  # the steps' data
     steps = study_steps(out, seeds, baseline_iters, stage1_iters, stage2_iters, arms=arms)
     print(f"[study] {len(steps)} steps, {jobs} at a time: 1 shared baseline, {len(seeds)} seeds")
-    results = run_steps(steps, out, jobs=jobs, extra=extra, resume=resume, overwrite=overwrite,
-                        tag="study", env=env)  # fmt: skip
+    results = run_steps(steps, out, jobs=jobs, tag="study", env=env, **kwargs)
     report_dir = os.path.abspath(report_dir or out)
     os.makedirs(report_dir, exist_ok=True)
     trace = os.path.join(report_dir, "mini_study_trace.json")
     print(f"[study] the reproducibility probe (make study-check compares with {trace})")
-    write_trace(os.path.join(out, "probe"), trace, baseline_iters, stage1_iters, stage2_iters,
-                iters=min(PROBE_ITERS, baseline_iters, stage1_iters, stage2_iters), extra=extra,
-                resume=resume, overwrite=overwrite)  # fmt: skip
+    budgets = (baseline_iters, stage1_iters, stage2_iters)
+    iters = min(PROBE_ITERS, *budgets)
+    write_trace(os.path.join(out, "probe"), trace, *budgets, iters=iters, **kwargs)
     chosen = DEFAULT_ARMS if arms is None else arms
     arm_names = [a[0] for a in ARMS if a[0] in chosen]
     per_seed = {
