@@ -306,7 +306,7 @@ def _placement_study(lift, bilinear):
         "zero_shot": {"summary": summary, "recovered": placements.recovered_shares(
             per_seed, arms)},
         "recovered": placements.recovered_shares(per_seed, arms),
-        "lift_vs_control": {"up": placements.paired_arms(per_seed, "lift", "bilinear")},
+        "lift_vs_control": {"up": statistics.paired_arms(per_seed, "lift", "bilinear")},
     }  # fmt: skip
 
 
@@ -352,7 +352,7 @@ def test_recipe_words_pair_the_other_stage_one_with_the_studys():
     per_seed, study = _placement_study([55.0, 57.0, 58.0], [51.0, 52.0, 55.0])
     for s, ap in zip(per_seed, (56.0, 56.0, 61.0)):
         per_seed[s]["lift_long"] = {k: ap for k, _ in statistics.METRICS}
-    study["recipes"] = {"lift_long": placements.paired_arms(per_seed, "lift_long", "lift")}
+    study["recipes"] = {"lift_long": statistics.paired_arms(per_seed, "lift_long", "lift")}
     study["summary"]["stage1_cosines"] = {"LiFT": {"mean": 0.9},
                                           "LiFT, stage one 4x longer": {"mean": 0.95}}  # fmt: skip
     recipe = placements.placement_words(study)[-1]

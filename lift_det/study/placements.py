@@ -59,13 +59,6 @@ def recovered_shares(per_seed: Dict, arms: Sequence[str], key: str = "bbox/AP") 
     return out
 
 
-def paired_arms(per_seed: Dict, a: str, b: str, key: str = "bbox/AP") -> Dict:
-    """The paired difference ``a - b`` over seeds (mean, 95% t interval, significant)."""
-    d = paired_interval([per_seed[s][a][key] - per_seed[s][b][key] for s in sorted(per_seed)])
-    d["significant"] = bool(d["low"] > 0 or d["high"] < 0)
-    return d
-
-
 def _d(d: Dict) -> str:
     return f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
 

@@ -18,17 +18,11 @@ from ..utils import REPO
 from ..utils.provenance import provenance
 from .figures import plot_cosine_vs_ap, plot_frontier
 from .pipeline import run_steps
-from .placements import (
-    PLACEMENT_ARMS,
-    RECIPE_ARMS,
-    paired_arms,
-    recovered_shares,
-    zero_shot_per_seed,
-)
+from .placements import PLACEMENT_ARMS, RECIPE_ARMS, recovered_shares, zero_shot_per_seed
 from .probe import PROBE_ITERS, write_trace
 from .report import format_report
 from .schedule import ARMS, BASELINE_DROP, DEFAULT_ARMS, study_steps
-from .statistics import METRICS, cosine_vs_ap, plateau, read_curve, summarize
+from .statistics import METRICS, cosine_vs_ap, paired_arms, plateau, read_curve, summarize
 
 __all__ = ["run_study", "study_data"]
 

@@ -55,6 +55,13 @@ def paired_interval(diffs: Sequence[float], level: float = 0.95) -> Dict[str, fl
     return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(d)}
 
 
+def paired_arms(per_seed: Dict, a: str, b: str, key: str = "bbox/AP") -> Dict:
+    """The paired difference ``a - b`` over seeds (mean, 95% t interval, significant)."""
+    d = paired_interval([per_seed[s][a][key] - per_seed[s][b][key] for s in sorted(per_seed)])
+    d["significant"] = bool(d["low"] > 0 or d["high"] < 0)
+    return d
+
+
 def _mean_std(values: Sequence[float]) -> Dict[str, float]:
     v = np.asarray(values, dtype=float)
     std = float(v.std(ddof=1)) if len(v) > 1 else math.nan
@@ -75,10 +82,7 @@ def summarize(per_seed: Dict[int, Dict[str, Dict[str, float]]], arms: Sequence[s
             values = [per_seed[s][arm][key] for s in seeds]
             row[key] = _mean_std(values)
             if arm != CONTROL and CONTROL in arms:
-                diff = paired_interval([per_seed[s][arm][key] - per_seed[s][CONTROL][key]
-                                        for s in seeds])  # fmt: skip
-                diff["significant"] = bool(diff["low"] > 0 or diff["high"] < 0)
-                row[key]["vs_control"] = diff
+                row[key]["vs_control"] = paired_arms(per_seed, arm, CONTROL, key)
         table[arm] = row
     cosines = {}
     for step, key, label in COSINES:
