@@ -54,18 +54,12 @@ def main(args) -> None:
     for k, v in iters.items():
         if v < 1:
             raise UserError(f"--{k}-iters must be >= 1, got {v}")
+    budgets = (iters["baseline"], iters["stage1"], iters["stage2"])
     extra = [o for o in args.opts if o != "--"]
+    kwargs = dict(extra=extra, resume=args.resume, overwrite=args.overwrite)
     if not study:
-        run_pipeline(
-            args.output_dir or "output/mini",
-            iters["baseline"],
-            iters["stage1"],
-            iters["stage2"],
-            extra=extra,
-            resume=args.resume,
-            overwrite=args.overwrite,
-        )
-        return  # fmt: skip
+        run_pipeline(args.output_dir or "output/mini", *budgets, **kwargs)
+        return
     jobs = 2 if args.jobs is None else args.jobs
     if jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {jobs}")
@@ -77,10 +71,9 @@ def main(args) -> None:
         raise UserError(f"--val-images must be >= 1, got {val_images}")
     from lift_det.study.run import run_study
 
-    run_study(args.output_dir or "output/study", list(range(args.seeds)), iters["baseline"],
-              iters["stage1"], iters["stage2"], jobs=jobs, arms=args.arms,
-              report_dir=args.report_dir, extra=extra, resume=args.resume,
-              overwrite=args.overwrite, val_images=val_images)  # fmt: skip
+    seeds, out = list(range(args.seeds)), args.output_dir or "output/study"
+    kwargs.update(jobs=jobs, arms=args.arms, report_dir=args.report_dir, val_images=val_images)
+    run_study(out, seeds, *budgets, **kwargs)
 
 
 if __name__ == "__main__":

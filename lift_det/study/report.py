@@ -31,6 +31,7 @@ def format_report(study: Dict) -> str:
     arms = study["arms"]
     labels = arm_labels(study)
     s, setup, base = study["summary"], study["setup"], study["baseline"]
+    timed = all("cpu_ms" in c for c in study["costs"].values())
     n, control, names = len(s["seeds"]), labels[CONTROL], [name for _, name in METRICS]
     lines = [
         f"Mini study, {n} seeds ({', '.join(map(str, s['seeds']))}): made by `{study['command']}` "
@@ -41,11 +42,7 @@ def format_report(study: Dict) -> str:
         f"({base['iterations']} iterations, box AP {base['final']['bbox/AP']:.2f}, mask AP "
         f"{base['final']['segm/AP']:.2f}) and trains {setup['stage2_iters']} iterations with the "
         f"ViT frozen; GFLOPs (fvcore)"
-        + (
-            " and CPU latency (one thread, measured in this run)"
-            if all("cpu_ms" in c for c in study["costs"].values())
-            else ""
-        )
+        + (" and CPU latency (one thread, measured in this run)" if timed else "")
         + " at inference on one image at the arm's input size (px).",
         "",
     ]
@@ -74,7 +71,9 @@ def format_report(study: Dict) -> str:
     if left:
         lines += [f"Not run by default (`STUDY_ARGS=\"--arms ...\"` runs them): "
                   f"{'; '.join(left)}.", ""]  # fmt: skip
-    cos = s["stage1_cosines"]
+    cos, p = s["stage1_cosines"], base["plateau"]
+    gain = f"gained {p['gain']:+.2f}, " if p["gain"] is not None else f"not met ({p.get('why')}), "
+    verdict = "plateaued." if p["plateaued"] else "**not plateaued** by it."
     lines += [
         f"Stage one ({setup['stage1_iters']} iterations per seed), held-out mean cosine "
         f"similarity to the ViT's features of the 2x image:",
@@ -82,15 +81,7 @@ def format_report(study: Dict) -> str:
         *md_table(list(cos), [[_pm(v, 4) for v in cos.values()]]),
         "",
         f"The shared baseline: val box AP every {base['eval_period']} iterations. Convergence "
-        f"criterion, "
-        f"fixed before the run: {base['plateau']['criterion']}: "
-        + (
-            f"gained {base['plateau']['gain']:+.2f}, "
-            if base["plateau"]["gain"] is not None
-            else f"not met ({base['plateau'].get('why')}), "
-        )
-        + ("plateaued." if base["plateau"]["plateaued"] else "**not plateaued** by it.")
-        + " "
+        f"criterion, fixed before the run: {p['criterion']}: {gain}{verdict} "
         + base.get("schedule", "The learning rate drops 10x at 90%."),
         "",
         *md_table(
