@@ -22,6 +22,7 @@ from lift_det.checkpoint import atomic_write_text
 from lift_det.study.check import render_study_checks
 from lift_det.study.report import format_headline
 from lift_det.utils import REPO
+from lift_det.utils.tables import md_table
 
 # the documentation a user reads: the README and the pages it links (the reports in docs/ that the
 # tools write are lower case)
@@ -95,7 +96,7 @@ def gpu_tables(reports) -> str:
         rows += [dict(x, model=f"stage two, `{x['config']}`") for x in stage_two]
         for x in rows:
             peak = "out of memory" if x.get("oom") else f"{x['peak_memory_MiB']:.0f}"
-            memory.append(f"| {r['device']} | {x['model']} | {x['batch']} | {peak} |")
+            memory.append([r["device"], x["model"], x["batch"], peak])
         made.append(
             f"*{r['device']}: made {r['date']} at commit `{r['commit']}`, torch {r['torch']}, "
             f"CUDA {r['cuda']}: `{r['command']}`.*"
@@ -110,9 +111,9 @@ def gpu_tables(reports) -> str:
             "|---|---:|---:|---:|---:|---:|---:|---:|---|",
             *cost,
             "",
-            "| GPU | training (AMP) | batch per GPU | peak memory (MiB) |",
-            "|---|---|---:|---:|",
-            *memory,
+            *md_table(
+                ["GPU", "training (AMP)", "batch per GPU", "peak memory (MiB)"], memory, "llrr"
+            ),
             "",
             *made,
         ]

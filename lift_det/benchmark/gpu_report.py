@@ -31,7 +31,7 @@ def _yes(flag: bool) -> str:
 
 def _table(header, cells) -> List[str]:
     """A table between blank lines, its numbers (every column but the first) right-aligned."""
-    return ["", *md_table(header, cells, len(header) - 1), ""]
+    return ["", *md_table(header, cells, "l" + "r" * (len(header) - 1)), ""]
 
 
 def _losses(run) -> str:

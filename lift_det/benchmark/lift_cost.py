@@ -206,14 +206,14 @@ def format_markdown(result) -> str:
         (r["name"], f"{r['params_M']:.2f}", f"{r['flops_G']:.1f}", _px(r["image_size"]), r["note"])
         for r in result["rows"]
     ]
-    lines += md_table(header, cells, 4)
+    lines += md_table(header, cells, "lrrrr")
     if result["timings"]:
         header = ["Inference", "Input", "Median (s)", "Peak memory (MiB)"]
         cells = [
             (t["name"], _px(t["image_size"]), f"{t['median_s']:.3f}", f"{t['peak_memory_MiB']:.0f}")
             for t in result["timings"]
         ]
-        lines += ["", *md_table(header, cells, 3)]
+        lines += ["", *md_table(header, cells, "lrrr")]
     sizes = {"flops mrcnn": "detector_size", "flops cascade": "detector_size", "time": "time_size"}
     cells = [
         (
@@ -223,7 +223,7 @@ def format_markdown(result) -> str:
         )
         for k, v in result["ratios"].items()
     ]
-    lines += ["", *md_table(["Ratio", "Input", "Value"], cells, 2)]
+    lines += ["", *md_table(["Ratio", "Input", "Value"], cells, "lrr")]
     for preset, table in result["flop_tables"].items():
         lines += ["", f"FLOPs of {preset} by module (fvcore):", "", "```", table, "```"]
     return "\n".join(lines) + "\n"

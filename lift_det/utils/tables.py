@@ -8,8 +8,8 @@ def md_row(cells: Iterable) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def md_table(header: Sequence, rows: Iterable[Sequence], right: int = 0) -> List[str]:
-    """A markdown table's lines: the header, its rule (the last ``right`` columns right-aligned)
-    and one line per row."""
-    rule = "|" + "---|" * (len(header) - right) + "---:|" * right
+def md_table(header: Sequence, rows: Iterable[Sequence], align: str = "") -> List[str]:
+    """A markdown table's lines: the header, its rule and one line per row. ``align``: a letter
+    per column, ``r`` right-aligns it (default: every column left)."""
+    rule = "|" + "".join("---:|" if a == "r" else "---|" for a in align.ljust(len(header), "l"))
     return [md_row(header), rule, *map(md_row, rows)]
