@@ -58,11 +58,9 @@ def main(args):
     grid = (args.grid, args.grid) if args.grid else None
     logger.info(f"CKA over scales {args.scales} of {size}px, {len(paths)} image(s)...")
     results = scale_invariance(net, images, args.scales, size, grid, num_passes=args.passes)
-    used = (
-        f"{len(paths)} images"
-        if len(paths) == len(found)
-        else (f"the first {len(paths)} of {len(found)} images, --max-images {args.max_images}")
-    )
+    used = f"{len(paths)} images"
+    if len(paths) < len(found):
+        used = f"the first {len(paths)} of {len(found)} images, --max-images {args.max_images}"
     logger.info(f"images: {used}")
     title = f"Linear CKA across input scales (base {size}px, {used})"
     caveat = weights_caveat(net, loaded)
@@ -71,16 +69,9 @@ def main(args):
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     plot_scale_cka(results, args.scales, args.output, title=title)
     json_path = args.json or os.path.splitext(args.output)[0] + ".json"
-    p = net.lift.patch_size
-    info = dict(
-        scales=args.scales,
-        base_size=size,
-        grid=list(grid or (2 * size // p, 2 * size // p)),
-        images=paths,
-        images_found=len(found),
-        weights_loaded=loaded,
-        passes=args.passes,
-    )
+    side = 2 * size // net.lift.patch_size  # the default grid's
+    info = dict(scales=args.scales, base_size=size, grid=list(grid or (side, side)))
+    info.update(images=paths, images_found=len(found), weights_loaded=loaded, passes=args.passes)
     atomic_write_text(json_path, json.dumps({**info, "cka": results}, indent=2))
     for label, matrix in results.items():
         off = [v for i, row in enumerate(matrix) for j, v in enumerate(row) if i != j]

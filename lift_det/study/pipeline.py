@@ -177,23 +177,15 @@ def run_steps(
             todo.append(step)
     prior = {s.name: STEP_OVERHEAD_S + s.iters * s.cost for s in steps}
     spent: Dict[str, float] = {}  # wall seconds of the steps run here
-    t0 = time.time()
     started: Dict[str, float] = {}
-    futures = {}
-    failed: List[BaseException] = []
-
-    def scale() -> float:
-        # s/it of this machine vs the costs' unit, from the steps finished here
-        done = [n for n in spent if spent[n] > 0]
-        return sum(spent[n] for n in done) / sum(prior[n] for n in done) if done else 1.0
+    futures, failed, t0 = {}, [], time.time()
 
     def report(finished: str = "") -> None:
-        k = scale()
-        est = {n: v * k for n, v in prior.items()}
-        now = time.time()
-        left = [s for s in todo if s.name not in spent]
+        done = [n for n in spent if spent[n] > 0]  # this machine's s/it vs the costs' unit
+        k = sum(spent[n] for n in done) / sum(prior[n] for n in done) if done else 1.0
+        now, left = time.time(), [s for s in todo if s.name not in spent]
         running = {s.name: now - started[s.name] for s in left if s.name in started}
-        eta = estimate_makespan(left, est, jobs, running)
+        eta = estimate_makespan(left, {n: v * k for n, v in prior.items()}, jobs, running)
         what = f" ({finished} took {spent[finished]:.0f} s)" if finished else ""
         print(
             f"[{tag}] {len(steps) - len(left)}/{len(steps)} steps done{what}; running: "
