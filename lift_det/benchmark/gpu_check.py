@@ -130,11 +130,10 @@ def inference_rows(
         except torch.cuda.OutOfMemoryError as e:
             _out_of_memory(e, device)
             times = {}
-        part, batch, impl, precision = setting
+        keys = dict(zip(("part", "batch", "attn_impl", "precision"), setting))
         for name, rel in detectors.items():
-            row = dict(model=name, config=rel, part=part, batch=batch, attn_impl=impl)
-            row["precision"] = precision
-            rows.append({**row, **_paired(times.get(name), memory[(name, *setting)])})
+            paired = _paired(times.get(name), memory[(name, *setting)])
+            rows.append(dict(model=name, config=rel, **keys, **paired))
             logger.info(f"inference: {rows[-1]}")
     del models
     free(device)
@@ -145,10 +144,8 @@ def _inference_call(model, setup, device, part, batch, impl, precision, amp_dtyp
     """The whole detector on a batch of images, or its backbone (ViT [+ upsampler] + pyramid) on
     the same images, normalized and padded as the detector does."""
     size = setup.size
-    inputs = [
-        {"image": random_image(size, i, device), "height": size, "width": size}
-        for i in range(batch)
-    ]
+    sized = dict(height=size, width=size)
+    inputs = [{"image": random_image(size, i, device), **sized} for i in range(batch)]
     if part == "backbone":
         with torch.no_grad():
             tensor = model.preprocess_image(inputs).tensor

@@ -1,9 +1,5 @@
-"""
-The cost of LiFT in ViTDet (tools/benchmark.py): parameters and FLOPs (fvcore, as upstream's
-tools/analyze_model.py) of every LiFT preset next to its ViT, of the controls and of the detectors
-with and without LiFT; inference time with / without LiFT and a stage-one step over a frozen-ViT
-forward (interleaved); the markdown table.
-"""
+"""The cost of LiFT in ViTDet (tools/benchmark.py): parameters and FLOPs (fvcore) of the LiFT
+presets, their ViTs, the controls and the detectors; inference and stage-one step times."""
 
 import copy
 import functools
@@ -115,9 +111,8 @@ def detector_rows(size, device, config_dir, heads):
         flops[key] = count_flops(ModelFlopCountAnalysis(model, inputs))
         note = f"random weights, {heads[0]} proposals, {heads[1]} detections"
         rows.append(row(label, parameter_count(model)[""], flops[key], size, note))
-        logger.info(
-            f"  {label}: {flops[key] / 1e9:.1f} GFLOPs ({time.perf_counter() - start:.0f}s)"
-        )
+        took = time.perf_counter() - start
+        logger.info(f"  {label}: {flops[key] / 1e9:.1f} GFLOPs ({took:.0f}s)")
     ratios = {k: flops[f"{k}_lift"] / flops[k] for k in ("mrcnn", "cascade")}
     return rows, ratios
 
@@ -129,13 +124,10 @@ def inference_timings(size, device, repeats, config_dir, heads):
     amp = torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda")
 
     def infer(model):
-        def fn():
-            with torch.no_grad(), amp:
-                return model(inputs)
+        with torch.no_grad(), amp:
+            return model(inputs)
 
-        return fn
-
-    fns = {k: infer(m) for k, m in models.items()}
+    fns = {k: functools.partial(infer, m) for k, m in models.items()}
     memory = {k: peak_memory_mib(fn, device) for k, fn in fns.items()}  # also the warmup
     measured = time_interleaved(fns, repeats, device=device)
     median = {k: merged_median(ms) for k, ms in measured.items()}
@@ -146,11 +138,8 @@ def inference_timings(size, device, repeats, config_dir, heads):
 
 
 def measure_stage1_ratio(distiller, batch, repeats: int = 5, use_amp=None) -> float:
-    """
-    One stage-one training step (F at x, x/2, x/4, LiFT at two scales, backward, AdamW step)
-    over one frozen-ViT forward of the same batch, interleaved; LiFT's weights and the model's
-    mode are restored afterwards.
-    """
+    """One stage-one training step (backward and AdamW step included) over one frozen-ViT forward
+    of the same batch, interleaved; LiFT's weights and the model's mode are restored after."""
     device = distiller.device
     use_amp = device.type == "cuda" if use_amp is None else use_amp
     saved = copy.deepcopy(distiller.lift.state_dict())
