@@ -28,18 +28,6 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
-def _lift_for(embed_dim: int, patch_size: int) -> nn.Module:
-    """The LiFT preset of a ViT's width, for a config with a plain ViT; LiFT-S (the smallest) for
-    a width without a preset (e.g. the mini configs' ViT)."""
-    preset = LIFT_PRESET_FOR_WIDTH.get(embed_dim, "LiFT-S")
-    return build_upsampler(preset, embed_dim, patch_size)
-
-
-def default_feature_config() -> str:
-    """lift_det's mini stage-one config (``configs/mini/lift_stage1.py``)."""
-    return get_config_file("mini/lift_stage1.py")
-
-
 def build_feature_model(config_file: Optional[str] = None) -> ViTLiFT:
     """
     The ViT + LiFT whose features are analysed, in eval mode, with fresh weights (see
@@ -50,7 +38,7 @@ def build_feature_model(config_file: Optional[str] = None) -> ViTLiFT:
     """
     from detectron2.config import LazyConfig, instantiate
 
-    config_file = config_file or default_feature_config()
+    config_file = config_file or get_config_file("mini/lift_stage1.py")
     model = LazyConfig.load(config_file).model
     if "source" in model and "lift" in model:
         if "net" not in model.source:  # e.g. a timm ViT (configs/mini/lift_stage1_timm.py)
@@ -75,8 +63,9 @@ def build_feature_model(config_file: Optional[str] = None) -> ViTLiFT:
             f"model.backbone.net (a ViTDet detector): no ViT to take features from."
         )
     vit_args = {k: vit_cfg[k] for k in vit_cfg if k != "_target_"}
-    if lift is None:
-        lift = _lift_for(vit_args.get("embed_dim", 768), vit_args.get("patch_size", 16))
+    if lift is None:  # LiFT-S (the smallest) for a width without a preset (the mini ViT)
+        width, patch = vit_args.get("embed_dim", 768), vit_args.get("patch_size", 16)
+        lift = build_upsampler(LIFT_PRESET_FOR_WIDTH.get(width, "LiFT-S"), width, patch)
     return ViTLiFT(lift=lift, **vit_args).eval()
 
 

@@ -78,30 +78,22 @@ def run_study(
     lift_vs_control = {g: paired_arms(per_seed, lift, control)
                        for g, (lift, control) in PLACEMENT_ARMS.items()
                        if lift in arm_names and control in arm_names}  # fmt: skip
+    setup = dict(seeds=list(seeds), baseline_iters=baseline_iters, stage1_iters=stage1_iters)
+    setup.update(stage2_iters=stage2_iters, image_size=256, val_images=len(val), jobs=jobs)
+    left_out = [a[0] for a in ARMS if a[0] not in arm_names]
+    setup.update(justification=_justification(*budgets), arms_left_out=left_out)
+    baseline = dict(iterations=baseline_iters, eval_period=steps[0].overrides["train.eval_period"])
+    final = {k: results["baseline"][k] for k, _ in METRICS}
+    baseline.update(curve=curve, final=final, lr_drop=drop)
+    baseline["schedule"] = (
+        f"The learning rate drops 10x at iteration {drop} ({BASELINE_DROP:.0%} of the iterations)."
+    )
+    baseline["plateau"] = plateau(curve, drop)
     study = {
         "arms": arm_names,
         "labels": {a.name: a.label for a in ARMS},
-        "setup": {
-            "seeds": list(seeds),
-            "baseline_iters": baseline_iters,
-            "stage1_iters": stage1_iters,
-            "stage2_iters": stage2_iters,
-            "image_size": 256,
-            "val_images": len(val),
-            "jobs": jobs,
-            "justification": _justification(baseline_iters, stage1_iters, stage2_iters),
-            "arms_left_out": [a[0] for a in ARMS if a[0] not in arm_names],
-        },
-        "baseline": {
-            "iterations": baseline_iters,
-            "eval_period": steps[0].overrides["train.eval_period"],
-            "curve": curve,
-            "final": {k: results["baseline"][k] for k, _ in METRICS},
-            "lr_drop": drop,
-            "schedule": f"The learning rate drops 10x at iteration {drop} "
-            f"({BASELINE_DROP:.0%} of the iterations).",
-            "plateau": plateau(curve, drop),
-        },
+        "setup": setup,
+        "baseline": baseline,
         "summary": summary,
         "zero_shot": {
             "summary": summarize(zero_shot, arm_names),
