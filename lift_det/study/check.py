@@ -82,19 +82,13 @@ def record_path(folder: str, got: Dict) -> str:
 def record(folder: str, expected: Dict, got: Dict, steps: List[Dict], wall_s: float = 0) -> str:
     """Writes the check's result to :func:`record_path` (a rerun of the same machine class
     replaces it, no other class's; tools/update_readme.py lists them); returns the path."""
-
     os.makedirs(folder, exist_ok=True)
-    path = record_path(folder, got)
-    result = {
-        **{k: got.get(k) for k in ("date", "commit", "machine", *VERSIONS, "cpu_class")},
-        "command": got["command"],
-        "wall_s": wall_s,
-        "identical": all(s["identical"] for s in steps),
-        "iters": expected["iters"],
-        "trace": {k: expected.get(k) for k in ("date", "commit", "machine", *VERSIONS,
-                                               "cpu_class")},  # fmt: skip
-        "steps": steps,
-    }
+    path, made = record_path(folder, got), ("date", "commit", "machine", *VERSIONS, "cpu_class")
+    result = {k: got.get(k) for k in made}
+    result.update(
+        command=got["command"], wall_s=wall_s, identical=all(s["identical"] for s in steps)
+    )
+    result.update(iters=expected["iters"], trace={k: expected.get(k) for k in made}, steps=steps)
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
     return path
 
@@ -121,11 +115,9 @@ def render_study_checks(folder: str) -> str:
         others = versions(r, [k for k in VERSIONS if k != "torch"])  # older records: none
         stack = f"{r['torch']}, {others}" if others else r["torch"]
         c = r.get("cpu_class")  # older records: the machine's name only
-        cls = (
-            f"{c['vendor']} family {c['family']} model {c['model']}, {c['capability']}"
-            if c
-            else "-"
-        )
+        cls = "-"
+        if c:
+            cls = f"{c['vendor']} family {c['family']} model {c['model']}, {c['capability']}"
         wall = f"{r['wall_s']:.0f}" if r.get("wall_s") else "-"
         commits = f"`{r['commit']}`", f"`{r['trace']['commit']}`"
         rows.append([r["machine"], cls, r["date"], commits[0], stack, commits[1], result, wall])
