@@ -9,8 +9,6 @@ import torch.nn.functional as F
 from .feature_model import normalize
 from .features import dense_features, feature_map_cka, method_label, resize_features
 
-__all__ = ["cka_color_range", "plot_scale_cka", "scale_cka_matrix", "scale_invariance"]
-
 
 def scale_cka_matrix(
     extract: Callable[[float], torch.Tensor],

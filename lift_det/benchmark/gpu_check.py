@@ -14,8 +14,6 @@ from ..modeling import ATTN_IMPLS, set_attn_impl
 from ..utils import REPO
 from .costs import free, peak_memory_mib, random_detector, random_image, sync, time_interleaved
 
-__all__ = ["GPU", "TOY", "Budget", "Setup", "inference_ratios", "inference_rows", "vit_size_rows"]
-
 logger = logging.getLogger(__name__)
 
 

@@ -8,8 +8,6 @@ from typing import List
 from ..checkpoint import atomic_write_text
 from ..utils.tables import md_table
 
-__all__ = ["format_markdown", "write_report"]
-
 SETTING = ("model", "part", "batch", "attn_impl", "precision")  # what an inference row measures
 
 

@@ -25,8 +25,6 @@ from ..utils import REPO
 from .costs import detector_config, free, measure, random_distiller, random_image
 from .gpu_check import GPU, build_detector
 
-__all__ = ["stage_one_cost", "stage_one_runs", "stage_two_rows", "stage_two_run", "export_rows"]
-
 logger = logging.getLogger(__name__)
 # COCO train2017, all images: what configs/lift_stage1_coco.py counts as one epoch
 COCO_TRAIN_IMAGES = 118287

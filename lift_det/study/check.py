@@ -14,9 +14,6 @@ from ..utils.provenance import VERSIONS, class_name, slug, versions
 from ..utils.tables import md_table
 from .probe import compare_losses, describe, probe_steps
 
-__all__ = ["STUDY_CHECKS_NONE", "check_steps", "compare_steps", "record", "record_path",
-           "render_study_checks"]  # fmt: skip
-
 
 def check_steps(trace: str, expected: Dict, where: str) -> None:
     """Refuses a trace whose probe steps are not this checkout's (:func:`describe`)."""

@@ -5,8 +5,6 @@ from typing import Dict, List, Optional
 
 from .schedule import ARMS, arm_labels
 
-__all__ = ["arm_colour", "plot_cosine_vs_ap", "plot_frontier"]
-
 
 def arm_colour(arm: str):
     """The arm's colour, the same in every figure (matplotlib's tab20, by its place in ARMS)."""

@@ -15,8 +15,6 @@ from ..utils.provenance import provenance
 from ..utils.tables import md_table
 from .pipeline import Step, run_steps
 
-__all__ = ["CAVEAT", "MAIN_ITERS", "mini_steps", "format_table", "run_pipeline"]
-
 # `make main`'s iterations per step: the baseline, stage one, each stage-two arm
 MAIN_ITERS = {"baseline": 400, "stage1": 500, "stage2": 160}
 

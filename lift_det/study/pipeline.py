@@ -16,8 +16,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..utils import REPO
 from ..utils.cli import UserError
 
-__all__ = ["Step", "StepFailed", "run_steps", "read_final_metrics", "estimate_makespan"]
-
 # Seconds a step's process spends outside its iterations (imports, building, data, checkpoints).
 STEP_OVERHEAD_S = 20.0
 _ECHO = re.compile(r"eta: |Inference done|copypaste: \d|lift_quality|Error|error:|Traceback")

@@ -8,9 +8,6 @@ from .placements import placement_words
 from .schedule import CONTROL, arm_labels
 from .statistics import METRICS
 
-__all__ = ["format_headline", "format_report"]
-
-
 CURVE = (("bbox/AP", "box AP"), ("segm/AP", "mask AP"))  # the baseline's curve's rows
 
 

@@ -24,8 +24,6 @@ from .report import format_report
 from .schedule import ARMS, BASELINE_DROP, DEFAULT_ARMS, study_steps
 from .statistics import METRICS, cosine_vs_ap, paired_arms, plateau, read_curve, summarize
 
-__all__ = ["run_study", "study_data"]
-
 
 def run_study(
     out: str,
