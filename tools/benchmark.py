@@ -76,25 +76,22 @@ def main(args):
     for k in ("image_size", "detector_size", "time_size", "repeats", "proposals", "detections"):
         result[k] = getattr(args, k)
     logger.info(f"FLOPs of {', '.join(args.presets)} and their ViTs at {args.image_size}...")
-    rows, ratios = component_rows(
-        args.presets, args.image_size, device, args.vit_2x, result["flop_tables"]
-    )
-    result["ratios"] = {f"flops {k}": v for k, v in ratios.items()}
+    tables = result["flop_tables"]
+    rows, ratios = component_rows(args.presets, args.image_size, device, args.vit_2x, tables)
+    result["ratios"] = ratios = {f"flops {k}": v for k, v in ratios.items()}
     if args.detector_size:
         s = args.detector_size
         logger.info(f"FLOPs of the detectors at {s}x{s}...")
-        more, ratios = detector_rows(s, device, args.config_dir, heads)
+        more, detector_ratios = detector_rows(s, device, args.config_dir, heads)
         rows += more
-        for k, v in ratios.items():
-            result["ratios"][f"flops {k}_lift/{k}"] = v
+        ratios.update({f"flops {k}_lift/{k}": v for k, v in detector_ratios.items()})
     if args.time_size:
         s = args.time_size
         logger.info(f"Timing inference and a stage-one step at {s}x{s}...")
         timings = inference_timings(s, device, args.repeats, args.config_dir, heads)
-        result["timings"], ratio = timings
-        result["ratios"]["time mrcnn_lift/mrcnn"] = ratio
+        result["timings"], ratios["time mrcnn_lift/mrcnn"] = timings
         ratio = stage1_ratio(s, device, args.repeats, args.config_dir)
-        result["ratios"]["time stage-one step/frozen ViT-B forward"] = ratio
+        ratios["time stage-one step/frozen ViT-B forward"] = ratio
     result["rows"] = rows
     text = format_markdown(result)
     for path, content in ((args.json, json.dumps(result, indent=2) + "\n"), (args.markdown, text)):
