@@ -21,19 +21,13 @@ import time
 from dataclasses import replace
 from typing import Any, Dict
 import torch
+from fvcore.common.timer import Timer
 
 from detectron2.config import LazyConfig
 from detectron2.utils.logger import setup_logger
 
 from lift_det.benchmark.costs import free
-from lift_det.benchmark.gpu_check import (
-    GPU,
-    TOY,
-    Budget,
-    inference_ratios,
-    inference_rows,
-    vit_size_rows,
-)
+from lift_det.benchmark.gpu_check import GPU, TOY, inference_ratios, inference_rows, vit_size_rows
 from lift_det.benchmark.gpu_report import write_report
 from lift_det.benchmark.gpu_training import (
     export_rows,
@@ -71,7 +65,7 @@ def get_parser():
 
 def main(args) -> int:
     setup_logger(name="lift_det", abbrev_name="lift_det")
-    budget = Budget(args.budget_s)
+    timer = Timer()
     has_cuda = torch.cuda.is_available()
     if not args.toy and not has_cuda:
         raise UserError("No CUDA device: the GPU check needs one (--toy runs it on a CPU).")
@@ -103,7 +97,7 @@ def main(args) -> int:
             result["failed"].append(dict(section=name, error=f"{type(e).__name__}: {e}"))
             free(device)
         sections[name] = time.perf_counter() - start
-        result["wall_s"] = budget.elapsed()
+        result["wall_s"] = timer.seconds()
         write_report(result, base)
 
     with tempfile.TemporaryDirectory(prefix="lift_gpu_check_") as work:
@@ -133,10 +127,11 @@ def main(args) -> int:
             lift_name = list(setup.detectors)[1]
             result["stage_two"] = dict(rows=rows, ratios=stage_two_ratios(rows, lift_name))
         with section("ViT-L/H"):
+            inference_s = sections["inference"]
             result["vit_sizes"] = vit_size_rows(
-                setup, device, amp_dtype, budget, sections["inference"], result
+                setup, device, amp_dtype, args.budget_s, timer, inference_s, result
             )
-    result["wall_s"] = budget.elapsed()
+    result["wall_s"] = timer.seconds()
     print(write_report(result, base))
     logger.info(f"Wrote {base}.json and {base}.md.")
     failed = [f["section"] for f in result["failed"]]

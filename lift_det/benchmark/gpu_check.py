@@ -4,7 +4,6 @@ LiFT per batch, attention and precision, its backbone alone, the up placement an
 import itertools
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Tuple
 import torch
@@ -79,19 +78,6 @@ TOY = Setup(
     stage2_batches=(2,),
     stage2_control={"mini ViTDet + bilinear, down": "configs/mini/vitdet_mrcnn_bilinear_down.py"},
 )
-
-
-class Budget:
-    """Seconds left of ``budget_s`` since construction."""
-
-    def __init__(self, budget_s: float):
-        self.budget_s, self.start = budget_s, time.perf_counter()
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-    def left(self) -> float:
-        return self.budget_s - self.elapsed()
 
 
 def build_detector(rel: str, setup: Setup, device, train: bool = False):
@@ -202,9 +188,9 @@ def inference_ratios(rows) -> Dict[str, List[Dict[str, Any]]]:
     }
 
 
-def vit_size_rows(setup, device, amp_dtype, budget, inference_s, result) -> Dict[str, Any]:
-    """ViT-L / ViT-H rows (AMP, batch 1, both attentions) while the budget lasts (estimated from
-    ViT-B's inference time, scaled by the ViT's width^2 x depth)."""
+def vit_size_rows(setup, device, amp_dtype, budget_s, timer, inference_s, result):
+    """ViT-L / ViT-H rows (AMP, batch 1, both attentions) while ``budget_s`` seconds of ``timer``
+    (fvcore's) last, estimated from ViT-B's inference time scaled by width^2 x depth."""
     rows, ratios = [], {}
     b = VIT_SIZES["B"]
     measured = len(result["inference"]["rows"])
@@ -212,8 +198,9 @@ def vit_size_rows(setup, device, amp_dtype, budget, inference_s, result) -> Dict
         v = VIT_SIZES[size]
         scale = v["embed_dim"] ** 2 * v["depth"] / (b["embed_dim"] ** 2 * b["depth"])
         estimate = inference_s * scale * 2 * len(ATTN_IMPLS) / max(measured, 1)
-        if estimate > budget.left():
-            why = f"estimated {estimate:.0f} s, {max(budget.left(), 0):.0f} s of --budget-s left"
+        left = budget_s - timer.seconds()
+        if estimate > left:
+            why = f"estimated {estimate:.0f} s, {max(left, 0):.0f} s of --budget-s left"
             result["skipped"].append(dict(what=f"ViT-{size} rows", why=why))
             continue
         part = inference_rows(detectors, setup, device, [1], amp_dtype, ("amp",), backbone=())
