@@ -29,13 +29,11 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
 
 
 def build_feature_model(config_file: Optional[str] = None) -> ViTLiFT:
-    """
-    The ViT + LiFT whose features are analysed, in eval mode, with fresh weights (see
+    """The ViT + LiFT whose features are analysed, in eval mode, with fresh weights (see
     :func:`load_feature_weights`), from a stage-one LazyConfig (``model.source.net`` and
     ``model.lift``; default: ``configs/mini/lift_stage1.py``) or a detector's whose
-    ``model.backbone.net`` is a ViTLiFT (its ``lift_weights`` not loaded) or a plain ViT (then
-    with the LiFT preset of its width, LiFT-S where none).
-    """
+    ``model.backbone.net`` is a ViTLiFT (its ``lift_weights`` not loaded) or a plain ViT (then with
+    the LiFT preset of its width, LiFT-S where none)."""
     from detectron2.config import LazyConfig, instantiate
 
     config_file = config_file or get_config_file("mini/lift_stage1.py")
@@ -72,12 +70,10 @@ def build_feature_model(config_file: Optional[str] = None) -> ViTLiFT:
 def load_feature_weights(
     net: ViTLiFT, weights: str = "", lift_weights: str = ""
 ) -> Dict[str, bool]:
-    """
-    Loads a detector or stage-one checkpoint ``weights`` (the ViT at ``backbone.net``, LiFT at
+    """Loads a detector or stage-one checkpoint ``weights`` (the ViT at ``backbone.net``, LiFT at
     ``backbone.net.lift`` or ``lift``: whatever fits) and/or a LiFT file ``lift_weights`` into a
-    :func:`build_feature_model` net; warns about every part left random. Returns
-    ``{"vit": loaded, "lift": loaded}``.
-    """
+    :func:`build_feature_model` net; warns about every part left random. Returns ``{"vit": loaded,
+    "lift": loaded}``."""
     loaded = {"vit": False, "lift": False}
     if weights:
         holder = nn.Module()

@@ -35,14 +35,12 @@ def scale_invariance(
     methods: Sequence[str] = ("vit", "bilinear", "lift"),
     num_passes: int = 1,
 ) -> Dict[str, List[List[float]]]:
-    """
-    Fig. 4: ``{method_label: CKA matrix over scales}`` for each of ``methods``
-    (:data:`~lift_det.analysis.FEATURE_METHODS`) of a ViTLiFT ``net``. ``images``: (3, H, W)
-    0-255 RGB, each resized to a square of ``base_size * scale`` (rounded to the patch size).
-    ``grid`` (default: the stride-p/2 grid of the base size): a map on it is used as it is, the
-    others are resampled, which low-passes them (an untrained LiFT's checkerboard then agrees
-    less with the others at the one scale where it is not resampled).
-    """
+    """Fig. 4: ``{method_label: CKA matrix over scales}`` for each of ``methods``
+    (:data:`~lift_det.analysis.FEATURE_METHODS`) of a ViTLiFT ``net``. ``images``: (3, H, W) 0-255
+    RGB, each resized to a square of ``base_size * scale`` (rounded to the patch size). ``grid``
+    (default: the stride-p/2 grid of the base size): a map on it is used as it is, the others are
+    resampled, which low-passes them (an untrained LiFT's checkerboard then agrees less with the
+    others at the one scale where it is not resampled)."""
     p = net.patch_embed.proj.kernel_size[0]
     if grid is None:
         grid = (2 * base_size // p, 2 * base_size // p)
@@ -84,12 +82,10 @@ def plot_scale_cka(
     title: str = "",
     source_scales: Optional[Sequence[float]] = None,
 ) -> Dict[str, Any]:
-    """
-    Fig. 4 as a PNG at ``path``: one CKA heatmap (source x destination scale) per method of
+    """Fig. 4 as a PNG at ``path``: one CKA heatmap (source x destination scale) per method of
     ``results`` (:func:`scale_cka_matrix` over ``scales``), sharing :func:`cka_color_range`, and
-    below them a panel per source scale (default: every scale), CKA against the destination
-    scale, a curve per method. Returns what was drawn (heatmaps, curves, color_range).
-    """
+    below them a panel per source scale (default: every scale), CKA against the destination scale, a
+    curve per method. Returns what was drawn (heatmaps, curves, color_range)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,8 +1,6 @@
-"""
-What the cost measurements share (tools/benchmark.py, tools/gpu_check.py, the study): fvcore's
+"""What the cost measurements share (tools/benchmark.py, tools/gpu_check.py, the study): fvcore's
 FLOP total, models with random weights, random images, the one timing helper (torch.utils.benchmark,
-interleaved) and peak memory.
-"""
+interleaved) and peak memory."""
 
 import logging
 import resource

@@ -1,8 +1,6 @@
-"""
-The GPU check's training measurements and correctness runs (tools/gpu_check.py): a stage-one AMP
+"""The GPU check's training measurements and correctness runs (tools/gpu_check.py): a stage-one AMP
 step and what an epoch and the COCO schedule take, stage-two steps with and without LiFT, a few
-iterations of each stage on mini COCO data (finite, falling losses), and TorchScript export.
-"""
+iterations of each stage on mini COCO data (finite, falling losses), and TorchScript export."""
 
 import itertools
 import logging

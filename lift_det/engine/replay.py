@@ -1,8 +1,6 @@
-"""
-Hooks that replay the start of a long run exactly (``tools/train_net.py --stop-at-iter K
---loss-trace N``, used by ``tools/study_check.py``): the learning rates of the full schedule
-however early the run stops, and the losses of the first iterations bit for bit.
-"""
+"""Hooks that replay the start of a long run exactly (``tools/train_net.py --stop-at-iter K
+--loss-trace N``, used by ``tools/study_check.py``): the learning rates of the full schedule however
+early the run stops, and the losses of the first iterations bit for bit."""
 
 import json
 import logging
@@ -22,11 +20,9 @@ logger = logging.getLogger(__name__)
 
 
 class FixedLengthLRScheduler(LRScheduler):
-    """
-    detectron2's ``LRScheduler`` hook over a schedule of ``max_iter`` (``train.max_iter``)
+    """detectron2's ``LRScheduler`` hook over a schedule of ``max_iter`` (``train.max_iter``)
     iterations, however many the trainer runs: a run stopped early (``--stop-at-iter K``) has the
-    full run's first K learning rates (the stock hook stretches it over ``trainer.max_iter``).
-    """
+    full run's first K learning rates (the stock hook stretches it over ``trainer.max_iter``)."""
 
     def __init__(self, optimizer=None, scheduler=None, *, max_iter: int):
         super().__init__(optimizer, scheduler)
@@ -42,14 +38,12 @@ class FixedLengthLRScheduler(LRScheduler):
 
 
 class LossTrace(HookBase):
-    """
-    Records the losses of the first ``num_iters`` iterations exactly, to compare runs bit for bit
+    """Records the losses of the first ``num_iters`` iterations exactly, to compare runs bit for bit
     (``tools/study_check.py``): after each step, ``total_loss`` and every ``loss*`` term of that
     step in the trainer's ``EventStorage``, as ``float.hex``. Written atomically to
     ``<output_dir>/loss_trace.json`` as ``{"first_iter": i, "losses": [{name: hex}, ...]}`` when
     ``num_iters`` iterations are done or the run ends. A resumed run records from the iteration it
-    starts at; one that starts past ``num_iters`` writes nothing. Main process only.
-    """
+    starts at; one that starts past ``num_iters`` writes nothing. Main process only."""
 
     FILENAME = "loss_trace.json"
 

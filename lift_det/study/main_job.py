@@ -1,9 +1,7 @@
-"""
-The main job on the built-in mini data (README's `make main`): baseline ViTDet training -> stage
-one (LiFT against the trained, frozen ViT) -> stage two for +LiFT, for the +bilinear control and
-for the baseline given the same extra iterations -> COCO evaluation of each, as one table
-(markdown + JSON). Its steps run with :func:`lift_det.study.pipeline.run_steps`.
-"""
+"""The main job on the built-in mini data (README's `make main`): baseline ViTDet training -> stage
+one (LiFT against the trained, frozen ViT) -> stage two for +LiFT, for the +bilinear control and for
+the baseline given the same extra iterations -> COCO evaluation of each, as one table (markdown +
+JSON). Its steps run with :func:`lift_det.study.pipeline.run_steps`."""
 
 import json
 import os

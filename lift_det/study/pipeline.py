@@ -150,14 +150,12 @@ def run_steps(
     tag: str = "main",
     env: Optional[Dict[str, str]] = None,
 ) -> Dict[str, Dict]:
-    """
-    Run ``steps`` (each after its ``needs``), up to ``jobs`` at a time, printing progress and an
-    ETA (:func:`estimate_makespan`, each step ``STEP_OVERHEAD_S + iters * cost`` scaled by the
-    steps done); returns each step's final metrics (+ ``iterations`` and ``seconds``).
-    ``resume``: skip finished steps and resume an interrupted one; ``overwrite``: rerun every step
-    (without either, an ``out`` that holds a step's run is a :class:`UserError`). A failed step
-    raises :class:`StepFailed`. ``env``: variables for every step's process.
-    """
+    """Run ``steps`` (each after its ``needs``), up to ``jobs`` at a time, printing progress and an
+    ETA (:func:`estimate_makespan`, each step ``STEP_OVERHEAD_S + iters * cost`` scaled by the steps
+    done); returns each step's final metrics (+ ``iterations`` and ``seconds``). ``resume``: skip
+    finished steps and resume an interrupted one; ``overwrite``: rerun every step (without either,
+    an ``out`` that holds a step's run is a :class:`UserError`). A failed step raises
+    :class:`StepFailed`. ``env``: variables for every step's process."""
     held = [s.name for s in steps if os.path.exists(os.path.join(out, s.name, "last_checkpoint"))]
     if held and not (resume or overwrite):  # refused before any step starts
         raise UserError(

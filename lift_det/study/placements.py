@@ -37,12 +37,10 @@ def zero_shot_per_seed(results: Dict[str, Dict], seeds: Sequence[int], arms: Seq
 
 
 def recovered_shares(per_seed: Dict, arms: Sequence[str], key: str = "bbox/AP") -> Dict:
-    """
-    Per arm of a placement group, the share of its reference gap (:data:`REFERENCES`) it
-    recovers, ``(arm - low) / (high - low)`` per seed, with its mean and 95% t interval over
-    seeds, and the gap's mean. A seed whose gap is not positive has nothing to recover: its share
-    is NaN (so is the mean). Arms whose references were not run are left out.
-    """
+    """Per arm of a placement group, the share of its reference gap (:data:`REFERENCES`) it
+    recovers, ``(arm - low) / (high - low)`` per seed, with its mean and 95% t interval over seeds,
+    and the gap's mean. A seed whose gap is not positive has nothing to recover: its share is NaN
+    (so is the mean). Arms whose references were not run are left out."""
     groups = {a.name: a.group for a in ARMS}
     out = {}
     for arm in arms:

@@ -1,8 +1,7 @@
-"""
-The study's reproducibility probe (README's `make study-check`): the shared baseline, LiFT's stage
-one and stage two of seed 0, each exactly as :func:`study_steps` builds it but stopped after a few
-iterations (``train_net --stop-at-iter``), recording its losses bit for bit (``--loss-trace``).
-"""
+"""The study's reproducibility probe (README's `make study-check`): the shared baseline, LiFT's
+stage one and stage two of seed 0, each exactly as :func:`study_steps` builds it but stopped after a
+few iterations (``train_net --stop-at-iter``), recording its losses bit for bit
+(``--loss-trace``)."""
 
 import json
 import math
@@ -138,12 +137,10 @@ def read_trace(path: str) -> Dict[str, Any]:
 
 
 def compare_losses(expected: List[Dict[str, str]], got: List[Dict[str, str]]) -> Dict[str, Any]:
-    """
-    Two loss traces (lists of ``{name: float.hex}``, one per iteration), bit for bit: ``identical``;
-    else ``first_iter`` and ``first``, where and what first differs, ``first_rel`` the largest
-    relative difference there; over both, the largest differences ``max_abs`` (``at``: iteration,
-    name) and ``max_rel``.
-    """
+    """Two loss traces (lists of ``{name: float.hex}``, one per iteration), bit for bit:
+    ``identical``; else ``first_iter`` and ``first``, where and what first differs, ``first_rel``
+    the largest relative difference there; over both, the largest differences ``max_abs`` (``at``:
+    iteration, name) and ``max_rel``."""
     result: Dict[str, Any] = dict(identical=True, first_iter=None, first="", first_rel=0.0)
     result.update(max_abs=0.0, max_rel=0.0, at=None)
     for i in range(max(len(expected), len(got))):

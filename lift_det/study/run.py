@@ -122,11 +122,9 @@ def run_study(
 
 
 def study_data(out: str, val_images: int) -> str:
-    """
-    Generates the study's mini data at ``<out>/data`` (the default 160 train images; ``val_images``
-    val images, of which the first 40 are the default val split's), registers it as
-    ``lift_mini_train`` / ``lift_mini_val`` and returns its root.
-    """
+    """Generates the study's mini data at ``<out>/data`` (the default 160 train images;
+    ``val_images`` val images, of which the first 40 are the default val split's), registers it as
+    ``lift_mini_train`` / ``lift_mini_val`` and returns its root."""
     from ..data import generate_mini_coco, register_mini_coco
 
     root = os.path.join(out, "data")

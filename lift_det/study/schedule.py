@@ -1,9 +1,7 @@
-"""
-The multi-seed study's step graph (README's `make study`): one converged baseline ViTDet shared by
-every seed, then per seed the stage ones of the learned upsamplers (LiFT, resize-conv, JBU, the
+"""The multi-seed study's step graph (README's `make study`): one converged baseline ViTDet shared
+by every seed, then per seed the stage ones of the learned upsamplers (LiFT, resize-conv, JBU, the
 attention upsampler; LiFT at half the input size on request) and every stage-two arm from that same
-baseline, so that within a seed the arms are paired.
-"""
+baseline, so that within a seed the arms are paired."""
 
 import os
 from typing import Dict, List, NamedTuple, Optional, Sequence
@@ -87,11 +85,9 @@ def baseline_step(iters: int, evals: int = 10) -> Step:
 
 
 def zero_shot_step(arm: Arm, base: str, out: str, seed: int) -> Optional[Step]:
-    """
-    The zero-shot evaluation of ``arm`` (``--eval-only``): the baseline's weights and that seed's
+    """The zero-shot evaluation of ``arm`` (``--eval-only``): the baseline's weights and that seed's
     stage-one file, if any: ``seed<k>/zs_<arm>``; ``zeroshot/<arm>`` (every seed's) for an arm
-    without; None for the control, whose zero-shot model is the baseline itself.
-    """
+    without; None for the control, whose zero-shot model is the baseline itself."""
     if arm.name == CONTROL:
         return None
     overrides, needs = _from_stage_one(arm, out, seed, {"train.init_checkpoint": base})
@@ -121,11 +117,10 @@ def study_steps(
     baseline_evals: int = 10,
     arms: Optional[Sequence[str]] = None,
 ) -> List[Step]:
-    """
-    The study's steps: ``baseline`` (:func:`baseline_step`), then per seed ``seed<k>/<stage one>``,
-    ``seed<k>/<arm>`` (stage two) and the zero-shot evaluations, 1 thread each, ``train.seed=k``.
-    ``arms``: a subset of :data:`ARMS` (default: :data:`DEFAULT_ARMS`), with the stage ones needed.
-    """
+    """The study's steps: ``baseline`` (:func:`baseline_step`), then per seed ``seed<k>/<stage
+    one>``, ``seed<k>/<arm>`` (stage two) and the zero-shot evaluations, 1 thread each,
+    ``train.seed=k``. ``arms``: a subset of :data:`ARMS` (default: :data:`DEFAULT_ARMS`), with the
+    stage ones needed."""
     names = list(DEFAULT_ARMS if arms is None else arms)
     unknown = set(names) - {a.name for a in ARMS}
     if unknown:

@@ -1,7 +1,5 @@
-"""
-The multi-seed study's statistics: mean and std over seeds, paired differences against the
-same-budget control with 95% t intervals, and the baseline's convergence (plateau) rule.
-"""
+"""The multi-seed study's statistics: mean and std over seeds, paired differences against the
+same-budget control with 95% t intervals, and the baseline's convergence (plateau) rule."""
 
 import itertools
 import json
@@ -69,11 +67,9 @@ def _mean_std(values: Sequence[float]) -> Dict[str, float]:
 
 
 def summarize(per_seed: Dict[int, Dict[str, Dict[str, float]]], arms: Sequence[str]) -> Dict:
-    """
-    ``per_seed[seed][step]``: final metrics of each step of that seed. Returns per arm and metric
+    """``per_seed[seed][step]``: final metrics of each step of that seed. Returns per arm and metric
     the mean and std over seeds and, against :data:`CONTROL`, the paired difference with its 95%
-    interval (``significant``: the interval excludes 0); and stage one's cosines.
-    """
+    interval (``significant``: the interval excludes 0); and stage one's cosines."""
     seeds = sorted(per_seed)
     table: Dict[str, Dict] = {}
     for arm in arms:
@@ -92,12 +88,10 @@ def summarize(per_seed: Dict[int, Dict[str, Dict[str, float]]], arms: Sequence[s
 
 
 def cosine_vs_ap(summary: Dict) -> Dict:
-    """
-    Each of the :data:`UPSAMPLERS` the study ran: its stage-one cosine (mean, std) against its
+    """Each of the :data:`UPSAMPLERS` the study ran: its stage-one cosine (mean, std) against its
     paired Δ box AP from the control (mean, 95% interval); over them, Spearman's ρ (exact
-    permutation p), Pearson's r and the least-squares Δ box AP per 0.01 of cosine (None with
-    fewer than 3).
-    """
+    permutation p), Pearson's r and the least-squares Δ box AP per 0.01 of cosine (None with fewer
+    than 3)."""
     from scipy import stats
 
     points = []
@@ -127,11 +121,9 @@ def cosine_vs_ap(summary: Dict) -> Dict:
 
 
 def plateau(curve: List[Dict[str, float]], drop: int, max_gain: float = PLATEAU_AP) -> Dict:
-    """
-    The baseline's convergence rule, fixed before the run: its last phase (learning rate 10x
+    """The baseline's convergence rule, fixed before the run: its last phase (learning rate 10x
     lower from iteration ``drop``) holds its last two evaluations, and val box AP rose by at most
-    ``max_gain`` between them.
-    """
+    ``max_gain`` between them."""
     last = curve[-1]
     before = curve[-2] if len(curve) > 1 else None
     criterion = (
