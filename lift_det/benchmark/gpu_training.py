@@ -143,6 +143,7 @@ def _differing(a: Dict, b: Dict) -> List[str]:
 def stage_one_runs(setup, device, root, work) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """fp32 and AMP stage one on a fixed mini batch; both write a LiFT file (ExportLiFTFile)."""
     cfg = _config(setup.stage1)
+    cfg.model.square_pad = setup.size  # the loader's crops too (the mapper's image_size)
     cfg.dataloader.train.dataset.names = ensure_mini_coco("train", root)
     cfg.dataloader.train.total_batch_size, cfg.dataloader.train.num_workers = 2, 0
     batch = next(iter(instantiate(cfg.dataloader.train)))
