@@ -81,13 +81,17 @@ def is_dirty(path: str) -> bool:
 
 
 def copy_repo(dest: str) -> None:
-    """The files git tracks and the untracked ones it does not ignore (no .venv, no outputs)."""
+    """The files git tracks and the untracked ones it does not ignore (no .venv, no outputs);
+    a tracked symlink (``lift_det/model_zoo/configs``) is copied as the same link."""
     files = git("ls-files", "-z", "--cached", "--others", "--exclude-standard").stdout
     for rel in filter(None, files.split("\0")):
-        src = os.path.join(REPO, rel)
-        if os.path.isfile(src) and not os.path.islink(src):  # deleted files are still listed
-            os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
-            shutil.copy2(src, os.path.join(dest, rel))
+        src, dst = os.path.join(REPO, rel), os.path.join(dest, rel)
+        if os.path.islink(src) or os.path.isfile(src):  # deleted files are still listed
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            if os.path.islink(src):
+                os.symlink(os.readlink(src), dst)
+            else:
+                shutil.copy2(src, dst)
 
 
 def run_pytest(copy: str, tests: List[str], timeout: float) -> (Optional[int], str, float):
