@@ -214,12 +214,17 @@ def test_readme_tables_from_a_report_with_failed_sections(report):
     assert tables.count("| stage two, `") == len(result["stage_two"]["rows"])
 
 
-def test_refuses_without_cuda_unless_toy(tmp_path):
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
-    cmd = [sys.executable, os.path.join(REPO, "tools", "gpu_check.py"), "--output-dir", "x"]
-    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert run.returncode == 2 and "Traceback" not in run.stderr
-    assert "No CUDA device" in run.stderr.splitlines()[-1] and "--toy" in run.stderr
+def test_refuses_without_cuda_unless_toy(tool, tmp_path, capsys, monkeypatch):
+    """No CUDA and no --toy: one line, exit code 2, nothing written. main() runs in this process
+    as the script's __main__ block runs it (run_main; the ``report`` fixture runs the script
+    itself in a subprocess), with CUDA hidden as CUDA_VISIBLE_DEVICES="" hides it there."""
+    monkeypatch.setattr(tool.torch.cuda, "is_available", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        tool.run_main(tool.main, tool.get_parser(), ["--output-dir", "x"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    assert "No CUDA device" in err.splitlines()[-1] and "--toy" in err
     assert os.listdir(tmp_path) == []
 
 
