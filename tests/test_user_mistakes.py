@@ -2,6 +2,8 @@
 problem and the fix, exit code 2, no traceback, nothing written over. They run the tool as users do
 (a subprocess, their own config); the README's table of them is checked against this file."""
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -203,11 +205,13 @@ OTHER_REFUSALS = [
 AS_SCRIPT = {row[0]: i for i, row in reversed(list(enumerate(OTHER_REFUSALS)))}
 
 
-def run_script_in_process(tool, args, cwd, monkeypatch, capsys):
-    """``tools/<tool> *args`` in this process, in ``cwd``: (exit code, stderr)."""
+def run_script_in_process(tool, args, cwd, monkeypatch):
+    """``tools/<tool> *args`` in this process, in ``cwd``: (exit code, stderr). Only stderr is
+    redirected (not capsys: a logger the tool sets up keeps the stdout it finds, and a capsys
+    stream is closed after the test)."""
     module = load_tool(tool[: -len(".py")])
-    capsys.readouterr()
-    with monkeypatch.context() as mp:
+    err = io.StringIO()
+    with monkeypatch.context() as mp, contextlib.redirect_stderr(err):
         for k, v in CPU_ENV.items():
             mp.setenv(k, v)
         mp.chdir(cwd)
@@ -216,7 +220,7 @@ def run_script_in_process(tool, args, cwd, monkeypatch, capsys):
             code = 0
         except SystemExit as e:
             code = e.code
-    return code, capsys.readouterr().err
+    return code, err.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -224,8 +228,7 @@ def run_script_in_process(tool, args, cwd, monkeypatch, capsys):
     [(*row, AS_SCRIPT[row[0]] == i) for i, row in enumerate(OTHER_REFUSALS)],
     ids=lambda x: "script" if x is True else "in-process" if x is False else None,
 )
-def test_other_tools_refuse_in_one_line(tool, args, fragment, as_script, tmp_path, monkeypatch,
-                                        capsys):  # fmt: skip
+def test_other_tools_refuse_in_one_line(tool, args, fragment, as_script, tmp_path, monkeypatch):
     """The demo and the figure tools: a bad argument is one line, exit code 2, nothing written."""
     image = tmp_path / "img.png"
     from PIL import Image
@@ -239,7 +242,7 @@ def test_other_tools_refuse_in_one_line(tool, args, fragment, as_script, tmp_pat
                               capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
         code, stderr = proc.returncode, proc.stderr
     else:
-        code, stderr = run_script_in_process(tool, args, tmp_path, monkeypatch, capsys)
+        code, stderr = run_script_in_process(tool, args, tmp_path, monkeypatch)
     assert code == 2, stderr[-3000:]
     assert "Traceback" not in stderr
     assert fragment in stderr.strip().splitlines()[-1]
