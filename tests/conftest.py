@@ -5,6 +5,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import warnings
 import pytest
 import torch
@@ -168,6 +170,23 @@ def build_once(tmp_path_factory, name: str, build) -> str:
             build(str(folder))
             (folder / ".built").write_text("")
     return str(folder)
+
+
+def tool_help(tmp_path_factory, tool: str) -> dict:
+    """``tools/<tool> --help`` as users run it (a subprocess on the CPU), once per test session
+    (:func:`build_once`): its returncode, stdout and stderr. test_readme.py and test_docs.py both
+    read it; the output depends on nothing but the tool."""
+
+    def build(folder):
+        cmd = [sys.executable, os.path.join(REPO, "tools", tool), "--help"]
+        env = dict(os.environ, **CPU_ENV)
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        with open(os.path.join(folder, "help.json"), "w") as f:
+            json.dump(dict(returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr), f)
+
+    folder = build_once(tmp_path_factory, f"help_{tool}", build)
+    with open(os.path.join(folder, "help.json")) as f:
+        return json.load(f)
 
 
 @pytest.fixture(scope="session")

@@ -3,15 +3,13 @@ test that names it, or, for what needs COCO or GPUs, its commands checked as wri
 ``tools/train_net.py`` command's config loads with its overrides and passes the checks made
 before anything is built, every other tool's flags are its own, every make target exists."""
 
-import functools
 import os
 import re
 import shlex
 import subprocess
-import sys
 import pytest
 
-from conftest import CPU_ENV, REPO, load_tool
+from conftest import REPO, load_tool, tool_help
 from lift_det.engine import checks
 
 update_readme = load_tool("update_readme")
@@ -84,16 +82,16 @@ def test_train_net_commands_load_and_pass_the_checks(page, argv):
     assert cfg.train.output_dir
 
 
-@functools.lru_cache(maxsize=None)
-def tool_flags(tool):
-    cmd = [sys.executable, os.path.join(REPO, tool), "--help"]
-    env = dict(os.environ, **CPU_ENV)
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return set(re.findall(r"--[\w-]+", proc.stdout))
+def tool_flags(tmp_path_factory, tool):
+    """The flags ``<tool> --help`` prints, run in a subprocess (conftest's tool_help: once per
+    session, test_readme.py's test_tools_run reads the same run)."""
+    assert tool.startswith("tools/"), tool
+    proc = tool_help(tmp_path_factory, tool[len("tools/") :])
+    assert proc["returncode"] == 0, proc["stderr"][-2000:]
+    return set(re.findall(r"--[\w-]+", proc["stdout"]))
 
 
-def test_other_commands_are_as_written():
+def test_other_commands_are_as_written(tmp_path_factory):
     """Other tools: every flag is one of the tool's own; make: every target exists."""
     others = [c for p, c in CHECKED if c and c[1:2] != ["tools/train_net.py"]]
     assert others
@@ -103,6 +101,6 @@ def test_other_commands_are_as_written():
             dry_run = subprocess.run(["make", "-n", *targets], cwd=REPO, capture_output=True)
             assert dry_run.returncode == 0, argv
             continue
-        flags = tool_flags(argv[1])
+        flags = tool_flags(tmp_path_factory, argv[1])
         unknown = [a for a in argv[2:] if a.startswith("--") and a.split("=")[0] not in flags]
         assert not unknown, f"{argv[1]}: {unknown} not among its flags"

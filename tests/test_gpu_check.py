@@ -1,7 +1,9 @@
 """tools/gpu_check.py --toy: one run from empty folders (the GPU check's code paths on a CPU) and
 its report: keys, provenance, losses, export, LiFT files, the md being the JSON."""
 
+import contextlib
 import glob
+import io
 import itertools
 import json
 import math
@@ -214,12 +216,19 @@ def test_readme_tables_from_a_report_with_failed_sections(report):
     assert tables.count("| stage two, `") == len(result["stage_two"]["rows"])
 
 
-def test_refuses_without_cuda_unless_toy(tmp_path):
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
-    cmd = [sys.executable, os.path.join(REPO, "tools", "gpu_check.py"), "--output-dir", "x"]
-    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert run.returncode == 2 and "Traceback" not in run.stderr
-    assert "No CUDA device" in run.stderr.splitlines()[-1] and "--toy" in run.stderr
+def test_refuses_without_cuda_unless_toy(tool, tmp_path, monkeypatch):
+    """No CUDA and no --toy: one line, exit code 2, nothing written. main() runs in this process
+    as the script's __main__ block runs it (run_main; the ``report`` fixture runs the script
+    itself in a subprocess), with CUDA hidden as CUDA_VISIBLE_DEVICES="" hides it there. Only
+    stderr is redirected (not capsys: the logger main() sets up keeps the stdout it finds)."""
+    monkeypatch.setattr(tool.torch.cuda, "is_available", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as e, contextlib.redirect_stderr(err):
+        tool.run_main(tool.main, tool.get_parser(), ["--output-dir", "x"])
+    err = err.getvalue()
+    assert e.value.code == 2 and "Traceback" not in err
+    assert "No CUDA device" in err.splitlines()[-1] and "--toy" in err
     assert os.listdir(tmp_path) == []
 
 

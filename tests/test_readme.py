@@ -3,11 +3,9 @@
 import json
 import os
 import re
-import subprocess
-import sys
 import pytest
 
-from conftest import REPO, doc_text, load_tool
+from conftest import REPO, doc_text, load_tool, tool_help
 from lift_det.study import main_job
 from lift_det.study import report as study_report
 from lift_det.study import schedule as study_schedule
@@ -116,14 +114,11 @@ def test_every_file_in_tools_is_a_script():
 
 
 @pytest.mark.parametrize("tool", TOOL_FILES)
-def test_tools_run(tool):
-    out = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", tool), "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0 and "usage:" in out.stdout, out.stderr[-2000:]
+def test_tools_run(tool, tmp_path_factory):
+    """Each tool as users run it: ``--help`` in a subprocess (conftest's tool_help, run once per
+    session: test_docs.py reads the same run)."""
+    out = tool_help(tmp_path_factory, tool)
+    assert out["returncode"] == 0 and "usage:" in out["stdout"], out["stderr"][-2000:]
 
 
 def test_study_checks_block_lists_the_recorded_machines(tmp_path):
