@@ -22,7 +22,7 @@ setup:
 main: setup
 	$(PY) tools/run_mini.py --output-dir $(OUTPUT) $(MAIN_ARGS)
 
-# the multi-seed study (about 2 hours on 2 CPU cores); its report goes to docs/mini_study.*
+# the multi-seed study (hours on 2 CPU cores); its report goes to docs/mini_study.*
 study: setup
 	$(PY) tools/run_mini.py --seeds 3 --output-dir $(STUDY_OUTPUT) --report-dir docs $(STUDY_ARGS)
 

@@ -387,3 +387,19 @@ def test_cosine_section_and_figure_from_the_committed_study(tmp_path):
     drawn = figures.plot_cosine_vs_ap(committed, str(tmp_path / "cos.png"))
     assert sorted((d["x"], d["y"]) for d in drawn) == sorted(pairs + [(1.0, image)])
     assert os.path.getsize(tmp_path / "cos.png") > 1000
+
+
+def test_a_resumed_study_says_its_time_leaves_out_the_steps_run_before():
+    """A study report made by --resume times only what that run did: it says how many steps had
+    run before (their time is not in the stated minutes); an uninterrupted one says nothing."""
+    from lift_det.utils import REPO
+
+    with open(os.path.join(REPO, "docs", "mini_study.json")) as f:
+        study = json.load(f)
+    n = len(study["step_seconds"])
+    study["steps_skipped"], study["wall_time_s"] = 3, 120.0
+    head = report.format_report(study).splitlines()[0]
+    assert head.endswith(f"in 2 min (resumed: 3 of its {n} steps had run before and are not in "
+                         "that time).")  # fmt: skip
+    study["steps_skipped"] = 0
+    assert report.format_report(study).splitlines()[0].endswith(", in 2 min.")

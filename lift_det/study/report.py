@@ -33,7 +33,13 @@ def format_report(study: Dict) -> str:
     lines = [
         f"Mini study, {n} seeds ({', '.join(map(str, s['seeds']))}): made by `{study['command']}` "
         f"on {study['date']} at commit {study['commit']}, {study['machine']}, torch "
-        f"{study['torch']}, in {study['wall_time_s'] / 60:.0f} min.",
+        f"{study['torch']}, in {study['wall_time_s'] / 60:.0f} min"
+        + (
+            f" (resumed: {study['steps_skipped']} of its {len(study['step_seconds'])} steps had "
+            f"run before and are not in that time)."
+            if study.get("steps_skipped")
+            else "."
+        ),
         "",
         f"Mean ± std over seeds. Every arm starts from the same baseline mini ViTDet "
         f"({base['iterations']} iterations, box AP {base['final']['bbox/AP']:.2f}, mask AP "

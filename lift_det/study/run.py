@@ -109,6 +109,8 @@ def run_study(
         "cosine_figure": os.path.relpath(cosine_figure, REPO),
         "step_seconds": {n: r.get("seconds") for n, r in results.items()},
         "wall_time_s": time.time() - t0,
+        # steps that had run before a --resume: their time is not in wall_time_s
+        "steps_skipped": sum("seconds" not in r for r in results.values()),
         **made,
     }
     plot_frontier(study, figure)
@@ -150,7 +152,7 @@ def _justification(baseline_iters: int, stage1_iters: int, stage2_iters: int) ->
         return f"{iters * b / n_train:g} epochs at batch {b}"
 
     return (
-        f"the whole study has to fit in 150 minutes of a 2-core CPU, so it runs on the mini data "
+        f"the whole study has to run in hours on a 2-core CPU, so it runs on the mini data "
         f"(256 px, {n_train} train / {n_val} val images). The baseline trains {baseline_iters} "
         f"iterations ({ep(baseline_iters, b_det)}) once and is shared by every seed, as the paper "
         f"starts every arm from one model-zoo ViTDet; each seed then trains {stage1_iters} "

@@ -55,7 +55,7 @@ ARMS = [
     Arm("lift2", "vitdet_mrcnn_lift2", "stride 4: + LiFT twice", "stage1_lift", 1.54, "stride8"),
 ]  # fmt: skip
 CONTROL = "ft"  # the same-budget baseline every arm is paired with
-# `make study`'s arms, to fit 150 minutes of 2 CPU cores (LiFT finetuned, LiFT twice, LiFT from
+# `make study`'s arms, sized for hours of 2 CPU cores (LiFT finetuned, LiFT twice, LiFT from
 # the stage one at 128 px and from the 4x longer one run on request: --arms)
 DEFAULT_ARMS = ("ft", "image2x", "image_half", "lift", "bilinear", "resize_conv", "jbu", "attn",
                 "lift_down", "bilinear_down", "lift_s8")  # fmt: skip
