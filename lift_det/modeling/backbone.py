@@ -12,7 +12,7 @@ from detectron2.modeling import ViT
 
 from ..checkpoint import check_lift_file, report_part, teacher_fingerprint
 from .attention import AttnViT, keyword_signature
-from .lift import check_num_passes
+from .lift import check_num_passes, check_upsampler_fits
 
 __all__ = ["ViTLiFT", "vit_identity"]
 
@@ -35,11 +35,6 @@ def _mark_loaded(module, state_dict, prefix, *args) -> None:
     """load_state_dict pre-hook on the LiFT module: remember that weights were loaded into it."""
     if any(k.startswith(prefix) for k in state_dict):
         module._lift_det_loaded = True
-
-
-def _lift_from_checkpoint_or_file(module, state_dict, prefix, *args) -> None:
-    """load_state_dict pre-hook on ViTLiFT: see :meth:`ViTLiFT.load_lift_weights`."""
-    module.load_lift_weights(state_dict, prefix)
 
 
 class ViTLiFT(AttnViT):
@@ -80,12 +75,7 @@ class ViTLiFT(AttnViT):
                 f"num_passes={num_passes} halves the stride {num_passes} times, but patch_size="
                 f"{patch_size} is not divisible by {2**num_passes}: use fewer passes."
             )
-        if lift.in_channels != embed_dim or lift.patch_size != patch_size:
-            raise ValueError(
-                f"{type(lift).__name__} was built for {lift.in_channels} channels and patch size "
-                f"{lift.patch_size}, but the ViT has embed_dim={embed_dim} and patch_size="
-                f"{patch_size}. Build it with in_channels={embed_dim}, patch_size={patch_size}."
-            )
+        check_upsampler_fits(lift, embed_dim, patch_size, "the ViT")
         number = isinstance(image_scale, (int, float)) and not isinstance(image_scale, bool)
         stride = patch_size / 2**num_passes / image_scale if number and image_scale > 0 else 0.5
         if not number or not 0 < image_scale <= 1 or stride != int(stride):
@@ -100,7 +90,7 @@ class ViTLiFT(AttnViT):
         self.freeze_vit = freeze_vit
         self.freeze_lift = freeze_lift
         self.allow_random_lift = allow_random_lift
-        self.register_load_state_dict_pre_hook(_lift_from_checkpoint_or_file)
+        self.register_load_state_dict_pre_hook(type(self).load_lift_weights)
         self.lift.register_load_state_dict_pre_hook(_mark_loaded)
         for name, p in self.named_parameters():
             is_lift = name.startswith("lift.")
@@ -113,7 +103,7 @@ class ViTLiFT(AttnViT):
         """``vit_identity(self)``."""
         return vit_identity(self)
 
-    def load_lift_weights(self, state_dict: Dict[str, torch.Tensor], prefix: str = "") -> None:
+    def load_lift_weights(self, state_dict: Dict[str, torch.Tensor], prefix: str = "", *_) -> None:
         """The load pre-hook: an incoming state dict without ``<prefix>lift.*`` tensors gets those
         of ``lift_weights`` (checked by :func:`check_lift_file`); where LiFT came from is reported
         to the loading checkpointer (:func:`~lift_det.checkpoint.report_part`)."""

@@ -12,6 +12,8 @@ from torch import nn
 
 from detectron2.structures import ImageList
 
+from .lift import check_upsampler_fits
+
 __all__ = ["LiFTDistiller", "DISTANCES", "DOWNSCALES"]
 
 logger = logging.getLogger(__name__)
@@ -63,12 +65,7 @@ class LiFTDistiller(nn.Module):
         for attr in ("embed_dim", "patch_size", "pixel_mean", "pixel_std", "identity"):
             if not hasattr(source, attr):
                 raise TypeError(f"source {type(source).__name__} has no '{attr}'.")
-        if lift.in_channels != source.embed_dim or lift.patch_size != source.patch_size:
-            raise ValueError(
-                f"{type(lift).__name__} was built for {lift.in_channels} channels and patch size "
-                f"{lift.patch_size}, but the feature source has embed_dim={source.embed_dim} and "
-                f"patch_size={source.patch_size}."
-            )
+        check_upsampler_fits(lift, source.embed_dim, source.patch_size, "the feature source")
         self.size_divisibility = 4 * source.patch_size
         if square_pad % self.size_divisibility:
             raise ValueError(

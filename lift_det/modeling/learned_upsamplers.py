@@ -96,13 +96,8 @@ class JBUUpsampler(_GuidedUpsampler):
         kernel_size: int = 5,
         guidance_channels: int = 32,
     ):
-        """
-        Args:
-            in_channels (int): channels of the ViT features (the output has the same).
-            patch_size (int): the ViT's patch size p.
-            kernel_size (int): odd size k of the window of low-resolution cells.
-            guidance_channels (int): width of the image's guidance embedding.
-        """
+        """``in_channels``, ``patch_size``: the ViT's; ``kernel_size``: odd size k of the window;
+        ``guidance_channels``: width of the image's guidance embedding."""
         super().__init__(in_channels, patch_size, kernel_size)
         self.preset = "jbu"
         self.arch = dict(kernel_size=kernel_size, guidance_channels=guidance_channels)
@@ -139,14 +134,9 @@ class AttentionUpsampler(_GuidedUpsampler):
         image_channels: int = 64,
         key_channels: int = 64,
     ):
-        """
-        Args:
-            in_channels (int): channels of the ViT features (the output has the same).
-            patch_size (int): the ViT's patch size p.
-            window_size (int): odd size k of the window of low-resolution cells attended to.
-            image_channels (int): width of the image encoder.
-            key_channels (int): width d of queries and keys.
-        """
+        """``in_channels``, ``patch_size``: the ViT's; ``window_size``: odd size k of the window
+        attended to; ``image_channels``, ``key_channels``: widths of the image encoder and the
+        queries and keys."""
         super().__init__(in_channels, patch_size, window_size)
         self.preset = "attention"
         self.arch = dict(

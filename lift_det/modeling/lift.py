@@ -14,7 +14,7 @@ from torch import nn
 
 from detectron2.layers import get_norm
 
-__all__ = ["LiFT", "LIFT_PRESETS", "ConvNormAct", "check_num_passes", "fit_image_to_features"]
+__all__ = ["LiFT", "LIFT_PRESETS", "ConvNormAct", "check_num_passes"]
 
 
 # Widths of the presets. Channels and patch size come from the ViT and are passed separately.
@@ -74,6 +74,16 @@ def fit_image_to_features(module: nn.Module, image: torch.Tensor, features: torc
         image = image[:, :, : h * p, : w * p]
         image = F.pad(image, (0, w * p - image.shape[-1], 0, h * p - image.shape[-2]))
     return image
+
+
+def check_upsampler_fits(upsampler: nn.Module, embed_dim: int, patch_size: int, what: str):
+    """Refuse LiFT or a control built for other channels or another patch size than ``what``'s."""
+    if upsampler.in_channels != embed_dim or upsampler.patch_size != patch_size:
+        raise ValueError(
+            f"{type(upsampler).__name__} was built for {upsampler.in_channels} channels and patch "
+            f"size {upsampler.patch_size}, but {what} has embed_dim={embed_dim} and patch_size="
+            f"{patch_size}. Build it with in_channels={embed_dim}, patch_size={patch_size}."
+        )
 
 
 class ConvNormAct(nn.Sequential):
@@ -212,12 +222,11 @@ class LiFT(nn.Module):
             image: (B, 3, H, W), normalized exactly as the ViT saw it.
             features: (B, C, h, w) ViT features at stride p: h = H // p (or ceil(H / p) for a
                 ViT that pads); the image is cropped/zero-padded to (h*p, w*p).
-            num_passes (int): k >= 1 applies LiFT recursively (paper §6): pass i sees the image
-                bilinearly resized to the current feature grid times p, and the output has
-                stride p / 2^k, shape (B, C, 2^k h, 2^k w).
+            num_passes (int): k >= 1 applies LiFT recursively (paper §6), each pass on the image
+                bilinearly resized to the current feature grid times p.
 
         Returns:
-            Tensor (B, C, 2^k h, 2^k w).
+            Tensor (B, C, 2^k h, 2^k w): stride p / 2^k.
         """
         num_passes = check_num_passes(num_passes)
         x = self._forward_once(image, features)

@@ -202,27 +202,18 @@ def build_vit_lift_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
         lift = build_upsampler(c.UPSAMPLER, c.EMBED_DIM, c.PATCH_SIZE, **options)
     except ValueError as e:
         raise ValueError(f"MODEL.VIT_LIFT.UPSAMPLER: {e}") from e
+    # the MODEL.VIT_LIFT keys that are ViTLiFT's arguments, upper-cased
+    same = "LIFT_WEIGHTS NUM_PASSES FREEZE_VIT FREEZE_LIFT ALLOW_RANDOM_LIFT IMG_SIZE PATCH_SIZE"
+    same += " EMBED_DIM DEPTH NUM_HEADS DROP_PATH_RATE WINDOW_SIZE ATTN_IMPL"
     net = ViTLiFT(
         lift=lift,
-        lift_weights=c.LIFT_WEIGHTS,
-        num_passes=c.NUM_PASSES,
-        freeze_vit=c.FREEZE_VIT,
-        freeze_lift=c.FREEZE_LIFT,
-        allow_random_lift=c.ALLOW_RANDOM_LIFT,
-        img_size=c.IMG_SIZE,
-        patch_size=c.PATCH_SIZE,
-        embed_dim=c.EMBED_DIM,
-        depth=c.DEPTH,
-        num_heads=c.NUM_HEADS,
-        drop_path_rate=c.DROP_PATH_RATE,
-        window_size=c.WINDOW_SIZE,
+        **{key.lower(): c[key] for key in same.split()},
+        window_block_indexes=list(c.WINDOW_BLOCK_INDEXES),
         mlp_ratio=4,
         qkv_bias=True,
         norm_layer=partial(nn.LayerNorm, eps=1e-6),
-        window_block_indexes=list(c.WINDOW_BLOCK_INDEXES),
         use_rel_pos=True,
         in_chans=input_shape.channels,
-        attn_impl=c.ATTN_IMPL,
         image_scale=0.5 if half else 1.0,
     )
     return LiFTSimpleFeaturePyramid(
