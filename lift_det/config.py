@@ -30,11 +30,8 @@ __all__ = [
 
 
 def add_lift_config(cfg: CN) -> CN:
-    """
-    Add ``cfg.MODEL.VIT_LIFT`` (read by ``build_vit_lift_backbone``): ViT-B/16 as in ViTDet,
-    LiFT-B after it, the simple feature pyramid on top. Set
-    ``cfg.MODEL.BACKBONE.NAME = "build_vit_lift_backbone"`` to use it.
-    """
+    """Add ``cfg.MODEL.VIT_LIFT`` (ViT-B/16 as in ViTDet, LiFT-B, the simple feature pyramid),
+    read by ``MODEL.BACKBONE.NAME = "build_vit_lift_backbone"``."""
     c = cfg.MODEL.VIT_LIFT = CN()
     c.IMG_SIZE = 1024
     c.PATCH_SIZE = 16
@@ -78,11 +75,8 @@ VIT_SIZES = {
 
 
 def vitdet_vit_args(size: str) -> Dict[str, Any]:
-    """
-    ViTDet's ViT of a size ("S", "B", "L", "H"), as arguments of detectron2's ``ViT``: the
-    :data:`VIT_SIZES` entry and ``window_block_indexes``, windowed attention in every block except
-    the last of each quarter (global: 2, 5, 8, 11 at depth 12; 5, 11, 17, 23 at 24).
-    """
+    """ViTDet's ViT of a size ("S", "B", "L", "H") as arguments of detectron2's ``ViT``: the
+    :data:`VIT_SIZES` entry and windowed attention in every block but the last of each quarter."""
     if size not in VIT_SIZES:
         raise KeyError(f"No ViT size {size!r}; sizes: {', '.join(VIT_SIZES)}.")
     args = dict(VIT_SIZES[size])
@@ -96,12 +90,8 @@ LIFT_PRESET_FOR_WIDTH = {args["embed_dim"]: f"LiFT-{size}" for size, args in VIT
 
 
 def upsampler_config(name: str, **kwargs):
-    """
-    The LazyCall of an upsampler for ``ViTLiFT(lift=...)``: a LiFT preset ("LiFT-S", "LiFT-B",
-    "LiFT-L", "LiFT-H") or a control ("bilinear", "resize_conv", "jbu", "attention"); ``kwargs``
-    go to :func:`build_upsampler`. Channels and patch size follow the enclosing ViT by
-    interpolation (``${..embed_dim}``, ``${..patch_size}``).
-    """
+    """The LazyCall of :func:`build_upsampler` ``(name, **kwargs)`` for ``ViTLiFT(lift=...)``,
+    channels and patch size interpolated from the enclosing ViT."""
     from .modeling import build_upsampler
 
     shape = dict(in_channels="${..embed_dim}", patch_size="${..patch_size}")
@@ -121,28 +111,19 @@ def lift_backbone(
     **lift_kwargs,
 ):
     """
-    Turn ViTDet's backbone config (``L(SimpleFeaturePyramid)(net=L(ViT)(...))``, as in detectron2's
-    ``common/models/mask_rcnn_vitdet.py`` and every ViTDet B/L/H config) into the stage-two
-    ViT+LiFT backbone config: the same ViT arguments, the upsampler after it, ViTDet's pyramid
-    where LiFT's output enters it. Returns a new config; the argument is not modified.
+    Turn ViTDet's backbone config (``L(SimpleFeaturePyramid)(net=L(ViT)(...))``) into a new
+    stage-two ViT+LiFT backbone config: the same ViT, the upsampler after it, ViTDet's pyramid.
 
     Args:
         vitdet_backbone: ``model.backbone`` of a ViTDet LazyConfig.
         upsampler (str): a name for :func:`upsampler_config`; default: the LiFT preset for the
-            ViT's width (:data:`LIFT_PRESET_FOR_WIDTH`: LiFT-B for ViT-B, -L for ViT-L, ...).
-        lift_weights (str): the stage-one LiFT file (``lift_final.pth``); "" only when LiFT's
-            weights come from ``train.init_checkpoint`` (a trained +LiFT checkpoint) or for the
-            parameter-free bilinear control.
+            ViT's width (:data:`LIFT_PRESET_FOR_WIDTH`).
+        lift_weights (str): the stage-one LiFT file; "" when ``train.init_checkpoint`` holds LiFT.
         freeze (bool): stage two (paper §3.5): ViT and LiFT frozen, pyramid and heads trained.
-        placement (str): where LiFT enters ViTDet (nothing new to learn in either):
-            "half": the ViT and LiFT see the detector's image at half size and LiFT's output
-            (stride 16 of the detector's image) feeds upstream's pyramid unchanged: every ViTDet
-            tensor loads, none is new or unused. On an image twice ViTDet's size it stands in for
-            ViTDet on that image ("up", see :func:`set_image_size`); on ViTDet's size it runs the
-            ViT on a quarter of the pixels ("down").
-            "stride8": the ViT sees the detector's image, LiFT's stride-8 output gives p2-p4
-            through ViTDet's 2x, 1x and 0.5x stages, p5 and p6 are subsampled from p4
-            (:class:`~lift_det.modeling.LastLevelsMaxPool`); ViTDet's 4x stage is unused.
+        placement (str): "half": the ViT and LiFT see the detector's image at half size, LiFT's
+            output feeds upstream's pyramid unchanged (on a 2x image "up", on ViTDet's size
+            "down"); "stride8": the ViT sees the detector's image, LiFT's stride-8 output gives
+            p2-p4, p5 and p6 subsampled from p4. Every ViTDet tensor loads in both.
         lift_kwargs: passed to the upsampler (e.g. ``norm="SyncBN"``).
     """
     if placement not in PLACEMENTS:
@@ -178,13 +159,8 @@ def lift_backbone(
 
 
 def set_image_size(model, dataloader, size: int) -> None:
-    """
-    Give a detector LazyConfig (ViTDet's, or one from :func:`lift_backbone`) another input size:
-    the padded square (``square_pad``), the large-scale-jitter target and crop of the training
-    augmentations (ViTDet's ``ResizeScale`` and ``FixedSizeCrop``) and the test resize. The ViT's
-    ``img_size`` stays, so its checkpoint loads unchanged (detectron2's ViT interpolates its
-    position embeddings to the grid it sees). Changes ``model`` and ``dataloader`` in place.
-    """
+    """Give a detector LazyConfig another input size, in place: ``square_pad``, the training
+    augmentations' target and crop, the test resize (the ViT's ``img_size`` stays)."""
     import detectron2.data.transforms as T
 
     model.backbone.square_pad = size
@@ -199,11 +175,8 @@ def set_image_size(model, dataloader, size: int) -> None:
 
 
 def stage2_lr_multiplier(max_iter: int, warmup_iters: Optional[int] = None):
-    """
-    Stage two's short schedule (paper §3.5, "briefly finetune"): constant lr with one 10x drop at
-    90% of ``max_iter``, linear warmup over ``warmup_iters`` (default ``min(100, max_iter // 10)``).
-    Set ``train.max_iter`` to the same number.
-    """
+    """Stage two's short schedule (paper §3.5): one 10x drop at 90% of ``max_iter``, linear
+    warmup over ``warmup_iters`` (default ``min(100, max_iter // 10)``)."""
     if warmup_iters is None:
         warmup_iters = min(100, max_iter // 10)
     return L(WarmupParamScheduler)(
@@ -216,8 +189,5 @@ def stage2_lr_multiplier(max_iter: int, warmup_iters: Optional[int] = None):
 
 
 def frozen_vit_lr_factor(name: str) -> float:
-    """
-    ``optimizer.params.lr_factor_func`` giving lr 0 to the ViT (``backbone.net.*``), for a plain
-    ViTDet, which has no freeze switch: the same-budget control trains what stage two trains.
-    """
+    """``optimizer.params.lr_factor_func``: lr 0 for a plain ViTDet's ViT (``backbone.net``)."""
     return 0.0 if name.startswith("backbone.net.") else 1.0

@@ -1,10 +1,8 @@
 #!/usr/bin/env python3
 """
-Train or evaluate any lift_det LazyConfig, a detector or stage one (the model decides what a step
-is): upstream's ``tools/lazyconfig_train_net.py`` plus checks before anything is built, a locked
-output folder, atomic checkpoints, exact resume, AMP only on CUDA, one-line errors, the config's
-``train.export`` hooks, ``--eval-only`` into ``metrics.json``, ``--loss-trace N`` (the exact losses
-of the first N iterations) and ``--stop-at-iter K`` (the first K of the schedule's iterations).
+Train or evaluate any lift_det LazyConfig, a detector or stage one: upstream's
+``tools/lazyconfig_train_net.py`` plus checks before anything is built, a locked output folder,
+atomic checkpoints, exact resume, one-line errors and the config's ``train.export`` hooks.
 
     .venv/bin/python tools/train_net.py --config-file configs/vitdet_mrcnn_lift.py \\
         [--eval-only] [--resume | --overwrite] [--num-gpus N --num-machines M --machine-rank R \\
@@ -49,18 +47,18 @@ def do_train(args, cfg):
     # of train.max_iter iterations
     stop = getattr(args, "stop_at_iter", 0) or cfg.train.max_iter
     trace = getattr(args, "loss_trace", 0)
-    model = instantiate_model(cfg.model)
+    model = instantiate_model(cfg.model).to(cfg.train.device)
     logger.info("Model:\n{}".format(model))
-    model.to(cfg.train.device)
 
     cfg.optimizer.params.model = model
     optim = instantiate(cfg.optimizer)
     settings = optimizer_settings(optim)  # the config's, before a resume restores the run's
     train_loader = instantiate_data(cfg.dataloader.train, "the training data (dataloader.train)")
+    output_dir = cfg.train.output_dir
 
     model = create_ddp_model(model, **ddp_kwargs(cfg))
     trainer = build_trainer(cfg, model, optim, train_loader)
-    checkpointer = AtomicDetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    checkpointer = AtomicDetectionCheckpointer(model, output_dir, trainer=trainer)
     export_hooks = [instantiate(h) for h in cfg.train.get("export", [])]
     for h in export_hooks:
         h.checkpointer = checkpointer
@@ -74,7 +72,7 @@ def do_train(args, cfg):
                     scheduler=instantiate(cfg.lr_multiplier), max_iter=cfg.train.max_iter
                 )
             ),
-            LossTrace(trace, cfg.train.output_dir) if trace and comm.is_main_process() else None,
+            LossTrace(trace, output_dir) if trace and comm.is_main_process() else None,
             StopOnDivergence(),  # before the checkpointer: a diverged step is never saved
             ExactResume(),  # its state (the random state) is in every checkpoint
             hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
@@ -85,10 +83,7 @@ def do_train(args, cfg):
             ),
             *export_hooks,
             (
-                hooks.PeriodicWriter(
-                    default_writers(cfg.train.output_dir, stop),
-                    period=cfg.train.log_period,
-                )
+                hooks.PeriodicWriter(default_writers(output_dir, stop), period=cfg.train.log_period)
                 if comm.is_main_process()
                 else None
             ),
@@ -115,9 +110,9 @@ def do_train(args, cfg):
     if args.overwrite and comm.is_main_process():
         # the new run is known good (built, data found, weights loaded): only now replace the
         # old run's pointer and config
-        run_dir.forget_run(cfg.train.output_dir)
+        run_dir.forget_run(output_dir)
         if getattr(args, "new_config", None) is not None:
-            atomic_write_bytes(os.path.join(cfg.train.output_dir, "config.yaml"), args.new_config)
+            atomic_write_bytes(os.path.join(output_dir, "config.yaml"), args.new_config)
     if start_iter >= stop:
         what = "--stop-at-iter" if stop < cfg.train.max_iter else "train.max_iter"
         logger.warning(f"Resumed at iteration {start_iter} >= {what}: nothing to train.")

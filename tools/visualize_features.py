@@ -43,13 +43,8 @@ def self_similarity_maps(
     query_xy: Tuple[float, float],
     num_passes: int = 2,
 ) -> List[Tuple[str, torch.Tensor]]:
-    """
-    The maps of Fig. 5 for one normalized image (1, 3, H, W): ViT, ViT+bilinear, the ViT at 2x
-    input, ViT+LiFT and k x LiFT for k = 2..num_passes, each as (label, (h, w) map).
-
-    Args:
-        query_xy: the query location (x, y) in the image's pixels.
-    """
+    """The maps of Fig. 5 for one normalized image (1, 3, H, W) and a query (x, y) in its pixels:
+    ViT, ViT+bilinear, the ViT at 2x input, k x LiFT for k = 1..num_passes, as (label, map)."""
     runs = [("vit", 1), ("bilinear", 1), ("vit_2x", 1)]
     runs += [("lift", k) for k in range(1, max(num_passes, 1) + 1)]
     out = []
@@ -68,15 +63,8 @@ def plot_self_similarity(
     title: str = "",
     panel_size: float = 3.0,
 ) -> None:
-    """
-    Write a PNG grid: the image with the query marked, then every map (per-map color range,
-    brighter = more similar) with its grid size and the query marked.
-
-    Args:
-        image: (H, W, 3) uint8, the image the maps were computed on.
-        maps: (label, (h, w) map) pairs from :func:`self_similarity_maps`.
-        query_xy: (x, y) in the image's pixels.
-    """
+    """Write a PNG grid: the (H, W, 3) uint8 image, then every map of
+    :func:`self_similarity_maps` (brighter = more similar), the query (x, y) marked on each."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,14 +74,12 @@ def plot_self_similarity(
     n = len(maps) + 1
     ncols = min(n, 4)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(panel_size * ncols, panel_size * H / W * nrows + 0.6), squeeze=False
-    )
-    axes = axes.reshape(-1)
-    for ax in axes:
+    figsize = (panel_size * ncols, panel_size * H / W * nrows + 0.6)
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False)
+    for ax in axes.reshape(-1):
         ax.axis("off")
     panels = [("image", None)] + list(maps)
-    for ax, (label, sim) in zip(axes, panels):
+    for ax, (label, sim) in zip(axes.reshape(-1), panels):
         if sim is None:
             ax.imshow(image)
             ax.set_title(f"image ({H}x{W})", fontsize=9)
@@ -117,9 +103,7 @@ def get_parser():
     parser.add_argument("--weights", default="", help="detector / stage-one checkpoint")
     parser.add_argument("--lift-weights", default="", help="LiFT file (lift_final.pth)")
     parser.add_argument("--passes", type=int, default=2, help="show LiFT applied 1..K times")
-    parser.add_argument(
-        "--query", default="", help="x,y in the input image's pixels (default: center)"
-    )
+    parser.add_argument("--query", default="", help="x,y in the image's pixels (default: center)")
     parser.add_argument(
         "--size",
         type=int,

@@ -1,18 +1,10 @@
 """A DetectionCheckpointer that writes atomically and refuses weights that do not fit.
 
-Refused on load (unless ``allow_mismatch=True`` or ``path?allow_mismatch=True``):
-
-* a frozen parameter (``requires_grad=False``: the ViT in both stages, LiFT in stage two) that
-  the file does not supply or supplies with another shape: it would stay at its initialization
-  (zero relative-position tables absent from an MAE file are fine: zero adds no bias);
-* a load where almost nothing fits: less than ``MIN_FIT`` of the model's parameters (counted in
-  elements) got a value AND less than ``MIN_FIT`` of the file's tensors were used (an MAE ViT
-  into a detector uses nearly all of the file; a LiFT file or another architecture uses neither);
-* resuming (loading with checkpointables) with any tensor missing or mis-shaped, or from a
-  checkpoint whose model fingerprint (names + shapes, stored by :meth:`save`) differs.
-
-Each load logs one INFO line (tensors loaded, new / mis-shaped / unused groups by module prefix,
-where LiFT came from); the full key lists go to DEBUG.
+Refused on load (unless ``allow_mismatch=True`` or ``path?allow_mismatch=True``): a frozen
+parameter the file does not supply (zero relative-position tables absent from an MAE file are
+fine); a load where less than ``MIN_FIT`` of the model's parameters got a value AND less than
+``MIN_FIT`` of the file's tensors were used; a resume with any tensor missing or mis-shaped, or
+from a checkpoint of another model (its fingerprint). Each load logs one INFO line.
 """
 
 import errno
@@ -42,11 +34,9 @@ _SWITCH = "allow_mismatch"
 
 class AtomicDetectionCheckpointer(DetectionCheckpointer):
     """
-    A :class:`DetectionCheckpointer` whose ``save`` never leaves a partial file (a uniquely named
-    temporary file renamed over the target; ``last_checkpoint`` updated after the rename; a full
-    disk keeps the last good checkpoint), which stores a model fingerprint in each checkpoint,
-    removes leftovers of killed saves, and whose ``load`` refuses weights that do not fit (see
-    the module docstring) and logs one summary line.
+    A :class:`DetectionCheckpointer` whose ``save`` is atomic (a full disk keeps the last good
+    checkpoint) and stores a model fingerprint, and whose ``load`` refuses weights that do not
+    fit (see the module docstring).
     """
 
     def __init__(
@@ -61,12 +51,9 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         """
         Args:
             model, save_dir, kwargs: as :class:`DetectionCheckpointer`.
-            allow_mismatch (bool): load whatever fits, even into frozen parameters or on resume
-                (also per load: ``path?allow_mismatch=True``).
-            complete (bool): for inference (evaluation, prediction): refuse a load that leaves
-                any tensor at its initialization, but the documented new parts (LiFT from its
-                ``lift_weights`` file, a pyramid stage reported as new, zero relative-position
-                tables).
+            allow_mismatch (bool): load whatever fits (also per load: ``path?allow_mismatch=True``).
+            complete (bool): for inference: refuse a load that leaves any tensor at its
+                initialization, but the parts reported as new (:mod:`.load_report`).
         """
         super().__init__(model, save_dir, **kwargs)
         self.allow_mismatch = allow_mismatch
@@ -75,7 +62,6 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         if self.save_to_disk and save_dir and os.path.isdir(save_dir):
             remove_stale_temp_files(save_dir)
 
-    # ---- save ----------------------------------------------------------------------------
     def save(self, name: str, **kwargs: Any) -> None:
         if not self.save_dir or not self.save_to_disk:
             return
@@ -106,7 +92,6 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
             return super().tag_last_checkpoint(last_filename_basename)
         atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
 
-    # ---- load ----------------------------------------------------------------------------
     def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
         allow = self.allow_mismatch
         if path:

@@ -1,11 +1,6 @@
-"""Atomic writes: the one helper family every lift_det file goes through.
-
-A file is written to a uniquely named temporary file in the same folder, flushed and fsync'ed to
-disk, given the mode a plain ``open()`` would give it, and renamed over the target (then the folder
-is fsync'ed), so readers never see a partial file and concurrent writers never collide. Temporary
-names look like ``.<name>.<host>-<pid>.<random>.tmp`` (never ``*.pth``, so checkpoint listings
-skip them); a leftover of a killed writer is removed by :func:`remove_stale_temp_files`.
-"""
+"""Atomic writes, which every lift_det file goes through: a uniquely named temporary file in the
+same folder (``.<name>.<host>-<pid>.<random>.tmp``), fsync'ed, renamed over the target, the folder
+fsync'ed; and reading checkpoints with errors that name the file."""
 
 import contextlib
 import errno
@@ -79,11 +74,8 @@ def _is_stale(folder: str, name: str) -> bool:
 
 
 def remove_stale_temp_files(folder: str) -> List[str]:
-    """
-    Remove the temporary files of writers that died (killed mid-save) from ``folder``: a temp
-    file of a process of this host that no longer runs, or any of ours older than a day. Files
-    of live writers and files that are not ours are kept. Returns the removed paths.
-    """
+    """Remove from ``folder`` the temporary files of writers that died (a process of this host
+    that no longer runs, or older than a day); returns the removed paths."""
     removed = []
     if not os.path.isdir(folder):
         return removed
@@ -103,9 +95,8 @@ def _is_disk_full(e: BaseException) -> bool:
 
 
 class _WriteErrors:
-    """The file ``torch.save`` writes through: torch's zip writer turns a failed ``write`` into a
-    ``RuntimeError`` of its own wording; this keeps the ``OSError`` itself (a full disk), so that
-    no message text has to be matched."""
+    """The file ``torch.save`` writes through, which keeps the ``OSError`` of a failed write (a
+    full disk) that torch's zip writer turns into a ``RuntimeError``."""
 
     def __init__(self, f: IO[bytes]):
         self.f = f
@@ -123,8 +114,7 @@ class _WriteErrors:
 
 
 def _fsync_folder(folder: str) -> None:
-    """Make a rename in ``folder`` durable (POSIX: the rename lives in the folder's entries). Where
-    a folder cannot be opened or synced (Windows, some network file systems) this is skipped."""
+    """Make a rename in ``folder`` durable, where the folder can be opened and synced."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -164,8 +154,7 @@ def _atomic_open(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
 
 
 def atomic_torch_save(obj: Any, path: str) -> None:
-    """``torch.save(obj)`` to ``path`` atomically (see the module docstring). A full disk raises
-    ``OSError(ENOSPC, "no space left on <folder> ...")`` and leaves the previous file."""
+    """``torch.save(obj)`` to ``path`` atomically; a full disk leaves the previous file."""
     with _atomic_open(path, "wb") as f:
         sink = _WriteErrors(f)
         try:
@@ -188,10 +177,8 @@ def atomic_write_text(path: str, text: str) -> None:
         f.write(text)
 
 
-# ---- reading: files that are not checkpoints ------------------------------------------------
 class NotACheckpointError(RuntimeError, UserError):
-    """A file ``torch.load`` / ``pickle`` cannot read. A ``RuntimeError`` as torch's own, and a
-    :class:`~lift_det.utils.cli.UserError` that the tools report in one line."""
+    """A file ``torch.load`` / ``pickle`` cannot read (a ``RuntimeError`` as torch's own)."""
 
 
 # a MemoryError from a file smaller than this comes from corrupt length fields, not the machine
@@ -200,7 +187,7 @@ _MEMORY_ERROR_MAX_BYTES = 256 * 2**20
 
 def unreadable_content(path: str, error: BaseException) -> bool:
     """Whether ``error``, raised while unpickling ``path``, says its bytes are not a checkpoint
-    (random or cut bytes make the unpicklers raise almost anything, MemoryError included)."""
+    (the unpicklers raise almost anything on random or cut bytes)."""
     if isinstance(error, MemoryError):
         return os.path.getsize(path) < _MEMORY_ERROR_MAX_BYTES
     return isinstance(error, Exception)
@@ -217,10 +204,8 @@ def not_a_checkpoint(path: str, error: BaseException, what: str = "checkpoint") 
 
 
 def torch_load_checked(path: str, what: str = "checkpoint") -> Any:
-    """``torch.load(weights_only=True)`` on CPU (a LiFT file holds tensors and plain metadata).
-    A file that cannot be opened raises ``OSError`` naming ``path``; any failure to unpickle a file
-    that opens (random bytes, a truncated file: the unpickler raises anything from ``EOFError`` to
-    ``IndexError``, ``KeyError`` or ``OSError(EINVAL)``) raises :func:`not_a_checkpoint`'s error."""
+    """``torch.load(weights_only=True)`` on CPU; a file that cannot be opened raises ``OSError``
+    naming ``path``, one that cannot be unpickled :func:`not_a_checkpoint`'s error."""
     try:
         with open(path, "rb"):
             pass

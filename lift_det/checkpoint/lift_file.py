@@ -11,10 +11,8 @@ A LiFT file (written by stage one, read by stage two) is a torch file::
                   "quality": {"cos_lift": 0.91, "cos_bilinear": 0.88} or None,   # format 2
                   "undertrained": False}}                                         # format 2
 
-Format 1 files (no teacher / quality / undertrained) still load. Refused when written and when
-read: a non-finite tensor, a weight with ``|w| > MAX_ABS_WEIGHT`` (BatchNorm running statistics
-are exempt: they follow the ViT's activations), a ``running_var`` that is not positive, an
-``iteration <= 0``, a file for another width, patch size or backbone.
+Format 1 files still load. Refused when written and read: a non-finite tensor, a weight with
+``|w| > MAX_ABS_WEIGHT`` (not BatchNorm statistics), a ``running_var <= 0``, ``iteration <= 0``.
 """
 
 import json
@@ -47,10 +45,6 @@ MAX_ABS_WEIGHT = 1e4
 _FIX = "Retrain stage one with a lower optimizer.lr (tools/train_net.py, configs/lift_stage1*.py)"
 
 
-def _module_kind(module: nn.Module) -> str:
-    return type(module).__name__
-
-
 def lift_metadata(
     lift: nn.Module,
     backbone: Optional[Dict[str, Any]] = None,
@@ -60,7 +54,7 @@ def lift_metadata(
     """The metadata stored with a LiFT (or control upsampler) state dict."""
     return {
         "format": LIFT_FILE_FORMAT,
-        "class": _module_kind(lift),
+        "class": type(lift).__name__,
         "preset": getattr(lift, "preset", "custom"),
         "arch": dict(getattr(lift, "arch", {})),
         "in_channels": int(lift.in_channels),
@@ -193,9 +187,7 @@ def load_lift_file(
     backbone: Optional[Dict[str, Any]] = None,
     teacher: Optional[str] = None,
 ) -> Dict[str, Any]:
-    """
-    Load a LiFT file into ``lift`` after :func:`check_lift_file`. Returns the metadata.
-    """
+    """Load a LiFT file into ``lift`` after :func:`check_lift_file`. Returns the metadata."""
     data = check_lift_file(lift, path, backbone, teacher)
     lift.load_state_dict(data["model"], strict=True)  # every tensor, no more, no fewer
     return data["lift_det"]
@@ -207,19 +199,16 @@ def check_lift_file(
     backbone: Optional[Dict[str, Any]] = None,
     teacher: Optional[str] = None,
 ) -> Dict[str, Any]:
-    """
-    Read a LiFT file and check its weights and metadata against ``lift`` (class, widths, every
-    tensor and shape) and, if given, the backbone description (``vit_identity``) and the
-    :func:`teacher_fingerprint` of the ViT it is meant for; warn about an undertrained LiFT or a
-    random teacher. Loads nothing; returns ``{"model": state dict, "lift_det": metadata}``.
-    """
+    """Read a LiFT file and check it against ``lift`` (class, widths, every tensor and shape)
+    and, if given, the ViT's ``vit_identity`` and :func:`teacher_fingerprint`; warn about an
+    undertrained LiFT or a random teacher. Loads nothing; returns the file's dict."""
     data = read_lift_file(path)
     meta = data["lift_det"]
     hint = (
         "Train a LiFT for this backbone with stage one (tools/train_net.py), or build the model "
         "to match the file."
     )
-    _check("module class", _module_kind(lift), meta.get("class"), path, hint)
+    _check("module class", type(lift).__name__, meta.get("class"), path, hint)
     _check("in_channels", int(lift.in_channels), meta.get("in_channels"), path, hint)
     _check("patch_size", int(lift.patch_size), meta.get("patch_size"), path, hint)
     arch = getattr(lift, "arch", None)

@@ -1,13 +1,7 @@
-"""What a load takes from elsewhere than the checkpoint, as the model's own modules report it.
-
-While :class:`~lift_det.checkpoint.AtomicDetectionCheckpointer` loads a state dict, modules that
-know where some of their tensors come from say so from their ``load_state_dict`` pre-hooks with
-:func:`report_part` (the +LiFT backbone: LiFT from its file, from the checkpoint, or random on
-purpose; the pyramid: its stage that ViTDet files lack, ViTDet's stage it does not have). The
-checkpointer decides what it refuses and writes its one log line from these parts alone: it knows
-no module by name. Outside a lift_det checkpointer's load (upstream's ``DetectionCheckpointer``,
-a plain ``load_state_dict``), :func:`report_part` logs what it was told.
-"""
+"""What a load takes from elsewhere than the checkpoint, as the model's own modules report it
+(:func:`report_part`, from their ``load_state_dict`` pre-hooks): the checkpointer decides what it
+refuses and writes its log line from these parts alone. Outside a lift_det checkpointer's load,
+:func:`report_part` logs what it was told."""
 
 import contextlib
 import itertools
@@ -35,14 +29,10 @@ SOURCES = ("file", "checkpoint", "random", "new", "unused")
 @dataclass(frozen=True)
 class Part:
     """
-    prefix: the state-dict prefix of the part (``backbone.net.lift.``), as the checkpoint names it.
-    source: "file" (loaded from ``origin``, not from the checkpoint), "checkpoint" (taken from
-        the checkpoint, ``origin`` not used), "random" (left at its initialization on purpose),
-        "new" (a part this checkpoint format never has, fine for inference), "unused" (tensors
-        of the checkpoint this model has no place for, as expected).
-    origin: where a "file" part came from, as the config names it (``lift_weights=<path>``).
-    tensors: how many tensors the part has.
-    reason: a few words for the log.
+    A part of a load: its state-dict ``prefix`` (``backbone.net.lift.``) and ``source``: "file"
+    (from ``origin``, e.g. ``lift_weights=<path>``), "checkpoint" (``origin`` not used), "random"
+    (on purpose), "new" (a part this checkpoint format never has), "unused" (checkpoint tensors
+    with no place here, as expected); ``tensors`` counts them, ``reason`` is for the log.
     """
 
     prefix: str

@@ -1,23 +1,11 @@
-"""Official LiFT checkpoints (the authors' public code, github.com/saksham-s/lift) in lift_det.
+"""Official LiFT checkpoints (the authors' code, github.com/saksham-s/lift) in lift_det.
 
-The official training script saves ``LiFT(in_channels, patch_size).state_dict()`` as a plain
-torch file (``lift.pth``, ``lift_<epoch>.pth``; ``module.``-prefixed when trained with
-DataParallel). That module is the paper's LiFT-S: :class:`lift_det.modeling.LiFT` built with
-``LiFT.from_preset("LiFT-S", in_channels, patch_size)`` computes the same function, with other
-parameter names and one difference in parametrization: the official image-branch convolutions
-have a bias right before their BatchNorm. Such a bias is redundant (BatchNorm subtracts the mean,
-in training by the batch mean, in evaluation by ``running_mean``), so it is folded exactly into
-``running_mean``: ``BN(conv(x) + b)`` with ``running_mean`` equals ``BN(conv(x))`` with
-``running_mean - b``, in both modes.
-
-:func:`read_lift_file` converts such a file on load, so an official file goes wherever a LiFT file
-goes (``model.backbone.lift_weights``, ``tools/visualize_features.py``). The official file records
-neither its patch size (8 and 16 give the same tensors) nor its teacher: make sure it was trained
-for the ViT it is loaded into (the authors' files are for DINO ViT-S/8, S/16, B/8, B/16).
-
-``OFFICIAL_LIFT_S16_LAYOUT`` is the reference: the parameter layout read off the official
-``lift.py`` (commit fd6d929) for ``LiFT(384, 16)``, names, shapes and order of its state dict
-(tests/test_lift_reference.py checks LiFT-S against it and against that code's forward).
+The official script saves ``LiFT(in_channels, patch_size).state_dict()`` as a plain torch file
+(``module.``-prefixed after DataParallel): the paper's LiFT-S, which ``LiFT.from_preset("LiFT-S",
+C, p)`` computes with other parameter names. The official image-branch convolutions have a bias
+right before their BatchNorm, folded exactly into ``running_mean`` (``BN(conv(x) + b)`` equals
+``BN(conv(x))`` with ``running_mean - b``, in both modes). :func:`read_lift_file` converts such a
+file on load; it records neither its patch size nor its teacher, so neither is checked.
 """
 
 import logging
@@ -112,14 +100,8 @@ def is_official_lift_state(data: Any) -> bool:
 
 
 def convert_official_lift_state(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """
-    An official LiFT state dict as the state dict of ``LiFT.from_preset("LiFT-S", C, p)``
-    (C = ``outc.weight.shape[0]``). Every official tensor is used; the image-branch conv biases
-    are folded into the following BatchNorm's ``running_mean`` (exact, see the module docstring).
-
-    Raises:
-        ValueError: a name of the official layout is missing or unknown, naming it.
-    """
+    """An official LiFT state dict as the state dict of ``LiFT.from_preset("LiFT-S", C, p)``
+    (every tensor used, conv biases folded); a name missing or unknown raises ``ValueError``."""
     state = _strip_module(state)
     expected = {name for name, _ in OFFICIAL_LIFT_S16_LAYOUT}  # names do not depend on widths
     missing, unknown = sorted(expected - set(state)), sorted(set(state) - expected)

@@ -48,14 +48,9 @@ def _reads_images_as_utils_read_image(function: types.FunctionType) -> bool:
 
 
 def _with_read_image(function: types.FunctionType) -> types.FunctionType:
-    """
-    ``function`` (a function of ``detectron2.data.dataset_mapper``) run with this package's
-    :func:`read_image` as ``utils.read_image``: the same code object, other globals. So the mapper
-    follows upstream's ``__call__`` exactly, without a copy of it and without patching detectron2
-    (upstream's mapper has no method that reads the image, only this lookup). The one place that
-    depends on how upstream's code is written: it refuses code that reads images another way,
-    instead of letting detectron2's reader through unnoticed.
-    """
+    """``function`` (of ``detectron2.data.dataset_mapper``) with this package's :func:`read_image`
+    as ``utils.read_image``: the same code object, other globals, so the mapper runs upstream's
+    ``__call__`` without a copy or a patch; code that reads images another way is refused."""
     module = sys.modules[function.__module__]
     if getattr(module, "utils", None) is not d2_utils or not _reads_images_as_utils_read_image(
         function
@@ -81,14 +76,9 @@ def _upstream_call() -> types.FunctionType:
 
 class DetectionDatasetMapper(DatasetMapper):
     """
-    detectron2's :class:`DatasetMapper` (same arguments, ``from_config`` and output) that
-
-    * reads images with :func:`lift_det.data.read_image`: 16-bit images are rescaled to 8 bits
-      (detectron2's reader turns them white) and an unreadable file raises an ``OSError`` naming
-      it (so does a semantic-segmentation file, which goes through the same reader);
-    * in training, drops annotations whose box has zero or negative size (or is not finite)
-      before the transforms (which would otherwise turn a negative-size box into a valid one),
-      and logs the count (the first 10 images with such boxes, then every 100th).
+    detectron2's :class:`DatasetMapper` that reads images with :func:`lift_det.data.read_image`
+    and, in training, drops (and counts) annotations whose box has zero or negative size or is
+    not finite, before the transforms could turn a negative-size box into a valid one.
     """
 
     def __init__(self, *args: Any, **kwargs: Any):

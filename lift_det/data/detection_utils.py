@@ -1,8 +1,5 @@
-"""
-detectron2's ``read_image`` plus the 16-bit branch it lacks, and ``get_detection_dataset_dicts``
-with errors that name the dataset's files. Drop-in replacements for the functions of
-``detectron2.data.detection_utils`` / ``detectron2.data.build`` of the same names.
-"""
+"""Drop-ins for detectron2's ``read_image`` (16-bit images) and ``get_detection_dataset_dicts``
+(errors that name the dataset's files)."""
 
 import contextlib
 import json
@@ -30,12 +27,9 @@ _READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 def read_image(file_name: str, format: Optional[str] = None) -> np.ndarray:
-    """
-    detectron2's :func:`detectron2.data.detection_utils.read_image` (same arguments and output),
-    except that 16-bit (and 32-bit) grayscale images are rescaled to 8 bits (value / 257; "F"
-    images min-max) instead of clipped, and that an unreadable file raises an ``OSError`` that
-    names it. With ``format=None`` the native array is returned, as detectron2 does.
-    """
+    """detectron2's :func:`~detectron2.data.detection_utils.read_image`, except that 16- and
+    32-bit grayscale images are rescaled to 8 bits (/ 257; "F" min-max) instead of clipped, and an
+    unreadable file raises an ``OSError`` naming it."""
     try:
         with PathManager.open(file_name, "rb") as f:
             mode = Image.open(f).mode  # reads the header only
@@ -91,8 +85,7 @@ def check_dataset_files(name: str) -> None:
 @contextlib.contextmanager
 def load_errors_explained(names: Sequence[str]) -> Iterator[None]:
     """Around the first load of registered datasets: a missing file or name is explained by the
-    files the metadata records; another OSError (a root the mini data cannot be written to, a file
-    that cannot be read) names itself, as a ValueError (bad input, one line in the tools)."""
+    files the metadata records; another OSError becomes a ValueError (bad input)."""
     try:
         yield
     except (KeyError, FileNotFoundError):
@@ -112,17 +105,10 @@ def get_detection_dataset_dicts(
     **kwargs: Any,
 ) -> List[Dict[str, Any]]:
     """
-    detectron2's :func:`detectron2.data.get_detection_dataset_dicts` (same arguments), with clear
-    errors: an unregistered name, a missing or truncated file or an empty dataset (e.g. a COCO json
-    with zero images) names the dataset, its files and the fix.
-
-    Args:
-        instance_masks (bool): the mapper will train masks: every non-crowd instance must have a
-            segmentation (the configs set it from ``mapper.use_instance_mask``).
-        mask_format (str): how the mapper reads masks (``mapper.instance_mask_format``): RLE
-            masks with "polygon" are refused, naming the fix.
-        check (bool): check the loaded dicts with :func:`lift_det.data.validate.check_dataset_dicts`
-            (image files, sizes, EXIF rotation, boxes, masks) before training starts.
+    detectron2's :func:`detectron2.data.get_detection_dataset_dicts`, with errors that name the
+    dataset, its files and the fix; ``check``: then :func:`~.validate.check_dataset_dicts` with
+    ``instance_masks`` and ``mask_format`` (the mapper's ``use_instance_mask`` and
+    ``instance_mask_format``).
     """
     names = [names] if isinstance(names, str) else list(names)
     try:

@@ -1,14 +1,8 @@
 """
-A built-in, deterministic, procedurally generated "mini COCO" detection dataset (drawing in
-:mod:`.mini_render`): COCO instances JSON with polygon masks, so detectron2's ``load_coco_json``,
-``COCOEvaluator`` and pycocotools work on it unchanged.
-
-Importing :mod:`lift_det.data` registers ``lift_mini_train`` / ``lift_mini_val`` (names and
-metadata, no files); the files are generated on first load (``DatasetCatalog.get``) under
-:func:`default_mini_root` and cached: a stamp file written last records the generation parameters.
-In a LazyConfig, use the names as any detectron2 dataset::
-
-    dataloader.train.dataset.names = "lift_mini_train"
+A built-in, deterministic, procedurally generated "mini COCO" detection dataset (COCO instances
+JSON with polygon masks), registered as ``lift_mini_train`` / ``lift_mini_val`` when
+:mod:`lift_det.data` is imported; its files are generated on first load under
+:func:`default_mini_root` (:mod:`.mini_files`).
 """
 
 import functools
@@ -37,18 +31,12 @@ MINI_DATASETS: Tuple[str, ...] = ("lift_mini_train", "lift_mini_val")
 
 
 def default_mini_root() -> str:
-    """
-    Returns:
-        str: where the mini COCO dataset lives by default: ``$LIFT_DET_MINI_ROOT`` if set, else
-        ``$DETECTRON2_DATASETS/lift_mini_coco`` (``datasets/lift_mini_coco`` when unset).
-    """
+    """Where the mini COCO dataset lives by default: ``$LIFT_DET_MINI_ROOT`` if set, else
+    ``$DETECTRON2_DATASETS/lift_mini_coco`` (``datasets/lift_mini_coco`` when unset)."""
     root = os.environ.get("LIFT_DET_MINI_ROOT")
     if root:
         return root
     return os.path.join(os.environ.get("DETECTRON2_DATASETS", "datasets"), "lift_mini_coco")
-
-
-# ---- registration -----------------------------------------------------------------------------
 
 
 def _load_mini_split(root: str, split: str, dataset_name: str) -> List[Dict[str, Any]]:
@@ -71,15 +59,9 @@ def _is_registered_at(name: str, root: str) -> bool:
 
 
 def register_mini_coco(root: Optional[str] = None) -> None:
-    """
-    Registers the splits of the mini COCO dataset as ``lift_mini_train`` and ``lift_mini_val`` in
-    detectron2's DatasetCatalog and MetadataCatalog (with ``thing_classes``). Generates no files:
-    the data is generated on first load (``DatasetCatalog.get``). Idempotent; a name already
-    registered with another root is re-registered with this one.
-
-    Args:
-        root: dataset directory; defaults to :func:`default_mini_root`.
-    """
+    """Register ``lift_mini_train`` and ``lift_mini_val`` at ``root`` (default:
+    :func:`default_mini_root`) in detectron2's catalogs, generating no files; a name registered
+    with another root is re-registered."""
     root = default_mini_root() if root is None else root
     for split, name in zip(_SPLITS, MINI_DATASETS):
         if _is_registered_at(name, root):
@@ -101,19 +83,8 @@ def register_mini_coco(root: Optional[str] = None) -> None:
 
 
 def ensure_mini_coco(split: str = "train", root: Optional[str] = None) -> str:
-    """
-    Registers the mini COCO dataset at ``root`` (see :func:`register_mini_coco`) and returns the
-    registered name of one split. Generates no files (the first ``DatasetCatalog.get`` does), so
-    looking up the metadata of a config's dataset has no side effect. For configs that must follow
-    ``$LIFT_DET_MINI_ROOT`` set after import: ``names=L(ensure_mini_coco)(split="val")``.
-
-    Args:
-        split: "train" or "val".
-        root: dataset directory; defaults to :func:`default_mini_root` (evaluated at call time).
-
-    Returns:
-        str: "lift_mini_train" or "lift_mini_val".
-    """
+    """:func:`register_mini_coco` at ``root`` (default: :func:`default_mini_root`, read now), then
+    the name of ``split`` ("train" or "val"), e.g. ``names=L(ensure_mini_coco)(split="val")``."""
     if split not in _SPLITS:
         raise ValueError(f"Unknown mini COCO split {split!r}; valid splits are {list(_SPLITS)}.")
     register_mini_coco(default_mini_root() if root is None else root)

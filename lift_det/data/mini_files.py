@@ -28,18 +28,12 @@ _SPLITS: Tuple[str, ...] = ("train", "val")
 _SPLIT_SEED_IDS = {"train": 0, "val": 1}
 _STAMP_NAME = ".complete"
 _IMAGE_RE = re.compile(r"^(\d{6})\.jpg$")
-# temporary files of an interrupted generation: atomic_write_bytes's and older versions'
 
 
 def _split_paths(root: str, split: str) -> Tuple[str, str]:
     """(json_file, image_root) of one split."""
     json_file = os.path.join(root, "annotations", f"instances_{split}.json")
     return json_file, os.path.join(root, split)
-
-
-# ------------------------------------------------------------------------------------------------
-# files
-# ------------------------------------------------------------------------------------------------
 
 
 def _root_error(root: str, error: OSError) -> OSError:
@@ -71,25 +65,14 @@ def _read_stamp(root: str) -> Optional[Dict[str, Any]]:
     return stamp
 
 
-def _generation_params(
-    *, num_train: int, num_val: int, image_size: int, seed: int
-) -> Dict[str, Any]:
-    """The content of the stamp of a dataset generated with these parameters."""
-    return {
-        "format_version": _FORMAT_VERSION,
-        "classes": list(MINI_CLASSES),
-        "num_train": num_train,
-        "num_val": num_val,
-        "image_size": image_size,
-        "seed": seed,
-    }
+def _generation_params(**params: int) -> Dict[str, Any]:
+    """The content of the stamp of a dataset generated with these parameters (``_DEFAULTS``)."""
+    return {"format_version": _FORMAT_VERSION, "classes": list(MINI_CLASSES), **params}
 
 
 def _remove_leftovers(directory: str, num_images: Optional[int] = None) -> None:
-    """
-    Removes temporary files of an interrupted generation and, if ``num_images`` is given, the images
-    of an earlier, larger generation.
-    """
+    """Remove the temporary files of an interrupted generation and the images from
+    ``num_images`` on (of an earlier, larger generation)."""
     if not os.path.isdir(directory):
         return
     for name in os.listdir(directory):
@@ -157,43 +140,21 @@ def generate_mini_coco(
     seed: int = _DEFAULTS["seed"],
 ) -> None:
     """
-    Generates the mini COCO dataset under ``root``: ``train/*.jpg``, ``val/*.jpg``,
-    ``annotations/instances_{train,val}.json`` and, last, the stamp ``.complete`` with the
-    generation parameters. Does nothing if the stamp exists with the same parameters. The output is
-    a deterministic function of the parameters. Safe to call from several processes at once.
-
-    Args:
-        root: output directory.
-        num_train: number of training images.
-        num_val: number of validation images.
-        image_size: height and width of the (square) images; at least 64.
-        seed: random seed.
+    Generate the mini COCO dataset under ``root`` (``train/*.jpg``, ``val/*.jpg``,
+    ``annotations/instances_{train,val}.json``, then the stamp ``.complete``), a deterministic
+    function of the parameters (square images of side ``image_size`` >= 64). Does nothing if the
+    stamp records the same parameters; safe to call from several processes at once.
     """
-    for key, value, minimum in [
-        ("num_train", num_train, 1),
-        ("num_val", num_val, 1),
-        ("image_size", image_size, 64),
-        ("seed", seed, 0),
-    ]:
-        if not isinstance(value, (int, np.integer)) or value < minimum:
-            raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
-    _generate_if_needed(
-        root,
-        _generation_params(
-            num_train=int(num_train),
-            num_val=int(num_val),
-            image_size=int(image_size),
-            seed=int(seed),
-        ),
-    )
+    params = dict(num_train=num_train, num_val=num_val, image_size=image_size, seed=seed)
+    for key, minimum in (("num_train", 1), ("num_val", 1), ("image_size", 64), ("seed", 0)):
+        if not isinstance(params[key], (int, np.integer)) or params[key] < minimum:
+            raise ValueError(f"{key} must be an integer >= {minimum}, got {params[key]!r}")
+    _generate_if_needed(root, _generation_params(**{k: int(v) for k, v in params.items()}))
 
 
 def _generate_if_needed(root: str, params: Optional[Dict[str, Any]] = None) -> None:
-    """
-    Generates the dataset at ``root`` with ``params`` unless it is complete with them already. With
-    ``params=None``, any complete generation (e.g. a larger one) is kept, else the defaults are
-    generated. Holds a file lock while generating; an unwritable root raises with the fix.
-    """
+    """Generate the dataset at ``root`` with ``params`` (None: any complete generation is kept,
+    else the defaults) unless it is complete already, under a file lock."""
 
     def complete() -> bool:
         stamp = _read_stamp(root)

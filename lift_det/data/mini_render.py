@@ -31,13 +31,7 @@ _DISC_POINTS = 24
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, grid: int) -> np.ndarray:
-    """
-    Args:
-        grid: resolution of the random grid that is upsampled (smaller = smoother).
-
-    Returns:
-        (size, size, 3) float32 array of smooth noise, roughly in [-1, 1].
-    """
+    """(size, size, 3) float32 smooth noise in about [-1, 1], a (grid, grid) one upsampled."""
     low = rng.normal(0.0, 1.0, size=(3, grid, grid)).astype(np.float32)
     channels = [
         np.asarray(Image.fromarray(c).resize((size, size), Image.Resampling.BICUBIC)) for c in low
@@ -46,13 +40,7 @@ def _smooth_noise(rng: np.random.Generator, size: int, grid: int) -> np.ndarray:
 
 
 def _linear_ramp(rng: np.random.Generator, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """
-    Args:
-        xs, ys: coordinates of points (broadcastable against each other).
-
-    Returns:
-        a linear ramp along a random direction over the points, normalized to [-0.5, 0.5].
-    """
+    """A linear ramp in [-0.5, 0.5] along a random direction over the points (xs, ys)."""
     theta = rng.uniform(0.0, 2.0 * np.pi)
     t = xs * np.float32(np.cos(theta)) + ys * np.float32(np.sin(theta))
     t_min = t.min()
@@ -60,11 +48,7 @@ def _linear_ramp(rng: np.random.Generator, xs: np.ndarray, ys: np.ndarray) -> np
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """
-    Returns:
-        (size, size, 3) float32 image: muted base color, low-frequency blobs, a gradient and fine
-        noise.
-    """
+    """(size, size, 3) float32: a muted color, low-frequency blobs, a gradient, fine noise."""
     base = rng.uniform(80.0, 170.0) + rng.uniform(-20.0, 20.0, size=3)
     img = np.broadcast_to(base.astype(np.float32), (size, size, 3)).copy()
     img += rng.uniform(12.0, 28.0) * _smooth_noise(rng, size, int(rng.integers(3, 7)))
@@ -77,10 +61,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def _sample_size(rng: np.random.Generator, image_size: int) -> float:
-    """
-    Returns:
-        an object size (side of a square of the same area), from a random size bucket.
-    """
+    """An object size (side of a square of the same area) from a random size bucket."""
     probs = np.array([b[0] for b in _SIZE_BUCKETS])
     lo, hi = _SIZE_BUCKETS[int(rng.choice(len(_SIZE_BUCKETS), p=probs / probs.sum()))][1:]
     hi = min(hi, 0.53 * image_size)
@@ -94,14 +75,8 @@ def _rotate(points: np.ndarray, angle: float) -> np.ndarray:
 
 
 def _shape_polygon(rng: np.random.Generator, category: int, size: float) -> np.ndarray:
-    """
-    Args:
-        category: index into MINI_CLASSES.
-        size: side of a square with the same area as the shape.
-
-    Returns:
-        (N, 2) polygon vertices (x, y), centered around the origin.
-    """
+    """(N, 2) vertices (x, y) around the origin of a shape of MINI_CLASSES[category] whose area
+    is that of a square of side ``size``."""
     name = MINI_CLASSES[category]
     if name == "square":
         h = size / 2.0
@@ -138,10 +113,7 @@ def _min_angle_deg(tri: np.ndarray) -> float:
 
 
 def _object_color(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
-    """
-    Returns:
-        a saturated RGB color (float, 0-255) far enough from the given background color.
-    """
+    """A saturated RGB color (float, 0-255) far enough from the background color."""
     best, best_dist = None, -1.0
     for _ in range(20):
         hue = rng.uniform(0.0, 1.0)
@@ -159,12 +131,7 @@ def _object_color(rng: np.random.Generator, background: np.ndarray) -> np.ndarra
 def render_image(
     rng: np.random.Generator, size: int
 ) -> Tuple[np.ndarray, List[Tuple[int, List[float]]]]:
-    """
-    Draws one image.
-
-    Returns:
-        the (size, size, 3) uint8 image and its objects as (category index, flat polygon) pairs.
-    """
+    """One (size, size, 3) uint8 image and its objects as (category index, flat polygon)."""
     img = _background(rng, size)
     occupied = np.zeros((size, size), dtype=bool)
     specs = [
@@ -209,12 +176,7 @@ def render_image(
 def render_coco_image(
     rng: np.random.Generator, image_size: int, image_id: int, first_annotation_id: int
 ) -> Tuple[bytes, List[Dict[str, Any]]]:
-    """
-    Draws one image.
-
-    Returns:
-        its JPEG bytes and its COCO annotations, numbered from ``first_annotation_id``.
-    """
+    """One image's JPEG bytes and COCO annotations, numbered from ``first_annotation_id``."""
     pixels, objects = render_image(rng, image_size)
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="JPEG", quality=95, subsampling=0)

@@ -1,20 +1,6 @@
-"""Image-only data for LiFT's stage one (paper §3.4: color jitter is the only augmentation).
-
-* :func:`stage1_dataset_dicts`: the images of detectron2-registered datasets (e.g. COCO's
-  ``coco_2017_train`` under ``$DETECTRON2_DATASETS``) and/or plain image folders, as dataset dicts
-  without annotations; a missing or empty dataset is an error that names the path.
-* :class:`Stage1DatasetMapper`: reads an image as 8-bit RGB (grayscale, RGBA, CMYK, palette and
-  16-bit images are converted), resizes its longest side to ``image_size`` (ViTDet's view; the
-  model pads it to a square) and applies color jitter in training.
-
-Both plug into detectron2's ``build_detection_train_loader`` / ``build_detection_test_loader``::
-
-    dataloader.train = L(build_detection_train_loader)(
-        dataset=L(stage1_dataset_dicts)(names="coco_2017_train"),
-        mapper=L(Stage1DatasetMapper)(is_train=True, image_size=1024, patch_size=16),
-        total_batch_size=64,
-        aspect_ratio_grouping=False,
-    )
+"""Image-only data for LiFT's stage one (paper §3.4: color jitter is the only augmentation):
+:func:`stage1_dataset_dicts` (registered datasets and/or image folders, without annotations) and
+:class:`Stage1DatasetMapper`, for detectron2's ``build_detection_train_loader`` / ``_test_loader``.
 """
 
 import copy
@@ -41,16 +27,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-# ---- datasets ---------------------------------------------------------------------------------
-
-
 def image_folder_dicts(
     root: str, extensions: Sequence[str] = IMAGE_EXTENSIONS
 ) -> List[Dict[str, Any]]:
-    """
-    All images under ``root`` (recursively, sorted) as dataset dicts ``{"file_name",
-    "image_id"}``. Missing or empty folders raise with the path in the message.
-    """
+    """All images under ``root`` (recursively, sorted) as dataset dicts ``{"file_name",
+    "image_id"}``; a missing or empty folder raises naming it."""
     if not os.path.isdir(root):
         raise FileNotFoundError(f"Image folder '{root}' does not exist. {datasets_hint()}")
     exts = tuple(e.lower() for e in extensions)
@@ -74,15 +55,9 @@ def stage1_dataset_dicts(
     max_images: int = 0,
 ) -> List[Dict[str, Any]]:
     """
-    The images of registered datasets and/or image folders, as dataset dicts with only
-    ``file_name``, ``image_id`` and (when known) ``height`` / ``width``; annotations are dropped
-    (stage one needs none, and every image counts, annotated or not).
-
-    Args:
-        names: detectron2-registered dataset names (e.g. "coco_2017_train").
-        image_folders: folders of images (see :func:`image_folder_dicts`).
-        max_images (int): if > 0, keep only the first ``max_images`` (a deterministic subset,
-            e.g. for a quick held-out evaluation).
+    The images of registered datasets (``names``) and/or ``image_folders``, as dataset dicts
+    with only ``file_name``, ``image_id`` and (when known) ``height`` / ``width``; if
+    ``max_images`` > 0, only the first ``max_images``. A missing or empty dataset raises naming it.
     """
     names = [names] if isinstance(names, str) else list(names)
     image_folders = [image_folders] if isinstance(image_folders, str) else list(image_folders)
@@ -111,20 +86,14 @@ def stage1_dataset_dicts(
     return dicts
 
 
-# ---- images -----------------------------------------------------------------------------------
-
-
 def read_rgb_image(file_name: str) -> np.ndarray:
     """:func:`lift_det.data.read_image` as (H, W, 3) uint8 RGB (16-bit images rescaled)."""
     return read_image(file_name, format="RGB")
 
 
 def color_jitter(strength: float = 0.4) -> List[T.Augmentation]:
-    """
-    Random brightness, contrast and saturation, each scaled by a factor in
-    [1 - strength, 1 + strength] (detectron2 augmentations: deterministic given the seed,
-    ``train.seed``).
-    """
+    """Random brightness, contrast and saturation, each by a factor in [1 - strength, 1 +
+    strength] (detectron2 augmentations)."""
     if not 0.0 <= strength < 1.0:
         raise ValueError(f"color jitter strength must be in [0, 1), got {strength}.")
     if strength == 0:
@@ -135,17 +104,12 @@ def color_jitter(strength: float = 0.4) -> List[T.Augmentation]:
 
 class Stage1DatasetMapper:
     """
-    Map a dataset dict to the input of :class:`lift_det.modeling.LiFTDistiller`:
-    ``{"image": (3, h, w) uint8 RGB tensor, "height", "width", "file_name", "image_id"}``, the
-    image resized so that its longest side is ``image_size`` (detectron2's ResizeShortestEdge
-    with ``max_size=image_size``, ViTDet's test-time view; the model pads it to a square).
+    Map a dataset dict to the input of :class:`lift_det.modeling.LiFTDistiller`: ``"image"``, a
+    (3, h, w) uint8 RGB tensor whose longest side is ``image_size`` (ViTDet's test-time view).
 
-    Images too small for stage one are skipped (``None``: detectron2's loaders then draw another
-    image) and counted: those whose content would span fewer than ``min_patches`` patches along a
-    side at x/4 (very elongated images), or fewer than ``min_patches`` patches at their own
-    resolution (tiny images, which resizing would only blur). Unreadable images are skipped and
-    counted too (a warning for each of the first 10, then for every 100th). With
-    ``skip_bad_images=False`` both raise instead (use it for evaluation).
+    Images too small for stage one (fewer than ``min_patches`` patches per side at their own
+    resolution, or at x/4 after resizing) and unreadable ones are skipped (``None``: detectron2's
+    loaders draw another) and counted, or with ``skip_bad_images=False`` raise.
     """
 
     def __init__(
@@ -158,16 +122,8 @@ class Stage1DatasetMapper:
         min_patches: int = 2,
         skip_bad_images: bool = True,
     ):
-        """
-        Args:
-            is_train (bool): apply color jitter.
-            image_size (int): longest side after resizing; a multiple of 4 * patch_size.
-            patch_size (int): the ViT's patch size.
-            color_jitter_strength (float): see :func:`color_jitter`; 0 disables it.
-            min_patches (int): the minimum size described above, in patches.
-            skip_bad_images (bool): skip (and count) too small / unreadable images rather than
-                raise.
-        """
+        """``is_train``: apply color jitter (:func:`color_jitter` of ``color_jitter_strength``);
+        ``image_size``: a multiple of 4 * ``patch_size``, the ViT's."""
         if image_size % (4 * patch_size):
             raise ValueError(
                 f"image_size={image_size} must be a multiple of 4 * patch_size = {4 * patch_size} "

@@ -1,10 +1,5 @@
-"""
-Checks of detection dataset dicts when they are loaded, before training: every problem that would
-crash a loader worker later (a missing image, a width/height that is not the image's, an image
-that EXIF rotates, an instance without the mask a mask model needs) or silently change the
-training signal (boxes that are not finite or have no area, boxes outside the image) is named by
-file, image id and annotation, with the fix.
-"""
+"""Checks of detection dataset dicts before training: what would crash a loader worker later or
+silently change the training signal is named by file, image id and annotation, with the fix."""
 
 import logging
 import os
@@ -92,16 +87,11 @@ def check_dataset_dicts(
     mask_format: str = "polygon",
 ) -> None:
     """
-    Check detectron2 dataset dicts (``file_name``, ``width``/``height``, ``annotations``).
-
-    Raises :class:`DatasetError` (one message, the first few offenders named, the fix) for: an
-    image file that does not exist or cannot be read; a ``width``/``height`` that is not the
-    image's (detectron2 raises ``SizeMismatchError`` from a loader worker when it reaches it),
-    naming EXIF orientation when that is the cause; with ``instance_masks``, a non-crowd instance
-    without a valid segmentation (the mapper would fail on it), and RLE masks when the mapper
-    reads polygons (``mask_format``, detectron2's ``instance_mask_format``). Warns, by name, about
-    boxes that
-    are not finite, have no area (the mapper drops them) or lie outside the image.
+    Check detectron2 dataset dicts. Raises :class:`DatasetError` (the first few offenders named,
+    the fix) for image files that are missing or unreadable or of another size than the dicts'
+    (EXIF rotation named), and, with ``instance_masks``, non-crowd instances without a
+    segmentation, or RLE masks where the mapper reads polygons (``mask_format``). Warns about boxes
+    that are not finite, have no area or lie outside the image.
     """
     start = time.perf_counter()
     where = ", ".join(names)
@@ -142,39 +132,38 @@ def check_dataset_dicts(
             f"by the mapper) or lies outside its image: {_examples(boxes)}. Fix the annotation "
             f"file to keep them."
         )
-    errors = []
-    if missing:
-        errors.append(
-            f"{len(missing)} image file(s) do not exist: {_examples(missing)}. Fix the image "
-            f"root the dataset was registered with, or remove those images from the json"
-        )
-    if unreadable:
-        errors.append(f"{len(unreadable)} image(s) cannot be read: {_examples(unreadable)}")
-    if rotated:
-        errors.append(
-            f"{len(rotated)} image(s) carry an EXIF orientation that rotates them (detectron2's "
-            f"reader applies it) while the json's width/height and boxes are of the stored, "
-            f"unrotated image: {_examples(rotated)}. Save the images without the EXIF "
-            f"orientation tag (e.g. `exiftool -Orientation= -n`), or annotate the rotated images"
-        )
-    if wrong_size:
-        errors.append(
-            f"{len(wrong_size)} image(s) have another size than the json's width/height: "
-            f"{_examples(wrong_size)}. Fix width/height (and the boxes) in the annotation file"
-        )
-    if no_mask:
-        errors.append(
-            f"{len(no_mask)} instance(s) have no segmentation (none, or an empty list), but the "
-            f"model trains masks: {_examples(no_mask)}. Add "
-            f"their masks, mark them iscrowd=1, or train a box-only model "
-            f"(dataloader.train.mapper.use_instance_mask=False, model.roi_heads.mask_on=False)"
-        )
-    if rle:
-        errors.append(
-            f"{len(rle)} instance(s) have RLE masks (segmentation {{counts, size}}), which the "
-            f"mapper cannot read as polygons: {_examples(rle)}. Set "
-            f"dataloader.train.mapper.instance_mask_format=bitmask"
-        )
+    problems = [  # (offenders, what they are: {} the examples, the fix)
+        (
+            missing,
+            "image file(s) do not exist: {}. Fix the image root the dataset was registered "
+            "with, or remove those images from the json",
+        ),
+        (unreadable, "image(s) cannot be read: {}"),
+        (
+            rotated,
+            "image(s) carry an EXIF orientation that rotates them (detectron2's reader "
+            "applies it) while the json's width/height and boxes are of the stored, unrotated "
+            "image: {}. Save the images without the EXIF orientation tag (e.g. `exiftool "
+            "-Orientation= -n`), or annotate the rotated images",
+        ),
+        (
+            wrong_size,
+            "image(s) have another size than the json's width/height: {}. Fix "
+            "width/height (and the boxes) in the annotation file",
+        ),
+        (
+            no_mask,
+            "instance(s) have no segmentation (none, or an empty list), but the model "
+            "trains masks: {}. Add their masks, mark them iscrowd=1, or train a box-only model "
+            "(dataloader.train.mapper.use_instance_mask=False, model.roi_heads.mask_on=False)",
+        ),
+        (
+            rle,
+            "instance(s) have RLE masks (segmentation {{counts, size}}), which the mapper "
+            "cannot read as polygons: {}. Set dataloader.train.mapper.instance_mask_format=bitmask",
+        ),
+    ]
+    errors = [f"{len(items)} " + text.format(_examples(items)) for items, text in problems if items]
     if errors:
         raise DatasetError(f"Dataset {where}: " + ". ".join(errors) + ".")
     logger.info(
@@ -184,11 +173,8 @@ def check_dataset_dicts(
 
 
 def check_some_image_reads(dicts: List[Dict[str, Any]], where: str, read: Callable) -> None:
-    """
-    Raise if no image of ``dicts`` can be read (tried in order until one reads: one read for a
-    sound folder), instead of detectron2's loader failing later with "Sample larger than
-    population" once every image was skipped.
-    """
+    """Raise if no image of ``dicts`` can be read (tried in order until one reads), instead of
+    detectron2's loader failing later once every image was skipped."""
     errors = []
     for d in dicts:
         try:

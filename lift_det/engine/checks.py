@@ -13,6 +13,7 @@ from detectron2.config import LazyConfig
 from detectron2.engine import default_argument_parser as _d2_parser
 from detectron2.utils.registry import locate
 
+from ..modeling.attention import keyword_signature
 from ..utils.cli import UserError
 
 __all__ = [
@@ -131,22 +132,12 @@ def _takes_argument(node: Any, name: str) -> bool:
     target = node._target_
     try:
         target = locate(target) if isinstance(target, str) else target
-        # a subclass whose __init__ passes **kwargs on (AttnViT(ViT)): its bases' arguments
-        if inspect.isclass(target):
-            inits = [
-                c.__init__ for c in target.__mro__ if "__init__" in vars(c) and c is not object
-            ]
-        else:
-            inits = [target]
-        for init in inits:
-            params = inspect.signature(init).parameters
-            if name in params:
-                return True
-            if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-                return False
+        # a class whose __init__ passes **kwargs on (AttnViT(ViT)): its bases' arguments too
+        sig = keyword_signature(target) if inspect.isclass(target) else inspect.signature(target)
     except (ValueError, TypeError, ImportError):
         return True  # cannot tell: let the target judge
-    return True  # **kwargs all the way down
+    params = sig.parameters.values()
+    return name in sig.parameters or any(p.kind == p.VAR_KEYWORD for p in params)
 
 
 def check_overrides(cfg, opts: List[str]) -> None:

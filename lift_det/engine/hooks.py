@@ -29,11 +29,9 @@ def stage_one_quality(storage) -> Optional[Dict[str, float]]:
 
 class StopOnDivergence(HookBase):
     """
-    Stops training (``FloatingPointError``, as detectron2 does for a non-finite loss) at the first
-    step after which a trained weight is not finite or has exploded (``|w| > max_abs``, the
-    bound a LiFT file is checked against). Stage one's cosine distance is bounded, so its loss
-    stays finite while the weights blow up: without this a diverged run trains to its end.
-    Register it before the checkpointer, so that the diverged step is never saved.
+    Stops training (``FloatingPointError``) at the first step after which a trained weight is not
+    finite or has exploded (``|w| > max_abs``): stage one's bounded cosine loss stays finite while
+    the weights blow up. Register it before the checkpointer: a diverged step is never saved.
     """
 
     def __init__(self, max_abs: float = MAX_ABS_WEIGHT):
@@ -58,20 +56,11 @@ class StopOnDivergence(HookBase):
 class ExportLiFTFile(HookBase):
     """
     ``after_train`` hook (for ``cfg.train.export``): writes the trained LiFT of a
-    :class:`LiFTDistiller` with its metadata (see :mod:`lift_det.checkpoint.lift_file`: preset,
-    channels, patch size, the ViT's identity, feature layer, the iteration reached, the teacher
-    and the held-out quality) to ``<output_dir>/<filename>``, the file stage two loads. Main
-    process only, atomic; nothing is written if training stopped before ``max_iter`` (e.g. on a
-    NaN loss); broken weights (non-finite, exploded) or no training (iteration <= 0) are refused.
-
-    A LiFT whose last held-out cosine is below bilinear upsampling's is written with a warning
-    and ``undertrained: True``. Register it after ``EvalHook`` so the final evaluation is seen.
-
-    The teacher recorded is the ViT actually trained against: its :func:`teacher_fingerprint`
-    (stage two compares it with the ViT it loads LiFT into) and where it came from. A first run
-    writes both to ``<output_dir>/teacher.json``; a resumed run takes its ViT from the resumed
-    checkpoint, so it records that run's teacher (and warns if ``teacher_weights`` now names
-    another file).
+    :class:`LiFTDistiller` with its metadata (:mod:`lift_det.checkpoint.lift_file`) to
+    ``<output_dir>/<filename>``, the file stage two loads; nothing if training stopped before
+    ``max_iter``. Register it after ``EvalHook``: a last held-out cosine below bilinear's is
+    recorded as ``undertrained``. The teacher recorded is the ViT trained against (its
+    :func:`teacher_fingerprint`), kept in ``teacher.json`` by a first run for its resumes.
     """
 
     def __init__(
@@ -84,12 +73,10 @@ class ExportLiFTFile(HookBase):
         """
         Args:
             filename (str): file name in the output directory.
-            teacher_weights (str): where the ViT's weights came from (``train.init_checkpoint``;
-                a timm source's ``model.source.weights``), recorded in the file; empty: the
-                teacher was uninitialized (random).
+            teacher_weights (str): where the ViT's weights came from; empty: a random teacher.
             feature_layer (str): the ViT feature LiFT was trained on.
-            output_dir (str): output directory; default: the checkpointer's ``save_dir``
-                (``train.output_dir``; the tool sets ``.checkpointer`` on export hooks).
+            output_dir (str): default: the checkpointer's ``save_dir`` (the tool sets
+                ``.checkpointer`` on export hooks).
         """
         self.filename = filename
         self.teacher_weights = teacher_weights
@@ -110,9 +97,7 @@ class ExportLiFTFile(HookBase):
     def _teacher(self) -> Dict[str, Any]:
         """The ViT trained against now: fingerprint and source; recorded by a first run in
         teacher.json, taken from there by a resumed one."""
-        model = self.trainer.model
-        model = model.module if isinstance(model, DistributedDataParallel) else model
-        fingerprint = teacher_fingerprint(model.backbone.net.state_dict())
+        fingerprint = teacher_fingerprint(self._model().backbone.net.state_dict())
         path = os.path.join(self._folder(), "teacher.json")
         configured = {"weights": self.teacher_weights, "initialized": bool(self.teacher_weights)}
         if self.trainer.start_iter <= 0 or not os.path.isfile(path):
@@ -138,6 +123,10 @@ class ExportLiFTFile(HookBase):
                 f"{recorded.get('weights')!r} (the first run's), which the LiFT file records."
             )
         return recorded
+
+    def _model(self):
+        model = self.trainer.model
+        return model.module if isinstance(model, DistributedDataParallel) else model
 
     def _stat(self):
         try:
@@ -168,9 +157,7 @@ class ExportLiFTFile(HookBase):
             return
         if not comm.is_main_process():
             return
-        folder = self._folder()
-        model = trainer.model
-        model = model.module if isinstance(model, DistributedDataParallel) else model
+        folder, model = self._folder(), self._model()
         self.path = os.path.join(folder, self.filename)
         if self._started and self._stat() != self._target_at_start:  # another run wrote it
             stem, ext = os.path.splitext(self.filename)

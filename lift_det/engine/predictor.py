@@ -15,13 +15,8 @@ __all__ = ["LazyPredictor", "check_image", "config_metadata"]
 
 
 def config_metadata(cfg):
-    """
-    The metadata (class names, ...) of ``cfg.dataloader.test.dataset.names`` from detectron2's
-    MetadataCatalog, without calling the dataset function (no data is loaded or generated). The
-    built-in mini data and detectron2's COCO have ``thing_classes`` at registration; a dataset of
-    your own registered with ``register_coco_instances`` gets them only when its JSON is loaded:
-    set ``MetadataCatalog.get(name).thing_classes = [...]`` (else drawings show class indices).
-    """
+    """The MetadataCatalog entry of ``cfg.dataloader.test.dataset.names``, without loading the
+    dataset (a dataset of ``register_coco_instances`` has ``thing_classes`` only once loaded)."""
     names = cfg.dataloader.test.dataset.names
     if isinstance(names, DictConfig):  # L(ensure_mini_coco)(split=...): read the name, don't call
         from ..data import MINI_DATASETS, ensure_mini_coco
@@ -57,23 +52,13 @@ def check_image(image: np.ndarray) -> None:
 class LazyPredictor:
     """
     :class:`detectron2.engine.DefaultPredictor` for a LazyConfig: builds ``cfg.model``, loads
-    ``weights``, and runs it on one **BGR** uint8 image (as read by ``cv2.imread``), converted to
-    the model's ``input_format`` and resized with the config's test-time augmentations.
-
-    The weights are loaded with :class:`AtomicDetectionCheckpointer` for inference: a LiFT file,
-    or a checkpoint that would leave part of the model random (e.g. a +LiFT config with a
-    checkpoint that holds no LiFT and no ``lift_weights``), is refused with a ``ValueError``.
-    ``self.metadata`` (class names for drawing) is the MetadataCatalog entry of
-    ``cfg.dataloader.test.dataset.names`` (see :func:`config_metadata`).
+    ``weights`` (a checkpoint that would leave part of the model random is refused: ValueError),
+    and runs it on one **BGR** uint8 image with the config's test-time augmentations.
+    ``self.metadata``: :func:`config_metadata`. ``device``: default ``cfg.train.device`` with
+    CUDA, else "cpu".
     """
 
     def __init__(self, cfg, weights: str, device: str = ""):
-        """
-        Args:
-            cfg: a LazyConfig with ``model`` and ``dataloader.test``.
-            weights (str): a checkpoint of this model (OUTPUT_DIR/model_final.pth, a zoo .pkl).
-            device (str): defaults to ``cfg.train.device`` when CUDA exists, else "cpu".
-        """
         if not weights:
             raise ValueError("LazyPredictor needs weights: pass a checkpoint of this model.")
         self.device = device or (cfg.train.device if torch.cuda.is_available() else "cpu")
@@ -88,15 +73,7 @@ class LazyPredictor:
 
     @torch.no_grad()
     def __call__(self, original_image: np.ndarray) -> Dict[str, Any]:
-        """
-        Args:
-            original_image: (H, W, 3) uint8 array in BGR order, like DefaultPredictor's
-                (``cv2.imread``; from PIL / matplotlib RGB: ``np.asarray(img)[:, :, ::-1]``).
-                Other dtypes are taken as 0-255 values, except floats in [0, 1] (refused).
-
-        Returns:
-            the model's output dict for the image (``"instances"`` at the image's size).
-        """
+        """The model's output for an (H, W, 3) BGR image in 0-255 (``cv2.imread``'s)."""
         check_image(original_image)
         if self.input_format == "RGB":  # whether the model expects BGR inputs or RGB
             original_image = original_image[:, :, ::-1]

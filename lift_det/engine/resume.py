@@ -45,19 +45,10 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 class ExactResume(HookBase):
     """
-    Makes ``--resume`` exact. The trainer's checkpoint holds this hook's state: the random state
-    of the process when the checkpoint is written. On resume, before the first step:
-
-    1. the data loader is replayed for the iterations already trained (batches are loaded and
-       dropped, no training): the sampler's position, the loader workers' random state and the
-       augmentations then stand where the interrupted run left them;
-    2. the checkpoint's random state is restored (drop path, proposal sampling, augmentations in
-       the main process).
-
-    The checkpointer must come after every hook that draws random numbers in ``after_step``
-    (``EvalHook``: a test loader draws its workers' seed), so that the state it saves is the one
-    the next step starts from. The replay costs the data loading of the iterations trained (a
-    few percent of their time where the loader keeps ahead of training).
+    Makes ``--resume`` exact: the checkpoint holds the process's random state (this hook's
+    state); on resume, the data loader is replayed for the iterations already trained (batches
+    loaded and dropped), then that random state is restored. The checkpointer must come after
+    every hook that draws random numbers in ``after_step`` (``EvalHook``).
     """
 
     def __init__(self):

@@ -121,11 +121,9 @@ class lock_output_dir:
 
 
 def forget_run(output_dir: str) -> None:
-    """For ``--overwrite``: drop ``last_checkpoint`` so that the folder no longer points at the
-    old run (a ``--resume`` after a crash must not continue it); its files are replaced as the
-    new run writes them. The old run's ``metrics.json`` moves to ``metrics.previous.json`` and
-    ``metrics.json`` starts empty: detectron2's JSONWriter, already open, appends, and would
-    otherwise mix the two runs' iterations in one file."""
+    """For ``--overwrite``: drop ``last_checkpoint`` (a ``--resume`` after a crash must not
+    continue the old run) and move the old ``metrics.json`` to ``metrics.previous.json`` (the
+    open JSONWriter appends: the runs' iterations would mix)."""
     if not output_dir:
         return
     path = os.path.join(output_dir, "last_checkpoint")
@@ -148,9 +146,8 @@ def previous_max_iter(output_dir: str) -> Optional[int]:
 
 
 def remove_new(folder: str, before: Optional[set]) -> None:
-    """After a refused run: remove what it created in ``folder`` (its config.yaml, log, lock, an
-    evaluation's folder), given the names ``folder`` held before it (``before``; None: the run
-    created ``folder`` itself, which goes whole). Files that were there stay."""
+    """After a refused run: remove what it created in ``folder``, given the names it held before
+    (``before``; None: the run created ``folder``, which goes whole)."""
     if not folder or "://" in folder or not os.path.isdir(folder):
         return
     if before is None:

@@ -55,10 +55,8 @@ def _message(e: BaseException) -> str:
 
 
 def instantiate_data(node, what: str):
-    """``instantiate`` a data loader. What the dataset functions and mappers refuse when they are
-    built (a missing file, an unregistered name, an empty or broken dataset, a bad value) is bad
-    input: one line (:class:`UsageError`) naming the loader; a missing file adds where datasets are
-    read."""
+    """``instantiate`` a data loader; what its dataset functions and mappers refuse is bad input
+    (:class:`UsageError`) naming the loader, a missing file with where datasets are read."""
     try:
         return instantiate(node)
     except FileNotFoundError as e:
@@ -69,8 +67,7 @@ def instantiate_data(node, what: str):
 
 
 def instantiate_model(node):
-    """``instantiate(cfg.model)``; a value a constructor refuses (ValueError, e.g. LiFT passes the
-    pyramid cannot take) is bad input: one line (:class:`UsageError`)."""
+    """``instantiate(cfg.model)``; a value a constructor refuses is bad input (UsageError)."""
     try:
         return instantiate(node)
     except (ValueError, NotImplementedError) as e:
@@ -98,12 +95,8 @@ def optimizer_settings(optim) -> List[Dict[str, Any]]:
 
 
 def apply_optimizer_settings(optim, settings: List[Dict[str, Any]]) -> Dict[str, Tuple[Any, Any]]:
-    """
-    After a resume: put the config's hyperparameters (``settings`` of a freshly built optimizer)
-    in place of those the checkpoint restored, keeping the optimizer's state (momenta); the
-    learning rate is the schedule's base (``initial_lr``). Returns {name: (old, new)} of what
-    changed (the first group that changed it).
-    """
+    """After a resume: the config's hyperparameters (``settings``) in place of those the
+    checkpoint restored, the optimizer's state kept; returns {name: (old, new)} of what changed."""
     changed: Dict[str, Tuple[Any, Any]] = {}
     for group, new in zip(optim.param_groups, settings):
         for k, v in new.items():
@@ -116,11 +109,8 @@ def apply_optimizer_settings(optim, settings: List[Dict[str, Any]]) -> Dict[str,
 
 
 def new_eval_dir(output_dir: str, weights: str) -> str:
-    """
-    A new folder for an evaluation, ``<output_dir>/inference_<checkpoint name>`` (``_2``, ``_3``,
-    ... if taken): an evaluation never writes over a training run's files (config.yaml,
-    coco_instances_results.json, ...) nor over an earlier evaluation. Created here (claimed).
-    """
+    """A new folder ``<output_dir>/inference_<checkpoint name>`` (``_2``, ... if taken), created
+    here: an evaluation never writes over a run's or an earlier evaluation's files."""
     stem = os.path.splitext(os.path.basename(weights.split("?")[0].rstrip("/")))[0] or "weights"
     base = os.path.join(output_dir or ".", f"inference_{stem}")
     if "://" in base:
@@ -132,4 +122,3 @@ def new_eval_dir(output_dir: str, weights: str) -> str:
             return folder
         except FileExistsError:
             continue
-    raise AssertionError("unreachable")  # pragma: no cover

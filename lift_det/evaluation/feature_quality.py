@@ -1,9 +1,5 @@
-"""How well upsampled features match the ViT's own features at twice the resolution.
-
-For held-out images x, :class:`lift_det.modeling.LiFTDistiller` (in eval mode) reports the mean
-cosine similarity to F(x) of three 2x upsamplings of F(x/2): LiFT's, bilinear and nearest
-(paper §3.3's reconstruction target; bilinear is the control every LiFT number is reported with).
-"""
+"""How well upsampled features match the ViT's own features at twice the resolution (paper
+§3.3's reconstruction target), from :class:`lift_det.modeling.LiFTDistiller`'s eval outputs."""
 
 import itertools
 import logging
@@ -23,16 +19,11 @@ _KEYS = ("cos_lift", "cos_bilinear", "cos_nearest")
 
 class FeatureQualityEvaluator(DatasetEvaluator):
     """
-    Averages the per-image similarities of :class:`LiFTDistiller`'s eval outputs over the
-    dataset (all processes) and returns ``{"lift_quality": {"cos_lift", "cos_bilinear",
-    "cos_nearest"}}`` (a mean over images, each image the mean over its feature cells).
+    Averages the per-image cosines of :class:`LiFTDistiller`'s eval outputs over the dataset
+    (all processes if ``distributed``): ``{"lift_quality": {"cos_lift", "cos_bilinear", ...}}``.
     """
 
     def __init__(self, distributed: bool = True):
-        """
-        Args:
-            distributed (bool): gather the results of all processes (main process returns them).
-        """
         self._distributed = distributed
         self.reset()
 

@@ -1,5 +1,7 @@
 """LiFT, its controls, the ViTDet+LiFT backbone (registered in BACKBONE_REGISTRY), stage one."""
 
+from inspect import ismodule as _ismodule
+
 # LiFT and the controls that take its place (the image-guided ones of FeatUp and JAFAR too)
 from .lift import LIFT_PRESETS, ConvNormAct, LiFT
 from .upsample import UPSAMPLER_NAMES, BilinearUpsampler, ResizeConvUpsampler, build_upsampler
@@ -17,26 +19,4 @@ from .feature_source import D2ViTSource
 from .timm_source import TimmViTSource
 from .distill import LiFTDistiller
 
-__all__ = [
-    "LIFT_PRESETS",
-    "ConvNormAct",
-    "LiFT",
-    "BilinearUpsampler",
-    "ResizeConvUpsampler",
-    "JBUUpsampler",
-    "AttentionUpsampler",
-    "UPSAMPLER_NAMES",
-    "build_upsampler",
-    "ATTN_IMPLS",
-    "AttnViT",
-    "SDPAttention",
-    "set_attn_impl",
-    "LiFTSimpleFeaturePyramid",
-    "LastLevelsMaxPool",
-    "ViTLiFT",
-    "build_vit_lift_backbone",
-    "vit_identity",
-    "D2ViTSource",
-    "TimmViTSource",
-    "LiFTDistiller",
-]
+__all__ = [k for k, v in globals().items() if not k.startswith("_") and not _ismodule(v)]

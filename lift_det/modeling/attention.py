@@ -26,17 +26,8 @@ def decomposed_rel_pos_bias(
     q_size: tuple,
     k_size: tuple,
 ) -> torch.Tensor:
-    """
-    The term detectron2's ``add_decomposed_rel_pos`` adds to the attention logits, as a tensor.
-
-    Args:
-        q: (B, q_h * q_w, C) queries (unscaled, as upstream uses them).
-        rel_pos_h, rel_pos_w: (Lh, C), (Lw, C) relative position tables.
-        q_size, k_size: (q_h, q_w), (k_h, k_w).
-
-    Returns:
-        Tensor (B, q_h * q_w, k_h * k_w).
-    """
+    """The (B, q_h * q_w, k_h * k_w) term detectron2's ``add_decomposed_rel_pos`` adds to the
+    attention logits (same arguments, without the logits)."""
     q_h, q_w = q_size
     k_h, k_w = k_size
     Rh = get_rel_pos(q_h, k_h, rel_pos_h)
@@ -50,11 +41,8 @@ def decomposed_rel_pos_bias(
 
 
 class SDPAttention(Attention):
-    """
-    detectron2's ViT ``Attention`` (windowed or global, with or without relative positions)
-    computed by ``F.scaled_dot_product_attention``; the relative-position bias is its
-    ``attn_mask``. Same parameters and outputs as the parent; see :func:`set_attn_impl`.
-    """
+    """detectron2's ViT ``Attention`` computed by ``F.scaled_dot_product_attention``, the
+    relative-position bias as its ``attn_mask``; same parameters and outputs."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, _ = x.shape
@@ -83,11 +71,8 @@ ATTN_IMPLS: Dict[str, Type[Attention]] = {"eager": Attention, "sdpa": SDPAttenti
 
 
 def set_attn_impl(module: nn.Module, attn_impl: str) -> nn.Module:
-    """
-    Switch every attention of detectron2's ViT inside ``module`` to ``attn_impl``, in place:
-    "eager" (upstream's: logits, rel-pos added, softmax, matmul) or "sdpa" (:class:`SDPAttention`).
-    Parameters, buffers and state-dict keys are untouched. Returns ``module``.
-    """
+    """Switch every attention of detectron2's ViT inside ``module`` to ``attn_impl`` ("eager":
+    upstream's, or "sdpa": :class:`SDPAttention`), in place; state-dict keys are untouched."""
     if attn_impl not in ATTN_IMPLS:
         raise NotImplementedError(
             f"attn_impl={attn_impl!r} is not supported; use one of {tuple(ATTN_IMPLS)}."
@@ -99,17 +84,10 @@ def set_attn_impl(module: nn.Module, attn_impl: str) -> nn.Module:
 
 
 class AttnViT(ViT):
-    """
-    detectron2's :class:`ViT` (ViTDet, :paper:`vitdet`) with a choice of attention implementation;
-    the same parameters and checkpoints. In a LazyConfig: ``model.backbone.net.attn_impl="sdpa"``.
-    """
+    """detectron2's :class:`ViT` with ``attn_impl`` ("eager" or "sdpa", :func:`set_attn_impl`);
+    the same parameters and checkpoints."""
 
     def __init__(self, *, attn_impl: str = "eager", **vit_kwargs):
-        """
-        Args:
-            attn_impl (str): "eager" (upstream's attention) or "sdpa" (:class:`SDPAttention`).
-            vit_kwargs: arguments of :class:`detectron2.modeling.ViT`.
-        """
         super().__init__(**vit_kwargs)
         set_attn_impl(self, attn_impl)
 
@@ -121,24 +99,21 @@ class AttnViT(ViT):
 
 
 def keyword_signature(cls: type) -> inspect.Signature:
-    """``cls``'s keyword arguments together with those its ``**kwargs`` pass on up the MRO (to
-    detectron2's ViT): what :func:`inspect.signature` reports for it, so that a config key that
-    no class takes (a typo such as ``model.backbone.net.window_sise=14``) is refused by the override
-    check, not found when the ViT is built."""
+    """``cls``'s keyword arguments with those its ``**kwargs`` pass on up the MRO (to detectron2's
+    ViT), as :func:`inspect.signature` then reports them (a config key no class takes is refused
+    by the override check); ends in ``**kwargs`` if the last ``__init__`` still takes them."""
     params: Dict[str, inspect.Parameter] = {}
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
             continue
-        for p in list(inspect.signature(vars(klass)["__init__"]).parameters.values())[1:]:
-            if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or p.name in params:
-                continue
-            params[p.name] = p.replace(kind=p.KEYWORD_ONLY)
-        if not any(
-            p.kind == p.VAR_KEYWORD
-            for p in inspect.signature(vars(klass)["__init__"]).parameters.values()
-        ):
-            break  # nothing is passed further up
-    return inspect.Signature(list(params.values()))
+        own = list(inspect.signature(vars(klass)["__init__"]).parameters.values())[1:]
+        for p in own:
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in params:
+                params[p.name] = p.replace(kind=p.KEYWORD_ONLY)
+        if not any(p.kind == p.VAR_KEYWORD for p in own):
+            return inspect.Signature(list(params.values()))  # nothing is passed further up
+    kwargs = inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)
+    return inspect.Signature(list(params.values()) + [kwargs])
 
 
 AttnViT.__signature__ = keyword_signature(AttnViT)

@@ -1,11 +1,6 @@
-"""The ViTDet+LiFT backbone: detectron2's ViT, then LiFT (or a control) on its last feature
-(paper §3.5, Appendix B); the pyramid on top is :class:`LiFTSimpleFeaturePyramid`.
-
-The ViT keeps ViTDet's parameter names (``backbone.net.<vit params>``: :class:`ViTLiFT` *is* a
-ViT) and LiFT lives at ``backbone.net.lift.*``. LiFT's weights come through checkpoint loading: a
-checkpoint that holds ``backbone.net.lift.*`` wins; otherwise the stage-one file ``lift_weights``
-is read when the checkpoint (e.g. ViTDet's) is loaded.
-"""
+"""The ViTDet+LiFT backbone (paper §3.5): detectron2's ViT (ViTDet's parameter names), then LiFT
+(or a control) at ``lift.*`` on its last feature. LiFT's weights come from the checkpoint when it
+holds them, else from the stage-one file ``lift_weights``, read when a checkpoint is loaded."""
 
 from contextlib import nullcontext
 from typing import Any, Dict
@@ -17,17 +12,14 @@ from detectron2.modeling import ViT
 
 from ..checkpoint import check_lift_file, report_part, teacher_fingerprint
 from .attention import AttnViT, keyword_signature
-from .lift import check_num_passes
+from .lift import check_num_passes, check_upsampler_fits
 
 __all__ = ["ViTLiFT", "vit_identity"]
 
 
 def vit_identity(vit: nn.Module) -> Dict[str, Any]:
-    """
-    What a LiFT file records about the ViT it was trained on, and is checked against: type,
-    embed_dim, depth, num_heads, patch_size, read from a detectron2 :class:`ViT` (or
-    :class:`ViTLiFT`) itself.
-    """
+    """What a LiFT file records about (and is checked against) a detectron2 :class:`ViT`: type,
+    embed_dim, depth, num_heads, patch_size."""
     if not isinstance(vit, ViT):
         raise TypeError(f"vit_identity needs a detectron2 ViT, got {type(vit).__name__}.")
     return {
@@ -45,17 +37,9 @@ def _mark_loaded(module, state_dict, prefix, *args) -> None:
         module._lift_det_loaded = True
 
 
-def _lift_from_checkpoint_or_file(module, state_dict, prefix, *args) -> None:
-    """load_state_dict pre-hook on ViTLiFT: see :meth:`ViTLiFT.load_lift_weights`."""
-    module.load_lift_weights(state_dict, prefix)
-
-
 class ViTLiFT(AttnViT):
-    """
-    detectron2's :class:`ViT` followed by LiFT (or a control upsampler) on its output: a
-    Backbone whose single output, named like the ViT's (``out_feature``), has the ViT's channels
-    and stride ``patch_size / 2**num_passes / image_scale`` on its input image.
-    """
+    """detectron2's :class:`ViT` followed by LiFT (or a control upsampler): one output, named like
+    the ViT's, with its channels, at stride ``patch_size / 2**num_passes / image_scale``."""
 
     def __init__(
         self,
@@ -71,27 +55,17 @@ class ViTLiFT(AttnViT):
     ):
         """
         Args:
-            lift (nn.Module): a :class:`LiFT` or a control (see :func:`build_upsampler`), called
-                as ``lift(image, features, num_passes=...)``; its ``in_channels`` and
-                ``patch_size`` must match the ViT's.
-            lift_weights (str): the stage-one LiFT file (``lift_final.pth``). Only recorded here:
-                it is read when a checkpoint without ``<prefix>lift.*`` tensors is loaded into
-                the model (e.g. ViTDet's, by ``DetectionCheckpointer``); a checkpoint with them
-                wins and the file is not read. Empty: LiFT comes from the checkpoint or stays
-                at its initialization.
+            lift (nn.Module): a :class:`LiFT` or a control (:func:`build_upsampler`) for the ViT's
+                ``in_channels`` and ``patch_size``.
+            lift_weights (str): the stage-one LiFT file, read when a checkpoint without
+                ``<prefix>lift.*`` tensors is loaded (see :meth:`load_lift_weights`).
             num_passes (int): recursive LiFT passes (stride halves with each).
-            freeze_vit (bool): no gradients to the ViT, which runs in eval mode (no drop path)
-                and under ``no_grad`` whatever ``train()`` is called with.
-            freeze_lift (bool): the same for LiFT, including its BatchNorm statistics.
-            allow_random_lift (bool): allow training with a frozen LiFT that no checkpoint or
-                LiFT file loaded (by default the first training forward raises).
-            image_scale (float): the ViT and LiFT see the detector's image resized by this
-                factor (bilinear, antialiased, as stage one makes x/2). 0.5 with one pass: the
-                output has stride ``patch_size`` on the detector's image, ViTDet's own stride,
-                so upstream's pyramid and every ViTDet weight apply unchanged (the "half"
-                placement); 1.0: the ViT sees the detector's image (stride ``patch_size / 2``).
-            vit_kwargs: arguments of :class:`detectron2.modeling.ViT`, and ``attn_impl``
-                ("eager" or "sdpa", see :class:`AttnViT`).
+            freeze_vit, freeze_lift (bool): no gradients, eval mode (and ``no_grad`` for the ViT)
+                whatever ``train()`` is called with.
+            allow_random_lift (bool): allow training a frozen LiFT that nothing loaded.
+            image_scale (float): the ViT and LiFT see the detector's image resized by this factor
+                (bilinear, antialiased); 0.5: ViTDet's own stride (the "half" placement).
+            vit_kwargs: arguments of :class:`AttnViT`.
         """
         super().__init__(**vit_kwargs)
         identity = vit_identity(self)
@@ -101,12 +75,7 @@ class ViTLiFT(AttnViT):
                 f"num_passes={num_passes} halves the stride {num_passes} times, but patch_size="
                 f"{patch_size} is not divisible by {2**num_passes}: use fewer passes."
             )
-        if lift.in_channels != embed_dim or lift.patch_size != patch_size:
-            raise ValueError(
-                f"{type(lift).__name__} was built for {lift.in_channels} channels and patch size "
-                f"{lift.patch_size}, but the ViT has embed_dim={embed_dim} and patch_size="
-                f"{patch_size}. Build it with in_channels={embed_dim}, patch_size={patch_size}."
-            )
+        check_upsampler_fits(lift, embed_dim, patch_size, "the ViT")
         number = isinstance(image_scale, (int, float)) and not isinstance(image_scale, bool)
         stride = patch_size / 2**num_passes / image_scale if number and image_scale > 0 else 0.5
         if not number or not 0 < image_scale <= 1 or stride != int(stride):
@@ -121,7 +90,7 @@ class ViTLiFT(AttnViT):
         self.freeze_vit = freeze_vit
         self.freeze_lift = freeze_lift
         self.allow_random_lift = allow_random_lift
-        self.register_load_state_dict_pre_hook(_lift_from_checkpoint_or_file)
+        self.register_load_state_dict_pre_hook(type(self).load_lift_weights)
         self.lift.register_load_state_dict_pre_hook(_mark_loaded)
         for name, p in self.named_parameters():
             is_lift = name.startswith("lift.")
@@ -134,15 +103,10 @@ class ViTLiFT(AttnViT):
         """``vit_identity(self)``."""
         return vit_identity(self)
 
-    def load_lift_weights(self, state_dict: Dict[str, torch.Tensor], prefix: str = "") -> None:
-        """
-        Called with the incoming state dict whenever a state dict is loaded into this module (or
-        a model holding it at ``prefix``): if it has no ``<prefix>lift.*`` tensors and
-        ``lift_weights`` is set, read that file (checked by :func:`check_lift_file`) and add its
-        tensors to ``state_dict``, so they load. Where LiFT came from (the checkpoint, the file,
-        or nowhere with ``allow_random_lift``) is reported to the loading checkpointer
-        (:func:`~lift_det.checkpoint.report_part`): this method is its one owner.
-        """
+    def load_lift_weights(self, state_dict: Dict[str, torch.Tensor], prefix: str = "", *_) -> None:
+        """The load pre-hook: an incoming state dict without ``<prefix>lift.*`` tensors gets those
+        of ``lift_weights`` (checked by :func:`check_lift_file`); where LiFT came from is reported
+        to the loading checkpointer (:func:`~lift_det.checkpoint.report_part`)."""
         part = prefix + "lift."
         lift_keys = [k for k in state_dict if k.startswith(part)]
         n = len(self.lift.state_dict())

@@ -1,17 +1,7 @@
-"""Stage one of LiFT (paper §3.3-3.4): train LiFT against a frozen ViT, self-supervised.
-
-With F the frozen ViT and Θ LiFT, the multi-scale reconstruction objective (paper Eq. 1) is::
+"""Stage one of LiFT (paper §3.3-3.4): train LiFT Θ against a frozen ViT F, self-supervised, with
+the multi-scale reconstruction objective (paper Eq. 1)::
 
     L = d(F(x), Θ(x/2, F(x/2))) + d(F(x/2), Θ(x/4, F(x/4)))
-
-:class:`LiFTDistiller` is a detectron2 model: it takes detectron2's list of dicts, returns
-``{"loss_lift_s2", "loss_lift_s4"}`` in training and per-image feature-quality numbers in eval
-(read by :class:`lift_det.evaluation.FeatureQualityEvaluator`), so the stock trainers, hooks,
-checkpointer and ``launch`` run it unchanged. The ViT is stored at ``backbone.net`` (ViTDet's
-names: a ViTDet checkpoint in ``train.init_checkpoint`` loads into it) and LiFT at ``lift``.
-
-``lift_det.engine.hooks.ExportLiFTFile`` writes the trained LiFT to ``lift_final.pth`` for stage
-two; tools/benchmark.py measures the cost of a stage-one step.
 """
 
 import logging
@@ -21,6 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from detectron2.structures import ImageList
+
+from .lift import check_upsampler_fits
 
 __all__ = ["LiFTDistiller", "DISTANCES", "DOWNSCALES"]
 
@@ -32,16 +24,14 @@ DOWNSCALES = ("bilinear-antialias", "bilinear")
 
 class LiFTDistiller(nn.Module):
     """
-    LiFT's stage-one model (paper §3.3, Eq. 1): a frozen feature source F (``backbone``) and the
-    LiFT being trained (``lift``).
+    LiFT's stage-one model, a detectron2 model (stock trainers, hooks and checkpointer run it): a
+    frozen feature source F at ``backbone`` (its ViT at ``backbone.net``, ViTDet's names) and the
+    LiFT being trained at ``lift``. Training returns ``{"loss_lift_s2", "loss_lift_s4"}``, eval
+    per-image cosines for :class:`lift_det.evaluation.FeatureQualityEvaluator`.
 
-    Preprocessing is ViTDet's: 0-255 RGB images are normalized with the source's mean/std, then
-    padded with zeros (the mean color) to a common size divisible by 4p, or to a ``square_pad``
-    square as ViTDet does. x/2 and x/4 are the padded, normalized batch resized by
-    ``F.interpolate(mode="bilinear", antialias=True)``: antialiasing makes x/2 look like the image
-    taken at half resolution (what the ViT sees at that size), rather than an aliased subsample.
-    Losses and similarities are averaged over the feature cells that cover image content
-    (padding-only cells are ignored).
+    Images are normalized and zero-padded as ViTDet does; x/2 and x/4 are the padded batch
+    resized (bilinear, antialiased: what the ViT sees at half resolution). Losses and similarities
+    average over the feature cells that cover image content.
     """
 
     def __init__(
@@ -57,17 +47,12 @@ class LiFTDistiller(nn.Module):
         """
         Args:
             source (nn.Module): a frozen feature source (:class:`D2ViTSource`,
-                :class:`TimmViTSource`): ``embed_dim``, ``patch_size``, ``pixel_mean``,
-                ``pixel_std``, ``identity()``, ``forward(images) -> (B, C, H/p, W/p)``.
-            lift (nn.Module): :class:`LiFT` or a control (:class:`ResizeConvUpsampler`) with the
-                source's ``in_channels`` and ``patch_size``.
-            distance (str): d in Eq. 1, per feature cell: "cosine" (1 - cosine similarity, the
-                paper's choice, App. A.3), "l1" (mean absolute error over channels) or "l2"
-                (mean squared error over channels).
-            downscale (str): how x/2 and x/4 are made: "bilinear-antialias" (default) or
-                "bilinear" (no antialiasing).
-            square_pad (int): if > 0, pad every batch to this square size (ViTDet's
-                ``square_pad``); it must be a multiple of 4 * patch_size.
+                :class:`TimmViTSource`).
+            lift (nn.Module): :class:`LiFT` or a control for the source's channels and patch size.
+            distance (str): d in Eq. 1, per feature cell: "cosine" (the paper's), "l1" or "l2"
+                (mean absolute / squared error over channels).
+            downscale (str): how x/2 and x/4 are made: "bilinear-antialias" or "bilinear".
+            square_pad (int): if > 0, pad every batch to this square size (a multiple of 4p).
             ignore_padding (bool): average losses / similarities only over cells with content.
         """
         super().__init__()
@@ -80,12 +65,7 @@ class LiFTDistiller(nn.Module):
         for attr in ("embed_dim", "patch_size", "pixel_mean", "pixel_std", "identity"):
             if not hasattr(source, attr):
                 raise TypeError(f"source {type(source).__name__} has no '{attr}'.")
-        if lift.in_channels != source.embed_dim or lift.patch_size != source.patch_size:
-            raise ValueError(
-                f"{type(lift).__name__} was built for {lift.in_channels} channels and patch size "
-                f"{lift.patch_size}, but the feature source has embed_dim={source.embed_dim} and "
-                f"patch_size={source.patch_size}."
-            )
+        check_upsampler_fits(lift, source.embed_dim, source.patch_size, "the feature source")
         self.size_divisibility = 4 * source.patch_size
         if square_pad % self.size_divisibility:
             raise ValueError(
@@ -98,12 +78,9 @@ class LiFTDistiller(nn.Module):
         self.downscale = downscale
         self.square_pad = square_pad
         self.ignore_padding = ignore_padding
-        self.register_buffer(
-            "pixel_mean", torch.tensor(source.pixel_mean).view(-1, 1, 1), persistent=False
-        )
-        self.register_buffer(
-            "pixel_std", torch.tensor(source.pixel_std).view(-1, 1, 1), persistent=False
-        )
+        for name in ("pixel_mean", "pixel_std"):
+            value = torch.tensor(getattr(source, name)).view(-1, 1, 1)
+            self.register_buffer(name, value, persistent=False)
 
     @property
     def device(self) -> torch.device:
@@ -113,10 +90,6 @@ class LiFTDistiller(nn.Module):
         super().train(mode)
         self.backbone.train(False)  # the source re-freezes itself too; be explicit
         return self
-
-    # ---------------------------------------------------------------------------------------------
-    # preprocessing
-    # ---------------------------------------------------------------------------------------------
 
     def preprocess_image(self, batched_inputs: List[Dict[str, Any]]) -> ImageList:
         """Normalize 0-255 RGB images and pad them (zeros = mean color) as ViTDet does."""
@@ -130,10 +103,9 @@ class LiFTDistiller(nn.Module):
                 )
             image = image.to(self.device, non_blocking=True).float()
             images.append((image - self.pixel_mean) / self.pixel_std)
+        constraints = {"square_size": self.square_pad}
         return ImageList.from_tensors(
-            images,
-            self.size_divisibility,
-            padding_constraints={"square_size": self.square_pad},
+            images, self.size_divisibility, padding_constraints=constraints
         )
 
     def _resize(self, x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -145,19 +117,13 @@ class LiFTDistiller(nn.Module):
 
     def _content_mask(self, image_sizes: Sequence[Tuple[int, int]], grid: torch.Size, stride: int):
         """(B, h, w) bool: feature cells (stride ``stride`` in x) that see image content."""
-        mask = torch.zeros(
-            (len(image_sizes), grid[0], grid[1]), dtype=torch.bool, device=self.device
-        )
+        mask = torch.zeros((len(image_sizes), *grid), dtype=torch.bool, device=self.device)
         for i, (h, w) in enumerate(image_sizes):
             if self.ignore_padding:
                 mask[i, : -(-int(h) // stride), : -(-int(w) // stride)] = True
             else:
                 mask[i] = True
         return mask
-
-    # ---------------------------------------------------------------------------------------------
-    # losses and similarities
-    # ---------------------------------------------------------------------------------------------
 
     def _cell_distance(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) x 2 -> (B, h, w) distance per cell, in float32."""
@@ -182,15 +148,13 @@ class LiFTDistiller(nn.Module):
     def forward(self, batched_inputs: List[Dict[str, Any]]):
         """
         Args:
-            batched_inputs: a list of dicts with "image": a (3, H, W) RGB tensor in 0-255 (uint8
-                or float), as produced by :class:`lift_det.data.Stage1DatasetMapper`.
+            batched_inputs: dicts with "image", a (3, H, W) RGB tensor in 0-255
+                (:class:`lift_det.data.Stage1DatasetMapper`).
 
         Returns:
-            training: ``{"loss_lift_s2": d(F(x), LiFT(x/2, F(x/2))),
-            "loss_lift_s4": d(F(x/2), LiFT(x/4, F(x/4)))}``.
-            eval: one dict per image with the mean cosine similarity to F(x) of LiFT(x/2,
-            F(x/2)) ("cos_lift"), of bilinear ("cos_bilinear") and of nearest ("cos_nearest")
-            2x upsampling of F(x/2).
+            training: ``{"loss_lift_s2": d(F(x), Θ(x/2, F(x/2))), "loss_lift_s4": d(F(x/2),
+            Θ(x/4, F(x/4)))}``; eval: per image, the mean cosine to F(x) of Θ(x/2, F(x/2))
+            ("cos_lift"), and of bilinear and nearest 2x upsampling of F(x/2).
         """
         images = self.preprocess_image(batched_inputs)
         (_, x2, x4), (f1, f2, f4) = self.features(images)

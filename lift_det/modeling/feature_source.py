@@ -1,18 +1,5 @@
-"""Frozen ViT feature sources: the teacher F of LiFT's stage one (paper §3.3).
-
-A feature source wraps a pretrained ViT that is never trained: it runs in eval mode, under
-``torch.no_grad()`` (and autocast on CUDA), and returns its last-layer patch features as an NCHW
-map at stride ``patch_size``. Every source has the same interface:
-
-* ``embed_dim``, ``patch_size``: channels and stride of the features;
-* ``pixel_mean``, ``pixel_std``: the normalization the ViT was trained with, for 0-255 RGB input;
-* ``identity()``: the description of the ViT recorded in LiFT files (``backbone=`` of
-  :func:`lift_det.checkpoint.save_lift_file`) and checked in stage two;
-* ``forward(images)``: normalized images (B, 3, H, W) -> features (B, C, H/p, W/p).
-
-The wrapped network is stored as ``self.net``, so that a model holding the source as
-``backbone`` has the ViT's parameters at ``backbone.net.*``, as ViTDet's checkpoints do.
-"""
+"""Frozen ViT feature sources: the teacher F of LiFT's stage one (paper §3.3), a pretrained ViT
+at ``net`` (``backbone.net.*`` in the model, as in ViTDet's checkpoints) that is never trained."""
 
 import logging
 from contextlib import nullcontext
@@ -46,10 +33,10 @@ def _rgb_tuple(values: Sequence[float], name: str) -> Tuple[float, float, float]
 
 class FrozenFeatureSource(nn.Module):
     """
-    Base class of the frozen feature sources: freezes ``self.net``, keeps it in eval mode whatever
-    ``train()`` is called with, and runs :meth:`features` under ``no_grad`` (and autocast on CUDA).
-    Subclasses set ``embed_dim``, ``patch_size``, ``pixel_mean``, ``pixel_std`` and implement
-    :meth:`features` and :meth:`identity`.
+    Base class of the frozen feature sources: ``self.net`` frozen, in eval mode whatever
+    ``train()`` is called with, run under ``no_grad`` (and autocast on CUDA). Subclasses set
+    ``embed_dim``, ``patch_size``, ``pixel_mean``, ``pixel_std`` (for 0-255 RGB input) and
+    implement :meth:`features` and :meth:`identity` (what LiFT files record about the ViT).
     """
 
     embed_dim: int
@@ -58,11 +45,7 @@ class FrozenFeatureSource(nn.Module):
     pixel_std: Tuple[float, float, float]
 
     def __init__(self, net: nn.Module, autocast: bool = True):
-        """
-        Args:
-            net (nn.Module): the ViT.
-            autocast (bool): run the ViT under fp16 autocast when its input is on CUDA.
-        """
+        """``net``: the ViT; ``autocast``: run it under fp16 autocast when on CUDA."""
         super().__init__()
         self.net = net
         self.autocast = autocast
@@ -85,14 +68,8 @@ class FrozenFeatureSource(nn.Module):
         raise NotImplementedError
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """
-        Args:
-            images: (B, 3, H, W) normalized with ``pixel_mean`` / ``pixel_std``; H and W
-                multiples of ``patch_size``.
-
-        Returns:
-            Tensor (B, embed_dim, H / patch_size, W / patch_size), float32, no grad.
-        """
+        """Normalized images (B, 3, H, W), H and W multiples of ``patch_size`` -> float32
+        features (B, embed_dim, H / patch_size, W / patch_size), no grad."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"Expected images of shape (B, 3, H, W), got {tuple(images.shape)}.")
         H, W = images.shape[-2:]
@@ -112,12 +89,8 @@ class FrozenFeatureSource(nn.Module):
 
 
 class D2ViTSource(FrozenFeatureSource):
-    """
-    detectron2's :class:`ViT` (ViTDet's backbone, :paper:`vitdet`) as a frozen feature source;
-    features are its ``out_feature`` (``"last_feat"``). Smaller inputs (x/2, x/4) work as in
-    ViTDet: absolute position embeddings are interpolated (``get_abs_pos``), relative position
-    tables are interpolated in global blocks, and windowed blocks pad to ``window_size``.
-    """
+    """detectron2's :class:`ViT` (ViTDet's backbone) as a frozen feature source: its
+    ``out_feature``; smaller inputs (x/2, x/4) work as in ViTDet (interpolated positions)."""
 
     def __init__(
         self,
@@ -128,10 +101,8 @@ class D2ViTSource(FrozenFeatureSource):
     ):
         """
         Args:
-            net (ViT): detectron2's ViT; its weights are loaded later with the model (e.g. from
-                a ViTDet checkpoint, whose ``backbone.net.*`` keys land in ``backbone.net``).
-            pixel_mean, pixel_std: per-channel normalization for 0-255 RGB input; ViTDet's
-                (ImageNet) by default, i.e. what the detector feeds the ViT.
+            net (ViT): detectron2's ViT; its weights load with the model's checkpoint.
+            pixel_mean, pixel_std: normalization of 0-255 RGB input; ViTDet's by default.
             autocast (bool): fp16 autocast when on CUDA.
         """
         if not isinstance(net, ViT):

@@ -1,17 +1,11 @@
-"""Learned, image-guided 2x upsamplers that can take LiFT's place (controls from the literature).
-
-- :class:`JBUUpsampler`: a learned joint bilateral upsampler after FeatUp's JBU (Fu et al.,
-  "FeatUp: A Model-Agnostic Framework for Features at Any Resolution", ICLR 2024).
-- :class:`AttentionUpsampler`: high-resolution queries from the image attend to the ViT's features
-  in a local window, the local-attention family of JAFAR (Couairon et al., "JAFAR: Jack up Any
-  Feature at Any Resolution", 2025) and UPLiFT (2025).
+"""Learned, image-guided 2x upsamplers that can take LiFT's place (controls from the literature):
+:class:`JBUUpsampler` (FeatUp's JBU, Fu et al., ICLR 2024) and :class:`AttentionUpsampler` (local
+attention, as JAFAR, Couairon et al., 2025, and UPLiFT, 2025).
 
 Both give each output pixel a convex combination (softmax weights) of the low-resolution features
-in the k x k window of cells around it, so the output stays in the ViT's feature space. Output
-pixel (2i+a, 2j+b) lies at cell (i - 1/4 + a/2, j - 1/4 + b/2) and sees the cells (i+di, j+dj),
-|di|, |dj| <= k // 2 (edge cells replicated). The four sub-pixel phases (a, b) are computed at the
-low-resolution grid and interleaved by ``pixel_shuffle``, so no tensor is larger than k^2 times
-the low-resolution features.
+in the k x k window of cells around it (edge cells replicated). Output pixel (2i+a, 2j+b) lies at
+cell (i - 1/4 + a/2, j - 1/4 + b/2); the four sub-pixel phases (a, b) are computed at the
+low-resolution grid and interleaved by ``pixel_shuffle``.
 """
 
 import math
@@ -19,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .lift import check_num_passes
+from .lift import check_num_passes, fit_image_to_features
 
 __all__ = ["JBUUpsampler", "AttentionUpsampler"]
 
@@ -44,27 +38,6 @@ class _GuidedUpsampler(nn.Module):
         d = (cells[None, :] - torch.tensor([-0.25, 0.25])[:, None]) ** 2  # (2 phases, k)
         dist2 = d[:, None, :, None] + d[None, :, None, :]  # (a, b, di, dj)
         self.register_buffer("dist2", dist2.reshape(4, kernel_size**2, 1), persistent=False)
-
-    def _check_inputs(self, image: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """LiFT's size rules: the image is cropped / zero-padded to the feature grid times p."""
-        if features.dim() != 4 or features.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{self.preset} expects features of shape (B,{self.in_channels},h,w), "
-                f"got {tuple(features.shape)}."
-            )
-        if image.dim() != 4 or image.shape[1] != 3 or image.shape[0] != features.shape[0]:
-            raise ValueError(
-                f"{self.preset} expects an image of shape ({features.shape[0]},3,H,W) for features "
-                f"of shape {tuple(features.shape)}, got {tuple(image.shape)}."
-            )
-        p, (H, W), (h, w) = self.patch_size, image.shape[-2:], features.shape[-2:]
-        if h not in (H // p, -(-H // p)) or w not in (W // p, -(-W // p)):
-            raise ValueError(
-                f"Image size {H}x{W} and feature size {h}x{w} disagree with patch size {p}: "
-                f"expected features of {H // p}x{W // p} (or {-(-H // p)}x{-(-W // p)} when the "
-                f"ViT pads)."
-            )
-        return F.pad(image, (0, w * p - W, 0, h * p - H))  # negative padding crops
 
     def _windows(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) -> (B, C, k*k, h*w): the window of cells around each cell."""
@@ -96,17 +69,8 @@ class _GuidedUpsampler(nn.Module):
     def forward(
         self, image: torch.Tensor, features: torch.Tensor, num_passes: int = 1
     ) -> torch.Tensor:
-        """
-        Args:
-            image: (B, 3, H, W), normalized exactly as the ViT saw it; every pass reads it
-                area-averaged to that pass's output grid.
-            features: (B, C, h, w) ViT features at stride p (size rules as :meth:`LiFT.forward`).
-            num_passes (int): k >= 1 passes of the same module, each 2x: stride p / 2^k.
-
-        Returns:
-            Tensor (B, C, 2^k h, 2^k w).
-        """
-        image = self._check_inputs(image, features)
+        """As :meth:`LiFT.forward`; every pass reads the image area-averaged to its output grid."""
+        image = fit_image_to_features(self, image, features)
         for i in range(check_num_passes(num_passes)):
             features = self._forward_once(image, features, self.patch_size / 2 ** (i + 1))
         return features
@@ -117,17 +81,12 @@ class _GuidedUpsampler(nn.Module):
 
 class JBUUpsampler(_GuidedUpsampler):
     """
-    A learned joint bilateral upsampler (FeatUp's JBU, Fu et al., ICLR 2024): the weight of
-    window cell q for output pixel x is the product of a spatial Gaussian of their distance, with
-    a learned sigma, and a range kernel, a softmax over the window of the similarity of learned
-    guidance embeddings of the image at x and at q, with a learned temperature; the product is
-    normalized over the window. Both kernels are exponentials, so the normalized product is one
-    softmax over the window of ``temperature * cos(g(x), g(q)) - |x - q|^2 / (2 sigma^2)``.
+    A learned joint bilateral upsampler (FeatUp's JBU): the weight of window cell q for output
+    pixel x is a softmax over the window of ``temperature * cos(g(x), g(q)) - |x - q|^2 / (2
+    sigma^2)`` (a spatial Gaussian times a range kernel on learned guidance embeddings g).
 
-    Departures from FeatUp: the window holds the low-resolution cells around x (FeatUp's holds
-    high-resolution pixels of the bilinearly upsampled features), whose guidance is the
-    embedding area-averaged over the cell; no learned fix-up of the kernel. Initialized to
-    sigma = 0.5 cells and temperature 1 (a weak range kernel): close to bilinear upsampling.
+    Unlike FeatUp, the window holds the low-resolution cells around x (guidance area-averaged
+    over the cell). Initialized to sigma = 0.5 cells, temperature 1: close to bilinear.
     """
 
     def __init__(
@@ -137,13 +96,8 @@ class JBUUpsampler(_GuidedUpsampler):
         kernel_size: int = 5,
         guidance_channels: int = 32,
     ):
-        """
-        Args:
-            in_channels (int): channels of the ViT features (the output has the same).
-            patch_size (int): the ViT's patch size p.
-            kernel_size (int): odd size k of the window of low-resolution cells.
-            guidance_channels (int): width of the image's guidance embedding.
-        """
+        """``in_channels``, ``patch_size``: the ViT's; ``kernel_size``: odd size k of the window;
+        ``guidance_channels``: width of the image's guidance embedding."""
         super().__init__(in_channels, patch_size, kernel_size)
         self.preset = "jbu"
         self.arch = dict(kernel_size=kernel_size, guidance_channels=guidance_channels)
@@ -165,16 +119,11 @@ class JBUUpsampler(_GuidedUpsampler):
 
 class AttentionUpsampler(_GuidedUpsampler):
     """
-    Local cross-attention from the image to the ViT's features, after JAFAR (Couairon et al.,
-    2025) and UPLiFT (2025): a small conv encoder of the image at the output grid gives one query
-    per output pixel; keys are a projection of the (per-cell layer-normalized) features plus the
-    image encoding averaged over each cell; values are the features themselves, so the output is
-    a convex combination of the window's features. Logits: ``q . k / sqrt(d)`` plus a learned
-    bias per phase and window cell.
-
-    Initialization: the query projection is zero and the bias a Gaussian of the distance
-    (sigma = 0.5 cells), so the untrained module is a fixed, close-to-bilinear upsampler; the
-    attention is learned from there (the keys get gradients from the second step on).
+    Local cross-attention from the image to the ViT's features (JAFAR, UPLiFT): queries from a
+    conv encoding of the image at the output grid; keys from the layer-normalized features plus
+    the image encoding averaged over each cell; values are the features. Logits ``q . k /
+    sqrt(d)`` plus a learned bias per phase and window cell, initialized (zero queries) to a
+    Gaussian of the distance (sigma = 0.5 cells): a close-to-bilinear start.
     """
 
     def __init__(
@@ -185,14 +134,9 @@ class AttentionUpsampler(_GuidedUpsampler):
         image_channels: int = 64,
         key_channels: int = 64,
     ):
-        """
-        Args:
-            in_channels (int): channels of the ViT features (the output has the same).
-            patch_size (int): the ViT's patch size p.
-            window_size (int): odd size k of the window of low-resolution cells attended to.
-            image_channels (int): width of the image encoder.
-            key_channels (int): width d of queries and keys.
-        """
+        """``in_channels``, ``patch_size``: the ViT's; ``window_size``: odd size k of the window
+        attended to; ``image_channels``, ``key_channels``: widths of the image encoder and the
+        queries and keys."""
         super().__init__(in_channels, patch_size, window_size)
         self.preset = "attention"
         self.arch = dict(

@@ -39,6 +39,53 @@ def check_num_passes(num_passes) -> int:
     return num_passes
 
 
+def fit_image_to_features(module: nn.Module, image: torch.Tensor, features: torch.Tensor):
+    """Check an upsampler's (image, features) pair against its ``in_channels`` and ``patch_size``,
+    and crop or zero-pad the image to exactly the feature grid times p."""
+    name, C, p = type(module).__name__, module.in_channels, module.patch_size
+    if features.dim() != 4 or features.shape[1] != C:
+        got = features.shape[1] if features.dim() > 1 else "?"
+        raise ValueError(
+            f"{name} was built for {C}-channel features, got {got} (features of shape "
+            f"{tuple(features.shape)}; expected features of shape (B,{C},h,w)). Use one with "
+            f"in_channels={got} for this ViT."
+        )
+    if image.dim() != 4 or image.shape[1] != 3:
+        raise ValueError(
+            f"{name} expects a 4-D, 3-channel image (B,3,H,W), got {tuple(image.shape)}."
+        )
+    if image.shape[0] != features.shape[0]:
+        raise ValueError(
+            f"Batch sizes differ: {name} expects an image of shape ({features.shape[0]},3,H,W) for "
+            f"features of shape {tuple(features.shape)}, got {tuple(image.shape)}."
+        )
+    (H, W), (h, w) = image.shape[-2:], features.shape[-2:]
+    # The ViT's patch embedding floors (H // p, detectron2 and timm) or pads (ceil) a size that is
+    # not a multiple of p; both are accepted: the image is cropped or zero-padded (zero = the mean
+    # color after normalization, ViTDet's padding) to exactly (h*p, w*p).
+    valid_h, valid_w = (H // p, -(-H // p)), (W // p, -(-W // p))
+    if h not in valid_h or w not in valid_w:
+        raise ValueError(
+            f"Image size {H}x{W} and feature size {h}x{w} disagree with patch size {p}: expected "
+            f"features of {H // p}x{W // p} (or {valid_h[1]}x{valid_w[1]} when the ViT pads), i.e. "
+            f"an image of {h * p}x{w * p} for these features."
+        )
+    if (H, W) != (h * p, w * p):
+        image = image[:, :, : h * p, : w * p]
+        image = F.pad(image, (0, w * p - image.shape[-1], 0, h * p - image.shape[-2]))
+    return image
+
+
+def check_upsampler_fits(upsampler: nn.Module, embed_dim: int, patch_size: int, what: str):
+    """Refuse LiFT or a control built for other channels or another patch size than ``what``'s."""
+    if upsampler.in_channels != embed_dim or upsampler.patch_size != patch_size:
+        raise ValueError(
+            f"{type(upsampler).__name__} was built for {upsampler.in_channels} channels and patch "
+            f"size {upsampler.patch_size}, but {what} has embed_dim={embed_dim} and patch_size="
+            f"{patch_size}. Build it with in_channels={embed_dim}, patch_size={patch_size}."
+        )
+
+
 class ConvNormAct(nn.Sequential):
     """Conv2d -> norm -> ReLU.
 
@@ -46,22 +93,11 @@ class ConvNormAct(nn.Sequential):
     suffix-matching checkpoint heuristics cannot load MAE's ``norm.*`` tensors into LiFT.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        stride: int = 1,
-        norm: str = "BN",
-    ):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, norm: str = "BN"):
         super().__init__()
         norm_layer = get_norm(norm, out_channels) if norm else None
         self.conv = nn.Conv2d(
-            in_channels,
-            out_channels,
-            kernel_size=3,
-            stride=stride,
-            padding=1,
-            bias=norm_layer is None,
+            in_channels, out_channels, 3, stride=stride, padding=1, bias=norm_layer is None
         )
         if norm_layer is not None:
             self.norm_layer = norm_layer
@@ -100,18 +136,11 @@ class LiFT(nn.Module):
             in_channels (int): channels of the ViT features; the output has the same.
             patch_size (int): the ViT's patch size p (8, 14 or 16): features are at stride p.
             image_channels (int): width of the image branch.
-            num_image_blocks (int): conv blocks of the image branch, at least 3: two stride-2
-                blocks to stride 4, ``num_image_blocks - 3`` stride-1 blocks at stride 4, and one
-                stride-2 block after pooling to stride p/2. LiFT-S has 3, LiFT-B 4.
-            fuse_channels (int): if > 0, width of two 3x3 conv blocks applied at stride p to the
-                concatenated ViT and image features before upsampling (LiFT-B); 0 keeps the
-                paper's LiFT-S layout.
-            up_channels (int or None): output width of the transposed conv; default: half its
-                input width (the paper's).
-            decoder_channels (int or None): width of the stride-p/2 decoder; default
-                ``in_channels // 2`` (the paper's).
-            norm (str): normalization after each conv: "BN", "SyncBN", "FrozenBN", "GN" or ""
-                (none). See :func:`detectron2.layers.get_norm`.
+            num_image_blocks (int): conv blocks of the image branch (>= 3; see the layout).
+            fuse_channels (int): width of the fusion blocks at stride p; 0: none (LiFT-S).
+            up_channels, decoder_channels (int or None): widths of the transposed conv and of the
+                decoder; default: half their input width and ``in_channels // 2`` (the paper's).
+            norm (str): normalization after each conv, a :func:`detectron2.layers.get_norm` name.
         """
         super().__init__()
         if patch_size not in (8, 14, 16):
@@ -122,7 +151,7 @@ class LiFT(nn.Module):
             raise ValueError(f"in_channels must be positive, got {in_channels}.")
         self.in_channels = in_channels
         self.patch_size = patch_size
-        # constructor arguments, stored in LiFT files so that stage two can check them
+        # constructor arguments, checked by stage two against the LiFT file
         self.arch = dict(
             in_channels=in_channels,
             patch_size=patch_size,
@@ -172,45 +201,8 @@ class LiFT(nn.Module):
         lift.preset = name
         return lift
 
-    def _check_inputs(self, image: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """Validate shapes; crop/pad the image to the feature grid (see :meth:`forward`)."""
-        if image.dim() != 4 or features.dim() != 4:
-            raise ValueError(
-                f"LiFT expects a 4-D image (B,3,H,W) and 4-D features (B,C,h,w); got image of "
-                f"shape {tuple(image.shape)} and features of shape {tuple(features.shape)}."
-            )
-        if image.shape[1] != 3:
-            raise ValueError(f"LiFT expects a 3-channel image, got shape {tuple(image.shape)}.")
-        if features.shape[1] != self.in_channels:
-            raise ValueError(
-                f"LiFT was built for {self.in_channels}-channel features, got "
-                f"{features.shape[1]} channels (features of shape {tuple(features.shape)}). Use a "
-                f"LiFT with in_channels={features.shape[1]} for this ViT."
-            )
-        if image.shape[0] != features.shape[0]:
-            raise ValueError(
-                f"Batch sizes differ: image {image.shape[0]}, features {features.shape[0]}."
-            )
-        p = self.patch_size
-        (H, W), (h, w) = image.shape[-2:], features.shape[-2:]
-        # The ViT's patch embedding floors (H // p, detectron2 and timm) or pads (ceil) a size
-        # that is not a multiple of p; both are accepted: the image is cropped or zero-padded
-        # (zero = the mean color after normalization, ViTDet's padding) to exactly (h*p, w*p).
-        valid_h = (H // p, -(-H // p))
-        valid_w = (W // p, -(-W // p))
-        if h not in valid_h or w not in valid_w:
-            raise ValueError(
-                f"Image size {H}x{W} and feature size {h}x{w} disagree with patch size {p}: "
-                f"expected features of {H // p}x{W // p} (or {valid_h[1]}x{valid_w[1]} when the "
-                f"ViT pads), i.e. an image of {h * p}x{w * p} for these features."
-            )
-        if (H, W) != (h * p, w * p):
-            image = image[:, :, : h * p, : w * p]
-            image = F.pad(image, (0, w * p - image.shape[-1], 0, h * p - image.shape[-2]))
-        return image
-
     def _forward_once(self, image: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        image = self._check_inputs(image, features)
+        image = fit_image_to_features(self, image, features)
         h, w = features.shape[-2:]
         img = self.image_encoder(image)  # stride 4
         img_half = F.adaptive_max_pool2d(img, (2 * h, 2 * w))  # stride p/2
@@ -230,12 +222,11 @@ class LiFT(nn.Module):
             image: (B, 3, H, W), normalized exactly as the ViT saw it.
             features: (B, C, h, w) ViT features at stride p: h = H // p (or ceil(H / p) for a
                 ViT that pads); the image is cropped/zero-padded to (h*p, w*p).
-            num_passes (int): k >= 1 applies LiFT recursively (paper §6): pass i sees the image
-                bilinearly resized to the current feature grid times p, and the output has
-                stride p / 2^k, shape (B, C, 2^k h, 2^k w).
+            num_passes (int): k >= 1 applies LiFT recursively (paper §6), each pass on the image
+                bilinearly resized to the current feature grid times p.
 
         Returns:
-            Tensor (B, C, 2^k h, 2^k w).
+            Tensor (B, C, 2^k h, 2^k w): stride p / 2^k.
         """
         num_passes = check_num_passes(num_passes)
         x = self._forward_once(image, features)

@@ -1,13 +1,10 @@
 """ViTDet's simple feature pyramid for a ViT+LiFT net (paper §3.5, Appendix B).
 
-Stage names are the contract with ViTDet checkpoints: a stage that applies scale factor ``s`` to
-the features is named ``simfp_<log2(p / s)>``, the name of the ViTDet stage that applies the same
-scale to stride-p ViT features (LiFT features at stride p/2 stand for ViT features of a 2x image).
-In the placements of :func:`lift_det.config.lift_backbone`: "half" (LiFT's output at stride p of
-the detector's image) builds upstream's ``simfp_2``-``simfp_5``, every ViTDet tensor loads and
-none is new or unused; "stride8" builds ``simfp_3``-``simfp_5`` (p2-p4) and subsamples p5 and p6
-from p4 (:class:`LastLevelsMaxPool`): nothing new, ViTDet's ``simfp_2`` unused. Explicit
-``scale_factors`` may build other stages (a new 0.25x ``simfp_6``, reported as new on loading).
+Stage names are the contract with ViTDet checkpoints: a stage that applies scale factor ``s`` is
+named ``simfp_<log2(p / s)>``, as the ViTDet stage that applies the same scale to stride-p ViT
+features. "half" (:func:`lift_det.config.lift_backbone`) builds upstream's ``simfp_2``-``simfp_5``;
+"stride8" ``simfp_3``-``simfp_5`` (p2-p4), p5 and p6 subsampled from p4 (ViTDet's ``simfp_2``
+unused); other ``scale_factors`` may build a new stage (reported as new on loading).
 """
 
 import math
@@ -98,11 +95,9 @@ def _stage(scale: float, dim: int, out_channels: int, norm: str) -> nn.Sequentia
 
 class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
     """
-    :class:`SimpleFeaturePyramid` (ViTDet) whose stages are built from the net's actual stride:
-    on a ViT+LiFT net (stride 8, or 4 with two LiFT passes) the default scale factors give p2-p5
-    at strides 4-32 and ``top_block`` (LastLevelMaxPool) p6, so ViTDet's heads run unchanged.
-    Stages are named after the ViTDet stage with the same scale factor (see the module
-    docstring), so ViTDet checkpoints load into them. ``forward`` is upstream's.
+    :class:`SimpleFeaturePyramid` (ViTDet, upstream's ``forward``) whose stages are built from the
+    net's actual stride, named after the ViTDet stage with the same scale factor (see the module
+    docstring); by default strides 4-32 and the top block's, as ViTDet's heads expect.
     """
 
     def __init__(
@@ -120,11 +115,8 @@ class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
         Args:
             net, in_feature, out_channels, top_block, norm, square_pad: as in
                 :class:`SimpleFeaturePyramid`.
-            scale_factors (list[float] or None): any of 4, 2, 1, 0.5, 0.25 and 0.125 (a 4x / 8x
-                max-pool before the same 1x1 and 3x3 convs as 0.5). None: the factors that give
-                strides 4, 8, ... up to the level ``top_block`` reads (p5 without one) from the
-                net's stride: 4, 2, 1, 0.5 for stride 16; 2, 1, 0.5 for stride 8 with
-                :class:`LastLevelsMaxPool` on p4.
+            scale_factors (list[float] or None): any of 4, 2, 1, 0.5, 0.25 and 0.125. None: those
+                that give strides 4, 8, ... up to the level ``top_block`` reads (p5 without one).
             freeze (bool): no gradients to the pyramid's own stages (not to ``net``).
         """
         # the stages are built here (upstream's loop, extended), so SimpleFeaturePyramid's
@@ -199,11 +191,8 @@ class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
 
 @BACKBONE_REGISTRY.register()
 def build_vit_lift_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
-    """
-    yacs builder (``MODEL.BACKBONE.NAME = "build_vit_lift_backbone"``): ViTDet's ViT + LiFT (or a
-    control) + the simple feature pyramid, configured by ``cfg.MODEL.VIT_LIFT`` (see
-    :func:`add_lift_config`).
-    """
+    """yacs builder (``MODEL.BACKBONE.NAME = "build_vit_lift_backbone"``) of the ViT+LiFT backbone
+    configured by ``cfg.MODEL.VIT_LIFT`` (:func:`add_lift_config`)."""
     c = cfg.MODEL.VIT_LIFT
     if c.PLACEMENT not in ("half", "stride8"):
         raise ValueError(f"MODEL.VIT_LIFT.PLACEMENT={c.PLACEMENT!r}: use 'half' or 'stride8'.")
@@ -213,27 +202,18 @@ def build_vit_lift_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
         lift = build_upsampler(c.UPSAMPLER, c.EMBED_DIM, c.PATCH_SIZE, **options)
     except ValueError as e:
         raise ValueError(f"MODEL.VIT_LIFT.UPSAMPLER: {e}") from e
+    # the MODEL.VIT_LIFT keys that are ViTLiFT's arguments, upper-cased
+    same = "LIFT_WEIGHTS NUM_PASSES FREEZE_VIT FREEZE_LIFT ALLOW_RANDOM_LIFT IMG_SIZE PATCH_SIZE"
+    same += " EMBED_DIM DEPTH NUM_HEADS DROP_PATH_RATE WINDOW_SIZE ATTN_IMPL"
     net = ViTLiFT(
         lift=lift,
-        lift_weights=c.LIFT_WEIGHTS,
-        num_passes=c.NUM_PASSES,
-        freeze_vit=c.FREEZE_VIT,
-        freeze_lift=c.FREEZE_LIFT,
-        allow_random_lift=c.ALLOW_RANDOM_LIFT,
-        img_size=c.IMG_SIZE,
-        patch_size=c.PATCH_SIZE,
-        embed_dim=c.EMBED_DIM,
-        depth=c.DEPTH,
-        num_heads=c.NUM_HEADS,
-        drop_path_rate=c.DROP_PATH_RATE,
-        window_size=c.WINDOW_SIZE,
+        **{key.lower(): c[key] for key in same.split()},
+        window_block_indexes=list(c.WINDOW_BLOCK_INDEXES),
         mlp_ratio=4,
         qkv_bias=True,
         norm_layer=partial(nn.LayerNorm, eps=1e-6),
-        window_block_indexes=list(c.WINDOW_BLOCK_INDEXES),
         use_rel_pos=True,
         in_chans=input_shape.channels,
-        attn_impl=c.ATTN_IMPL,
         image_scale=0.5 if half else 1.0,
     )
     return LiFTSimpleFeaturePyramid(

@@ -16,11 +16,9 @@ logger = logging.getLogger(__name__)
 
 class TimmViTSource(FrozenFeatureSource):
     """
-    A timm ViT (e.g. ``"vit_small_patch16_224.dino"``, the paper's DINO ViT-S/16) as a frozen
-    feature source: the patch tokens of ``forward_features`` (after the final norm), without the
-    class / register tokens, as an NCHW map. Built with ``dynamic_img_size=True`` so that position
-    embeddings are interpolated to any input size. Nothing is downloaded: weights come from a
-    local file.
+    A timm ViT (e.g. ``"vit_small_patch16_224.dino"``) as a frozen feature source: the patch
+    tokens of ``forward_features`` as an NCHW map, at any input size (``dynamic_img_size``).
+    Nothing is downloaded: weights come from a local file.
     """
 
     def __init__(
@@ -34,13 +32,10 @@ class TimmViTSource(FrozenFeatureSource):
         """
         Args:
             model_name (str): a timm model name; its pretrained config gives the normalization.
-            weights (str): a local checkpoint (timm/PyTorch state dict, optionally under "model"
-                or "state_dict", or ``.safetensors``); empty: random initialization (and a
-                warning). May also be loaded later through the model's checkpointer.
-            img_size (int or None): the ViT's reference image size (position embedding grid);
-                None: the model's default.
+            weights (str): a local checkpoint (see :meth:`load_weights`); empty: random (warned).
+            img_size (int or None): the ViT's reference image size; None: the model's default.
             autocast (bool): fp16 autocast when on CUDA.
-            model_kwargs: more arguments of ``timm.create_model`` (e.g. ``depth=2`` for tests).
+            model_kwargs: more arguments of ``timm.create_model``.
         """
         import timm
 
@@ -60,12 +55,9 @@ class TimmViTSource(FrozenFeatureSource):
         self.patch_size = int(patch[0])
         self.num_prefix_tokens = int(getattr(net, "num_prefix_tokens", 1))
         cfg = getattr(net, "pretrained_cfg", None) or {}
-        self.pixel_mean = _rgb_tuple(
-            [255.0 * m for m in cfg.get("mean", (0.485, 0.456, 0.406))], "mean"
-        )
-        self.pixel_std = _rgb_tuple(
-            [255.0 * s for s in cfg.get("std", (0.229, 0.224, 0.225))], "std"
-        )
+        mean, std = cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225))
+        self.pixel_mean = _rgb_tuple([255.0 * m for m in mean], "mean")
+        self.pixel_std = _rgb_tuple([255.0 * s for s in std], "std")
         if weights:
             self.load_weights(weights)
         else:
@@ -75,7 +67,8 @@ class TimmViTSource(FrozenFeatureSource):
             )
 
     def load_weights(self, path: str) -> None:
-        """Load a local checkpoint into the ViT (strict, after timm's own key conversion)."""
+        """Load a local checkpoint (a state dict, optionally under "model" or "state_dict", or
+        ``.safetensors``) into the ViT, strictly, after timm's own key conversion."""
         from timm.models import load_state_dict
 
         if not os.path.isfile(path):

@@ -1,11 +1,6 @@
-"""Controls that take LiFT's place (same call signature), and :func:`build_upsampler`, the one
-place where a name picks LiFT or a control.
-
-Every LiFT result is reported next to :class:`BilinearUpsampler` (paper's "BL"), and optionally
-:class:`ResizeConvUpsampler` (paper's "RC": bilinear then a learned 3x3 conv, trained like LiFT);
-neither sees the image. The image-guided learned upsamplers of later work, "jbu" (FeatUp) and
-"attention" (JAFAR / UPLiFT), are in :mod:`.learned_upsamplers`.
-"""
+"""Controls that take LiFT's place (same call signature): :class:`BilinearUpsampler` (paper's
+"BL") and :class:`ResizeConvUpsampler` (paper's "RC"), which do not see the image, and
+:func:`build_upsampler`, the one place where a name picks LiFT or a control."""
 
 import inspect
 from typing import Any
@@ -68,17 +63,10 @@ UPSAMPLER_NAMES = tuple(LIFT_PRESETS) + tuple(_CONTROLS) + tuple(_LEARNED)
 
 def build_upsampler(name: str, in_channels: int, patch_size: int = 16, **kwargs: Any) -> nn.Module:
     """
-    Build LiFT or a control by name for a ViT with ``in_channels`` and ``patch_size``.
-
-    Args:
-        name (str): a LiFT preset ("LiFT-S", "LiFT-B", "LiFT-L", "LiFT-H"; see
-            :meth:`LiFT.from_preset`) or a control ("bilinear", "resize_conv", "jbu",
-            "attention").
-        in_channels (int): the ViT's channels (``embed_dim``).
-        patch_size (int): the ViT's patch size.
-        kwargs: for presets, overrides of the preset's arguments (e.g. ``norm="SyncBN"``); for
-            "jbu" and "attention", their constructor's options (e.g. ``kernel_size=7``); the
-            other controls take none.
+    Build LiFT or a control by name (:data:`UPSAMPLER_NAMES`: a LiFT preset, "bilinear",
+    "resize_conv", "jbu", "attention") for a ViT with ``in_channels`` and ``patch_size``.
+    ``kwargs``: overrides of a preset's arguments (e.g. ``norm="SyncBN"``), or the options of
+    "jbu" and "attention" (e.g. ``kernel_size=7``); the other controls take none.
     """
     if name in LIFT_PRESETS or name in _LEARNED:
         cls = LiFT if name in LIFT_PRESETS else _LEARNED[name]

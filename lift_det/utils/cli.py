@@ -58,9 +58,7 @@ def faults_in_one_line(prog: str) -> Iterator[None]:
     the run's log has the traceback. Also a decorator."""
     try:
         yield
-    except FloatingPointError as e:
-        raise SystemExit(f"{prog}: error: {' '.join(str(e).split())}") from None
-    except OSError as e:
-        if e.errno not in ENVIRONMENT_FAULTS:
+    except (FloatingPointError, OSError) as e:
+        if isinstance(e, OSError) and e.errno not in ENVIRONMENT_FAULTS:
             raise
         raise SystemExit(f"{prog}: error: {' '.join(str(e).split())}") from None
