@@ -355,9 +355,17 @@ def test_recipe_words_pair_the_other_stage_one_with_the_studys():
     study["recipes"] = {"lift_long": statistics.paired_arms(per_seed, "lift_long", "lift")}
     study["summary"]["stage1_cosines"] = {"LiFT": {"mean": 0.9},
                                           "LiFT, stage one 4x longer": {"mean": 0.95}}  # fmt: skip
+    study["summary"] = statistics.summarize(per_seed, [*study["arms"], "lift_long"])
+    study["summary"]["stage1_cosines"] = {"LiFT": {"mean": 0.9},
+                                          "LiFT, stage one 4x longer": {"mean": 0.95}}  # fmt: skip
+    study["costs"]["lift_long"] = {"gflops": 3.5}
     recipe = placements.placement_words(study)[-1]
     assert recipe.startswith("Stage-one recipe: up: + LiFT, stage one 4x longer minus")
     assert ": +1.00 [" in recipe and "cosine 0.9500 against 0.9000" in recipe
+    # against the control (50, 52, 54): +6, +4, +7, significant, at fewer GFLOPs than 5.5
+    assert "control it gives +5.67 [" in recipe and recipe.endswith("pays in the up placement.")
+    study["costs"]["lift_long"] = {"gflops": 6.0}  # dearer than the 2x image: it does not pay
+    assert placements.placement_words(study)[-1].endswith("does not pay in the up placement.")
 
 
 def test_cosine_section_and_figure_from_the_committed_study(tmp_path):

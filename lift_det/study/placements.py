@@ -125,6 +125,20 @@ def placement_words(study: Dict) -> List[str]:
             f"Stage-one recipe: {arm_labels(study)[arm]} minus up: + LiFT from the study's stage "
             f"one (paired): {_d(d)} box AP after finetuning"
             + (f"; held-out stage-one cosine {cos[0]['mean']:.4f} against {cos[1]['mean']:.4f}."
-               if all(cos) else ".")
+               if all(cos) else ".") + _recipe_verdict(study, arm)
         )  # fmt: skip
     return lines
+
+
+def _recipe_verdict(study: Dict, arm: str) -> str:
+    """Whether LiFT from a recipe arm's stage one pays in the up placement, by the up rule of
+    :func:`placement_words`: significantly above the control, at fewer GFLOPs than the 2x image."""
+    costs, d = study["costs"], study["summary"]["arms"][arm]["bbox/AP"]["vs_control"]
+    if "image2x" not in costs:
+        return ""
+    pays = d["significant"] and d["mean"] > 0 and costs[arm]["gflops"] < costs["image2x"]["gflops"]
+    return (
+        f" Against the same-budget control it gives {_d(d)} box AP at "
+        f"{costs[arm]['gflops']:.2f} GFLOPs (the 2x image: {costs['image2x']['gflops']:.2f}): "
+        f"LiFT from this stage one {'pays' if pays else 'does not pay'} in the up placement."
+    )
