@@ -338,12 +338,12 @@ def test_placement_words_say_whether_lift_pays():
     up, best = placements.placement_words(study)
     assert up.startswith("**up**: + LiFT +4.67") and "LiFT pays here" in up
     assert "Against + bilinear in the same placement: +4.00" in up
-    assert best.endswith("LiFT pays in: up.")
+    assert best.endswith("stage one pays in: up.")
     # as good as bilinear in the same placement: the placement pays, LiFT does not
     _, study = _placement_study([55.0, 57.0, 58.0], [55.5, 56.5, 58.0])
     up, best = placements.placement_words(study)
     assert "LiFT does not pay here" in up and "not significantly above + bilinear" in up
-    assert best.endswith("LiFT pays in: no placement.")
+    assert best.endswith("stage one pays in: no placement.")
 
 
 def test_recipe_words_pair_the_other_stage_one_with_the_studys():
