@@ -18,7 +18,7 @@ STAGE_ONES = [
     ("stage1_jbu", "lift_stage1_jbu", "JBU", 0.50, 1),
     ("stage1_attn", "lift_stage1_attn", "attention upsampler", 0.50, 1),
     ("stage1_half", "lift_stage1_half", "LiFT-S at 128 px", 0.17, 1),
-    ("stage1_long", "lift_stage1", "LiFT-S, 4x the iterations", 0.49, 4),
+    ("stage1_long", "lift_stage1_long", "LiFT-S, 4x the iterations", 0.49, 4),
 ]
 
 
