@@ -1,6 +1,7 @@
 """Shared helpers: tiny ViTDet configs (the real structure, small sizes) for CPU tests."""
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -125,6 +126,24 @@ def load_tool(name: str):
 CPU_ENV = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
 
 
+@functools.lru_cache(maxsize=None)
+def tool_python() -> str:
+    """The interpreter for ``tools/<tool>.py`` subprocesses: ``tests/warm_python.py``'s client, a
+    process of its own per run, forked from a server of this test process that has imported torch
+    and detectron2 once (about 4 CPU seconds a process). Its tool runs as ``__main__`` with the
+    command's argv, directory, environment and stdio; ``-c`` and the like run in
+    ``sys.executable``. A tool's import-time output (warnings) is seen by the tests that run the
+    real interpreter: each tool's ``--help`` (:func:`tool_help`) and first refusal
+    (test_user_mistakes.py)."""
+    import tempfile
+
+    import warm_python
+
+    client = warm_python.start(tempfile.mkdtemp(prefix="lift-det-warm-python-"))
+    warm_python.wait_until_warm(client)
+    return client
+
+
 def doc_text() -> str:
     """The README and the pages it links (tools/update_readme.py's PAGES) as one text: a section
     is found wherever it lives."""
@@ -210,6 +229,7 @@ def tiny_main(tmp_path_factory):
             for k, v in {**CPU_ENV, "LIFT_DET_MINI_ROOT": data}.items():
                 mp.setenv(k, v)
             mp.chdir(folder)
+            mp.setattr(sys, "executable", tool_python())  # the steps' interpreter
             summary = main_job.run_pipeline(os.path.join(folder, "mini"), 1, 1, 1)
         with open(os.path.join(folder, "summary.json"), "w") as f:  # as returned, not as written
             json.dump(summary, f)

@@ -10,7 +10,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import LazyConfig, instantiate
 
-from conftest import REPO
+from conftest import REPO, tool_python
 from lift_det.engine.predictor import LazyPredictor
 from lift_det.utils import UserError
 
@@ -126,7 +126,6 @@ def test_demo_never_writes_over_its_inputs(weights, tmp_path):
     """--output = the input folder (or the input file) is refused with one line and exit code 2,
     before the model is built; the images are unchanged."""
     import subprocess
-    import sys
 
     from conftest import CPU_ENV
 
@@ -134,7 +133,7 @@ def test_demo_never_writes_over_its_inputs(weights, tmp_path):
     before = {f: (tmp_path / "imgs" / f).read_bytes() for f in os.listdir(tmp_path / "imgs")}
     env = dict(os.environ, **CPU_ENV)
     for inp, out in [("imgs/", "imgs/"), ("imgs/img0.png", "imgs/img0.png"), ("imgs", "imgs")]:
-        cmd = [sys.executable, DEMO, "--config-file", CONFIG, "--weights", weights]
+        cmd = [tool_python(), DEMO, "--config-file", CONFIG, "--weights", weights]
         cmd += ["--input", inp, "--output", out]
         proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
         assert proc.returncode == 2, proc.stderr[-3000:]

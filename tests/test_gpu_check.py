@@ -9,11 +9,10 @@ import json
 import math
 import os
 import subprocess
-import sys
 from types import SimpleNamespace
 import pytest
 
-from conftest import REPO, load_tool
+from conftest import REPO, load_tool, tool_python
 from lift_det.benchmark import gpu_check, gpu_report
 from lift_det.benchmark.costs import time_interleaved
 
@@ -30,7 +29,7 @@ def report(tmp_path_factory):
     cwd, out = tmp_path_factory.mktemp("cwd"), tmp_path_factory.mktemp("gpu")
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
     env.pop("LIFT_DET_MINI_ROOT", None)
-    cmd = [sys.executable, os.path.join(REPO, "tools", "gpu_check.py"), "--toy"]
+    cmd = [tool_python(), os.path.join(REPO, "tools", "gpu_check.py"), "--toy"]
     run = subprocess.run(
         cmd + ["--output-dir", str(out)], cwd=cwd, env=env, capture_output=True, text=True
     )

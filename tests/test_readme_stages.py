@@ -4,9 +4,8 @@ from an empty data root and an empty output folder, each training stage at 2 ite
 import os
 import re
 import subprocess
-import sys
 
-from conftest import CPU_ENV, REPO
+from conftest import CPU_ENV, REPO, tool_python
 
 SECTION = "## Quick start: step by step on the mini data"
 
@@ -34,16 +33,15 @@ def test_the_stages_run_as_written(tmp_path):
     the mini data never generated, no output yet."""
     work = tmp_path / "work"
     work.mkdir()
-    for name in ["tools", "configs", ".venv"]:
+    for name in ["tools", "configs"]:
         os.symlink(os.path.join(REPO, name), work / name)
+    # .venv/bin/python: this interpreter, warm for tools/*.py (conftest.tool_python)
+    os.makedirs(work / ".venv" / "bin")
+    os.symlink(tool_python(), work / ".venv" / "bin" / "python")
     data = work / "datasets" / "lift_mini_coco"  # where the README's image paths point
     data.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if k != "DETECTRON2_DATASETS"}
     env.update(CPU_ENV, LIFT_DET_MINI_ROOT=str(data), QUICK="train.max_iter=2")
-    if not os.path.exists(os.path.join(REPO, ".venv", "bin", "python")):
-        os.unlink(work / ".venv")  # another environment: the same python under .venv/bin
-        os.makedirs(work / ".venv" / "bin")
-        os.symlink(sys.executable, work / ".venv" / "bin" / "python")
     logs = []
     for i, (lang, code) in enumerate(readme_blocks()):
         cmd = ["bash", "-euo", "pipefail", "-c", code]

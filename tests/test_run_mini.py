@@ -4,10 +4,9 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import pytest
 
-from conftest import CPU_ENV, REPO
+from conftest import CPU_ENV, REPO, tool_python
 from lift_det.study import main_job as mini
 from lift_det.study import pipeline as runner
 from lift_det.utils.cli import UserError
@@ -125,7 +124,7 @@ def test_run_mini_says_in_one_line_why_it_stops(pipeline, tmp_path):
     out = str(tmp_path / "mini")
     shutil.copytree(pipeline[0], out)
     env = dict(os.environ, **CPU_ENV)
-    tool = [sys.executable, os.path.join(REPO, "tools", "run_mini.py")]
+    tool = [tool_python(), os.path.join(REPO, "tools", "run_mini.py")]
     run = subprocess.run([*tool, "--output-dir", out], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=300)  # fmt: skip
     assert run.returncode == 2 and "Traceback" not in run.stderr and run.stdout == ""

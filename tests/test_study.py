@@ -10,9 +10,10 @@ import math
 import numpy as np
 import os
 import re
+import sys
 import pytest
 
-from conftest import CPU_ENV, load_tool
+from conftest import CPU_ENV, load_tool, tool_python
 from lift_det.study import figures, pipeline, placements, report
 from lift_det.study import run as study
 from lift_det.study import schedule, statistics
@@ -194,6 +195,7 @@ def tiny_study(small_mini, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout):
         for k, v in CPU_ENV.items():
             mp.setenv(k, v)
+        mp.setattr(sys, "executable", tool_python())  # the steps' interpreter
         mp.setattr(study, "write_trace", lambda *a, **k: probes.append((a, k)))
         # each arm's CPU latency timed for 0.05 s instead of 2 s (a measured median all the same)
         mp.setattr(study, "cpu_latency_ms", functools.partial(study.cpu_latency_ms,

@@ -8,7 +8,6 @@ import math
 import os
 import re
 import subprocess
-import sys
 import pytest
 import torch
 from fvcore.common.param_scheduler import MultiStepParamScheduler
@@ -18,7 +17,7 @@ from detectron2.config import LazyConfig
 from detectron2.engine import SimpleTrainer, hooks
 from detectron2.solver import WarmupParamScheduler
 
-from conftest import CPU_ENV, REPO, doc_text, load_tool
+from conftest import CPU_ENV, REPO, doc_text, load_tool, tool_python
 from lift_det.engine.replay import FixedLengthLRScheduler, LossTrace
 from lift_det.study.probe import compare_losses
 
@@ -142,7 +141,7 @@ def study_check(*args, cwd):
     """tools/study_check.py as users run it, in a subprocess: (exit code, stdout, stderr)."""
     env = dict(os.environ, **CPU_ENV)
     proc = subprocess.run(
-        [sys.executable, STUDY_CHECK, *args], capture_output=True, text=True, env=env, cwd=cwd
+        [tool_python(), STUDY_CHECK, *args], capture_output=True, text=True, env=env, cwd=cwd
     )
     return proc.returncode, proc.stdout, proc.stderr
 

@@ -4,7 +4,6 @@ import json
 import logging
 import os
 import subprocess
-import sys
 from typing import Dict, Iterator, List
 import pytest
 import torch
@@ -17,7 +16,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import HookBase
 from detectron2.utils.env import seed_all_rng
 
-from conftest import CPU_ENV, load_tool, vitdet_vit_kwargs
+from conftest import CPU_ENV, load_tool, tool_python, vitdet_vit_kwargs
 from lift_det.data import MINI_DATASETS, default_mini_root, generate_mini_coco, register_mini_coco
 from lift_det.data.stage1 import stage1_dataset_dicts
 from lift_det.engine import parse_args
@@ -351,7 +350,7 @@ def test_two_process_launch(mini_root, tmp_path):
     """Two processes on the CPU (even where a GPU exists) through the train_lift.py alias: each
     rank logs its rank and the world size to its own file (detectron2's default_setup)."""
     out = str(tmp_path / "ddp")
-    cmd = [sys.executable, ALIAS, "--num-gpus", "2", "--dist-url", "auto"]
+    cmd = [tool_python(), ALIAS, "--num-gpus", "2", "--dist-url", "auto"]
     cmd += ["--config-file", MINI_CONFIG] + FAST
     cmd += [f"train.output_dir={out}", "train.max_iter=2", "train.eval_period=2"]
     env = dict(os.environ, LIFT_DET_MINI_ROOT=mini_root, **CPU_ENV)
@@ -378,7 +377,7 @@ def test_stage_one_from_a_machine_without_the_mini_data(root, tmp_path):
     if root == "LIFT_DET_MINI_ROOT":
         env[root] = str(data)
     out = tmp_path / "out"
-    cmd = [sys.executable, ALIAS, "--config-file", MINI_CONFIG, "train.max_iter=1"]
+    cmd = [tool_python(), ALIAS, "--config-file", MINI_CONFIG, "train.max_iter=1"]
     cmd += [f"train.output_dir={out}"]
     proc = subprocess.run(
         cmd, env={**env, **CPU_ENV}, cwd=data, capture_output=True, text=True, timeout=300
@@ -408,7 +407,7 @@ def test_timm_stage_one_from_an_empty_data_root(tmp_path):
     data, out = tmp_path / "data", tmp_path / "out"
     data.mkdir()
     config = os.path.join(REPO, "configs", "mini", "lift_stage1_timm.py")
-    cmd = [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--config-file", config]
+    cmd = [tool_python(), os.path.join(REPO, "tools", "train_net.py"), "--config-file", config]
     cmd += ["train.max_iter=2", f"train.output_dir={out}", f"model.source.weights={weights}"]
     env.update(CPU_ENV, LIFT_DET_MINI_ROOT=str(data))
     proc = subprocess.run(cmd, env=env, cwd=data, capture_output=True, text=True, timeout=300)

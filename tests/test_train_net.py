@@ -15,7 +15,7 @@ from pycocotools.coco import COCO
 
 from detectron2.config import LazyConfig
 
-from conftest import CPU_ENV, REPO, doc_table_rows, load_tool
+from conftest import CPU_ENV, REPO, doc_table_rows, load_tool, tool_python
 from lift_det.engine import check_overrides, lock_output_dir, parse_args
 
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
@@ -29,7 +29,7 @@ def config(name):
 def run_tool(args, cwd, check=True):
     """The tool in a subprocess on the CPU, in ``cwd`` (a tmp dir: nothing lands in the repo)."""
     env = dict(os.environ, **CPU_ENV)
-    cmd = [sys.executable, TRAIN_NET, *args]
+    cmd = [tool_python(), TRAIN_NET, *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
     if check and proc.returncode != 0:
         raise AssertionError(proc.stdout[-3000:] + proc.stderr[-5000:])
@@ -725,7 +725,7 @@ def test_faults_of_the_machine_are_one_line(small_mini, tmp_path):
     (tmp_path / "not_a_folder").write_text("")
     env = dict(os.environ, **CPU_ENV, DETECTRON2_DATASETS=str(tmp_path / "not_a_folder"))
     env.pop("LIFT_DET_MINI_ROOT", None)
-    cmd = [sys.executable, TRAIN_NET, "--config-file", config("lift_stage1")]
+    cmd = [tool_python(), TRAIN_NET, "--config-file", config("lift_stage1")]
     proc = subprocess.run(
         cmd + [f"train.output_dir={tmp_path / 'o'}"], capture_output=True, text=True, env=env
     )
