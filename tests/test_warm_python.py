@@ -1,0 +1,65 @@
+"""The tests' warm interpreter (tests/warm_python.py) behaves as ``python script.py`` does: the
+same output, exit status, directory, environment and thread count, and files flushed at exit."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import tool_python
+
+SCRIPT = """
+import json, os, sys
+import torch
+kept = open("unclosed.txt", "w")  # never closed: the exit flushes it
+kept.write("written")
+print(json.dumps(dict(argv=sys.argv[1:], cwd=os.getcwd(), mine=os.environ.get("MINE"),
+                      threads=torch.get_num_threads(), main=__name__, path0=sys.path[0])))
+print("to stderr", file=sys.stderr)
+if sys.argv[1] == "kill":
+    sys.stdout.flush()
+    os.kill(os.getpid(), 9)
+sys.exit(int(sys.argv[1]) if sys.argv[1].isdigit() else sys.argv[1])
+"""
+
+
+def run(python, tmp_path, *args, threads="1", **env):
+    folder = tmp_path / "work"
+    folder.mkdir(exist_ok=True)
+    env = dict(os.environ, MINE="yes", OMP_NUM_THREADS=threads, **env)
+    proc = subprocess.run([python, str(tmp_path / "s.py"), *args], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    out = json.loads(proc.stdout.splitlines()[0])
+    assert out.pop("cwd") == str(folder) and out.pop("path0") == str(tmp_path)
+    return proc.returncode, out, proc.stderr, (folder / "unclosed.txt").read_text()
+
+
+@pytest.mark.parametrize("args", [["0"], ["3", "x"], ["a message"], ["kill"]])
+def test_same_as_the_interpreter(tmp_path, args):
+    (tmp_path / "s.py").write_text(SCRIPT)
+    real, warm = sys.executable, tool_python()
+    code, out, err, written = run(warm, tmp_path, *args)
+    expected = run(real, tmp_path, *args)
+    assert (code, out, err, written) == expected
+    assert code == {"0": 0, "3": 3, "a message": 1, "kill": -9}[args[0]]
+    assert written == ("" if args == ["kill"] else "written")  # SIGKILL: its buffer is lost
+    assert out["argv"] == args and out["main"] == "__main__"
+
+
+def test_thread_count_follows_the_environment(tmp_path):
+    (tmp_path / "s.py").write_text(SCRIPT)
+    for threads in ["1", "2"]:
+        assert run(tool_python(), tmp_path, "0", threads=threads)[1]["threads"] == int(threads)
+
+
+def test_an_import_time_variable_of_its_own_runs_cold(tmp_path):
+    """PYTHON*, TORCH*, DETECTRON2_* act when the libraries are imported: another value than the
+    warm server's gets the real interpreter (a script sees no torch imported before its own)."""
+    (tmp_path / "t.py").write_text("import sys; print('torch' in sys.modules)")
+    cmd = [tool_python(), str(tmp_path / "t.py")]
+    warm = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "elsewhere"))
+    cold = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    assert (warm.stdout, cold.stdout) == ("True\n", "False\n")
