@@ -15,19 +15,6 @@ from detectron2.config import LazyCall as L
 from detectron2.modeling.backbone.vit import ViT
 from detectron2.solver import WarmupParamScheduler
 
-__all__ = [
-    "add_lift_config",
-    "VIT_SIZES",
-    "vitdet_vit_args",
-    "LIFT_PRESET_FOR_WIDTH",
-    "upsampler_config",
-    "PLACEMENTS",
-    "lift_backbone",
-    "set_image_size",
-    "stage2_lr_multiplier",
-    "frozen_vit_lr_factor",
-]
-
 
 def add_lift_config(cfg: CN) -> CN:
     """Add ``cfg.MODEL.VIT_LIFT`` (ViT-B/16 as in ViTDet, LiFT-B, the simple feature pyramid),

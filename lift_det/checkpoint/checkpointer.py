@@ -25,8 +25,6 @@ from .file_io import (
 from .fingerprint import check_fingerprint, model_fingerprint
 from .load_report import collect_parts, describe_keys, group_keys, really_missing, summary_line
 
-__all__ = ["AtomicDetectionCheckpointer", "MIN_FIT", "model_fingerprint"]
-
 logger = logging.getLogger(__name__)
 MIN_FIT = 0.5
 _SWITCH = "allow_mismatch"

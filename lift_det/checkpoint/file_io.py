@@ -17,18 +17,6 @@ import torch
 
 from ..utils.cli import UserError
 
-__all__ = [
-    "NotACheckpointError",
-    "not_a_checkpoint",
-    "torch_load_checked",
-    "unreadable_content",
-    "atomic_torch_save",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "is_temp_file",
-    "remove_stale_temp_files",
-]
-
 logger = logging.getLogger(__name__)
 
 _HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]

@@ -27,17 +27,6 @@ from detectron2.utils.file_io import PathManager
 from .file_io import atomic_torch_save, torch_load_checked
 from .official_lift import is_official_lift_state, official_lift_file
 
-__all__ = [
-    "LIFT_FILE_FORMAT",
-    "MAX_ABS_WEIGHT",
-    "check_lift_file",
-    "check_lift_state",
-    "lift_metadata",
-    "load_lift_file",
-    "read_lift_file",
-    "save_lift_file",
-]
-
 logger = logging.getLogger(__name__)
 LIFT_FILE_FORMAT = 2
 # A trained LiFT's weights are O(1) (BN-normalized convs); stage one at lr=1e6 gives ~1e6.

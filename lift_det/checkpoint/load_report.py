@@ -10,17 +10,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Set
 
-__all__ = [
-    "Part",
-    "collect_parts",
-    "describe_keys",
-    "format_groups",
-    "group_keys",
-    "report_part",
-    "really_missing",
-    "summary_line",
-]
-
 logger = logging.getLogger(__name__)
 
 SOURCES = ("file", "checkpoint", "random", "new", "unused")

@@ -13,14 +13,6 @@ import re
 from typing import Any, Dict, List, Mapping, Tuple
 import torch
 
-__all__ = [
-    "OFFICIAL_LIFT_S16_LAYOUT",
-    "OFFICIAL_LIFT_S16_PARAMETERS",
-    "convert_official_lift_state",
-    "is_official_lift_state",
-    "official_lift_file",
-]
-
 logger = logging.getLogger(__name__)
 
 # The official LiFT(in_channels=384, patch_size=16).state_dict(), in its order: names and shapes

@@ -19,8 +19,6 @@ from detectron2.structures import BoxMode
 
 from .detection_utils import read_image
 
-__all__ = ["DetectionDatasetMapper", "has_valid_box"]
-
 logger = logging.getLogger(__name__)
 
 

@@ -16,8 +16,6 @@ from detectron2.utils.file_io import PathManager
 
 from .validate import check_dataset_dicts
 
-__all__ = ["IMAGE_EXTENSIONS", "datasets_hint", "get_detection_dataset_dicts", "read_image"]
-
 # what :func:`read_image` (PIL) reads: the file names that image folders are searched for
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 

@@ -13,17 +13,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from .mini_files import _SPLITS, _generate_if_needed, _split_paths, generate_mini_coco
+from .mini_files import _SPLITS, _generate_if_needed, _split_paths, generate_mini_coco  # noqa: F401
 from .mini_render import MINI_CLASSES
-
-__all__ = [
-    "MINI_CLASSES",
-    "MINI_DATASETS",
-    "default_mini_root",
-    "generate_mini_coco",
-    "ensure_mini_coco",
-    "register_mini_coco",
-]
 
 logger = logging.getLogger(__name__)
 

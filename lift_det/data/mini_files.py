@@ -16,8 +16,6 @@ from iopath.common.file_io import file_lock
 from ..checkpoint import atomic_write_bytes, is_temp_file
 from .mini_render import MINI_CLASSES, render_coco_image
 
-__all__ = ["generate_mini_coco"]
-
 logger = logging.getLogger(__name__)
 
 # Bump whenever the generator's output changes (drawing code, defaults, JSON layout), so that

@@ -12,8 +12,6 @@ import cv2
 import pycocotools.mask as mask_util
 from PIL import Image
 
-__all__ = ["MINI_CLASSES", "render_coco_image", "render_image"]
-
 MINI_CLASSES: Tuple[str, ...] = ("square", "disc", "triangle")
 
 # Object "sizes" are the side of a square of the same area (pixels); buckets: COCO small

@@ -16,14 +16,6 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from .detection_utils import IMAGE_EXTENSIONS, datasets_hint, load_errors_explained, read_image
 from .validate import check_some_image_reads
 
-__all__ = [
-    "Stage1DatasetMapper",
-    "color_jitter",
-    "image_folder_dicts",
-    "read_rgb_image",
-    "stage1_dataset_dicts",
-]
-
 logger = logging.getLogger(__name__)
 
 

@@ -11,8 +11,6 @@ from detectron2.structures import BoxMode
 
 from ..utils.cli import UserError
 
-__all__ = ["DatasetError", "check_dataset_dicts", "check_some_image_reads"]
-
 logger = logging.getLogger(__name__)
 
 _EXIF_ORIENTATION = 0x0112

@@ -16,16 +16,6 @@ from detectron2.utils.registry import locate
 from ..modeling.attention import keyword_signature
 from ..utils.cli import UserError
 
-__all__ = [
-    "UsageError",
-    "check_config",
-    "check_overrides",
-    "check_weights",
-    "default_argument_parser",
-    "load_lazy_config",
-    "parse_args",
-]
-
 # switches that may also come after the first key=value (detectron2's parser puts those in opts)
 _LATE_FLAGS = {"--resume": "resume", "--eval-only": "eval_only", "--overwrite": "overwrite"}
 

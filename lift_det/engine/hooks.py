@@ -12,8 +12,6 @@ from detectron2.utils import comm
 
 from ..checkpoint import MAX_ABS_WEIGHT, atomic_write_text, save_lift_file, teacher_fingerprint
 
-__all__ = ["ExportLiFTFile", "StopOnDivergence"]
-
 logger = logging.getLogger(__name__)
 
 

@@ -15,8 +15,6 @@ from ..checkpoint import AtomicDetectionCheckpointer
 from . import checks
 from .train_utils import ddp_kwargs, instantiate_data, instantiate_model, new_eval_dir
 
-__all__ = ["do_test", "evaluate", "get_parser", "load_config", "use_eval_dir"]
-
 
 def get_parser():
     """lift_det's parser (detectron2's + ``--overwrite``) and train_net's two switches."""

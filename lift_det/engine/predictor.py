@@ -11,8 +11,6 @@ from detectron2.data import transforms as T
 
 from ..checkpoint import AtomicDetectionCheckpointer
 
-__all__ = ["LazyPredictor", "check_image", "config_metadata"]
-
 
 def config_metadata(cfg):
     """The MetadataCatalog entry of ``cfg.dataloader.test.dataset.names``, without loading the

@@ -14,8 +14,6 @@ from detectron2.solver import LRMultiplier
 
 from ..checkpoint import atomic_write_text
 
-__all__ = ["FixedLengthLRScheduler", "LossTrace"]
-
 logger = logging.getLogger(__name__)
 
 

@@ -12,8 +12,6 @@ from detectron2.engine import HookBase
 from detectron2.utils import comm
 from detectron2.utils.logger import log_every_n_seconds
 
-__all__ = ["ExactResume", "get_rng_state", "set_rng_state"]
-
 logger = logging.getLogger(__name__)
 
 

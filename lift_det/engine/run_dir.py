@@ -19,15 +19,6 @@ from .checks import UsageError, check_weights
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "LOCK_FILE",
-    "check_output_dir",
-    "check_run",
-    "forget_run",
-    "lock_output_dir",
-    "previous_max_iter",
-]
-
 LOCK_FILE = ".train.lock"
 
 

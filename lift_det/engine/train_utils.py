@@ -12,18 +12,6 @@ from detectron2.engine import AMPTrainer, SimpleTrainer, TrainerBase
 from ..data.detection_utils import datasets_hint
 from .checks import UsageError
 
-__all__ = [
-    "apply_optimizer_settings",
-    "build_trainer",
-    "ddp_kwargs",
-    "fit_device",
-    "instantiate_data",
-    "instantiate_model",
-    "new_eval_dir",
-    "optimizer_settings",
-    "train_or_explain",
-]
-
 logger = logging.getLogger("detectron2")
 
 

@@ -10,8 +10,6 @@ from typing import Dict, List
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
-__all__ = ["FeatureQualityEvaluator"]
-
 logger = logging.getLogger(__name__)
 
 _KEYS = ("cos_lift", "cos_bilinear", "cos_nearest")

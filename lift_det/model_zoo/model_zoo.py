@@ -4,8 +4,6 @@ import os
 
 from detectron2.config import LazyConfig
 
-__all__ = ["CONFIG_DIR", "get_config_file", "get_config"]
-
 # setup.py links (or, where links fail, copies) the repository's configs/ here, as detectron2's
 # setup.py does for detectron2/model_zoo/configs; a wheel carries them as package data
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")

@@ -16,8 +16,6 @@ from detectron2.modeling import ViT
 from detectron2.modeling.backbone.utils import get_rel_pos
 from detectron2.modeling.backbone.vit import Attention
 
-__all__ = ["ATTN_IMPLS", "AttnViT", "SDPAttention", "set_attn_impl"]
-
 
 def decomposed_rel_pos_bias(
     q: torch.Tensor,

@@ -14,8 +14,6 @@ from ..checkpoint import check_lift_file, report_part, teacher_fingerprint
 from .attention import AttnViT, keyword_signature
 from .lift import check_num_passes, check_upsampler_fits
 
-__all__ = ["ViTLiFT", "vit_identity"]
-
 
 def vit_identity(vit: nn.Module) -> Dict[str, Any]:
     """What a LiFT file records about (and is checked against) a detectron2 :class:`ViT`: type,

@@ -14,8 +14,6 @@ from detectron2.structures import ImageList
 
 from .lift import check_upsampler_fits
 
-__all__ = ["LiFTDistiller", "DISTANCES", "DOWNSCALES"]
-
 logger = logging.getLogger(__name__)
 
 DISTANCES = ("cosine", "l1", "l2")

@@ -13,8 +13,6 @@ from detectron2.modeling import ViT
 
 from .backbone import vit_identity
 
-__all__ = ["FrozenFeatureSource", "D2ViTSource", "IMAGENET_MEAN", "IMAGENET_STD"]
-
 logger = logging.getLogger(__name__)
 
 # ViTDet's normalization of 0-255 RGB input, read from detectron2's model zoo

@@ -15,8 +15,6 @@ from torch import nn
 
 from .lift import check_num_passes, fit_image_to_features
 
-__all__ = ["JBUUpsampler", "AttentionUpsampler"]
-
 
 class _GuidedUpsampler(nn.Module):
     """Size rules, the recursion and the window sum shared by the two upsamplers."""

@@ -14,9 +14,6 @@ from torch import nn
 
 from detectron2.layers import get_norm
 
-__all__ = ["LiFT", "LIFT_PRESETS", "ConvNormAct", "check_num_passes"]
-
-
 # Widths of the presets. Channels and patch size come from the ViT and are passed separately.
 LIFT_PRESETS: Dict[str, Dict] = {
     # The paper's module (official code) for in_channels=384.

@@ -21,8 +21,6 @@ from ..checkpoint import report_part
 from .backbone import ViTLiFT, vit_identity
 from .upsample import build_upsampler
 
-__all__ = ["LiFTSimpleFeaturePyramid", "LastLevelsMaxPool", "build_vit_lift_backbone"]
-
 VITDET_SCALES = (4.0, 2.0, 1.0, 0.5)  # upstream ViTDet's pyramid on the stride-p ViT
 
 

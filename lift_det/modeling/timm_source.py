@@ -9,8 +9,6 @@ import torch
 
 from .feature_source import FrozenFeatureSource, _rgb_tuple
 
-__all__ = ["TimmViTSource"]
-
 logger = logging.getLogger(__name__)
 
 

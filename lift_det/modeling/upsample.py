@@ -11,8 +11,6 @@ from torch import nn
 from .learned_upsamplers import AttentionUpsampler, JBUUpsampler
 from .lift import LIFT_PRESETS, LiFT
 
-__all__ = ["BilinearUpsampler", "ResizeConvUpsampler", "UPSAMPLER_NAMES", "build_upsampler"]
-
 
 class _UpsamplerBase(nn.Module):
     def __init__(self, in_channels: int, patch_size: int = 16):

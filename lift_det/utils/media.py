@@ -7,15 +7,6 @@ import cv2
 from ..data import IMAGE_EXTENSIONS
 from .cli import UserError
 
-__all__ = [
-    "IMAGE_EXTS",
-    "VIDEO_CODECS",
-    "check_video_readable",
-    "make_folder",
-    "same_file",
-    "video_codec",
-]
-
 # a folder's images that the demo can draw on and write back (OpenCV writes no GIF)
 IMAGE_EXTS = tuple(e for e in IMAGE_EXTENSIONS if cv2.haveImageWriter(f"image{e}"))
 
