@@ -1,8 +1,7 @@
 """lift_det: LiFT (Lightweight Feature Transform, ECCV 2024) for ViTDet, as a detectron2 extension.
 
 Importing the package registers ``build_vit_lift_backbone`` in detectron2's BACKBONE_REGISTRY and
-the built-in mini COCO dataset (``lift_mini_train`` / ``lift_mini_val``) in its DatasetCatalog.
-"""
+the built-in mini COCO dataset (``lift_mini_train`` / ``lift_mini_val``) in its DatasetCatalog."""
 
 __version__ = "0.1.0"
 

@@ -1,9 +1,8 @@
-"""
-Config helpers. LazyConfig: :func:`lift_backbone` turns any ViTDet backbone config into its
+"""Config helpers. LazyConfig: :func:`lift_backbone` turns any ViTDet backbone config into its
 ViT+LiFT stage-two config; :func:`stage2_lr_multiplier` and :func:`frozen_vit_lr_factor` are the
 stage-two schedule and the frozen-ViT control; :data:`VIT_SIZES` / :func:`vitdet_vit_args` are the
-ViT sizes and :data:`LIFT_PRESET_FOR_WIDTH` the LiFT preset of each. yacs: :func:`add_lift_config`.
-"""
+ViT sizes and :data:`LIFT_PRESET_FOR_WIDTH` the LiFT preset of each. yacs:
+:func:`add_lift_config`."""
 
 import copy
 import inspect

@@ -1,11 +1,10 @@
 """A DetectionCheckpointer that writes atomically and refuses weights that do not fit.
 
-Refused on load (unless ``allow_mismatch=True`` or ``path?allow_mismatch=True``): a frozen
-parameter the file does not supply (zero relative-position tables absent from an MAE file are
-fine); a load where less than ``MIN_FIT`` of the model's parameters got a value AND less than
-``MIN_FIT`` of the file's tensors were used; a resume with any tensor missing or mis-shaped, or
-from a checkpoint of another model (its fingerprint). Each load logs one INFO line.
-"""
+Refused on load (unless ``allow_mismatch=True`` or ``path?allow_mismatch=True``): a frozen parameter
+the file does not supply (zero relative-position tables absent from an MAE file are fine); a load
+where less than ``MIN_FIT`` of the model's parameters got a value AND less than ``MIN_FIT`` of the
+file's tensors were used; a resume with any tensor missing or mis-shaped, or from a checkpoint of
+another model (its fingerprint). Each load logs one INFO line."""
 
 import errno
 import logging
@@ -31,11 +30,9 @@ _SWITCH = "allow_mismatch"
 
 
 class AtomicDetectionCheckpointer(DetectionCheckpointer):
-    """
-    A :class:`DetectionCheckpointer` whose ``save`` is atomic (a full disk keeps the last good
-    checkpoint) and stores a model fingerprint, and whose ``load`` refuses weights that do not
-    fit (see the module docstring).
-    """
+    """A :class:`DetectionCheckpointer` whose ``save`` is atomic (a full disk keeps the last good
+    checkpoint) and stores a model fingerprint, and whose ``load`` refuses weights that do not fit
+    (see the module docstring)."""
 
     def __init__(
         self,

@@ -17,12 +17,10 @@ SOURCES = ("file", "checkpoint", "random", "new", "unused")
 
 @dataclass(frozen=True)
 class Part:
-    """
-    A part of a load: its state-dict ``prefix`` (``backbone.net.lift.``) and ``source``: "file"
+    """A part of a load: its state-dict ``prefix`` (``backbone.net.lift.``) and ``source``: "file"
     (from ``origin``, e.g. ``lift_weights=<path>``), "checkpoint" (``origin`` not used), "random"
-    (on purpose), "new" (a part this checkpoint format never has), "unused" (checkpoint tensors
-    with no place here, as expected); ``tensors`` counts them, ``reason`` is for the log.
-    """
+    (on purpose), "new" (a part this checkpoint format never has), "unused" (checkpoint tensors with
+    no place here, as expected); ``tensors`` counts them, ``reason`` is for the log."""
 
     prefix: str
     source: str

@@ -1,12 +1,11 @@
 """Official LiFT checkpoints (the authors' code, github.com/saksham-s/lift) in lift_det.
 
 The official script saves ``LiFT(in_channels, patch_size).state_dict()`` as a plain torch file
-(``module.``-prefixed after DataParallel): the paper's LiFT-S, which ``LiFT.from_preset("LiFT-S",
-C, p)`` computes with other parameter names. The official image-branch convolutions have a bias
-right before their BatchNorm, folded exactly into ``running_mean`` (``BN(conv(x) + b)`` equals
+(``module.``-prefixed after DataParallel): the paper's LiFT-S, which ``LiFT.from_preset("LiFT-S", C,
+p)`` computes with other parameter names. The official image-branch convolutions have a bias right
+before their BatchNorm, folded exactly into ``running_mean`` (``BN(conv(x) + b)`` equals
 ``BN(conv(x))`` with ``running_mean - b``, in both modes). :func:`read_lift_file` converts such a
-file on load; it records neither its patch size nor its teacher, so neither is checked.
-"""
+file on load; it records neither its patch size nor its teacher, so neither is checked."""
 
 import logging
 import re

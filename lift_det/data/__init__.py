@@ -1,8 +1,6 @@
-"""
-Datasets of lift_det. Importing this package registers the built-in mini COCO dataset
-(``lift_mini_train``, ``lift_mini_val``: names and metadata) in detectron2's catalogs; its files
-are generated on first load.
-"""
+"""Datasets of lift_det. Importing this package registers the built-in mini COCO dataset
+(``lift_mini_train``, ``lift_mini_val``: names and metadata) in detectron2's catalogs; its files are
+generated on first load."""
 
 from inspect import ismodule as _ismodule
 

@@ -1,7 +1,5 @@
-"""
-A drop-in for detectron2's ``DatasetMapper`` that reads 16-bit images right, names unreadable
-files and drops boxes of zero or negative size (with a count).
-"""
+"""A drop-in for detectron2's ``DatasetMapper`` that reads 16-bit images right, names unreadable
+files and drops boxes of zero or negative size (with a count)."""
 
 import dis
 import functools
@@ -73,11 +71,9 @@ def _upstream_call() -> types.FunctionType:
 
 
 class DetectionDatasetMapper(DatasetMapper):
-    """
-    detectron2's :class:`DatasetMapper` that reads images with :func:`lift_det.data.read_image`
-    and, in training, drops (and counts) annotations whose box has zero or negative size or is
-    not finite, before the transforms could turn a negative-size box into a valid one.
-    """
+    """detectron2's :class:`DatasetMapper` that reads images with :func:`lift_det.data.read_image`
+    and, in training, drops (and counts) annotations whose box has zero or negative size or is not
+    finite, before the transforms could turn a negative-size box into a valid one."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

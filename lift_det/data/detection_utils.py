@@ -102,12 +102,10 @@ def get_detection_dataset_dicts(
     check: bool = True,
     **kwargs: Any,
 ) -> List[Dict[str, Any]]:
-    """
-    detectron2's :func:`detectron2.data.get_detection_dataset_dicts`, with errors that name the
+    """detectron2's :func:`detectron2.data.get_detection_dataset_dicts`, with errors that name the
     dataset, its files and the fix; ``check``: then :func:`~.validate.check_dataset_dicts` with
     ``instance_masks`` and ``mask_format`` (the mapper's ``use_instance_mask`` and
-    ``instance_mask_format``).
-    """
+    ``instance_mask_format``)."""
     names = [names] if isinstance(names, str) else list(names)
     try:
         # files are checked after a failure only: a dataset may make its files on first load

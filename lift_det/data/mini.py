@@ -1,9 +1,7 @@
-"""
-A built-in, deterministic, procedurally generated "mini COCO" detection dataset (COCO instances
+"""A built-in, deterministic, procedurally generated "mini COCO" detection dataset (COCO instances
 JSON with polygon masks), registered as ``lift_mini_train`` / ``lift_mini_val`` when
 :mod:`lift_det.data` is imported; its files are generated on first load under
-:func:`default_mini_root` (:mod:`.mini_files`).
-"""
+:func:`default_mini_root` (:mod:`.mini_files`)."""
 
 import functools
 import logging

@@ -137,12 +137,10 @@ def generate_mini_coco(
     image_size: int = _DEFAULTS["image_size"],
     seed: int = _DEFAULTS["seed"],
 ) -> None:
-    """
-    Generate the mini COCO dataset under ``root`` (``train/*.jpg``, ``val/*.jpg``,
+    """Generate the mini COCO dataset under ``root`` (``train/*.jpg``, ``val/*.jpg``,
     ``annotations/instances_{train,val}.json``, then the stamp ``.complete``), a deterministic
     function of the parameters (square images of side ``image_size`` >= 64). Does nothing if the
-    stamp records the same parameters; safe to call from several processes at once.
-    """
+    stamp records the same parameters; safe to call from several processes at once."""
     params = dict(num_train=num_train, num_val=num_val, image_size=image_size, seed=seed)
     for key, minimum in (("num_train", 1), ("num_val", 1), ("image_size", 64), ("seed", 0)):
         if not isinstance(params[key], (int, np.integer)) or params[key] < minimum:

@@ -1,8 +1,6 @@
-"""
-Drawing of the mini COCO images: 1-6 non-overlapping shapes of three classes with random sizes
+"""Drawing of the mini COCO images: 1-6 non-overlapping shapes of three classes with random sizes
 (COCO small, medium and large), colors and shading on a smooth, textured background. Shapes are
-rasterized with pycocotools from the very polygons stored in the annotations.
-"""
+rasterized with pycocotools from the very polygons stored in the annotations."""
 
 import colorsys
 import io

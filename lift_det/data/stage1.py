@@ -46,11 +46,9 @@ def stage1_dataset_dicts(
     image_folders: Union[str, Sequence[str]] = (),
     max_images: int = 0,
 ) -> List[Dict[str, Any]]:
-    """
-    The images of registered datasets (``names``) and/or ``image_folders``, as dataset dicts
-    with only ``file_name``, ``image_id`` and (when known) ``height`` / ``width``; if
-    ``max_images`` > 0, only the first ``max_images``. A missing or empty dataset raises naming it.
-    """
+    """The images of registered datasets (``names``) and/or ``image_folders``, as dataset dicts with
+    only ``file_name``, ``image_id`` and (when known) ``height`` / ``width``; if ``max_images`` > 0,
+    only the first ``max_images``. A missing or empty dataset raises naming it."""
     names = [names] if isinstance(names, str) else list(names)
     image_folders = [image_folders] if isinstance(image_folders, str) else list(image_folders)
     if not names and not image_folders:
@@ -95,14 +93,12 @@ def color_jitter(strength: float = 0.4) -> List[T.Augmentation]:
 
 
 class Stage1DatasetMapper:
-    """
-    Map a dataset dict to the input of :class:`lift_det.modeling.LiFTDistiller`: ``"image"``, a
+    """Map a dataset dict to the input of :class:`lift_det.modeling.LiFTDistiller`: ``"image"``, a
     (3, h, w) uint8 RGB tensor whose longest side is ``image_size`` (ViTDet's test-time view).
 
     Images too small for stage one (fewer than ``min_patches`` patches per side at their own
     resolution, or at x/4 after resizing) and unreadable ones are skipped (``None``: detectron2's
-    loaders draw another) and counted, or with ``skip_bad_images=False`` raise.
-    """
+    loaders draw another) and counted, or with ``skip_bad_images=False`` raise."""
 
     def __init__(
         self,

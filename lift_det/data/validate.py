@@ -84,13 +84,11 @@ def check_dataset_dicts(
     instance_masks: bool = False,
     mask_format: str = "polygon",
 ) -> None:
-    """
-    Check detectron2 dataset dicts. Raises :class:`DatasetError` (the first few offenders named,
-    the fix) for image files that are missing or unreadable or of another size than the dicts'
-    (EXIF rotation named), and, with ``instance_masks``, non-crowd instances without a
-    segmentation, or RLE masks where the mapper reads polygons (``mask_format``). Warns about boxes
-    that are not finite, have no area or lie outside the image.
-    """
+    """Check detectron2 dataset dicts. Raises :class:`DatasetError` (the first few offenders named,
+    the fix) for image files that are missing or unreadable or of another size than the dicts' (EXIF
+    rotation named), and, with ``instance_masks``, non-crowd instances without a segmentation, or
+    RLE masks where the mapper reads polygons (``mask_format``). Warns about boxes that are not
+    finite, have no area or lie outside the image."""
     start = time.perf_counter()
     where = ", ".join(names)
     missing, unreadable, wrong_size, rotated, no_mask, boxes, rle = [], [], [], [], [], [], []

@@ -26,11 +26,9 @@ def stage_one_quality(storage) -> Optional[Dict[str, float]]:
 
 
 class StopOnDivergence(HookBase):
-    """
-    Stops training (``FloatingPointError``) at the first step after which a trained weight is not
+    """Stops training (``FloatingPointError``) at the first step after which a trained weight is not
     finite or has exploded (``|w| > max_abs``): stage one's bounded cosine loss stays finite while
-    the weights blow up. Register it before the checkpointer: a diverged step is never saved.
-    """
+    the weights blow up. Register it before the checkpointer: a diverged step is never saved."""
 
     def __init__(self, max_abs: float = MAX_ABS_WEIGHT):
         self.max_abs = max_abs
@@ -52,14 +50,12 @@ class StopOnDivergence(HookBase):
 
 
 class ExportLiFTFile(HookBase):
-    """
-    ``after_train`` hook (for ``cfg.train.export``): writes the trained LiFT of a
+    """``after_train`` hook (for ``cfg.train.export``): writes the trained LiFT of a
     :class:`LiFTDistiller` with its metadata (:mod:`lift_det.checkpoint.lift_file`) to
     ``<output_dir>/<filename>``, the file stage two loads; nothing if training stopped before
     ``max_iter``. Register it after ``EvalHook``: a last held-out cosine below bilinear's is
     recorded as ``undertrained``. The teacher recorded is the ViT trained against (its
-    :func:`teacher_fingerprint`), kept in ``teacher.json`` by a first run for its resumes.
-    """
+    :func:`teacher_fingerprint`), kept in ``teacher.json`` by a first run for its resumes."""
 
     def __init__(
         self,

@@ -48,13 +48,10 @@ def check_image(image: np.ndarray) -> None:
 
 
 class LazyPredictor:
-    """
-    :class:`detectron2.engine.DefaultPredictor` for a LazyConfig: builds ``cfg.model``, loads
-    ``weights`` (a checkpoint that would leave part of the model random is refused: ValueError),
-    and runs it on one **BGR** uint8 image with the config's test-time augmentations.
-    ``self.metadata``: :func:`config_metadata`. ``device``: default ``cfg.train.device`` with
-    CUDA, else "cpu".
-    """
+    """:class:`detectron2.engine.DefaultPredictor` for a LazyConfig: builds ``cfg.model``, loads
+    ``weights`` (a checkpoint that would leave part of the model random is refused: ValueError), and
+    runs it on one **BGR** uint8 image with the config's test-time augmentations. ``self.metadata``:
+    :func:`config_metadata`. ``device``: default ``cfg.train.device`` with CUDA, else "cpu"."""
 
     def __init__(self, cfg, weights: str, device: str = ""):
         if not weights:

@@ -42,12 +42,10 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 
 class ExactResume(HookBase):
-    """
-    Makes ``--resume`` exact: the checkpoint holds the process's random state (this hook's
+    """Makes ``--resume`` exact: the checkpoint holds the process's random state (this hook's
     state); on resume, the data loader is replayed for the iterations already trained (batches
-    loaded and dropped), then that random state is restored. The checkpointer must come after
-    every hook that draws random numbers in ``after_step`` (``EvalHook``).
-    """
+    loaded and dropped), then that random state is restored. The checkpointer must come after every
+    hook that draws random numbers in ``after_step`` (``EvalHook``)."""
 
     def __init__(self):
         self._resumed: Optional[Dict[str, Any]] = None

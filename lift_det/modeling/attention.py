@@ -2,9 +2,8 @@
 
 :class:`SDPAttention` is detectron2's ``Attention`` (same parameters, same state-dict keys) whose
 decomposed relative-position bias (:paper:`mvitv2`, detectron2's ``add_decomposed_rel_pos``) is
-passed to SDPA as its additive ``attn_mask``, so PyTorch can pick a fused kernel.
-:class:`AttnViT` is detectron2's ``ViT`` with an ``attn_impl`` argument.
-"""
+passed to SDPA as its additive ``attn_mask``, so PyTorch can pick a fused kernel. :class:`AttnViT`
+is detectron2's ``ViT`` with an ``attn_impl`` argument."""
 
 import inspect
 from typing import Dict, Type

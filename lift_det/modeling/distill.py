@@ -21,16 +21,14 @@ DOWNSCALES = ("bilinear-antialias", "bilinear")
 
 
 class LiFTDistiller(nn.Module):
-    """
-    LiFT's stage-one model, a detectron2 model (stock trainers, hooks and checkpointer run it): a
+    """LiFT's stage-one model, a detectron2 model (stock trainers, hooks and checkpointer run it): a
     frozen feature source F at ``backbone`` (its ViT at ``backbone.net``, ViTDet's names) and the
     LiFT being trained at ``lift``. Training returns ``{"loss_lift_s2", "loss_lift_s4"}``, eval
     per-image cosines for :class:`lift_det.evaluation.FeatureQualityEvaluator`.
 
-    Images are normalized and zero-padded as ViTDet does; x/2 and x/4 are the padded batch
-    resized (bilinear, antialiased: what the ViT sees at half resolution). Losses and similarities
-    average over the feature cells that cover image content.
-    """
+    Images are normalized and zero-padded as ViTDet does; x/2 and x/4 are the padded batch resized
+    (bilinear, antialiased: what the ViT sees at half resolution). Losses and similarities average
+    over the feature cells that cover image content."""
 
     def __init__(
         self,

@@ -30,12 +30,10 @@ def _rgb_tuple(values: Sequence[float], name: str) -> Tuple[float, float, float]
 
 
 class FrozenFeatureSource(nn.Module):
-    """
-    Base class of the frozen feature sources: ``self.net`` frozen, in eval mode whatever
+    """Base class of the frozen feature sources: ``self.net`` frozen, in eval mode whatever
     ``train()`` is called with, run under ``no_grad`` (and autocast on CUDA). Subclasses set
-    ``embed_dim``, ``patch_size``, ``pixel_mean``, ``pixel_std`` (for 0-255 RGB input) and
-    implement :meth:`features` and :meth:`identity` (what LiFT files record about the ViT).
-    """
+    ``embed_dim``, ``patch_size``, ``pixel_mean``, ``pixel_std`` (for 0-255 RGB input) and implement
+    :meth:`features` and :meth:`identity` (what LiFT files record about the ViT)."""
 
     embed_dim: int
     patch_size: int

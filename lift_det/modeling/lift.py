@@ -87,8 +87,7 @@ class ConvNormAct(nn.Sequential):
     """Conv2d -> norm -> ReLU.
 
     Submodules are named ``conv`` and ``norm_layer``: never ``norm`` or ``proj``, so detectron2's
-    suffix-matching checkpoint heuristics cannot load MAE's ``norm.*`` tensors into LiFT.
-    """
+    suffix-matching checkpoint heuristics cannot load MAE's ``norm.*`` tensors into LiFT."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, norm: str = "BN"):
         super().__init__()
@@ -187,10 +186,9 @@ class LiFT(nn.Module):
 
     @classmethod
     def from_preset(cls, name: str, in_channels: int, patch_size: int = 16, **kwargs) -> "LiFT":
-        """
-        Build a preset ("LiFT-S", "LiFT-B", "LiFT-L", "LiFT-H") for a ViT with ``in_channels``
-        and ``patch_size``. Keyword arguments override the preset's widths (e.g. ``norm="SyncBN"``).
-        """
+        """Build a preset ("LiFT-S", "LiFT-B", "LiFT-L", "LiFT-H") for a ViT with ``in_channels``
+        and ``patch_size``. Keyword arguments override the preset's widths (e.g.
+        ``norm="SyncBN"``)."""
         if name not in LIFT_PRESETS:
             raise KeyError(f"Unknown LiFT preset '{name}'; available: {sorted(LIFT_PRESETS)}.")
         args = {**copy.deepcopy(LIFT_PRESETS[name]), **kwargs}

@@ -4,8 +4,7 @@ Stage names are the contract with ViTDet checkpoints: a stage that applies scale
 named ``simfp_<log2(p / s)>``, as the ViTDet stage that applies the same scale to stride-p ViT
 features. "half" (:func:`lift_det.config.lift_backbone`) builds upstream's ``simfp_2``-``simfp_5``;
 "stride8" ``simfp_3``-``simfp_5`` (p2-p4), p5 and p6 subsampled from p4 (ViTDet's ``simfp_2``
-unused); other ``scale_factors`` may build a new stage (reported as new on loading).
-"""
+unused); other ``scale_factors`` may build a new stage (reported as new on loading)."""
 
 import math
 from functools import partial
@@ -92,11 +91,9 @@ def _stage(scale: float, dim: int, out_channels: int, norm: str) -> nn.Sequentia
 
 
 class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
-    """
-    :class:`SimpleFeaturePyramid` (ViTDet, upstream's ``forward``) whose stages are built from the
-    net's actual stride, named after the ViTDet stage with the same scale factor (see the module
-    docstring); by default strides 4-32 and the top block's, as ViTDet's heads expect.
-    """
+    """:class:`SimpleFeaturePyramid` (ViTDet, upstream's ``forward``) whose stages are built from
+    the net's actual stride, named after the ViTDet stage with the same scale factor (see the module
+    docstring); by default strides 4-32 and the top block's, as ViTDet's heads expect."""
 
     def __init__(
         self,

@@ -13,11 +13,9 @@ logger = logging.getLogger(__name__)
 
 
 class TimmViTSource(FrozenFeatureSource):
-    """
-    A timm ViT (e.g. ``"vit_small_patch16_224.dino"``) as a frozen feature source: the patch
-    tokens of ``forward_features`` as an NCHW map, at any input size (``dynamic_img_size``).
-    Nothing is downloaded: weights come from a local file.
-    """
+    """A timm ViT (e.g. ``"vit_small_patch16_224.dino"``) as a frozen feature source: the patch
+    tokens of ``forward_features`` as an NCHW map, at any input size (``dynamic_img_size``). Nothing
+    is downloaded: weights come from a local file."""
 
     def __init__(
         self,

@@ -60,12 +60,10 @@ UPSAMPLER_NAMES = tuple(LIFT_PRESETS) + tuple(_CONTROLS) + tuple(_LEARNED)
 
 
 def build_upsampler(name: str, in_channels: int, patch_size: int = 16, **kwargs: Any) -> nn.Module:
-    """
-    Build LiFT or a control by name (:data:`UPSAMPLER_NAMES`: a LiFT preset, "bilinear",
+    """Build LiFT or a control by name (:data:`UPSAMPLER_NAMES`: a LiFT preset, "bilinear",
     "resize_conv", "jbu", "attention") for a ViT with ``in_channels`` and ``patch_size``.
-    ``kwargs``: overrides of a preset's arguments (e.g. ``norm="SyncBN"``), or the options of
-    "jbu" and "attention" (e.g. ``kernel_size=7``); the other controls take none.
-    """
+    ``kwargs``: overrides of a preset's arguments (e.g. ``norm="SyncBN"``), or the options of "jbu"
+    and "attention" (e.g. ``kernel_size=7``); the other controls take none."""
     if name in LIFT_PRESETS or name in _LEARNED:
         cls = LiFT if name in LIFT_PRESETS else _LEARNED[name]
         options = set(inspect.signature(cls).parameters) - {"in_channels", "patch_size"}
