@@ -51,20 +51,14 @@ class ViTLiFT(AttnViT):
         image_scale: float = 1.0,
         **vit_kwargs: Any,
     ):
-        """
-        Args:
-            lift (nn.Module): a :class:`LiFT` or a control (:func:`build_upsampler`) for the ViT's
-                ``in_channels`` and ``patch_size``.
-            lift_weights (str): the stage-one LiFT file, read when a checkpoint without
-                ``<prefix>lift.*`` tensors is loaded (see :meth:`load_lift_weights`).
-            num_passes (int): recursive LiFT passes (stride halves with each).
-            freeze_vit, freeze_lift (bool): no gradients, eval mode (and ``no_grad`` for the ViT)
-                whatever ``train()`` is called with.
-            allow_random_lift (bool): allow training a frozen LiFT that nothing loaded.
-            image_scale (float): the ViT and LiFT see the detector's image resized by this factor
-                (bilinear, antialiased); 0.5: ViTDet's own stride (the "half" placement).
-            vit_kwargs: arguments of :class:`AttnViT`.
-        """
+        """``lift``: a :class:`LiFT` or a control (:func:`build_upsampler`) for the ViT's channels
+        and patch size; ``lift_weights``: the stage-one LiFT file, read when a checkpoint without
+        ``<prefix>lift.*`` tensors is loaded (:meth:`load_lift_weights`); ``num_passes``:
+        recursive LiFT passes (the stride halves with each); ``freeze_vit``, ``freeze_lift``: no
+        gradients, eval mode (and ``no_grad`` for the ViT) whatever ``train()`` is called with;
+        ``allow_random_lift``: allow training a frozen LiFT that nothing loaded; ``image_scale``:
+        the ViT and LiFT see the detector's image resized by this factor (bilinear, antialiased;
+        0.5: ViTDet's own stride, the "half" placement); ``vit_kwargs``: :class:`AttnViT`'s."""
         super().__init__(**vit_kwargs)
         identity = vit_identity(self)
         embed_dim, patch_size = identity["embed_dim"], identity["patch_size"]

@@ -49,9 +49,7 @@ class FrozenFeatureSource(nn.Module):
 
     def freeze(self) -> "FrozenFeatureSource":
         """No gradients to the ViT; eval mode (no dropout / drop path)."""
-        for p in self.parameters():
-            p.requires_grad_(False)
-        return self.train(False)
+        return self.requires_grad_(False).train(False)
 
     def train(self, mode: bool = True) -> "FrozenFeatureSource":
         # the teacher is always in eval mode (SimpleTrainer calls model.train() on the whole model)
@@ -95,12 +93,8 @@ class D2ViTSource(FrozenFeatureSource):
         pixel_std: Sequence[float] = IMAGENET_STD,
         autocast: bool = True,
     ):
-        """
-        Args:
-            net (ViT): detectron2's ViT; its weights load with the model's checkpoint.
-            pixel_mean, pixel_std: normalization of 0-255 RGB input; ViTDet's by default.
-            autocast (bool): fp16 autocast when on CUDA.
-        """
+        """``net``'s weights load with the model's checkpoint; ``pixel_mean``, ``pixel_std``: the
+        normalization of 0-255 RGB input (ViTDet's by default); ``autocast``: fp16 on CUDA."""
         if not isinstance(net, ViT):
             raise TypeError(f"D2ViTSource needs a detectron2 ViT, got {type(net).__name__}.")
         super().__init__(net, autocast=autocast)

@@ -45,24 +45,18 @@ def _stage_name(ref_stride: int, scale: float) -> str:
 def _report_stages(module, state_dict, prefix, *args) -> None:
     """load_state_dict pre-hook: tell the loading checkpointer which stages a ViTDet checkpoint
     cannot have (new) and which of its stages this pyramid does not have (unused)."""
-    for name, scale in module._own_stages.items():
-        if name not in module._vitdet_stages and not any(
-            k.startswith(f"{prefix}{name}.") for k in state_dict
-        ):
-            reason = f"{name} is the new {scale:g}x stage (ViTDet checkpoints have none)"
-            report_part(f"{prefix}{name}.", "new", reason=reason)
-    for name, scale in module._vitdet_stages.items():
-        if name not in module._own_stages and any(
-            k.startswith(f"{prefix}{name}.") for k in state_dict
-        ):
-            reason = f"ViTDet's {scale:g}x stage {name} has no counterpart here"
-            report_part(f"{prefix}{name}.", "unused", reason=reason)
+    own, vitdet = module._own_stages, module._vitdet_stages
+    held = {k[len(prefix) :].split(".")[0] for k in state_dict if k.startswith(prefix)}
+    for name in (n for n in own if n not in vitdet and n not in held):
+        reason = f"{name} is the new {own[name]:g}x stage (ViTDet checkpoints have none)"
+        report_part(f"{prefix}{name}.", "new", reason=reason)
+    for name in (n for n in vitdet if n not in own and n in held):
+        reason = f"ViTDet's {vitdet[name]:g}x stage {name} has no counterpart here"
+        report_part(f"{prefix}{name}.", "unused", reason=reason)
 
 
 def _stage(scale: float, dim: int, out_channels: int, norm: str) -> nn.Sequential:
     """Upstream's stage for ``scale`` (same layers and indices); 0.25 / 0.125: a 4x / 8x pool."""
-    use_bias = norm == ""
-    out_dim = dim
     if scale == 4.0:
         layers = [
             nn.ConvTranspose2d(dim, dim // 2, kernel_size=2, stride=2),
@@ -70,10 +64,8 @@ def _stage(scale: float, dim: int, out_channels: int, norm: str) -> nn.Sequentia
             nn.GELU(),
             nn.ConvTranspose2d(dim // 2, dim // 4, kernel_size=2, stride=2),
         ]
-        out_dim = dim // 4
     elif scale == 2.0:
         layers = [nn.ConvTranspose2d(dim, dim // 2, kernel_size=2, stride=2)]
-        out_dim = dim // 2
     elif scale == 1.0:
         layers = []
     elif scale in (0.5, 0.25, 0.125):
@@ -82,7 +74,8 @@ def _stage(scale: float, dim: int, out_channels: int, norm: str) -> nn.Sequentia
         raise NotImplementedError(
             f"scale_factor={scale} is not supported (use 4, 2, 1, 0.5, 0.25 or 0.125)."
         )
-    conv = dict(bias=use_bias)
+    out_dim = dim // int(max(scale, 1))  # each transposed conv halves the channels
+    conv = dict(bias=norm == "")
     layers += [
         Conv2d(out_dim, out_channels, kernel_size=1, norm=get_norm(norm, out_channels), **conv),
         Conv2d(out_channels, out_channels, 3, padding=1, norm=get_norm(norm, out_channels), **conv),
@@ -106,14 +99,10 @@ class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
         square_pad: int = 0,
         freeze: bool = False,
     ):
-        """
-        Args:
-            net, in_feature, out_channels, top_block, norm, square_pad: as in
-                :class:`SimpleFeaturePyramid`.
-            scale_factors (list[float] or None): any of 4, 2, 1, 0.5, 0.25 and 0.125. None: those
-                that give strides 4, 8, ... up to the level ``top_block`` reads (p5 without one).
-            freeze (bool): no gradients to the pyramid's own stages (not to ``net``).
-        """
+        """Arguments as :class:`SimpleFeaturePyramid`'s, but ``scale_factors``: any of 4, 2, 1,
+        0.5, 0.25 and 0.125 (None: those that give strides 4, 8, ... up to the level ``top_block``
+        reads, p5 without one); ``freeze``: no gradients to the pyramid's own stages (not to
+        ``net``)."""
         # the stages are built here (upstream's loop, extended), so SimpleFeaturePyramid's
         # __init__ (which names stages from the input stride) is not called
         Backbone.__init__(self)
