@@ -96,22 +96,16 @@ def lift_backbone(
     placement: str = "half",
     **lift_kwargs,
 ):
-    """
-    Turn ViTDet's backbone config (``L(SimpleFeaturePyramid)(net=L(ViT)(...))``) into a new
-    stage-two ViT+LiFT backbone config: the same ViT, the upsampler after it, ViTDet's pyramid.
-
-    Args:
-        vitdet_backbone: ``model.backbone`` of a ViTDet LazyConfig.
-        upsampler (str): a name for :func:`upsampler_config`; default: the LiFT preset for the
-            ViT's width (:data:`LIFT_PRESET_FOR_WIDTH`).
-        lift_weights (str): the stage-one LiFT file; "" when ``train.init_checkpoint`` holds LiFT.
-        freeze (bool): stage two (paper §3.5): ViT and LiFT frozen, pyramid and heads trained.
-        placement (str): "half": the ViT and LiFT see the detector's image at half size, LiFT's
-            output feeds upstream's pyramid unchanged (on a 2x image "up", on ViTDet's size
-            "down"); "stride8": the ViT sees the detector's image, LiFT's stride-8 output gives
-            p2-p4, p5 and p6 subsampled from p4. Every ViTDet tensor loads in both.
-        lift_kwargs: passed to the upsampler (e.g. ``norm="SyncBN"``).
-    """
+    """Turn ViTDet's backbone config ``vitdet_backbone`` (``L(SimpleFeaturePyramid)(net=L(ViT)(
+    ...))``) into a new stage-two ViT+LiFT backbone config: the same ViT, the upsampler after it,
+    ViTDet's pyramid. ``upsampler``: a name for :func:`upsampler_config` (default: the LiFT preset
+    for the ViT's width, :data:`LIFT_PRESET_FOR_WIDTH`), built with ``lift_kwargs`` (e.g.
+    ``norm="SyncBN"``); ``lift_weights``: the stage-one LiFT file ("" when
+    ``train.init_checkpoint`` holds LiFT); ``freeze``: stage two (paper §3.5), ViT and LiFT frozen,
+    pyramid and heads trained. ``placement`` "half": the ViT and LiFT see the detector's image at
+    half size, LiFT's output feeds upstream's pyramid unchanged (on a 2x image "up", on ViTDet's
+    size "down"); "stride8": the ViT sees the detector's image, LiFT's stride-8 output gives p2-p4,
+    p5 and p6 subsampled from p4. Every ViTDet tensor loads in both."""
     if placement not in PLACEMENTS:
         raise ValueError(f"placement={placement!r}: use one of {PLACEMENTS}.")
     vit_defaults = inspect.signature(ViT).parameters

@@ -43,13 +43,9 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         complete: bool = False,
         **kwargs,
     ):
-        """
-        Args:
-            model, save_dir, kwargs: as :class:`DetectionCheckpointer`.
-            allow_mismatch (bool): load whatever fits (also per load: ``path?allow_mismatch=True``).
-            complete (bool): for inference: refuse a load that leaves any tensor at its
-                initialization, but the parts reported as new (:mod:`.load_report`).
-        """
+        """``allow_mismatch``: load whatever fits (also per load: ``path?allow_mismatch=True``);
+        ``complete``, for inference: refuse a load that leaves any tensor at its initialization,
+        but the parts reported as new (:mod:`.load_report`)."""
         super().__init__(model, save_dir, **kwargs)
         self.allow_mismatch = allow_mismatch
         self.complete = complete

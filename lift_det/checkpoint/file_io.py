@@ -78,10 +78,6 @@ def remove_stale_temp_files(folder: str) -> List[str]:
     return removed
 
 
-def _is_disk_full(e: BaseException) -> bool:
-    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
 class _WriteErrors:
     """The file ``torch.save`` writes through, which keeps the ``OSError`` of a failed write (a
     full disk) that torch's zip writer turns into a ``RuntimeError``."""
@@ -103,16 +99,12 @@ class _WriteErrors:
 
 def _fsync_folder(folder: str) -> None:
     """Make a rename in ``folder`` durable, where the folder can be opened and synced."""
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 @contextlib.contextmanager
@@ -131,7 +123,7 @@ def _atomic_open(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
-        if _is_disk_full(e):
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):  # a full disk
             raise OSError(
                 errno.ENOSPC,
                 f"no space left on {folder} while writing {os.path.basename(path)} ({e}); "

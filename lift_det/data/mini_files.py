@@ -96,10 +96,7 @@ def _generate_split(root: str, split: str, num_images: int, image_size: int, see
         )
         annotations += anns
     dataset = {
-        "info": {
-            "description": f"lift_det mini COCO ({split})",
-            "version": str(_FORMAT_VERSION),
-        },
+        "info": {"description": f"lift_det mini COCO ({split})", "version": str(_FORMAT_VERSION)},
         "licenses": [],
         "images": images,
         "annotations": annotations,

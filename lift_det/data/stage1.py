@@ -171,10 +171,9 @@ class Stage1DatasetMapper:
         if reason:
             self._skip("too_small", f"Image '{file_name}' is too small for stage one: {reason}.")
             return None
-        image = transform.apply_image(image)
-        aug_input = T.AugInput(image)
+        aug_input = T.AugInput(transform.apply_image(image))
         self.augmentations(aug_input)
-        image = aug_input.image
         dataset_dict["height"], dataset_dict["width"] = h, w
-        dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        image = np.ascontiguousarray(aug_input.image.transpose(2, 0, 1))
+        dataset_dict["image"] = torch.as_tensor(image)
         return dataset_dict

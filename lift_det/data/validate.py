@@ -27,14 +27,10 @@ def _image_label(d: Dict[str, Any]) -> str:
 
 
 def _annotation_label(d: Dict[str, Any], annotation: Dict[str, Any]) -> str:
-    aid = annotation.get("id")
+    if annotation.get("id") is not None:
+        return f"annotation id {annotation['id']} of {_image_label(d)}"
     # detectron2's COCO loader drops annotation ids: the box tells which one it is
-    which = (
-        f"annotation id {aid}"
-        if aid is not None
-        else f"the annotation with bbox {_bbox(annotation)}"
-    )
-    return f"{which} of {_image_label(d)}"
+    return f"the annotation with bbox {_bbox(annotation)} of {_image_label(d)}"
 
 
 def _bbox(annotation: Dict[str, Any]) -> List[float]:
@@ -92,6 +88,7 @@ def check_dataset_dicts(
     start = time.perf_counter()
     where = ", ".join(names)
     missing, unreadable, wrong_size, rotated, no_mask, boxes, rle = [], [], [], [], [], [], []
+    polygons = instance_masks and mask_format == "polygon"  # RLE masks cannot be read as polygons
     for d in dicts:
         path = d.get("file_name", "")
         if path and "://" not in path:
@@ -116,11 +113,7 @@ def check_dataset_dicts(
                 boxes.append(f"{_annotation_label(d, a)} {problem}")
             if instance_masks and not a.get("iscrowd", 0) and not a.get("segmentation"):
                 no_mask.append(_annotation_label(d, a))
-            if (
-                instance_masks
-                and mask_format == "polygon"
-                and isinstance(a.get("segmentation"), dict)
-            ):
+            if polygons and isinstance(a.get("segmentation"), dict):
                 rle.append(_annotation_label(d, a))
     if boxes:
         logger.warning(

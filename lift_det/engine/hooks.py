@@ -64,14 +64,9 @@ class ExportLiFTFile(HookBase):
         feature_layer: str = "last_feat",
         output_dir: str = "",
     ):
-        """
-        Args:
-            filename (str): file name in the output directory.
-            teacher_weights (str): where the ViT's weights came from; empty: a random teacher.
-            feature_layer (str): the ViT feature LiFT was trained on.
-            output_dir (str): default: the checkpointer's ``save_dir`` (the tool sets
-                ``.checkpointer`` on export hooks).
-        """
+        """``teacher_weights``: where the ViT's weights came from (empty: a random teacher);
+        ``feature_layer``: the ViT feature LiFT was trained on; ``output_dir``: default, the
+        checkpointer's ``save_dir`` (the tool sets ``.checkpointer`` on export hooks)."""
         self.filename = filename
         self.teacher_weights = teacher_weights
         self.feature_layer = feature_layer
@@ -169,15 +164,9 @@ class ExportLiFTFile(HookBase):
                 f"trained (a resumed run): {self.filename} records iteration {reached}."
             )
         self.teacher = self.teacher or self._teacher()
-        meta: Dict[str, Any] = dict(
-            teacher_weights=self.teacher["weights"],  # format 1's field, kept for readers
-            teacher=dict(self.teacher),
-            quality=stage_one_quality(trainer.storage),
-            undertrained=False,
-        )
-        q = meta["quality"]
-        if q is not None and q["cos_lift"] < q["cos_bilinear"]:
-            meta["undertrained"] = True
+        q = stage_one_quality(trainer.storage)
+        undertrained = q is not None and q["cos_lift"] < q["cos_bilinear"]
+        if undertrained:
             logger.warning(
                 f"UNDERTRAINED LiFT: held-out cosine {q['cos_lift']:.4f} is below bilinear "
                 f"upsampling's {q['cos_bilinear']:.4f} after {reached} iterations; {self.path} "
@@ -190,6 +179,9 @@ class ExportLiFTFile(HookBase):
             feature_layer=self.feature_layer,
             iteration=int(reached),
             distance=getattr(model, "distance", "cosine"),
-            **meta,
+            teacher_weights=self.teacher["weights"],  # format 1's field, kept for readers
+            teacher=dict(self.teacher),
+            quality=q,
+            undertrained=undertrained,
         )
         logger.info(f"Wrote the stage-one LiFT to {self.path} (load it with lift_weights=...).")

@@ -78,15 +78,14 @@ class ExactResume(HookBase):
                 "Exact resume: the checkpoint has no random state (written by an older "
                 "lift_det): the data continue exactly, random draws (drop path) do not."
             )
-        elif comm.get_world_size() > 1:
-            logger.warning(
-                "Exact resume: the data continue exactly on every process; the random state "
-                "only on rank 0 (a checkpoint holds rank 0's): the other ranks draw anew."
-            )
+        else:
+            if comm.get_world_size() > 1:
+                logger.warning(
+                    "Exact resume: the data continue exactly on every process; the random state "
+                    "only on rank 0 (a checkpoint holds rank 0's): the other ranks draw anew."
+                )
             if comm.is_main_process():
                 set_rng_state(self._resumed)
-        else:
-            set_rng_state(self._resumed)
         logger.info(
             f"Exact resume: {start} batches replayed in {time.perf_counter() - begin:.1f} s; "
             f"training continues at iteration {start}."

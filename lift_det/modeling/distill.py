@@ -159,7 +159,4 @@ class LiFTDistiller(nn.Module):
         sims = {
             k: F.cosine_similarity(v.float(), f1, dim=1, eps=1e-6) for k, v in candidates.items()
         }
-        return [
-            {k: float(s[i][mask1[i]].mean()) for k, s in sims.items()}
-            for i in range(len(batched_inputs))
-        ]
+        return [{k: float(s[i][m].mean()) for k, s in sims.items()} for i, m in enumerate(mask1)]

@@ -196,8 +196,8 @@ class LiFT(nn.Module):
         img = self.image_encoder(image)  # stride 4
         img_half = F.adaptive_max_pool2d(img, (2 * h, 2 * w))  # stride p/2
         img_full = self.image_down(img_half)  # stride p
-        x = self.fuse(torch.cat([features, img_full], dim=1))
-        x = self.upsample(x)  # stride p -> p/2
+        x = torch.cat([features, img_full], dim=1)
+        x = self.upsample(self.fuse(x))  # stride p -> p/2
         return self.out_conv(self.decoder(torch.cat([x, img_half], dim=1)))
 
     def forward(
