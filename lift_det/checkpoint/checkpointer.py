@@ -114,7 +114,7 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         resume = any(k in checkpoint for k in args.get("checkpointables", []))
         if resume and not allow:
             check_fingerprint(self.model, checkpoint.get("model_fingerprint"), path)
-        keys = [k[7:] if k.startswith("module.") else k for k in checkpoint["model"]]
+        n_file = len(checkpoint["model"])
         is_lift_file = "lift_det" in checkpoint
         with collect_parts() as parts:  # what the modules' load hooks say they took elsewhere
             incompatible = super()._load_model(checkpoint)
@@ -134,17 +134,16 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         missing -= zero_rel_pos
         not_loaded = missing | exempt | set(shapes)
         loaded = [k for k in model_keys if k not in not_loaded]
-        n_from_ckpt = len(loaded)
         params = dict(self.model.named_parameters())
         numel = sum(p.numel() for p in params.values()) or 1
         fit_model = sum(params[k].numel() for k in loaded if k in params) / numel
-        fit_file = min(1.0, n_from_ckpt / max(1, len(keys)))
+        fit_file = min(1.0, len(loaded) / max(1, n_file))
         frozen = {k for k, p in params.items() if not p.requires_grad}
         bad_frozen = sorted(frozen & (missing | set(shapes)))
         self._report = dict(
             path=path,
             allow=allow,
-            n_loaded=n_from_ckpt,
+            n_loaded=len(loaded),
             n_model=len(model_keys),
             missing=group_keys(missing, model_keys),
             shapes=group_keys(shapes, model_keys),
@@ -182,7 +181,7 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         if fit_model < MIN_FIT and fit_file < MIN_FIT:
             raise ValueError(
                 f"'{path}' does not fit this model: only {fit_model:.0%} of the model's "
-                f"parameters and {fit_file:.0%} of the file's {len(keys)} tensors matched "
+                f"parameters and {fit_file:.0%} of the file's {n_file} tensors matched "
                 f"({what}). Use a checkpoint of this model (or a ViTDet/MAE checkpoint of the "
                 f"same ViT size), {fix}"
             )

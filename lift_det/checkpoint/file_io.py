@@ -108,13 +108,13 @@ def _fsync_folder(folder: str) -> None:
 
 
 @contextlib.contextmanager
-def _atomic_open(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
+def _atomic_open(path: str) -> Iterator[IO[bytes]]:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     prefix = f".{os.path.basename(path)}.{_HOST}-{os.getpid()}."
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+        with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -135,7 +135,7 @@ def _atomic_open(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
 
 def atomic_torch_save(obj: Any, path: str) -> None:
     """``torch.save(obj)`` to ``path`` atomically; a full disk leaves the previous file."""
-    with _atomic_open(path, "wb") as f:
+    with _atomic_open(path) as f:
         sink = _WriteErrors(f)
         try:
             torch.save(obj, sink)
@@ -147,14 +147,13 @@ def atomic_torch_save(obj: Any, path: str) -> None:
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
-    with _atomic_open(path, "wb") as f:
+    with _atomic_open(path) as f:
         f.write(data)
 
 
 def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
-    with _atomic_open(path, "w") as f:
-        f.write(text)
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 class NotACheckpointError(RuntimeError, UserError):

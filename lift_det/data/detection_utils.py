@@ -83,7 +83,8 @@ def check_dataset_files(name: str) -> None:
 @contextlib.contextmanager
 def load_errors_explained(names: Sequence[str]) -> Iterator[None]:
     """Around the first load of registered datasets: a missing file or name is explained by the
-    files the metadata records; another OSError becomes a ValueError (bad input)."""
+    files the metadata records (checked after a failure only: a dataset may make its files on first
+    load, as the built-in mini data does); another OSError becomes a ValueError (bad input)."""
     try:
         yield
     except (KeyError, FileNotFoundError):
@@ -108,8 +109,6 @@ def get_detection_dataset_dicts(
     ``instance_mask_format``)."""
     names = [names] if isinstance(names, str) else list(names)
     try:
-        # files are checked after a failure only: a dataset may make its files on first load
-        # (the built-in mini data does)
         with load_errors_explained(names):
             dicts = d2_get_detection_dataset_dicts(names, *args, **kwargs)
     except json.JSONDecodeError as e:

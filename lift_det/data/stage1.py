@@ -55,8 +55,6 @@ def stage1_dataset_dicts(
         raise ValueError("stage1_dataset_dicts: give dataset names and/or image folders.")
     dicts: List[Dict[str, Any]] = []
     for name in names:
-        # files are checked after a failure only: a dataset may make its files on first load
-        # (the built-in mini data does)
         with load_errors_explained([name]):
             loaded = DatasetCatalog.get(name)
         if not loaded:

@@ -17,11 +17,7 @@ from detectron2.modeling.backbone.vit import Attention
 
 
 def decomposed_rel_pos_bias(
-    q: torch.Tensor,
-    rel_pos_h: torch.Tensor,
-    rel_pos_w: torch.Tensor,
-    q_size: tuple,
-    k_size: tuple,
+    q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor, q_size: tuple, k_size: tuple
 ) -> torch.Tensor:
     """The (B, q_h * q_w, k_h * k_w) term detectron2's ``add_decomposed_rel_pos`` adds to the
     attention logits (same arguments, without the logits)."""

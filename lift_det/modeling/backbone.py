@@ -91,10 +91,6 @@ class ViTLiFT(AttnViT):
         self._out_feature_strides = {self._out_features[0]: int(stride)}
         self.train()
 
-    def backbone_identity(self) -> Dict[str, Any]:
-        """``vit_identity(self)``."""
-        return vit_identity(self)
-
     def load_lift_weights(self, state_dict: Dict[str, torch.Tensor], prefix: str = "", *_) -> None:
         """The load pre-hook: an incoming state dict without ``<prefix>lift.*`` tensors gets those
         of ``lift_weights`` (checked by :func:`check_lift_file`); where LiFT came from is reported
