@@ -200,15 +200,10 @@ def check_lift_file(
     _check("module class", type(lift).__name__, meta.get("class"), path, hint)
     _check("in_channels", int(lift.in_channels), meta.get("in_channels"), path, hint)
     _check("patch_size", int(lift.patch_size), meta.get("patch_size"), path, hint)
-    arch = getattr(lift, "arch", None)
-    if arch and meta.get("arch"):
-        for key, value in arch.items():
-            if key == "norm":  # BN / SyncBN / FrozenBN share a state dict; GN fails on load
-                continue
-            _check(f"arch.{key}", value, meta["arch"].get(key), path, hint)
-    if backbone and meta.get("backbone"):
-        for key, value in backbone.items():
-            _check(f"backbone.{key}", value, meta["backbone"].get(key), path, hint)
+    for group, ours in (("arch", getattr(lift, "arch", None)), ("backbone", backbone)):
+        for key, value in (ours or {}).items():
+            if key != "norm":  # BN / SyncBN / FrozenBN share a state dict; GN fails on load
+                _check(f"{group}.{key}", value, (meta.get(group) or {}).get(key), path, hint)
     _check_teacher(meta, teacher, path)
     _check_fit(lift.state_dict(), data["model"], path, hint)  # before anything is loaded
     logger.debug(  # the checkpointer's one summary line says where LiFT came from

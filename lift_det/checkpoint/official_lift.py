@@ -8,7 +8,6 @@ before their BatchNorm, folded exactly into ``running_mean`` (``BN(conv(x) + b)`
 file on load; it records neither its patch size nor its teacher, so neither is checked."""
 
 import logging
-import re
 from typing import Any, Dict, List, Mapping, Tuple
 import torch
 
@@ -78,7 +77,7 @@ _SIGNATURE = ("up1.up.weight", "outc.weight", "image_convs_1.0.weight", "image_c
 
 
 def _strip_module(state: Mapping[str, Any]) -> Dict[str, Any]:
-    return {re.sub(r"^module\.", "", k): v for k, v in state.items()}
+    return {k.removeprefix("module."): v for k, v in state.items()}
 
 
 def is_official_lift_state(data: Any) -> bool:

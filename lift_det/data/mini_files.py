@@ -23,7 +23,6 @@ logger = logging.getLogger(__name__)
 _FORMAT_VERSION = 1
 _DEFAULTS = {"num_train": 160, "num_val": 40, "image_size": 256, "seed": 0}
 _SPLITS: Tuple[str, ...] = ("train", "val")
-_SPLIT_SEED_IDS = {"train": 0, "val": 1}
 _STAMP_NAME = ".complete"
 _IMAGE_RE = re.compile(r"^(\d{6})\.jpg$")
 
@@ -87,7 +86,7 @@ def _generate_split(root: str, split: str, num_images: int, image_size: int, see
     _remove_leftovers(image_dir, num_images)
     images, annotations = [], []
     for index in range(num_images):
-        rng = np.random.Generator(np.random.PCG64([seed, _SPLIT_SEED_IDS[split], index]))
+        rng = np.random.Generator(np.random.PCG64([seed, _SPLITS.index(split), index]))
         jpeg, anns = render_coco_image(rng, image_size, index + 1, len(annotations) + 1)
         file_name = f"{index:06d}.jpg"
         atomic_write_bytes(os.path.join(image_dir, file_name), jpeg)

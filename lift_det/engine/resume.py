@@ -65,14 +65,9 @@ class ExactResume(HookBase):
         batches = self.trainer._data_loader_iter  # created here as in the first step of a run
         for i in range(start):
             next(batches)
-            elapsed = time.perf_counter() - begin
-            log_every_n_seconds(
-                logging.INFO,
-                f"Exact resume: {i + 1}/{start} batches replayed, "
-                f"ETA {elapsed / (i + 1) * (start - i - 1):.0f} s",
-                n=30,
-                name=__name__,
-            )
+            eta = (time.perf_counter() - begin) / (i + 1) * (start - i - 1)
+            message = f"Exact resume: {i + 1}/{start} batches replayed, ETA {eta:.0f} s"
+            log_every_n_seconds(logging.INFO, message, n=30, name=__name__)
         if self._resumed is None:
             logger.warning(
                 "Exact resume: the checkpoint has no random state (written by an older "

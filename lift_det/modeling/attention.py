@@ -45,13 +45,8 @@ class SDPAttention(Attention):
         bias = None
         if self.use_rel_pos:
             # (B, nHead, HW, C) -> (B * nHead, HW, C), the layout upstream's bias is made in
-            bias = decomposed_rel_pos_bias(
-                q.reshape(B * self.num_heads, H * W, -1),
-                self.rel_pos_h,
-                self.rel_pos_w,
-                (H, W),
-                (H, W),
-            )
+            q_flat = q.reshape(B * self.num_heads, H * W, -1)
+            bias = decomposed_rel_pos_bias(q_flat, self.rel_pos_h, self.rel_pos_w, (H, W), (H, W))
             bias = bias.view(B, self.num_heads, H * W, H * W).to(q.dtype)
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
         # (B, nHead, HW, C) -> (B, H, W, nHead * C)
