@@ -121,38 +121,23 @@ def check_dataset_dicts(
             f"by the mapper) or lies outside its image: {_examples(boxes)}. Fix the annotation "
             f"file to keep them."
         )
-    problems = [  # (offenders, what they are: {} the examples, the fix)
-        (
-            missing,
-            "image file(s) do not exist: {}. Fix the image root the dataset was registered "
-            "with, or remove those images from the json",
-        ),
-        (unreadable, "image(s) cannot be read: {}"),
-        (
-            rotated,
-            "image(s) carry an EXIF orientation that rotates them (detectron2's reader "
-            "applies it) while the json's width/height and boxes are of the stored, unrotated "
-            "image: {}. Save the images without the EXIF orientation tag (e.g. `exiftool "
-            "-Orientation= -n`), or annotate the rotated images",
-        ),
-        (
-            wrong_size,
-            "image(s) have another size than the json's width/height: {}. Fix "
-            "width/height (and the boxes) in the annotation file",
-        ),
-        (
-            no_mask,
-            "instance(s) have no segmentation (none, or an empty list), but the model "
-            "trains masks: {}. Add their masks, mark them iscrowd=1, or train a box-only model "
-            "(dataloader.train.mapper.use_instance_mask=False, model.roi_heads.mask_on=False)",
-        ),
-        (
-            rle,
-            "instance(s) have RLE masks (segmentation {{counts, size}}), which the mapper "
-            "cannot read as polygons: {}. Set dataloader.train.mapper.instance_mask_format=bitmask",
-        ),
-    ]
-    errors = [f"{len(items)} " + text.format(_examples(items)) for items, text in problems if items]
+    problems = {  # what the offenders are ({} the examples) and the fix: the offenders
+        "image file(s) do not exist: {}. Fix the image root the dataset was registered "
+        "with, or remove those images from the json": missing,
+        "image(s) cannot be read: {}": unreadable,
+        "image(s) carry an EXIF orientation that rotates them (detectron2's reader "
+        "applies it) while the json's width/height and boxes are of the stored, unrotated "
+        "image: {}. Save the images without the EXIF orientation tag (e.g. `exiftool "
+        "-Orientation= -n`), or annotate the rotated images": rotated,
+        "image(s) have another size than the json's width/height: {}. Fix "
+        "width/height (and the boxes) in the annotation file": wrong_size,
+        "instance(s) have no segmentation (none, or an empty list), but the model "
+        "trains masks: {}. Add their masks, mark them iscrowd=1, or train a box-only model "
+        "(dataloader.train.mapper.use_instance_mask=False, model.roi_heads.mask_on=False)": no_mask,
+        "instance(s) have RLE masks (segmentation {{counts, size}}), which the mapper cannot read "
+        "as polygons: {}. Set dataloader.train.mapper.instance_mask_format=bitmask": rle,
+    }
+    errors = [f"{len(v)} " + text.format(_examples(v)) for text, v in problems.items() if v]
     if errors:
         raise DatasetError(f"Dataset {where}: " + ". ".join(errors) + ".")
     logger.info(

@@ -155,14 +155,8 @@ class ViTLiFT(AttnViT):
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         if self.training:
             self._check_lift_loaded()
-        if self.image_scale != 1.0:
-            x = F.interpolate(
-                x,
-                scale_factor=self.image_scale,
-                mode="bilinear",
-                align_corners=False,
-                antialias=True,
-            )
+        if self.image_scale != 1.0:  # bilinear (align_corners=False), antialiased
+            x = F.interpolate(x, scale_factor=self.image_scale, mode="bilinear", antialias=True)
         with torch.no_grad() if self.freeze_vit else nullcontext():
             features = self.vit_forward(x)
         return {self._out_features[0]: self.lift(x, features, num_passes=self.num_passes)}
