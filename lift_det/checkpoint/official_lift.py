@@ -84,9 +84,8 @@ def is_official_lift_state(data: Any) -> bool:
     """Whether ``data`` (what ``torch.load`` returned) is an official LiFT state dict."""
     if not isinstance(data, Mapping) or not data:
         return False
-    if not all(isinstance(k, str) and torch.is_tensor(v) for k, v in data.items()):
-        return False
-    return all(k in _strip_module(data) for k in _SIGNATURE)
+    tensors = all(isinstance(k, str) and torch.is_tensor(v) for k, v in data.items())
+    return tensors and all(k in _strip_module(data) for k in _SIGNATURE)
 
 
 def convert_official_lift_state(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

@@ -31,8 +31,7 @@ def default_mini_root() -> str:
 def _load_mini_split(root: str, split: str, dataset_name: str) -> List[Dict[str, Any]]:
     """The function registered in DatasetCatalog: generates the data if needed, then loads it."""
     _generate_if_needed(root)
-    json_file, image_root = _split_paths(root, split)
-    return load_coco_json(json_file, image_root, dataset_name)
+    return load_coco_json(*_split_paths(root, split), dataset_name)
 
 
 def _is_registered_at(name: str, root: str) -> bool:

@@ -124,9 +124,8 @@ class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
             scale_factors = [in_shape.stride / 2**k for k in range(2, last + 1)]
         self.scale_factors = tuple(float(s) for s in scale_factors)
         strides = [in_shape.stride / s for s in self.scale_factors]
-        if any(s != int(s) or s < 1 for s in strides) or any(
-            b != 2 * a for a, b in zip(strides, strides[1:])
-        ):
+        doubling = all(b == 2 * a for a, b in zip(strides, strides[1:]))
+        if not doubling or any(s != int(s) or s < 1 for s in strides):
             raise ValueError(
                 f"scale_factors={list(self.scale_factors)} on the stride-{in_shape.stride} input "
                 f"'{in_feature}' give strides {strides}; they must be whole and double from one "
@@ -163,9 +162,8 @@ class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
         self._out_features = list(self._out_feature_strides)
         self._out_feature_channels = {k: out_channels for k in self._out_features}
         # upstream's: the stride of the last level the stages and the top block build but one
-        self._size_divisibility = max(strides) * 2 ** max(
-            getattr(top_block, "num_levels", 1) - 1, 0
-        )
+        levels = getattr(top_block, "num_levels", 1)
+        self._size_divisibility = max(strides) * 2 ** max(levels - 1, 0)
         self._square_pad = square_pad
         self.freeze = freeze
         if freeze:

@@ -12,7 +12,9 @@ from .learned_upsamplers import AttentionUpsampler, JBUUpsampler
 from .lift import LIFT_PRESETS, LiFT
 
 
-class _UpsamplerBase(nn.Module):
+class BilinearUpsampler(nn.Module):
+    """Bilinear 2x upsampling of the features; the image is ignored. No parameters."""
+
     def __init__(self, in_channels: int, patch_size: int = 16):
         super().__init__()
         self.in_channels = in_channels
@@ -27,17 +29,13 @@ class _UpsamplerBase(nn.Module):
             )
         return F.interpolate(features, scale_factor=2.0, mode="bilinear", align_corners=False)
 
-
-class BilinearUpsampler(_UpsamplerBase):
-    """Bilinear 2x upsampling of the features; the image is ignored. No parameters."""
-
     def forward(self, image: torch.Tensor, features: torch.Tensor, num_passes: int = 1):
         for _ in range(num_passes):
             features = self._upsample(features)
         return features
 
 
-class ResizeConvUpsampler(_UpsamplerBase):
+class ResizeConvUpsampler(BilinearUpsampler):
     """Bilinear 2x upsampling followed by a 3x3 conv (residual, zero-initialized)."""
 
     def __init__(self, in_channels: int, patch_size: int = 16):
@@ -46,11 +44,9 @@ class ResizeConvUpsampler(_UpsamplerBase):
         nn.init.zeros_(self.refine_conv.weight)
         nn.init.zeros_(self.refine_conv.bias)
 
-    def forward(self, image: torch.Tensor, features: torch.Tensor, num_passes: int = 1):
-        for _ in range(num_passes):
-            features = self._upsample(features)
-            features = features + self.refine_conv(features)
-        return features
+    def _upsample(self, features: torch.Tensor) -> torch.Tensor:
+        features = super()._upsample(features)
+        return features + self.refine_conv(features)
 
 
 _CONTROLS = {"bilinear": BilinearUpsampler, "resize_conv": ResizeConvUpsampler}
