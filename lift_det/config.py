@@ -21,13 +21,10 @@ def add_lift_config(cfg: CN) -> CN:
     c = cfg.MODEL.VIT_LIFT = CN()
     c.IMG_SIZE = 1024
     c.PATCH_SIZE = 16
-    c.EMBED_DIM = 768
-    c.DEPTH = 12
-    c.NUM_HEADS = 12
-    c.DROP_PATH_RATE = 0.1
+    # EMBED_DIM, DEPTH, NUM_HEADS, DROP_PATH_RATE, WINDOW_BLOCK_INDEXES (2, 5, 8, 11 global)
+    for key, value in vitdet_vit_args("B").items():
+        c[key.upper()] = value
     c.WINDOW_SIZE = 14
-    # 2, 5, 8, 11 use global attention
-    c.WINDOW_BLOCK_INDEXES = [0, 1, 3, 4, 6, 7, 9, 10]
     # the ViT's attention: "eager" (detectron2's) or "sdpa" (same weights, fused kernels)
     c.ATTN_IMPL = "eager"
     # a name for build_upsampler: "LiFT-S/B/L/H", or the controls "bilinear", "resize_conv",
