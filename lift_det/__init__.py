@@ -31,7 +31,6 @@ from .modeling import (  # noqa: E402
     build_vit_lift_backbone,
 )
 
-# checkpoints and yacs config
 from .checkpoint import AtomicDetectionCheckpointer, load_lift_file, save_lift_file  # noqa: E402
 from .config import add_lift_config, lift_backbone  # noqa: E402
 

@@ -29,7 +29,6 @@ def default_mini_root() -> str:
 
 
 def _load_mini_split(root: str, split: str, dataset_name: str) -> List[Dict[str, Any]]:
-    """The function registered in DatasetCatalog: generates the data if needed, then loads it."""
     _generate_if_needed(root)
     return load_coco_json(*_split_paths(root, split), dataset_name)
 

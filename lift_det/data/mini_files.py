@@ -55,11 +55,9 @@ def _read_stamp(root: str) -> Optional[Dict[str, Any]]:
             stamp = json.load(f)
     except (OSError, ValueError):
         return None
-    if not isinstance(stamp, dict) or stamp.get("format_version") != _FORMAT_VERSION:
-        return None
-    if not all(os.path.isfile(_split_paths(root, s)[0]) for s in _SPLITS):
-        return None
-    return stamp
+    current = isinstance(stamp, dict) and stamp.get("format_version") == _FORMAT_VERSION
+    complete = all(os.path.isfile(_split_paths(root, s)[0]) for s in _SPLITS)
+    return stamp if current and complete else None
 
 
 def _generation_params(**params: int) -> Dict[str, Any]:

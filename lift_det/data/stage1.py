@@ -126,9 +126,8 @@ class Stage1DatasetMapper:
         self.min_patches = min_patches
         self.skip_bad_images = skip_bad_images
         self.resize = T.ResizeShortestEdge(short_edge_length=image_size, max_size=image_size)
-        self.augmentations = T.AugmentationList(
-            color_jitter(color_jitter_strength) if is_train else []
-        )
+        jitter = color_jitter(color_jitter_strength) if is_train else []
+        self.augmentations = T.AugmentationList(jitter)
         self.num_skipped = {"too_small": 0, "unreadable": 0}
 
     def _skip(self, reason: str, message: str) -> None:

@@ -126,8 +126,7 @@ def _takes_argument(node: Any, name: str) -> bool:
         sig = keyword_signature(target) if inspect.isclass(target) else inspect.signature(target)
     except (ValueError, TypeError, ImportError):
         return True  # cannot tell: let the target judge
-    params = sig.parameters.values()
-    return name in sig.parameters or any(p.kind == p.VAR_KEYWORD for p in params)
+    return name in sig.parameters or any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
 
 
 def check_overrides(cfg, opts: List[str]) -> None:

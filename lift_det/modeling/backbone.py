@@ -110,13 +110,10 @@ class ViTLiFT(AttnViT):
             return
         # the incoming ViT, if complete, is checked against the teacher the file records
         vit_keys = {k for k in self.state_dict() if not k.startswith("lift.")}
-        incoming = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        incoming = {k: v for k, v in incoming.items() if k in vit_keys}
+        incoming = {k: state_dict[prefix + k] for k in vit_keys if prefix + k in state_dict}
         teacher = teacher_fingerprint(incoming) if set(incoming) == vit_keys else None
-        data = check_lift_file(
-            self.lift, self.lift_weights, backbone=vit_identity(self), teacher=teacher
-        )
-        for k, v in data["model"].items():  # loaded with the rest of the state dict, once
+        lift = check_lift_file(self.lift, self.lift_weights, vit_identity(self), teacher)["model"]
+        for k, v in lift.items():  # loaded with the rest of the state dict, once
             state_dict[part + k] = v
         report_part(part, "file", origin=origin, tensors=n)
 

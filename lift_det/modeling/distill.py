@@ -99,10 +99,8 @@ class LiFTDistiller(nn.Module):
 
     def _resize(self, x: torch.Tensor, factor: int) -> torch.Tensor:
         size = (x.shape[-2] // factor, x.shape[-1] // factor)
-        antialias = self.downscale == "bilinear-antialias"
-        return F.interpolate(
-            x, size=size, mode="bilinear", align_corners=False, antialias=antialias
-        )
+        antialias = self.downscale == "bilinear-antialias"  # align_corners=False, the default
+        return F.interpolate(x, size=size, mode="bilinear", antialias=antialias)
 
     def _content_mask(self, image_sizes: Sequence[Tuple[int, int]], grid: torch.Size, stride: int):
         """(B, h, w) bool: feature cells (stride ``stride`` in x) that see image content."""
@@ -151,9 +149,7 @@ class LiFTDistiller(nn.Module):
             }
         candidates = {
             "cos_lift": self.lift(x2, f2),
-            "cos_bilinear": F.interpolate(
-                f2, scale_factor=2.0, mode="bilinear", align_corners=False
-            ),
+            "cos_bilinear": F.interpolate(f2, scale_factor=2.0, mode="bilinear"),
             "cos_nearest": F.interpolate(f2, scale_factor=2.0, mode="nearest"),
         }
         sims = {

@@ -41,7 +41,6 @@ class FrozenFeatureSource(nn.Module):
     pixel_std: Tuple[float, float, float]
 
     def __init__(self, net: nn.Module, autocast: bool = True):
-        """``net``: the ViT; ``autocast``: run it under fp16 autocast when on CUDA."""
         super().__init__()
         self.net = net
         self.autocast = autocast

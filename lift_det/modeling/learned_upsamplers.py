@@ -154,9 +154,8 @@ class AttentionUpsampler(_GuidedUpsampler):
         query = self._phases(self.query_conv(image))  # (B, d, 4, h*w)
         # NCHW -> NHWC for a per-cell layer norm of the features (no affine: key_conv follows)
         normed = F.layer_norm(features.permute(0, 2, 3, 1), (self.in_channels,))
-        key = self.key_conv(normed.permute(0, 3, 1, 2)) + self.key_image_conv(
-            F.avg_pool2d(image, 2)
-        )
+        cells = F.avg_pool2d(image, 2)  # the image encoding averaged over each cell
+        key = self.key_conv(normed.permute(0, 3, 1, 2)) + self.key_image_conv(cells)
         logits = torch.einsum("bdpn,bdkn->bpkn", query, self._windows(key))
         logits = logits / math.sqrt(query.shape[1]) + self.position_bias[:, :, None]
         return torch.softmax(logits, dim=2)
