@@ -146,9 +146,8 @@ def set_image_size(model, dataloader, size: int) -> None:
             aug.target_height = aug.target_width = size
         if "crop_size" in aug:
             aug.crop_size = (size, size)
-    dataloader.test.mapper.augmentations = [
-        L(T.ResizeShortestEdge)(short_edge_length=size, max_size=size),
-    ]
+    resize = L(T.ResizeShortestEdge)(short_edge_length=size, max_size=size)
+    dataloader.test.mapper.augmentations = [resize]
 
 
 def stage2_lr_multiplier(max_iter: int, warmup_iters: Optional[int] = None):

@@ -60,9 +60,8 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         if "://" in self.save_dir:  # remote storage: no rename, plain save
             return super().save(name, **kwargs)
         remove_stale_temp_files(self.save_dir)
-        data = {"model": self.model.state_dict()}
-        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
-        data.update(kwargs)
+        data = {key: obj.state_dict() for key, obj in self.checkpointables.items()}
+        data = {"model": self.model.state_dict(), **data, **kwargs}
         path = os.path.join(self.save_dir, f"{name}.pth")
         self.logger.info(f"Saving checkpoint to {path}")
         try:
@@ -102,9 +101,8 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         try:
             return super()._load_file(filename)
         except Exception as e:  # the unpicklers raise anything on random or cut bytes
-            if "Unsupported global" in str(e):  # a real checkpoint torch refuses: its message
-                raise
-            if not os.path.isfile(filename) or not unreadable_content(filename, e):
+            refused = "Unsupported global" in str(e)  # a real checkpoint torch refuses: its message
+            if refused or not os.path.isfile(filename) or not unreadable_content(filename, e):
                 raise
             raise not_a_checkpoint(filename, e) from None
 

@@ -65,9 +65,7 @@ def remove_stale_temp_files(folder: str) -> List[str]:
     """Remove from ``folder`` the temporary files of writers that died (a process of this host
     that no longer runs, or older than a day); returns the removed paths."""
     removed = []
-    if not os.path.isdir(folder):
-        return removed
-    for name in os.listdir(folder):
+    for name in os.listdir(folder) if os.path.isdir(folder) else []:
         if _is_stale(folder, name):
             path = os.path.join(folder, name)
             with contextlib.suppress(FileNotFoundError):

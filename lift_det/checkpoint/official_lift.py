@@ -106,11 +106,9 @@ def convert_official_lift_state(state: Mapping[str, torch.Tensor]) -> Dict[str, 
     for old, (new, fold_into) in _CONVS.items():
         out[f"{new}.weight"] = state[f"{old}.weight"].clone()
         bias = state.get(f"{old}.bias")
-        if bias is None:
-            continue
-        if fold_into is None:
+        if bias is not None and fold_into is None:
             out[f"{new}.bias"] = bias.clone()
-        else:
+        elif bias is not None:
             out[f"{fold_into}.running_mean"] = out[f"{fold_into}.running_mean"] - bias
     return out
 

@@ -48,9 +48,8 @@ def _with_read_image(function: types.FunctionType) -> types.FunctionType:
     as ``utils.read_image``: the same code object, other globals, so the mapper runs upstream's
     ``__call__`` without a copy or a patch; code that reads images another way is refused."""
     module = sys.modules[function.__module__]
-    if getattr(module, "utils", None) is not d2_utils or not _reads_images_as_utils_read_image(
-        function
-    ):
+    readable = _reads_images_as_utils_read_image(function)
+    if getattr(module, "utils", None) is not d2_utils or not readable:
         raise RuntimeError(
             f"{function.__module__}.{function.__qualname__} of this detectron2 "
             f"({detectron2.__version__}) does not read images as utils.read_image "

@@ -117,8 +117,7 @@ def get_detection_dataset_dicts(
             f"valid JSON ({e}): truncated by an interrupted download or copy? Copy it again."
         ) from None
     except AssertionError as e:
-        empty = re.search(r"Dataset '(.+)' is empty", str(e))
-        if empty:
+        if empty := re.search(r"Dataset '(.+)' is empty", str(e)):
             name = empty.group(1)
             raise ValueError(
                 f"Dataset '{name}' ({_where(name)}) has no images. Check that the annotation file "

@@ -22,10 +22,8 @@ MINI_DATASETS: Tuple[str, ...] = ("lift_mini_train", "lift_mini_val")
 def default_mini_root() -> str:
     """Where the mini COCO dataset lives by default: ``$LIFT_DET_MINI_ROOT`` if set, else
     ``$DETECTRON2_DATASETS/lift_mini_coco`` (``datasets/lift_mini_coco`` when unset)."""
-    root = os.environ.get("LIFT_DET_MINI_ROOT")
-    if root:
-        return root
-    return os.path.join(os.environ.get("DETECTRON2_DATASETS", "datasets"), "lift_mini_coco")
+    default = os.path.join(os.environ.get("DETECTRON2_DATASETS", "datasets"), "lift_mini_coco")
+    return os.environ.get("LIFT_DET_MINI_ROOT") or default
 
 
 def _load_mini_split(root: str, split: str, dataset_name: str) -> List[Dict[str, Any]]:
@@ -53,10 +51,9 @@ def register_mini_coco(root: Optional[str] = None) -> None:
     for split, name in zip(_SPLITS, MINI_DATASETS):
         if _is_registered_at(name, root):
             continue
-        if name in DatasetCatalog.list():
-            DatasetCatalog.remove(name)
-        if name in MetadataCatalog.list():
-            MetadataCatalog.remove(name)
+        for catalog in (DatasetCatalog, MetadataCatalog):
+            if name in catalog.list():
+                catalog.remove(name)
         json_file, image_root = _split_paths(root, split)
         DatasetCatalog.register(name, functools.partial(_load_mini_split, root, split, name))
         # the same values that load_coco_json sets when it loads the data

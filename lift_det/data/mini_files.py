@@ -102,7 +102,6 @@ def _generate_split(root: str, split: str, num_images: int, image_size: int, see
             for i, name in enumerate(MINI_CLASSES)
         ],
     }
-    os.makedirs(os.path.dirname(json_file), exist_ok=True)
     atomic_write_bytes(json_file, json.dumps(dataset, separators=(",", ":")).encode("utf-8"))
 
 

@@ -164,8 +164,7 @@ class Stage1DatasetMapper:
         h, w = image.shape[:2]
         transform = self.resize.get_transform(image)
         new_h, new_w = transform.new_h, transform.new_w
-        reason = self._too_small(h, w, new_h, new_w)
-        if reason:
+        if reason := self._too_small(h, w, new_h, new_w):
             self._skip("too_small", f"Image '{file_name}' is too small for stage one: {reason}.")
             return None
         aug_input = T.AugInput(transform.apply_image(image))

@@ -132,7 +132,6 @@ def _takes_argument(node: Any, name: str) -> bool:
 def check_overrides(cfg, opts: List[str]) -> None:
     """Refuse ``key=value`` overrides whose key is not in the config (nor an argument of the
     LazyCall it would go to), naming the closest valid key."""
-    known = None
     for o in opts:
         key = o.split("=", 1)[0]
         if key.startswith("+"):  # hydra's syntax to add a key on purpose
@@ -148,8 +147,7 @@ def check_overrides(cfg, opts: List[str]) -> None:
         node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
         if _takes_argument(node, name):
             continue
-        known = known if known is not None else list(_paths(cfg))
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(key, list(_paths(cfg)), n=1, cutoff=0.6)
         hint = (
             f"did you mean '{close[0]}'?"
             if close

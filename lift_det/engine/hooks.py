@@ -19,10 +19,8 @@ def stage_one_quality(storage) -> Optional[Dict[str, float]]:
     """The latest held-out cosines that :class:`FeatureQualityEvaluator` put in the trainer's
     storage (via ``EvalHook``), or None if stage one was never evaluated."""
     latest = storage.latest()
-    keys = {"cos_lift": "lift_quality/cos_lift", "cos_bilinear": "lift_quality/cos_bilinear"}
-    if not all(v in latest for v in keys.values()):
-        return None
-    return {k: float(latest[v][0]) for k, v in keys.items()}
+    quality = {k: latest.get(f"lift_quality/{k}") for k in ("cos_lift", "cos_bilinear")}
+    return None if None in quality.values() else {k: float(v[0]) for k, v in quality.items()}
 
 
 class StopOnDivergence(HookBase):
@@ -40,8 +38,7 @@ class StopOnDivergence(HookBase):
     def after_step(self):
         if not self._params:
             return
-        with torch.no_grad():
-            largest = torch.stack([p.detach().abs().amax() for p in self._params]).amax().item()
+        largest = torch.stack([p.detach().abs().amax() for p in self._params]).amax().item()
         if not largest <= self.max_abs:  # also NaN
             raise FloatingPointError(
                 f"the trained weights diverged at iteration {self.trainer.iter}: largest |w| = "

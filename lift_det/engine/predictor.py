@@ -59,9 +59,8 @@ class LazyPredictor:
         self.device = device or (cfg.train.device if torch.cuda.is_available() else "cpu")
         self.model = instantiate(cfg.model).to(self.device).eval()
         AtomicDetectionCheckpointer(self.model, complete=True).load(weights)
-        self.aug = T.AugmentationList(
-            [instantiate(a) for a in cfg.dataloader.test.mapper.augmentations]
-        )
+        augmentations = [instantiate(a) for a in cfg.dataloader.test.mapper.augmentations]
+        self.aug = T.AugmentationList(augmentations)
         self.input_format = cfg.model.input_format
         assert self.input_format in ("RGB", "BGR"), self.input_format
         self.metadata = config_metadata(cfg)

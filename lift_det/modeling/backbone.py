@@ -128,9 +128,8 @@ class ViTLiFT(AttnViT):
         return self
 
     def _check_lift_loaded(self) -> None:
-        if getattr(self.lift, "_lift_det_loaded", False) or self.allow_random_lift:
-            return
-        if not self.freeze_lift or not self.lift.state_dict():
+        loaded = getattr(self.lift, "_lift_det_loaded", False)
+        if loaded or self.allow_random_lift or not self.freeze_lift or not self.lift.state_dict():
             return
         how = (
             f"lift_weights={self.lift_weights} is set but no checkpoint was loaded (the file is "

@@ -74,8 +74,7 @@ class FrozenFeatureSource(nn.Module):
         use_amp = self.autocast and images.is_cuda
         amp = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
         with torch.no_grad(), amp:
-            out = self.features(images)
-        return out.float()
+            return self.features(images).float()
 
     def extra_repr(self) -> str:
         return f"embed_dim={self.embed_dim}, patch_size={self.patch_size}, frozen=True"

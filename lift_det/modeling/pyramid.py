@@ -134,13 +134,12 @@ class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
         strides = [int(s) for s in strides]
         # names follow the ViTDet stage with the same scale factor on the ViT's patch stride
         ref_stride = vit_identity(net)["patch_size"] if isinstance(net, ViT) else in_shape.stride
-        self.stages = []
-        for scale in self.scale_factors:
-            stage = _stage(scale, in_shape.channels, out_channels, norm)
-            self.add_module(_stage_name(ref_stride, scale), stage)
-            self.stages.append(stage)
         self._vitdet_stages = {_stage_name(ref_stride, s): s for s in VITDET_SCALES}
         self._own_stages = {_stage_name(ref_stride, s): s for s in self.scale_factors}
+        self.stages = []
+        for name, scale in self._own_stages.items():
+            self.stages.append(_stage(scale, in_shape.channels, out_channels, norm))
+            self.add_module(name, self.stages[-1])
         self.register_load_state_dict_pre_hook(_report_stages)
 
         self.net = net
