@@ -31,11 +31,10 @@ def _load_mini_split(root: str, split: str, dataset_name: str) -> List[Dict[str,
     return load_coco_json(*_split_paths(root, split), dataset_name)
 
 
-def _is_registered_at(name: str, root: str) -> bool:
+def _is_registered_at(name: str, split: str, root: str) -> bool:
     """Whether ``name`` is registered in both catalogs, pointing into ``root``."""
     if name not in DatasetCatalog.list() or name not in MetadataCatalog.list():
         return False
-    split = _SPLITS[MINI_DATASETS.index(name)]
     meta = MetadataCatalog.get(name)
     return all(
         meta.get(key) is not None and os.path.abspath(meta.get(key)) == os.path.abspath(path)
@@ -49,7 +48,7 @@ def register_mini_coco(root: Optional[str] = None) -> None:
     with another root is re-registered."""
     root = default_mini_root() if root is None else root
     for split, name in zip(_SPLITS, MINI_DATASETS):
-        if _is_registered_at(name, root):
+        if _is_registered_at(name, split, root):
             continue
         for catalog in (DatasetCatalog, MetadataCatalog):
             if name in catalog.list():

@@ -108,8 +108,7 @@ def check_dataset_dicts(
                         else:
                             wrong_size.append(f"{label}, the image is {size[0]}x{size[1]}")
         for a in d.get("annotations", ()):
-            problem = _box_problem(a, d.get("width"), d.get("height"))
-            if problem:
+            if problem := _box_problem(a, d.get("width"), d.get("height")):
                 boxes.append(f"{_annotation_label(d, a)} {problem}")
             if instance_masks and not a.get("iscrowd", 0) and not a.get("segmentation"):
                 no_mask.append(_annotation_label(d, a))

@@ -94,9 +94,7 @@ def do_test(cfg, model):
 def evaluate(cfg):
     """--eval-only: the model with ``train.init_checkpoint`` (nothing may stay random but the
     documented new parts), evaluated; the results also go to detectron2's ``metrics.json``."""
-    model = instantiate_model(cfg.model)
-    model.to(cfg.train.device)
-    model = create_ddp_model(model, **ddp_kwargs(cfg))
+    model = create_ddp_model(instantiate_model(cfg.model).to(cfg.train.device), **ddp_kwargs(cfg))
     try:
         AtomicDetectionCheckpointer(model, complete=True).load(cfg.train.init_checkpoint)
     except ValueError as e:

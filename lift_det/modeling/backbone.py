@@ -19,7 +19,7 @@ def vit_identity(vit: nn.Module) -> Dict[str, Any]:
     """What a LiFT file records about (and is checked against) a detectron2 :class:`ViT`: type,
     embed_dim, depth, num_heads, patch_size."""
     if not isinstance(vit, ViT):
-        raise TypeError(f"A detectron2 ViT is needed here, got {type(vit).__name__}.")
+        raise TypeError(f"vit_identity needs a detectron2 ViT, got {type(vit).__name__}.")
     return {
         "type": "detectron2.ViT",
         "embed_dim": int(vit._out_feature_channels[vit._out_features[0]]),

@@ -93,10 +93,12 @@ class D2ViTSource(FrozenFeatureSource):
     ):
         """``net``'s weights load with the model's checkpoint; ``pixel_mean``, ``pixel_std``: the
         normalization of 0-255 RGB input (ViTDet's by default); ``autocast``: fp16 on CUDA."""
-        identity = vit_identity(net)  # refuses what is not a detectron2 ViT
+        if not isinstance(net, ViT):
+            raise TypeError(f"D2ViTSource needs a detectron2 ViT, got {type(net).__name__}.")
         super().__init__(net, autocast=autocast)
         self._out_feature = net._out_features[0]
-        self.embed_dim, self.patch_size = identity["embed_dim"], identity["patch_size"]
+        self.embed_dim = int(net._out_feature_channels[self._out_feature])
+        self.patch_size = int(net._out_feature_strides[self._out_feature])
         self.pixel_mean = _rgb_tuple(pixel_mean, "pixel_mean")
         self.pixel_std = _rgb_tuple(pixel_std, "pixel_std")
 
