@@ -1,8 +1,7 @@
 """lift_det: LiFT (Lightweight Feature Transform, ECCV 2024) for ViTDet, as a detectron2 extension.
 
 Importing the package registers ``build_vit_lift_backbone`` in detectron2's BACKBONE_REGISTRY and
-the built-in mini COCO dataset (``lift_mini_train`` / ``lift_mini_val``) in its DatasetCatalog.
-"""
+the built-in mini COCO dataset (``lift_mini_train`` / ``lift_mini_val``) in its DatasetCatalog."""
 
 __version__ = "0.1.0"
 
@@ -32,7 +31,6 @@ from .modeling import (  # noqa: E402
     build_vit_lift_backbone,
 )
 
-# checkpoints and yacs config
 from .checkpoint import AtomicDetectionCheckpointer, load_lift_file, save_lift_file  # noqa: E402
 from .config import add_lift_config, lift_backbone  # noqa: E402
 

@@ -1,9 +1,8 @@
-"""
-Config helpers. LazyConfig: :func:`lift_backbone` turns any ViTDet backbone config into its
+"""Config helpers. LazyConfig: :func:`lift_backbone` turns any ViTDet backbone config into its
 ViT+LiFT stage-two config; :func:`stage2_lr_multiplier` and :func:`frozen_vit_lr_factor` are the
 stage-two schedule and the frozen-ViT control; :data:`VIT_SIZES` / :func:`vitdet_vit_args` are the
-ViT sizes and :data:`LIFT_PRESET_FOR_WIDTH` the LiFT preset of each. yacs: :func:`add_lift_config`.
-"""
+ViT sizes and :data:`LIFT_PRESET_FOR_WIDTH` the LiFT preset of each. yacs:
+:func:`add_lift_config`."""
 
 import copy
 import inspect
@@ -15,19 +14,6 @@ from detectron2.config import LazyCall as L
 from detectron2.modeling.backbone.vit import ViT
 from detectron2.solver import WarmupParamScheduler
 
-__all__ = [
-    "add_lift_config",
-    "VIT_SIZES",
-    "vitdet_vit_args",
-    "LIFT_PRESET_FOR_WIDTH",
-    "upsampler_config",
-    "PLACEMENTS",
-    "lift_backbone",
-    "set_image_size",
-    "stage2_lr_multiplier",
-    "frozen_vit_lr_factor",
-]
-
 
 def add_lift_config(cfg: CN) -> CN:
     """Add ``cfg.MODEL.VIT_LIFT`` (ViT-B/16 as in ViTDet, LiFT-B, the simple feature pyramid),
@@ -35,13 +21,10 @@ def add_lift_config(cfg: CN) -> CN:
     c = cfg.MODEL.VIT_LIFT = CN()
     c.IMG_SIZE = 1024
     c.PATCH_SIZE = 16
-    c.EMBED_DIM = 768
-    c.DEPTH = 12
-    c.NUM_HEADS = 12
-    c.DROP_PATH_RATE = 0.1
+    # EMBED_DIM, DEPTH, NUM_HEADS, DROP_PATH_RATE, WINDOW_BLOCK_INDEXES (2, 5, 8, 11 global)
+    for key, value in vitdet_vit_args("B").items():
+        c[key.upper()] = value
     c.WINDOW_SIZE = 14
-    # 2, 5, 8, 11 use global attention
-    c.WINDOW_BLOCK_INDEXES = [0, 1, 3, 4, 6, 7, 9, 10]
     # the ViT's attention: "eager" (detectron2's) or "sdpa" (same weights, fused kernels)
     c.ATTN_IMPL = "eager"
     # a name for build_upsampler: "LiFT-S/B/L/H", or the controls "bilinear", "resize_conv",
@@ -110,22 +93,16 @@ def lift_backbone(
     placement: str = "half",
     **lift_kwargs,
 ):
-    """
-    Turn ViTDet's backbone config (``L(SimpleFeaturePyramid)(net=L(ViT)(...))``) into a new
-    stage-two ViT+LiFT backbone config: the same ViT, the upsampler after it, ViTDet's pyramid.
-
-    Args:
-        vitdet_backbone: ``model.backbone`` of a ViTDet LazyConfig.
-        upsampler (str): a name for :func:`upsampler_config`; default: the LiFT preset for the
-            ViT's width (:data:`LIFT_PRESET_FOR_WIDTH`).
-        lift_weights (str): the stage-one LiFT file; "" when ``train.init_checkpoint`` holds LiFT.
-        freeze (bool): stage two (paper §3.5): ViT and LiFT frozen, pyramid and heads trained.
-        placement (str): "half": the ViT and LiFT see the detector's image at half size, LiFT's
-            output feeds upstream's pyramid unchanged (on a 2x image "up", on ViTDet's size
-            "down"); "stride8": the ViT sees the detector's image, LiFT's stride-8 output gives
-            p2-p4, p5 and p6 subsampled from p4. Every ViTDet tensor loads in both.
-        lift_kwargs: passed to the upsampler (e.g. ``norm="SyncBN"``).
-    """
+    """Turn ViTDet's backbone config ``vitdet_backbone`` (``L(SimpleFeaturePyramid)(net=L(ViT)(
+    ...))``) into a new stage-two ViT+LiFT backbone config: the same ViT, the upsampler after it,
+    ViTDet's pyramid. ``upsampler``: a name for :func:`upsampler_config` (default: the LiFT preset
+    for the ViT's width, :data:`LIFT_PRESET_FOR_WIDTH`), built with ``lift_kwargs`` (e.g.
+    ``norm="SyncBN"``); ``lift_weights``: the stage-one LiFT file ("" when
+    ``train.init_checkpoint`` holds LiFT); ``freeze``: stage two (paper §3.5), ViT and LiFT frozen,
+    pyramid and heads trained. ``placement`` "half": the ViT and LiFT see the detector's image at
+    half size, LiFT's output feeds upstream's pyramid unchanged (on a 2x image "up", on ViTDet's
+    size "down"); "stride8": the ViT sees the detector's image, LiFT's stride-8 output gives p2-p4,
+    p5 and p6 subsampled from p4. Every ViTDet tensor loads in both."""
     if placement not in PLACEMENTS:
         raise ValueError(f"placement={placement!r}: use one of {PLACEMENTS}.")
     vit_defaults = inspect.signature(ViT).parameters
@@ -169,9 +146,8 @@ def set_image_size(model, dataloader, size: int) -> None:
             aug.target_height = aug.target_width = size
         if "crop_size" in aug:
             aug.crop_size = (size, size)
-    dataloader.test.mapper.augmentations = [
-        L(T.ResizeShortestEdge)(short_edge_length=size, max_size=size),
-    ]
+    resize = L(T.ResizeShortestEdge)(short_edge_length=size, max_size=size)
+    dataloader.test.mapper.augmentations = [resize]
 
 
 def stage2_lr_multiplier(max_iter: int, warmup_iters: Optional[int] = None):

@@ -429,7 +429,7 @@ def test_lift_file_loaded_directly_and_bad_files_through_the_checkpoint(tmp_path
 
     expected = random_lift_file(tmp_path / "lift.pth")
     net = _tiny_vitlift(LiFT.from_preset("LiFT-B", 64), freeze_lift=True)
-    load_lift_file(net.lift, str(tmp_path / "lift.pth"), backbone=net.backbone_identity())
+    load_lift_file(net.lift, str(tmp_path / "lift.pth"), backbone=vit_identity(net))
     torch.testing.assert_close(net.lift.out_conv.bias, expected["out_conv.bias"])
     net.train()(torch.rand(1, 3, 128, 128))
     random_lift_file(tmp_path / "wide.pth", channels=96)

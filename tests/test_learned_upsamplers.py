@@ -15,7 +15,13 @@ from conftest import load_config, load_tool
 from lift_det.checkpoint import save_lift_file
 from lift_det.engine import parse_args
 from lift_det.model_zoo import get_config_file
-from lift_det.modeling import AttentionUpsampler, JBUUpsampler, ViTLiFT, build_upsampler
+from lift_det.modeling import (
+    AttentionUpsampler,
+    JBUUpsampler,
+    ViTLiFT,
+    build_upsampler,
+    vit_identity,
+)
 
 NAMES = ["jbu", "attention"]
 KINDS = {"jbu": JBUUpsampler, "attention": AttentionUpsampler}
@@ -237,7 +243,7 @@ def test_lift_file_round_trip_and_refusals(name, tmp_path):
     model = stage_two(name, path)
     net = model.backbone.net
     trained = randomized(name, 64)
-    save_lift_file(path, trained, backbone=net.backbone_identity(), iteration=10)
+    save_lift_file(path, trained, backbone=vit_identity(net), iteration=10)
     vit = {k: v for k, v in model.state_dict().items() if ".lift." not in k}
     torch.save({"model": vit}, tmp_path / "vit.pth")
     DetectionCheckpointer(model).load(str(tmp_path / "vit.pth"))

@@ -20,7 +20,7 @@ from conftest import CPU_ENV, load_tool, tool_python, vitdet_vit_kwargs
 from lift_det.data import MINI_DATASETS, default_mini_root, generate_mini_coco, register_mini_coco
 from lift_det.data.stage1 import stage1_dataset_dicts
 from lift_det.engine import parse_args
-from lift_det.modeling import LiFT, ResizeConvUpsampler, ViTLiFT
+from lift_det.modeling import LiFT, ResizeConvUpsampler, ViTLiFT, vit_identity
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MINI_CONFIG = os.path.join(REPO, "configs", "mini", "lift_stage1.py")
@@ -130,7 +130,7 @@ def test_mini_run_writes_lift_file_for_stage_two(mini_root, tmp_path, caplog):
     meta = data["lift_det"]
     vit_lift = ViTLiFT(lift=LiFT.from_preset("LiFT-S", 192, 16), lift_weights=path, **MINI_VIT)
     vit_lift.load_state_dict({}, strict=False)  # a load without LiFT tensors reads the file
-    assert meta["backbone"] == vit_lift.backbone_identity()
+    assert meta["backbone"] == vit_identity(vit_lift)
     assert meta["preset"] == "LiFT-S" and meta["in_channels"] == 192 and meta["patch_size"] == 16
     assert meta["feature_layer"] == "last_feat" and meta["iteration"] == 4
     assert meta["teacher_weights"] == ""

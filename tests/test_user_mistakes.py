@@ -14,6 +14,7 @@ import torch
 
 from conftest import CPU_ENV, REPO, doc_table_rows, load_tool
 from lift_det.checkpoint import save_lift_file
+from lift_det.modeling import vit_identity
 
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
 HEADING = "### What is refused when the model, the weights or the data are built"
@@ -146,7 +147,7 @@ def test_lift_file_of_another_teacher(small_mini, tmp_path):
     net = model.backbone.net
     lift_file = str(tmp_path / "lift_final.pth")
     teacher = {"weights": "another_vitdet.pth", "initialized": True, "fingerprint": "0" * 16}
-    save_lift_file(lift_file, net.lift, backbone=net.backbone_identity(), teacher=teacher,
+    save_lift_file(lift_file, net.lift, backbone=vit_identity(net), teacher=teacher,
                    iteration=5)  # fmt: skip
     proc = run_tool(["--config-file", config("vitdet_mrcnn_lift"),
                      f"train.init_checkpoint={detector}",

@@ -1,11 +1,10 @@
 """A DetectionCheckpointer that writes atomically and refuses weights that do not fit.
 
-Refused on load (unless ``allow_mismatch=True`` or ``path?allow_mismatch=True``): a frozen
-parameter the file does not supply (zero relative-position tables absent from an MAE file are
-fine); a load where less than ``MIN_FIT`` of the model's parameters got a value AND less than
-``MIN_FIT`` of the file's tensors were used; a resume with any tensor missing or mis-shaped, or
-from a checkpoint of another model (its fingerprint). Each load logs one INFO line.
-"""
+Refused on load (unless ``allow_mismatch=True`` or ``path?allow_mismatch=True``): a frozen parameter
+the file does not supply (zero relative-position tables absent from an MAE file are fine); a load
+where less than ``MIN_FIT`` of the model's parameters got a value AND less than ``MIN_FIT`` of the
+file's tensors were used; a resume with any tensor missing or mis-shaped, or from a checkpoint of
+another model (its fingerprint). Each load logs one INFO line."""
 
 import errno
 import logging
@@ -25,19 +24,15 @@ from .file_io import (
 from .fingerprint import check_fingerprint, model_fingerprint
 from .load_report import collect_parts, describe_keys, group_keys, really_missing, summary_line
 
-__all__ = ["AtomicDetectionCheckpointer", "MIN_FIT", "model_fingerprint"]
-
 logger = logging.getLogger(__name__)
 MIN_FIT = 0.5
 _SWITCH = "allow_mismatch"
 
 
 class AtomicDetectionCheckpointer(DetectionCheckpointer):
-    """
-    A :class:`DetectionCheckpointer` whose ``save`` is atomic (a full disk keeps the last good
-    checkpoint) and stores a model fingerprint, and whose ``load`` refuses weights that do not
-    fit (see the module docstring).
-    """
+    """A :class:`DetectionCheckpointer` whose ``save`` is atomic (a full disk keeps the last good
+    checkpoint) and stores a model fingerprint, and whose ``load`` refuses weights that do not fit
+    (see the module docstring)."""
 
     def __init__(
         self,
@@ -48,13 +43,9 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         complete: bool = False,
         **kwargs,
     ):
-        """
-        Args:
-            model, save_dir, kwargs: as :class:`DetectionCheckpointer`.
-            allow_mismatch (bool): load whatever fits (also per load: ``path?allow_mismatch=True``).
-            complete (bool): for inference: refuse a load that leaves any tensor at its
-                initialization, but the parts reported as new (:mod:`.load_report`).
-        """
+        """``allow_mismatch``: load whatever fits (also per load: ``path?allow_mismatch=True``);
+        ``complete``, for inference: refuse a load that leaves any tensor at its initialization,
+        but the parts reported as new (:mod:`.load_report`)."""
         super().__init__(model, save_dir, **kwargs)
         self.allow_mismatch = allow_mismatch
         self.complete = complete
@@ -69,9 +60,8 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         if "://" in self.save_dir:  # remote storage: no rename, plain save
             return super().save(name, **kwargs)
         remove_stale_temp_files(self.save_dir)
-        data = {"model": self.model.state_dict()}
-        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
-        data.update(kwargs)
+        data = {key: obj.state_dict() for key, obj in self.checkpointables.items()}
+        data = {"model": self.model.state_dict(), **data, **kwargs}
         path = os.path.join(self.save_dir, f"{name}.pth")
         self.logger.info(f"Saving checkpoint to {path}")
         try:
@@ -111,9 +101,8 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         try:
             return super()._load_file(filename)
         except Exception as e:  # the unpicklers raise anything on random or cut bytes
-            if "Unsupported global" in str(e):  # a real checkpoint torch refuses: its message
-                raise
-            if not os.path.isfile(filename) or not unreadable_content(filename, e):
+            refused = "Unsupported global" in str(e)  # a real checkpoint torch refuses: its message
+            if refused or not os.path.isfile(filename) or not unreadable_content(filename, e):
                 raise
             raise not_a_checkpoint(filename, e) from None
 
@@ -123,7 +112,7 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         resume = any(k in checkpoint for k in args.get("checkpointables", []))
         if resume and not allow:
             check_fingerprint(self.model, checkpoint.get("model_fingerprint"), path)
-        keys = [k[7:] if k.startswith("module.") else k for k in checkpoint["model"]]
+        n_file = len(checkpoint["model"])
         is_lift_file = "lift_det" in checkpoint
         with collect_parts() as parts:  # what the modules' load hooks say they took elsewhere
             incompatible = super()._load_model(checkpoint)
@@ -143,17 +132,16 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         missing -= zero_rel_pos
         not_loaded = missing | exempt | set(shapes)
         loaded = [k for k in model_keys if k not in not_loaded]
-        n_from_ckpt = len(loaded)
         params = dict(self.model.named_parameters())
         numel = sum(p.numel() for p in params.values()) or 1
         fit_model = sum(params[k].numel() for k in loaded if k in params) / numel
-        fit_file = min(1.0, n_from_ckpt / max(1, len(keys)))
+        fit_file = min(1.0, len(loaded) / max(1, n_file))
         frozen = {k for k, p in params.items() if not p.requires_grad}
         bad_frozen = sorted(frozen & (missing | set(shapes)))
         self._report = dict(
             path=path,
             allow=allow,
-            n_loaded=n_from_ckpt,
+            n_loaded=len(loaded),
             n_model=len(model_keys),
             missing=group_keys(missing, model_keys),
             shapes=group_keys(shapes, model_keys),
@@ -191,7 +179,7 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         if fit_model < MIN_FIT and fit_file < MIN_FIT:
             raise ValueError(
                 f"'{path}' does not fit this model: only {fit_model:.0%} of the model's "
-                f"parameters and {fit_file:.0%} of the file's {len(keys)} tensors matched "
+                f"parameters and {fit_file:.0%} of the file's {n_file} tensors matched "
                 f"({what}). Use a checkpoint of this model (or a ViTDet/MAE checkpoint of the "
                 f"same ViT size), {fix}"
             )

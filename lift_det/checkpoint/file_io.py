@@ -17,18 +17,6 @@ import torch
 
 from ..utils.cli import UserError
 
-__all__ = [
-    "NotACheckpointError",
-    "not_a_checkpoint",
-    "torch_load_checked",
-    "unreadable_content",
-    "atomic_torch_save",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "is_temp_file",
-    "remove_stale_temp_files",
-]
-
 logger = logging.getLogger(__name__)
 
 _HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
@@ -77,9 +65,7 @@ def remove_stale_temp_files(folder: str) -> List[str]:
     """Remove from ``folder`` the temporary files of writers that died (a process of this host
     that no longer runs, or older than a day); returns the removed paths."""
     removed = []
-    if not os.path.isdir(folder):
-        return removed
-    for name in os.listdir(folder):
+    for name in os.listdir(folder) if os.path.isdir(folder) else []:
         if _is_stale(folder, name):
             path = os.path.join(folder, name)
             with contextlib.suppress(FileNotFoundError):
@@ -88,10 +74,6 @@ def remove_stale_temp_files(folder: str) -> List[str]:
     if removed:
         logger.info(f"Removed {len(removed)} leftover temporary file(s) of killed saves: {removed}")
     return removed
-
-
-def _is_disk_full(e: BaseException) -> bool:
-    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class _WriteErrors:
@@ -115,26 +97,22 @@ class _WriteErrors:
 
 def _fsync_folder(folder: str) -> None:
     """Make a rename in ``folder`` durable, where the folder can be opened and synced."""
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 @contextlib.contextmanager
-def _atomic_open(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
+def _atomic_open(path: str) -> Iterator[IO[bytes]]:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     prefix = f".{os.path.basename(path)}.{_HOST}-{os.getpid()}."
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+        with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -143,7 +121,7 @@ def _atomic_open(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
-        if _is_disk_full(e):
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):  # a full disk
             raise OSError(
                 errno.ENOSPC,
                 f"no space left on {folder} while writing {os.path.basename(path)} ({e}); "
@@ -155,7 +133,7 @@ def _atomic_open(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
 
 def atomic_torch_save(obj: Any, path: str) -> None:
     """``torch.save(obj)`` to ``path`` atomically; a full disk leaves the previous file."""
-    with _atomic_open(path, "wb") as f:
+    with _atomic_open(path) as f:
         sink = _WriteErrors(f)
         try:
             torch.save(obj, sink)
@@ -167,14 +145,13 @@ def atomic_torch_save(obj: Any, path: str) -> None:
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
-    with _atomic_open(path, "wb") as f:
+    with _atomic_open(path) as f:
         f.write(data)
 
 
 def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
-    with _atomic_open(path, "w") as f:
-        f.write(text)
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 class NotACheckpointError(RuntimeError, UserError):

@@ -6,8 +6,6 @@ from typing import Any, Dict, Mapping, Optional
 import torch
 from torch import nn
 
-__all__ = ["check_fingerprint", "model_fingerprint", "teacher_fingerprint"]
-
 
 def model_fingerprint(model: nn.Module) -> Dict[str, Any]:
     """Names and shapes of the model's state dict and their hash (stored in each checkpoint)."""

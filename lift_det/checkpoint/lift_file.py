@@ -27,17 +27,6 @@ from detectron2.utils.file_io import PathManager
 from .file_io import atomic_torch_save, torch_load_checked
 from .official_lift import is_official_lift_state, official_lift_file
 
-__all__ = [
-    "LIFT_FILE_FORMAT",
-    "MAX_ABS_WEIGHT",
-    "check_lift_file",
-    "check_lift_state",
-    "lift_metadata",
-    "load_lift_file",
-    "read_lift_file",
-    "save_lift_file",
-]
-
 logger = logging.getLogger(__name__)
 LIFT_FILE_FORMAT = 2
 # A trained LiFT's weights are O(1) (BN-normalized convs); stage one at lr=1e6 gives ~1e6.
@@ -211,15 +200,10 @@ def check_lift_file(
     _check("module class", type(lift).__name__, meta.get("class"), path, hint)
     _check("in_channels", int(lift.in_channels), meta.get("in_channels"), path, hint)
     _check("patch_size", int(lift.patch_size), meta.get("patch_size"), path, hint)
-    arch = getattr(lift, "arch", None)
-    if arch and meta.get("arch"):
-        for key, value in arch.items():
-            if key == "norm":  # BN / SyncBN / FrozenBN share a state dict; GN fails on load
-                continue
-            _check(f"arch.{key}", value, meta["arch"].get(key), path, hint)
-    if backbone and meta.get("backbone"):
-        for key, value in backbone.items():
-            _check(f"backbone.{key}", value, meta["backbone"].get(key), path, hint)
+    for group, ours in (("arch", getattr(lift, "arch", None)), ("backbone", backbone)):
+        for key, value in (ours or {}).items():
+            if key != "norm":  # BN / SyncBN / FrozenBN share a state dict; GN fails on load
+                _check(f"{group}.{key}", value, (meta.get(group) or {}).get(key), path, hint)
     _check_teacher(meta, teacher, path)
     _check_fit(lift.state_dict(), data["model"], path, hint)  # before anything is loaded
     logger.debug(  # the checkpointer's one summary line says where LiFT came from

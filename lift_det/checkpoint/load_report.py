@@ -10,17 +10,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Set
 
-__all__ = [
-    "Part",
-    "collect_parts",
-    "describe_keys",
-    "format_groups",
-    "group_keys",
-    "report_part",
-    "really_missing",
-    "summary_line",
-]
-
 logger = logging.getLogger(__name__)
 
 SOURCES = ("file", "checkpoint", "random", "new", "unused")
@@ -28,12 +17,10 @@ SOURCES = ("file", "checkpoint", "random", "new", "unused")
 
 @dataclass(frozen=True)
 class Part:
-    """
-    A part of a load: its state-dict ``prefix`` (``backbone.net.lift.``) and ``source``: "file"
+    """A part of a load: its state-dict ``prefix`` (``backbone.net.lift.``) and ``source``: "file"
     (from ``origin``, e.g. ``lift_weights=<path>``), "checkpoint" (``origin`` not used), "random"
-    (on purpose), "new" (a part this checkpoint format never has), "unused" (checkpoint tensors
-    with no place here, as expected); ``tensors`` counts them, ``reason`` is for the log.
-    """
+    (on purpose), "new" (a part this checkpoint format never has), "unused" (checkpoint tensors with
+    no place here, as expected); ``tensors`` counts them, ``reason`` is for the log."""
 
     prefix: str
     source: str

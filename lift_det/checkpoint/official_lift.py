@@ -1,25 +1,15 @@
 """Official LiFT checkpoints (the authors' code, github.com/saksham-s/lift) in lift_det.
 
 The official script saves ``LiFT(in_channels, patch_size).state_dict()`` as a plain torch file
-(``module.``-prefixed after DataParallel): the paper's LiFT-S, which ``LiFT.from_preset("LiFT-S",
-C, p)`` computes with other parameter names. The official image-branch convolutions have a bias
-right before their BatchNorm, folded exactly into ``running_mean`` (``BN(conv(x) + b)`` equals
+(``module.``-prefixed after DataParallel): the paper's LiFT-S, which ``LiFT.from_preset("LiFT-S", C,
+p)`` computes with other parameter names. The official image-branch convolutions have a bias right
+before their BatchNorm, folded exactly into ``running_mean`` (``BN(conv(x) + b)`` equals
 ``BN(conv(x))`` with ``running_mean - b``, in both modes). :func:`read_lift_file` converts such a
-file on load; it records neither its patch size nor its teacher, so neither is checked.
-"""
+file on load; it records neither its patch size nor its teacher, so neither is checked."""
 
 import logging
-import re
 from typing import Any, Dict, List, Mapping, Tuple
 import torch
-
-__all__ = [
-    "OFFICIAL_LIFT_S16_LAYOUT",
-    "OFFICIAL_LIFT_S16_PARAMETERS",
-    "convert_official_lift_state",
-    "is_official_lift_state",
-    "official_lift_file",
-]
 
 logger = logging.getLogger(__name__)
 
@@ -87,16 +77,15 @@ _SIGNATURE = ("up1.up.weight", "outc.weight", "image_convs_1.0.weight", "image_c
 
 
 def _strip_module(state: Mapping[str, Any]) -> Dict[str, Any]:
-    return {re.sub(r"^module\.", "", k): v for k, v in state.items()}
+    return {k.removeprefix("module."): v for k, v in state.items()}
 
 
 def is_official_lift_state(data: Any) -> bool:
     """Whether ``data`` (what ``torch.load`` returned) is an official LiFT state dict."""
     if not isinstance(data, Mapping) or not data:
         return False
-    if not all(isinstance(k, str) and torch.is_tensor(v) for k, v in data.items()):
-        return False
-    return all(k in _strip_module(data) for k in _SIGNATURE)
+    tensors = all(isinstance(k, str) and torch.is_tensor(v) for k, v in data.items())
+    return tensors and all(k in _strip_module(data) for k in _SIGNATURE)
 
 
 def convert_official_lift_state(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -117,11 +106,9 @@ def convert_official_lift_state(state: Mapping[str, torch.Tensor]) -> Dict[str, 
     for old, (new, fold_into) in _CONVS.items():
         out[f"{new}.weight"] = state[f"{old}.weight"].clone()
         bias = state.get(f"{old}.bias")
-        if bias is None:
-            continue
-        if fold_into is None:
+        if bias is not None and fold_into is None:
             out[f"{new}.bias"] = bias.clone()
-        else:
+        elif bias is not None:
             out[f"{fold_into}.running_mean"] = out[f"{fold_into}.running_mean"] - bias
     return out
 

@@ -1,8 +1,6 @@
-"""
-Datasets of lift_det. Importing this package registers the built-in mini COCO dataset
-(``lift_mini_train``, ``lift_mini_val``: names and metadata) in detectron2's catalogs; its files
-are generated on first load.
-"""
+"""Datasets of lift_det. Importing this package registers the built-in mini COCO dataset
+(``lift_mini_train``, ``lift_mini_val``: names and metadata) in detectron2's catalogs; its files are
+generated on first load."""
 
 from inspect import ismodule as _ismodule
 
@@ -10,7 +8,6 @@ from inspect import ismodule as _ismodule
 from .dataset_mapper import DetectionDatasetMapper
 from .detection_utils import IMAGE_EXTENSIONS, get_detection_dataset_dicts, read_image
 
-# the built-in mini COCO dataset
 from .mini import (
     MINI_CLASSES,
     MINI_DATASETS,
@@ -20,7 +17,6 @@ from .mini import (
     register_mini_coco,
 )
 
-# stage one's image-only data
 from .stage1 import Stage1DatasetMapper, image_folder_dicts, read_rgb_image, stage1_dataset_dicts
 
 __all__ = [k for k, v in globals().items() if not k.startswith("_") and not _ismodule(v)]

@@ -1,7 +1,5 @@
-"""
-A drop-in for detectron2's ``DatasetMapper`` that reads 16-bit images right, names unreadable
-files and drops boxes of zero or negative size (with a count).
-"""
+"""A drop-in for detectron2's ``DatasetMapper`` that reads 16-bit images right, names unreadable
+files and drops boxes of zero or negative size (with a count)."""
 
 import dis
 import functools
@@ -18,8 +16,6 @@ from detectron2.data import detection_utils as d2_utils
 from detectron2.structures import BoxMode
 
 from .detection_utils import read_image
-
-__all__ = ["DetectionDatasetMapper", "has_valid_box"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +48,8 @@ def _with_read_image(function: types.FunctionType) -> types.FunctionType:
     as ``utils.read_image``: the same code object, other globals, so the mapper runs upstream's
     ``__call__`` without a copy or a patch; code that reads images another way is refused."""
     module = sys.modules[function.__module__]
-    if getattr(module, "utils", None) is not d2_utils or not _reads_images_as_utils_read_image(
-        function
-    ):
+    readable = _reads_images_as_utils_read_image(function)
+    if getattr(module, "utils", None) is not d2_utils or not readable:
         raise RuntimeError(
             f"{function.__module__}.{function.__qualname__} of this detectron2 "
             f"({detectron2.__version__}) does not read images as utils.read_image "
@@ -75,11 +70,9 @@ def _upstream_call() -> types.FunctionType:
 
 
 class DetectionDatasetMapper(DatasetMapper):
-    """
-    detectron2's :class:`DatasetMapper` that reads images with :func:`lift_det.data.read_image`
-    and, in training, drops (and counts) annotations whose box has zero or negative size or is
-    not finite, before the transforms could turn a negative-size box into a valid one.
-    """
+    """detectron2's :class:`DatasetMapper` that reads images with :func:`lift_det.data.read_image`
+    and, in training, drops (and counts) annotations whose box has zero or negative size or is not
+    finite, before the transforms could turn a negative-size box into a valid one."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

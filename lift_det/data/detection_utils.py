@@ -16,8 +16,6 @@ from detectron2.utils.file_io import PathManager
 
 from .validate import check_dataset_dicts
 
-__all__ = ["IMAGE_EXTENSIONS", "datasets_hint", "get_detection_dataset_dicts", "read_image"]
-
 # what :func:`read_image` (PIL) reads: the file names that image folders are searched for
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
@@ -85,7 +83,8 @@ def check_dataset_files(name: str) -> None:
 @contextlib.contextmanager
 def load_errors_explained(names: Sequence[str]) -> Iterator[None]:
     """Around the first load of registered datasets: a missing file or name is explained by the
-    files the metadata records; another OSError becomes a ValueError (bad input)."""
+    files the metadata records (checked after a failure only: a dataset may make its files on first
+    load, as the built-in mini data does); another OSError becomes a ValueError (bad input)."""
     try:
         yield
     except (KeyError, FileNotFoundError):
@@ -104,16 +103,12 @@ def get_detection_dataset_dicts(
     check: bool = True,
     **kwargs: Any,
 ) -> List[Dict[str, Any]]:
-    """
-    detectron2's :func:`detectron2.data.get_detection_dataset_dicts`, with errors that name the
+    """detectron2's :func:`detectron2.data.get_detection_dataset_dicts`, with errors that name the
     dataset, its files and the fix; ``check``: then :func:`~.validate.check_dataset_dicts` with
     ``instance_masks`` and ``mask_format`` (the mapper's ``use_instance_mask`` and
-    ``instance_mask_format``).
-    """
+    ``instance_mask_format``)."""
     names = [names] if isinstance(names, str) else list(names)
     try:
-        # files are checked after a failure only: a dataset may make its files on first load
-        # (the built-in mini data does)
         with load_errors_explained(names):
             dicts = d2_get_detection_dataset_dicts(names, *args, **kwargs)
     except json.JSONDecodeError as e:
@@ -122,8 +117,7 @@ def get_detection_dataset_dicts(
             f"valid JSON ({e}): truncated by an interrupted download or copy? Copy it again."
         ) from None
     except AssertionError as e:
-        empty = re.search(r"Dataset '(.+)' is empty", str(e))
-        if empty:
+        if empty := re.search(r"Dataset '(.+)' is empty", str(e)):
             name = empty.group(1)
             raise ValueError(
                 f"Dataset '{name}' ({_where(name)}) has no images. Check that the annotation file "

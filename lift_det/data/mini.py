@@ -1,9 +1,7 @@
-"""
-A built-in, deterministic, procedurally generated "mini COCO" detection dataset (COCO instances
+"""A built-in, deterministic, procedurally generated "mini COCO" detection dataset (COCO instances
 JSON with polygon masks), registered as ``lift_mini_train`` / ``lift_mini_val`` when
 :mod:`lift_det.data` is imported; its files are generated on first load under
-:func:`default_mini_root` (:mod:`.mini_files`).
-"""
+:func:`default_mini_root` (:mod:`.mini_files`)."""
 
 import functools
 import logging
@@ -13,17 +11,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from .mini_files import _SPLITS, _generate_if_needed, _split_paths, generate_mini_coco
+from .mini_files import _SPLITS, _generate_if_needed, _split_paths, generate_mini_coco  # noqa: F401
 from .mini_render import MINI_CLASSES
-
-__all__ = [
-    "MINI_CLASSES",
-    "MINI_DATASETS",
-    "default_mini_root",
-    "generate_mini_coco",
-    "ensure_mini_coco",
-    "register_mini_coco",
-]
 
 logger = logging.getLogger(__name__)
 
@@ -33,24 +22,19 @@ MINI_DATASETS: Tuple[str, ...] = ("lift_mini_train", "lift_mini_val")
 def default_mini_root() -> str:
     """Where the mini COCO dataset lives by default: ``$LIFT_DET_MINI_ROOT`` if set, else
     ``$DETECTRON2_DATASETS/lift_mini_coco`` (``datasets/lift_mini_coco`` when unset)."""
-    root = os.environ.get("LIFT_DET_MINI_ROOT")
-    if root:
-        return root
-    return os.path.join(os.environ.get("DETECTRON2_DATASETS", "datasets"), "lift_mini_coco")
+    default = os.path.join(os.environ.get("DETECTRON2_DATASETS", "datasets"), "lift_mini_coco")
+    return os.environ.get("LIFT_DET_MINI_ROOT") or default
 
 
 def _load_mini_split(root: str, split: str, dataset_name: str) -> List[Dict[str, Any]]:
-    """The function registered in DatasetCatalog: generates the data if needed, then loads it."""
     _generate_if_needed(root)
-    json_file, image_root = _split_paths(root, split)
-    return load_coco_json(json_file, image_root, dataset_name)
+    return load_coco_json(*_split_paths(root, split), dataset_name)
 
 
-def _is_registered_at(name: str, root: str) -> bool:
+def _is_registered_at(name: str, split: str, root: str) -> bool:
     """Whether ``name`` is registered in both catalogs, pointing into ``root``."""
     if name not in DatasetCatalog.list() or name not in MetadataCatalog.list():
         return False
-    split = _SPLITS[MINI_DATASETS.index(name)]
     meta = MetadataCatalog.get(name)
     return all(
         meta.get(key) is not None and os.path.abspath(meta.get(key)) == os.path.abspath(path)
@@ -64,12 +48,11 @@ def register_mini_coco(root: Optional[str] = None) -> None:
     with another root is re-registered."""
     root = default_mini_root() if root is None else root
     for split, name in zip(_SPLITS, MINI_DATASETS):
-        if _is_registered_at(name, root):
+        if _is_registered_at(name, split, root):
             continue
-        if name in DatasetCatalog.list():
-            DatasetCatalog.remove(name)
-        if name in MetadataCatalog.list():
-            MetadataCatalog.remove(name)
+        for catalog in (DatasetCatalog, MetadataCatalog):
+            if name in catalog.list():
+                catalog.remove(name)
         json_file, image_root = _split_paths(root, split)
         DatasetCatalog.register(name, functools.partial(_load_mini_split, root, split, name))
         # the same values that load_coco_json sets when it loads the data

@@ -16,8 +16,6 @@ from iopath.common.file_io import file_lock
 from ..checkpoint import atomic_write_bytes, is_temp_file
 from .mini_render import MINI_CLASSES, render_coco_image
 
-__all__ = ["generate_mini_coco"]
-
 logger = logging.getLogger(__name__)
 
 # Bump whenever the generator's output changes (drawing code, defaults, JSON layout), so that
@@ -25,7 +23,6 @@ logger = logging.getLogger(__name__)
 _FORMAT_VERSION = 1
 _DEFAULTS = {"num_train": 160, "num_val": 40, "image_size": 256, "seed": 0}
 _SPLITS: Tuple[str, ...] = ("train", "val")
-_SPLIT_SEED_IDS = {"train": 0, "val": 1}
 _STAMP_NAME = ".complete"
 _IMAGE_RE = re.compile(r"^(\d{6})\.jpg$")
 
@@ -58,11 +55,9 @@ def _read_stamp(root: str) -> Optional[Dict[str, Any]]:
             stamp = json.load(f)
     except (OSError, ValueError):
         return None
-    if not isinstance(stamp, dict) or stamp.get("format_version") != _FORMAT_VERSION:
-        return None
-    if not all(os.path.isfile(_split_paths(root, s)[0]) for s in _SPLITS):
-        return None
-    return stamp
+    current = isinstance(stamp, dict) and stamp.get("format_version") == _FORMAT_VERSION
+    complete = all(os.path.isfile(_split_paths(root, s)[0]) for s in _SPLITS)
+    return stamp if current and complete else None
 
 
 def _generation_params(**params: int) -> Dict[str, Any]:
@@ -89,7 +84,7 @@ def _generate_split(root: str, split: str, num_images: int, image_size: int, see
     _remove_leftovers(image_dir, num_images)
     images, annotations = [], []
     for index in range(num_images):
-        rng = np.random.Generator(np.random.PCG64([seed, _SPLIT_SEED_IDS[split], index]))
+        rng = np.random.Generator(np.random.PCG64([seed, _SPLITS.index(split), index]))
         jpeg, anns = render_coco_image(rng, image_size, index + 1, len(annotations) + 1)
         file_name = f"{index:06d}.jpg"
         atomic_write_bytes(os.path.join(image_dir, file_name), jpeg)
@@ -98,10 +93,7 @@ def _generate_split(root: str, split: str, num_images: int, image_size: int, see
         )
         annotations += anns
     dataset = {
-        "info": {
-            "description": f"lift_det mini COCO ({split})",
-            "version": str(_FORMAT_VERSION),
-        },
+        "info": {"description": f"lift_det mini COCO ({split})", "version": str(_FORMAT_VERSION)},
         "licenses": [],
         "images": images,
         "annotations": annotations,
@@ -110,7 +102,6 @@ def _generate_split(root: str, split: str, num_images: int, image_size: int, see
             for i, name in enumerate(MINI_CLASSES)
         ],
     }
-    os.makedirs(os.path.dirname(json_file), exist_ok=True)
     atomic_write_bytes(json_file, json.dumps(dataset, separators=(",", ":")).encode("utf-8"))
 
 
@@ -139,12 +130,10 @@ def generate_mini_coco(
     image_size: int = _DEFAULTS["image_size"],
     seed: int = _DEFAULTS["seed"],
 ) -> None:
-    """
-    Generate the mini COCO dataset under ``root`` (``train/*.jpg``, ``val/*.jpg``,
+    """Generate the mini COCO dataset under ``root`` (``train/*.jpg``, ``val/*.jpg``,
     ``annotations/instances_{train,val}.json``, then the stamp ``.complete``), a deterministic
     function of the parameters (square images of side ``image_size`` >= 64). Does nothing if the
-    stamp records the same parameters; safe to call from several processes at once.
-    """
+    stamp records the same parameters; safe to call from several processes at once."""
     params = dict(num_train=num_train, num_val=num_val, image_size=image_size, seed=seed)
     for key, minimum in (("num_train", 1), ("num_val", 1), ("image_size", 64), ("seed", 0)):
         if not isinstance(params[key], (int, np.integer)) or params[key] < minimum:

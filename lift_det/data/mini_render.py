@@ -1,8 +1,6 @@
-"""
-Drawing of the mini COCO images: 1-6 non-overlapping shapes of three classes with random sizes
+"""Drawing of the mini COCO images: 1-6 non-overlapping shapes of three classes with random sizes
 (COCO small, medium and large), colors and shading on a smooth, textured background. Shapes are
-rasterized with pycocotools from the very polygons stored in the annotations.
-"""
+rasterized with pycocotools from the very polygons stored in the annotations."""
 
 import colorsys
 import io
@@ -11,8 +9,6 @@ from typing import Any, Dict, List, Tuple
 import cv2
 import pycocotools.mask as mask_util
 from PIL import Image
-
-__all__ = ["MINI_CLASSES", "render_coco_image", "render_image"]
 
 MINI_CLASSES: Tuple[str, ...] = ("square", "disc", "triangle")
 

@@ -16,14 +16,6 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from .detection_utils import IMAGE_EXTENSIONS, datasets_hint, load_errors_explained, read_image
 from .validate import check_some_image_reads
 
-__all__ = [
-    "Stage1DatasetMapper",
-    "color_jitter",
-    "image_folder_dicts",
-    "read_rgb_image",
-    "stage1_dataset_dicts",
-]
-
 logger = logging.getLogger(__name__)
 
 
@@ -54,19 +46,15 @@ def stage1_dataset_dicts(
     image_folders: Union[str, Sequence[str]] = (),
     max_images: int = 0,
 ) -> List[Dict[str, Any]]:
-    """
-    The images of registered datasets (``names``) and/or ``image_folders``, as dataset dicts
-    with only ``file_name``, ``image_id`` and (when known) ``height`` / ``width``; if
-    ``max_images`` > 0, only the first ``max_images``. A missing or empty dataset raises naming it.
-    """
+    """The images of registered datasets (``names``) and/or ``image_folders``, as dataset dicts with
+    only ``file_name``, ``image_id`` and (when known) ``height`` / ``width``; if ``max_images`` > 0,
+    only the first ``max_images``. A missing or empty dataset raises naming it."""
     names = [names] if isinstance(names, str) else list(names)
     image_folders = [image_folders] if isinstance(image_folders, str) else list(image_folders)
     if not names and not image_folders:
         raise ValueError("stage1_dataset_dicts: give dataset names and/or image folders.")
     dicts: List[Dict[str, Any]] = []
     for name in names:
-        # files are checked after a failure only: a dataset may make its files on first load
-        # (the built-in mini data does)
         with load_errors_explained([name]):
             loaded = DatasetCatalog.get(name)
         if not loaded:
@@ -103,14 +91,12 @@ def color_jitter(strength: float = 0.4) -> List[T.Augmentation]:
 
 
 class Stage1DatasetMapper:
-    """
-    Map a dataset dict to the input of :class:`lift_det.modeling.LiFTDistiller`: ``"image"``, a
+    """Map a dataset dict to the input of :class:`lift_det.modeling.LiFTDistiller`: ``"image"``, a
     (3, h, w) uint8 RGB tensor whose longest side is ``image_size`` (ViTDet's test-time view).
 
     Images too small for stage one (fewer than ``min_patches`` patches per side at their own
     resolution, or at x/4 after resizing) and unreadable ones are skipped (``None``: detectron2's
-    loaders draw another) and counted, or with ``skip_bad_images=False`` raise.
-    """
+    loaders draw another) and counted, or with ``skip_bad_images=False`` raise."""
 
     def __init__(
         self,
@@ -140,9 +126,8 @@ class Stage1DatasetMapper:
         self.min_patches = min_patches
         self.skip_bad_images = skip_bad_images
         self.resize = T.ResizeShortestEdge(short_edge_length=image_size, max_size=image_size)
-        self.augmentations = T.AugmentationList(
-            color_jitter(color_jitter_strength) if is_train else []
-        )
+        jitter = color_jitter(color_jitter_strength) if is_train else []
+        self.augmentations = T.AugmentationList(jitter)
         self.num_skipped = {"too_small": 0, "unreadable": 0}
 
     def _skip(self, reason: str, message: str) -> None:
@@ -179,14 +164,12 @@ class Stage1DatasetMapper:
         h, w = image.shape[:2]
         transform = self.resize.get_transform(image)
         new_h, new_w = transform.new_h, transform.new_w
-        reason = self._too_small(h, w, new_h, new_w)
-        if reason:
+        if reason := self._too_small(h, w, new_h, new_w):
             self._skip("too_small", f"Image '{file_name}' is too small for stage one: {reason}.")
             return None
-        image = transform.apply_image(image)
-        aug_input = T.AugInput(image)
+        aug_input = T.AugInput(transform.apply_image(image))
         self.augmentations(aug_input)
-        image = aug_input.image
         dataset_dict["height"], dataset_dict["width"] = h, w
-        dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        image = np.ascontiguousarray(aug_input.image.transpose(2, 0, 1))
+        dataset_dict["image"] = torch.as_tensor(image)
         return dataset_dict

@@ -11,8 +11,6 @@ from detectron2.structures import BoxMode
 
 from ..utils.cli import UserError
 
-__all__ = ["DatasetError", "check_dataset_dicts", "check_some_image_reads"]
-
 logger = logging.getLogger(__name__)
 
 _EXIF_ORIENTATION = 0x0112
@@ -29,14 +27,10 @@ def _image_label(d: Dict[str, Any]) -> str:
 
 
 def _annotation_label(d: Dict[str, Any], annotation: Dict[str, Any]) -> str:
-    aid = annotation.get("id")
+    if annotation.get("id") is not None:
+        return f"annotation id {annotation['id']} of {_image_label(d)}"
     # detectron2's COCO loader drops annotation ids: the box tells which one it is
-    which = (
-        f"annotation id {aid}"
-        if aid is not None
-        else f"the annotation with bbox {_bbox(annotation)}"
-    )
-    return f"{which} of {_image_label(d)}"
+    return f"the annotation with bbox {_bbox(annotation)} of {_image_label(d)}"
 
 
 def _bbox(annotation: Dict[str, Any]) -> List[float]:
@@ -86,16 +80,15 @@ def check_dataset_dicts(
     instance_masks: bool = False,
     mask_format: str = "polygon",
 ) -> None:
-    """
-    Check detectron2 dataset dicts. Raises :class:`DatasetError` (the first few offenders named,
-    the fix) for image files that are missing or unreadable or of another size than the dicts'
-    (EXIF rotation named), and, with ``instance_masks``, non-crowd instances without a
-    segmentation, or RLE masks where the mapper reads polygons (``mask_format``). Warns about boxes
-    that are not finite, have no area or lie outside the image.
-    """
+    """Check detectron2 dataset dicts. Raises :class:`DatasetError` (the first few offenders named,
+    the fix) for image files that are missing or unreadable or of another size than the dicts' (EXIF
+    rotation named), and, with ``instance_masks``, non-crowd instances without a segmentation, or
+    RLE masks where the mapper reads polygons (``mask_format``). Warns about boxes that are not
+    finite, have no area or lie outside the image."""
     start = time.perf_counter()
     where = ", ".join(names)
     missing, unreadable, wrong_size, rotated, no_mask, boxes, rle = [], [], [], [], [], [], []
+    polygons = instance_masks and mask_format == "polygon"  # RLE masks cannot be read as polygons
     for d in dicts:
         path = d.get("file_name", "")
         if path and "://" not in path:
@@ -115,16 +108,11 @@ def check_dataset_dicts(
                         else:
                             wrong_size.append(f"{label}, the image is {size[0]}x{size[1]}")
         for a in d.get("annotations", ()):
-            problem = _box_problem(a, d.get("width"), d.get("height"))
-            if problem:
+            if problem := _box_problem(a, d.get("width"), d.get("height")):
                 boxes.append(f"{_annotation_label(d, a)} {problem}")
             if instance_masks and not a.get("iscrowd", 0) and not a.get("segmentation"):
                 no_mask.append(_annotation_label(d, a))
-            if (
-                instance_masks
-                and mask_format == "polygon"
-                and isinstance(a.get("segmentation"), dict)
-            ):
+            if polygons and isinstance(a.get("segmentation"), dict):
                 rle.append(_annotation_label(d, a))
     if boxes:
         logger.warning(
@@ -132,38 +120,23 @@ def check_dataset_dicts(
             f"by the mapper) or lies outside its image: {_examples(boxes)}. Fix the annotation "
             f"file to keep them."
         )
-    problems = [  # (offenders, what they are: {} the examples, the fix)
-        (
-            missing,
-            "image file(s) do not exist: {}. Fix the image root the dataset was registered "
-            "with, or remove those images from the json",
-        ),
-        (unreadable, "image(s) cannot be read: {}"),
-        (
-            rotated,
-            "image(s) carry an EXIF orientation that rotates them (detectron2's reader "
-            "applies it) while the json's width/height and boxes are of the stored, unrotated "
-            "image: {}. Save the images without the EXIF orientation tag (e.g. `exiftool "
-            "-Orientation= -n`), or annotate the rotated images",
-        ),
-        (
-            wrong_size,
-            "image(s) have another size than the json's width/height: {}. Fix "
-            "width/height (and the boxes) in the annotation file",
-        ),
-        (
-            no_mask,
-            "instance(s) have no segmentation (none, or an empty list), but the model "
-            "trains masks: {}. Add their masks, mark them iscrowd=1, or train a box-only model "
-            "(dataloader.train.mapper.use_instance_mask=False, model.roi_heads.mask_on=False)",
-        ),
-        (
-            rle,
-            "instance(s) have RLE masks (segmentation {{counts, size}}), which the mapper "
-            "cannot read as polygons: {}. Set dataloader.train.mapper.instance_mask_format=bitmask",
-        ),
-    ]
-    errors = [f"{len(items)} " + text.format(_examples(items)) for items, text in problems if items]
+    problems = {  # what the offenders are ({} the examples) and the fix: the offenders
+        "image file(s) do not exist: {}. Fix the image root the dataset was registered "
+        "with, or remove those images from the json": missing,
+        "image(s) cannot be read: {}": unreadable,
+        "image(s) carry an EXIF orientation that rotates them (detectron2's reader "
+        "applies it) while the json's width/height and boxes are of the stored, unrotated "
+        "image: {}. Save the images without the EXIF orientation tag (e.g. `exiftool "
+        "-Orientation= -n`), or annotate the rotated images": rotated,
+        "image(s) have another size than the json's width/height: {}. Fix "
+        "width/height (and the boxes) in the annotation file": wrong_size,
+        "instance(s) have no segmentation (none, or an empty list), but the model "
+        "trains masks: {}. Add their masks, mark them iscrowd=1, or train a box-only model "
+        "(dataloader.train.mapper.use_instance_mask=False, model.roi_heads.mask_on=False)": no_mask,
+        "instance(s) have RLE masks (segmentation {{counts, size}}), which the mapper cannot read "
+        "as polygons: {}. Set dataloader.train.mapper.instance_mask_format=bitmask": rle,
+    }
+    errors = [f"{len(v)} " + text.format(_examples(v)) for text, v in problems.items() if v]
     if errors:
         raise DatasetError(f"Dataset {where}: " + ". ".join(errors) + ".")
     logger.info(

@@ -16,16 +16,6 @@ from detectron2.utils.registry import locate
 from ..modeling.attention import keyword_signature
 from ..utils.cli import UserError
 
-__all__ = [
-    "UsageError",
-    "check_config",
-    "check_overrides",
-    "check_weights",
-    "default_argument_parser",
-    "load_lazy_config",
-    "parse_args",
-]
-
 # switches that may also come after the first key=value (detectron2's parser puts those in opts)
 _LATE_FLAGS = {"--resume": "resume", "--eval-only": "eval_only", "--overwrite": "overwrite"}
 
@@ -136,14 +126,12 @@ def _takes_argument(node: Any, name: str) -> bool:
         sig = keyword_signature(target) if inspect.isclass(target) else inspect.signature(target)
     except (ValueError, TypeError, ImportError):
         return True  # cannot tell: let the target judge
-    params = sig.parameters.values()
-    return name in sig.parameters or any(p.kind == p.VAR_KEYWORD for p in params)
+    return name in sig.parameters or any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
 
 
 def check_overrides(cfg, opts: List[str]) -> None:
     """Refuse ``key=value`` overrides whose key is not in the config (nor an argument of the
     LazyCall it would go to), naming the closest valid key."""
-    known = None
     for o in opts:
         key = o.split("=", 1)[0]
         if key.startswith("+"):  # hydra's syntax to add a key on purpose
@@ -159,8 +147,7 @@ def check_overrides(cfg, opts: List[str]) -> None:
         node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
         if _takes_argument(node, name):
             continue
-        known = known if known is not None else list(_paths(cfg))
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(key, list(_paths(cfg)), n=1, cutoff=0.6)
         hint = (
             f"did you mean '{close[0]}'?"
             if close

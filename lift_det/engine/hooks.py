@@ -12,8 +12,6 @@ from detectron2.utils import comm
 
 from ..checkpoint import MAX_ABS_WEIGHT, atomic_write_text, save_lift_file, teacher_fingerprint
 
-__all__ = ["ExportLiFTFile", "StopOnDivergence"]
-
 logger = logging.getLogger(__name__)
 
 
@@ -21,18 +19,14 @@ def stage_one_quality(storage) -> Optional[Dict[str, float]]:
     """The latest held-out cosines that :class:`FeatureQualityEvaluator` put in the trainer's
     storage (via ``EvalHook``), or None if stage one was never evaluated."""
     latest = storage.latest()
-    keys = {"cos_lift": "lift_quality/cos_lift", "cos_bilinear": "lift_quality/cos_bilinear"}
-    if not all(v in latest for v in keys.values()):
-        return None
-    return {k: float(latest[v][0]) for k, v in keys.items()}
+    quality = {k: latest.get(f"lift_quality/{k}") for k in ("cos_lift", "cos_bilinear")}
+    return None if None in quality.values() else {k: float(v[0]) for k, v in quality.items()}
 
 
 class StopOnDivergence(HookBase):
-    """
-    Stops training (``FloatingPointError``) at the first step after which a trained weight is not
+    """Stops training (``FloatingPointError``) at the first step after which a trained weight is not
     finite or has exploded (``|w| > max_abs``): stage one's bounded cosine loss stays finite while
-    the weights blow up. Register it before the checkpointer: a diverged step is never saved.
-    """
+    the weights blow up. Register it before the checkpointer: a diverged step is never saved."""
 
     def __init__(self, max_abs: float = MAX_ABS_WEIGHT):
         self.max_abs = max_abs
@@ -44,8 +38,7 @@ class StopOnDivergence(HookBase):
     def after_step(self):
         if not self._params:
             return
-        with torch.no_grad():
-            largest = torch.stack([p.detach().abs().amax() for p in self._params]).amax().item()
+        largest = torch.stack([p.detach().abs().amax() for p in self._params]).amax().item()
         if not largest <= self.max_abs:  # also NaN
             raise FloatingPointError(
                 f"the trained weights diverged at iteration {self.trainer.iter}: largest |w| = "
@@ -54,14 +47,12 @@ class StopOnDivergence(HookBase):
 
 
 class ExportLiFTFile(HookBase):
-    """
-    ``after_train`` hook (for ``cfg.train.export``): writes the trained LiFT of a
+    """``after_train`` hook (for ``cfg.train.export``): writes the trained LiFT of a
     :class:`LiFTDistiller` with its metadata (:mod:`lift_det.checkpoint.lift_file`) to
     ``<output_dir>/<filename>``, the file stage two loads; nothing if training stopped before
     ``max_iter``. Register it after ``EvalHook``: a last held-out cosine below bilinear's is
     recorded as ``undertrained``. The teacher recorded is the ViT trained against (its
-    :func:`teacher_fingerprint`), kept in ``teacher.json`` by a first run for its resumes.
-    """
+    :func:`teacher_fingerprint`), kept in ``teacher.json`` by a first run for its resumes."""
 
     def __init__(
         self,
@@ -70,14 +61,9 @@ class ExportLiFTFile(HookBase):
         feature_layer: str = "last_feat",
         output_dir: str = "",
     ):
-        """
-        Args:
-            filename (str): file name in the output directory.
-            teacher_weights (str): where the ViT's weights came from; empty: a random teacher.
-            feature_layer (str): the ViT feature LiFT was trained on.
-            output_dir (str): default: the checkpointer's ``save_dir`` (the tool sets
-                ``.checkpointer`` on export hooks).
-        """
+        """``teacher_weights``: where the ViT's weights came from (empty: a random teacher);
+        ``feature_layer``: the ViT feature LiFT was trained on; ``output_dir``: default, the
+        checkpointer's ``save_dir`` (the tool sets ``.checkpointer`` on export hooks)."""
         self.filename = filename
         self.teacher_weights = teacher_weights
         self.feature_layer = feature_layer
@@ -175,15 +161,9 @@ class ExportLiFTFile(HookBase):
                 f"trained (a resumed run): {self.filename} records iteration {reached}."
             )
         self.teacher = self.teacher or self._teacher()
-        meta: Dict[str, Any] = dict(
-            teacher_weights=self.teacher["weights"],  # format 1's field, kept for readers
-            teacher=dict(self.teacher),
-            quality=stage_one_quality(trainer.storage),
-            undertrained=False,
-        )
-        q = meta["quality"]
-        if q is not None and q["cos_lift"] < q["cos_bilinear"]:
-            meta["undertrained"] = True
+        q = stage_one_quality(trainer.storage)
+        undertrained = q is not None and q["cos_lift"] < q["cos_bilinear"]
+        if undertrained:
             logger.warning(
                 f"UNDERTRAINED LiFT: held-out cosine {q['cos_lift']:.4f} is below bilinear "
                 f"upsampling's {q['cos_bilinear']:.4f} after {reached} iterations; {self.path} "
@@ -196,6 +176,9 @@ class ExportLiFTFile(HookBase):
             feature_layer=self.feature_layer,
             iteration=int(reached),
             distance=getattr(model, "distance", "cosine"),
-            **meta,
+            teacher_weights=self.teacher["weights"],  # format 1's field, kept for readers
+            teacher=dict(self.teacher),
+            quality=q,
+            undertrained=undertrained,
         )
         logger.info(f"Wrote the stage-one LiFT to {self.path} (load it with lift_weights=...).")

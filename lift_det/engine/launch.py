@@ -15,8 +15,6 @@ from ..checkpoint import AtomicDetectionCheckpointer
 from . import checks
 from .train_utils import ddp_kwargs, instantiate_data, instantiate_model, new_eval_dir
 
-__all__ = ["do_test", "evaluate", "get_parser", "load_config", "use_eval_dir"]
-
 
 def get_parser():
     """lift_det's parser (detectron2's + ``--overwrite``) and train_net's two switches."""
@@ -96,9 +94,7 @@ def do_test(cfg, model):
 def evaluate(cfg):
     """--eval-only: the model with ``train.init_checkpoint`` (nothing may stay random but the
     documented new parts), evaluated; the results also go to detectron2's ``metrics.json``."""
-    model = instantiate_model(cfg.model)
-    model.to(cfg.train.device)
-    model = create_ddp_model(model, **ddp_kwargs(cfg))
+    model = create_ddp_model(instantiate_model(cfg.model).to(cfg.train.device), **ddp_kwargs(cfg))
     try:
         AtomicDetectionCheckpointer(model, complete=True).load(cfg.train.init_checkpoint)
     except ValueError as e:

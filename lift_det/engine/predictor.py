@@ -11,8 +11,6 @@ from detectron2.data import transforms as T
 
 from ..checkpoint import AtomicDetectionCheckpointer
 
-__all__ = ["LazyPredictor", "check_image", "config_metadata"]
-
 
 def config_metadata(cfg):
     """The MetadataCatalog entry of ``cfg.dataloader.test.dataset.names``, without loading the
@@ -50,13 +48,10 @@ def check_image(image: np.ndarray) -> None:
 
 
 class LazyPredictor:
-    """
-    :class:`detectron2.engine.DefaultPredictor` for a LazyConfig: builds ``cfg.model``, loads
-    ``weights`` (a checkpoint that would leave part of the model random is refused: ValueError),
-    and runs it on one **BGR** uint8 image with the config's test-time augmentations.
-    ``self.metadata``: :func:`config_metadata`. ``device``: default ``cfg.train.device`` with
-    CUDA, else "cpu".
-    """
+    """:class:`detectron2.engine.DefaultPredictor` for a LazyConfig: builds ``cfg.model``, loads
+    ``weights`` (a checkpoint that would leave part of the model random is refused: ValueError), and
+    runs it on one **BGR** uint8 image with the config's test-time augmentations. ``self.metadata``:
+    :func:`config_metadata`. ``device``: default ``cfg.train.device`` with CUDA, else "cpu"."""
 
     def __init__(self, cfg, weights: str, device: str = ""):
         if not weights:
@@ -64,9 +59,8 @@ class LazyPredictor:
         self.device = device or (cfg.train.device if torch.cuda.is_available() else "cpu")
         self.model = instantiate(cfg.model).to(self.device).eval()
         AtomicDetectionCheckpointer(self.model, complete=True).load(weights)
-        self.aug = T.AugmentationList(
-            [instantiate(a) for a in cfg.dataloader.test.mapper.augmentations]
-        )
+        augmentations = [instantiate(a) for a in cfg.dataloader.test.mapper.augmentations]
+        self.aug = T.AugmentationList(augmentations)
         self.input_format = cfg.model.input_format
         assert self.input_format in ("RGB", "BGR"), self.input_format
         self.metadata = config_metadata(cfg)

@@ -14,8 +14,6 @@ from detectron2.solver import LRMultiplier
 
 from ..checkpoint import atomic_write_text
 
-__all__ = ["FixedLengthLRScheduler", "LossTrace"]
-
 logger = logging.getLogger(__name__)
 
 
@@ -71,13 +69,8 @@ class LossTrace(HookBase):
                 f"LossTrace: the trainer put no total_loss in its storage at iteration {it} "
                 f"(async_write_metrics or gather_metric_period > 1?): nothing exact to record."
             )
-        self.losses.append(
-            {
-                name: float.hex(value)
-                for name, (value, at) in sorted(latest.items())
-                if at == it and (name == "total_loss" or name.startswith("loss"))
-            }
-        )
+        terms = [k for k in sorted(latest) if k == "total_loss" or k.startswith("loss")]
+        self.losses.append({k: float.hex(latest[k][0]) for k in terms if latest[k][1] == it})
         if it + 1 >= self.num_iters:
             self._write()
 

@@ -12,8 +12,6 @@ from detectron2.engine import HookBase
 from detectron2.utils import comm
 from detectron2.utils.logger import log_every_n_seconds
 
-__all__ = ["ExactResume", "get_rng_state", "set_rng_state"]
-
 logger = logging.getLogger(__name__)
 
 
@@ -44,12 +42,10 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 
 class ExactResume(HookBase):
-    """
-    Makes ``--resume`` exact: the checkpoint holds the process's random state (this hook's
+    """Makes ``--resume`` exact: the checkpoint holds the process's random state (this hook's
     state); on resume, the data loader is replayed for the iterations already trained (batches
-    loaded and dropped), then that random state is restored. The checkpointer must come after
-    every hook that draws random numbers in ``after_step`` (``EvalHook``).
-    """
+    loaded and dropped), then that random state is restored. The checkpointer must come after every
+    hook that draws random numbers in ``after_step`` (``EvalHook``)."""
 
     def __init__(self):
         self._resumed: Optional[Dict[str, Any]] = None
@@ -69,28 +65,22 @@ class ExactResume(HookBase):
         batches = self.trainer._data_loader_iter  # created here as in the first step of a run
         for i in range(start):
             next(batches)
-            elapsed = time.perf_counter() - begin
-            log_every_n_seconds(
-                logging.INFO,
-                f"Exact resume: {i + 1}/{start} batches replayed, "
-                f"ETA {elapsed / (i + 1) * (start - i - 1):.0f} s",
-                n=30,
-                name=__name__,
-            )
+            eta = (time.perf_counter() - begin) / (i + 1) * (start - i - 1)
+            message = f"Exact resume: {i + 1}/{start} batches replayed, ETA {eta:.0f} s"
+            log_every_n_seconds(logging.INFO, message, n=30, name=__name__)
         if self._resumed is None:
             logger.warning(
                 "Exact resume: the checkpoint has no random state (written by an older "
                 "lift_det): the data continue exactly, random draws (drop path) do not."
             )
-        elif comm.get_world_size() > 1:
-            logger.warning(
-                "Exact resume: the data continue exactly on every process; the random state "
-                "only on rank 0 (a checkpoint holds rank 0's): the other ranks draw anew."
-            )
+        else:
+            if comm.get_world_size() > 1:
+                logger.warning(
+                    "Exact resume: the data continue exactly on every process; the random state "
+                    "only on rank 0 (a checkpoint holds rank 0's): the other ranks draw anew."
+                )
             if comm.is_main_process():
                 set_rng_state(self._resumed)
-        else:
-            set_rng_state(self._resumed)
         logger.info(
             f"Exact resume: {start} batches replayed in {time.perf_counter() - begin:.1f} s; "
             f"training continues at iteration {start}."

@@ -19,15 +19,6 @@ from .checks import UsageError, check_weights
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "LOCK_FILE",
-    "check_output_dir",
-    "check_run",
-    "forget_run",
-    "lock_output_dir",
-    "previous_max_iter",
-]
-
 LOCK_FILE = ".train.lock"
 
 
@@ -80,8 +71,7 @@ def check_run(cfg, args: argparse.Namespace) -> None:
         check_weights(weights)
         # read when train.init_checkpoint holds no LiFT (a ViTDet checkpoint): checked before the
         # model and the data are built, and before the output folder is touched
-        lift = OmegaConf.select(cfg, "model.backbone.net.lift_weights", default="")
-        if lift:
+        if lift := OmegaConf.select(cfg, "model.backbone.net.lift_weights", default=""):
             check_weights(str(lift), "model.backbone.net.lift_weights")
     check_output_dir(folder, args.resume, args.overwrite)
 

@@ -12,18 +12,6 @@ from detectron2.engine import AMPTrainer, SimpleTrainer, TrainerBase
 from ..data.detection_utils import datasets_hint
 from .checks import UsageError
 
-__all__ = [
-    "apply_optimizer_settings",
-    "build_trainer",
-    "ddp_kwargs",
-    "fit_device",
-    "instantiate_data",
-    "instantiate_model",
-    "new_eval_dir",
-    "optimizer_settings",
-    "train_or_explain",
-]
-
 logger = logging.getLogger("detectron2")
 
 
@@ -50,10 +38,6 @@ def build_trainer(cfg, model, optim, train_loader) -> TrainerBase:
     return (AMPTrainer if use_amp else SimpleTrainer)(model, train_loader, optim)
 
 
-def _message(e: BaseException) -> str:
-    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-
-
 def instantiate_data(node, what: str):
     """``instantiate`` a data loader; what its dataset functions and mappers refuse is bad input
     (:class:`UsageError`) naming the loader, a missing file with where datasets are read."""
@@ -63,7 +47,8 @@ def instantiate_data(node, what: str):
         hint = datasets_hint()  # lift_det's dataset functions give it already
         raise UsageError(f"{what}: {e}" if hint in str(e) else f"{what}: {e} {hint}") from None
     except (ValueError, KeyError) as e:
-        raise UsageError(f"{what}: {_message(e)}") from None
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e  # without the quotes
+        raise UsageError(f"{what}: {message}") from None
 
 
 def instantiate_model(node):

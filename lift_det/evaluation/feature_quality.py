@@ -10,18 +10,14 @@ from typing import Dict, List
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
-__all__ = ["FeatureQualityEvaluator"]
-
 logger = logging.getLogger(__name__)
 
 _KEYS = ("cos_lift", "cos_bilinear", "cos_nearest")
 
 
 class FeatureQualityEvaluator(DatasetEvaluator):
-    """
-    Averages the per-image cosines of :class:`LiFTDistiller`'s eval outputs over the dataset
-    (all processes if ``distributed``): ``{"lift_quality": {"cos_lift", "cos_bilinear", ...}}``.
-    """
+    """Averages the per-image cosines of :class:`LiFTDistiller`'s eval outputs over the dataset (all
+    processes if ``distributed``): ``{"lift_quality": {"cos_lift", "cos_bilinear", ...}}``."""
 
     def __init__(self, distributed: bool = True):
         self._distributed = distributed

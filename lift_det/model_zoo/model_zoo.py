@@ -4,22 +4,14 @@ import os
 
 from detectron2.config import LazyConfig
 
-__all__ = ["CONFIG_DIR", "get_config_file", "get_config"]
-
 # setup.py links (or, where links fail, copies) the repository's configs/ here, as detectron2's
 # setup.py does for detectron2/model_zoo/configs; a wheel carries them as package data
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
 
 def get_config_file(config_path: str) -> str:
-    """
-    Args:
-        config_path (str): relative to lift_det's ``configs/``, e.g. "vitdet_mrcnn_lift.py" or
-            "mini/vitdet_mrcnn.py".
-
-    Returns:
-        str: the path of the config file.
-    """
+    """The path of one of lift_det's configs, ``config_path`` relative to its ``configs/`` (e.g.
+    "vitdet_mrcnn_lift.py" or "mini/vitdet_mrcnn.py")."""
     path = os.path.join(CONFIG_DIR, config_path)
     if not os.path.isfile(path):
         available = sorted(
@@ -36,14 +28,9 @@ def get_config_file(config_path: str) -> str:
 
 
 def get_config(config_path: str):
-    """
-    The LazyConfig object of one of lift_det's configs, as
-    :func:`detectron2.model_zoo.get_config` returns detectron2's. Relative imports between
-    config files keep working (they resolve next to the file).
-
-    Args:
-        config_path (str): e.g. "vitdet_mrcnn_l_lift.py"; see :func:`get_config_file`.
-    """
+    """The LazyConfig object of one of lift_det's configs (:func:`get_config_file`), as
+    :func:`detectron2.model_zoo.get_config` returns detectron2's. Relative imports between config
+    files keep working (they resolve next to the file)."""
     if not config_path.endswith(".py"):
         raise ValueError(f"{config_path}: lift_det's configs are LazyConfig .py files.")
     return LazyConfig.load(get_config_file(config_path))

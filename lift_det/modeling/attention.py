@@ -2,9 +2,8 @@
 
 :class:`SDPAttention` is detectron2's ``Attention`` (same parameters, same state-dict keys) whose
 decomposed relative-position bias (:paper:`mvitv2`, detectron2's ``add_decomposed_rel_pos``) is
-passed to SDPA as its additive ``attn_mask``, so PyTorch can pick a fused kernel.
-:class:`AttnViT` is detectron2's ``ViT`` with an ``attn_impl`` argument.
-"""
+passed to SDPA as its additive ``attn_mask``, so PyTorch can pick a fused kernel. :class:`AttnViT`
+is detectron2's ``ViT`` with an ``attn_impl`` argument."""
 
 import inspect
 from typing import Dict, Type
@@ -16,15 +15,9 @@ from detectron2.modeling import ViT
 from detectron2.modeling.backbone.utils import get_rel_pos
 from detectron2.modeling.backbone.vit import Attention
 
-__all__ = ["ATTN_IMPLS", "AttnViT", "SDPAttention", "set_attn_impl"]
-
 
 def decomposed_rel_pos_bias(
-    q: torch.Tensor,
-    rel_pos_h: torch.Tensor,
-    rel_pos_w: torch.Tensor,
-    q_size: tuple,
-    k_size: tuple,
+    q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor, q_size: tuple, k_size: tuple
 ) -> torch.Tensor:
     """The (B, q_h * q_w, k_h * k_w) term detectron2's ``add_decomposed_rel_pos`` adds to the
     attention logits (same arguments, without the logits)."""
@@ -52,13 +45,8 @@ class SDPAttention(Attention):
         bias = None
         if self.use_rel_pos:
             # (B, nHead, HW, C) -> (B * nHead, HW, C), the layout upstream's bias is made in
-            bias = decomposed_rel_pos_bias(
-                q.reshape(B * self.num_heads, H * W, -1),
-                self.rel_pos_h,
-                self.rel_pos_w,
-                (H, W),
-                (H, W),
-            )
+            q_flat = q.reshape(B * self.num_heads, H * W, -1)
+            bias = decomposed_rel_pos_bias(q_flat, self.rel_pos_h, self.rel_pos_w, (H, W), (H, W))
             bias = bias.view(B, self.num_heads, H * W, H * W).to(q.dtype)
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
         # (B, nHead, HW, C) -> (B, H, W, nHead * C)

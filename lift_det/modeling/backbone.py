@@ -14,8 +14,6 @@ from ..checkpoint import check_lift_file, report_part, teacher_fingerprint
 from .attention import AttnViT, keyword_signature
 from .lift import check_num_passes, check_upsampler_fits
 
-__all__ = ["ViTLiFT", "vit_identity"]
-
 
 def vit_identity(vit: nn.Module) -> Dict[str, Any]:
     """What a LiFT file records about (and is checked against) a detectron2 :class:`ViT`: type,
@@ -53,20 +51,14 @@ class ViTLiFT(AttnViT):
         image_scale: float = 1.0,
         **vit_kwargs: Any,
     ):
-        """
-        Args:
-            lift (nn.Module): a :class:`LiFT` or a control (:func:`build_upsampler`) for the ViT's
-                ``in_channels`` and ``patch_size``.
-            lift_weights (str): the stage-one LiFT file, read when a checkpoint without
-                ``<prefix>lift.*`` tensors is loaded (see :meth:`load_lift_weights`).
-            num_passes (int): recursive LiFT passes (stride halves with each).
-            freeze_vit, freeze_lift (bool): no gradients, eval mode (and ``no_grad`` for the ViT)
-                whatever ``train()`` is called with.
-            allow_random_lift (bool): allow training a frozen LiFT that nothing loaded.
-            image_scale (float): the ViT and LiFT see the detector's image resized by this factor
-                (bilinear, antialiased); 0.5: ViTDet's own stride (the "half" placement).
-            vit_kwargs: arguments of :class:`AttnViT`.
-        """
+        """``lift``: a :class:`LiFT` or a control (:func:`build_upsampler`) for the ViT's channels
+        and patch size; ``lift_weights``: the stage-one LiFT file, read when a checkpoint without
+        ``<prefix>lift.*`` tensors is loaded (:meth:`load_lift_weights`); ``num_passes``:
+        recursive LiFT passes (the stride halves with each); ``freeze_vit``, ``freeze_lift``: no
+        gradients, eval mode (and ``no_grad`` for the ViT) whatever ``train()`` is called with;
+        ``allow_random_lift``: allow training a frozen LiFT that nothing loaded; ``image_scale``:
+        the ViT and LiFT see the detector's image resized by this factor (bilinear, antialiased;
+        0.5: ViTDet's own stride, the "half" placement); ``vit_kwargs``: :class:`AttnViT`'s."""
         super().__init__(**vit_kwargs)
         identity = vit_identity(self)
         embed_dim, patch_size = identity["embed_dim"], identity["patch_size"]
@@ -99,10 +91,6 @@ class ViTLiFT(AttnViT):
         self._out_feature_strides = {self._out_features[0]: int(stride)}
         self.train()
 
-    def backbone_identity(self) -> Dict[str, Any]:
-        """``vit_identity(self)``."""
-        return vit_identity(self)
-
     def load_lift_weights(self, state_dict: Dict[str, torch.Tensor], prefix: str = "", *_) -> None:
         """The load pre-hook: an incoming state dict without ``<prefix>lift.*`` tensors gets those
         of ``lift_weights`` (checked by :func:`check_lift_file`); where LiFT came from is reported
@@ -122,13 +110,10 @@ class ViTLiFT(AttnViT):
             return
         # the incoming ViT, if complete, is checked against the teacher the file records
         vit_keys = {k for k in self.state_dict() if not k.startswith("lift.")}
-        incoming = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        incoming = {k: v for k, v in incoming.items() if k in vit_keys}
+        incoming = {k: state_dict[prefix + k] for k in vit_keys if prefix + k in state_dict}
         teacher = teacher_fingerprint(incoming) if set(incoming) == vit_keys else None
-        data = check_lift_file(
-            self.lift, self.lift_weights, backbone=vit_identity(self), teacher=teacher
-        )
-        for k, v in data["model"].items():  # loaded with the rest of the state dict, once
+        lift = check_lift_file(self.lift, self.lift_weights, vit_identity(self), teacher)["model"]
+        for k, v in lift.items():  # loaded with the rest of the state dict, once
             state_dict[part + k] = v
         report_part(part, "file", origin=origin, tensors=n)
 
@@ -143,9 +128,8 @@ class ViTLiFT(AttnViT):
         return self
 
     def _check_lift_loaded(self) -> None:
-        if getattr(self.lift, "_lift_det_loaded", False) or self.allow_random_lift:
-            return
-        if not self.freeze_lift or not self.lift.state_dict():
+        loaded = getattr(self.lift, "_lift_det_loaded", False)
+        if loaded or self.allow_random_lift or not self.freeze_lift or not self.lift.state_dict():
             return
         how = (
             f"lift_weights={self.lift_weights} is set but no checkpoint was loaded (the file is "
@@ -167,14 +151,8 @@ class ViTLiFT(AttnViT):
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         if self.training:
             self._check_lift_loaded()
-        if self.image_scale != 1.0:
-            x = F.interpolate(
-                x,
-                scale_factor=self.image_scale,
-                mode="bilinear",
-                align_corners=False,
-                antialias=True,
-            )
+        if self.image_scale != 1.0:  # bilinear (align_corners=False), antialiased
+            x = F.interpolate(x, scale_factor=self.image_scale, mode="bilinear", antialias=True)
         with torch.no_grad() if self.freeze_vit else nullcontext():
             features = self.vit_forward(x)
         return {self._out_features[0]: self.lift(x, features, num_passes=self.num_passes)}

@@ -14,8 +14,6 @@ from detectron2.structures import ImageList
 
 from .lift import check_upsampler_fits
 
-__all__ = ["LiFTDistiller", "DISTANCES", "DOWNSCALES"]
-
 logger = logging.getLogger(__name__)
 
 DISTANCES = ("cosine", "l1", "l2")
@@ -23,16 +21,14 @@ DOWNSCALES = ("bilinear-antialias", "bilinear")
 
 
 class LiFTDistiller(nn.Module):
-    """
-    LiFT's stage-one model, a detectron2 model (stock trainers, hooks and checkpointer run it): a
+    """LiFT's stage-one model, a detectron2 model (stock trainers, hooks and checkpointer run it): a
     frozen feature source F at ``backbone`` (its ViT at ``backbone.net``, ViTDet's names) and the
     LiFT being trained at ``lift``. Training returns ``{"loss_lift_s2", "loss_lift_s4"}``, eval
     per-image cosines for :class:`lift_det.evaluation.FeatureQualityEvaluator`.
 
-    Images are normalized and zero-padded as ViTDet does; x/2 and x/4 are the padded batch
-    resized (bilinear, antialiased: what the ViT sees at half resolution). Losses and similarities
-    average over the feature cells that cover image content.
-    """
+    Images are normalized and zero-padded as ViTDet does; x/2 and x/4 are the padded batch resized
+    (bilinear, antialiased: what the ViT sees at half resolution). Losses and similarities average
+    over the feature cells that cover image content."""
 
     def __init__(
         self,
@@ -44,17 +40,12 @@ class LiFTDistiller(nn.Module):
         square_pad: int = 0,
         ignore_padding: bool = True,
     ):
-        """
-        Args:
-            source (nn.Module): a frozen feature source (:class:`D2ViTSource`,
-                :class:`TimmViTSource`).
-            lift (nn.Module): :class:`LiFT` or a control for the source's channels and patch size.
-            distance (str): d in Eq. 1, per feature cell: "cosine" (the paper's), "l1" or "l2"
-                (mean absolute / squared error over channels).
-            downscale (str): how x/2 and x/4 are made: "bilinear-antialias" or "bilinear".
-            square_pad (int): if > 0, pad every batch to this square size (a multiple of 4p).
-            ignore_padding (bool): average losses / similarities only over cells with content.
-        """
+        """``source``: a frozen feature source (:class:`D2ViTSource`, :class:`TimmViTSource`);
+        ``lift``: :class:`LiFT` or a control for its channels and patch size; ``distance``: d in
+        Eq. 1, per feature cell: "cosine" (the paper's), "l1" or "l2" (mean absolute / squared
+        error over channels); ``downscale``: how x/2 and x/4 are made; ``square_pad``: if > 0, pad
+        every batch to this square size (a multiple of 4p); ``ignore_padding``: average losses /
+        similarities only over cells with content."""
         super().__init__()
         if distance not in DISTANCES:
             raise NotImplementedError(f"distance={distance!r} is not supported; use {DISTANCES}.")
@@ -103,26 +94,19 @@ class LiFTDistiller(nn.Module):
                 )
             image = image.to(self.device, non_blocking=True).float()
             images.append((image - self.pixel_mean) / self.pixel_std)
-        constraints = {"square_size": self.square_pad}
-        return ImageList.from_tensors(
-            images, self.size_divisibility, padding_constraints=constraints
-        )
+        pad = {"square_size": self.square_pad}
+        return ImageList.from_tensors(images, self.size_divisibility, padding_constraints=pad)
 
     def _resize(self, x: torch.Tensor, factor: int) -> torch.Tensor:
         size = (x.shape[-2] // factor, x.shape[-1] // factor)
-        antialias = self.downscale == "bilinear-antialias"
-        return F.interpolate(
-            x, size=size, mode="bilinear", align_corners=False, antialias=antialias
-        )
+        antialias = self.downscale == "bilinear-antialias"  # align_corners=False, the default
+        return F.interpolate(x, size=size, mode="bilinear", antialias=antialias)
 
     def _content_mask(self, image_sizes: Sequence[Tuple[int, int]], grid: torch.Size, stride: int):
         """(B, h, w) bool: feature cells (stride ``stride`` in x) that see image content."""
-        mask = torch.zeros((len(image_sizes), *grid), dtype=torch.bool, device=self.device)
+        mask = torch.full((len(image_sizes), *grid), not self.ignore_padding, device=self.device)
         for i, (h, w) in enumerate(image_sizes):
-            if self.ignore_padding:
-                mask[i, : -(-int(h) // stride), : -(-int(w) // stride)] = True
-            else:
-                mask[i] = True
+            mask[i, : -(-int(h) // stride), : -(-int(w) // stride)] = True
         return mask
 
     def _cell_distance(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -146,16 +130,11 @@ class LiFTDistiller(nn.Module):
         return (x, x2, x4), (self.backbone(x), self.backbone(x2), self.backbone(x4))
 
     def forward(self, batched_inputs: List[Dict[str, Any]]):
-        """
-        Args:
-            batched_inputs: dicts with "image", a (3, H, W) RGB tensor in 0-255
-                (:class:`lift_det.data.Stage1DatasetMapper`).
-
-        Returns:
-            training: ``{"loss_lift_s2": d(F(x), Θ(x/2, F(x/2))), "loss_lift_s4": d(F(x/2),
-            Θ(x/4, F(x/4)))}``; eval: per image, the mean cosine to F(x) of Θ(x/2, F(x/2))
-            ("cos_lift"), and of bilinear and nearest 2x upsampling of F(x/2).
-        """
+        """``batched_inputs``: dicts with "image", a (3, H, W) RGB tensor in 0-255
+        (:class:`lift_det.data.Stage1DatasetMapper`). Training returns ``{"loss_lift_s2": d(F(x),
+        Θ(x/2, F(x/2))), "loss_lift_s4": d(F(x/2), Θ(x/4, F(x/4)))}``; eval, per image, the mean
+        cosine to F(x) of Θ(x/2, F(x/2)) ("cos_lift"), and of bilinear and nearest 2x upsampling
+        of F(x/2)."""
         images = self.preprocess_image(batched_inputs)
         (_, x2, x4), (f1, f2, f4) = self.features(images)
         p = self.backbone.patch_size
@@ -170,16 +149,10 @@ class LiFTDistiller(nn.Module):
             }
         candidates = {
             "cos_lift": self.lift(x2, f2),
-            "cos_bilinear": F.interpolate(
-                f2, scale_factor=2.0, mode="bilinear", align_corners=False
-            ),
+            "cos_bilinear": F.interpolate(f2, scale_factor=2.0, mode="bilinear"),
             "cos_nearest": F.interpolate(f2, scale_factor=2.0, mode="nearest"),
         }
         sims = {
             k: F.cosine_similarity(v.float(), f1, dim=1, eps=1e-6) for k, v in candidates.items()
         }
-        results = []
-        for i in range(len(batched_inputs)):
-            m = mask1[i]
-            results.append({k: float(s[i][m].mean()) for k, s in sims.items()})
-        return results
+        return [{k: float(s[i][m].mean()) for k, s in sims.items()} for i, m in enumerate(mask1)]

@@ -13,8 +13,6 @@ from detectron2.modeling import ViT
 
 from .backbone import vit_identity
 
-__all__ = ["FrozenFeatureSource", "D2ViTSource", "IMAGENET_MEAN", "IMAGENET_STD"]
-
 logger = logging.getLogger(__name__)
 
 # ViTDet's normalization of 0-255 RGB input, read from detectron2's model zoo
@@ -32,12 +30,10 @@ def _rgb_tuple(values: Sequence[float], name: str) -> Tuple[float, float, float]
 
 
 class FrozenFeatureSource(nn.Module):
-    """
-    Base class of the frozen feature sources: ``self.net`` frozen, in eval mode whatever
+    """Base class of the frozen feature sources: ``self.net`` frozen, in eval mode whatever
     ``train()`` is called with, run under ``no_grad`` (and autocast on CUDA). Subclasses set
-    ``embed_dim``, ``patch_size``, ``pixel_mean``, ``pixel_std`` (for 0-255 RGB input) and
-    implement :meth:`features` and :meth:`identity` (what LiFT files record about the ViT).
-    """
+    ``embed_dim``, ``patch_size``, ``pixel_mean``, ``pixel_std`` (for 0-255 RGB input) and implement
+    :meth:`features` and :meth:`identity` (what LiFT files record about the ViT)."""
 
     embed_dim: int
     patch_size: int
@@ -45,7 +41,6 @@ class FrozenFeatureSource(nn.Module):
     pixel_std: Tuple[float, float, float]
 
     def __init__(self, net: nn.Module, autocast: bool = True):
-        """``net``: the ViT; ``autocast``: run it under fp16 autocast when on CUDA."""
         super().__init__()
         self.net = net
         self.autocast = autocast
@@ -53,9 +48,7 @@ class FrozenFeatureSource(nn.Module):
 
     def freeze(self) -> "FrozenFeatureSource":
         """No gradients to the ViT; eval mode (no dropout / drop path)."""
-        for p in self.parameters():
-            p.requires_grad_(False)
-        return self.train(False)
+        return self.requires_grad_(False).train(False)
 
     def train(self, mode: bool = True) -> "FrozenFeatureSource":
         # the teacher is always in eval mode (SimpleTrainer calls model.train() on the whole model)
@@ -81,8 +74,7 @@ class FrozenFeatureSource(nn.Module):
         use_amp = self.autocast and images.is_cuda
         amp = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
         with torch.no_grad(), amp:
-            out = self.features(images)
-        return out.float()
+            return self.features(images).float()
 
     def extra_repr(self) -> str:
         return f"embed_dim={self.embed_dim}, patch_size={self.patch_size}, frozen=True"
@@ -99,12 +91,8 @@ class D2ViTSource(FrozenFeatureSource):
         pixel_std: Sequence[float] = IMAGENET_STD,
         autocast: bool = True,
     ):
-        """
-        Args:
-            net (ViT): detectron2's ViT; its weights load with the model's checkpoint.
-            pixel_mean, pixel_std: normalization of 0-255 RGB input; ViTDet's by default.
-            autocast (bool): fp16 autocast when on CUDA.
-        """
+        """``net``'s weights load with the model's checkpoint; ``pixel_mean``, ``pixel_std``: the
+        normalization of 0-255 RGB input (ViTDet's by default); ``autocast``: fp16 on CUDA."""
         if not isinstance(net, ViT):
             raise TypeError(f"D2ViTSource needs a detectron2 ViT, got {type(net).__name__}.")
         super().__init__(net, autocast=autocast)

@@ -2,11 +2,10 @@
 :class:`JBUUpsampler` (FeatUp's JBU, Fu et al., ICLR 2024) and :class:`AttentionUpsampler` (local
 attention, as JAFAR, Couairon et al., 2025, and UPLiFT, 2025).
 
-Both give each output pixel a convex combination (softmax weights) of the low-resolution features
-in the k x k window of cells around it (edge cells replicated). Output pixel (2i+a, 2j+b) lies at
-cell (i - 1/4 + a/2, j - 1/4 + b/2); the four sub-pixel phases (a, b) are computed at the
-low-resolution grid and interleaved by ``pixel_shuffle``.
-"""
+Both give each output pixel a convex combination (softmax weights) of the low-resolution features in
+the k x k window of cells around it (edge cells replicated). Output pixel (2i+a, 2j+b) lies at cell
+(i - 1/4 + a/2, j - 1/4 + b/2); the four sub-pixel phases (a, b) are computed at the low-resolution
+grid and interleaved by ``pixel_shuffle``."""
 
 import math
 import torch
@@ -14,8 +13,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .lift import check_num_passes, fit_image_to_features
-
-__all__ = ["JBUUpsampler", "AttentionUpsampler"]
 
 
 class _GuidedUpsampler(nn.Module):
@@ -80,14 +77,12 @@ class _GuidedUpsampler(nn.Module):
 
 
 class JBUUpsampler(_GuidedUpsampler):
-    """
-    A learned joint bilateral upsampler (FeatUp's JBU): the weight of window cell q for output
+    """A learned joint bilateral upsampler (FeatUp's JBU): the weight of window cell q for output
     pixel x is a softmax over the window of ``temperature * cos(g(x), g(q)) - |x - q|^2 / (2
     sigma^2)`` (a spatial Gaussian times a range kernel on learned guidance embeddings g).
 
-    Unlike FeatUp, the window holds the low-resolution cells around x (guidance area-averaged
-    over the cell). Initialized to sigma = 0.5 cells, temperature 1: close to bilinear.
-    """
+    Unlike FeatUp, the window holds the low-resolution cells around x (guidance area-averaged over
+    the cell). Initialized to sigma = 0.5 cells, temperature 1: close to bilinear."""
 
     def __init__(
         self,
@@ -118,13 +113,11 @@ class JBUUpsampler(_GuidedUpsampler):
 
 
 class AttentionUpsampler(_GuidedUpsampler):
-    """
-    Local cross-attention from the image to the ViT's features (JAFAR, UPLiFT): queries from a
-    conv encoding of the image at the output grid; keys from the layer-normalized features plus
-    the image encoding averaged over each cell; values are the features. Logits ``q . k /
-    sqrt(d)`` plus a learned bias per phase and window cell, initialized (zero queries) to a
-    Gaussian of the distance (sigma = 0.5 cells): a close-to-bilinear start.
-    """
+    """Local cross-attention from the image to the ViT's features (JAFAR, UPLiFT): queries from a
+    conv encoding of the image at the output grid; keys from the layer-normalized features plus the
+    image encoding averaged over each cell; values are the features. Logits ``q . k / sqrt(d)`` plus
+    a learned bias per phase and window cell, initialized (zero queries) to a Gaussian of the
+    distance (sigma = 0.5 cells): a close-to-bilinear start."""
 
     def __init__(
         self,
@@ -161,9 +154,8 @@ class AttentionUpsampler(_GuidedUpsampler):
         query = self._phases(self.query_conv(image))  # (B, d, 4, h*w)
         # NCHW -> NHWC for a per-cell layer norm of the features (no affine: key_conv follows)
         normed = F.layer_norm(features.permute(0, 2, 3, 1), (self.in_channels,))
-        key = self.key_conv(normed.permute(0, 3, 1, 2)) + self.key_image_conv(
-            F.avg_pool2d(image, 2)
-        )
+        cells = F.avg_pool2d(image, 2)  # the image encoding averaged over each cell
+        key = self.key_conv(normed.permute(0, 3, 1, 2)) + self.key_image_conv(cells)
         logits = torch.einsum("bdpn,bdkn->bpkn", query, self._windows(key))
         logits = logits / math.sqrt(query.shape[1]) + self.position_bias[:, :, None]
         return torch.softmax(logits, dim=2)

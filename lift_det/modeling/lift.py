@@ -6,16 +6,12 @@ with shallow conv features of the image into features at stride p/2. LiFT-S is t
 (384 channels); LiFT-B ours for ViT-B (Appendix B: wider, one more encoder block; most capacity at
 stride p, a narrow stride-p/2 decoder); LiFT-L / LiFT-H scale LiFT-B with the ViT's width."""
 
-import copy
 from typing import Dict, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from detectron2.layers import get_norm
-
-__all__ = ["LiFT", "LIFT_PRESETS", "ConvNormAct", "check_num_passes"]
-
 
 # Widths of the presets. Channels and patch size come from the ViT and are passed separately.
 LIFT_PRESETS: Dict[str, Dict] = {
@@ -90,8 +86,7 @@ class ConvNormAct(nn.Sequential):
     """Conv2d -> norm -> ReLU.
 
     Submodules are named ``conv`` and ``norm_layer``: never ``norm`` or ``proj``, so detectron2's
-    suffix-matching checkpoint heuristics cannot load MAE's ``norm.*`` tensors into LiFT.
-    """
+    suffix-matching checkpoint heuristics cannot load MAE's ``norm.*`` tensors into LiFT."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, norm: str = "BN"):
         super().__init__()
@@ -131,17 +126,12 @@ class LiFT(nn.Module):
         decoder_channels: Optional[int] = None,
         norm: str = "BN",
     ):
-        """
-        Args:
-            in_channels (int): channels of the ViT features; the output has the same.
-            patch_size (int): the ViT's patch size p (8, 14 or 16): features are at stride p.
-            image_channels (int): width of the image branch.
-            num_image_blocks (int): conv blocks of the image branch (>= 3; see the layout).
-            fuse_channels (int): width of the fusion blocks at stride p; 0: none (LiFT-S).
-            up_channels, decoder_channels (int or None): widths of the transposed conv and of the
-                decoder; default: half their input width and ``in_channels // 2`` (the paper's).
-            norm (str): normalization after each conv, a :func:`detectron2.layers.get_norm` name.
-        """
+        """``in_channels`` and the patch size p (8, 14 or 16) are the ViT's: its features, at stride
+        p, and the output have ``in_channels``. The image branch has ``num_image_blocks`` (>= 3)
+        conv blocks of ``image_channels``; ``fuse_channels`` is the width of the fusion blocks at
+        stride p (0: none, LiFT-S); ``up_channels`` and ``decoder_channels`` that of the transposed
+        conv and of the decoder (default: half their input width and ``in_channels // 2``, the
+        paper's); ``norm`` follows each conv (a :func:`detectron2.layers.get_norm` name)."""
         super().__init__()
         if patch_size not in (8, 14, 16):
             raise NotImplementedError(f"patch_size={patch_size} is not supported (use 8, 14, 16).")
@@ -190,13 +180,12 @@ class LiFT(nn.Module):
 
     @classmethod
     def from_preset(cls, name: str, in_channels: int, patch_size: int = 16, **kwargs) -> "LiFT":
-        """
-        Build a preset ("LiFT-S", "LiFT-B", "LiFT-L", "LiFT-H") for a ViT with ``in_channels``
-        and ``patch_size``. Keyword arguments override the preset's widths (e.g. ``norm="SyncBN"``).
-        """
+        """Build a preset ("LiFT-S", "LiFT-B", "LiFT-L", "LiFT-H") for a ViT with ``in_channels``
+        and ``patch_size``. Keyword arguments override the preset's widths (e.g.
+        ``norm="SyncBN"``)."""
         if name not in LIFT_PRESETS:
             raise KeyError(f"Unknown LiFT preset '{name}'; available: {sorted(LIFT_PRESETS)}.")
-        args = {**copy.deepcopy(LIFT_PRESETS[name]), **kwargs}
+        args = {**LIFT_PRESETS[name], **kwargs}  # the presets hold numbers and None only
         lift = cls(in_channels=in_channels, patch_size=patch_size, **args)
         lift.preset = name
         return lift
@@ -208,26 +197,17 @@ class LiFT(nn.Module):
         img_half = F.adaptive_max_pool2d(img, (2 * h, 2 * w))  # stride p/2
         img_full = self.image_down(img_half)  # stride p
         x = torch.cat([features, img_full], dim=1)
-        x = self.fuse(x)
-        x = self.upsample(x)  # stride p -> p/2
-        x = torch.cat([x, img_half], dim=1)
-        x = self.decoder(x)
-        return self.out_conv(x)
+        x = self.upsample(self.fuse(x))  # stride p -> p/2
+        return self.out_conv(self.decoder(torch.cat([x, img_half], dim=1)))
 
     def forward(
         self, image: torch.Tensor, features: torch.Tensor, num_passes: int = 1
     ) -> torch.Tensor:
-        """
-        Args:
-            image: (B, 3, H, W), normalized exactly as the ViT saw it.
-            features: (B, C, h, w) ViT features at stride p: h = H // p (or ceil(H / p) for a
-                ViT that pads); the image is cropped/zero-padded to (h*p, w*p).
-            num_passes (int): k >= 1 applies LiFT recursively (paper §6), each pass on the image
-                bilinearly resized to the current feature grid times p.
-
-        Returns:
-            Tensor (B, C, 2^k h, 2^k w): stride p / 2^k.
-        """
+        """(B, C, 2^k h, 2^k w) features at stride p / 2^k from an ``image`` (B, 3, H, W) normalized
+        exactly as the ViT saw it and its ViT ``features`` (B, C, h, w) at stride p: h = H // p (or
+        ceil(H / p) for a ViT that pads; the image is cropped/zero-padded to (h*p, w*p)).
+        ``num_passes`` k >= 1 applies LiFT recursively (paper §6), each pass on the image
+        bilinearly resized to the current feature grid times p."""
         num_passes = check_num_passes(num_passes)
         x = self._forward_once(image, features)
         p = self.patch_size

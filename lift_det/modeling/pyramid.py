@@ -4,8 +4,7 @@ Stage names are the contract with ViTDet checkpoints: a stage that applies scale
 named ``simfp_<log2(p / s)>``, as the ViTDet stage that applies the same scale to stride-p ViT
 features. "half" (:func:`lift_det.config.lift_backbone`) builds upstream's ``simfp_2``-``simfp_5``;
 "stride8" ``simfp_3``-``simfp_5`` (p2-p4), p5 and p6 subsampled from p4 (ViTDet's ``simfp_2``
-unused); other ``scale_factors`` may build a new stage (reported as new on loading).
-"""
+unused); other ``scale_factors`` may build a new stage (reported as new on loading)."""
 
 import math
 from functools import partial
@@ -20,8 +19,6 @@ from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 from ..checkpoint import report_part
 from .backbone import ViTLiFT, vit_identity
 from .upsample import build_upsampler
-
-__all__ = ["LiFTSimpleFeaturePyramid", "LastLevelsMaxPool", "build_vit_lift_backbone"]
 
 VITDET_SCALES = (4.0, 2.0, 1.0, 0.5)  # upstream ViTDet's pyramid on the stride-p ViT
 
@@ -48,24 +45,18 @@ def _stage_name(ref_stride: int, scale: float) -> str:
 def _report_stages(module, state_dict, prefix, *args) -> None:
     """load_state_dict pre-hook: tell the loading checkpointer which stages a ViTDet checkpoint
     cannot have (new) and which of its stages this pyramid does not have (unused)."""
-    for name, scale in module._own_stages.items():
-        if name not in module._vitdet_stages and not any(
-            k.startswith(f"{prefix}{name}.") for k in state_dict
-        ):
-            reason = f"{name} is the new {scale:g}x stage (ViTDet checkpoints have none)"
-            report_part(f"{prefix}{name}.", "new", reason=reason)
-    for name, scale in module._vitdet_stages.items():
-        if name not in module._own_stages and any(
-            k.startswith(f"{prefix}{name}.") for k in state_dict
-        ):
-            reason = f"ViTDet's {scale:g}x stage {name} has no counterpart here"
-            report_part(f"{prefix}{name}.", "unused", reason=reason)
+    own, vitdet = module._own_stages, module._vitdet_stages
+    held = {k[len(prefix) :].split(".")[0] for k in state_dict if k.startswith(prefix)}
+    for name in (n for n in own if n not in vitdet and n not in held):
+        reason = f"{name} is the new {own[name]:g}x stage (ViTDet checkpoints have none)"
+        report_part(f"{prefix}{name}.", "new", reason=reason)
+    for name in (n for n in vitdet if n not in own and n in held):
+        reason = f"ViTDet's {vitdet[name]:g}x stage {name} has no counterpart here"
+        report_part(f"{prefix}{name}.", "unused", reason=reason)
 
 
 def _stage(scale: float, dim: int, out_channels: int, norm: str) -> nn.Sequential:
     """Upstream's stage for ``scale`` (same layers and indices); 0.25 / 0.125: a 4x / 8x pool."""
-    use_bias = norm == ""
-    out_dim = dim
     if scale == 4.0:
         layers = [
             nn.ConvTranspose2d(dim, dim // 2, kernel_size=2, stride=2),
@@ -73,10 +64,8 @@ def _stage(scale: float, dim: int, out_channels: int, norm: str) -> nn.Sequentia
             nn.GELU(),
             nn.ConvTranspose2d(dim // 2, dim // 4, kernel_size=2, stride=2),
         ]
-        out_dim = dim // 4
     elif scale == 2.0:
         layers = [nn.ConvTranspose2d(dim, dim // 2, kernel_size=2, stride=2)]
-        out_dim = dim // 2
     elif scale == 1.0:
         layers = []
     elif scale in (0.5, 0.25, 0.125):
@@ -85,7 +74,8 @@ def _stage(scale: float, dim: int, out_channels: int, norm: str) -> nn.Sequentia
         raise NotImplementedError(
             f"scale_factor={scale} is not supported (use 4, 2, 1, 0.5, 0.25 or 0.125)."
         )
-    conv = dict(bias=use_bias)
+    out_dim = dim // int(max(scale, 1))  # each transposed conv halves the channels
+    conv = dict(bias=norm == "")
     layers += [
         Conv2d(out_dim, out_channels, kernel_size=1, norm=get_norm(norm, out_channels), **conv),
         Conv2d(out_channels, out_channels, 3, padding=1, norm=get_norm(norm, out_channels), **conv),
@@ -94,11 +84,9 @@ def _stage(scale: float, dim: int, out_channels: int, norm: str) -> nn.Sequentia
 
 
 class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
-    """
-    :class:`SimpleFeaturePyramid` (ViTDet, upstream's ``forward``) whose stages are built from the
-    net's actual stride, named after the ViTDet stage with the same scale factor (see the module
-    docstring); by default strides 4-32 and the top block's, as ViTDet's heads expect.
-    """
+    """:class:`SimpleFeaturePyramid` (ViTDet, upstream's ``forward``) whose stages are built from
+    the net's actual stride, named after the ViTDet stage with the same scale factor (see the module
+    docstring); by default strides 4-32 and the top block's, as ViTDet's heads expect."""
 
     def __init__(
         self,
@@ -111,14 +99,10 @@ class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
         square_pad: int = 0,
         freeze: bool = False,
     ):
-        """
-        Args:
-            net, in_feature, out_channels, top_block, norm, square_pad: as in
-                :class:`SimpleFeaturePyramid`.
-            scale_factors (list[float] or None): any of 4, 2, 1, 0.5, 0.25 and 0.125. None: those
-                that give strides 4, 8, ... up to the level ``top_block`` reads (p5 without one).
-            freeze (bool): no gradients to the pyramid's own stages (not to ``net``).
-        """
+        """Arguments as :class:`SimpleFeaturePyramid`'s, but ``scale_factors``: any of 4, 2, 1,
+        0.5, 0.25 and 0.125 (None: those that give strides 4, 8, ... up to the level ``top_block``
+        reads, p5 without one); ``freeze``: no gradients to the pyramid's own stages (not to
+        ``net``)."""
         # the stages are built here (upstream's loop, extended), so SimpleFeaturePyramid's
         # __init__ (which names stages from the input stride) is not called
         Backbone.__init__(self)
@@ -140,9 +124,8 @@ class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
             scale_factors = [in_shape.stride / 2**k for k in range(2, last + 1)]
         self.scale_factors = tuple(float(s) for s in scale_factors)
         strides = [in_shape.stride / s for s in self.scale_factors]
-        if any(s != int(s) or s < 1 for s in strides) or any(
-            b != 2 * a for a, b in zip(strides, strides[1:])
-        ):
+        doubling = all(b == 2 * a for a, b in zip(strides, strides[1:]))
+        if not doubling or any(s != int(s) or s < 1 for s in strides):
             raise ValueError(
                 f"scale_factors={list(self.scale_factors)} on the stride-{in_shape.stride} input "
                 f"'{in_feature}' give strides {strides}; they must be whole and double from one "
@@ -151,13 +134,12 @@ class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
         strides = [int(s) for s in strides]
         # names follow the ViTDet stage with the same scale factor on the ViT's patch stride
         ref_stride = vit_identity(net)["patch_size"] if isinstance(net, ViT) else in_shape.stride
-        self.stages = []
-        for scale in self.scale_factors:
-            stage = _stage(scale, in_shape.channels, out_channels, norm)
-            self.add_module(_stage_name(ref_stride, scale), stage)
-            self.stages.append(stage)
         self._vitdet_stages = {_stage_name(ref_stride, s): s for s in VITDET_SCALES}
         self._own_stages = {_stage_name(ref_stride, s): s for s in self.scale_factors}
+        self.stages = []
+        for name, scale in self._own_stages.items():
+            self.stages.append(_stage(scale, in_shape.channels, out_channels, norm))
+            self.add_module(name, self.stages[-1])
         self.register_load_state_dict_pre_hook(_report_stages)
 
         self.net = net
@@ -179,9 +161,8 @@ class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
         self._out_features = list(self._out_feature_strides)
         self._out_feature_channels = {k: out_channels for k in self._out_features}
         # upstream's: the stride of the last level the stages and the top block build but one
-        self._size_divisibility = max(strides) * 2 ** max(
-            getattr(top_block, "num_levels", 1) - 1, 0
-        )
+        levels = getattr(top_block, "num_levels", 1)
+        self._size_divisibility = max(strides) * 2 ** max(levels - 1, 0)
         self._square_pad = square_pad
         self.freeze = freeze
         if freeze:

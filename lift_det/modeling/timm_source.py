@@ -9,17 +9,13 @@ import torch
 
 from .feature_source import FrozenFeatureSource, _rgb_tuple
 
-__all__ = ["TimmViTSource"]
-
 logger = logging.getLogger(__name__)
 
 
 class TimmViTSource(FrozenFeatureSource):
-    """
-    A timm ViT (e.g. ``"vit_small_patch16_224.dino"``) as a frozen feature source: the patch
-    tokens of ``forward_features`` as an NCHW map, at any input size (``dynamic_img_size``).
-    Nothing is downloaded: weights come from a local file.
-    """
+    """A timm ViT (e.g. ``"vit_small_patch16_224.dino"``) as a frozen feature source: the patch
+    tokens of ``forward_features`` as an NCHW map, at any input size (``dynamic_img_size``). Nothing
+    is downloaded: weights come from a local file."""
 
     def __init__(
         self,
@@ -29,14 +25,10 @@ class TimmViTSource(FrozenFeatureSource):
         autocast: bool = True,
         **model_kwargs: Any,
     ):
-        """
-        Args:
-            model_name (str): a timm model name; its pretrained config gives the normalization.
-            weights (str): a local checkpoint (see :meth:`load_weights`); empty: random (warned).
-            img_size (int or None): the ViT's reference image size; None: the model's default.
-            autocast (bool): fp16 autocast when on CUDA.
-            model_kwargs: more arguments of ``timm.create_model``.
-        """
+        """``model_name``: a timm model name, whose pretrained config gives the normalization;
+        ``weights``: a local checkpoint (:meth:`load_weights`; empty: random, warned); ``img_size``:
+        the ViT's reference image size (None: the model's default); ``autocast``: fp16 on CUDA;
+        ``model_kwargs``: more arguments of ``timm.create_model``."""
         import timm
 
         kwargs = dict(pretrained=False, num_classes=0, dynamic_img_size=True, **model_kwargs)

@@ -11,10 +11,10 @@ from torch import nn
 from .learned_upsamplers import AttentionUpsampler, JBUUpsampler
 from .lift import LIFT_PRESETS, LiFT
 
-__all__ = ["BilinearUpsampler", "ResizeConvUpsampler", "UPSAMPLER_NAMES", "build_upsampler"]
 
+class BilinearUpsampler(nn.Module):
+    """Bilinear 2x upsampling of the features; the image is ignored. No parameters."""
 
-class _UpsamplerBase(nn.Module):
     def __init__(self, in_channels: int, patch_size: int = 16):
         super().__init__()
         self.in_channels = in_channels
@@ -29,17 +29,13 @@ class _UpsamplerBase(nn.Module):
             )
         return F.interpolate(features, scale_factor=2.0, mode="bilinear", align_corners=False)
 
-
-class BilinearUpsampler(_UpsamplerBase):
-    """Bilinear 2x upsampling of the features; the image is ignored. No parameters."""
-
     def forward(self, image: torch.Tensor, features: torch.Tensor, num_passes: int = 1):
         for _ in range(num_passes):
             features = self._upsample(features)
         return features
 
 
-class ResizeConvUpsampler(_UpsamplerBase):
+class ResizeConvUpsampler(BilinearUpsampler):
     """Bilinear 2x upsampling followed by a 3x3 conv (residual, zero-initialized)."""
 
     def __init__(self, in_channels: int, patch_size: int = 16):
@@ -48,11 +44,9 @@ class ResizeConvUpsampler(_UpsamplerBase):
         nn.init.zeros_(self.refine_conv.weight)
         nn.init.zeros_(self.refine_conv.bias)
 
-    def forward(self, image: torch.Tensor, features: torch.Tensor, num_passes: int = 1):
-        for _ in range(num_passes):
-            features = self._upsample(features)
-            features = features + self.refine_conv(features)
-        return features
+    def _upsample(self, features: torch.Tensor) -> torch.Tensor:
+        features = super()._upsample(features)
+        return features + self.refine_conv(features)
 
 
 _CONTROLS = {"bilinear": BilinearUpsampler, "resize_conv": ResizeConvUpsampler}
@@ -62,12 +56,10 @@ UPSAMPLER_NAMES = tuple(LIFT_PRESETS) + tuple(_CONTROLS) + tuple(_LEARNED)
 
 
 def build_upsampler(name: str, in_channels: int, patch_size: int = 16, **kwargs: Any) -> nn.Module:
-    """
-    Build LiFT or a control by name (:data:`UPSAMPLER_NAMES`: a LiFT preset, "bilinear",
+    """Build LiFT or a control by name (:data:`UPSAMPLER_NAMES`: a LiFT preset, "bilinear",
     "resize_conv", "jbu", "attention") for a ViT with ``in_channels`` and ``patch_size``.
-    ``kwargs``: overrides of a preset's arguments (e.g. ``norm="SyncBN"``), or the options of
-    "jbu" and "attention" (e.g. ``kernel_size=7``); the other controls take none.
-    """
+    ``kwargs``: overrides of a preset's arguments (e.g. ``norm="SyncBN"``), or the options of "jbu"
+    and "attention" (e.g. ``kernel_size=7``); the other controls take none."""
     if name in LIFT_PRESETS or name in _LEARNED:
         cls = LiFT if name in LIFT_PRESETS else _LEARNED[name]
         options = set(inspect.signature(cls).parameters) - {"in_channels", "patch_size"}

@@ -6,15 +6,6 @@ import contextlib
 import errno
 from typing import Any, Callable, Iterator, List, NoReturn, Optional
 
-__all__ = [
-    "ENVIRONMENT_FAULTS",
-    "UserError",
-    "faults_in_one_line",
-    "refuse",
-    "refusals",
-    "run_main",
-]
-
 # faults of the machine, not of the program: a full disk or quota, a read-only or forbidden folder
 ENVIRONMENT_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 

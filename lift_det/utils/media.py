@@ -7,15 +7,6 @@ import cv2
 from ..data import IMAGE_EXTENSIONS
 from .cli import UserError
 
-__all__ = [
-    "IMAGE_EXTS",
-    "VIDEO_CODECS",
-    "check_video_readable",
-    "make_folder",
-    "same_file",
-    "video_codec",
-]
-
 # a folder's images that the demo can draw on and write back (OpenCV writes no GIF)
 IMAGE_EXTS = tuple(e for e in IMAGE_EXTENSIONS if cv2.haveImageWriter(f"image{e}"))
 
@@ -33,12 +24,11 @@ def video_codec(path):
     """(fourcc, path): the first codec this OpenCV can write for ``path``'s container, probed
     with ``cv2.VideoWriter.isOpened`` in the output folder; a path without a known extension
     gets .mp4 or .avi. Refuses when none opens."""
-    stem, ext = os.path.splitext(path)
-    if ext.lower() in VIDEO_CODECS:
-        candidates = [(c, path) for c in VIDEO_CODECS[ext.lower()]]
+    ext = os.path.splitext(path)[1].lower()
+    if ext in VIDEO_CODECS:
+        candidates = [(c, path) for c in VIDEO_CODECS[ext]]
     else:
-        stem = path
-        candidates = [(c, stem + e) for e in (".mp4", ".avi") for c in VIDEO_CODECS[e]]
+        candidates = [(c, path + e) for e in (".mp4", ".avi") for c in VIDEO_CODECS[e]]
     for fourcc, out in candidates:  # OpenCV logs the encoders it does not find
         probe = os.path.join(os.path.dirname(os.path.abspath(out)), f".probe-{os.getpid()}")
         probe += os.path.splitext(out)[1]

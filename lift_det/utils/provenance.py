@@ -1,7 +1,10 @@
 """Where and how a tool's result was made (stamped by the tools that write results for docs/)."""
 
 import os
+import platform
 import re
+import subprocess
+import sys
 import time
 from typing import Any, Dict, Optional
 
@@ -15,9 +18,6 @@ VERSIONS = {"torch": "torch", "numpy": "numpy", "pillow": "Pillow", "python": "P
 def provenance() -> Dict[str, str]:
     """Where and how a result was made: date, commit, machine, versions, the exact command."""
     import numpy
-    import platform
-    import subprocess
-    import sys
     import PIL
     import torch
 
@@ -49,7 +49,6 @@ def cpu_class() -> Dict[str, Any]:
     """What decides a CPU run's arithmetic besides the versions: the CPU's vendor, family and model
     (``/proc/cpuinfo``), the kernels torch picks for it (``AVX2``, ``AVX512``...) and the CPUs
     it sees. Two machines of one class compute the same bits; a marketing name does not say that."""
-    import platform
     import torch
 
     info: Dict[str, str] = {}
