@@ -65,17 +65,15 @@ def plot_self_similarity(
 ) -> None:
     """Write a PNG grid: the (H, W, 3) uint8 image, then every map of
     :func:`self_similarity_maps` (brighter = more similar), the query (x, y) marked on each."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     H, W = image.shape[:2]
     n = len(maps) + 1
     ncols = min(n, 4)
     nrows = -(-n // ncols)
     figsize = (panel_size * ncols, panel_size * H / W * nrows + 0.6)
-    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False)
+    fig = Figure(figsize=figsize)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.reshape(-1):
         ax.axis("off")
     panels = [("image", None)] + list(maps)
@@ -92,7 +90,6 @@ def plot_self_similarity(
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def get_parser():

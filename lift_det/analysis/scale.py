@@ -86,19 +86,15 @@ def plot_scale_cka(
     ``results`` (:func:`scale_cka_matrix` over ``scales``), sharing :func:`cka_color_range`, and
     below them a panel per source scale (default: every scale), CKA against the destination scale, a
     curve per method. Returns what was drawn (heatmaps, curves, color_range)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     scales = list(scales)
     source_scales = scales if source_scales is None else list(source_scales)
     methods = list(results)
     vmin, vmax = cka_color_range(results)
     ncols = max(len(methods), len(source_scales))
-    fig, axes = plt.subplots(
-        2, ncols, figsize=(3.6 * ncols, 7.2), squeeze=False, constrained_layout=True
-    )
+    fig = Figure(figsize=(3.6 * ncols, 7.2), constrained_layout=True)
+    axes = fig.subplots(2, ncols, squeeze=False)
     labels = [f"{s:g}" for s in scales]
     for ax, method in zip(axes[0], methods):
         im = ax.imshow(results[method], vmin=vmin, vmax=vmax, cmap="viridis")
@@ -126,5 +122,4 @@ def plot_scale_cka(
     if title:
         fig.suptitle(title, fontsize=11)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return {"heatmaps": methods, "curves": source_scales, "color_range": (vmin, vmax)}

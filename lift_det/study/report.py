@@ -6,7 +6,7 @@ from typing import Dict, List
 from ..utils.tables import md_table
 from .placements import placement_words
 from .schedule import CONTROL, arm_labels
-from .statistics import METRICS
+from .statistics import METRICS, interval
 
 CURVE = (("bbox/AP", "box AP"), ("segm/AP", "mask AP"))  # the baseline's curve's rows
 
@@ -18,8 +18,7 @@ def _pm(s: Dict[str, float], digits: int = 2) -> str:
 
 
 def _diff(d: Dict[str, float]) -> str:
-    mark = " *" if d.get("significant") else ""
-    return f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]{mark}"
+    return interval(d) + (" *" if d.get("significant") else "")
 
 
 def format_report(study: Dict) -> str:
@@ -107,26 +106,20 @@ def _zero_shot_section(study: Dict) -> List[str]:
 
     labels = arm_labels(study)
     zs, metrics = study["zero_shot"]["summary"]["arms"], METRICS[:1] + METRICS[3:]
+    rows = []
+    for arm in study["arms"]:
+        d = zs[arm]["bbox/AP"].get("vs_control")
+        rows.append([labels[arm], *(_pm(zs[arm][k]) for k, _ in metrics), _diff(d) if d else "-"])
     lines = [
         "Zero-shot: the same detectors with no stage two (the baseline's weights, the stage-one "
         "file), mean ± std over seeds, and the paired difference from the baseline itself:",
         "",
-        "| model | " + " | ".join(m[1] for m in metrics) + " | Δ box AP |",
-        "|---|" + "---|" * (len(metrics) + 1),
-    ]
-    for arm in study["arms"]:
-        d = zs[arm]["bbox/AP"].get("vs_control")
-        lines.append(f"| {labels[arm]} | " + " | ".join(_pm(zs[arm][k]) for k, _ in metrics)
-                     + f" | {_diff(d) if d else '-'} |")  # fmt: skip
-    rec, rec_zs = study["recovered"], study["zero_shot"]["recovered"]
-    lines += [
+        *md_table(["model", *(name for _, name in metrics), "Δ box AP"], rows),
         "",
         "Share of the reference gap recovered (box AP, per seed, then mean and 95% t interval): "
         "up and stride-8 arms of the 2x image's gain over the control, down arms of the gap "
         "between the half and the 1x image:",
         "",
-        "| model | of | finetuned | zero-shot |",
-        "|---|---|---|---|",
     ]
 
     def pct(r):
@@ -134,10 +127,12 @@ def _zero_shot_section(study: Dict) -> List[str]:
             return "- (no gain to recover)"
         return f"{100 * r['mean']:.0f}% [{100 * r['low']:.0f}, {100 * r['high']:.0f}]"
 
-    for arm, r in rec.items():
+    rec_zs, rows = study["zero_shot"]["recovered"], []
+    for arm, r in study["recovered"].items():
         z = rec_zs.get(arm)
-        lines.append(f"| {labels[arm]} | {r['of']} ({r['gap']:+.2f}; zero-shot "
-                     f"{z['gap']:+.2f}) | {pct(r)} | {pct(z)} |")  # fmt: skip
+        rows.append([labels[arm], f"{r['of']} ({r['gap']:+.2f}; zero-shot {z['gap']:+.2f})",
+                     pct(r), pct(z)])  # fmt: skip
+    lines += md_table(["model", "of", "finetuned", "zero-shot"], rows)
     words = placement_words(study)
     return lines + (["", "In words, per placement:", ""] + [f"- {w}" for w in words] if words
                     else [])  # fmt: skip
@@ -147,23 +142,22 @@ def _cosine_section(study: Dict) -> List[str]:
     """Does stage one's cosine predict box AP? The table, the words and the figure's path."""
     c = study["cosine_vs_ap"]
     pts = sorted(c["points"], key=lambda p: p["cosine"])
-    lines = [
+    rows = [[p["label"], f"{p['cosine']:.4f} ± {p['cosine_std']:.4f}",
+             _diff({**p, "mean": p["delta_ap"]})] for p in pts]  # fmt: skip
+    return [
         "Does stage one's cosine predict box AP? Each upsampler's held-out stage-one cosine "
         "(mean ± std over seeds) and its paired Δ box AP from the control (95% interval):",
         "",
-        "| upsampler | stage-one cosine | Δ box AP |",
-        "|---|---|---|",
+        *md_table(["upsampler", "stage-one cosine", "Δ box AP"], rows),
+        "",
+        _cosine_words(pts, c, study),
+        "",
+        f"Figure: Δ box AP vs stage-one cosine: `{study['cosine_figure']}`.",
     ]
-    lines += [f"| {p['label']} | {p['cosine']:.4f} ± {p['cosine_std']:.4f} | "
-              f"{_diff({**p, 'mean': p['delta_ap']})} |" for p in pts]  # fmt: skip
-    lines += ["", _cosine_words(c, study), "",
-              f"Figure: Δ box AP vs stage-one cosine: `{study['cosine_figure']}`."]  # fmt: skip
-    return lines
 
 
-def _cosine_words(c: Dict, study: Dict) -> str:
-    """What the cosine-vs-AP data show, in words generated from them."""
-    pts = sorted(c["points"], key=lambda p: p["cosine"])
+def _cosine_words(pts: List[Dict], c: Dict, study: Dict) -> str:
+    """What the cosine-vs-AP data (``pts``: its points by cosine) show, in generated words."""
     if c["spearman"] is None:
         return f"With {len(pts)} upsampler(s) (fewer than 3), no correlation is computed."
     rho = c["spearman"]
@@ -214,19 +208,19 @@ def format_headline(study: Dict) -> str:
     labels, setup = arm_labels(study), study["setup"]
     fin = study["summary"]["arms"]
     zs = study.get("zero_shot", {}).get("summary", {}).get("arms", {})
-    lines = [
-        f"Box AP on the mini data's val images, mean ± std over {len(study['summary']['seeds'])} "
-        f"seeds; Δ: paired difference from *{labels[CONTROL]}*, 95% interval (* excludes 0).",
-        "",
-        "| model | px | GFLOPs | box AP | Δ box AP | zero-shot box AP |",
-        "|---|---|---|---|---|---|",
-    ]
+    rows = []
     for arm in study["arms"]:
         c, r = study["costs"][arm], fin[arm]["bbox/AP"]
         d = "-" if arm == CONTROL else _diff(r["vs_control"])
         z = _pm(zs[arm]["bbox/AP"]) if arm in zs else "-"
         size = c.get("image_size", setup["image_size"])
-        lines.append(f"| {labels[arm]} | {size} | {c['gflops']:.2f} | {_pm(r)} | {d} | {z} |")
+        rows.append([labels[arm], size, f"{c['gflops']:.2f}", _pm(r), d, z])
+    lines = [
+        f"Box AP on the mini data's val images, mean ± std over {len(study['summary']['seeds'])} "
+        f"seeds; Δ: paired difference from *{labels[CONTROL]}*, 95% interval (* excludes 0).",
+        "",
+        *md_table(["model", "px", "GFLOPs", "box AP", "Δ box AP", "zero-shot box AP"], rows),
+    ]
     if "zero_shot" in study:
         lines += ["", *[f"- {w}" for w in placement_words(study)]]
     return "\n".join(lines)

@@ -53,6 +53,11 @@ def paired_interval(diffs: Sequence[float], level: float = 0.95) -> Dict[str, fl
     return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(d)}
 
 
+def interval(d: Dict[str, float]) -> str:
+    """A paired difference as text: ``mean [low, high]``."""
+    return f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
+
+
 def paired_arms(per_seed: Dict, a: str, b: str, key: str = "bbox/AP") -> Dict:
     """The paired difference ``a - b`` over seeds (mean, 95% t interval, significant)."""
     d = paired_interval([per_seed[s][a][key] - per_seed[s][b][key] for s in sorted(per_seed)])
