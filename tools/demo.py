@@ -1,10 +1,6 @@
 #!/usr/bin/env python3
 """
 Detect on images, a video or a webcam with a LazyConfig model; draw with detectron2's Visualizer.
-
-    tools/demo.py --config-file configs/mini/vitdet_mrcnn_lift.py \
-        --input img1.jpg "imgs/*.png" imgs/ --output out/ \
-        --weights OUTPUT_DIR/model_final.pth [--confidence-threshold 0.5] [key=value ...]
 """
 
 import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)

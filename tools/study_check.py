@@ -32,42 +32,22 @@ DEFAULT_TRACE = os.path.relpath(os.path.join(REPO, "docs", "mini_study_trace.jso
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trace", default=DEFAULT_TRACE, help="the trace to compare with")
-    parser.add_argument(
-        "--record",
-        default="",
-        metavar="DIR",
-        help="also write the check's result to DIR/<machine>-torch-<version>.json (make "
-        "study-check: docs/study_checks, which the README lists)",
-    )
-    parser.add_argument(
-        "--output-dir",
-        default="",
-        help="where the probe runs (default: a temporary folder, removed if the check passes)",
-    )
+    parser.add_argument("--record", default="", metavar="DIR", help="also write the check's "
+                        "result to DIR/<machine>-torch-<version>.json (make study-check: "
+                        "docs/study_checks, which the README lists)")  # fmt: skip
+    parser.add_argument("--output-dir", default="", help="where the probe runs (default: a "
+                        "temporary folder, removed if the check passes)")  # fmt: skip
     switch = parser.add_mutually_exclusive_group()
     switch.add_argument("--resume", action="store_true", help="reuse the probe's finished steps")
     switch.add_argument("--overwrite", action="store_true", help="rerun every probe step afresh")
-    parser.add_argument(
-        "--write",
-        default="",
-        metavar="PATH",
-        help="run the probe and write its trace to PATH instead of checking (make study does)",
-    )
-    parser.add_argument(
-        "--study-iters",
-        type=int,
-        nargs=3,
-        metavar=("BASELINE", "STAGE1", "STAGE2"),
-        help="--write: the study's iterations per step (default: make study's, "
-        + " ".join(map(str, schedule.STUDY_ITERS.values()))
-        + ")",
-    )
-    parser.add_argument(
-        "--iters",
-        type=int,
-        default=None,
-        help=f"--write: iterations per step ({probe.PROBE_ITERS}); a check replays the " "trace's",
-    )
+    parser.add_argument("--write", default="", metavar="PATH", help="run the probe and write its "
+                        "trace to PATH instead of checking (make study does)")  # fmt: skip
+    budgets = " ".join(map(str, schedule.STUDY_ITERS.values()))
+    parser.add_argument("--study-iters", type=int, nargs=3, metavar=("BASELINE", "STAGE1",
+                        "STAGE2"), help=f"--write: the study's iterations per step (default: make "
+                        f"study's, {budgets})")  # fmt: skip
+    parser.add_argument("--iters", type=int, default=None, help=f"--write: iterations per step "
+                        f"({probe.PROBE_ITERS}); a check replays the trace's")  # fmt: skip
     return parser
 
 

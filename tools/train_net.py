@@ -3,10 +3,6 @@
 Train or evaluate any lift_det LazyConfig, a detector or stage one: upstream's
 ``tools/lazyconfig_train_net.py`` plus checks before anything is built, a locked output folder,
 atomic checkpoints, exact resume, one-line errors and the config's ``train.export`` hooks.
-
-    .venv/bin/python tools/train_net.py --config-file configs/vitdet_mrcnn_lift.py \\
-        [--eval-only] [--resume | --overwrite] [--num-gpus N --num-machines M --machine-rank R \\
-        --dist-url U] [--loss-trace N] [--stop-at-iter K] [key=value ...]
 """
 
 import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)
@@ -62,31 +58,25 @@ def do_train(args, cfg):
     export_hooks = [instantiate(h) for h in cfg.train.get("export", [])]
     for h in export_hooks:
         h.checkpointer = checkpointer
+    is_main = comm.is_main_process()
+    writers = default_writers(output_dir, stop) if is_main else []
+    lr = instantiate(cfg.lr_multiplier)
+    if stop == cfg.train.max_iter:
+        schedule = hooks.LRScheduler(scheduler=lr)
+    else:
+        schedule = FixedLengthLRScheduler(scheduler=lr, max_iter=cfg.train.max_iter)
     trainer.register_hooks(
         [
             hooks.IterationTimer(),
-            (
-                hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier))
-                if stop == cfg.train.max_iter
-                else FixedLengthLRScheduler(
-                    scheduler=instantiate(cfg.lr_multiplier), max_iter=cfg.train.max_iter
-                )
-            ),
-            LossTrace(trace, output_dir) if trace and comm.is_main_process() else None,
+            schedule,
+            LossTrace(trace, output_dir) if trace and is_main else None,
             StopOnDivergence(),  # before the checkpointer: a diverged step is never saved
             ExactResume(),  # its state (the random state) is in every checkpoint
             hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
-            (  # after the evaluation, which draws random numbers: exact resume
-                hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
-                if comm.is_main_process()
-                else None
-            ),
+            # after the evaluation, which draws random numbers: exact resume
+            hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if is_main else None,
             *export_hooks,
-            (
-                hooks.PeriodicWriter(default_writers(output_dir, stop), period=cfg.train.log_period)
-                if comm.is_main_process()
-                else None
-            ),
+            hooks.PeriodicWriter(writers, period=cfg.train.log_period) if is_main else None,
         ]
     )
 

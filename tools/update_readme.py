@@ -78,17 +78,15 @@ def gpu_tables(reports) -> str:
         backbone = _row(lift_ratios, part="backbone", attn_impl="eager", **at)
         sdpa = _row(sdpa_ratios, model=lift_model, part="detector", **at)
         epoch, schedule = s1.get("epoch_s"), s1.get("schedule_s")
+        failed = "".join(f"; {f['section']} failed" for f in r.get("failed", []))
         cost.append(
-            f"| {r['device']} | {_with_spread(lift, inf['rows'], setting)} | "
-            f"{_with_spread(backbone, inf['rows'], setting)} | "
-            f"{_with_spread(sdpa, inf['rows'], ('model', 'part', 'batch', 'precision'))} | "
-            f"{_fmt(s1.get('images_per_s'), '.1f')} | "
-            f"{_fmt(epoch and epoch / 3600, '.2f')} | {_fmt(schedule and schedule / 86400, '.1f')} "
-            f"({_fmt(s1['schedule_epochs'], '.0f')} ep) | {r['wall_s']:.0f} | "
-            f"`docs/gpu/{r['device_slug']}.md`"
-            + "".join(f"; {f['section']} failed" for f in r.get("failed", []))
-            + " |"
-        )
+            [r["device"], _with_spread(lift, inf["rows"], setting),
+             _with_spread(backbone, inf["rows"], setting),
+             _with_spread(sdpa, inf["rows"], ("model", "part", "batch", "precision")),
+             _fmt(s1.get("images_per_s"), ".1f"), _fmt(epoch and epoch / 3600, ".2f"),
+             f"{_fmt(schedule and schedule / 86400, '.1f')} ({_fmt(s1['schedule_epochs'], '.0f')} "
+             f"ep)", f"{r['wall_s']:.0f}", f"`docs/gpu/{r['device_slug']}.md`{failed}"]
+        )  # fmt: skip
         rows = []
         if "config" in s1:
             rows = [dict(s1, model=f"stage one, `{s1['config']}`", batch=s1["batch_per_gpu"])]
@@ -101,23 +99,13 @@ def gpu_tables(reports) -> str:
             f"*{r['device']}: made {r['date']} at commit `{r['commit']}`, torch {r['torch']}, "
             f"CUDA {r['cuda']}: `{r['command']}`.*"
         )
-    return "\n".join(
-        [
-            "| GPU | inference +LiFT / plain (AMP, batch 1) "
-            "| backbone alone +LiFT / plain (AMP, batch 1) "
-            "| SDPA / eager (+LiFT, AMP, batch 1) "
-            "| stage one images/s | one COCO epoch (h) | stage one schedule (days) "
-            "| check wall time (s) | report |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
-            *cost,
-            "",
-            *md_table(
-                ["GPU", "training (AMP)", "batch per GPU", "peak memory (MiB)"], memory, "llrr"
-            ),
-            "",
-            *made,
-        ]
-    )
+    head = ["GPU", "inference +LiFT / plain (AMP, batch 1)",
+            "backbone alone +LiFT / plain (AMP, batch 1)", "SDPA / eager (+LiFT, AMP, batch 1)",
+            "stage one images/s", "one COCO epoch (h)", "stage one schedule (days)",
+            "check wall time (s)", "report"]  # fmt: skip
+    memory_head = ["GPU", "training (AMP)", "batch per GPU", "peak memory (MiB)"]
+    lines = md_table(head, cost, "lrrrrrrrl") + [""] + md_table(memory_head, memory, "llrr")
+    return "\n".join([*lines, "", *made])
 
 
 def render_gpu_reports(folder: str) -> str:

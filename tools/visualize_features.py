@@ -4,10 +4,6 @@ Self-similarity maps of dense features (paper Fig. 5): the cosine similarity of 
 feature to the feature at a query location, for the ViT, ViT + bilinear, the ViT at 2x input,
 ViT + LiFT and k x recursive LiFT (k = 2..--passes, paper Table 8), as one PNG.
 
-    tools/visualize_features.py --output out.png [--image PATH] [--config CONFIG]
-        [--weights CHECKPOINT] [--lift-weights lift_final.pth] [--passes K] [--query x,y]
-        [--size S]
-
 --config: a stage-one config (default: configs/mini/lift_stage1.py, a 4-block, 192-channel ViT at
 256 + LiFT-S) or a ViTDet detector config (configs/vitdet_mrcnn_lift.py, ...). Without
 --image: a photograph that ships with matplotlib. Without weights the maps come from random weights.
