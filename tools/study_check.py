@@ -82,14 +82,13 @@ def main(args) -> int:
         raise UserError("--study-iters belongs to --write: a check replays the trace's")
     where = out or os.path.join(tempfile.gettempdir(), "study_check")  # recorded as <probe>
     check_steps(args.trace, expected, where)
-    iters, budgets = expected["iters"], expected["study_iters"]
+    iters = expected["iters"]
 
     start = time.time()
     work = out or tempfile.mkdtemp(prefix="study_check_")
     try:
-        got = probe.run_probe(work, iters, budgets["baseline"], budgets["stage1"],
-                              budgets["stage2"], extra=expected["extra"], resume=args.resume,
-                              overwrite=args.overwrite)  # fmt: skip
+        got = probe.run_probe(work, iters, *probe.trace_budgets(expected), extra=expected["extra"],
+                              resume=args.resume, overwrite=args.overwrite)  # fmt: skip
     except RuntimeError as e:  # a step failed: its log is named
         print(f"[study-check] the probe did not finish: {e}", file=sys.stderr)
         return 1

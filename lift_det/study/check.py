@@ -12,14 +12,13 @@ from ..utils import REPO
 from ..utils.cli import UserError
 from ..utils.provenance import VERSIONS, class_name, slug, versions
 from ..utils.tables import md_table
-from .probe import compare_losses, describe, probe_steps
+from .probe import compare_losses, describe, probe_steps, trace_budgets
 
 
 def check_steps(trace: str, expected: Dict, where: str) -> None:
     """Refuses a trace whose probe steps are not this checkout's (:func:`describe`)."""
-    budgets = expected["study_iters"]
-    budgets = (budgets["baseline"], budgets["stage1"], budgets["stage2"])
-    here = [describe(s, where) for s in probe_steps(where, expected["iters"], *budgets)]
+    steps = probe_steps(where, expected["iters"], *trace_budgets(expected))
+    here = [describe(s, where) for s in steps]
     there = [{k: v for k, v in s.items() if k != "losses"} for s in expected["steps"]]
     if here != there:
         diff = next(_difference(a, b) for a, b in itertools.zip_longest(there, here) if a != b)

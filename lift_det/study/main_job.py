@@ -83,31 +83,21 @@ def format_table(results: Dict[str, Dict], steps: List[Step]) -> str:
     return "\n".join(lines)
 
 
-def run_pipeline(
-    out: str,
-    baseline_iters: int = MAIN_ITERS["baseline"],
-    stage1_iters: int = MAIN_ITERS["stage1"],
-    stage2_iters: int = MAIN_ITERS["stage2"],
-    **kwargs,
-) -> Dict:
-    """The main job: run every step (one at a time; ``kwargs``: :func:`run_steps`' ``extra``,
-    ``resume``, ``overwrite``) and write the table."""
+def run_pipeline(out: str, *budgets: int, **kwargs) -> Dict:
+    """The main job: run every step (one at a time; ``budgets``: :func:`mini_steps`' iterations,
+    default :data:`MAIN_ITERS`; ``kwargs``: :func:`run_steps`' ``extra``, ``resume``,
+    ``overwrite``) and write the table."""
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
     t0 = time.time()
-    steps = mini_steps(out, baseline_iters, stage1_iters, stage2_iters)
+    steps = mini_steps(out, *(budgets or MAIN_ITERS.values()))
     results = run_steps(steps, out, **kwargs)
     for r in results.values():
         r.pop("seconds", None)
     table = format_table(results, steps)
     atomic_write_text(os.path.join(out, "results.md"), f"{table}\n\n{CAVEAT}\n")
-    summary = {
-        "steps": {s.name: {"label": s.label, **results[s.name]} for s in steps},
-        "wall_time_s": time.time() - t0,
-        **provenance(),
-    }
+    steps_json = {s.name: {"label": s.label, **results[s.name]} for s in steps}
+    summary = dict(steps=steps_json, wall_time_s=time.time() - t0, **provenance())
     atomic_write_text(os.path.join(out, "results.json"), json.dumps(summary, indent=2))
-    print(
-        "\n" + table + f"\n\n{CAVEAT}\n[main] wrote {out}/results.md and results.json", flush=True
-    )
+    print(f"\n{table}\n\n{CAVEAT}\n[main] wrote {out}/results.md and results.json", flush=True)
     return summary

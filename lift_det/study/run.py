@@ -25,37 +25,27 @@ from .schedule import ARMS, BASELINE_DROP, DEFAULT_ARMS, study_steps
 from .statistics import METRICS, cosine_vs_ap, paired_arms, plateau, read_curve, summarize
 
 
-def run_study(
-    out: str,
-    seeds: Sequence[int],
-    baseline_iters: int,
-    stage1_iters: int,
-    stage2_iters: int,
-    *,
-    jobs: int = 2,
-    arms: Optional[Sequence[str]] = None,
-    report_dir: Optional[str] = None,
-    val_images: int = 240,
-    **kwargs,
-) -> Dict:
-    """Run the study's steps (``jobs`` at a time; ``kwargs``: :func:`run_steps`' ``extra``,
-    ``resume``, ``overwrite``) on its own mini data with ``val_images`` val images and write
-    ``mini_study.{md,json,png}``, ``mini_study_cosine.png`` and the probe's
-    ``mini_study_trace.json`` (:mod:`.probe`) to ``report_dir`` (default ``out``)."""
+def run_study(out: str, seeds: Sequence[int], *budgets: int, jobs: int = 2,
+              arms: Optional[Sequence[str]] = None, report_dir: Optional[str] = None,
+              val_images: int = 240, **kwargs) -> Dict:  # fmt: skip
+    """Run the study's steps (:func:`study_steps` for ``budgets``; ``jobs`` at a time; ``kwargs``:
+    :func:`run_steps`' ``extra``, ``resume``, ``overwrite``) on its own mini data with
+    ``val_images`` val images and write ``mini_study.{md,json,png}``, ``mini_study_cosine.png`` and
+    the probe's ``mini_study_trace.json`` (:mod:`.probe`) to ``report_dir`` (default ``out``)."""
     from detectron2.data import DatasetCatalog
 
+    baseline_iters, stage1_iters, stage2_iters = budgets
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
     t0, made = time.time(), provenance()  # the checkout as the run found it, before it writes
     env = {"LIFT_DET_MINI_ROOT": study_data(out, val_images)}  # the steps' data
-    steps = study_steps(out, seeds, baseline_iters, stage1_iters, stage2_iters, arms=arms)
+    steps = study_steps(out, seeds, *budgets, arms=arms)
     print(f"[study] {len(steps)} steps, {jobs} at a time: 1 shared baseline, {len(seeds)} seeds")
     results = run_steps(steps, out, jobs=jobs, tag="study", env=env, **kwargs)
     report_dir = os.path.abspath(report_dir or out)
     os.makedirs(report_dir, exist_ok=True)
     trace = os.path.join(report_dir, "mini_study_trace.json")
     print(f"[study] the reproducibility probe (make study-check compares with {trace})")
-    budgets = (baseline_iters, stage1_iters, stage2_iters)
     iters = min(PROBE_ITERS, *budgets)
     write_trace(os.path.join(out, "probe"), trace, *budgets, iters=iters, **kwargs)
     chosen = DEFAULT_ARMS if arms is None else arms

@@ -10,15 +10,8 @@ from typing import Dict, List, Sequence
 
 from .schedule import CONTROL
 
-METRICS = [
-    ("bbox/AP", "box AP"),
-    ("bbox/AP50", "AP50"),
-    ("bbox/AP75", "AP75"),
-    ("bbox/APs", "APs"),
-    ("bbox/APm", "APm"),
-    ("bbox/APl", "APl"),
-    ("segm/AP", "mask AP"),
-]
+METRICS = [("bbox/AP", "box AP"), ("bbox/AP50", "AP50"), ("bbox/AP75", "AP75"), ("bbox/APs", "APs"),
+           ("bbox/APm", "APm"), ("bbox/APl", "APl"), ("segm/AP", "mask AP")]  # fmt: skip
 COSINES = [
     ("stage1_lift", "lift_quality/cos_lift", "LiFT"),
     ("stage1_rc", "lift_quality/cos_lift", "resize-conv"),
@@ -30,13 +23,8 @@ COSINES = [
     ("stage1_long", "lift_quality/cos_lift", "LiFT, stage one 4x longer"),
 ]
 # the upsamplers of the cosine-vs-AP comparison: (stage-two arm, its stage-one cosine's label)
-UPSAMPLERS = [
-    ("bilinear", "bilinear"),
-    ("resize_conv", "resize-conv"),
-    ("jbu", "JBU"),
-    ("lift", "LiFT"),
-    ("attn", "attention upsampler"),
-]
+UPSAMPLERS = [("bilinear", "bilinear"), ("resize_conv", "resize-conv"), ("jbu", "JBU"),
+              ("lift", "LiFT"), ("attn", "attention upsampler")]  # fmt: skip
 PLATEAU_AP = 0.5  # box AP gained between the baseline's last two evaluations, at most
 
 
