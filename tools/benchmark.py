@@ -20,14 +20,7 @@ import torch
 
 from detectron2.utils.logger import setup_logger
 
-from lift_det.benchmark.lift_cost import (
-    component_rows,
-    detector_rows,
-    device_name,
-    format_markdown,
-    inference_timings,
-    stage1_ratio,
-)
+from lift_det.benchmark import lift_cost
 from lift_det.checkpoint import atomic_write_text
 from lift_det.model_zoo import CONFIG_DIR
 from lift_det.modeling import LIFT_PRESETS
@@ -72,28 +65,30 @@ def main(args):
     if unknown:
         raise UserError(f"Unknown LiFT presets {unknown}; use some of {sorted(LIFT_PRESETS)}.")
     heads = (args.proposals, args.detections)
-    result = dict(device=device_name(device), timings=[], flop_tables={}, **provenance())
+    result = dict(device=lift_cost.device_name(device), timings=[], flop_tables={}, **provenance())
     for k in ("image_size", "detector_size", "time_size", "repeats", "proposals", "detections"):
         result[k] = getattr(args, k)
     logger.info(f"FLOPs of {', '.join(args.presets)} and their ViTs at {args.image_size}...")
     tables = result["flop_tables"]
-    rows, ratios = component_rows(args.presets, args.image_size, device, args.vit_2x, tables)
+    rows, ratios = lift_cost.component_rows(
+        args.presets, args.image_size, device, args.vit_2x, tables
+    )
     result["ratios"] = ratios = {f"flops {k}": v for k, v in ratios.items()}
     if args.detector_size:
         s = args.detector_size
         logger.info(f"FLOPs of the detectors at {s}x{s}...")
-        more, detector_ratios = detector_rows(s, device, args.config_dir, heads)
+        more, detector_ratios = lift_cost.detector_rows(s, device, args.config_dir, heads)
         rows += more
         ratios.update({f"flops {k}_lift/{k}": v for k, v in detector_ratios.items()})
     if args.time_size:
         s = args.time_size
         logger.info(f"Timing inference and a stage-one step at {s}x{s}...")
-        timings = inference_timings(s, device, args.repeats, args.config_dir, heads)
+        timings = lift_cost.inference_timings(s, device, args.repeats, args.config_dir, heads)
         result["timings"], ratios["time mrcnn_lift/mrcnn"] = timings
-        ratio = stage1_ratio(s, device, args.repeats, args.config_dir)
+        ratio = lift_cost.stage1_ratio(s, device, args.repeats, args.config_dir)
         ratios["time stage-one step/frozen ViT-B forward"] = ratio
     result["rows"] = rows
-    text = format_markdown(result)
+    text = lift_cost.format_markdown(result)
     for path, content in ((args.json, json.dumps(result, indent=2) + "\n"), (args.markdown, text)):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         atomic_write_text(path, content)

@@ -17,21 +17,11 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from lift_det.checkpoint import AtomicDetectionCheckpointer, atomic_write_bytes
-from lift_det.engine import checks, run_dir
+from lift_det.engine import checks, run_dir, train_utils
 from lift_det.engine.hooks import StopOnDivergence
 from lift_det.engine.launch import do_test, evaluate, get_parser, load_config, use_eval_dir
 from lift_det.engine.replay import FixedLengthLRScheduler, LossTrace
 from lift_det.engine.resume import ExactResume
-from lift_det.engine.train_utils import (
-    apply_optimizer_settings,
-    build_trainer,
-    ddp_kwargs,
-    fit_device,
-    instantiate_data,
-    instantiate_model,
-    optimizer_settings,
-    train_or_explain,
-)
 from lift_det.utils import UserError, faults_in_one_line, refuse
 
 logger = logging.getLogger("detectron2")
@@ -43,17 +33,19 @@ def do_train(args, cfg):
     # of train.max_iter iterations
     stop = getattr(args, "stop_at_iter", 0) or cfg.train.max_iter
     trace = getattr(args, "loss_trace", 0)
-    model = instantiate_model(cfg.model).to(cfg.train.device)
+    model = train_utils.instantiate_model(cfg.model).to(cfg.train.device)
     logger.info("Model:\n{}".format(model))
 
     cfg.optimizer.params.model = model
     optim = instantiate(cfg.optimizer)
-    settings = optimizer_settings(optim)  # the config's, before a resume restores the run's
-    train_loader = instantiate_data(cfg.dataloader.train, "the training data (dataloader.train)")
+    settings = train_utils.optimizer_settings(optim)  # the config's: read before a resume
+    train_loader = train_utils.instantiate_data(
+        cfg.dataloader.train, "the training data (dataloader.train)"
+    )
     output_dir = cfg.train.output_dir
 
-    model = create_ddp_model(model, **ddp_kwargs(cfg))
-    trainer = build_trainer(cfg, model, optim, train_loader)
+    model = create_ddp_model(model, **train_utils.ddp_kwargs(cfg))
+    trainer = train_utils.build_trainer(cfg, model, optim, train_loader)
     checkpointer = AtomicDetectionCheckpointer(model, output_dir, trainer=trainer)
     export_hooks = [instantiate(h) for h in cfg.train.get("export", [])]
     for h in export_hooks:
@@ -87,7 +79,7 @@ def do_train(args, cfg):
     if args.resume and checkpointer.has_checkpoint():
         # The checkpoint stores the iteration that just finished: start at the next one
         start_iter = trainer.iter + 1
-        changed = apply_optimizer_settings(optim, settings)
+        changed = train_utils.apply_optimizer_settings(optim, settings)
         if changed:
             logger.warning(
                 "Optimizer settings changed on resume (the run being resumed -> this config): "
@@ -106,7 +98,7 @@ def do_train(args, cfg):
     if start_iter >= stop:
         what = "--stop-at-iter" if stop < cfg.train.max_iter else "train.max_iter"
         logger.warning(f"Resumed at iteration {start_iter} >= {what}: nothing to train.")
-    train_or_explain(trainer, checkpointer, start_iter, stop)
+    train_utils.train_or_explain(trainer, checkpointer, start_iter, stop)
     return trainer
 
 
@@ -114,7 +106,7 @@ def main(args, cfg=None):
     """``cfg``: the config ``invoke_main`` loaded (a config file runs once per process: one that
     registers a dataset would fail the second time); None: load it (a spawned process)."""
     cfg = load_config(args) if cfg is None else cfg
-    fit_device(cfg)
+    train_utils.fit_device(cfg)
     if args.eval_only:
         use_eval_dir(cfg, args)
     # read before default_setup writes this run's config.yaml over the resumed run's

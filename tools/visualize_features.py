@@ -19,15 +19,12 @@ import torch
 
 from detectron2.utils.logger import setup_logger
 
-from lift_det.analysis import dense_features, method_label, query_to_grid, self_similarity
-from lift_det.analysis.feature_model import (
-    build_feature_model,
-    default_image_path,
-    load_feature_weights,
-    native_image_size,
-    prepare_image,
-    read_rgb,
-    weights_caveat,
+from lift_det.analysis import (
+    dense_features,
+    feature_model,
+    method_label,
+    query_to_grid,
+    self_similarity,
 )
 from lift_det.modeling import ViTLiFT
 from lift_det.utils import UserError, run_main
@@ -122,18 +119,18 @@ def main(args):
     if args.passes < 1:
         raise UserError(f"--passes must be >= 1, got {args.passes}.")
     torch.manual_seed(0)  # parts left at random initialization are the same every run
-    net = build_feature_model(args.config)
-    loaded = load_feature_weights(net, args.weights, args.lift_weights)
-    path = args.image or default_image_path()
-    original = read_rgb(path)
-    size = args.size or native_image_size(net)
-    x, image = prepare_image(original, size, net.lift.patch_size)
+    net = feature_model.build_feature_model(args.config)
+    loaded = feature_model.load_feature_weights(net, args.weights, args.lift_weights)
+    path = args.image or feature_model.default_image_path()
+    original = feature_model.read_rgb(path)
+    size = args.size or feature_model.native_image_size(net)
+    x, image = feature_model.prepare_image(original, size, net.lift.patch_size)
     qx, qy = parse_query(args.query, original.shape[:2])
     # the query in the resized image's pixels
     query = (qx * image.shape[1] / original.shape[1], qy * image.shape[0] / original.shape[0])
     maps = self_similarity_maps(net, x, query, num_passes=args.passes)
     title = f"{os.path.basename(path)}: self-similarity to the red query"
-    caveat = weights_caveat(net, loaded)
+    caveat = feature_model.weights_caveat(net, loaded)
     if caveat:
         title += f" ({caveat})"
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
