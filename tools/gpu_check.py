@@ -53,12 +53,8 @@ def get_parser():
     parser.add_argument(
         "--batches", type=int, nargs="+", help="inference batch sizes (default: 1 4; --toy: 1 2)"
     )
-    parser.add_argument(
-        "--recipe-gpus",
-        type=int,
-        default=8,
-        help="GPUs of the COCO commands: batch per GPU = the configs' total_batch_size / this",
-    )
+    parser.add_argument("--recipe-gpus", type=int, default=8, help="GPUs of the COCO commands: "
+                        "batch per GPU = the configs' total_batch_size / this")  # fmt: skip
     parser.add_argument("--toy", action="store_true", help="tiny sizes, CPU-friendly")
     return parser
 
@@ -127,9 +123,8 @@ def main(args) -> int:
             lift_name = list(setup.detectors)[1]
             result["stage_two"] = dict(rows=rows, ratios=stage_two_ratios(rows, lift_name))
         with section("ViT-L/H"):
-            inference_s = sections["inference"]
             result["vit_sizes"] = vit_size_rows(
-                setup, device, amp_dtype, args.budget_s, timer, inference_s, result
+                setup, device, amp_dtype, args.budget_s, timer, result
             )
     result["wall_s"] = timer.seconds()
     print(write_report(result, base))

@@ -136,10 +136,8 @@ def main(args) -> int:
         keys = ("name", "identical", "first_iter", "max_abs", "max_rel")
         same = [{k: s.get(k) for k in keys} for s in known["steps"]] == [
             {k: s[k] for k in keys} for s in results]  # fmt: skip
-        print(
-            f"[study-check] {'as' if same else 'NOT as'} this class's earlier record "
-            f"(commit {known.get('commit')}, {known.get('date')})"
-        )
+        print(f"[study-check] {'as' if same else 'NOT as'} this class's earlier record "
+              f"(commit {known.get('commit')}, {known.get('date')})")  # fmt: skip
         if same:
             return 0
     return 1

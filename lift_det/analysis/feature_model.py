@@ -76,13 +76,10 @@ def load_feature_weights(
     "lift": loaded}``."""
     loaded = {"vit": False, "lift": False}
     if weights:
-        holder = nn.Module()
-        holder.backbone = nn.Module()
-        holder.backbone.net = net
         # a stage-one checkpoint (LiFTDistiller) keeps LiFT at lift.*: the same module under both
         # names, so either layout loads through the project's one checked loader (aliases of a
         # loaded tensor are not missing); parts of a detector are expected, hence allow_mismatch
-        holder.lift = net.lift
+        holder = nn.ModuleDict({"backbone": nn.ModuleDict({"net": net}), "lift": net.lift})
         before = {k: v.clone() for k, v in net.state_dict().items()}
         try:
             AtomicDetectionCheckpointer(holder, allow_mismatch=True).load(weights)
@@ -124,10 +121,8 @@ def weights_caveat(net: ViTLiFT, loaded: Dict[str, bool]) -> str:
     meta = getattr(net, "lift_file_meta", None) or {}
     if meta.get("undertrained"):
         q = meta.get("quality") or {}
-        parts.append(
-            f"LiFT UNDERTRAINED: held-out cosine {q.get('cos_lift', float('nan')):.3f} < "
-            f"bilinear {q.get('cos_bilinear', float('nan')):.3f}"
-        )
+        parts.append(f"LiFT UNDERTRAINED: held-out cosine {q.get('cos_lift', float('nan')):.3f} < "
+                     f"bilinear {q.get('cos_bilinear', float('nan')):.3f}")  # fmt: skip
     return "; ".join(parts)
 
 

@@ -19,10 +19,8 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     """Linear CKA in [0, 1] of two (n, d1) and (n, d2) representations of the same n examples,
     in float64 with the feature-space formula (no n x n Gram matrices)."""
     if x.dim() != 2 or y.dim() != 2:
-        raise ValueError(
-            f"linear_cka expects 2-D (n, d) inputs, got shapes {tuple(x.shape)} and "
-            f"{tuple(y.shape)}."
-        )
+        raise ValueError(f"linear_cka expects 2-D (n, d) inputs, got shapes {tuple(x.shape)} and "
+                         f"{tuple(y.shape)}.")  # fmt: skip
     if x.shape[0] != y.shape[0]:
         raise ValueError(
             f"linear_cka compares the same examples: got {x.shape[0]} rows in x and {y.shape[0]} "
@@ -53,10 +51,8 @@ def feature_map_cka(a: torch.Tensor, b: torch.Tensor, size: Tuple[int, int]) -> 
     """Linear CKA of two (B, C, h, w) feature maps of the same B images, both resized to the grid
     ``size``: each of the B*H*W (image, location) pairs is one example."""
     if a.dim() != 4 or b.dim() != 4 or a.shape[0] != b.shape[0]:
-        raise ValueError(
-            f"feature_map_cka expects (B, C, h, w) maps of the same B images, got "
-            f"{tuple(a.shape)} and {tuple(b.shape)}."
-        )
+        raise ValueError(f"feature_map_cka expects (B, C, h, w) maps of the same B images, got "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}.")  # fmt: skip
     a = resize_features(a, size).permute(0, 2, 3, 1).reshape(-1, a.shape[1])
     b = resize_features(b, size).permute(0, 2, 3, 1).reshape(-1, b.shape[1])
     return linear_cka(a, b)

@@ -39,7 +39,9 @@ def _losses(run) -> str:
     )
 
 
-def inference_tables(rows, ratios) -> List[str]:
+def inference_tables(title: str, section) -> List[str]:
+    """A section's heading, its inference rows and their ratios."""
+    rows, ratios = section["rows"], section["ratios"]
     header = ["Model", "Part", "Batch", "Attention", "Precision", "Median (ms)"]
     header += ["A/B spread (%)", "Peak memory (MiB)"]
     cells = [[r[k] for k in SETTING] + [_ms(r), _v(r, "spread", ".1f", 100), _mib(r)] for r in rows]
@@ -49,7 +51,7 @@ def inference_tables(rows, ratios) -> List[str]:
         for name, group in ratios.items()
         for r in group
     ]
-    return _table(header, cells) + _table(header2, cells2)
+    return [f"#### {title}", *_table(header, cells), *_table(header2, cells2)]
 
 
 def format_markdown(result) -> str:
@@ -65,20 +67,15 @@ def format_markdown(result) -> str:
         f"`{result['command']}`.*",
         "",
     ]
-    if result.get("failed"):
-        lines += ["#### Failed", ""] + [
-            f"- {f['section']}: `{f['error']}`" for f in result["failed"]
-        ]
-        lines += [""]
+    failed = [f"- {f['section']}: `{f['error']}`" for f in result.get("failed", [])]
+    lines += ["#### Failed", "", *failed, ""] if failed else []
     if "inference" in result:
-        lines += ["#### Inference: Mask R-CNN with and without LiFT (down and stride-8 "
-                  "placements, same detector size)"]  # fmt: skip
-        lines += inference_tables(result["inference"]["rows"], result["inference"]["ratios"])
+        title = "Inference: Mask R-CNN with and without LiFT (down and stride-8 placements, same "
+        lines += inference_tables(title + "detector size)", result["inference"])
     if result.get("up", {}).get("rows"):
         size = result["up"]["image_size"]
-        lines += [f"#### The up placement: ViTDet on the {size} px image and + LiFT with its ViT "
-                  f"at {size // 2} px, batch 1, AMP"]  # fmt: skip
-        lines += inference_tables(result["up"]["rows"], result["up"]["ratios"])
+        title = f"The up placement: ViTDet on the {size} px image and + LiFT with its ViT at "
+        lines += inference_tables(title + f"{size // 2} px, batch 1, AMP", result["up"])
     if "stage_one" in result:
         lines += _stage_one_lines(result["stage_one"])
     if "stage_two" in result:
@@ -86,20 +83,17 @@ def format_markdown(result) -> str:
     if "correctness" in result:
         lines += _correctness_lines(result["correctness"])
     if result.get("vit_sizes", {}).get("rows"):
-        lines += ["#### ViT-L / ViT-H: inference, batch 1"]
-        lines += inference_tables(result["vit_sizes"]["rows"], result["vit_sizes"]["ratios"])
-    if result["skipped"]:
-        lines += ["#### Skipped", ""] + [f"- {s['what']}: {s['why']}" for s in result["skipped"]]
-        lines += [""]
+        lines += inference_tables("ViT-L / ViT-H: inference, batch 1", result["vit_sizes"])
+    skipped = [f"- {s['what']}: {s['why']}" for s in result["skipped"]]
+    lines += ["#### Skipped", "", *skipped, ""] if skipped else []
     return "\n".join(lines).rstrip() + "\n"
 
 
 def _stage_one_lines(s1) -> List[str]:
     lines = [f"#### Stage one: `{s1['config']}`, AMP step (LiFT trained, ViT frozen)"]
     header = ["Batch per GPU", "Step (ms)", "Images/s", "Peak memory (MiB)"]
-    lines += _table(
-        header, [(s1["batch_per_gpu"], _ms(s1), _v(s1, "images_per_s", ".2f"), _mib(s1))]
-    )
+    row = (s1["batch_per_gpu"], _ms(s1), _v(s1, "images_per_s", ".2f"), _mib(s1))
+    lines += _table(header, [row])
     if "oom" not in s1:
         lines += [
             f"Batch per GPU from {s1['recipe']}. One COCO epoch on one such GPU: "
@@ -115,24 +109,20 @@ def _stage_one_lines(s1) -> List[str]:
 
 def _stage_two_lines(s2) -> List[str]:
     header = ["Model", "Config", "Trained parameters", "Batch per GPU", "Step (ms)"]
-    cells = [
-        (r["model"], f"`{r['config']}`", f"{r['trained_params']:,}", r["batch"], _ms(r), _mib(r))
-        for r in s2["rows"]
-    ]
+    cells = [(r["model"], f"`{r['config']}`", f"{r['trained_params']:,}", r["batch"], _ms(r),
+              _mib(r)) for r in s2["rows"]]  # fmt: skip
     ratios = [
         (r["batch"], r["over"], f"{r['time']:.3f}", f"{r['memory']:.3f}") for r in s2["ratios"]
     ]
-    return (
-        ["#### Stage two: one AMP training step, each config as it trains"]
-        + _table(header + ["Peak memory (MiB)"], cells)
-        + _table(["Batch per GPU", "+LiFT over", "step time", "peak memory"], ratios)
-        + [
-            "The +LiFT config (ViT and LiFT frozen) and its control (ViT frozen, bilinear) train "
-            "the same pyramid and heads; the plain config trains the whole ViTDet. Their ratio to "
-            "plain is mostly that choice; LiFT's own training cost is its ratio to the control.",
-            "",
-        ]
-    )
+    return [
+        "#### Stage two: one AMP training step, each config as it trains",
+        *_table(header + ["Peak memory (MiB)"], cells),
+        *_table(["Batch per GPU", "+LiFT over", "step time", "peak memory"], ratios),
+        "The +LiFT config (ViT and LiFT frozen) and its control (ViT frozen, bilinear) train the "
+        "same pyramid and heads; the plain config trains the whole ViTDet. Their ratio to plain is "
+        "mostly that choice; LiFT's own training cost is its ratio to the control.",
+        "",
+    ]
 
 
 def _correctness_lines(c) -> List[str]:
@@ -148,10 +138,9 @@ def _correctness_lines(c) -> List[str]:
     ]
     for e in c["export"]:
         diff = ", ".join(f"{k} {v:.2g}" for k, v in e["max_abs_diff"].items())
-        lines += [
-            f"- TorchScript export ({e['attn_impl']} attention, {e['detections']} detections) "
-            f"equals eager: {_yes(e['equal'])} (max abs difference: {diff})"
-        ]
+        lines.append(f"- TorchScript export ({e['attn_impl']} attention, {e['detections']} "
+                     f"detections) equals eager: {_yes(e['equal'])} (max abs difference: "
+                     f"{diff})")  # fmt: skip
     return lines + [""]
 
 

@@ -39,11 +39,9 @@ def compare_steps(expected: Dict, got: Dict) -> Tuple[bool, List[Dict[str, Any]]
             continue
         identical = False
         it, name = c["at"] or ("-", "-")
-        print(
-            f"  {step['name']}: DIFFERS from iteration {c['first_iter']} ({c['first']}; "
-            f"{c['first_rel']:.3g} relative); largest difference {c['max_abs']:.3g} absolute "
-            f"({name} at iteration {it}), {c['max_rel']:.3g} relative"
-        )
+        print(f"  {step['name']}: DIFFERS from iteration {c['first_iter']} ({c['first']}; "
+              f"{c['first_rel']:.3g} relative); largest difference {c['max_abs']:.3g} absolute "
+              f"({name} at iteration {it}), {c['max_rel']:.3g} relative")  # fmt: skip
     return identical, results
 
 

@@ -94,11 +94,9 @@ def placement_words(study: Dict) -> List[str]:
     if verdicts:
         best = max(verdicts, key=lambda g: verdicts[g][1])
         paying = [g for g, (p, _) in verdicts.items() if p]
-        lines.append(
-            f"Highest box AP of a LiFT arm after finetuning: the {best} placement "
-            f"({verdicts[best][1]:.2f}). LiFT from the study's stage one pays in: "
-            f"{', '.join(paying) or 'no placement'}."
-        )
+        lines.append(f"Highest box AP of a LiFT arm after finetuning: the {best} placement "
+                     f"({verdicts[best][1]:.2f}). LiFT from the study's stage one pays in: "
+                     f"{', '.join(paying) or 'no placement'}.")  # fmt: skip
     cosines = {step: label for step, key, label in COSINES if key.endswith("cos_lift")}
     stage_ones = {a.name: a.stage_one for a in ARMS}
     cos_of = study["summary"]["stage1_cosines"]
