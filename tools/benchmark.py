@@ -43,11 +43,8 @@ def get_parser():
     parser.add_argument("--proposals", type=int, default=1000, help="RPN proposals (test)")
     parser.add_argument("--detections", type=int, default=100, help="detections per image")
     parser.add_argument("--vit-2x", action="store_true", help="also count each ViT at 2x input")
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="a few minutes on a CPU: --detector-size 512 --time-size 384 --repeats 2",
-    )
+    parser.add_argument("--quick", action="store_true", help="a few minutes on a CPU: "
+                        "--detector-size 512 --time-size 384 --repeats 2")  # fmt: skip
     parser.add_argument("--config-dir", default=CONFIG_DIR, help="where vitdet_mrcnn*.py live")
     parser.add_argument("--json", default="output/benchmark/benchmark.json")
     parser.add_argument("--markdown", default="output/benchmark/benchmark.md")

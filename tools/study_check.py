@@ -115,12 +115,10 @@ def main(args) -> int:
     kept = (
         f"the probe's runs and logs: {work}" if out else "--output-dir DIR keeps the probe's files"
     )
-    print(
-        f"[study-check] NOT identical ({kept}). Where the first "
-        f"difference is in the last bits and grows, the arithmetic differs (another CPU, BLAS/"
-        f"OpenMP build or torch version); where it is larger than rounding at iteration 0, the "
-        f"runs start differently (initialization, random streams or data of other versions)"
-    )
+    print(f"[study-check] NOT identical ({kept}). Where the first difference is in the last bits "
+          f"and grows, the arithmetic differs (another CPU, BLAS/OpenMP build or torch version); "
+          f"where it is larger than rounding at iteration 0, the runs start differently "
+          f"(initialization, random streams or data of other versions)")  # fmt: skip
     if got["torch"] != expected.get("torch"):
         print(f"[study-check] this run's torch {got['torch']} is not the trace's "
               f"{expected.get('torch')}: another torch version may initialize the models "
@@ -128,10 +126,9 @@ def main(args) -> int:
               f"check with the torch dev/setup_env.sh pins")  # fmt: skip
     if mine is not None and mine != theirs:  # another class: a finding, unless its record differs
         if known is None:
-            print(
-                "[study-check] this machine class has no record: its difference is a finding, "
-                + ("recorded" if args.record else "not recorded (give --record DIR)")
-            )
+            recorded = "recorded" if args.record else "not recorded (give --record DIR)"
+            print(f"[study-check] this machine class has no record: its difference is a finding, "
+                  f"{recorded}")  # fmt: skip
             return 0
         keys = ("name", "identical", "first_iter", "max_abs", "max_rel")
         same = [{k: s.get(k) for k in keys} for s in known["steps"]] == [

@@ -124,11 +124,9 @@ def main(args, cfg=None):
     # default_setup configures detectron2's loggers; lift_det's (exports, evaluators) too
     setup_logger(cfg.train.output_dir, comm.get_rank(), name="lift_det", abbrev_name="lift_det")
     if old_max_iter not in (None, cfg.train.max_iter):
-        logger.warning(
-            f"train.max_iter changed on resume: {old_max_iter} (the run being resumed) -> "
-            f"{cfg.train.max_iter}; training continues to {cfg.train.max_iter} with the new "
-            f"config's learning-rate schedule."
-        )
+        logger.warning(f"train.max_iter changed on resume: {old_max_iter} (the run being resumed) "
+                       f"-> {cfg.train.max_iter}; training continues to {cfg.train.max_iter} with "
+                       f"the new config's learning-rate schedule.")  # fmt: skip
 
     if args.eval_only:
         logger.info(f"--eval-only: this evaluation's files go to {cfg.train.output_dir}")

@@ -95,10 +95,8 @@ def gpu_tables(reports) -> str:
         for x in rows:
             peak = "out of memory" if x.get("oom") else f"{x['peak_memory_MiB']:.0f}"
             memory.append([r["device"], x["model"], x["batch"], peak])
-        made.append(
-            f"*{r['device']}: made {r['date']} at commit `{r['commit']}`, torch {r['torch']}, "
-            f"CUDA {r['cuda']}: `{r['command']}`.*"
-        )
+        made.append(f"*{r['device']}: made {r['date']} at commit `{r['commit']}`, torch "
+                    f"{r['torch']}, CUDA {r['cuda']}: `{r['command']}`.*")  # fmt: skip
     head = ["GPU", "inference +LiFT / plain (AMP, batch 1)",
             "backbone alone +LiFT / plain (AMP, batch 1)", "SDPA / eager (+LiFT, AMP, batch 1)",
             "stage one images/s", "one COCO epoch (h)", "stage one schedule (days)",

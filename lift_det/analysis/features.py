@@ -22,10 +22,8 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
         raise ValueError(f"linear_cka expects 2-D (n, d) inputs, got shapes {tuple(x.shape)} and "
                          f"{tuple(y.shape)}.")  # fmt: skip
     if x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"linear_cka compares the same examples: got {x.shape[0]} rows in x and {y.shape[0]} "
-            f"in y."
-        )
+        raise ValueError(f"linear_cka compares the same examples: got {x.shape[0]} rows in x and "
+                         f"{y.shape[0]} in y.")  # fmt: skip
     if x.shape[0] < 2:
         raise ValueError(f"linear_cka needs at least 2 examples, got {x.shape[0]}.")
     x, y = (t.detach().to(torch.float64) for t in (x, y))

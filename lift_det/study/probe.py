@@ -67,10 +67,9 @@ def run_probe(out: str, iters: int, *budgets: int, extra: Optional[List[str]] = 
         with open(path) as f:
             trace = json.load(f)
         if trace["first_iter"] != 0 or len(trace["losses"]) != iters:
-            raise RuntimeError(
-                f"{path} holds iterations {trace['first_iter']}.. ({len(trace['losses'])}), not "
-                f"0..{iters - 1}: a resumed step? Rerun the probe with --overwrite."
-            )
+            raise RuntimeError(f"{path} holds iterations {trace['first_iter']}.. "
+                               f"({len(trace['losses'])}), not 0..{iters - 1}: a resumed step? "
+                               f"Rerun the probe with --overwrite.")  # fmt: skip
         recorded.append({**describe(step, out), "losses": trace["losses"]})
     return dict(format=TRACE_FORMAT, iters=iters, study_iters=dict(zip(STUDY_ITERS, budgets)),
                 extra=list(extra or []), **provenance(), steps=recorded)  # fmt: skip
