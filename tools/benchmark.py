@@ -67,9 +67,8 @@ def main(args):
         result[k] = getattr(args, k)
     logger.info(f"FLOPs of {', '.join(args.presets)} and their ViTs at {args.image_size}...")
     tables = result["flop_tables"]
-    rows, ratios = lift_cost.component_rows(
-        args.presets, args.image_size, device, args.vit_2x, tables
-    )
+    rows, ratios = lift_cost.component_rows(args.presets, args.image_size, device, args.vit_2x,
+                                            tables)  # fmt: skip
     result["ratios"] = ratios = {f"flops {k}": v for k, v in ratios.items()}
     if args.detector_size:
         s = args.detector_size

@@ -27,9 +27,8 @@ def expand_inputs(patterns):
     files = []
     for p in patterns:
         if os.path.isdir(p):
-            found = sorted(
-                os.path.join(p, f) for f in os.listdir(p) if f.lower().endswith(IMAGE_EXTS)
-            )
+            images = [f for f in os.listdir(p) if f.lower().endswith(IMAGE_EXTS)]
+            found = sorted(os.path.join(p, f) for f in images)
         else:
             found = sorted(glob.glob(os.path.expanduser(p)))
         if not found:
@@ -104,9 +103,8 @@ def main(args):
     cfg = LazyConfig.apply_overrides(checks.load_lazy_config(args.config_file), args.opts)
     weights = args.weights or cfg.train.init_checkpoint
     if not weights:
-        raise UserError(
-            "no weights: give --weights OUTPUT_DIR/model_final.pth (or set train.init_checkpoint)."
-        )
+        raise UserError("no weights: give --weights OUTPUT_DIR/model_final.pth (or set "
+                        "train.init_checkpoint).")  # fmt: skip
     try:  # lift_det's checked loading: a LiFT file or a partly random model is refused
         predictor = LazyPredictor(cfg, weights)
     except ValueError as e:

@@ -123,9 +123,8 @@ def main(args) -> int:
             lift_name = list(setup.detectors)[1]
             result["stage_two"] = dict(rows=rows, ratios=stage_two_ratios(rows, lift_name))
         with section("ViT-L/H"):
-            result["vit_sizes"] = vit_size_rows(
-                setup, device, amp_dtype, args.budget_s, timer, result
-            )
+            budget = args.budget_s
+            result["vit_sizes"] = vit_size_rows(setup, device, amp_dtype, budget, timer, result)
     result["wall_s"] = timer.seconds()
     print(write_report(result, base))
     logger.info(f"Wrote {base}.json and {base}.md.")

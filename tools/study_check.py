@@ -112,9 +112,8 @@ def main(args) -> int:
         print(f"[study-check] identical: this machine reproduces the study's first {iters} "
               f"iterations of each step bit for bit")  # fmt: skip
         return 0
-    kept = (
-        f"the probe's runs and logs: {work}" if out else "--output-dir DIR keeps the probe's files"
-    )
+    kept = "--output-dir DIR keeps the probe's files"
+    kept = f"the probe's runs and logs: {work}" if out else kept
     print(f"[study-check] NOT identical ({kept}). Where the first difference is in the last bits "
           f"and grows, the arithmetic differs (another CPU, BLAS/OpenMP build or torch version); "
           f"where it is larger than rounding at iteration 0, the runs start differently "

@@ -39,9 +39,8 @@ def do_train(args, cfg):
     cfg.optimizer.params.model = model
     optim = instantiate(cfg.optimizer)
     settings = train_utils.optimizer_settings(optim)  # the config's: read before a resume
-    train_loader = train_utils.instantiate_data(
-        cfg.dataloader.train, "the training data (dataloader.train)"
-    )
+    what = "the training data (dataloader.train)"
+    train_loader = train_utils.instantiate_data(cfg.dataloader.train, what)
     output_dir = cfg.train.output_dir
 
     model = create_ddp_model(model, **train_utils.ddp_kwargs(cfg))

@@ -33,10 +33,8 @@ BLOCK = re.compile(r"(<!-- generated: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- /ge
 PROVENANCE = ("date", "commit", "machine", "torch", "command")
 
 
-GPU_PENDING = (
-    "GPU figures are pending: no report in `docs/gpu/` yet (run `make gpu-check` on a CUDA "
-    "machine, then `tools/update_readme.py`)."
-)
+GPU_PENDING = ("GPU figures are pending: no report in `docs/gpu/` yet (run `make gpu-check` on "
+               "a CUDA machine, then `tools/update_readme.py`).")  # fmt: skip
 
 
 def _row(rows, **match):
@@ -137,10 +135,9 @@ def render(path: str) -> str:
         with open(meta_path) as f:
             meta = json.load(f)
         if all(k in meta for k in PROVENANCE):
-            text += (
-                f"\n\n*Made {meta['date']} at commit `{meta['commit']}` on {meta['machine']}, "
-                f"torch {meta['torch']}: `{meta['command']}`.*"
-            )
+            text += (f"\n\n*Made {meta['date']} at commit `{meta['commit']}` on "
+                     f"{meta['machine']}, torch {meta['torch']}: "
+                     f"`{meta['command']}`.*")  # fmt: skip
     return text + "\n"
 
 

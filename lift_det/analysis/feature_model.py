@@ -89,9 +89,8 @@ def load_feature_weights(
         loaded["vit"] = any(not k.startswith("lift.") for k in changed)
         loaded["lift"] = any(k.startswith("lift.") for k in changed)
         if not loaded["vit"]:
-            logger.warning(
-                f"No ViT parameter was loaded from {weights}: expected them at backbone.net.*."
-            )
+            logger.warning(f"No ViT parameter was loaded from {weights}: expected them at "
+                           f"backbone.net.*.")  # fmt: skip
     if lift_weights:
         try:
             meta = load_lift_file(net.lift, lift_weights, backbone=vit_identity(net))

@@ -40,9 +40,8 @@ def resize_features(features: torch.Tensor, size: Tuple[int, int]) -> torch.Tens
     if tuple(features.shape[-2:]) == tuple(size):
         return features
     shrink = features.shape[-2] > size[0] or features.shape[-1] > size[1]
-    return F.interpolate(
-        features.float(), size=size, mode="bilinear", align_corners=False, antialias=shrink
-    )
+    return F.interpolate(features.float(), size=size, mode="bilinear", align_corners=False,
+                         antialias=shrink)  # fmt: skip
 
 
 def feature_map_cka(a: torch.Tensor, b: torch.Tensor, size: Tuple[int, int]) -> float:

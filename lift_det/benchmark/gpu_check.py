@@ -180,12 +180,9 @@ def ratio_rows(rows, keys, over: Dict[str, str], value: str = "median_s"):
 
 def inference_ratios(rows) -> Dict[str, List[Dict[str, Any]]]:
     plain = {"model": next(iter(rows))["model"]}
-    return {
-        "+LiFT / plain time": ratio_rows(rows, ("part", "batch", "attn_impl", "precision"), plain),
-        "sdpa / eager time": ratio_rows(
-            rows, ("model", "part", "batch", "precision"), {"attn_impl": "eager"}
-        ),
-    }
+    lift = ratio_rows(rows, ("part", "batch", "attn_impl", "precision"), plain)
+    sdpa = ratio_rows(rows, ("model", "part", "batch", "precision"), {"attn_impl": "eager"})
+    return {"+LiFT / plain time": lift, "sdpa / eager time": sdpa}
 
 
 def vit_size_rows(setup, device, amp_dtype, budget_s, timer, result):

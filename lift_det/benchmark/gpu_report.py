@@ -46,11 +46,8 @@ def inference_tables(title: str, section) -> List[str]:
     header += ["A/B spread (%)", "Peak memory (MiB)"]
     cells = [[r[k] for k in SETTING] + [_ms(r), _v(r, "spread", ".1f", 100), _mib(r)] for r in rows]
     header2 = ["Ratio", "Model / part / batch / attention / precision", "Value"]
-    cells2 = [
-        (name, " / ".join(str(r[k]) for k in SETTING if k in r), f"{r['ratio']:.3f}")
-        for name, group in ratios.items()
-        for r in group
-    ]
+    cells2 = [(name, " / ".join(str(r[k]) for k in SETTING if k in r), f"{r['ratio']:.3f}")
+              for name, group in ratios.items() for r in group]  # fmt: skip
     return [f"#### {title}", *_table(header, cells), *_table(header2, cells2)]
 
 
@@ -111,9 +108,8 @@ def _stage_two_lines(s2) -> List[str]:
     header = ["Model", "Config", "Trained parameters", "Batch per GPU", "Step (ms)"]
     cells = [(r["model"], f"`{r['config']}`", f"{r['trained_params']:,}", r["batch"], _ms(r),
               _mib(r)) for r in s2["rows"]]  # fmt: skip
-    ratios = [
-        (r["batch"], r["over"], f"{r['time']:.3f}", f"{r['memory']:.3f}") for r in s2["ratios"]
-    ]
+    ratios = [(r["batch"], r["over"], f"{r['time']:.3f}", f"{r['memory']:.3f}")
+              for r in s2["ratios"]]  # fmt: skip
     return [
         "#### Stage two: one AMP training step, each config as it trains",
         *_table(header + ["Peak memory (MiB)"], cells),

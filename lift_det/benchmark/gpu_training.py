@@ -159,9 +159,8 @@ def stage_one_runs(setup, device, root, work) -> Tuple[Dict[str, Any], Dict[str,
     fp32, amp = (read_lift_file(files[p]) for p in ("fp32", "amp"))
     differences = _differing(_formats(fp32), _formats(amp))
     differences += [f"metadata {k}" for k in _differing(fp32["lift_det"], amp["lift_det"])]
-    out["lift_file"] = dict(
-        tensors=len(fp32["model"]), same_format=not differences, differences=sorted(differences)
-    )
+    out["lift_file"] = dict(tensors=len(fp32["model"]), same_format=not differences,
+                            differences=sorted(differences))  # fmt: skip
     teacher = {k: v.detach().clone() for k, v in model.backbone.net.state_dict().items()}
     return out, dict(lift_file=files["amp"], teacher=teacher)
 

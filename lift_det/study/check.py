@@ -79,9 +79,8 @@ def record(folder: str, expected: Dict, got: Dict, steps: List[Dict], wall_s: fl
     os.makedirs(folder, exist_ok=True)
     path, made = record_path(folder, got), ("date", "commit", "machine", *VERSIONS, "cpu_class")
     result = {k: got.get(k) for k in made}
-    result.update(
-        command=got["command"], wall_s=wall_s, identical=all(s["identical"] for s in steps)
-    )
+    identical = all(s["identical"] for s in steps)
+    result.update(command=got["command"], wall_s=wall_s, identical=identical)
     result.update(iters=expected["iters"], trace={k: expected.get(k) for k in made}, steps=steps)
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
     return path

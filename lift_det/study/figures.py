@@ -29,9 +29,8 @@ def plot_frontier(study: Dict, path: str) -> List[Dict[str, float]]:
         ax.plot([x, x], [z["mean"], f["mean"]], color=colour, lw=1, alpha=0.5)
         ax.errorbar(x, f["mean"], yerr=_std(f["std"]), fmt="o", capsize=3, color=colour,
                     label=labels[arm])  # fmt: skip
-        ax.errorbar(
-            x, z["mean"], yerr=_std(z["std"]), fmt="o", capsize=3, color=colour, mfc="white"
-        )
+        ax.errorbar(x, z["mean"], yerr=_std(z["std"]), fmt="o", capsize=3, color=colour,
+                    mfc="white")  # fmt: skip
         drawn.append({"arm": arm, "x": x, "y": f["mean"], "zero_shot": z["mean"]})
     _save(fig, ax, path, "GFLOPs per image (inference, fvcore)",
           "val box AP (filled: finetuned, hollow: zero-shot; mean ± std over seeds)",

@@ -73,9 +73,8 @@ def run_study(out: str, seeds: Sequence[int], *budgets: int, jobs: int = 2,
     baseline = dict(iterations=baseline_iters, eval_period=steps[0].overrides["train.eval_period"])
     final = {k: results["baseline"][k] for k, _ in METRICS}
     baseline.update(curve=curve, final=final, lr_drop=drop)
-    baseline["schedule"] = (
-        f"The learning rate drops 10x at iteration {drop} ({BASELINE_DROP:.0%} of the iterations)."
-    )
+    baseline["schedule"] = (f"The learning rate drops 10x at iteration {drop} "
+                            f"({BASELINE_DROP:.0%} of the iterations).")  # fmt: skip
     baseline["plateau"] = plateau(curve, drop)
     study = {
         "arms": arm_names,

@@ -119,19 +119,14 @@ def plateau(curve: List[Dict[str, float]], drop: int, max_gain: float = PLATEAU_
     ``max_gain`` between them."""
     last = curve[-1]
     before = curve[-2] if len(curve) > 1 else None
-    criterion = (
-        f"box AP gained between the last two evaluations, both after the 10x learning-rate drop "
-        f"at iteration {drop}, <= {max_gain:.1f}"
-    )
+    criterion = (f"box AP gained between the last two evaluations, both after the 10x "
+                 f"learning-rate drop at iteration {drop}, <= {max_gain:.1f}")  # fmt: skip
     if before is None or before["iteration"] <= drop:
         return {"criterion": criterion, "gain": None, "plateaued": False,
                 "why": "the last phase holds fewer than two evaluations"}  # fmt: skip
     gain = last["bbox/AP"] - before["bbox/AP"]
-    return {
-        "criterion": f"{criterion} (iterations {before['iteration']} and {last['iteration']})",
-        "gain": gain,
-        "plateaued": bool(gain <= max_gain),
-    }
+    return {"criterion": f"{criterion} (iterations {before['iteration']} and {last['iteration']})",
+            "gain": gain, "plateaued": bool(gain <= max_gain)}  # fmt: skip
 
 
 def read_curve(step_dir: str, max_iter: int) -> List[Dict[str, float]]:
