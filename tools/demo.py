@@ -19,7 +19,6 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 import tqdm
 from lift_det.utils import media
 from lift_det.utils.cli import UserError, run_main
-from lift_det.utils.media import IMAGE_EXTS, same_file, video_codec
 
 
 def expand_inputs(patterns):
@@ -27,7 +26,7 @@ def expand_inputs(patterns):
     files = []
     for p in patterns:
         if os.path.isdir(p):
-            images = [f for f in os.listdir(p) if f.lower().endswith(IMAGE_EXTS)]
+            images = [f for f in os.listdir(p) if f.lower().endswith(media.IMAGE_EXTS)]
             found = sorted(os.path.join(p, f) for f in images)
         else:
             found = sorted(glob.glob(os.path.expanduser(p)))
@@ -54,7 +53,7 @@ def check_outputs(args, inputs):
     sources = inputs + ([args.video_input] if args.video_input else [])
     for path in inputs:
         out = output_path(args, path, len(inputs))
-        clash = next((s for s in sources if same_file(out, s)), None)
+        clash = next((s for s in sources if media.same_file(out, s)), None)
         if clash:
             raise UserError(f"--output {args.output} would write {out} over the input {clash}: "
                             f"give another --output folder or file.")  # fmt: skip
@@ -84,8 +83,8 @@ def check_arguments(args):
             media.make_folder(os.path.dirname(os.path.abspath(args.output)))
         if args.video_input or args.webcam:
             name = os.path.splitext(os.path.basename(args.video_input or "webcam"))[0]
-            video = video_codec(output_path(args, name, 1))
-            if args.video_input and same_file(video[1], args.video_input):
+            video = media.video_codec(output_path(args, name, 1))
+            if args.video_input and media.same_file(video[1], args.video_input):
                 raise UserError(f"--output {video[1]} is the input video: give another --output.")
     return inputs, video
 

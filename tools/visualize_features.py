@@ -54,7 +54,6 @@ def plot_self_similarity(
     query_xy: Tuple[float, float],
     path: str,
     title: str = "",
-    panel_size: float = 3.0,
 ) -> None:
     """Write a PNG grid: the (H, W, 3) uint8 image, then every map of
     :func:`self_similarity_maps` (brighter = more similar), the query (x, y) marked on each."""
@@ -64,7 +63,7 @@ def plot_self_similarity(
     n = len(maps) + 1
     ncols = min(n, 4)
     nrows = -(-n // ncols)
-    figsize = (panel_size * ncols, panel_size * H / W * nrows + 0.6)
+    figsize = (3.0 * ncols, 3.0 * H / W * nrows + 0.6)  # 3-inch panels
     fig = Figure(figsize=figsize)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.reshape(-1):

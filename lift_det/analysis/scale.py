@@ -76,23 +76,17 @@ def _titles(ax, title: str, xlabel: str, ylabel: str) -> None:
 
 
 def plot_scale_cka(
-    results: Dict[str, List[List[float]]],
-    scales: Sequence[float],
-    path: str,
-    title: str = "",
-    source_scales: Optional[Sequence[float]] = None,
+    results: Dict[str, List[List[float]]], scales: Sequence[float], path: str, title: str = ""
 ) -> Dict[str, Any]:
     """Fig. 4 as a PNG at ``path``: one CKA heatmap (source x destination scale) per method of
     ``results`` (:func:`scale_cka_matrix` over ``scales``), sharing :func:`cka_color_range`, and
-    below them a panel per source scale (default: every scale), CKA against the destination scale, a
-    curve per method. Returns what was drawn (heatmaps, curves, color_range)."""
+    below them a panel per source scale, CKA against the destination scale, a curve per method.
+    Returns what was drawn (heatmaps, curves, color_range)."""
     from matplotlib.figure import Figure
 
-    scales = list(scales)
-    source_scales = scales if source_scales is None else list(source_scales)
-    methods = list(results)
+    scales, methods = list(scales), list(results)
     vmin, vmax = cka_color_range(results)
-    ncols = max(len(methods), len(source_scales))
+    ncols = max(len(methods), len(scales))
     fig = Figure(figsize=(3.6 * ncols, 7.2), constrained_layout=True)
     axes = fig.subplots(2, ncols, squeeze=False)
     labels = [f"{s:g}" for s in scales]
@@ -108,7 +102,7 @@ def plot_scale_cka(
                 ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=color)
     fig.colorbar(im, ax=axes[0][len(methods) - 1], shrink=0.9,
                  label=f"linear CKA ({vmin:g} to {vmax:g})")  # fmt: skip
-    for ax, src in zip(axes[1], source_scales):
+    for ax, src in zip(axes[1], scales):
         i = scales.index(src)
         for method in methods:
             ax.plot(scales, results[method][i], marker="o", label=method)
@@ -116,9 +110,9 @@ def plot_scale_cka(
         ax.set_ylim(vmin, 1.0 + 0.02 * (1.0 - vmin))
         ax.grid(alpha=0.3)
     axes[1][0].legend(fontsize=8)
-    for ax in list(axes[0][len(methods) :]) + list(axes[1][len(source_scales) :]):
+    for ax in list(axes[0][len(methods) :]) + list(axes[1][len(scales) :]):
         fig.delaxes(ax)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.savefig(path, dpi=100)
-    return {"heatmaps": methods, "curves": source_scales, "color_range": (vmin, vmax)}
+    return {"heatmaps": methods, "curves": scales, "color_range": (vmin, vmax)}

@@ -129,15 +129,16 @@ def inference_timings(size, device, repeats, config_dir, heads):
     return timings, median["mrcnn_lift"] / median["mrcnn"]
 
 
-def measure_stage1_ratio(distiller, batch, repeats: int = 5, use_amp=None) -> float:
+def measure_stage1_ratio(distiller, batch, repeats: int = 5) -> float:
     """One stage-one training step (backward and AdamW step included) over one frozen-ViT forward
-    of the same batch, interleaved; LiFT's weights and the model's mode are restored after."""
+    of the same batch, interleaved (AMP on CUDA); LiFT's weights and the model's mode are restored
+    after."""
     device = distiller.device
-    use_amp = device.type == "cuda" if use_amp is None else use_amp
+    use_amp = device.type == "cuda"
     saved = copy.deepcopy(distiller.lift.state_dict())
     was_training = distiller.training
     optimizer = torch.optim.AdamW([p for p in distiller.parameters() if p.requires_grad], lr=1e-3)
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
 
     def step():
         distiller.train()

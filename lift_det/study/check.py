@@ -27,8 +27,7 @@ def check_steps(trace: str, expected: Dict, where: str) -> None:
 
 
 def compare_steps(expected: Dict, got: Dict) -> Tuple[bool, List[Dict[str, Any]]]:
-    """Each step's losses in ``got`` against the trace's (:func:`compare_losses`), printed;
-    returns whether all are identical and a result per step."""
+    """Each step's losses against the trace's, printed: (all identical, a result per step)."""
     identical, results = True, []
     keys = ("identical", "first_iter", "first_rel", "max_abs", "max_rel")
     for step, mine in zip(expected["steps"], got["steps"]):

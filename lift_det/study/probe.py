@@ -40,8 +40,7 @@ def trace_budgets(trace: Dict[str, Any]) -> Tuple[int, ...]:
 
 
 def describe(step: Step, out: str) -> Dict[str, Any]:
-    """What a trace records of a step: config, overrides (the probe's folder as ``<probe>``),
-    threads and ``train.max_iter``."""
+    """What a trace records of a step (the probe's folder as ``<probe>`` in its overrides)."""
     overrides = {k: v.replace(out, _PROBE_DIR) if isinstance(v, str) else v
                  for k, v in step.overrides.items()}  # fmt: skip
     return dict(name=step.name, config=step.config, overrides=overrides, threads=step.threads,

@@ -22,8 +22,7 @@ def _diff(d: Dict[str, float]) -> str:
 
 
 def format_report(study: Dict) -> str:
-    """The markdown report (docs/mini_study.md) from the study's JSON: the same text for the
-    same JSON (tests/test_readme.py checks the committed pair)."""
+    """The markdown report (docs/mini_study.md) from the study's JSON alone."""
     arms = study["arms"]
     labels = arm_labels(study)
     s, setup, base = study["summary"], study["setup"], study["baseline"]

@@ -99,8 +99,7 @@ def zero_shot_step(arm: Arm, base: str, out: str, seed: int) -> Optional[Step]:
 
 
 def _from_stage_one(arm: Arm, out: str, seed: int, overrides: Dict[str, str]):
-    """``overrides`` with the arm's stage-one file of ``seed`` where it has one, and the steps
-    that its step needs."""
+    """``overrides`` with the arm's stage-one file of ``seed`` (if any), and the steps it needs."""
     if not arm.stage_one:
         return overrides, ("baseline",)
     lift_file = os.path.join(out, f"seed{seed}", arm.stage_one, "lift_final.pth")
