@@ -151,16 +151,11 @@ def invoke_main(argv=None) -> None:
         # one run at a time per output folder (machine 0's launcher holds the lock)
         locked = not args.eval_only and args.machine_rank == 0
         with run_dir.lock_output_dir(cfg.train.output_dir if locked else ""):
-            world_size = args.num_gpus * args.num_machines
-            launch(
-                main,
-                args.num_gpus,
-                num_machines=args.num_machines,
-                machine_rank=args.machine_rank,
-                dist_url=args.dist_url,
-                # one process: the config loaded above (a config file runs once)
-                args=(args, cfg if world_size == 1 else None),
-            )
+            # one process: the config loaded above (a config file runs once)
+            one = args.num_gpus * args.num_machines == 1
+            launch(main, args.num_gpus, num_machines=args.num_machines,
+                   machine_rank=args.machine_rank, dist_url=args.dist_url,
+                   args=(args, cfg if one else None))  # fmt: skip
     except UserError as e:
         run_dir.remove_new(folder, before)  # a refused run leaves its output folder as it was
         refuse(parser, e)

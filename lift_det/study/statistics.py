@@ -64,19 +64,14 @@ def summarize(per_seed: Dict[int, Dict[str, Dict[str, float]]], arms: Sequence[s
     the mean and std over seeds and, against :data:`CONTROL`, the paired difference with its 95%
     interval (``significant``: the interval excludes 0); and stage one's cosines."""
     seeds = sorted(per_seed)
-    table: Dict[str, Dict] = {}
-    for arm in arms:
-        row: Dict[str, Dict] = {}
+    table = {arm: {key: _mean_std([per_seed[s][arm][key] for s in seeds]) for key, _ in METRICS}
+             for arm in arms}  # fmt: skip
+    for arm in (a for a in arms if a != CONTROL and CONTROL in arms):
         for key, _ in METRICS:
-            values = [per_seed[s][arm][key] for s in seeds]
-            row[key] = _mean_std(values)
-            if arm != CONTROL and CONTROL in arms:
-                row[key]["vs_control"] = paired_arms(per_seed, arm, CONTROL, key)
-        table[arm] = row
-    cosines = {}
-    for step, key, label in COSINES:
-        if all(step in per_seed[s] for s in seeds):
-            cosines[label] = _mean_std([per_seed[s][step][key] for s in seeds])
+            table[arm][key]["vs_control"] = paired_arms(per_seed, arm, CONTROL, key)
+    cosines = {label: _mean_std([per_seed[s][step][key] for s in seeds])
+               for step, key, label in COSINES
+               if all(step in per_seed[s] for s in seeds)}  # fmt: skip
     return {"arms": table, "stage1_cosines": cosines, "seeds": seeds}
 
 
