@@ -58,24 +58,21 @@ def main(args) -> int:
         raise UserError(f"--output-dir {out} holds a probe: give --resume to reuse its finished "
                         f"steps, --overwrite to rerun them, or another folder")  # fmt: skip
     if args.write:
-        if args.study_iters is None:
-            args.study_iters = list(schedule.STUDY_ITERS.values())
+        budgets = args.study_iters or list(schedule.STUDY_ITERS.values())
         iters = probe.PROBE_ITERS if args.iters is None else args.iters
-        if not 1 <= iters <= min(args.study_iters):
-            raise UserError(f"--iters must be in [1, {min(args.study_iters)}], got {iters}")
-        probe.write_trace(out or tempfile.mkdtemp(prefix="study_probe_"), args.write,
-                          *args.study_iters, iters=iters, resume=args.resume,
-                          overwrite=args.overwrite)  # fmt: skip
+        if not 1 <= iters <= min(budgets):
+            raise UserError(f"--iters must be in [1, {min(budgets)}], got {iters}")
+        probe.write_trace(out or tempfile.mkdtemp(prefix="study_probe_"), args.write, *budgets,
+                          iters=iters, resume=args.resume, overwrite=args.overwrite)  # fmt: skip
         return 0
 
     try:
         expected = probe.read_trace(args.trace)
     except (OSError, ValueError) as e:
         why = e.strerror if isinstance(e, OSError) else str(e)
-        raise UserError(
-            f"cannot use the trace {args.trace} ({why}): `make study` writes it (or "
-            f"tools/study_check.py --write {args.trace} --study-iters ...)"
-        ) from None
+        raise UserError(f"cannot use the trace {args.trace} ({why}): `make study` writes it (or "
+                        f"tools/study_check.py --write {args.trace} --study-iters "
+                        f"...)") from None  # fmt: skip
     if args.iters is not None and args.iters != expected["iters"]:
         raise UserError(f"--iters {args.iters}: a check replays the trace's {expected['iters']}")
     if args.study_iters is not None:

@@ -28,16 +28,14 @@ def format_report(study: Dict) -> str:
     s, setup, base = study["summary"], study["setup"], study["baseline"]
     timed = all("cpu_ms" in c for c in study["costs"].values())
     n, control, names = len(s["seeds"]), labels[CONTROL], [name for _, name in METRICS]
+    resumed = "."
+    if study.get("steps_skipped"):
+        resumed = (f" (resumed: {study['steps_skipped']} of its {len(study['step_seconds'])} steps "
+                   f"had run before and are not in that time).")  # fmt: skip
     lines = [
         f"Mini study, {n} seeds ({', '.join(map(str, s['seeds']))}): made by `{study['command']}` "
         f"on {study['date']} at commit {study['commit']}, {study['machine']}, torch "
-        f"{study['torch']}, in {study['wall_time_s'] / 60:.0f} min"
-        + (
-            f" (resumed: {study['steps_skipped']} of its {len(study['step_seconds'])} steps had "
-            f"run before and are not in that time)."
-            if study.get("steps_skipped")
-            else "."
-        ),
+        f"{study['torch']}, in {study['wall_time_s'] / 60:.0f} min{resumed}",
         "",
         f"Mean ± std over seeds. Every arm starts from the same baseline mini ViTDet "
         f"({base['iterations']} iterations, box AP {base['final']['bbox/AP']:.2f}, mask AP "
@@ -61,9 +59,8 @@ def format_report(study: Dict) -> str:
         f"t interval over the {n} seed pairs; * marks an interval that excludes 0.",
         "",
     ]
-    rows = []
-    for arm in (a for a in arms if a != CONTROL):
-        rows.append([labels[arm], *(_diff(s["arms"][arm][k]["vs_control"]) for k, _ in METRICS)])
+    rows = [[labels[arm], *(_diff(s["arms"][arm][k]["vs_control"]) for k, _ in METRICS)]
+            for arm in arms if arm != CONTROL]  # fmt: skip
     lines += md_table(["model", *(f"Δ {m}" for m in names)], rows)
     lines += ["", _in_words(study), ""]
     if "zero_shot" in study:
@@ -185,19 +182,15 @@ def _in_words(study: Dict) -> str:
     labels = arm_labels(study)
     s = study["summary"]
     better, worse, neither = [], [], []
-    for arm in study["arms"]:
-        if arm == CONTROL:
-            continue
+    for arm in (a for a in study["arms"] if a != CONTROL):
         d = s["arms"][arm]["bbox/AP"]["vs_control"]
         text = f"{labels[arm]} ({d['mean']:+.2f} box AP)"
         (better if d["significant"] and d["mean"] > 0 else
          worse if d["significant"] else neither).append(text)  # fmt: skip
-    parts = [f"In words, box AP against *{labels[CONTROL]}* at 95%:"]
-    parts.append(f"significantly better: {'; '.join(better) or 'none'}.")
-    parts.append(f"Significantly worse: {'; '.join(worse) or 'none'}.")
-    parts.append(f"Not distinguishable from it with {len(s['seeds'])} seeds: "
-                 f"{'; '.join(neither) or 'none'}.")  # fmt: skip
-    return " ".join(parts)
+    return (f"In words, box AP against *{labels[CONTROL]}* at 95%: significantly better: "
+            f"{'; '.join(better) or 'none'}. Significantly worse: {'; '.join(worse) or 'none'}. "
+            f"Not distinguishable from it with {len(s['seeds'])} seeds: "
+            f"{'; '.join(neither) or 'none'}.")  # fmt: skip
 
 
 def format_headline(study: Dict) -> str:
