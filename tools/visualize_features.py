@@ -31,10 +31,7 @@ from lift_det.utils import UserError, run_main
 
 
 def self_similarity_maps(
-    net: ViTLiFT,
-    image: torch.Tensor,
-    query_xy: Tuple[float, float],
-    num_passes: int = 2,
+    net: ViTLiFT, image: torch.Tensor, query_xy: Tuple[float, float], num_passes: int = 2
 ) -> List[Tuple[str, torch.Tensor]]:
     """The maps of Fig. 5 for one normalized image (1, 3, H, W) and a query (x, y) in its pixels:
     ViT, ViT+bilinear, the ViT at 2x input, k x LiFT for k = 1..num_passes, as (label, map)."""

@@ -11,9 +11,7 @@ from .features import dense_features, feature_map_cka, method_label, resize_feat
 
 
 def scale_cka_matrix(
-    extract: Callable[[float], torch.Tensor],
-    scales: Sequence[float],
-    grid: Tuple[int, int],
+    extract: Callable[[float], torch.Tensor], scales: Sequence[float], grid: Tuple[int, int]
 ) -> List[List[float]]:
     """The symmetric matrix (lists, ones on the diagonal) of CKA between ``extract(scale)``'s
     (B, C, h, w) features of the same images at every pair of ``scales``, on the common ``grid``."""

@@ -14,6 +14,7 @@ from detectron2.utils.analysis import FlopCountAnalysis
 
 from ..benchmark.costs import count_flops, cpu_latency_ms, random_detector
 from ..checkpoint import atomic_write_text
+from ..model_zoo import get_config, get_config_file
 from ..utils import REPO
 from ..utils.provenance import provenance
 from .figures import plot_cosine_vs_ap, plot_frontier
@@ -126,16 +127,12 @@ def study_data(out: str, val_images: int) -> str:
 
 def _justification(baseline_iters: int, stage1_iters: int, stage2_iters: int) -> str:
     """Why these budgets, with epochs computed from the configs' batch sizes and the data."""
-    from detectron2.config import LazyConfig
     from detectron2.data import DatasetCatalog
 
-    def batch(config):
-        path = os.path.join(REPO, "configs", "mini", f"{config}.py")
-        return LazyConfig.load(path).dataloader.train.total_batch_size
-
+    b_det, b_s1 = (get_config(f"mini/{c}.py").dataloader.train.total_batch_size
+                   for c in ("vitdet_mrcnn", "lift_stage1"))  # fmt: skip
     n_train = len(DatasetCatalog.get("lift_mini_train"))
     n_val = len(DatasetCatalog.get("lift_mini_val"))
-    b_det, b_s1 = batch("vitdet_mrcnn"), batch("lift_stage1")
 
     def ep(iters, b):
         return f"{iters * b / n_train:g} epochs at batch {b}"
@@ -163,7 +160,7 @@ def arm_costs(arms: Sequence[str], image: str) -> Dict[str, Dict[str, float]]:
     configs = {a.name: a.config for a in ARMS}
     costs = {}
     for arm in arms:
-        model = random_detector(os.path.join(REPO, "configs", "mini", f"{configs[arm]}.py"))
+        model = random_detector(get_config_file(f"mini/{configs[arm]}.py"))
         size = model.backbone.padding_constraints["square_size"]
         img = torch.as_tensor(read_image(image, format="BGR").copy()).permute(2, 0, 1)
         img = torch.nn.functional.interpolate(img[None].float(), size=(size, size))[0]
