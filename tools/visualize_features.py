@@ -110,9 +110,7 @@ def main(args):
     logger = setup_logger(name="lift_det", abbrev_name="lift_det")
     if args.passes < 1:
         raise UserError(f"--passes must be >= 1, got {args.passes}.")
-    torch.manual_seed(0)  # parts left at random initialization are the same every run
-    net = feature_model.build_feature_model(args.config)
-    loaded = feature_model.load_feature_weights(net, args.weights, args.lift_weights)
+    net, _, caveat = feature_model.load_feature_model(args)
     path = args.image or feature_model.default_image_path()
     original = feature_model.read_rgb(path)
     size = args.size or feature_model.native_image_size(net)
@@ -122,7 +120,6 @@ def main(args):
     query = (qx * image.shape[1] / original.shape[1], qy * image.shape[0] / original.shape[0])
     maps = self_similarity_maps(net, x, query, num_passes=args.passes)
     title = f"{os.path.basename(path)}: self-similarity to the red query"
-    caveat = feature_model.weights_caveat(net, loaded)
     if caveat:
         title += f" ({caveat})"
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

@@ -123,6 +123,16 @@ def weights_caveat(net: ViTLiFT, loaded: Dict[str, bool]) -> str:
     return "; ".join(parts)
 
 
+def load_feature_model(args):
+    """The feature tools' model from their ``--config``, ``--weights`` and ``--lift-weights``:
+    :func:`build_feature_model` (its parts left random the same every run) with
+    :func:`load_feature_weights`; returns it, what was loaded and its :func:`weights_caveat`."""
+    torch.manual_seed(0)
+    net = build_feature_model(args.config)
+    loaded = load_feature_weights(net, args.weights, args.lift_weights)
+    return net, loaded, weights_caveat(net, loaded)
+
+
 def native_image_size(net: ViTLiFT) -> int:
     """The ViT's ``img_size``, from its global-attention blocks' relative position tables (224
     where it has none)."""

@@ -94,13 +94,9 @@ def read_trace(path: str) -> Dict[str, Any]:
             raise ValueError(f"{path} is not JSON ({e})") from None
     step_keys = {"name", "config", "overrides", "threads", "max_iter", "losses"}
     try:
-        ok = (
-            trace["format"] == TRACE_FORMAT
-            and isinstance(trace["iters"], int)
-            and set(trace["study_iters"]) == set(STUDY_ITERS)
-            and isinstance(trace["extra"], list)
-            and all(step_keys <= set(s) for s in trace["steps"])
-        )
+        ok = (trace["format"] == TRACE_FORMAT and isinstance(trace["iters"], int)
+              and set(trace["study_iters"]) == set(STUDY_ITERS) and isinstance(trace["extra"], list)
+              and all(step_keys <= set(s) for s in trace["steps"]))  # fmt: skip
     except (KeyError, TypeError):
         ok = False
     if not ok:
