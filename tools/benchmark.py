@@ -37,9 +37,8 @@ def get_parser():
     parser.add_argument("--detector-size", type=int, default=1024, help="detector FLOPs; 0: skip")
     parser.add_argument("--time-size", type=int, default=1024, help="timings; 0: skip")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls of each")
-    parser.add_argument(
-        "--presets", nargs="+", default=list(LIFT_PRESETS), help="LiFT presets (default: all)"
-    )
+    parser.add_argument("--presets", nargs="+", default=list(LIFT_PRESETS),
+                        help="LiFT presets (default: all)")  # fmt: skip
     parser.add_argument("--proposals", type=int, default=1000, help="RPN proposals (test)")
     parser.add_argument("--detections", type=int, default=100, help="detections per image")
     parser.add_argument("--vit-2x", action="store_true", help="also count each ViT at 2x input")

@@ -19,13 +19,8 @@ import torch
 
 from detectron2.utils.logger import setup_logger
 
-from lift_det.analysis import (
-    dense_features,
-    feature_model,
-    method_label,
-    query_to_grid,
-    self_similarity,
-)
+from lift_det import analysis
+from lift_det.analysis import feature_model
 from lift_det.modeling import ViTLiFT
 from lift_det.utils import UserError, run_main
 
@@ -39,9 +34,10 @@ def self_similarity_maps(
     runs += [("lift", k) for k in range(1, max(num_passes, 1) + 1)]
     out = []
     for method, k in runs:
-        features = dense_features(net, image, method, num_passes=k)
-        query = query_to_grid(query_xy, image.shape[-2:], features.shape[-2:])
-        out.append((method_label(net, method, k), self_similarity(features, query)))
+        features = analysis.dense_features(net, image, method, num_passes=k)
+        query = analysis.query_to_grid(query_xy, image.shape[-2:], features.shape[-2:])
+        label = analysis.method_label(net, method, k)
+        out.append((label, analysis.self_similarity(features, query)))
     return out
 
 
