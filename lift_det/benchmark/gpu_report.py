@@ -33,10 +33,9 @@ def _table(header, cells) -> List[str]:
 
 
 def _losses(run) -> str:
-    return (
-        f"{run['iterations']} iterations, total loss {run['losses'][0]:.4f} -> "
-        f"{run['losses'][-1]:.4f}: finite {_yes(run['finite'])}, falling {_yes(run['falling'])}"
-    )
+    return (f"{run['iterations']} iterations, total loss {run['losses'][0]:.4f} -> "
+            f"{run['losses'][-1]:.4f}: finite {_yes(run['finite'])}, falling "
+            f"{_yes(run['falling'])}")  # fmt: skip
 
 
 def inference_tables(title: str, section) -> List[str]:

@@ -52,9 +52,7 @@ def _axes(figsize):
 
 def _save(fig, ax, path: str, xlabel: str, ylabel: str, title: str) -> None:
     """Labels, grid and legend, then the PNG at ``path``."""
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()

@@ -68,18 +68,12 @@ def format_table(results: Dict[str, Dict], steps: List[Step]) -> str:
     s1 = results.get("stage1", {})
     if s1:
         cosines = [f"{s1.get(f'lift_quality/cos_{k}', float('nan')):.4f}" for k in COSINES]
-        lines += [
-            "",
-            "Stage one, held-out mean cosine similarity to the ViT's features of the 2x image:",
-            "",
-            *md_table(["LiFT", "bilinear", "nearest"], [cosines]),
-        ]
+        lines += ["", "Stage one, held-out mean cosine similarity to the ViT's features of the 2x "
+                  "image:", "", *md_table(["LiFT", "bilinear", "nearest"], [cosines])]  # fmt: skip
         if s1.get("lift_quality/cos_lift", 1.0) < s1.get("lift_quality/cos_bilinear", 0.0):
-            lines += [
-                "",
-                "**LiFT is UNDERTRAINED**: its held-out cosine is below bilinear upsampling's. "
-                "Train stage one longer; the +LiFT rows above say little about LiFT.",
-            ]
+            lines += ["", "**LiFT is UNDERTRAINED**: its held-out cosine is below bilinear "
+                      "upsampling's. Train stage one longer; the +LiFT rows above say little about "
+                      "LiFT."]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -8,11 +8,9 @@ from .schedule import ARMS, CONTROL, arm_labels
 from .statistics import COSINES, interval, paired_interval
 
 # the gap each group's arms are measured against: (low end, high end) of box AP
-REFERENCES = {
-    "up": ("ft", "image2x", "the 2x image's gain over the same-budget control"),
-    "stride8": ("ft", "image2x", "the 2x image's gain over the same-budget control"),
-    "down": ("image_half", "ft", "the gap between the half image and the 1x image"),
-}
+_GAIN_OF_2X = ("ft", "image2x", "the 2x image's gain over the same-budget control")
+_HALF_TO_1X = ("image_half", "ft", "the gap between the half image and the 1x image")
+REFERENCES = {"up": _GAIN_OF_2X, "stride8": _GAIN_OF_2X, "down": _HALF_TO_1X}
 # the LiFT arm of each placement, with its plain upsampling control
 PLACEMENT_ARMS = {"up": ("lift", "bilinear"), "down": ("lift_down", "bilinear_down"),
                   "stride8": ("lift_s8", None)}  # fmt: skip
