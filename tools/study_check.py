@@ -92,11 +92,10 @@ def main(args) -> int:
     finally:
         if not out:  # its files are kept only where asked (--output-dir)
             shutil.rmtree(work, ignore_errors=True)
-    print(
-        f"\n[study-check] the trace {args.trace}: made {expected.get('date')} "
-        f"at commit {expected.get('commit')} on {expected.get('machine')}, {versions(expected)}"
-        f"\n[study-check] this run: commit {got['commit']} on {got['machine']}, {versions(got)}"
-    )
+    print(f"\n[study-check] the trace {args.trace}: made {expected.get('date')} at commit "
+          f"{expected.get('commit')} on {expected.get('machine')}, {versions(expected)}\n"
+          f"[study-check] this run: commit {got['commit']} on {got['machine']}, "
+          f"{versions(got)}")  # fmt: skip
     identical, results = compare_steps(expected, got)
     mine, theirs = class_name(got), class_name(expected)
     known = earlier_record(args.record, expected, got)  # before this run's record replaces it

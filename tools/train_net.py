@@ -56,20 +56,18 @@ def do_train(args, cfg):
         schedule = hooks.LRScheduler(scheduler=lr)
     else:
         schedule = FixedLengthLRScheduler(scheduler=lr, max_iter=cfg.train.max_iter)
-    trainer.register_hooks(
-        [
-            hooks.IterationTimer(),
-            schedule,
-            LossTrace(trace, output_dir) if trace and is_main else None,
-            StopOnDivergence(),  # before the checkpointer: a diverged step is never saved
-            ExactResume(),  # its state (the random state) is in every checkpoint
-            hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
-            # after the evaluation, which draws random numbers: exact resume
-            hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if is_main else None,
-            *export_hooks,
-            hooks.PeriodicWriter(writers, period=cfg.train.log_period) if is_main else None,
-        ]
-    )
+    trainer.register_hooks([
+        hooks.IterationTimer(),
+        schedule,
+        LossTrace(trace, output_dir) if trace and is_main else None,
+        StopOnDivergence(),  # before the checkpointer: a diverged step is never saved
+        ExactResume(),  # its state (the random state) is in every checkpoint
+        hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
+        # after the evaluation, which draws random numbers: exact resume
+        hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if is_main else None,
+        *export_hooks,
+        hooks.PeriodicWriter(writers, period=cfg.train.log_period) if is_main else None,
+    ])  # fmt: skip
 
     try:
         checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)

@@ -53,12 +53,9 @@ def format_report(study: Dict) -> str:
         metrics = [_pm(r[k]) for k, _ in METRICS]
         rows.append([labels[arm], size, f"{c['params_M']:.2f}", gflops, ms, *metrics])
     lines += md_table(["model", "px", "params (M)", "GFLOPs", "CPU ms", *names], rows)
-    lines += [
-        "",
-        f"Paired difference from *{control}* (same seed, same baseline, same budget): mean and 95% "
-        f"t interval over the {n} seed pairs; * marks an interval that excludes 0.",
-        "",
-    ]
+    lines += ["", f"Paired difference from *{control}* (same seed, same baseline, same budget): "
+              f"mean and 95% t interval over the {n} seed pairs; * marks an interval that "
+              f"excludes 0.", ""]  # fmt: skip
     rows = [[labels[arm], *(_diff(s["arms"][arm][k]["vs_control"]) for k, _ in METRICS)]
             for arm in arms if arm != CONTROL]  # fmt: skip
     lines += md_table(["model", *(f"Δ {m}" for m in names)], rows)
