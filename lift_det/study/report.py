@@ -204,12 +204,11 @@ def format_headline(study: Dict) -> str:
         z = _pm(zs[arm]["bbox/AP"]) if arm in zs else "-"
         size = c.get("image_size", setup["image_size"])
         rows.append([labels[arm], size, f"{c['gflops']:.2f}", _pm(r), d, z])
-    lines = [
-        f"Box AP on the mini data's val images, mean ± std over {len(study['summary']['seeds'])} "
-        f"seeds; Δ: paired difference from *{labels[CONTROL]}*, 95% interval (* excludes 0).",
-        "",
-        *md_table(["model", "px", "GFLOPs", "box AP", "Δ box AP", "zero-shot box AP"], rows),
-    ]
+    head = ["model", "px", "GFLOPs", "box AP", "Δ box AP", "zero-shot box AP"]
+    lines = [f"Box AP on the mini data's val images, mean ± std over "
+             f"{len(study['summary']['seeds'])} seeds; Δ: paired difference from "
+             f"*{labels[CONTROL]}*, 95% interval (* excludes 0).", "",
+             *md_table(head, rows)]  # fmt: skip
     if "zero_shot" in study:
         lines += ["", *[f"- {w}" for w in placement_words(study)]]
     return "\n".join(lines)

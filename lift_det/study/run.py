@@ -35,11 +35,18 @@ def run_study(out: str, seeds: Sequence[int], *budgets: int, jobs: int = 2,
     the probe's ``mini_study_trace.json`` (:mod:`.probe`) to ``report_dir`` (default ``out``)."""
     from detectron2.data import DatasetCatalog
 
+    from ..data import generate_mini_coco, register_mini_coco
+
     baseline_iters, stage1_iters, stage2_iters = budgets
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
     t0, made = time.time(), provenance()  # the checkout as the run found it, before it writes
-    env = {"LIFT_DET_MINI_ROOT": study_data(out, val_images)}  # the steps' data
+    # the steps' data: the default 160 train images and val_images val images (the first 40 the
+    # default val split's), registered here as lift_mini_train / lift_mini_val
+    root = os.path.join(out, "data")
+    generate_mini_coco(root, num_val=val_images)
+    register_mini_coco(root)
+    env = {"LIFT_DET_MINI_ROOT": root}
     steps = study_steps(out, seeds, *budgets, arms=arms)
     print(f"[study] {len(steps)} steps, {jobs} at a time: 1 shared baseline, {len(seeds)} seeds")
     results = run_steps(steps, out, jobs=jobs, tag="study", env=env, **kwargs)
@@ -51,11 +58,8 @@ def run_study(out: str, seeds: Sequence[int], *budgets: int, jobs: int = 2,
     write_trace(os.path.join(out, "probe"), trace, *budgets, iters=iters, **kwargs)
     chosen = DEFAULT_ARMS if arms is None else arms
     arm_names = [a[0] for a in ARMS if a[0] in chosen]
-    per_seed = {
-        seed: {name.split("/", 1)[1]: r for name, r in results.items() if
-               name.startswith(f"seed{seed}/")}
-        for seed in seeds
-    }  # fmt: skip
+    per_seed = {seed: {name.split("/", 1)[1]: r for name, r in results.items()
+                       if name.startswith(f"seed{seed}/")} for seed in seeds}  # fmt: skip
     curve = read_curve(os.path.join(out, "baseline"), baseline_iters)
     val = DatasetCatalog.get("lift_mini_val")
     print("[study] counting parameters and GFLOPs of each arm, timing each on the CPU")
@@ -64,9 +68,6 @@ def run_study(out: str, seeds: Sequence[int], *budgets: int, jobs: int = 2,
     drop = int(baseline_iters * BASELINE_DROP)
     summary = summarize(per_seed, arm_names)
     zero_shot = zero_shot_per_seed(results, seeds, arm_names)
-    lift_vs_control = {g: paired_arms(per_seed, lift, control)
-                       for g, (lift, control) in PLACEMENT_ARMS.items()
-                       if lift in arm_names and control in arm_names}  # fmt: skip
     setup = dict(seeds=list(seeds), baseline_iters=baseline_iters, stage1_iters=stage1_iters)
     setup.update(stage2_iters=stage2_iters, image_size=256, val_images=len(val), jobs=jobs)
     left_out = [a[0] for a in ARMS if a[0] not in arm_names]
@@ -89,7 +90,9 @@ def run_study(out: str, seeds: Sequence[int], *budgets: int, jobs: int = 2,
             "per_seed": {str(k): v for k, v in zero_shot.items()},
         },
         "recovered": recovered_shares(per_seed, arm_names),
-        "lift_vs_control": lift_vs_control,
+        "lift_vs_control": {g: paired_arms(per_seed, lift, control)
+                            for g, (lift, control) in PLACEMENT_ARMS.items()
+                            if lift in arm_names and control in arm_names},  # fmt: skip
         "recipes": {a: paired_arms(per_seed, a, "lift") for a in RECIPE_ARMS
                     if a in arm_names and "lift" in arm_names},  # fmt: skip
         "cosine_vs_ap": cosine_vs_ap(summary),
@@ -111,18 +114,6 @@ def run_study(out: str, seeds: Sequence[int], *budgets: int, jobs: int = 2,
     print("\n" + report + f"\n\n[study] wrote {report_dir}/mini_study.md, .json, .png and "
           f"mini_study_cosine.png")  # fmt: skip
     return study
-
-
-def study_data(out: str, val_images: int) -> str:
-    """Generates the study's mini data at ``<out>/data`` (the default 160 train images;
-    ``val_images`` val images, of which the first 40 are the default val split's), registers it as
-    ``lift_mini_train`` / ``lift_mini_val`` and returns its root."""
-    from ..data import generate_mini_coco, register_mini_coco
-
-    root = os.path.join(out, "data")
-    generate_mini_coco(root, num_val=val_images)
-    register_mini_coco(root)
-    return root
 
 
 def _justification(baseline_iters: int, stage1_iters: int, stage2_iters: int) -> str:
