@@ -52,17 +52,12 @@ def inference_tables(title: str, section) -> List[str]:
 
 def format_markdown(result) -> str:
     toy = " (--toy: tiny sizes, not a measurement of the real models)" if result["toy"] else ""
-    lines = [
-        f"### GPU check: {result['device']}{toy}",
-        "",
-        f"torch {result['torch']}, CUDA {result['cuda']}, {result['amp_dtype']} AMP, "
-        f"{result['image_size']}x{result['image_size']} images, random weights. "
-        f"{result['wall_s']:.0f} s of a {result['budget_s']:.0f} s budget.",
-        "",
-        f"*Made {result['date']} at commit `{result['commit']}` on {result['machine']}: "
-        f"`{result['command']}`.*",
-        "",
-    ]
+    lines = [f"### GPU check: {result['device']}{toy}", "",
+             f"torch {result['torch']}, CUDA {result['cuda']}, {result['amp_dtype']} AMP, "
+             f"{result['image_size']}x{result['image_size']} images, random weights. "
+             f"{result['wall_s']:.0f} s of a {result['budget_s']:.0f} s budget.", "",
+             f"*Made {result['date']} at commit `{result['commit']}` on {result['machine']}: "
+             f"`{result['command']}`.*", ""]  # fmt: skip
     failed = [f"- {f['section']}: `{f['error']}`" for f in result.get("failed", [])]
     lines += ["#### Failed", "", *failed, ""] if failed else []
     if "inference" in result:

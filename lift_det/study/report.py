@@ -69,25 +69,19 @@ def format_report(study: Dict) -> str:
     cos, p = s["stage1_cosines"], base["plateau"]
     gain = f"gained {p['gain']:+.2f}, " if p["gain"] is not None else f"not met ({p.get('why')}), "
     verdict = "plateaued." if p["plateaued"] else "**not plateaued** by it."
+    curve = base["curve"]
     lines += [
         f"Stage one ({setup['stage1_iters']} iterations per seed), held-out mean cosine "
-        f"similarity to the ViT's features of the 2x image:",
-        "",
-        *md_table(list(cos), [[_pm(v, 4) for v in cos.values()]]),
-        "",
+        f"similarity to the ViT's features of the 2x image:", "",
+        *md_table(list(cos), [[_pm(v, 4) for v in cos.values()]]), "",
         f"The shared baseline: val box AP every {base['eval_period']} iterations. Convergence "
         f"criterion, fixed before the run: {p['criterion']}: {gain}{verdict} "
-        + base.get("schedule", "The learning rate drops 10x at 90%."),
-        "",
-        *md_table(
-            ["iteration", *(c["iteration"] for c in base["curve"])],
-            [[name, *(f"{c[k]:.2f}" for c in base["curve"])] for k, name in CURVE],
-        ),
-        "",
-        f"Budget: {setup['justification']}",
-        "",
+        + base.get("schedule", "The learning rate drops 10x at 90%."), "",
+        *md_table(["iteration", *(c["iteration"] for c in curve)],
+                  [[name, *(f"{c[k]:.2f}" for c in curve)] for k, name in CURVE]), "",
+        f"Budget: {setup['justification']}", "",
         f"Figure: box AP vs GFLOPs, mean ± std over seeds: `{study['figure']}`.",
-    ]
+    ]  # fmt: skip
     if "cosine_vs_ap" in study:
         lines += ["", *_cosine_section(study)]
     return "\n".join(lines)
@@ -103,17 +97,13 @@ def _zero_shot_section(study: Dict) -> List[str]:
     for arm in study["arms"]:
         d = zs[arm]["bbox/AP"].get("vs_control")
         rows.append([labels[arm], *(_pm(zs[arm][k]) for k, _ in metrics), _diff(d) if d else "-"])
-    lines = [
-        "Zero-shot: the same detectors with no stage two (the baseline's weights, the stage-one "
-        "file), mean ± std over seeds, and the paired difference from the baseline itself:",
-        "",
-        *md_table(["model", *(name for _, name in metrics), "Δ box AP"], rows),
-        "",
-        "Share of the reference gap recovered (box AP, per seed, then mean and 95% t interval): "
-        "up and stride-8 arms of the 2x image's gain over the control, down arms of the gap "
-        "between the half and the 1x image:",
-        "",
-    ]
+    lines = ["Zero-shot: the same detectors with no stage two (the baseline's weights, the "
+             "stage-one file), mean ± std over seeds, and the paired difference from the baseline "
+             "itself:", "",
+             *md_table(["model", *(name for _, name in metrics), "Δ box AP"], rows), "",
+             "Share of the reference gap recovered (box AP, per seed, then mean and 95% t "
+             "interval): up and stride-8 arms of the 2x image's gain over the control, down arms "
+             "of the gap between the half and the 1x image:", ""]  # fmt: skip
 
     def pct(r):
         if not r["mean"] == r["mean"]:  # NaN: the reference gained nothing in some seed
@@ -137,16 +127,11 @@ def _cosine_section(study: Dict) -> List[str]:
     pts = sorted(c["points"], key=lambda p: p["cosine"])
     rows = [[p["label"], f"{p['cosine']:.4f} ± {p['cosine_std']:.4f}",
              _diff({**p, "mean": p["delta_ap"]})] for p in pts]  # fmt: skip
-    return [
-        "Does stage one's cosine predict box AP? Each upsampler's held-out stage-one cosine "
-        "(mean ± std over seeds) and its paired Δ box AP from the control (95% interval):",
-        "",
-        *md_table(["upsampler", "stage-one cosine", "Δ box AP"], rows),
-        "",
-        _cosine_words(pts, c, study),
-        "",
-        f"Figure: Δ box AP vs stage-one cosine: `{study['cosine_figure']}`.",
-    ]
+    return ["Does stage one's cosine predict box AP? Each upsampler's held-out stage-one cosine "
+            "(mean ± std over seeds) and its paired Δ box AP from the control (95% interval):", "",
+            *md_table(["upsampler", "stage-one cosine", "Δ box AP"], rows), "",
+            _cosine_words(pts, c, study), "",
+            f"Figure: Δ box AP vs stage-one cosine: `{study['cosine_figure']}`."]  # fmt: skip
 
 
 def _cosine_words(pts: List[Dict], c: Dict, study: Dict) -> str:
