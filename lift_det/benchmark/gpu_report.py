@@ -86,15 +86,13 @@ def _stage_one_lines(s1) -> List[str]:
     row = (s1["batch_per_gpu"], _ms(s1), _v(s1, "images_per_s", ".2f"), _mib(s1))
     lines += _table(header, [row])
     if "oom" not in s1:
-        lines += [
-            f"Batch per GPU from {s1['recipe']}. One COCO epoch on one such GPU: "
-            f"{s1['epoch_images']} images / {s1['images_per_s']:.2f} images/s = "
-            f"{s1['epoch_s']:.0f} s = {s1['epoch_s'] / 3600:.2f} h; the config's "
-            f"{s1['schedule_epochs']:.1f} epochs: {s1['schedule_epochs']:.1f} x "
-            f"{s1['epoch_s']:.0f} s = {s1['schedule_s']:.0f} s = {s1['schedule_s'] / 3600:.1f} h "
-            f"({s1['schedule_s'] / 86400:.2f} days); on N GPUs about 1/N of it.",
-            "",
-        ]
+        lines += [f"Batch per GPU from {s1['recipe']}. One COCO epoch on one such GPU: "
+                  f"{s1['epoch_images']} images / {s1['images_per_s']:.2f} images/s = "
+                  f"{s1['epoch_s']:.0f} s = {s1['epoch_s'] / 3600:.2f} h; the config's "
+                  f"{s1['schedule_epochs']:.1f} epochs: {s1['schedule_epochs']:.1f} x "
+                  f"{s1['epoch_s']:.0f} s = {s1['schedule_s']:.0f} s = "
+                  f"{s1['schedule_s'] / 3600:.1f} h ({s1['schedule_s'] / 86400:.2f} days); on N "
+                  f"GPUs about 1/N of it.", ""]  # fmt: skip
     return lines
 
 
@@ -119,13 +117,11 @@ def _correctness_lines(c) -> List[str]:
     lines = ["#### Correctness (generated mini COCO data)", ""]
     lines += [f"- stage one, {p}: {_losses(c['stage_one'][p])}" for p in ("fp32", "amp")]
     lf = c["stage_one"]["lift_file"]
-    lines += [
-        f"- LiFT files of fp32 and AMP stage one: same tensors ({lf['tensors']}), shapes, dtypes "
-        f"and metadata: {_yes(lf['same_format'])}"
-        + (f" (differ: {', '.join(lf['differences'])})" if lf["differences"] else ""),
-        f"- stage two, `{c['stage_two']['config']}` with the {c['stage_two']['lift_from']}: "
-        f"{_losses(c['stage_two'])}",
-    ]
+    differ = f" (differ: {', '.join(lf['differences'])})" if lf["differences"] else ""
+    lines += [f"- LiFT files of fp32 and AMP stage one: same tensors ({lf['tensors']}), shapes, "
+              f"dtypes and metadata: {_yes(lf['same_format'])}{differ}",
+              f"- stage two, `{c['stage_two']['config']}` with the {c['stage_two']['lift_from']}: "
+              f"{_losses(c['stage_two'])}"]  # fmt: skip
     for e in c["export"]:
         diff = ", ".join(f"{k} {v:.2g}" for k, v in e["max_abs_diff"].items())
         lines.append(f"- TorchScript export ({e['attn_impl']} attention, {e['detections']} "

@@ -27,6 +27,7 @@ def format_report(study: Dict) -> str:
     labels = arm_labels(study)
     s, setup, base = study["summary"], study["setup"], study["baseline"]
     timed = all("cpu_ms" in c for c in study["costs"].values())
+    cpu = " and CPU latency (one thread, measured in this run)" if timed else ""
     n, control, names = len(s["seeds"]), labels[CONTROL], [name for _, name in METRICS]
     resumed = "."
     if study.get("steps_skipped"):
@@ -35,16 +36,13 @@ def format_report(study: Dict) -> str:
     lines = [
         f"Mini study, {n} seeds ({', '.join(map(str, s['seeds']))}): made by `{study['command']}` "
         f"on {study['date']} at commit {study['commit']}, {study['machine']}, torch "
-        f"{study['torch']}, in {study['wall_time_s'] / 60:.0f} min{resumed}",
-        "",
+        f"{study['torch']}, in {study['wall_time_s'] / 60:.0f} min{resumed}", "",
         f"Mean ± std over seeds. Every arm starts from the same baseline mini ViTDet "
         f"({base['iterations']} iterations, box AP {base['final']['bbox/AP']:.2f}, mask AP "
         f"{base['final']['segm/AP']:.2f}) and trains {setup['stage2_iters']} iterations with the "
-        f"ViT frozen; GFLOPs (fvcore)"
-        + (" and CPU latency (one thread, measured in this run)" if timed else "")
-        + " at inference on one image at the arm's input size (px).",
+        f"ViT frozen; GFLOPs (fvcore){cpu} at inference on one image at the arm's input size (px).",
         "",
-    ]
+    ]  # fmt: skip
     rows = []
     for arm in arms:
         c, r = study["costs"][arm], s["arms"][arm]
