@@ -102,15 +102,13 @@ def _stage_two_lines(s2) -> List[str]:
               _mib(r)) for r in s2["rows"]]  # fmt: skip
     ratios = [(r["batch"], r["over"], f"{r['time']:.3f}", f"{r['memory']:.3f}")
               for r in s2["ratios"]]  # fmt: skip
-    return [
-        "#### Stage two: one AMP training step, each config as it trains",
-        *_table(header + ["Peak memory (MiB)"], cells),
-        *_table(["Batch per GPU", "+LiFT over", "step time", "peak memory"], ratios),
-        "The +LiFT config (ViT and LiFT frozen) and its control (ViT frozen, bilinear) train the "
-        "same pyramid and heads; the plain config trains the whole ViTDet. Their ratio to plain is "
-        "mostly that choice; LiFT's own training cost is its ratio to the control.",
-        "",
-    ]
+    return ["#### Stage two: one AMP training step, each config as it trains",
+            *_table(header + ["Peak memory (MiB)"], cells),
+            *_table(["Batch per GPU", "+LiFT over", "step time", "peak memory"], ratios),
+            "The +LiFT config (ViT and LiFT frozen) and its control (ViT frozen, bilinear) train "
+            "the same pyramid and heads; the plain config trains the whole ViTDet. Their ratio to "
+            "plain is mostly that choice; LiFT's own training cost is its ratio to the control.",
+            ""]  # fmt: skip
 
 
 def _correctness_lines(c) -> List[str]:

@@ -206,12 +206,10 @@ def export_rows(model, setup, device) -> List[Dict[str, Any]]:
             traced = torch.jit.trace(adapter, adapter.flattened_inputs, check_trace=False)
             got = adapter.outputs_schema(traced(other))[0]["instances"]
             expected = _inference(model, [{"image": other}])[0]["instances"]
-        fields = {
-            "boxes": (got.pred_boxes.tensor, expected.pred_boxes.tensor),
-            "scores": (got.scores, expected.scores),
-            "classes": (got.pred_classes, expected.pred_classes),
-            "masks": (got.pred_masks, expected.pred_masks),
-        }
+        fields = {"boxes": (got.pred_boxes.tensor, expected.pred_boxes.tensor),
+                  "scores": (got.scores, expected.scores),
+                  "classes": (got.pred_classes, expected.pred_classes),
+                  "masks": (got.pred_masks, expected.pred_masks)}  # fmt: skip
         diffs = {k: _max_abs_diff(a, b) for k, (a, b) in fields.items()}
         try:
             for a, b in fields.values():

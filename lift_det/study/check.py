@@ -85,10 +85,9 @@ def record(folder: str, expected: Dict, got: Dict, steps: List[Dict], wall_s: fl
     return path
 
 
-STUDY_CHECKS_NONE = (
-    "No machine has run `make study-check` against the committed trace yet (it writes "
-    "`docs/study_checks/<machine>-torch-<version>.json`; then run `tools/update_readme.py`)."
-)
+STUDY_CHECKS_NONE = ("No machine has run `make study-check` against the committed trace yet (it "
+                     "writes `docs/study_checks/<machine>-torch-<version>.json`; then run "
+                     "`tools/update_readme.py`).")  # fmt: skip
 
 
 def render_study_checks(folder: str) -> str:

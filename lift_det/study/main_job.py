@@ -16,11 +16,10 @@ from .pipeline import Step, run_steps
 # `make main`'s iterations per step: the baseline, stage one, each stage-two arm
 MAIN_ITERS = {"baseline": 400, "stage1": 500, "stage2": 160}
 
-CAVEAT = (
-    "One seed is noise-limited: a rerun on another machine can move these APs by several points, "
-    "so read small differences with care. The evidence is the multi-seed study: `make study` "
-    "(tools/run_mini.py --seeds 3), committed as docs/mini_study.md and shown in the README."
-)
+CAVEAT = ("One seed is noise-limited: a rerun on another machine can move these APs by several "
+          "points, so read small differences with care. The evidence is the multi-seed study: "
+          "`make study` (tools/run_mini.py --seeds 3), committed as docs/mini_study.md and shown "
+          "in the README.")  # fmt: skip
 
 
 def mini_steps(out: str, baseline_iters: int, stage1_iters: int, stage2_iters: int) -> List[Step]:
