@@ -26,9 +26,8 @@ from lift_det.utils.tables import md_table
 
 # the documentation a user reads: the README and the pages it links (the reports in docs/ that the
 # tools write are lower case)
-PAGES = ["README.md"] + sorted(
-    os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "docs", "[A-Z]*.md"))
-)
+DOC_PAGES = glob.glob(os.path.join(REPO, "docs", "[A-Z]*.md"))
+PAGES = ["README.md"] + sorted(os.path.relpath(p, REPO) for p in DOC_PAGES)
 BLOCK = re.compile(r"(<!-- generated: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- /generated -->)", re.S)
 PROVENANCE = ("date", "commit", "machine", "torch", "command")
 

@@ -134,8 +134,7 @@ def _recipe_verdict(study: Dict, arm: str) -> str:
     if "image2x" not in costs:
         return ""
     pays = _verdict("up", costs, arm, d)[0]
-    return (
-        f" Against the same-budget control it gives {interval(d)} box AP at "
-        f"{costs[arm]['gflops']:.2f} GFLOPs (the 2x image: {costs['image2x']['gflops']:.2f}): "
-        f"LiFT from this stage one {'pays' if pays else 'does not pay'} in the up placement."
-    )
+    return (f" Against the same-budget control it gives {interval(d)} box AP at "
+            f"{costs[arm]['gflops']:.2f} GFLOPs (the 2x image: {costs['image2x']['gflops']:.2f}): "
+            f"LiFT from this stage one {'pays' if pays else 'does not pay'} in the up "
+            f"placement.")  # fmt: skip

@@ -141,13 +141,12 @@ def _cosine_words(pts: List[Dict], c: Dict, study: Dict) -> str:
                "ranks them only roughly as box AP does" if rho >= 0.5 else
                "does not rank them as box AP does")  # fmt: skip
     top, bottom = pts[-1], pts[0]
-    text = (
-        f"In words: over the {len(pts)} upsamplers, stage-one cosine {verdict} (Spearman ρ = "
-        f"{rho:+.2f}, p = {c['spearman_p']:.2f}; Pearson r = {c['pearson']:+.2f}; least squares: "
-        f"{c['ap_per_0.01_cosine']:+.2f} box AP per 0.01 of cosine). From {bottom['label']} "
-        f"(cosine {bottom['cosine']:.4f}, Δ box AP {bottom['delta_ap']:+.2f}) to {top['label']} "
-        f"(cosine {top['cosine']:.4f}, Δ box AP {top['delta_ap']:+.2f}). "
-    )
+    text = (f"In words: over the {len(pts)} upsamplers, stage-one cosine {verdict} (Spearman ρ = "
+            f"{rho:+.2f}, p = {c['spearman_p']:.2f}; Pearson r = {c['pearson']:+.2f}; least "
+            f"squares: {c['ap_per_0.01_cosine']:+.2f} box AP per 0.01 of cosine). From "
+            f"{bottom['label']} (cosine {bottom['cosine']:.4f}, Δ box AP "
+            f"{bottom['delta_ap']:+.2f}) to {top['label']} (cosine {top['cosine']:.4f}, Δ box AP "
+            f"{top['delta_ap']:+.2f}). ")  # fmt: skip
     above = [p["label"] for p in pts if p["significant"] and p["delta_ap"] > 0]
     none = "None of them is significantly above the same-budget control."
     text += f"Significantly above the same-budget control: {', '.join(above)}." if above else none
