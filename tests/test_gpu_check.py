@@ -238,8 +238,9 @@ def test_a_failing_section_is_reported_and_the_others_run(tool, tmp_path, monkey
     def broken(*args, **kwargs):
         raise RuntimeError("planted failure")
 
-    for name in ("stage_one_runs", "inference_rows", "stage_two_rows"):
-        monkeypatch.setattr(tool, name, broken)
+    monkeypatch.setattr(tool, "inference_rows", broken)
+    for name in ("stage_one_runs", "stage_two_rows"):
+        monkeypatch.setattr(tool.gpu_training, name, broken)
     monkeypatch.delenv("LIFT_DET_MINI_ROOT", raising=False)
     args = tool.get_parser().parse_args(["--toy", "--output-dir", str(tmp_path / "gpu")])
     assert tool.main(args) == 1

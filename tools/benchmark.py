@@ -20,14 +20,7 @@ import torch
 
 from detectron2.utils.logger import setup_logger
 
-from lift_det.benchmark.lift_cost import (
-    component_rows,
-    detector_rows,
-    device_name,
-    format_markdown,
-    inference_timings,
-    stage1_ratio,
-)
+from lift_det.benchmark import lift_cost
 from lift_det.checkpoint import atomic_write_text
 from lift_det.model_zoo import CONFIG_DIR
 from lift_det.modeling import LIFT_PRESETS
@@ -44,17 +37,13 @@ def get_parser():
     parser.add_argument("--detector-size", type=int, default=1024, help="detector FLOPs; 0: skip")
     parser.add_argument("--time-size", type=int, default=1024, help="timings; 0: skip")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls of each")
-    parser.add_argument(
-        "--presets", nargs="+", default=list(LIFT_PRESETS), help="LiFT presets (default: all)"
-    )
+    parser.add_argument("--presets", nargs="+", default=list(LIFT_PRESETS),
+                        help="LiFT presets (default: all)")  # fmt: skip
     parser.add_argument("--proposals", type=int, default=1000, help="RPN proposals (test)")
     parser.add_argument("--detections", type=int, default=100, help="detections per image")
     parser.add_argument("--vit-2x", action="store_true", help="also count each ViT at 2x input")
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="a few minutes on a CPU: --detector-size 512 --time-size 384 --repeats 2",
-    )
+    parser.add_argument("--quick", action="store_true", help="a few minutes on a CPU: "
+                        "--detector-size 512 --time-size 384 --repeats 2")  # fmt: skip
     parser.add_argument("--config-dir", default=CONFIG_DIR, help="where vitdet_mrcnn*.py live")
     parser.add_argument("--json", default="output/benchmark/benchmark.json")
     parser.add_argument("--markdown", default="output/benchmark/benchmark.md")
@@ -72,28 +61,29 @@ def main(args):
     if unknown:
         raise UserError(f"Unknown LiFT presets {unknown}; use some of {sorted(LIFT_PRESETS)}.")
     heads = (args.proposals, args.detections)
-    result = dict(device=device_name(device), timings=[], flop_tables={}, **provenance())
+    result = dict(device=lift_cost.device_name(device), timings=[], flop_tables={}, **provenance())
     for k in ("image_size", "detector_size", "time_size", "repeats", "proposals", "detections"):
         result[k] = getattr(args, k)
     logger.info(f"FLOPs of {', '.join(args.presets)} and their ViTs at {args.image_size}...")
     tables = result["flop_tables"]
-    rows, ratios = component_rows(args.presets, args.image_size, device, args.vit_2x, tables)
+    rows, ratios = lift_cost.component_rows(args.presets, args.image_size, device, args.vit_2x,
+                                            tables)  # fmt: skip
     result["ratios"] = ratios = {f"flops {k}": v for k, v in ratios.items()}
     if args.detector_size:
         s = args.detector_size
         logger.info(f"FLOPs of the detectors at {s}x{s}...")
-        more, detector_ratios = detector_rows(s, device, args.config_dir, heads)
+        more, detector_ratios = lift_cost.detector_rows(s, device, args.config_dir, heads)
         rows += more
         ratios.update({f"flops {k}_lift/{k}": v for k, v in detector_ratios.items()})
     if args.time_size:
         s = args.time_size
         logger.info(f"Timing inference and a stage-one step at {s}x{s}...")
-        timings = inference_timings(s, device, args.repeats, args.config_dir, heads)
+        timings = lift_cost.inference_timings(s, device, args.repeats, args.config_dir, heads)
         result["timings"], ratios["time mrcnn_lift/mrcnn"] = timings
-        ratio = stage1_ratio(s, device, args.repeats, args.config_dir)
+        ratio = lift_cost.stage1_ratio(s, device, args.repeats, args.config_dir)
         ratios["time stage-one step/frozen ViT-B forward"] = ratio
     result["rows"] = rows
-    text = format_markdown(result)
+    text = lift_cost.format_markdown(result)
     for path, content in ((args.json, json.dumps(result, indent=2) + "\n"), (args.markdown, text)):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         atomic_write_text(path, content)

@@ -1,10 +1,6 @@
 #!/usr/bin/env python3
 """
 Detect on images, a video or a webcam with a LazyConfig model; draw with detectron2's Visualizer.
-
-    tools/demo.py --config-file configs/mini/vitdet_mrcnn_lift.py \
-        --input img1.jpg "imgs/*.png" imgs/ --output out/ \
-        --weights OUTPUT_DIR/model_final.pth [--confidence-threshold 0.5] [key=value ...]
 """
 
 import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)
@@ -23,7 +19,6 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 import tqdm
 from lift_det.utils import media
 from lift_det.utils.cli import UserError, run_main
-from lift_det.utils.media import IMAGE_EXTS, same_file, video_codec
 
 
 def expand_inputs(patterns):
@@ -31,9 +26,8 @@ def expand_inputs(patterns):
     files = []
     for p in patterns:
         if os.path.isdir(p):
-            found = sorted(
-                os.path.join(p, f) for f in os.listdir(p) if f.lower().endswith(IMAGE_EXTS)
-            )
+            images = [f for f in os.listdir(p) if f.lower().endswith(media.IMAGE_EXTS)]
+            found = sorted(os.path.join(p, f) for f in images)
         else:
             found = sorted(glob.glob(os.path.expanduser(p)))
         if not found:
@@ -54,19 +48,15 @@ def check_outputs(args, inputs):
     single = inputs and output_path(args, inputs[0], len(inputs)) == args.output
     if single and not cv2.haveImageWriter(args.output):
         ext = os.path.splitext(args.output)[1] or "no extension"
-        raise UserError(
-            f"--output {args.output}: OpenCV writes no image with {ext}: give a .jpg or .png "
-            f"file, or a folder (end it with {os.sep})."
-        )
+        raise UserError(f"--output {args.output}: OpenCV writes no image with {ext}: give a .jpg "
+                        f"or .png file, or a folder (end it with {os.sep}).")  # fmt: skip
     sources = inputs + ([args.video_input] if args.video_input else [])
     for path in inputs:
         out = output_path(args, path, len(inputs))
-        clash = next((s for s in sources if same_file(out, s)), None)
+        clash = next((s for s in sources if media.same_file(out, s)), None)
         if clash:
-            raise UserError(
-                f"--output {args.output} would write {out} over the input {clash}: give "
-                f"another --output folder or file."
-            )
+            raise UserError(f"--output {args.output} would write {out} over the input {clash}: "
+                            f"give another --output folder or file.")  # fmt: skip
 
 
 def check_arguments(args):
@@ -93,8 +83,8 @@ def check_arguments(args):
             media.make_folder(os.path.dirname(os.path.abspath(args.output)))
         if args.video_input or args.webcam:
             name = os.path.splitext(os.path.basename(args.video_input or "webcam"))[0]
-            video = video_codec(output_path(args, name, 1))
-            if args.video_input and same_file(video[1], args.video_input):
+            video = media.video_codec(output_path(args, name, 1))
+            if args.video_input and media.same_file(video[1], args.video_input):
                 raise UserError(f"--output {video[1]} is the input video: give another --output.")
     return inputs, video
 
@@ -112,9 +102,8 @@ def main(args):
     cfg = LazyConfig.apply_overrides(checks.load_lazy_config(args.config_file), args.opts)
     weights = args.weights or cfg.train.init_checkpoint
     if not weights:
-        raise UserError(
-            "no weights: give --weights OUTPUT_DIR/model_final.pth (or set train.init_checkpoint)."
-        )
+        raise UserError("no weights: give --weights OUTPUT_DIR/model_final.pth (or set "
+                        "train.init_checkpoint).")  # fmt: skip
     try:  # lift_det's checked loading: a LiFT file or a partly random model is refused
         predictor = LazyPredictor(cfg, weights)
     except ValueError as e:
@@ -181,11 +170,9 @@ def get_parser():
     parser.add_argument("--input", nargs="+", help="images, globs ('dir/*.jpg') or folders")
     parser.add_argument("--video-input", help="a video file")
     parser.add_argument("--webcam", action="store_true", help="the first webcam")
-    parser.add_argument(
-        "--output",
-        help="a file for one input, else a folder (created), never an input; a video's output "
-        "file gets a codec this OpenCV can write (.mp4, else .avi); default: show in a window",
-    )
+    parser.add_argument("--output", help="a file for one input, else a folder (created), never an "
+                        "input; a video's output file gets a codec this OpenCV can write (.mp4, "
+                        "else .avi); default: show in a window")  # fmt: skip
     parser.add_argument("--weights", default="", help="default: train.init_checkpoint")
     parser.add_argument("--confidence-threshold", "--confidence", type=float, default=0.5)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="key=value config overrides")

@@ -26,17 +26,10 @@ from fvcore.common.timer import Timer
 from detectron2.config import LazyConfig
 from detectron2.utils.logger import setup_logger
 
+from lift_det.benchmark import gpu_training
 from lift_det.benchmark.costs import free
 from lift_det.benchmark.gpu_check import GPU, TOY, inference_ratios, inference_rows, vit_size_rows
 from lift_det.benchmark.gpu_report import write_report
-from lift_det.benchmark.gpu_training import (
-    export_rows,
-    stage_one_cost,
-    stage_one_runs,
-    stage_two_ratios,
-    stage_two_rows,
-    stage_two_run,
-)
 from lift_det.data.mini import generate_mini_coco
 from lift_det.utils import REPO, UserError, run_main
 from lift_det.utils.provenance import provenance, slug
@@ -47,18 +40,12 @@ logger = logging.getLogger("lift_det.gpu_check")
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
     parser.add_argument("--output-dir", default="", help="default: docs/gpu (--toy: output/gpu)")
-    parser.add_argument(
-        "--budget-s", type=float, default=420.0, help="seconds for all; ViT-L/H rows only if left"
-    )
-    parser.add_argument(
-        "--batches", type=int, nargs="+", help="inference batch sizes (default: 1 4; --toy: 1 2)"
-    )
-    parser.add_argument(
-        "--recipe-gpus",
-        type=int,
-        default=8,
-        help="GPUs of the COCO commands: batch per GPU = the configs' total_batch_size / this",
-    )
+    parser.add_argument("--budget-s", type=float, default=420.0,
+                        help="seconds for all; ViT-L/H rows only if left")  # fmt: skip
+    parser.add_argument("--batches", type=int, nargs="+",
+                        help="inference batch sizes (default: 1 4; --toy: 1 2)")  # fmt: skip
+    parser.add_argument("--recipe-gpus", type=int, default=8, help="GPUs of the COCO commands: "
+                        "batch per GPU = the configs' total_batch_size / this")  # fmt: skip
     parser.add_argument("--toy", action="store_true", help="tiny sizes, CPU-friendly")
     return parser
 
@@ -104,9 +91,9 @@ def main(args) -> int:
         root = os.path.join(work, "mini")
         generate_mini_coco(root, num_train=max(8, *batches), num_val=2)
         with section("correctness"):
-            s1, stage_one = stage_one_runs(setup, device, root, work)
-            s2, model = stage_two_run(setup, device, root, stage_one)
-            export = export_rows(model, setup, device)
+            s1, stage_one = gpu_training.stage_one_runs(setup, device, root, work)
+            s2, model = gpu_training.stage_two_run(setup, device, root, stage_one)
+            export = gpu_training.export_rows(model, setup, device)
             result["correctness"] = dict(stage_one=s1, stage_two=s2, export=export)
             del model, stage_one
             free(device)
@@ -118,19 +105,18 @@ def main(args) -> int:
             rows = inference_rows(setup.up, up, device, [1], amp_dtype, ("amp",), backbone=())
             result["up"] = dict(rows=rows, ratios=inference_ratios(rows), image_size=up.size)
         with section("stage one"):
-            result["stage_one"] = stage_one_cost(setup, device, args.recipe_gpus)
+            result["stage_one"] = gpu_training.stage_one_cost(setup, device, args.recipe_gpus)
         with section("stage two"):
             coco = LazyConfig.load(os.path.join(REPO, GPU.detectors["ViTDet-B"]))
             recipe_batch = int(coco.dataloader.train.total_batch_size) // args.recipe_gpus
             s2_batches = setup.stage2_batches or sorted({1, recipe_batch})
-            rows = stage_two_rows(setup, device, root, s2_batches)
+            rows = gpu_training.stage_two_rows(setup, device, root, s2_batches)
             lift_name = list(setup.detectors)[1]
-            result["stage_two"] = dict(rows=rows, ratios=stage_two_ratios(rows, lift_name))
+            ratios = gpu_training.stage_two_ratios(rows, lift_name)
+            result["stage_two"] = dict(rows=rows, ratios=ratios)
         with section("ViT-L/H"):
-            inference_s = sections["inference"]
-            result["vit_sizes"] = vit_size_rows(
-                setup, device, amp_dtype, args.budget_s, timer, inference_s, result
-            )
+            budget = args.budget_s
+            result["vit_sizes"] = vit_size_rows(setup, device, amp_dtype, budget, timer, result)
     result["wall_s"] = timer.seconds()
     print(write_report(result, base))
     logger.info(f"Wrote {base}.json and {base}.md.")

@@ -41,39 +41,33 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(args) -> None:
     if args.seeds < 0:
-        raise UserError(
-            f"--seeds must be >= 1 (the study) or left out (the main job): {args.seeds}"
-        )
+        raise UserError(f"--seeds must be >= 1 (the study) or left out (the main job): "
+                        f"{args.seeds}")  # fmt: skip
     study = args.seeds > 0
     if not study and (args.jobs, args.arms, args.report_dir, args.val_images) != (None,) * 4:
-        raise UserError(
-            "--jobs, --arms, --report-dir and --val-images belong to the study: add --seeds N"
-        )
-    iters = {k: v[study] if getattr(args, f"{k}_iters") is None else getattr(args, f"{k}_iters")
-             for k, v in DEFAULT_ITERS.items()}  # fmt: skip
-    for k, v in iters.items():
+        raise UserError("--jobs, --arms, --report-dir and --val-images belong to the study: add "
+                        "--seeds N")  # fmt: skip
+    counts = {f"{k}-iters": v[study] if getattr(args, f"{k}_iters") is None else
+              getattr(args, f"{k}_iters") for k, v in DEFAULT_ITERS.items()}  # fmt: skip
+    counts["jobs"] = 2 if args.jobs is None else args.jobs
+    counts["val-images"] = 240 if args.val_images is None else args.val_images
+    for flag, v in counts.items():
         if v < 1:
-            raise UserError(f"--{k}-iters must be >= 1, got {v}")
-    budgets = (iters["baseline"], iters["stage1"], iters["stage2"])
-    extra = [o for o in args.opts if o != "--"]
-    kwargs = dict(extra=extra, resume=args.resume, overwrite=args.overwrite)
+            raise UserError(f"--{flag} must be >= 1, got {v}")
+    unknown = sorted(set(args.arms or ()) - {a.name for a in ARMS})
+    if unknown:
+        raise UserError(f"unknown --arms {unknown}; the arms are {[a.name for a in ARMS]}")
+    budgets = [counts[f"{k}-iters"] for k in DEFAULT_ITERS]
+    kwargs = dict(extra=[o for o in args.opts if o != "--"], resume=args.resume,
+                  overwrite=args.overwrite)  # fmt: skip
     if not study:
         run_pipeline(args.output_dir or "output/mini", *budgets, **kwargs)
         return
-    jobs = 2 if args.jobs is None else args.jobs
-    if jobs < 1:
-        raise UserError(f"--jobs must be >= 1, got {jobs}")
-    unknown = sorted(set(args.arms or ()) - {a[0] for a in ARMS})
-    if unknown:
-        raise UserError(f"unknown --arms {unknown}; the arms are {[a[0] for a in ARMS]}")
-    val_images = 240 if args.val_images is None else args.val_images
-    if val_images < 1:
-        raise UserError(f"--val-images must be >= 1, got {val_images}")
     from lift_det.study.run import run_study
 
-    seeds, out = list(range(args.seeds)), args.output_dir or "output/study"
-    kwargs.update(jobs=jobs, arms=args.arms, report_dir=args.report_dir, val_images=val_images)
-    run_study(out, seeds, *budgets, **kwargs)
+    kwargs.update(jobs=counts["jobs"], arms=args.arms, report_dir=args.report_dir,
+                  val_images=counts["val-images"])  # fmt: skip
+    run_study(args.output_dir or "output/study", list(range(args.seeds)), *budgets, **kwargs)
 
 
 if __name__ == "__main__":

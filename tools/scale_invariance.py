@@ -17,14 +17,8 @@ import torch
 
 from detectron2.utils.logger import setup_logger
 
-from lift_det.analysis.feature_model import (
-    build_feature_model,
-    image_paths,
-    load_feature_weights,
-    native_image_size,
-    read_rgb,
-    weights_caveat,
-)
+from lift_det.analysis import feature_model
+from lift_det.analysis.feature_model import image_paths
 from lift_det.analysis.scale import plot_scale_cka, scale_invariance
 from lift_det.checkpoint import atomic_write_text
 from lift_det.utils import run_main
@@ -48,13 +42,11 @@ def get_parser():
 
 def main(args):
     logger = setup_logger(name="lift_det", abbrev_name="lift_det")
-    torch.manual_seed(0)  # parts left at random initialization are the same every run
-    net = build_feature_model(args.config)
-    loaded = load_feature_weights(net, args.weights, args.lift_weights)
+    net, loaded, caveat = feature_model.load_feature_model(args)
     found = image_paths(args.images, None)
     paths = found[: args.max_images]
-    images = [torch.as_tensor(read_rgb(p).copy()).permute(2, 0, 1) for p in paths]
-    size = args.size or native_image_size(net)
+    images = [torch.as_tensor(feature_model.read_rgb(p).copy()).permute(2, 0, 1) for p in paths]
+    size = args.size or feature_model.native_image_size(net)
     grid = (args.grid, args.grid) if args.grid else None
     logger.info(f"CKA over scales {args.scales} of {size}px, {len(paths)} image(s)...")
     results = scale_invariance(net, images, args.scales, size, grid, num_passes=args.passes)
@@ -63,7 +55,6 @@ def main(args):
         used = f"the first {len(paths)} of {len(found)} images, --max-images {args.max_images}"
     logger.info(f"images: {used}")
     title = f"Linear CKA across input scales (base {size}px, {used})"
-    caveat = weights_caveat(net, loaded)
     if caveat:
         title += f"; {caveat}"
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

@@ -3,10 +3,6 @@
 Train or evaluate any lift_det LazyConfig, a detector or stage one: upstream's
 ``tools/lazyconfig_train_net.py`` plus checks before anything is built, a locked output folder,
 atomic checkpoints, exact resume, one-line errors and the config's ``train.export`` hooks.
-
-    .venv/bin/python tools/train_net.py --config-file configs/vitdet_mrcnn_lift.py \\
-        [--eval-only] [--resume | --overwrite] [--num-gpus N --num-machines M --machine-rank R \\
-        --dist-url U] [--loss-trace N] [--stop-at-iter K] [key=value ...]
 """
 
 import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import warnings)
@@ -21,21 +17,11 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from lift_det.checkpoint import AtomicDetectionCheckpointer, atomic_write_bytes
-from lift_det.engine import checks, run_dir
+from lift_det.engine import checks, run_dir, train_utils
 from lift_det.engine.hooks import StopOnDivergence
 from lift_det.engine.launch import do_test, evaluate, get_parser, load_config, use_eval_dir
 from lift_det.engine.replay import FixedLengthLRScheduler, LossTrace
 from lift_det.engine.resume import ExactResume
-from lift_det.engine.train_utils import (
-    apply_optimizer_settings,
-    build_trainer,
-    ddp_kwargs,
-    fit_device,
-    instantiate_data,
-    instantiate_model,
-    optimizer_settings,
-    train_or_explain,
-)
 from lift_det.utils import UserError, faults_in_one_line, refuse
 
 logger = logging.getLogger("detectron2")
@@ -47,48 +33,41 @@ def do_train(args, cfg):
     # of train.max_iter iterations
     stop = getattr(args, "stop_at_iter", 0) or cfg.train.max_iter
     trace = getattr(args, "loss_trace", 0)
-    model = instantiate_model(cfg.model).to(cfg.train.device)
+    model = train_utils.instantiate_model(cfg.model).to(cfg.train.device)
     logger.info("Model:\n{}".format(model))
 
     cfg.optimizer.params.model = model
     optim = instantiate(cfg.optimizer)
-    settings = optimizer_settings(optim)  # the config's, before a resume restores the run's
-    train_loader = instantiate_data(cfg.dataloader.train, "the training data (dataloader.train)")
+    settings = train_utils.optimizer_settings(optim)  # the config's: read before a resume
+    what = "the training data (dataloader.train)"
+    train_loader = train_utils.instantiate_data(cfg.dataloader.train, what)
     output_dir = cfg.train.output_dir
 
-    model = create_ddp_model(model, **ddp_kwargs(cfg))
-    trainer = build_trainer(cfg, model, optim, train_loader)
+    model = create_ddp_model(model, **train_utils.ddp_kwargs(cfg))
+    trainer = train_utils.build_trainer(cfg, model, optim, train_loader)
     checkpointer = AtomicDetectionCheckpointer(model, output_dir, trainer=trainer)
     export_hooks = [instantiate(h) for h in cfg.train.get("export", [])]
     for h in export_hooks:
         h.checkpointer = checkpointer
-    trainer.register_hooks(
-        [
-            hooks.IterationTimer(),
-            (
-                hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier))
-                if stop == cfg.train.max_iter
-                else FixedLengthLRScheduler(
-                    scheduler=instantiate(cfg.lr_multiplier), max_iter=cfg.train.max_iter
-                )
-            ),
-            LossTrace(trace, output_dir) if trace and comm.is_main_process() else None,
-            StopOnDivergence(),  # before the checkpointer: a diverged step is never saved
-            ExactResume(),  # its state (the random state) is in every checkpoint
-            hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
-            (  # after the evaluation, which draws random numbers: exact resume
-                hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
-                if comm.is_main_process()
-                else None
-            ),
-            *export_hooks,
-            (
-                hooks.PeriodicWriter(default_writers(output_dir, stop), period=cfg.train.log_period)
-                if comm.is_main_process()
-                else None
-            ),
-        ]
-    )
+    is_main = comm.is_main_process()
+    writers = default_writers(output_dir, stop) if is_main else []
+    lr = instantiate(cfg.lr_multiplier)
+    if stop == cfg.train.max_iter:
+        schedule = hooks.LRScheduler(scheduler=lr)
+    else:
+        schedule = FixedLengthLRScheduler(scheduler=lr, max_iter=cfg.train.max_iter)
+    trainer.register_hooks([
+        hooks.IterationTimer(),
+        schedule,
+        LossTrace(trace, output_dir) if trace and is_main else None,
+        StopOnDivergence(),  # before the checkpointer: a diverged step is never saved
+        ExactResume(),  # its state (the random state) is in every checkpoint
+        hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
+        # after the evaluation, which draws random numbers: exact resume
+        hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if is_main else None,
+        *export_hooks,
+        hooks.PeriodicWriter(writers, period=cfg.train.log_period) if is_main else None,
+    ])  # fmt: skip
 
     try:
         checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
@@ -97,7 +76,7 @@ def do_train(args, cfg):
     if args.resume and checkpointer.has_checkpoint():
         # The checkpoint stores the iteration that just finished: start at the next one
         start_iter = trainer.iter + 1
-        changed = apply_optimizer_settings(optim, settings)
+        changed = train_utils.apply_optimizer_settings(optim, settings)
         if changed:
             logger.warning(
                 "Optimizer settings changed on resume (the run being resumed -> this config): "
@@ -116,7 +95,7 @@ def do_train(args, cfg):
     if start_iter >= stop:
         what = "--stop-at-iter" if stop < cfg.train.max_iter else "train.max_iter"
         logger.warning(f"Resumed at iteration {start_iter} >= {what}: nothing to train.")
-    train_or_explain(trainer, checkpointer, start_iter, stop)
+    train_utils.train_or_explain(trainer, checkpointer, start_iter, stop)
     return trainer
 
 
@@ -124,7 +103,7 @@ def main(args, cfg=None):
     """``cfg``: the config ``invoke_main`` loaded (a config file runs once per process: one that
     registers a dataset would fail the second time); None: load it (a spawned process)."""
     cfg = load_config(args) if cfg is None else cfg
-    fit_device(cfg)
+    train_utils.fit_device(cfg)
     if args.eval_only:
         use_eval_dir(cfg, args)
     # read before default_setup writes this run's config.yaml over the resumed run's
@@ -142,11 +121,9 @@ def main(args, cfg=None):
     # default_setup configures detectron2's loggers; lift_det's (exports, evaluators) too
     setup_logger(cfg.train.output_dir, comm.get_rank(), name="lift_det", abbrev_name="lift_det")
     if old_max_iter not in (None, cfg.train.max_iter):
-        logger.warning(
-            f"train.max_iter changed on resume: {old_max_iter} (the run being resumed) -> "
-            f"{cfg.train.max_iter}; training continues to {cfg.train.max_iter} with the new "
-            f"config's learning-rate schedule."
-        )
+        logger.warning(f"train.max_iter changed on resume: {old_max_iter} (the run being resumed) "
+                       f"-> {cfg.train.max_iter}; training continues to {cfg.train.max_iter} with "
+                       f"the new config's learning-rate schedule.")  # fmt: skip
 
     if args.eval_only:
         logger.info(f"--eval-only: this evaluation's files go to {cfg.train.output_dir}")
@@ -172,16 +149,11 @@ def invoke_main(argv=None) -> None:
         # one run at a time per output folder (machine 0's launcher holds the lock)
         locked = not args.eval_only and args.machine_rank == 0
         with run_dir.lock_output_dir(cfg.train.output_dir if locked else ""):
-            world_size = args.num_gpus * args.num_machines
-            launch(
-                main,
-                args.num_gpus,
-                num_machines=args.num_machines,
-                machine_rank=args.machine_rank,
-                dist_url=args.dist_url,
-                # one process: the config loaded above (a config file runs once)
-                args=(args, cfg if world_size == 1 else None),
-            )
+            # one process: the config loaded above (a config file runs once)
+            one = args.num_gpus * args.num_machines == 1
+            launch(main, args.num_gpus, num_machines=args.num_machines,
+                   machine_rank=args.machine_rank, dist_url=args.dist_url,
+                   args=(args, cfg if one else None))  # fmt: skip
     except UserError as e:
         run_dir.remove_new(folder, before)  # a refused run leaves its output folder as it was
         refuse(parser, e)

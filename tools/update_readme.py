@@ -26,17 +26,14 @@ from lift_det.utils.tables import md_table
 
 # the documentation a user reads: the README and the pages it links (the reports in docs/ that the
 # tools write are lower case)
-PAGES = ["README.md"] + sorted(
-    os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "docs", "[A-Z]*.md"))
-)
+DOC_PAGES = glob.glob(os.path.join(REPO, "docs", "[A-Z]*.md"))
+PAGES = ["README.md"] + sorted(os.path.relpath(p, REPO) for p in DOC_PAGES)
 BLOCK = re.compile(r"(<!-- generated: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- /generated -->)", re.S)
 PROVENANCE = ("date", "commit", "machine", "torch", "command")
 
 
-GPU_PENDING = (
-    "GPU figures are pending: no report in `docs/gpu/` yet (run `make gpu-check` on a CUDA "
-    "machine, then `tools/update_readme.py`)."
-)
+GPU_PENDING = ("GPU figures are pending: no report in `docs/gpu/` yet (run `make gpu-check` on "
+               "a CUDA machine, then `tools/update_readme.py`).")  # fmt: skip
 
 
 def _row(rows, **match):
@@ -78,17 +75,15 @@ def gpu_tables(reports) -> str:
         backbone = _row(lift_ratios, part="backbone", attn_impl="eager", **at)
         sdpa = _row(sdpa_ratios, model=lift_model, part="detector", **at)
         epoch, schedule = s1.get("epoch_s"), s1.get("schedule_s")
+        failed = "".join(f"; {f['section']} failed" for f in r.get("failed", []))
         cost.append(
-            f"| {r['device']} | {_with_spread(lift, inf['rows'], setting)} | "
-            f"{_with_spread(backbone, inf['rows'], setting)} | "
-            f"{_with_spread(sdpa, inf['rows'], ('model', 'part', 'batch', 'precision'))} | "
-            f"{_fmt(s1.get('images_per_s'), '.1f')} | "
-            f"{_fmt(epoch and epoch / 3600, '.2f')} | {_fmt(schedule and schedule / 86400, '.1f')} "
-            f"({_fmt(s1['schedule_epochs'], '.0f')} ep) | {r['wall_s']:.0f} | "
-            f"`docs/gpu/{r['device_slug']}.md`"
-            + "".join(f"; {f['section']} failed" for f in r.get("failed", []))
-            + " |"
-        )
+            [r["device"], _with_spread(lift, inf["rows"], setting),
+             _with_spread(backbone, inf["rows"], setting),
+             _with_spread(sdpa, inf["rows"], ("model", "part", "batch", "precision")),
+             _fmt(s1.get("images_per_s"), ".1f"), _fmt(epoch and epoch / 3600, ".2f"),
+             f"{_fmt(schedule and schedule / 86400, '.1f')} ({_fmt(s1['schedule_epochs'], '.0f')} "
+             f"ep)", f"{r['wall_s']:.0f}", f"`docs/gpu/{r['device_slug']}.md`{failed}"]
+        )  # fmt: skip
         rows = []
         if "config" in s1:
             rows = [dict(s1, model=f"stage one, `{s1['config']}`", batch=s1["batch_per_gpu"])]
@@ -97,27 +92,15 @@ def gpu_tables(reports) -> str:
         for x in rows:
             peak = "out of memory" if x.get("oom") else f"{x['peak_memory_MiB']:.0f}"
             memory.append([r["device"], x["model"], x["batch"], peak])
-        made.append(
-            f"*{r['device']}: made {r['date']} at commit `{r['commit']}`, torch {r['torch']}, "
-            f"CUDA {r['cuda']}: `{r['command']}`.*"
-        )
-    return "\n".join(
-        [
-            "| GPU | inference +LiFT / plain (AMP, batch 1) "
-            "| backbone alone +LiFT / plain (AMP, batch 1) "
-            "| SDPA / eager (+LiFT, AMP, batch 1) "
-            "| stage one images/s | one COCO epoch (h) | stage one schedule (days) "
-            "| check wall time (s) | report |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
-            *cost,
-            "",
-            *md_table(
-                ["GPU", "training (AMP)", "batch per GPU", "peak memory (MiB)"], memory, "llrr"
-            ),
-            "",
-            *made,
-        ]
-    )
+        made.append(f"*{r['device']}: made {r['date']} at commit `{r['commit']}`, torch "
+                    f"{r['torch']}, CUDA {r['cuda']}: `{r['command']}`.*")  # fmt: skip
+    head = ["GPU", "inference +LiFT / plain (AMP, batch 1)",
+            "backbone alone +LiFT / plain (AMP, batch 1)", "SDPA / eager (+LiFT, AMP, batch 1)",
+            "stage one images/s", "one COCO epoch (h)", "stage one schedule (days)",
+            "check wall time (s)", "report"]  # fmt: skip
+    memory_head = ["GPU", "training (AMP)", "batch per GPU", "peak memory (MiB)"]
+    lines = md_table(head, cost, "lrrrrrrrl") + [""] + md_table(memory_head, memory, "llrr")
+    return "\n".join([*lines, "", *made])
 
 
 def render_gpu_reports(folder: str) -> str:
@@ -151,10 +134,9 @@ def render(path: str) -> str:
         with open(meta_path) as f:
             meta = json.load(f)
         if all(k in meta for k in PROVENANCE):
-            text += (
-                f"\n\n*Made {meta['date']} at commit `{meta['commit']}` on {meta['machine']}, "
-                f"torch {meta['torch']}: `{meta['command']}`.*"
-            )
+            text += (f"\n\n*Made {meta['date']} at commit `{meta['commit']}` on "
+                     f"{meta['machine']}, torch {meta['torch']}: "
+                     f"`{meta['command']}`.*")  # fmt: skip
     return text + "\n"
 
 

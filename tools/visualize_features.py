@@ -4,10 +4,6 @@ Self-similarity maps of dense features (paper Fig. 5): the cosine similarity of 
 feature to the feature at a query location, for the ViT, ViT + bilinear, the ViT at 2x input,
 ViT + LiFT and k x recursive LiFT (k = 2..--passes, paper Table 8), as one PNG.
 
-    tools/visualize_features.py --output out.png [--image PATH] [--config CONFIG]
-        [--weights CHECKPOINT] [--lift-weights lift_final.pth] [--passes K] [--query x,y]
-        [--size S]
-
 --config: a stage-one config (default: configs/mini/lift_stage1.py, a 4-block, 192-channel ViT at
 256 + LiFT-S) or a ViTDet detector config (configs/vitdet_mrcnn_lift.py, ...). Without
 --image: a photograph that ships with matplotlib. Without weights the maps come from random weights.
@@ -23,25 +19,14 @@ import torch
 
 from detectron2.utils.logger import setup_logger
 
-from lift_det.analysis import dense_features, method_label, query_to_grid, self_similarity
-from lift_det.analysis.feature_model import (
-    build_feature_model,
-    default_image_path,
-    load_feature_weights,
-    native_image_size,
-    prepare_image,
-    read_rgb,
-    weights_caveat,
-)
+from lift_det import analysis
+from lift_det.analysis import feature_model
 from lift_det.modeling import ViTLiFT
 from lift_det.utils import UserError, run_main
 
 
 def self_similarity_maps(
-    net: ViTLiFT,
-    image: torch.Tensor,
-    query_xy: Tuple[float, float],
-    num_passes: int = 2,
+    net: ViTLiFT, image: torch.Tensor, query_xy: Tuple[float, float], num_passes: int = 2
 ) -> List[Tuple[str, torch.Tensor]]:
     """The maps of Fig. 5 for one normalized image (1, 3, H, W) and a query (x, y) in its pixels:
     ViT, ViT+bilinear, the ViT at 2x input, k x LiFT for k = 1..num_passes, as (label, map)."""
@@ -49,9 +34,10 @@ def self_similarity_maps(
     runs += [("lift", k) for k in range(1, max(num_passes, 1) + 1)]
     out = []
     for method, k in runs:
-        features = dense_features(net, image, method, num_passes=k)
-        query = query_to_grid(query_xy, image.shape[-2:], features.shape[-2:])
-        out.append((method_label(net, method, k), self_similarity(features, query)))
+        features = analysis.dense_features(net, image, method, num_passes=k)
+        query = analysis.query_to_grid(query_xy, image.shape[-2:], features.shape[-2:])
+        label = analysis.method_label(net, method, k)
+        out.append((label, analysis.self_similarity(features, query)))
     return out
 
 
@@ -61,21 +47,18 @@ def plot_self_similarity(
     query_xy: Tuple[float, float],
     path: str,
     title: str = "",
-    panel_size: float = 3.0,
 ) -> None:
     """Write a PNG grid: the (H, W, 3) uint8 image, then every map of
     :func:`self_similarity_maps` (brighter = more similar), the query (x, y) marked on each."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     H, W = image.shape[:2]
     n = len(maps) + 1
     ncols = min(n, 4)
     nrows = -(-n // ncols)
-    figsize = (panel_size * ncols, panel_size * H / W * nrows + 0.6)
-    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False)
+    figsize = (3.0 * ncols, 3.0 * H / W * nrows + 0.6)  # 3-inch panels
+    fig = Figure(figsize=figsize)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.reshape(-1):
         ax.axis("off")
     panels = [("image", None)] + list(maps)
@@ -92,7 +75,6 @@ def plot_self_similarity(
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def get_parser():
@@ -104,13 +86,9 @@ def get_parser():
     parser.add_argument("--lift-weights", default="", help="LiFT file (lift_final.pth)")
     parser.add_argument("--passes", type=int, default=2, help="show LiFT applied 1..K times")
     parser.add_argument("--query", default="", help="x,y in the image's pixels (default: center)")
-    parser.add_argument(
-        "--size",
-        type=int,
-        default=0,
-        help="longer image side (default: the ViT's img_size; the 2x-input map of ViT-B at 1024 "
-        "needs ~36 GB: use 512 on a small machine)",
-    )
+    parser.add_argument("--size", type=int, default=0, help="longer image side (default: the ViT's "
+                        "img_size; the 2x-input map of ViT-B at 1024 needs ~36 GB: use 512 on a "
+                        "small machine)")  # fmt: skip
     return parser
 
 
@@ -128,19 +106,16 @@ def main(args):
     logger = setup_logger(name="lift_det", abbrev_name="lift_det")
     if args.passes < 1:
         raise UserError(f"--passes must be >= 1, got {args.passes}.")
-    torch.manual_seed(0)  # parts left at random initialization are the same every run
-    net = build_feature_model(args.config)
-    loaded = load_feature_weights(net, args.weights, args.lift_weights)
-    path = args.image or default_image_path()
-    original = read_rgb(path)
-    size = args.size or native_image_size(net)
-    x, image = prepare_image(original, size, net.lift.patch_size)
+    net, _, caveat = feature_model.load_feature_model(args)
+    path = args.image or feature_model.default_image_path()
+    original = feature_model.read_rgb(path)
+    size = args.size or feature_model.native_image_size(net)
+    x, image = feature_model.prepare_image(original, size, net.lift.patch_size)
     qx, qy = parse_query(args.query, original.shape[:2])
     # the query in the resized image's pixels
     query = (qx * image.shape[1] / original.shape[1], qy * image.shape[0] / original.shape[0])
     maps = self_similarity_maps(net, x, query, num_passes=args.passes)
     title = f"{os.path.basename(path)}: self-similarity to the red query"
-    caveat = weights_caveat(net, loaded)
     if caveat:
         title += f" ({caveat})"
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

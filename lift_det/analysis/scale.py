@@ -11,9 +11,7 @@ from .features import dense_features, feature_map_cka, method_label, resize_feat
 
 
 def scale_cka_matrix(
-    extract: Callable[[float], torch.Tensor],
-    scales: Sequence[float],
-    grid: Tuple[int, int],
+    extract: Callable[[float], torch.Tensor], scales: Sequence[float], grid: Tuple[int, int]
 ) -> List[List[float]]:
     """The symmetric matrix (lists, ones on the diagonal) of CKA between ``extract(scale)``'s
     (B, C, h, w) features of the same images at every pair of ``scales``, on the common ``grid``."""
@@ -76,29 +74,19 @@ def _titles(ax, title: str, xlabel: str, ylabel: str) -> None:
 
 
 def plot_scale_cka(
-    results: Dict[str, List[List[float]]],
-    scales: Sequence[float],
-    path: str,
-    title: str = "",
-    source_scales: Optional[Sequence[float]] = None,
+    results: Dict[str, List[List[float]]], scales: Sequence[float], path: str, title: str = ""
 ) -> Dict[str, Any]:
     """Fig. 4 as a PNG at ``path``: one CKA heatmap (source x destination scale) per method of
     ``results`` (:func:`scale_cka_matrix` over ``scales``), sharing :func:`cka_color_range`, and
-    below them a panel per source scale (default: every scale), CKA against the destination scale, a
-    curve per method. Returns what was drawn (heatmaps, curves, color_range)."""
-    import matplotlib
+    below them a panel per source scale, CKA against the destination scale, a curve per method.
+    Returns what was drawn (heatmaps, curves, color_range)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    scales = list(scales)
-    source_scales = scales if source_scales is None else list(source_scales)
-    methods = list(results)
+    scales, methods = list(scales), list(results)
     vmin, vmax = cka_color_range(results)
-    ncols = max(len(methods), len(source_scales))
-    fig, axes = plt.subplots(
-        2, ncols, figsize=(3.6 * ncols, 7.2), squeeze=False, constrained_layout=True
-    )
+    ncols = max(len(methods), len(scales))
+    fig = Figure(figsize=(3.6 * ncols, 7.2), constrained_layout=True)
+    axes = fig.subplots(2, ncols, squeeze=False)
     labels = [f"{s:g}" for s in scales]
     for ax, method in zip(axes[0], methods):
         im = ax.imshow(results[method], vmin=vmin, vmax=vmax, cmap="viridis")
@@ -110,10 +98,9 @@ def plot_scale_cka(
                 value = results[method][i][j]
                 color = "black" if value > (vmin + vmax) / 2 else "white"
                 ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=color)
-    fig.colorbar(
-        im, ax=axes[0][len(methods) - 1], shrink=0.9, label=f"linear CKA ({vmin:g} to {vmax:g})"
-    )
-    for ax, src in zip(axes[1], source_scales):
+    fig.colorbar(im, ax=axes[0][len(methods) - 1], shrink=0.9,
+                 label=f"linear CKA ({vmin:g} to {vmax:g})")  # fmt: skip
+    for ax, src in zip(axes[1], scales):
         i = scales.index(src)
         for method in methods:
             ax.plot(scales, results[method][i], marker="o", label=method)
@@ -121,10 +108,9 @@ def plot_scale_cka(
         ax.set_ylim(vmin, 1.0 + 0.02 * (1.0 - vmin))
         ax.grid(alpha=0.3)
     axes[1][0].legend(fontsize=8)
-    for ax in list(axes[0][len(methods) :]) + list(axes[1][len(source_scales) :]):
+    for ax in list(axes[0][len(methods) :]) + list(axes[1][len(scales) :]):
         fig.delaxes(ax)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return {"heatmaps": methods, "curves": source_scales, "color_range": (vmin, vmax)}
+    return {"heatmaps": methods, "curves": scales, "color_range": (vmin, vmax)}

@@ -180,20 +180,17 @@ def ratio_rows(rows, keys, over: Dict[str, str], value: str = "median_s"):
 
 def inference_ratios(rows) -> Dict[str, List[Dict[str, Any]]]:
     plain = {"model": next(iter(rows))["model"]}
-    return {
-        "+LiFT / plain time": ratio_rows(rows, ("part", "batch", "attn_impl", "precision"), plain),
-        "sdpa / eager time": ratio_rows(
-            rows, ("model", "part", "batch", "precision"), {"attn_impl": "eager"}
-        ),
-    }
+    lift = ratio_rows(rows, ("part", "batch", "attn_impl", "precision"), plain)
+    sdpa = ratio_rows(rows, ("model", "part", "batch", "precision"), {"attn_impl": "eager"})
+    return {"+LiFT / plain time": lift, "sdpa / eager time": sdpa}
 
 
-def vit_size_rows(setup, device, amp_dtype, budget_s, timer, inference_s, result):
+def vit_size_rows(setup, device, amp_dtype, budget_s, timer, result):
     """ViT-L / ViT-H rows (AMP, batch 1, both attentions) while ``budget_s`` seconds of ``timer``
-    (fvcore's) last, estimated from ViT-B's inference time scaled by width^2 x depth."""
+    (fvcore's) last, estimated from ViT-B's inference time (``result``'s) by width^2 x depth."""
     rows, ratios = [], {}
     b = VIT_SIZES["B"]
-    measured = len(result["inference"]["rows"])
+    inference_s, measured = result["sections_s"]["inference"], len(result["inference"]["rows"])
     for size, detectors in setup.vit_sizes.items():
         v = VIT_SIZES[size]
         scale = v["embed_dim"] ** 2 * v["depth"] / (b["embed_dim"] ** 2 * b["depth"])

@@ -17,15 +17,7 @@ from detectron2.utils.analysis import FlopCountAnalysis as ModelFlopCountAnalysi
 from ..config import VIT_SIZES, vitdet_vit_args
 from ..modeling import build_upsampler
 from ..utils.tables import md_table
-from .costs import (
-    count_flops,
-    merged_median,
-    peak_memory_mib,
-    random_detector,
-    random_distiller,
-    random_image,
-    time_interleaved,
-)
+from . import costs
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +55,7 @@ def component_rows(presets, size, device, vit_2x, tables):
     x = torch.zeros(1, 3, size, size, device=device)
 
     def count(model, *inputs):
-        return parameter_count(model)[""], count_flops(FlopCountAnalysis(model, inputs))
+        return parameter_count(model)[""], costs.count_flops(FlopCountAnalysis(model, inputs))
 
     for preset in presets:
         vit_size = preset.split("-")[-1]
@@ -83,7 +75,7 @@ def component_rows(presets, size, device, vit_2x, tables):
         lift = build_upsampler(preset, channels).to(device).eval()
         features = torch.zeros(1, channels, size // 16, size // 16, device=device)
         analysis = FlopCountAnalysis(lift, (x, features))
-        flops = count_flops(analysis)
+        flops = costs.count_flops(analysis)
         tables[preset] = flop_count_table(analysis, max_depth=2)
         rows.append(row(preset, parameter_count(lift)[""], flops, size, "stride 16 -> 8"))
         ratios[f"{preset}/ViT-{vit_size}"] = flops / vit_flops
@@ -99,16 +91,16 @@ def component_rows(presets, size, device, vit_2x, tables):
 def load_detector(key: str, size: int, config_dir: str, proposals: int, detections: int):
     """A detector with random weights at ``size``, ``detections`` per image."""
     path = os.path.join(config_dir, DETECTORS[key][0])
-    return random_detector(path, size, proposals, detections)
+    return costs.random_detector(path, size, proposals, detections)
 
 
 def detector_rows(size, device, config_dir, heads):
     rows, flops = [], {}
-    inputs = [{"image": random_image(size, 0, device)}]
+    inputs = [{"image": costs.random_image(size, 0, device)}]
     for key, (_, label) in DETECTORS.items():
         start = time.perf_counter()
         model = load_detector(key, size, config_dir, *heads).to(device)
-        flops[key] = count_flops(ModelFlopCountAnalysis(model, inputs))
+        flops[key] = costs.count_flops(ModelFlopCountAnalysis(model, inputs))
         note = f"random weights, {heads[0]} proposals, {heads[1]} detections"
         rows.append(row(label, parameter_count(model)[""], flops[key], size, note))
         took = time.perf_counter() - start
@@ -120,7 +112,7 @@ def detector_rows(size, device, config_dir, heads):
 def inference_timings(size, device, repeats, config_dir, heads):
     keys = ("mrcnn", "mrcnn_lift")
     models = {k: load_detector(k, size, config_dir, *heads).to(device) for k in keys}
-    inputs = [{"image": random_image(size, 1, device), "height": size, "width": size}]
+    inputs = [{"image": costs.random_image(size, 1, device), "height": size, "width": size}]
     amp = torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda")
 
     def infer(model):
@@ -128,24 +120,25 @@ def inference_timings(size, device, repeats, config_dir, heads):
             return model(inputs)
 
     fns = {k: functools.partial(infer, m) for k, m in models.items()}
-    memory = {k: peak_memory_mib(fn, device) for k, fn in fns.items()}  # also the warmup
-    measured = time_interleaved(fns, repeats, device=device)
-    median = {k: merged_median(ms) for k, ms in measured.items()}
+    memory = {k: costs.peak_memory_mib(fn, device) for k, fn in fns.items()}  # also the warmup
+    measured = costs.time_interleaved(fns, repeats, device=device)
+    median = {k: costs.merged_median(ms) for k, ms in measured.items()}
     timings = [dict(name=DETECTORS[k][1], image_size=size, median_s=median[k],
                     times_s=[m.median for m in ms], peak_memory_MiB=memory[k])
                for k, ms in measured.items()]  # fmt: skip
     return timings, median["mrcnn_lift"] / median["mrcnn"]
 
 
-def measure_stage1_ratio(distiller, batch, repeats: int = 5, use_amp=None) -> float:
+def measure_stage1_ratio(distiller, batch, repeats: int = 5) -> float:
     """One stage-one training step (backward and AdamW step included) over one frozen-ViT forward
-    of the same batch, interleaved; LiFT's weights and the model's mode are restored after."""
+    of the same batch, interleaved (AMP on CUDA); LiFT's weights and the model's mode are restored
+    after."""
     device = distiller.device
-    use_amp = device.type == "cuda" if use_amp is None else use_amp
+    use_amp = device.type == "cuda"
     saved = copy.deepcopy(distiller.lift.state_dict())
     was_training = distiller.training
     optimizer = torch.optim.AdamW([p for p in distiller.parameters() if p.requires_grad], lr=1e-3)
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
 
     def step():
         distiller.train()
@@ -162,19 +155,20 @@ def measure_stage1_ratio(distiller, batch, repeats: int = 5, use_amp=None) -> fl
 
     try:
         step(), vit_forward()  # warmup
-        measured = time_interleaved({"step": step, "vit": vit_forward}, repeats, device=device)
+        fns = {"step": step, "vit": vit_forward}
+        measured = costs.time_interleaved(fns, repeats, device=device)
     finally:
         distiller.lift.load_state_dict(saved)
         distiller.train(was_training)
-    step_s, vit_s = (merged_median(measured[k]) for k in ("step", "vit"))
+    step_s, vit_s = (costs.merged_median(measured[k]) for k in ("step", "vit"))
     return step_s / vit_s
 
 
 def stage1_ratio(size, device, repeats, config_dir):
     cfg = LazyConfig.load(os.path.join(config_dir, "lift_stage1_coco.py"))
-    distiller = random_distiller(cfg, size, device)
+    distiller = costs.random_distiller(cfg, size, device)
     # two images: LiFT's BatchNorm needs more than one value per channel at x/4
-    batch = [{"image": random_image(size, i, device).to(torch.uint8)} for i in (2, 3)]
+    batch = [{"image": costs.random_image(size, i, device).to(torch.uint8)} for i in (2, 3)]
     return measure_stage1_ratio(distiller, batch, repeats)
 
 
@@ -191,27 +185,19 @@ def _px(size: int) -> str:
 def format_markdown(result) -> str:
     lines = [f"### Cost of LiFT in ViTDet ({result['device']}; torch {result['torch']})", ""]
     header = ["Component", "Params (M)", "GFLOPs", "Input", "Note"]
-    cells = [
-        (r["name"], f"{r['params_M']:.2f}", f"{r['flops_G']:.1f}", _px(r["image_size"]), r["note"])
-        for r in result["rows"]
-    ]
+    cells = [(r["name"], f"{r['params_M']:.2f}", f"{r['flops_G']:.1f}", _px(r["image_size"]),
+              r["note"]) for r in result["rows"]]  # fmt: skip
     lines += md_table(header, cells, "lrrrr")
     if result["timings"]:
         header = ["Inference", "Input", "Median (s)", "Peak memory (MiB)"]
-        cells = [
-            (t["name"], _px(t["image_size"]), f"{t['median_s']:.3f}", f"{t['peak_memory_MiB']:.0f}")
-            for t in result["timings"]
-        ]
+        cells = [(t["name"], _px(t["image_size"]), f"{t['median_s']:.3f}",
+                  f"{t['peak_memory_MiB']:.0f}") for t in result["timings"]]  # fmt: skip
         lines += ["", *md_table(header, cells, "lrrr")]
     sizes = {"flops mrcnn": "detector_size", "flops cascade": "detector_size", "time": "time_size"}
-    cells = [
-        (
-            k,
-            _px(result[next((n for p, n in sizes.items() if k.startswith(p)), "image_size")]),
-            f"{v:.3f}",
-        )
-        for k, v in result["ratios"].items()
-    ]
+    cells = []
+    for k, v in result["ratios"].items():
+        size = next((n for p, n in sizes.items() if k.startswith(p)), "image_size")
+        cells.append((k, _px(result[size]), f"{v:.3f}"))
     lines += ["", *md_table(["Ratio", "Input", "Value"], cells, "lrr")]
     for preset, table in result["flop_tables"].items():
         lines += ["", f"FLOPs of {preset} by module (fvcore):", "", "```", table, "```"]

@@ -12,14 +12,13 @@ from ..utils import REPO
 from ..utils.cli import UserError
 from ..utils.provenance import VERSIONS, class_name, slug, versions
 from ..utils.tables import md_table
-from .probe import compare_losses, describe, probe_steps
+from .probe import compare_losses, describe, probe_steps, trace_budgets
 
 
 def check_steps(trace: str, expected: Dict, where: str) -> None:
     """Refuses a trace whose probe steps are not this checkout's (:func:`describe`)."""
-    budgets = expected["study_iters"]
-    budgets = (budgets["baseline"], budgets["stage1"], budgets["stage2"])
-    here = [describe(s, where) for s in probe_steps(where, expected["iters"], *budgets)]
+    steps = probe_steps(where, expected["iters"], *trace_budgets(expected))
+    here = [describe(s, where) for s in steps]
     there = [{k: v for k, v in s.items() if k != "losses"} for s in expected["steps"]]
     if here != there:
         diff = next(_difference(a, b) for a, b in itertools.zip_longest(there, here) if a != b)
@@ -28,8 +27,7 @@ def check_steps(trace: str, expected: Dict, where: str) -> None:
 
 
 def compare_steps(expected: Dict, got: Dict) -> Tuple[bool, List[Dict[str, Any]]]:
-    """Each step's losses in ``got`` against the trace's (:func:`compare_losses`), printed;
-    returns whether all are identical and a result per step."""
+    """Each step's losses against the trace's, printed: (all identical, a result per step)."""
     identical, results = True, []
     keys = ("identical", "first_iter", "first_rel", "max_abs", "max_rel")
     for step, mine in zip(expected["steps"], got["steps"]):
@@ -40,11 +38,9 @@ def compare_steps(expected: Dict, got: Dict) -> Tuple[bool, List[Dict[str, Any]]
             continue
         identical = False
         it, name = c["at"] or ("-", "-")
-        print(
-            f"  {step['name']}: DIFFERS from iteration {c['first_iter']} ({c['first']}; "
-            f"{c['first_rel']:.3g} relative); largest difference {c['max_abs']:.3g} absolute "
-            f"({name} at iteration {it}), {c['max_rel']:.3g} relative"
-        )
+        print(f"  {step['name']}: DIFFERS from iteration {c['first_iter']} ({c['first']}; "
+              f"{c['first_rel']:.3g} relative); largest difference {c['max_abs']:.3g} absolute "
+              f"({name} at iteration {it}), {c['max_rel']:.3g} relative")  # fmt: skip
     return identical, results
 
 
@@ -82,18 +78,16 @@ def record(folder: str, expected: Dict, got: Dict, steps: List[Dict], wall_s: fl
     os.makedirs(folder, exist_ok=True)
     path, made = record_path(folder, got), ("date", "commit", "machine", *VERSIONS, "cpu_class")
     result = {k: got.get(k) for k in made}
-    result.update(
-        command=got["command"], wall_s=wall_s, identical=all(s["identical"] for s in steps)
-    )
+    identical = all(s["identical"] for s in steps)
+    result.update(command=got["command"], wall_s=wall_s, identical=identical)
     result.update(iters=expected["iters"], trace={k: expected.get(k) for k in made}, steps=steps)
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
     return path
 
 
-STUDY_CHECKS_NONE = (
-    "No machine has run `make study-check` against the committed trace yet (it writes "
-    "`docs/study_checks/<machine>-torch-<version>.json`; then run `tools/update_readme.py`)."
-)
+STUDY_CHECKS_NONE = ("No machine has run `make study-check` against the committed trace yet (it "
+                     "writes `docs/study_checks/<machine>-torch-<version>.json`; then run "
+                     "`tools/update_readme.py`).")  # fmt: skip
 
 
 def render_study_checks(folder: str) -> str:

@@ -1,7 +1,7 @@
 """The study's figures: box AP against GFLOPs (the frontier) and against stage-one cosine, one
 colour per arm in every figure."""
 
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from .schedule import ARMS, arm_labels
 
@@ -27,9 +27,10 @@ def plot_frontier(study: Dict, path: str) -> List[Dict[str, float]]:
         f = study["summary"]["arms"][arm]["bbox/AP"]
         z = study["zero_shot"]["summary"]["arms"][arm]["bbox/AP"]
         ax.plot([x, x], [z["mean"], f["mean"]], color=colour, lw=1, alpha=0.5)
-        ax.errorbar(x, f["mean"], yerr=_std(f), fmt="o", capsize=3, color=colour,
+        ax.errorbar(x, f["mean"], yerr=_std(f["std"]), fmt="o", capsize=3, color=colour,
                     label=labels[arm])  # fmt: skip
-        ax.errorbar(x, z["mean"], yerr=_std(z), fmt="o", capsize=3, color=colour, mfc="white")
+        ax.errorbar(x, z["mean"], yerr=_std(z["std"]), fmt="o", capsize=3, color=colour,
+                    mfc="white")  # fmt: skip
         drawn.append({"arm": arm, "x": x, "y": f["mean"], "zero_shot": z["mean"]})
     _save(fig, ax, path, "GFLOPs per image (inference, fvcore)",
           "val box AP (filled: finetuned, hollow: zero-shot; mean ± std over seeds)",
@@ -37,32 +38,25 @@ def plot_frontier(study: Dict, path: str) -> List[Dict[str, float]]:
     return drawn
 
 
-def _std(s: Dict) -> Optional[float]:
-    return s["std"] if s["std"] == s["std"] else 0.0
+def _std(std: float) -> float:
+    return std if std == std else 0.0  # NaN (one seed): no error bar
 
 
 def _axes(figsize):
-    """A figure and its axes on matplotlib's file-only backend."""
-    import matplotlib
+    """A figure (no pyplot: nothing to show or close) and its axes."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=figsize)
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
 
 
 def _save(fig, ax, path: str, xlabel: str, ylabel: str, title: str) -> None:
-    """Labels, grid and legend, then the PNG at ``path``; the figure is closed."""
-    import matplotlib.pyplot as plt
-
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    """Labels, grid and legend, then the PNG at ``path``."""
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def plot_cosine_vs_ap(study: Dict, path: str) -> List[Dict[str, float]]:
@@ -73,11 +67,10 @@ def plot_cosine_vs_ap(study: Dict, path: str) -> List[Dict[str, float]]:
     fig, ax = _axes((7, 5))
     drawn = []
     for p in study["cosine_vs_ap"]["points"]:
-        yerr = [[p["delta_ap"] - p["low"]], [p["high"] - p["delta_ap"]]]
-        xerr = p["cosine_std"] if p["cosine_std"] == p["cosine_std"] else 0.0
-        ax.errorbar(p["cosine"], p["delta_ap"], xerr=xerr, yerr=yerr if p["low"] == p["low"]
-                    else None, fmt="o", capsize=4, label=p["label"],
-                    color=arm_colour(p["arm"]))  # fmt: skip
+        d, low, high = p["delta_ap"], p["low"], p["high"]
+        yerr = [[d - low], [high - d]] if low == low else None  # NaN: one seed, no interval
+        ax.errorbar(p["cosine"], d, xerr=_std(p["cosine_std"]), yerr=yerr, fmt="o",
+                    capsize=4, label=p["label"], color=arm_colour(p["arm"]))  # fmt: skip
         drawn.append({"label": p["label"], "x": p["cosine"], "y": p["delta_ap"]})
     image = study["summary"]["arms"].get("image2x", {}).get("bbox/AP", {}).get("vs_control")
     if image:

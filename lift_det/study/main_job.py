@@ -16,11 +16,10 @@ from .pipeline import Step, run_steps
 # `make main`'s iterations per step: the baseline, stage one, each stage-two arm
 MAIN_ITERS = {"baseline": 400, "stage1": 500, "stage2": 160}
 
-CAVEAT = (
-    "One seed is noise-limited: a rerun on another machine can move these APs by several points, "
-    "so read small differences with care. The evidence is the multi-seed study: `make study` "
-    "(tools/run_mini.py --seeds 3), committed as docs/mini_study.md and shown in the README."
-)
+CAVEAT = ("One seed is noise-limited: a rerun on another machine can move these APs by several "
+          "points, so read small differences with care. The evidence is the multi-seed study: "
+          "`make study` (tools/run_mini.py --seeds 3), committed as docs/mini_study.md and shown "
+          "in the README.")  # fmt: skip
 
 
 def mini_steps(out: str, baseline_iters: int, stage1_iters: int, stage2_iters: int) -> List[Step]:
@@ -68,46 +67,30 @@ def format_table(results: Dict[str, Dict], steps: List[Step]) -> str:
     s1 = results.get("stage1", {})
     if s1:
         cosines = [f"{s1.get(f'lift_quality/cos_{k}', float('nan')):.4f}" for k in COSINES]
-        lines += [
-            "",
-            "Stage one, held-out mean cosine similarity to the ViT's features of the 2x image:",
-            "",
-            *md_table(["LiFT", "bilinear", "nearest"], [cosines]),
-        ]
+        lines += ["", "Stage one, held-out mean cosine similarity to the ViT's features of the 2x "
+                  "image:", "", *md_table(["LiFT", "bilinear", "nearest"], [cosines])]  # fmt: skip
         if s1.get("lift_quality/cos_lift", 1.0) < s1.get("lift_quality/cos_bilinear", 0.0):
-            lines += [
-                "",
-                "**LiFT is UNDERTRAINED**: its held-out cosine is below bilinear upsampling's. "
-                "Train stage one longer; the +LiFT rows above say little about LiFT.",
-            ]
+            lines += ["", "**LiFT is UNDERTRAINED**: its held-out cosine is below bilinear "
+                      "upsampling's. Train stage one longer; the +LiFT rows above say little about "
+                      "LiFT."]  # fmt: skip
     return "\n".join(lines)
 
 
-def run_pipeline(
-    out: str,
-    baseline_iters: int = MAIN_ITERS["baseline"],
-    stage1_iters: int = MAIN_ITERS["stage1"],
-    stage2_iters: int = MAIN_ITERS["stage2"],
-    **kwargs,
-) -> Dict:
-    """The main job: run every step (one at a time; ``kwargs``: :func:`run_steps`' ``extra``,
-    ``resume``, ``overwrite``) and write the table."""
+def run_pipeline(out: str, *budgets: int, **kwargs) -> Dict:
+    """The main job: run every step (one at a time; ``budgets``: :func:`mini_steps`' iterations,
+    default :data:`MAIN_ITERS`; ``kwargs``: :func:`run_steps`' ``extra``, ``resume``,
+    ``overwrite``) and write the table."""
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
     t0 = time.time()
-    steps = mini_steps(out, baseline_iters, stage1_iters, stage2_iters)
+    steps = mini_steps(out, *(budgets or MAIN_ITERS.values()))
     results = run_steps(steps, out, **kwargs)
     for r in results.values():
         r.pop("seconds", None)
     table = format_table(results, steps)
     atomic_write_text(os.path.join(out, "results.md"), f"{table}\n\n{CAVEAT}\n")
-    summary = {
-        "steps": {s.name: {"label": s.label, **results[s.name]} for s in steps},
-        "wall_time_s": time.time() - t0,
-        **provenance(),
-    }
+    steps_json = {s.name: {"label": s.label, **results[s.name]} for s in steps}
+    summary = dict(steps=steps_json, wall_time_s=time.time() - t0, **provenance())
     atomic_write_text(os.path.join(out, "results.json"), json.dumps(summary, indent=2))
-    print(
-        "\n" + table + f"\n\n{CAVEAT}\n[main] wrote {out}/results.md and results.json", flush=True
-    )
+    print(f"\n{table}\n\n{CAVEAT}\n[main] wrote {out}/results.md and results.json", flush=True)
     return summary

@@ -2,17 +2,15 @@
 placement's arm recovers, and whether LiFT pays, in generated words."""
 
 import math
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from .schedule import ARMS, CONTROL, arm_labels
-from .statistics import COSINES, paired_interval
+from .statistics import COSINES, interval, paired_interval
 
 # the gap each group's arms are measured against: (low end, high end) of box AP
-REFERENCES = {
-    "up": ("ft", "image2x", "the 2x image's gain over the same-budget control"),
-    "stride8": ("ft", "image2x", "the 2x image's gain over the same-budget control"),
-    "down": ("image_half", "ft", "the gap between the half image and the 1x image"),
-}
+_GAIN_OF_2X = ("ft", "image2x", "the 2x image's gain over the same-budget control")
+_HALF_TO_1X = ("image_half", "ft", "the gap between the half image and the 1x image")
+REFERENCES = {"up": _GAIN_OF_2X, "stride8": _GAIN_OF_2X, "down": _HALF_TO_1X}
 # the LiFT arm of each placement, with its plain upsampling control
 PLACEMENT_ARMS = {"up": ("lift", "bilinear"), "down": ("lift_down", "bilinear_down"),
                   "stride8": ("lift_s8", None)}  # fmt: skip
@@ -57,10 +55,6 @@ def recovered_shares(per_seed: Dict, arms: Sequence[str], key: str = "bbox/AP") 
     return out
 
 
-def _d(d: Dict) -> str:
-    return f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
-
-
 def placement_words(study: Dict) -> List[str]:
     """Per placement, what LiFT buys (finetuned and zero-shot), against what, at what cost;
     the best placement and whether LiFT pays, all generated from the numbers."""
@@ -74,9 +68,9 @@ def placement_words(study: Dict) -> List[str]:
         d, dz = fin[lift]["bbox/AP"].get("vs_control"), zs[lift]["bbox/AP"].get("vs_control")
         if d is None:
             continue
-        text = (f"**{group}**: + LiFT {_d(d)} box AP after finetuning, {_d(dz)} zero-shot, "
-                f"against the same-budget control, at {costs[lift]['gflops']:.2f} GFLOPs "
-                f"(control {costs[CONTROL]['gflops']:.2f}).")  # fmt: skip
+        text = (f"**{group}**: + LiFT {interval(d)} box AP after finetuning, {interval(dz)} "
+                f"zero-shot, against the same-budget control, at {costs[lift]['gflops']:.2f} "
+                f"GFLOPs (control {costs[CONTROL]['gflops']:.2f}).")  # fmt: skip
         if lift in shares:
             s, z = shares[lift], zs_shares.get(lift)
             text += (f" It recovers {100 * s['mean']:.0f}% [{100 * s['low']:.0f}, "
@@ -87,36 +81,20 @@ def placement_words(study: Dict) -> List[str]:
                                       if z else "") + ".")  # fmt: skip
         v = study["lift_vs_control"].get(group)
         if v:
-            text += f" Against + bilinear in the same placement: {_d(v)} box AP."
-        beats_bilinear = v is None or (v["significant"] and v["mean"] > 0)
+            text += f" Against + bilinear in the same placement: {interval(v)} box AP."
         reference = REFERENCES[group][1] if group != "down" else CONTROL
         if reference not in costs:  # no reference to weigh the cost against
             lines.append(text + f" (No verdict: {reference} was not run.)")
             continue
-        cheaper = costs[lift]["gflops"] < costs[reference]["gflops"]
-        if group == "down":
-            pays = cheaper and not (d["significant"] and d["mean"] < 0)
-            why = (
-                "not significantly below the 1x control at fewer GFLOPs"
-                if pays
-                else "significantly below the 1x control" if cheaper else "not cheaper"
-            )
-        else:
-            pays = d["significant"] and d["mean"] > 0 and cheaper
-            why = ("significantly above the control at fewer GFLOPs than the 2x image" if pays
-                   else "not significantly above the same-budget control")  # fmt: skip
-        if pays and not beats_bilinear:
-            pays, why = False, f"{why}, but not significantly above + bilinear there"
+        pays, why = _verdict(group, costs, lift, d, v)
         verdicts[group] = (pays, fin[lift]["bbox/AP"]["mean"])
         lines.append(text + f" LiFT {'pays' if pays else 'does not pay'} here: {why}.")
     if verdicts:
         best = max(verdicts, key=lambda g: verdicts[g][1])
         paying = [g for g, (p, _) in verdicts.items() if p]
-        lines.append(
-            f"Highest box AP of a LiFT arm after finetuning: the {best} placement "
-            f"({verdicts[best][1]:.2f}). LiFT from the study's stage one pays in: "
-            f"{', '.join(paying) or 'no placement'}."
-        )
+        lines.append(f"Highest box AP of a LiFT arm after finetuning: the {best} placement "
+                     f"({verdicts[best][1]:.2f}). LiFT from the study's stage one pays in: "
+                     f"{', '.join(paying) or 'no placement'}.")  # fmt: skip
     cosines = {step: label for step, key, label in COSINES if key.endswith("cos_lift")}
     stage_ones = {a.name: a.stage_one for a in ARMS}
     cos_of = study["summary"]["stage1_cosines"]
@@ -124,22 +102,39 @@ def placement_words(study: Dict) -> List[str]:
         cos = [cos_of.get(cosines[stage_ones[a]]) for a in (arm, "lift")]
         lines.append(
             f"Stage-one recipe: {arm_labels(study)[arm]} minus up: + LiFT from the study's stage "
-            f"one (paired): {_d(d)} box AP after finetuning"
+            f"one (paired): {interval(d)} box AP after finetuning"
             + (f"; held-out stage-one cosine {cos[0]['mean']:.4f} against {cos[1]['mean']:.4f}."
                if all(cos) else ".") + _recipe_verdict(study, arm)
         )  # fmt: skip
     return lines
 
 
+def _verdict(group: str, costs: Dict, arm: str, d: Dict, v: Optional[Dict] = None):
+    """Whether LiFT ``arm`` of a placement ``group`` pays, and why. ``d``: its paired difference
+    from the same-budget control; ``v``: from + bilinear in the placement, where that ran. Down:
+    fewer GFLOPs than the control and not significantly below it; up and stride 8: significantly
+    above the control at fewer GFLOPs than the 2x image; either: and significantly above ``v``."""
+    cheaper = costs[arm]["gflops"] < costs[CONTROL if group == "down" else "image2x"]["gflops"]
+    if group == "down":
+        pays = cheaper and not (d["significant"] and d["mean"] < 0)
+        why = ("not significantly below the 1x control at fewer GFLOPs" if pays
+               else "significantly below the 1x control" if cheaper else "not cheaper")  # fmt: skip
+    else:
+        pays = d["significant"] and d["mean"] > 0 and cheaper
+        why = ("significantly above the control at fewer GFLOPs than the 2x image" if pays
+               else "not significantly above the same-budget control")  # fmt: skip
+    if pays and v is not None and not (v["significant"] and v["mean"] > 0):
+        return False, f"{why}, but not significantly above + bilinear there"
+    return pays, why
+
+
 def _recipe_verdict(study: Dict, arm: str) -> str:
-    """Whether LiFT from a recipe arm's stage one pays in the up placement, by the up rule of
-    :func:`placement_words`: significantly above the control, at fewer GFLOPs than the 2x image."""
+    """Whether LiFT from a recipe arm's stage one pays in the up placement (:func:`_verdict`)."""
     costs, d = study["costs"], study["summary"]["arms"][arm]["bbox/AP"]["vs_control"]
     if "image2x" not in costs:
         return ""
-    pays = d["significant"] and d["mean"] > 0 and costs[arm]["gflops"] < costs["image2x"]["gflops"]
-    return (
-        f" Against the same-budget control it gives {_d(d)} box AP at "
-        f"{costs[arm]['gflops']:.2f} GFLOPs (the 2x image: {costs['image2x']['gflops']:.2f}): "
-        f"LiFT from this stage one {'pays' if pays else 'does not pay'} in the up placement."
-    )
+    pays = _verdict("up", costs, arm, d)[0]
+    return (f" Against the same-budget control it gives {interval(d)} box AP at "
+            f"{costs[arm]['gflops']:.2f} GFLOPs (the 2x image: {costs['image2x']['gflops']:.2f}): "
+            f"LiFT from this stage one {'pays' if pays else 'does not pay'} in the up "
+            f"placement.")  # fmt: skip

@@ -7,10 +7,10 @@ import json
 import math
 import os
 from dataclasses import replace
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .pipeline import Step, run_steps
-from .schedule import study_steps
+from .schedule import STUDY_ITERS, study_steps
 
 PROBE_ITERS = 10  # iterations per step: the three steps take ~3 minutes on 2 CPU cores
 # each step ends with an evaluation (the runner reads it): on a few val images, to stay short
@@ -19,56 +19,35 @@ TRACE_FORMAT = 1
 _PROBE_DIR = "<probe>"  # the probe's folder in recorded overrides (paths differ per run)
 
 
-def probe_steps(
-    out: str, iters: int, baseline_iters: int, stage1_iters: int, stage2_iters: int
-) -> List[Step]:
-    """The study's ``baseline``, ``seed0/stage1_lift`` and ``seed0/lift`` for its budgets, each
-    stopped after its first ``iters`` iterations, recording their losses, in ``out``."""
-    if not 1 <= iters <= min(baseline_iters, stage1_iters, stage2_iters):
-        raise ValueError(
-            f"iters must be in [1, {min(baseline_iters, stage1_iters, stage2_iters)}] (the "
-            f"shortest step's iterations), got {iters}"
-        )
-    steps = study_steps(out, [0], baseline_iters, stage1_iters, stage2_iters, arms=["lift"])
+def probe_steps(out: str, iters: int, *budgets: int) -> List[Step]:
+    """The study's ``baseline``, ``seed0/stage1_lift`` and ``seed0/lift`` for its ``budgets``
+    (:data:`STUDY_ITERS`' order), each stopped after its first ``iters`` iterations, recording
+    their losses, in ``out``."""
+    if not 1 <= iters <= min(budgets):
+        raise ValueError(f"iters must be in [1, {min(budgets)}] (the shortest step's iterations), "
+                         f"got {iters}")  # fmt: skip
     flags = ("--stop-at-iter", str(iters), "--loss-trace", str(iters))
-    return [
-        replace(
-            s,
-            label=f"{s.label} [first {iters} iterations]",
-            flags=s.flags + flags,
-            cost=s.cost * iters / s.iters,  # ETA: iters * cost = the iterations it runs
-        )
-        for s in steps
-        if "--eval-only" not in s.flags  # the probe replays training, not evaluations
-    ]
+    # ETA: iters * cost = the iterations it runs; the probe replays training, not evaluations
+    return [replace(s, label=f"{s.label} [first {iters} iterations]", flags=s.flags + flags,
+                    cost=s.cost * iters / s.iters)
+            for s in study_steps(out, [0], *budgets, arms=["lift"])
+            if "--eval-only" not in s.flags]  # fmt: skip
+
+
+def trace_budgets(trace: Dict[str, Any]) -> Tuple[int, ...]:
+    """The study's iterations per step that a trace was made for, in :data:`STUDY_ITERS`' order."""
+    return tuple(trace["study_iters"][k] for k in STUDY_ITERS)
 
 
 def describe(step: Step, out: str) -> Dict[str, Any]:
-    """What a trace records of a step: config, overrides (the probe's folder as ``<probe>``),
-    threads and ``train.max_iter``."""
-    overrides = {
-        k: v.replace(out, _PROBE_DIR) if isinstance(v, str) else v
-        for k, v in step.overrides.items()
-    }
-    return {
-        "name": step.name,
-        "config": step.config,
-        "overrides": overrides,
-        "threads": step.threads,
-        "max_iter": step.iters,
-    }
+    """What a trace records of a step (the probe's folder as ``<probe>`` in its overrides)."""
+    overrides = {k: v.replace(out, _PROBE_DIR) if isinstance(v, str) else v
+                 for k, v in step.overrides.items()}  # fmt: skip
+    return dict(name=step.name, config=step.config, overrides=overrides, threads=step.threads,
+                max_iter=step.iters)  # fmt: skip
 
 
-def run_probe(
-    out: str,
-    iters: int,
-    baseline_iters: int,
-    stage1_iters: int,
-    stage2_iters: int,
-    *,
-    extra: Optional[List[str]] = None,
-    **kwargs,
-) -> Dict[str, Any]:
+def run_probe(out: str, iters: int, *budgets: int, extra: Optional[List[str]] = None, **kwargs):
     """Runs :func:`probe_steps` in ``out`` (``kwargs``: :func:`run_steps`' ``resume``,
     ``overwrite``) on the study's training images and :data:`PROBE_VAL_IMAGES` val images;
     returns the trace: setup, provenance and per step :func:`describe` plus ``losses``."""
@@ -76,7 +55,7 @@ def run_probe(
     from ..utils.provenance import provenance
 
     out = os.path.abspath(out)
-    steps = probe_steps(out, iters, baseline_iters, stage1_iters, stage2_iters)
+    steps = probe_steps(out, iters, *budgets)
     root = os.path.join(out, "data")
     generate_mini_coco(root, num_val=PROBE_VAL_IMAGES)
     env = {"LIFT_DET_MINI_ROOT": root}
@@ -87,19 +66,12 @@ def run_probe(
         with open(path) as f:
             trace = json.load(f)
         if trace["first_iter"] != 0 or len(trace["losses"]) != iters:
-            raise RuntimeError(
-                f"{path} holds iterations {trace['first_iter']}.. ({len(trace['losses'])}), not "
-                f"0..{iters - 1}: a resumed step? Rerun the probe with --overwrite."
-            )
+            raise RuntimeError(f"{path} holds iterations {trace['first_iter']}.. "
+                               f"({len(trace['losses'])}), not 0..{iters - 1}: a resumed step? "
+                               f"Rerun the probe with --overwrite.")  # fmt: skip
         recorded.append({**describe(step, out), "losses": trace["losses"]})
-    return {
-        "format": TRACE_FORMAT,
-        "iters": iters,
-        "study_iters": {"baseline": baseline_iters, "stage1": stage1_iters, "stage2": stage2_iters},
-        "extra": list(extra or []),
-        **provenance(),
-        "steps": recorded,
-    }
+    return dict(format=TRACE_FORMAT, iters=iters, study_iters=dict(zip(STUDY_ITERS, budgets)),
+                extra=list(extra or []), **provenance(), steps=recorded)  # fmt: skip
 
 
 def write_trace(out: str, path: str, *budgets: int, iters: int = PROBE_ITERS, **kwargs):
@@ -122,13 +94,9 @@ def read_trace(path: str) -> Dict[str, Any]:
             raise ValueError(f"{path} is not JSON ({e})") from None
     step_keys = {"name", "config", "overrides", "threads", "max_iter", "losses"}
     try:
-        ok = (
-            trace["format"] == TRACE_FORMAT
-            and isinstance(trace["iters"], int)
-            and set(trace["study_iters"]) == {"baseline", "stage1", "stage2"}
-            and isinstance(trace["extra"], list)
-            and all(step_keys <= set(s) for s in trace["steps"])
-        )
+        ok = (trace["format"] == TRACE_FORMAT and isinstance(trace["iters"], int)
+              and set(trace["study_iters"]) == set(STUDY_ITERS) and isinstance(trace["extra"], list)
+              and all(step_keys <= set(s) for s in trace["steps"]))  # fmt: skip
     except (KeyError, TypeError):
         ok = False
     if not ok:
@@ -143,13 +111,7 @@ def compare_losses(expected: List[Dict[str, str]], got: List[Dict[str, str]]) ->
     iteration, name) and ``max_rel``."""
     result: Dict[str, Any] = dict(identical=True, first_iter=None, first="", first_rel=0.0)
     result.update(max_abs=0.0, max_rel=0.0, at=None)
-    for i in range(max(len(expected), len(got))):
-        if i >= len(expected) or i >= len(got):
-            if result["identical"]:
-                first = f"{len(expected)} iterations in the trace, {len(got)} here"
-                result.update(identical=False, first_iter=i, first=first)
-            break
-        a, b = expected[i], got[i]
+    for i, (a, b) in enumerate(zip(expected, got)):
         if a != b and result["identical"]:
             name = next(n for n in sorted(set(a) | set(b)) if a.get(n) != b.get(n))
             first = f"{name} {a.get(name, 'absent')} in the trace, {b.get(name, 'absent')} here"
@@ -165,4 +127,7 @@ def compare_losses(expected: List[Dict[str, str]], got: List[Dict[str, str]]) ->
                 result["max_rel"] = max(result["max_rel"], rel)
                 if i == result["first_iter"]:
                     result["first_rel"] = max(result["first_rel"], rel)
+    if len(expected) != len(got) and result["identical"]:
+        first = f"{len(expected)} iterations in the trace, {len(got)} here"
+        result.update(identical=False, first_iter=min(len(expected), len(got)), first=first)
     return result

@@ -6,7 +6,7 @@ from typing import Dict, List
 from ..utils.tables import md_table
 from .placements import placement_words
 from .schedule import CONTROL, arm_labels
-from .statistics import METRICS
+from .statistics import METRICS, interval
 
 CURVE = (("bbox/AP", "box AP"), ("segm/AP", "mask AP"))  # the baseline's curve's rows
 
@@ -18,37 +18,31 @@ def _pm(s: Dict[str, float], digits: int = 2) -> str:
 
 
 def _diff(d: Dict[str, float]) -> str:
-    mark = " *" if d.get("significant") else ""
-    return f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]{mark}"
+    return interval(d) + (" *" if d.get("significant") else "")
 
 
 def format_report(study: Dict) -> str:
-    """The markdown report (docs/mini_study.md) from the study's JSON: the same text for the
-    same JSON (tests/test_readme.py checks the committed pair)."""
+    """The markdown report (docs/mini_study.md) from the study's JSON alone."""
     arms = study["arms"]
     labels = arm_labels(study)
     s, setup, base = study["summary"], study["setup"], study["baseline"]
     timed = all("cpu_ms" in c for c in study["costs"].values())
+    cpu = " and CPU latency (one thread, measured in this run)" if timed else ""
     n, control, names = len(s["seeds"]), labels[CONTROL], [name for _, name in METRICS]
+    resumed = "."
+    if study.get("steps_skipped"):
+        resumed = (f" (resumed: {study['steps_skipped']} of its {len(study['step_seconds'])} steps "
+                   f"had run before and are not in that time).")  # fmt: skip
     lines = [
         f"Mini study, {n} seeds ({', '.join(map(str, s['seeds']))}): made by `{study['command']}` "
         f"on {study['date']} at commit {study['commit']}, {study['machine']}, torch "
-        f"{study['torch']}, in {study['wall_time_s'] / 60:.0f} min"
-        + (
-            f" (resumed: {study['steps_skipped']} of its {len(study['step_seconds'])} steps had "
-            f"run before and are not in that time)."
-            if study.get("steps_skipped")
-            else "."
-        ),
-        "",
+        f"{study['torch']}, in {study['wall_time_s'] / 60:.0f} min{resumed}", "",
         f"Mean ± std over seeds. Every arm starts from the same baseline mini ViTDet "
         f"({base['iterations']} iterations, box AP {base['final']['bbox/AP']:.2f}, mask AP "
         f"{base['final']['segm/AP']:.2f}) and trains {setup['stage2_iters']} iterations with the "
-        f"ViT frozen; GFLOPs (fvcore)"
-        + (" and CPU latency (one thread, measured in this run)" if timed else "")
-        + " at inference on one image at the arm's input size (px).",
+        f"ViT frozen; GFLOPs (fvcore){cpu} at inference on one image at the arm's input size (px).",
         "",
-    ]
+    ]  # fmt: skip
     rows = []
     for arm in arms:
         c, r = study["costs"][arm], s["arms"][arm]
@@ -57,15 +51,11 @@ def format_report(study: Dict) -> str:
         metrics = [_pm(r[k]) for k, _ in METRICS]
         rows.append([labels[arm], size, f"{c['params_M']:.2f}", gflops, ms, *metrics])
     lines += md_table(["model", "px", "params (M)", "GFLOPs", "CPU ms", *names], rows)
-    lines += [
-        "",
-        f"Paired difference from *{control}* (same seed, same baseline, same budget): mean and 95% "
-        f"t interval over the {n} seed pairs; * marks an interval that excludes 0.",
-        "",
-    ]
-    rows = []
-    for arm in (a for a in arms if a != CONTROL):
-        rows.append([labels[arm], *(_diff(s["arms"][arm][k]["vs_control"]) for k, _ in METRICS)])
+    lines += ["", f"Paired difference from *{control}* (same seed, same baseline, same budget): "
+              f"mean and 95% t interval over the {n} seed pairs; * marks an interval that "
+              f"excludes 0.", ""]  # fmt: skip
+    rows = [[labels[arm], *(_diff(s["arms"][arm][k]["vs_control"]) for k, _ in METRICS)]
+            for arm in arms if arm != CONTROL]  # fmt: skip
     lines += md_table(["model", *(f"Δ {m}" for m in names)], rows)
     lines += ["", _in_words(study), ""]
     if "zero_shot" in study:
@@ -77,25 +67,19 @@ def format_report(study: Dict) -> str:
     cos, p = s["stage1_cosines"], base["plateau"]
     gain = f"gained {p['gain']:+.2f}, " if p["gain"] is not None else f"not met ({p.get('why')}), "
     verdict = "plateaued." if p["plateaued"] else "**not plateaued** by it."
+    curve = base["curve"]
     lines += [
         f"Stage one ({setup['stage1_iters']} iterations per seed), held-out mean cosine "
-        f"similarity to the ViT's features of the 2x image:",
-        "",
-        *md_table(list(cos), [[_pm(v, 4) for v in cos.values()]]),
-        "",
+        f"similarity to the ViT's features of the 2x image:", "",
+        *md_table(list(cos), [[_pm(v, 4) for v in cos.values()]]), "",
         f"The shared baseline: val box AP every {base['eval_period']} iterations. Convergence "
         f"criterion, fixed before the run: {p['criterion']}: {gain}{verdict} "
-        + base.get("schedule", "The learning rate drops 10x at 90%."),
-        "",
-        *md_table(
-            ["iteration", *(c["iteration"] for c in base["curve"])],
-            [[name, *(f"{c[k]:.2f}" for c in base["curve"])] for k, name in CURVE],
-        ),
-        "",
-        f"Budget: {setup['justification']}",
-        "",
+        + base.get("schedule", "The learning rate drops 10x at 90%."), "",
+        *md_table(["iteration", *(c["iteration"] for c in curve)],
+                  [[name, *(f"{c[k]:.2f}" for c in curve)] for k, name in CURVE]), "",
+        f"Budget: {setup['justification']}", "",
         f"Figure: box AP vs GFLOPs, mean ± std over seeds: `{study['figure']}`.",
-    ]
+    ]  # fmt: skip
     if "cosine_vs_ap" in study:
         lines += ["", *_cosine_section(study)]
     return "\n".join(lines)
@@ -107,37 +91,29 @@ def _zero_shot_section(study: Dict) -> List[str]:
 
     labels = arm_labels(study)
     zs, metrics = study["zero_shot"]["summary"]["arms"], METRICS[:1] + METRICS[3:]
-    lines = [
-        "Zero-shot: the same detectors with no stage two (the baseline's weights, the stage-one "
-        "file), mean ± std over seeds, and the paired difference from the baseline itself:",
-        "",
-        "| model | " + " | ".join(m[1] for m in metrics) + " | Δ box AP |",
-        "|---|" + "---|" * (len(metrics) + 1),
-    ]
+    rows = []
     for arm in study["arms"]:
         d = zs[arm]["bbox/AP"].get("vs_control")
-        lines.append(f"| {labels[arm]} | " + " | ".join(_pm(zs[arm][k]) for k, _ in metrics)
-                     + f" | {_diff(d) if d else '-'} |")  # fmt: skip
-    rec, rec_zs = study["recovered"], study["zero_shot"]["recovered"]
-    lines += [
-        "",
-        "Share of the reference gap recovered (box AP, per seed, then mean and 95% t interval): "
-        "up and stride-8 arms of the 2x image's gain over the control, down arms of the gap "
-        "between the half and the 1x image:",
-        "",
-        "| model | of | finetuned | zero-shot |",
-        "|---|---|---|---|",
-    ]
+        rows.append([labels[arm], *(_pm(zs[arm][k]) for k, _ in metrics), _diff(d) if d else "-"])
+    lines = ["Zero-shot: the same detectors with no stage two (the baseline's weights, the "
+             "stage-one file), mean ± std over seeds, and the paired difference from the baseline "
+             "itself:", "",
+             *md_table(["model", *(name for _, name in metrics), "Δ box AP"], rows), "",
+             "Share of the reference gap recovered (box AP, per seed, then mean and 95% t "
+             "interval): up and stride-8 arms of the 2x image's gain over the control, down arms "
+             "of the gap between the half and the 1x image:", ""]  # fmt: skip
 
     def pct(r):
         if not r["mean"] == r["mean"]:  # NaN: the reference gained nothing in some seed
             return "- (no gain to recover)"
         return f"{100 * r['mean']:.0f}% [{100 * r['low']:.0f}, {100 * r['high']:.0f}]"
 
-    for arm, r in rec.items():
+    rec_zs, rows = study["zero_shot"]["recovered"], []
+    for arm, r in study["recovered"].items():
         z = rec_zs.get(arm)
-        lines.append(f"| {labels[arm]} | {r['of']} ({r['gap']:+.2f}; zero-shot "
-                     f"{z['gap']:+.2f}) | {pct(r)} | {pct(z)} |")  # fmt: skip
+        rows.append([labels[arm], f"{r['of']} ({r['gap']:+.2f}; zero-shot {z['gap']:+.2f})",
+                     pct(r), pct(z)])  # fmt: skip
+    lines += md_table(["model", "of", "finetuned", "zero-shot"], rows)
     words = placement_words(study)
     return lines + (["", "In words, per placement:", ""] + [f"- {w}" for w in words] if words
                     else [])  # fmt: skip
@@ -147,23 +123,17 @@ def _cosine_section(study: Dict) -> List[str]:
     """Does stage one's cosine predict box AP? The table, the words and the figure's path."""
     c = study["cosine_vs_ap"]
     pts = sorted(c["points"], key=lambda p: p["cosine"])
-    lines = [
-        "Does stage one's cosine predict box AP? Each upsampler's held-out stage-one cosine "
-        "(mean ± std over seeds) and its paired Δ box AP from the control (95% interval):",
-        "",
-        "| upsampler | stage-one cosine | Δ box AP |",
-        "|---|---|---|",
-    ]
-    lines += [f"| {p['label']} | {p['cosine']:.4f} ± {p['cosine_std']:.4f} | "
-              f"{_diff({**p, 'mean': p['delta_ap']})} |" for p in pts]  # fmt: skip
-    lines += ["", _cosine_words(c, study), "",
-              f"Figure: Δ box AP vs stage-one cosine: `{study['cosine_figure']}`."]  # fmt: skip
-    return lines
+    rows = [[p["label"], f"{p['cosine']:.4f} ± {p['cosine_std']:.4f}",
+             _diff({**p, "mean": p["delta_ap"]})] for p in pts]  # fmt: skip
+    return ["Does stage one's cosine predict box AP? Each upsampler's held-out stage-one cosine "
+            "(mean ± std over seeds) and its paired Δ box AP from the control (95% interval):", "",
+            *md_table(["upsampler", "stage-one cosine", "Δ box AP"], rows), "",
+            _cosine_words(pts, c, study), "",
+            f"Figure: Δ box AP vs stage-one cosine: `{study['cosine_figure']}`."]  # fmt: skip
 
 
-def _cosine_words(c: Dict, study: Dict) -> str:
-    """What the cosine-vs-AP data show, in words generated from them."""
-    pts = sorted(c["points"], key=lambda p: p["cosine"])
+def _cosine_words(pts: List[Dict], c: Dict, study: Dict) -> str:
+    """What the cosine-vs-AP data (``pts``: its points by cosine) show, in generated words."""
     if c["spearman"] is None:
         return f"With {len(pts)} upsampler(s) (fewer than 3), no correlation is computed."
     rho = c["spearman"]
@@ -171,13 +141,12 @@ def _cosine_words(c: Dict, study: Dict) -> str:
                "ranks them only roughly as box AP does" if rho >= 0.5 else
                "does not rank them as box AP does")  # fmt: skip
     top, bottom = pts[-1], pts[0]
-    text = (
-        f"In words: over the {len(pts)} upsamplers, stage-one cosine {verdict} (Spearman ρ = "
-        f"{rho:+.2f}, p = {c['spearman_p']:.2f}; Pearson r = {c['pearson']:+.2f}; least squares: "
-        f"{c['ap_per_0.01_cosine']:+.2f} box AP per 0.01 of cosine). From {bottom['label']} "
-        f"(cosine {bottom['cosine']:.4f}, Δ box AP {bottom['delta_ap']:+.2f}) to {top['label']} "
-        f"(cosine {top['cosine']:.4f}, Δ box AP {top['delta_ap']:+.2f}). "
-    )
+    text = (f"In words: over the {len(pts)} upsamplers, stage-one cosine {verdict} (Spearman ρ = "
+            f"{rho:+.2f}, p = {c['spearman_p']:.2f}; Pearson r = {c['pearson']:+.2f}; least "
+            f"squares: {c['ap_per_0.01_cosine']:+.2f} box AP per 0.01 of cosine). From "
+            f"{bottom['label']} (cosine {bottom['cosine']:.4f}, Δ box AP "
+            f"{bottom['delta_ap']:+.2f}) to {top['label']} (cosine {top['cosine']:.4f}, Δ box AP "
+            f"{top['delta_ap']:+.2f}). ")  # fmt: skip
     above = [p["label"] for p in pts if p["significant"] and p["delta_ap"] > 0]
     none = "None of them is significantly above the same-budget control."
     text += f"Significantly above the same-budget control: {', '.join(above)}." if above else none
@@ -192,19 +161,15 @@ def _in_words(study: Dict) -> str:
     labels = arm_labels(study)
     s = study["summary"]
     better, worse, neither = [], [], []
-    for arm in study["arms"]:
-        if arm == CONTROL:
-            continue
+    for arm in (a for a in study["arms"] if a != CONTROL):
         d = s["arms"][arm]["bbox/AP"]["vs_control"]
         text = f"{labels[arm]} ({d['mean']:+.2f} box AP)"
         (better if d["significant"] and d["mean"] > 0 else
          worse if d["significant"] else neither).append(text)  # fmt: skip
-    parts = [f"In words, box AP against *{labels[CONTROL]}* at 95%:"]
-    parts.append(f"significantly better: {'; '.join(better) or 'none'}.")
-    parts.append(f"Significantly worse: {'; '.join(worse) or 'none'}.")
-    parts.append(f"Not distinguishable from it with {len(s['seeds'])} seeds: "
-                 f"{'; '.join(neither) or 'none'}.")  # fmt: skip
-    return " ".join(parts)
+    return (f"In words, box AP against *{labels[CONTROL]}* at 95%: significantly better: "
+            f"{'; '.join(better) or 'none'}. Significantly worse: {'; '.join(worse) or 'none'}. "
+            f"Not distinguishable from it with {len(s['seeds'])} seeds: "
+            f"{'; '.join(neither) or 'none'}.")  # fmt: skip
 
 
 def format_headline(study: Dict) -> str:
@@ -214,19 +179,18 @@ def format_headline(study: Dict) -> str:
     labels, setup = arm_labels(study), study["setup"]
     fin = study["summary"]["arms"]
     zs = study.get("zero_shot", {}).get("summary", {}).get("arms", {})
-    lines = [
-        f"Box AP on the mini data's val images, mean ± std over {len(study['summary']['seeds'])} "
-        f"seeds; Δ: paired difference from *{labels[CONTROL]}*, 95% interval (* excludes 0).",
-        "",
-        "| model | px | GFLOPs | box AP | Δ box AP | zero-shot box AP |",
-        "|---|---|---|---|---|---|",
-    ]
+    rows = []
     for arm in study["arms"]:
         c, r = study["costs"][arm], fin[arm]["bbox/AP"]
         d = "-" if arm == CONTROL else _diff(r["vs_control"])
         z = _pm(zs[arm]["bbox/AP"]) if arm in zs else "-"
         size = c.get("image_size", setup["image_size"])
-        lines.append(f"| {labels[arm]} | {size} | {c['gflops']:.2f} | {_pm(r)} | {d} | {z} |")
+        rows.append([labels[arm], size, f"{c['gflops']:.2f}", _pm(r), d, z])
+    head = ["model", "px", "GFLOPs", "box AP", "Δ box AP", "zero-shot box AP"]
+    lines = [f"Box AP on the mini data's val images, mean ± std over "
+             f"{len(study['summary']['seeds'])} seeds; Δ: paired difference from "
+             f"*{labels[CONTROL]}*, 95% interval (* excludes 0).", "",
+             *md_table(head, rows)]  # fmt: skip
     if "zero_shot" in study:
         lines += ["", *[f"- {w}" for w in placement_words(study)]]
     return "\n".join(lines)

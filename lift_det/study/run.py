@@ -14,6 +14,7 @@ from detectron2.utils.analysis import FlopCountAnalysis
 
 from ..benchmark.costs import count_flops, cpu_latency_ms, random_detector
 from ..checkpoint import atomic_write_text
+from ..model_zoo import get_config, get_config_file
 from ..utils import REPO
 from ..utils.provenance import provenance
 from .figures import plot_cosine_vs_ap, plot_frontier
@@ -25,46 +26,40 @@ from .schedule import ARMS, BASELINE_DROP, DEFAULT_ARMS, study_steps
 from .statistics import METRICS, cosine_vs_ap, paired_arms, plateau, read_curve, summarize
 
 
-def run_study(
-    out: str,
-    seeds: Sequence[int],
-    baseline_iters: int,
-    stage1_iters: int,
-    stage2_iters: int,
-    *,
-    jobs: int = 2,
-    arms: Optional[Sequence[str]] = None,
-    report_dir: Optional[str] = None,
-    val_images: int = 240,
-    **kwargs,
-) -> Dict:
-    """Run the study's steps (``jobs`` at a time; ``kwargs``: :func:`run_steps`' ``extra``,
-    ``resume``, ``overwrite``) on its own mini data with ``val_images`` val images and write
-    ``mini_study.{md,json,png}``, ``mini_study_cosine.png`` and the probe's
-    ``mini_study_trace.json`` (:mod:`.probe`) to ``report_dir`` (default ``out``)."""
+def run_study(out: str, seeds: Sequence[int], *budgets: int, jobs: int = 2,
+              arms: Optional[Sequence[str]] = None, report_dir: Optional[str] = None,
+              val_images: int = 240, **kwargs) -> Dict:  # fmt: skip
+    """Run the study's steps (:func:`study_steps` for ``budgets``; ``jobs`` at a time; ``kwargs``:
+    :func:`run_steps`' ``extra``, ``resume``, ``overwrite``) on its own mini data with
+    ``val_images`` val images and write ``mini_study.{md,json,png}``, ``mini_study_cosine.png`` and
+    the probe's ``mini_study_trace.json`` (:mod:`.probe`) to ``report_dir`` (default ``out``)."""
     from detectron2.data import DatasetCatalog
 
+    from ..data import generate_mini_coco, register_mini_coco
+
+    baseline_iters, stage1_iters, stage2_iters = budgets
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
     t0, made = time.time(), provenance()  # the checkout as the run found it, before it writes
-    env = {"LIFT_DET_MINI_ROOT": study_data(out, val_images)}  # the steps' data
-    steps = study_steps(out, seeds, baseline_iters, stage1_iters, stage2_iters, arms=arms)
+    # the steps' data: the default 160 train images and val_images val images (the first 40 the
+    # default val split's), registered here as lift_mini_train / lift_mini_val
+    root = os.path.join(out, "data")
+    generate_mini_coco(root, num_val=val_images)
+    register_mini_coco(root)
+    env = {"LIFT_DET_MINI_ROOT": root}
+    steps = study_steps(out, seeds, *budgets, arms=arms)
     print(f"[study] {len(steps)} steps, {jobs} at a time: 1 shared baseline, {len(seeds)} seeds")
     results = run_steps(steps, out, jobs=jobs, tag="study", env=env, **kwargs)
     report_dir = os.path.abspath(report_dir or out)
     os.makedirs(report_dir, exist_ok=True)
     trace = os.path.join(report_dir, "mini_study_trace.json")
     print(f"[study] the reproducibility probe (make study-check compares with {trace})")
-    budgets = (baseline_iters, stage1_iters, stage2_iters)
     iters = min(PROBE_ITERS, *budgets)
     write_trace(os.path.join(out, "probe"), trace, *budgets, iters=iters, **kwargs)
     chosen = DEFAULT_ARMS if arms is None else arms
     arm_names = [a[0] for a in ARMS if a[0] in chosen]
-    per_seed = {
-        seed: {name.split("/", 1)[1]: r for name, r in results.items() if
-               name.startswith(f"seed{seed}/")}
-        for seed in seeds
-    }  # fmt: skip
+    per_seed = {seed: {name.split("/", 1)[1]: r for name, r in results.items()
+                       if name.startswith(f"seed{seed}/")} for seed in seeds}  # fmt: skip
     curve = read_curve(os.path.join(out, "baseline"), baseline_iters)
     val = DatasetCatalog.get("lift_mini_val")
     print("[study] counting parameters and GFLOPs of each arm, timing each on the CPU")
@@ -73,9 +68,6 @@ def run_study(
     drop = int(baseline_iters * BASELINE_DROP)
     summary = summarize(per_seed, arm_names)
     zero_shot = zero_shot_per_seed(results, seeds, arm_names)
-    lift_vs_control = {g: paired_arms(per_seed, lift, control)
-                       for g, (lift, control) in PLACEMENT_ARMS.items()
-                       if lift in arm_names and control in arm_names}  # fmt: skip
     setup = dict(seeds=list(seeds), baseline_iters=baseline_iters, stage1_iters=stage1_iters)
     setup.update(stage2_iters=stage2_iters, image_size=256, val_images=len(val), jobs=jobs)
     left_out = [a[0] for a in ARMS if a[0] not in arm_names]
@@ -83,9 +75,8 @@ def run_study(
     baseline = dict(iterations=baseline_iters, eval_period=steps[0].overrides["train.eval_period"])
     final = {k: results["baseline"][k] for k, _ in METRICS}
     baseline.update(curve=curve, final=final, lr_drop=drop)
-    baseline["schedule"] = (
-        f"The learning rate drops 10x at iteration {drop} ({BASELINE_DROP:.0%} of the iterations)."
-    )
+    baseline["schedule"] = (f"The learning rate drops 10x at iteration {drop} "
+                            f"({BASELINE_DROP:.0%} of the iterations).")  # fmt: skip
     baseline["plateau"] = plateau(curve, drop)
     study = {
         "arms": arm_names,
@@ -99,7 +90,9 @@ def run_study(
             "per_seed": {str(k): v for k, v in zero_shot.items()},
         },
         "recovered": recovered_shares(per_seed, arm_names),
-        "lift_vs_control": lift_vs_control,
+        "lift_vs_control": {g: paired_arms(per_seed, lift, control)
+                            for g, (lift, control) in PLACEMENT_ARMS.items()
+                            if lift in arm_names and control in arm_names},  # fmt: skip
         "recipes": {a: paired_arms(per_seed, a, "lift") for a in RECIPE_ARMS
                     if a in arm_names and "lift" in arm_names},  # fmt: skip
         "cosine_vs_ap": cosine_vs_ap(summary),
@@ -123,30 +116,14 @@ def run_study(
     return study
 
 
-def study_data(out: str, val_images: int) -> str:
-    """Generates the study's mini data at ``<out>/data`` (the default 160 train images;
-    ``val_images`` val images, of which the first 40 are the default val split's), registers it as
-    ``lift_mini_train`` / ``lift_mini_val`` and returns its root."""
-    from ..data import generate_mini_coco, register_mini_coco
-
-    root = os.path.join(out, "data")
-    generate_mini_coco(root, num_val=val_images)
-    register_mini_coco(root)
-    return root
-
-
 def _justification(baseline_iters: int, stage1_iters: int, stage2_iters: int) -> str:
     """Why these budgets, with epochs computed from the configs' batch sizes and the data."""
-    from detectron2.config import LazyConfig
     from detectron2.data import DatasetCatalog
 
-    def batch(config):
-        path = os.path.join(REPO, "configs", "mini", f"{config}.py")
-        return LazyConfig.load(path).dataloader.train.total_batch_size
-
+    b_det, b_s1 = (get_config(f"mini/{c}.py").dataloader.train.total_batch_size
+                   for c in ("vitdet_mrcnn", "lift_stage1"))  # fmt: skip
     n_train = len(DatasetCatalog.get("lift_mini_train"))
     n_val = len(DatasetCatalog.get("lift_mini_val"))
-    b_det, b_s1 = batch("vitdet_mrcnn"), batch("lift_stage1")
 
     def ep(iters, b):
         return f"{iters * b / n_train:g} epochs at batch {b}"
@@ -174,7 +151,7 @@ def arm_costs(arms: Sequence[str], image: str) -> Dict[str, Dict[str, float]]:
     configs = {a.name: a.config for a in ARMS}
     costs = {}
     for arm in arms:
-        model = random_detector(os.path.join(REPO, "configs", "mini", f"{configs[arm]}.py"))
+        model = random_detector(get_config_file(f"mini/{configs[arm]}.py"))
         size = model.backbone.padding_constraints["square_size"]
         img = torch.as_tensor(read_image(image, format="BGR").copy()).permute(2, 0, 1)
         img = torch.nn.functional.interpolate(img[None].float(), size=(size, size))[0]

@@ -99,8 +99,7 @@ def zero_shot_step(arm: Arm, base: str, out: str, seed: int) -> Optional[Step]:
 
 
 def _from_stage_one(arm: Arm, out: str, seed: int, overrides: Dict[str, str]):
-    """``overrides`` with the arm's stage-one file of ``seed`` where it has one, and the steps
-    that its step needs."""
+    """``overrides`` with the arm's stage-one file of ``seed`` (if any), and the steps it needs."""
     if not arm.stage_one:
         return overrides, ("baseline",)
     lift_file = os.path.join(out, f"seed{seed}", arm.stage_one, "lift_final.pth")
@@ -109,36 +108,35 @@ def _from_stage_one(arm: Arm, out: str, seed: int, overrides: Dict[str, str]):
 
 
 def study_steps(
-    out: str,
-    seeds: Sequence[int],
-    baseline_iters: int,
-    stage1_iters: int,
-    stage2_iters: int,
-    baseline_evals: int = 10,
-    arms: Optional[Sequence[str]] = None,
+    out: str, seeds: Sequence[int], *budgets: int, arms: Optional[Sequence[str]] = None
 ) -> List[Step]:
-    """The study's steps: ``baseline`` (:func:`baseline_step`), then per seed ``seed<k>/<stage
-    one>``, ``seed<k>/<arm>`` (stage two) and the zero-shot evaluations, 1 thread each,
-    ``train.seed=k``. ``arms``: a subset of :data:`ARMS` (default: :data:`DEFAULT_ARMS`), with the
-    stage ones needed."""
+    """The study's steps for its ``budgets`` (iterations of the baseline, each stage one and each
+    stage-two arm, as :data:`STUDY_ITERS`): ``baseline`` (:func:`baseline_step`), then per seed
+    ``seed<k>/<stage one>``, ``seed<k>/<arm>`` (stage two) and the zero-shot evaluations, 1 thread
+    each, ``train.seed=k``. ``arms``: a subset of :data:`ARMS` (default: :data:`DEFAULT_ARMS`),
+    with the stage ones needed."""
+    baseline_iters, stage1_iters, stage2_iters = budgets
     names = list(DEFAULT_ARMS if arms is None else arms)
     unknown = set(names) - {a.name for a in ARMS}
     if unknown:
         raise ValueError(f"unknown arms {sorted(unknown)}; the arms are {[a.name for a in ARMS]}")
     base = os.path.join(out, "baseline", "model_final.pth")
-    steps = [baseline_step(baseline_iters, baseline_evals)]
+    steps = [baseline_step(baseline_iters)]
     arms_used = [a for a in ARMS if a.name in names]
     # LiFT's stage one always runs: its evaluation also gives the bilinear and nearest cosines
     needed = {a.stage_one for a in arms_used} | ({"stage1_lift"} if arms_used else set())
+
+    def overrides(seed: int, iters: int) -> Dict[str, str]:
+        return {"train.seed": str(seed), "train.init_checkpoint": base,
+                "train.eval_period": str(iters)}  # fmt: skip
+
     for seed in seeds:
-        common = {"train.seed": str(seed), "train.init_checkpoint": base}
         for name, config, label, cost, factor in STAGE_ONES:
             if name in needed:
-                steps.append(
-                    Step(f"seed{seed}/{name}", "lift_final.pth", config, stage1_iters * factor,
-                         {**common, "train.eval_period": str(stage1_iters * factor)},
-                         f"stage one: {label}, seed {seed}", ("baseline",), 1, cost)
-                )  # fmt: skip
+                iters = stage1_iters * factor
+                steps.append(Step(f"seed{seed}/{name}", "lift_final.pth", config, iters,
+                                  overrides(seed, iters), f"stage one: {label}, seed {seed}",
+                                  ("baseline",), 1, cost))  # fmt: skip
     zero_shot = {}  # the same model for every seed is evaluated once
     for seed in seeds:
         for arm in arms_used:
@@ -147,13 +145,10 @@ def study_steps(
                 zero_shot.setdefault(step.name, step)
     for seed in seeds:  # the costliest first: less idle time at the end
         for arm in sorted(arms_used, key=lambda a: -a.cost):
-            common = {"train.seed": str(seed), "train.init_checkpoint": base}
-            overrides = {**common, "train.eval_period": str(stage2_iters)}
-            overrides, needs = _from_stage_one(arm, out, seed, overrides)
-            steps.append(
-                Step(f"seed{seed}/{arm.name}", "model_final.pth", arm.config, stage2_iters,
-                     overrides, f"{arm.label}, seed {seed}", needs, 1, arm.cost)
-            )  # fmt: skip
+            arm_overrides, needs = _from_stage_one(arm, out, seed, overrides(seed, stage2_iters))
+            steps.append(Step(f"seed{seed}/{arm.name}", "model_final.pth", arm.config,
+                              stage2_iters, arm_overrides, f"{arm.label}, seed {seed}", needs, 1,
+                              arm.cost))  # fmt: skip
     return steps + list(zero_shot.values())
 
 
