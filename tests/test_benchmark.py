@@ -6,6 +6,7 @@ import os
 import runpy
 import pytest
 import torch
+from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
 from lift_det.benchmark import lift_cost
@@ -66,6 +67,11 @@ def test_vit_sizes_are_vitdets(tool):
     vit = lift_cost.build_vit("S", 224)
     assert [i for i, b in enumerate(vit.blocks) if b.window_size == 0] == [2, 5, 8, 11]
     assert vit.patch_embed.proj.out_channels == 384 and len(vit.blocks) == 12
+    # its FLOPs counted block by block (the tool's way) are those of the whole ViT, on any grid
+    for size in (224, 256):
+        x = torch.zeros(1, 3, size, size)
+        whole = count_flops(FlopCountAnalysis(lift_cost.build_vit("S", 224), (x,)))
+        assert lift_cost.count_vit_flops("S", 224, x) == whole
 
 
 def test_readme_promise_lift_b_flops_at_most_10_percent_of_vit_b(run):

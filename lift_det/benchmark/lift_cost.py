@@ -39,10 +39,26 @@ CONTROLS = {
 }
 
 
-def build_vit(size: str, image_size: int) -> ViT:
-    """detectron2's ViT of a ViTDet size ("B", "L", "H"; "S" for LiFT-S), random weights."""
-    vit = ViT(img_size=image_size, window_size=14, use_rel_pos=True, **vitdet_vit_args(size))
-    return vit.eval()
+def build_vit(size: str, image_size: int, **blocks) -> ViT:
+    """detectron2's ViT of a ViTDet size ("B", "L", "H"; "S" for LiFT-S), random weights;
+    ``blocks``: other ``depth`` and ``window_block_indexes``."""
+    args = {**vitdet_vit_args(size), **blocks}
+    return ViT(img_size=image_size, window_size=14, use_rel_pos=True, **args).eval()
+
+
+def count_vit_flops(size: str, image_size: int, x: torch.Tensor) -> float:
+    """FLOPs of ``build_vit(size, image_size)`` on ``x``, counted on ViTs of at most one block: its
+    windowed blocks all cost the same, and so do its global ones."""
+
+    def count(**blocks):
+        vit = build_vit(size, image_size, **blocks).to(x.device)
+        return costs.count_flops(FlopCountAnalysis(vit, (x,)))
+
+    embed, args = count(depth=0, window_block_indexes=[]), vitdet_vit_args(size)
+    windowed = len(args["window_block_indexes"])
+    window_block = count(depth=1, window_block_indexes=[0]) - embed
+    global_block = count(depth=1, window_block_indexes=[]) - embed
+    return embed + windowed * window_block + (args["depth"] - windowed) * global_block
 
 
 def row(name, params, flops, size, note=""):
@@ -57,6 +73,9 @@ def component_rows(presets, size, device, vit_2x, tables):
     def count(model, *inputs):
         return parameter_count(model)[""], costs.count_flops(FlopCountAnalysis(model, inputs))
 
+    def count_vit(vit, vit_size, x):
+        return parameter_count(vit)[""], count_vit_flops(vit_size, size, x)
+
     for preset in presets:
         vit_size = preset.split("-")[-1]
         if vit_size not in VIT_SIZES:
@@ -64,12 +83,14 @@ def component_rows(presets, size, device, vit_2x, tables):
             continue
         if vit_size not in vits:
             vit = build_vit(vit_size, size).to(device)
-            vits[vit_size] = (vit, *count(vit, x))
+            vits[vit_size] = (vit, *count_vit(vit, vit_size, x))
             rows.append(row(f"ViT-{vit_size}/16", *vits[vit_size][1:], size))
             if vit_2x:
                 note = "the stride-8 grid the costly way (stride 16 on a 2x image)"
                 big = torch.zeros(1, 3, 2 * size, 2 * size, device=device)
-                rows.append(row(f"ViT-{vit_size}/16", *count(vit, big), 2 * size, note))
+                rows.append(
+                    row(f"ViT-{vit_size}/16", *count_vit(vit, vit_size, big), 2 * size, note)
+                )
         vit, _, vit_flops = vits[vit_size]
         channels = vit.patch_embed.proj.out_channels
         lift = build_upsampler(preset, channels).to(device).eval()
