@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-
 import pytest
 
 from conftest import tool_python
