@@ -25,6 +25,7 @@ from .report import format_report
 from .schedule import ARMS, BASELINE_DROP, DEFAULT_ARMS, study_steps
 from .statistics import METRICS, cosine_vs_ap, paired_arms, plateau, read_curve, summarize
 
+
 def run_study(out: str, seeds: Sequence[int], *budgets: int, jobs: int = 2,
               arms: Optional[Sequence[str]] = None, report_dir: Optional[str] = None,
               val_images: int = 240, **kwargs) -> Dict:  # fmt: skip
