@@ -26,9 +26,16 @@ from .schedule import ARMS, BASELINE_DROP, DEFAULT_ARMS, study_steps
 from .statistics import METRICS, cosine_vs_ap, paired_arms, plateau, read_curve, summarize
 
 
-def run_study(out: str, seeds: Sequence[int], *budgets: int, jobs: int = 2,
-              arms: Optional[Sequence[str]] = None, report_dir: Optional[str] = None,
-              val_images: int = 240, **kwargs) -> Dict:  # fmt: skip
+def run_study(
+    out: str,
+    seeds: Sequence[int],
+    *budgets: int,
+    jobs: int = 2,
+    arms: Optional[Sequence[str]] = None,
+    report_dir: Optional[str] = None,
+    val_images: int = 240,
+    **kwargs,
+) -> Dict:
     """Run the study's steps (:func:`study_steps` for ``budgets``; ``jobs`` at a time; ``kwargs``:
     :func:`run_steps`' ``extra``, ``resume``, ``overwrite``) on its own mini data with
     ``val_images`` val images and write ``mini_study.{md,json,png}``, ``mini_study_cosine.png`` and
