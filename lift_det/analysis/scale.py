@@ -1,27 +1,14 @@
 """Scale invariance of dense features (LiFT paper, Fig. 4): linear CKA between the features of the
 same images at several input scales, and its figure (tools/scale_invariance.py)."""
 
+import itertools
 import math
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
 from .feature_model import normalize
 from .features import dense_features, feature_map_cka, method_label, resize_features
-
-
-def scale_cka_matrix(
-    extract: Callable[[float], torch.Tensor], scales: Sequence[float], grid: Tuple[int, int]
-) -> List[List[float]]:
-    """The symmetric matrix (lists, ones on the diagonal) of CKA between ``extract(scale)``'s
-    (B, C, h, w) features of the same images at every pair of ``scales``, on the common ``grid``."""
-    feats = [resize_features(extract(s), grid) for s in scales]
-    n = len(scales)
-    out = [[1.0] * n for _ in range(n)]
-    for i in range(n):
-        for j in range(i + 1, n):
-            out[i][j] = out[j][i] = feature_map_cka(feats[i], feats[j], grid)
-    return out
 
 
 def scale_invariance(
@@ -33,12 +20,12 @@ def scale_invariance(
     methods: Sequence[str] = ("vit", "bilinear", "lift"),
     num_passes: int = 1,
 ) -> Dict[str, List[List[float]]]:
-    """Fig. 4: ``{method_label: CKA matrix over scales}`` for each of ``methods``
-    (:data:`~lift_det.analysis.FEATURE_METHODS`) of a ViTLiFT ``net``. ``images``: (3, H, W) 0-255
-    RGB, each resized to a square of ``base_size * scale`` (rounded to the patch size). ``grid``
-    (default: the stride-p/2 grid of the base size): a map on it is used as it is, the others are
-    resampled, which low-passes them (an untrained LiFT's checkerboard then agrees less with the
-    others at the one scale where it is not resampled)."""
+    """Fig. 4: ``{method_label: CKA matrix over scales}`` (symmetric, ones on the diagonal) for
+    each of ``methods`` (:data:`~lift_det.analysis.FEATURE_METHODS`) of a ViTLiFT ``net``.
+    ``images``: (3, H, W) 0-255 RGB, each resized to a square of ``base_size * scale`` (rounded to
+    the patch size). ``grid`` (default: the stride-p/2 grid of the base size): a map on it is used
+    as it is, the others are resampled, which low-passes them (an untrained LiFT's checkerboard
+    then agrees less with the others at the one scale where it is not resampled)."""
     p = net.patch_embed.proj.kernel_size[0]
     if grid is None:
         grid = (2 * base_size // p, 2 * base_size // p)
@@ -50,13 +37,14 @@ def scale_invariance(
         return normalize(torch.cat(resized).clamp(0, 255))
 
     batches = {s: batch_at(s) for s in scales}
-    results = {}
-    for method in methods:
-
-        def extract(scale: float) -> torch.Tensor:
-            return dense_features(net, batches[scale], method, num_passes=num_passes)
-
-        results[method_label(net, method, num_passes)] = scale_cka_matrix(extract, scales, grid)
+    n, results = len(scales), {}
+    for method in methods:  # each scale's features on the common grid, then CKA of every pair
+        native = (dense_features(net, batches[s], method, num_passes=num_passes) for s in scales)
+        feats = [resize_features(f, grid) for f in native]
+        cka = [[1.0] * n for _ in range(n)]
+        for i, j in itertools.combinations(range(n), 2):
+            cka[i][j] = cka[j][i] = feature_map_cka(feats[i], feats[j], grid)
+        results[method_label(net, method, num_passes)] = cka
     return results
 
 
@@ -77,7 +65,7 @@ def plot_scale_cka(
     results: Dict[str, List[List[float]]], scales: Sequence[float], path: str, title: str = ""
 ) -> Dict[str, Any]:
     """Fig. 4 as a PNG at ``path``: one CKA heatmap (source x destination scale) per method of
-    ``results`` (:func:`scale_cka_matrix` over ``scales``), sharing :func:`cka_color_range`, and
+    ``results`` (:func:`scale_invariance` over ``scales``), sharing :func:`cka_color_range`, and
     below them a panel per source scale, CKA against the destination scale, a curve per method.
     Returns what was drawn (heatmaps, curves, color_range)."""
     from matplotlib.figure import Figure
