@@ -37,13 +37,17 @@ def get_parser():
     parser.add_argument("--detector-size", type=int, default=1024, help="detector FLOPs; 0: skip")
     parser.add_argument("--time-size", type=int, default=1024, help="timings; 0: skip")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls of each")
-    parser.add_argument("--presets", nargs="+", default=list(LIFT_PRESETS),
-                        help="LiFT presets (default: all)")  # fmt: skip
+    parser.add_argument(
+        "--presets", nargs="+", default=list(LIFT_PRESETS), help="LiFT presets (default: all)"
+    )
     parser.add_argument("--proposals", type=int, default=1000, help="RPN proposals (test)")
     parser.add_argument("--detections", type=int, default=100, help="detections per image")
     parser.add_argument("--vit-2x", action="store_true", help="also count each ViT at 2x input")
-    parser.add_argument("--quick", action="store_true", help="a few minutes on a CPU: "
-                        "--detector-size 512 --time-size 384 --repeats 2")  # fmt: skip
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few minutes on a CPU: " "--detector-size 512 --time-size 384 --repeats 2",
+    )
     parser.add_argument("--config-dir", default=CONFIG_DIR, help="where vitdet_mrcnn*.py live")
     parser.add_argument("--json", default="output/benchmark/benchmark.json")
     parser.add_argument("--markdown", default="output/benchmark/benchmark.md")
@@ -66,8 +70,9 @@ def main(args):
         result[k] = getattr(args, k)
     logger.info(f"FLOPs of {', '.join(args.presets)} and their ViTs at {args.image_size}...")
     tables = result["flop_tables"]
-    rows, ratios = lift_cost.component_rows(args.presets, args.image_size, device, args.vit_2x,
-                                            tables)  # fmt: skip
+    rows, ratios = lift_cost.component_rows(
+        args.presets, args.image_size, device, args.vit_2x, tables
+    )
     result["ratios"] = ratios = {f"flops {k}": v for k, v in ratios.items()}
     if args.detector_size:
         s = args.detector_size

@@ -48,15 +48,19 @@ def check_outputs(args, inputs):
     single = inputs and output_path(args, inputs[0], len(inputs)) == args.output
     if single and not cv2.haveImageWriter(args.output):
         ext = os.path.splitext(args.output)[1] or "no extension"
-        raise UserError(f"--output {args.output}: OpenCV writes no image with {ext}: give a .jpg "
-                        f"or .png file, or a folder (end it with {os.sep}).")  # fmt: skip
+        raise UserError(
+            f"--output {args.output}: OpenCV writes no image with {ext}: give a .jpg "
+            f"or .png file, or a folder (end it with {os.sep})."
+        )
     sources = inputs + ([args.video_input] if args.video_input else [])
     for path in inputs:
         out = output_path(args, path, len(inputs))
         clash = next((s for s in sources if media.same_file(out, s)), None)
         if clash:
-            raise UserError(f"--output {args.output} would write {out} over the input {clash}: "
-                            f"give another --output folder or file.")  # fmt: skip
+            raise UserError(
+                f"--output {args.output} would write {out} over the input {clash}: "
+                f"give another --output folder or file."
+            )
 
 
 def check_arguments(args):
@@ -102,8 +106,10 @@ def main(args):
     cfg = LazyConfig.apply_overrides(checks.load_lazy_config(args.config_file), args.opts)
     weights = args.weights or cfg.train.init_checkpoint
     if not weights:
-        raise UserError("no weights: give --weights OUTPUT_DIR/model_final.pth (or set "
-                        "train.init_checkpoint).")  # fmt: skip
+        raise UserError(
+            "no weights: give --weights OUTPUT_DIR/model_final.pth (or set "
+            "train.init_checkpoint)."
+        )
     try:  # lift_det's checked loading: a LiFT file or a partly random model is refused
         predictor = LazyPredictor(cfg, weights)
     except ValueError as e:
@@ -170,9 +176,12 @@ def get_parser():
     parser.add_argument("--input", nargs="+", help="images, globs ('dir/*.jpg') or folders")
     parser.add_argument("--video-input", help="a video file")
     parser.add_argument("--webcam", action="store_true", help="the first webcam")
-    parser.add_argument("--output", help="a file for one input, else a folder (created), never an "
-                        "input; a video's output file gets a codec this OpenCV can write (.mp4, "
-                        "else .avi); default: show in a window")  # fmt: skip
+    parser.add_argument(
+        "--output",
+        help="a file for one input, else a folder (created), never an "
+        "input; a video's output file gets a codec this OpenCV can write (.mp4, "
+        "else .avi); default: show in a window",
+    )
     parser.add_argument("--weights", default="", help="default: train.init_checkpoint")
     parser.add_argument("--confidence-threshold", "--confidence", type=float, default=0.5)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="key=value config overrides")

@@ -40,12 +40,18 @@ logger = logging.getLogger("lift_det.gpu_check")
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
     parser.add_argument("--output-dir", default="", help="default: docs/gpu (--toy: output/gpu)")
-    parser.add_argument("--budget-s", type=float, default=420.0,
-                        help="seconds for all; ViT-L/H rows only if left")  # fmt: skip
-    parser.add_argument("--batches", type=int, nargs="+",
-                        help="inference batch sizes (default: 1 4; --toy: 1 2)")  # fmt: skip
-    parser.add_argument("--recipe-gpus", type=int, default=8, help="GPUs of the COCO commands: "
-                        "batch per GPU = the configs' total_batch_size / this")  # fmt: skip
+    parser.add_argument(
+        "--budget-s", type=float, default=420.0, help="seconds for all; ViT-L/H rows only if left"
+    )
+    parser.add_argument(
+        "--batches", type=int, nargs="+", help="inference batch sizes (default: 1 4; --toy: 1 2)"
+    )
+    parser.add_argument(
+        "--recipe-gpus",
+        type=int,
+        default=8,
+        help="GPUs of the COCO commands: " "batch per GPU = the configs' total_batch_size / this",
+    )
     parser.add_argument("--toy", action="store_true", help="tiny sizes, CPU-friendly")
     return parser
 

@@ -41,14 +41,20 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(args) -> None:
     if args.seeds < 0:
-        raise UserError(f"--seeds must be >= 1 (the study) or left out (the main job): "
-                        f"{args.seeds}")  # fmt: skip
+        raise UserError(
+            f"--seeds must be >= 1 (the study) or left out (the main job): " f"{args.seeds}"
+        )
     study = args.seeds > 0
     if not study and (args.jobs, args.arms, args.report_dir, args.val_images) != (None,) * 4:
-        raise UserError("--jobs, --arms, --report-dir and --val-images belong to the study: add "
-                        "--seeds N")  # fmt: skip
-    counts = {f"{k}-iters": v[study] if getattr(args, f"{k}_iters") is None else
-              getattr(args, f"{k}_iters") for k, v in DEFAULT_ITERS.items()}  # fmt: skip
+        raise UserError(
+            "--jobs, --arms, --report-dir and --val-images belong to the study: add " "--seeds N"
+        )
+    counts = {
+        f"{k}-iters": (
+            v[study] if getattr(args, f"{k}_iters") is None else getattr(args, f"{k}_iters")
+        )
+        for k, v in DEFAULT_ITERS.items()
+    }
     counts["jobs"] = 2 if args.jobs is None else args.jobs
     counts["val-images"] = 240 if args.val_images is None else args.val_images
     for flag, v in counts.items():
@@ -65,8 +71,12 @@ def main(args) -> None:
         return
     from lift_det.study.run import run_study
 
-    kwargs.update(jobs=counts["jobs"], arms=args.arms, report_dir=args.report_dir,
-                  val_images=counts["val-images"])  # fmt: skip
+    kwargs.update(
+        jobs=counts["jobs"],
+        arms=args.arms,
+        report_dir=args.report_dir,
+        val_images=counts["val-images"],
+    )
     run_study(args.output_dir or "output/study", list(range(args.seeds)), *budgets, **kwargs)
 
 

@@ -32,22 +32,42 @@ DEFAULT_TRACE = os.path.relpath(os.path.join(REPO, "docs", "mini_study_trace.jso
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trace", default=DEFAULT_TRACE, help="the trace to compare with")
-    parser.add_argument("--record", default="", metavar="DIR", help="also write the check's "
-                        "result to DIR/<machine>-torch-<version>.json (make study-check: "
-                        "docs/study_checks, which the README lists)")  # fmt: skip
-    parser.add_argument("--output-dir", default="", help="where the probe runs (default: a "
-                        "temporary folder, removed if the check passes)")  # fmt: skip
+    parser.add_argument(
+        "--record",
+        default="",
+        metavar="DIR",
+        help="also write the check's "
+        "result to DIR/<machine>-torch-<version>.json (make study-check: "
+        "docs/study_checks, which the README lists)",
+    )
+    parser.add_argument(
+        "--output-dir",
+        default="",
+        help="where the probe runs (default: a " "temporary folder, removed if the check passes)",
+    )
     switch = parser.add_mutually_exclusive_group()
     switch.add_argument("--resume", action="store_true", help="reuse the probe's finished steps")
     switch.add_argument("--overwrite", action="store_true", help="rerun every probe step afresh")
-    parser.add_argument("--write", default="", metavar="PATH", help="run the probe and write its "
-                        "trace to PATH instead of checking (make study does)")  # fmt: skip
+    parser.add_argument(
+        "--write",
+        default="",
+        metavar="PATH",
+        help="run the probe and write its " "trace to PATH instead of checking (make study does)",
+    )
     budgets = " ".join(map(str, schedule.STUDY_ITERS.values()))
-    parser.add_argument("--study-iters", type=int, nargs=3, metavar=("BASELINE", "STAGE1",
-                        "STAGE2"), help=f"--write: the study's iterations per step (default: make "
-                        f"study's, {budgets})")  # fmt: skip
-    parser.add_argument("--iters", type=int, default=None, help=f"--write: iterations per step "
-                        f"({probe.PROBE_ITERS}); a check replays the trace's")  # fmt: skip
+    parser.add_argument(
+        "--study-iters",
+        type=int,
+        nargs=3,
+        metavar=("BASELINE", "STAGE1", "STAGE2"),
+        help=f"--write: the study's iterations per step (default: make " f"study's, {budgets})",
+    )
+    parser.add_argument(
+        "--iters",
+        type=int,
+        default=None,
+        help=f"--write: iterations per step " f"({probe.PROBE_ITERS}); a check replays the trace's",
+    )
     return parser
 
 
@@ -62,17 +82,25 @@ def main(args) -> int:
         iters = probe.PROBE_ITERS if args.iters is None else args.iters
         if not 1 <= iters <= min(budgets):
             raise UserError(f"--iters must be in [1, {min(budgets)}], got {iters}")
-        probe.write_trace(out or tempfile.mkdtemp(prefix="study_probe_"), args.write, *budgets,
-                          iters=iters, resume=args.resume, overwrite=args.overwrite)  # fmt: skip
+        probe.write_trace(
+            out or tempfile.mkdtemp(prefix="study_probe_"),
+            args.write,
+            *budgets,
+            iters=iters,
+            resume=args.resume,
+            overwrite=args.overwrite,
+        )
         return 0
 
     try:
         expected = probe.read_trace(args.trace)
     except (OSError, ValueError) as e:
         why = e.strerror if isinstance(e, OSError) else str(e)
-        raise UserError(f"cannot use the trace {args.trace} ({why}): `make study` writes it (or "
-                        f"tools/study_check.py --write {args.trace} --study-iters "
-                        f"...)") from None  # fmt: skip
+        raise UserError(
+            f"cannot use the trace {args.trace} ({why}): `make study` writes it (or "
+            f"tools/study_check.py --write {args.trace} --study-iters "
+            f"...)"
+        ) from None
     if args.iters is not None and args.iters != expected["iters"]:
         raise UserError(f"--iters {args.iters}: a check replays the trace's {expected['iters']}")
     if args.study_iters is not None:
@@ -84,18 +112,26 @@ def main(args) -> int:
     start = time.time()
     work = out or tempfile.mkdtemp(prefix="study_check_")
     try:
-        got = probe.run_probe(work, iters, *probe.trace_budgets(expected), extra=expected["extra"],
-                              resume=args.resume, overwrite=args.overwrite)  # fmt: skip
+        got = probe.run_probe(
+            work,
+            iters,
+            *probe.trace_budgets(expected),
+            extra=expected["extra"],
+            resume=args.resume,
+            overwrite=args.overwrite,
+        )
     except RuntimeError as e:  # a step failed: its log is named
         print(f"[study-check] the probe did not finish: {e}", file=sys.stderr)
         return 1
     finally:
         if not out:  # its files are kept only where asked (--output-dir)
             shutil.rmtree(work, ignore_errors=True)
-    print(f"\n[study-check] the trace {args.trace}: made {expected.get('date')} at commit "
-          f"{expected.get('commit')} on {expected.get('machine')}, {versions(expected)}\n"
-          f"[study-check] this run: commit {got['commit']} on {got['machine']}, "
-          f"{versions(got)}")  # fmt: skip
+    print(
+        f"\n[study-check] the trace {args.trace}: made {expected.get('date')} at commit "
+        f"{expected.get('commit')} on {expected.get('machine')}, {versions(expected)}\n"
+        f"[study-check] this run: commit {got['commit']} on {got['machine']}, "
+        f"{versions(got)}"
+    )
     identical, results = compare_steps(expected, got)
     mine, theirs = class_name(got), class_name(expected)
     known = earlier_record(args.record, expected, got)  # before this run's record replaces it
@@ -110,10 +146,12 @@ def main(args) -> int:
         return 0
     kept = "--output-dir DIR keeps the probe's files"
     kept = f"the probe's runs and logs: {work}" if out else kept
-    print(f"[study-check] NOT identical ({kept}). Where the first difference is in the last bits "
-          f"and grows, the arithmetic differs (another CPU, BLAS/OpenMP build or torch version); "
-          f"where it is larger than rounding at iteration 0, the runs start differently "
-          f"(initialization, random streams or data of other versions)")  # fmt: skip
+    print(
+        f"[study-check] NOT identical ({kept}). Where the first difference is in the last bits "
+        f"and grows, the arithmetic differs (another CPU, BLAS/OpenMP build or torch version); "
+        f"where it is larger than rounding at iteration 0, the runs start differently "
+        f"(initialization, random streams or data of other versions)"
+    )
     if got["torch"] != expected.get("torch"):
         print(f"[study-check] this run's torch {got['torch']} is not the trace's "
               f"{expected.get('torch')}: another torch version may initialize the models "
@@ -122,14 +160,18 @@ def main(args) -> int:
     if mine is not None and mine != theirs:  # another class: a finding, unless its record differs
         if known is None:
             recorded = "recorded" if args.record else "not recorded (give --record DIR)"
-            print(f"[study-check] this machine class has no record: its difference is a finding, "
-                  f"{recorded}")  # fmt: skip
+            print(
+                f"[study-check] this machine class has no record: its difference is a finding, "
+                f"{recorded}"
+            )
             return 0
         keys = ("name", "identical", "first_iter", "max_abs", "max_rel")
         same = [{k: s.get(k) for k in keys} for s in known["steps"]] == [
             {k: s[k] for k in keys} for s in results]  # fmt: skip
-        print(f"[study-check] {'as' if same else 'NOT as'} this class's earlier record "
-              f"(commit {known.get('commit')}, {known.get('date')})")  # fmt: skip
+        print(
+            f"[study-check] {'as' if same else 'NOT as'} this class's earlier record "
+            f"(commit {known.get('commit')}, {known.get('date')})"
+        )
         if same:
             return 0
     return 1

@@ -56,18 +56,20 @@ def do_train(args, cfg):
         schedule = hooks.LRScheduler(scheduler=lr)
     else:
         schedule = FixedLengthLRScheduler(scheduler=lr, max_iter=cfg.train.max_iter)
-    trainer.register_hooks([
-        hooks.IterationTimer(),
-        schedule,
-        LossTrace(trace, output_dir) if trace and is_main else None,
-        StopOnDivergence(),  # before the checkpointer: a diverged step is never saved
-        ExactResume(),  # its state (the random state) is in every checkpoint
-        hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
-        # after the evaluation, which draws random numbers: exact resume
-        hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if is_main else None,
-        *export_hooks,
-        hooks.PeriodicWriter(writers, period=cfg.train.log_period) if is_main else None,
-    ])  # fmt: skip
+    trainer.register_hooks(
+        [
+            hooks.IterationTimer(),
+            schedule,
+            LossTrace(trace, output_dir) if trace and is_main else None,
+            StopOnDivergence(),  # before the checkpointer: a diverged step is never saved
+            ExactResume(),  # its state (the random state) is in every checkpoint
+            hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
+            # after the evaluation, which draws random numbers: exact resume
+            hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if is_main else None,
+            *export_hooks,
+            hooks.PeriodicWriter(writers, period=cfg.train.log_period) if is_main else None,
+        ]
+    )
 
     try:
         checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
@@ -121,9 +123,11 @@ def main(args, cfg=None):
     # default_setup configures detectron2's loggers; lift_det's (exports, evaluators) too
     setup_logger(cfg.train.output_dir, comm.get_rank(), name="lift_det", abbrev_name="lift_det")
     if old_max_iter not in (None, cfg.train.max_iter):
-        logger.warning(f"train.max_iter changed on resume: {old_max_iter} (the run being resumed) "
-                       f"-> {cfg.train.max_iter}; training continues to {cfg.train.max_iter} with "
-                       f"the new config's learning-rate schedule.")  # fmt: skip
+        logger.warning(
+            f"train.max_iter changed on resume: {old_max_iter} (the run being resumed) "
+            f"-> {cfg.train.max_iter}; training continues to {cfg.train.max_iter} with "
+            f"the new config's learning-rate schedule."
+        )
 
     if args.eval_only:
         logger.info(f"--eval-only: this evaluation's files go to {cfg.train.output_dir}")
@@ -151,9 +155,14 @@ def invoke_main(argv=None) -> None:
         with run_dir.lock_output_dir(cfg.train.output_dir if locked else ""):
             # one process: the config loaded above (a config file runs once)
             one = args.num_gpus * args.num_machines == 1
-            launch(main, args.num_gpus, num_machines=args.num_machines,
-                   machine_rank=args.machine_rank, dist_url=args.dist_url,
-                   args=(args, cfg if one else None))  # fmt: skip
+            launch(
+                main,
+                args.num_gpus,
+                num_machines=args.num_machines,
+                machine_rank=args.machine_rank,
+                dist_url=args.dist_url,
+                args=(args, cfg if one else None),
+            )
     except UserError as e:
         run_dir.remove_new(folder, before)  # a refused run leaves its output folder as it was
         refuse(parser, e)

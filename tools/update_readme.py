@@ -32,8 +32,10 @@ BLOCK = re.compile(r"(<!-- generated: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- /ge
 PROVENANCE = ("date", "commit", "machine", "torch", "command")
 
 
-GPU_PENDING = ("GPU figures are pending: no report in `docs/gpu/` yet (run `make gpu-check` on "
-               "a CUDA machine, then `tools/update_readme.py`).")  # fmt: skip
+GPU_PENDING = (
+    "GPU figures are pending: no report in `docs/gpu/` yet (run `make gpu-check` on "
+    "a CUDA machine, then `tools/update_readme.py`)."
+)
 
 
 def _row(rows, **match):
@@ -92,12 +94,21 @@ def gpu_tables(reports) -> str:
         for x in rows:
             peak = "out of memory" if x.get("oom") else f"{x['peak_memory_MiB']:.0f}"
             memory.append([r["device"], x["model"], x["batch"], peak])
-        made.append(f"*{r['device']}: made {r['date']} at commit `{r['commit']}`, torch "
-                    f"{r['torch']}, CUDA {r['cuda']}: `{r['command']}`.*")  # fmt: skip
-    head = ["GPU", "inference +LiFT / plain (AMP, batch 1)",
-            "backbone alone +LiFT / plain (AMP, batch 1)", "SDPA / eager (+LiFT, AMP, batch 1)",
-            "stage one images/s", "one COCO epoch (h)", "stage one schedule (days)",
-            "check wall time (s)", "report"]  # fmt: skip
+        made.append(
+            f"*{r['device']}: made {r['date']} at commit `{r['commit']}`, torch "
+            f"{r['torch']}, CUDA {r['cuda']}: `{r['command']}`.*"
+        )
+    head = [
+        "GPU",
+        "inference +LiFT / plain (AMP, batch 1)",
+        "backbone alone +LiFT / plain (AMP, batch 1)",
+        "SDPA / eager (+LiFT, AMP, batch 1)",
+        "stage one images/s",
+        "one COCO epoch (h)",
+        "stage one schedule (days)",
+        "check wall time (s)",
+        "report",
+    ]
     memory_head = ["GPU", "training (AMP)", "batch per GPU", "peak memory (MiB)"]
     lines = md_table(head, cost, "lrrrrrrrl") + [""] + md_table(memory_head, memory, "llrr")
     return "\n".join([*lines, "", *made])
@@ -134,9 +145,11 @@ def render(path: str) -> str:
         with open(meta_path) as f:
             meta = json.load(f)
         if all(k in meta for k in PROVENANCE):
-            text += (f"\n\n*Made {meta['date']} at commit `{meta['commit']}` on "
-                     f"{meta['machine']}, torch {meta['torch']}: "
-                     f"`{meta['command']}`.*")  # fmt: skip
+            text += (
+                f"\n\n*Made {meta['date']} at commit `{meta['commit']}` on "
+                f"{meta['machine']}, torch {meta['torch']}: "
+                f"`{meta['command']}`.*"
+            )
     return text + "\n"
 
 

@@ -86,9 +86,14 @@ def get_parser():
     parser.add_argument("--lift-weights", default="", help="LiFT file (lift_final.pth)")
     parser.add_argument("--passes", type=int, default=2, help="show LiFT applied 1..K times")
     parser.add_argument("--query", default="", help="x,y in the image's pixels (default: center)")
-    parser.add_argument("--size", type=int, default=0, help="longer image side (default: the ViT's "
-                        "img_size; the 2x-input map of ViT-B at 1024 needs ~36 GB: use 512 on a "
-                        "small machine)")  # fmt: skip
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=0,
+        help="longer image side (default: the ViT's "
+        "img_size; the 2x-input map of ViT-B at 1024 needs ~36 GB: use 512 on a "
+        "small machine)",
+    )
     return parser
 
 

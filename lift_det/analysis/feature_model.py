@@ -41,11 +41,13 @@ def build_feature_model(config_file: Optional[str] = None) -> ViTLiFT:
     if "source" in model and "lift" in model:
         if "net" not in model.source:  # e.g. a timm ViT (configs/mini/lift_stage1_timm.py)
             source = model.source.get("_target_")
-            raise UserError(f"{config_file}: its stage-one source "
-                            f"({getattr(source, '__name__', source)}) has no model.source.net; the "
-                            f"feature tools take a detectron2 ViT: a stage-one config with "
-                            f"model.source.net, or a detector config "
-                            f"(model.backbone.net).")  # fmt: skip
+            raise UserError(
+                f"{config_file}: its stage-one source "
+                f"({getattr(source, '__name__', source)}) has no model.source.net; the "
+                f"feature tools take a detectron2 ViT: a stage-one config with "
+                f"model.source.net, or a detector config "
+                f"(model.backbone.net)."
+            )
         vit_cfg, lift = model.source.net, instantiate(model.lift)
     elif "backbone" in model and "net" in model.backbone:
         vit_cfg, lift = model.backbone.net, None
@@ -56,9 +58,11 @@ def build_feature_model(config_file: Optional[str] = None) -> ViTLiFT:
                 raise UserError(f"{config_file}: model.backbone.net is a {type(net).__name__}.")
             return net.eval()
     else:
-        raise UserError(f"{config_file} has neither model.source.net + model.lift (stage one) nor "
-                        f"model.backbone.net (a ViTDet detector): no ViT to take features "
-                        f"from.")  # fmt: skip
+        raise UserError(
+            f"{config_file} has neither model.source.net + model.lift (stage one) nor "
+            f"model.backbone.net (a ViTDet detector): no ViT to take features "
+            f"from."
+        )
     vit_args = {k: vit_cfg[k] for k in vit_cfg if k != "_target_"}
     if lift is None:  # LiFT-S (the smallest) for a width without a preset (the mini ViT)
         width, patch = vit_args.get("embed_dim", 768), vit_args.get("patch_size", 16)
@@ -89,8 +93,9 @@ def load_feature_weights(
         loaded["vit"] = any(not k.startswith("lift.") for k in changed)
         loaded["lift"] = any(k.startswith("lift.") for k in changed)
         if not loaded["vit"]:
-            logger.warning(f"No ViT parameter was loaded from {weights}: expected them at "
-                           f"backbone.net.*.")  # fmt: skip
+            logger.warning(
+                f"No ViT parameter was loaded from {weights}: expected them at " f"backbone.net.*."
+            )
     if lift_weights:
         try:
             meta = load_lift_file(net.lift, lift_weights, backbone=vit_identity(net))
@@ -101,9 +106,11 @@ def load_feature_weights(
     has_lift_params = any(True for _ in net.lift.parameters())
     for part, name, flag in (("vit", "ViT", "--weights"), ("lift", "LiFT", "--lift-weights")):
         if not loaded[part] and (part == "vit" or has_lift_params):
-            logger.warning(f"The {name} has RANDOM weights (no {flag} given, or nothing loaded): "
-                           f"features and maps come from an untrained network and say nothing "
-                           f"about the paper's claims.")  # fmt: skip
+            logger.warning(
+                f"The {name} has RANDOM weights (no {flag} given, or nothing loaded): "
+                f"features and maps come from an untrained network and say nothing "
+                f"about the paper's claims."
+            )
     net.eval()
     return loaded
 
@@ -118,8 +125,10 @@ def weights_caveat(net: ViTLiFT, loaded: Dict[str, bool]) -> str:
     meta = getattr(net, "lift_file_meta", None) or {}
     if meta.get("undertrained"):
         q = meta.get("quality") or {}
-        parts.append(f"LiFT UNDERTRAINED: held-out cosine {q.get('cos_lift', float('nan')):.3f} < "
-                     f"bilinear {q.get('cos_bilinear', float('nan')):.3f}")  # fmt: skip
+        parts.append(
+            f"LiFT UNDERTRAINED: held-out cosine {q.get('cos_lift', float('nan')):.3f} < "
+            f"bilinear {q.get('cos_bilinear', float('nan')):.3f}"
+        )
     return "; ".join(parts)
 
 

@@ -19,11 +19,15 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     """Linear CKA in [0, 1] of two (n, d1) and (n, d2) representations of the same n examples,
     in float64 with the feature-space formula (no n x n Gram matrices)."""
     if x.dim() != 2 or y.dim() != 2:
-        raise ValueError(f"linear_cka expects 2-D (n, d) inputs, got shapes {tuple(x.shape)} and "
-                         f"{tuple(y.shape)}.")  # fmt: skip
+        raise ValueError(
+            f"linear_cka expects 2-D (n, d) inputs, got shapes {tuple(x.shape)} and "
+            f"{tuple(y.shape)}."
+        )
     if x.shape[0] != y.shape[0]:
-        raise ValueError(f"linear_cka compares the same examples: got {x.shape[0]} rows in x and "
-                         f"{y.shape[0]} in y.")  # fmt: skip
+        raise ValueError(
+            f"linear_cka compares the same examples: got {x.shape[0]} rows in x and "
+            f"{y.shape[0]} in y."
+        )
     if x.shape[0] < 2:
         raise ValueError(f"linear_cka needs at least 2 examples, got {x.shape[0]}.")
     x, y = (t.detach().to(torch.float64) for t in (x, y))
@@ -40,16 +44,19 @@ def resize_features(features: torch.Tensor, size: Tuple[int, int]) -> torch.Tens
     if tuple(features.shape[-2:]) == tuple(size):
         return features
     shrink = features.shape[-2] > size[0] or features.shape[-1] > size[1]
-    return F.interpolate(features.float(), size=size, mode="bilinear", align_corners=False,
-                         antialias=shrink)  # fmt: skip
+    return F.interpolate(
+        features.float(), size=size, mode="bilinear", align_corners=False, antialias=shrink
+    )
 
 
 def feature_map_cka(a: torch.Tensor, b: torch.Tensor, size: Tuple[int, int]) -> float:
     """Linear CKA of two (B, C, h, w) feature maps of the same B images, both resized to the grid
     ``size``: each of the B*H*W (image, location) pairs is one example."""
     if a.dim() != 4 or b.dim() != 4 or a.shape[0] != b.shape[0]:
-        raise ValueError(f"feature_map_cka expects (B, C, h, w) maps of the same B images, got "
-                         f"{tuple(a.shape)} and {tuple(b.shape)}.")  # fmt: skip
+        raise ValueError(
+            f"feature_map_cka expects (B, C, h, w) maps of the same B images, got "
+            f"{tuple(a.shape)} and {tuple(b.shape)}."
+        )
     a = resize_features(a, size).permute(0, 2, 3, 1).reshape(-1, a.shape[1])
     b = resize_features(b, size).permute(0, 2, 3, 1).reshape(-1, b.shape[1])
     return linear_cka(a, b)

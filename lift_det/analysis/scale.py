@@ -86,8 +86,9 @@ def plot_scale_cka(
                 value = results[method][i][j]
                 color = "black" if value > (vmin + vmax) / 2 else "white"
                 ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=color)
-    fig.colorbar(im, ax=axes[0][len(methods) - 1], shrink=0.9,
-                 label=f"linear CKA ({vmin:g} to {vmax:g})")  # fmt: skip
+    fig.colorbar(
+        im, ax=axes[0][len(methods) - 1], shrink=0.9, label=f"linear CKA ({vmin:g} to {vmax:g})"
+    )
     for ax, src in zip(axes[1], scales):
         i = scales.index(src)
         for method in methods:

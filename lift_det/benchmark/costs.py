@@ -98,8 +98,10 @@ def time_interleaved(
     from torch.utils.benchmark import Timer
 
     threads = num_threads or torch.get_num_threads()
-    timers = {k: Timer("fn()", globals={"fn": lambda f=f: (f(), sync(device))}, num_threads=threads)
-              for k, f in fns.items()}  # fmt: skip
+    timers = {
+        k: Timer("fn()", globals={"fn": lambda f=f: (f(), sync(device))}, num_threads=threads)
+        for k, f in fns.items()
+    }
     out: Dict[str, list] = {k: [] for k in fns}
     for r in range(rounds):
         for k in list(fns) if r % 2 == 0 else list(fns)[::-1]:

@@ -33,9 +33,11 @@ def _table(header, cells) -> List[str]:
 
 
 def _losses(run) -> str:
-    return (f"{run['iterations']} iterations, total loss {run['losses'][0]:.4f} -> "
-            f"{run['losses'][-1]:.4f}: finite {_yes(run['finite'])}, falling "
-            f"{_yes(run['falling'])}")  # fmt: skip
+    return (
+        f"{run['iterations']} iterations, total loss {run['losses'][0]:.4f} -> "
+        f"{run['losses'][-1]:.4f}: finite {_yes(run['finite'])}, falling "
+        f"{_yes(run['falling'])}"
+    )
 
 
 def inference_tables(title: str, section) -> List[str]:
@@ -45,19 +47,27 @@ def inference_tables(title: str, section) -> List[str]:
     header += ["A/B spread (%)", "Peak memory (MiB)"]
     cells = [[r[k] for k in SETTING] + [_ms(r), _v(r, "spread", ".1f", 100), _mib(r)] for r in rows]
     header2 = ["Ratio", "Model / part / batch / attention / precision", "Value"]
-    cells2 = [(name, " / ".join(str(r[k]) for k in SETTING if k in r), f"{r['ratio']:.3f}")
-              for name, group in ratios.items() for r in group]  # fmt: skip
+    cells2 = [
+        (name, " / ".join(str(r[k]) for k in SETTING if k in r), f"{r['ratio']:.3f}")
+        for name, group in ratios.items()
+        for r in group
+    ]
     return [f"#### {title}", *_table(header, cells), *_table(header2, cells2)]
 
 
 def format_markdown(result) -> str:
     toy = " (--toy: tiny sizes, not a measurement of the real models)" if result["toy"] else ""
-    lines = [f"### GPU check: {result['device']}{toy}", "",
-             f"torch {result['torch']}, CUDA {result['cuda']}, {result['amp_dtype']} AMP, "
-             f"{result['image_size']}x{result['image_size']} images, random weights. "
-             f"{result['wall_s']:.0f} s of a {result['budget_s']:.0f} s budget.", "",
-             f"*Made {result['date']} at commit `{result['commit']}` on {result['machine']}: "
-             f"`{result['command']}`.*", ""]  # fmt: skip
+    lines = [
+        f"### GPU check: {result['device']}{toy}",
+        "",
+        f"torch {result['torch']}, CUDA {result['cuda']}, {result['amp_dtype']} AMP, "
+        f"{result['image_size']}x{result['image_size']} images, random weights. "
+        f"{result['wall_s']:.0f} s of a {result['budget_s']:.0f} s budget.",
+        "",
+        f"*Made {result['date']} at commit `{result['commit']}` on {result['machine']}: "
+        f"`{result['command']}`.*",
+        "",
+    ]
     failed = [f"- {f['section']}: `{f['error']}`" for f in result.get("failed", [])]
     lines += ["#### Failed", "", *failed, ""] if failed else []
     if "inference" in result:
@@ -86,29 +96,37 @@ def _stage_one_lines(s1) -> List[str]:
     row = (s1["batch_per_gpu"], _ms(s1), _v(s1, "images_per_s", ".2f"), _mib(s1))
     lines += _table(header, [row])
     if "oom" not in s1:
-        lines += [f"Batch per GPU from {s1['recipe']}. One COCO epoch on one such GPU: "
-                  f"{s1['epoch_images']} images / {s1['images_per_s']:.2f} images/s = "
-                  f"{s1['epoch_s']:.0f} s = {s1['epoch_s'] / 3600:.2f} h; the config's "
-                  f"{s1['schedule_epochs']:.1f} epochs: {s1['schedule_epochs']:.1f} x "
-                  f"{s1['epoch_s']:.0f} s = {s1['schedule_s']:.0f} s = "
-                  f"{s1['schedule_s'] / 3600:.1f} h ({s1['schedule_s'] / 86400:.2f} days); on N "
-                  f"GPUs about 1/N of it.", ""]  # fmt: skip
+        lines += [
+            f"Batch per GPU from {s1['recipe']}. One COCO epoch on one such GPU: "
+            f"{s1['epoch_images']} images / {s1['images_per_s']:.2f} images/s = "
+            f"{s1['epoch_s']:.0f} s = {s1['epoch_s'] / 3600:.2f} h; the config's "
+            f"{s1['schedule_epochs']:.1f} epochs: {s1['schedule_epochs']:.1f} x "
+            f"{s1['epoch_s']:.0f} s = {s1['schedule_s']:.0f} s = "
+            f"{s1['schedule_s'] / 3600:.1f} h ({s1['schedule_s'] / 86400:.2f} days); on N "
+            f"GPUs about 1/N of it.",
+            "",
+        ]
     return lines
 
 
 def _stage_two_lines(s2) -> List[str]:
     header = ["Model", "Config", "Trained parameters", "Batch per GPU", "Step (ms)"]
-    cells = [(r["model"], f"`{r['config']}`", f"{r['trained_params']:,}", r["batch"], _ms(r),
-              _mib(r)) for r in s2["rows"]]  # fmt: skip
-    ratios = [(r["batch"], r["over"], f"{r['time']:.3f}", f"{r['memory']:.3f}")
-              for r in s2["ratios"]]  # fmt: skip
-    return ["#### Stage two: one AMP training step, each config as it trains",
-            *_table(header + ["Peak memory (MiB)"], cells),
-            *_table(["Batch per GPU", "+LiFT over", "step time", "peak memory"], ratios),
-            "The +LiFT config (ViT and LiFT frozen) and its control (ViT frozen, bilinear) train "
-            "the same pyramid and heads; the plain config trains the whole ViTDet. Their ratio to "
-            "plain is mostly that choice; LiFT's own training cost is its ratio to the control.",
-            ""]  # fmt: skip
+    cells = [
+        (r["model"], f"`{r['config']}`", f"{r['trained_params']:,}", r["batch"], _ms(r), _mib(r))
+        for r in s2["rows"]
+    ]
+    ratios = [
+        (r["batch"], r["over"], f"{r['time']:.3f}", f"{r['memory']:.3f}") for r in s2["ratios"]
+    ]
+    return [
+        "#### Stage two: one AMP training step, each config as it trains",
+        *_table(header + ["Peak memory (MiB)"], cells),
+        *_table(["Batch per GPU", "+LiFT over", "step time", "peak memory"], ratios),
+        "The +LiFT config (ViT and LiFT frozen) and its control (ViT frozen, bilinear) train "
+        "the same pyramid and heads; the plain config trains the whole ViTDet. Their ratio to "
+        "plain is mostly that choice; LiFT's own training cost is its ratio to the control.",
+        "",
+    ]
 
 
 def _correctness_lines(c) -> List[str]:
@@ -116,15 +134,19 @@ def _correctness_lines(c) -> List[str]:
     lines += [f"- stage one, {p}: {_losses(c['stage_one'][p])}" for p in ("fp32", "amp")]
     lf = c["stage_one"]["lift_file"]
     differ = f" (differ: {', '.join(lf['differences'])})" if lf["differences"] else ""
-    lines += [f"- LiFT files of fp32 and AMP stage one: same tensors ({lf['tensors']}), shapes, "
-              f"dtypes and metadata: {_yes(lf['same_format'])}{differ}",
-              f"- stage two, `{c['stage_two']['config']}` with the {c['stage_two']['lift_from']}: "
-              f"{_losses(c['stage_two'])}"]  # fmt: skip
+    lines += [
+        f"- LiFT files of fp32 and AMP stage one: same tensors ({lf['tensors']}), shapes, "
+        f"dtypes and metadata: {_yes(lf['same_format'])}{differ}",
+        f"- stage two, `{c['stage_two']['config']}` with the {c['stage_two']['lift_from']}: "
+        f"{_losses(c['stage_two'])}",
+    ]
     for e in c["export"]:
         diff = ", ".join(f"{k} {v:.2g}" for k, v in e["max_abs_diff"].items())
-        lines.append(f"- TorchScript export ({e['attn_impl']} attention, {e['detections']} "
-                     f"detections) equals eager: {_yes(e['equal'])} (max abs difference: "
-                     f"{diff})")  # fmt: skip
+        lines.append(
+            f"- TorchScript export ({e['attn_impl']} attention, {e['detections']} "
+            f"detections) equals eager: {_yes(e['equal'])} (max abs difference: "
+            f"{diff})"
+        )
     return lines + [""]
 
 

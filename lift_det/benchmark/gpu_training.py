@@ -159,8 +159,9 @@ def stage_one_runs(setup, device, root, work) -> Tuple[Dict[str, Any], Dict[str,
     fp32, amp = (read_lift_file(files[p]) for p in ("fp32", "amp"))
     differences = _differing(_formats(fp32), _formats(amp))
     differences += [f"metadata {k}" for k in _differing(fp32["lift_det"], amp["lift_det"])]
-    out["lift_file"] = dict(tensors=len(fp32["model"]), same_format=not differences,
-                            differences=sorted(differences))  # fmt: skip
+    out["lift_file"] = dict(
+        tensors=len(fp32["model"]), same_format=not differences, differences=sorted(differences)
+    )
     teacher = {k: v.detach().clone() for k, v in model.backbone.net.state_dict().items()}
     return out, dict(lift_file=files["amp"], teacher=teacher)
 
@@ -206,10 +207,12 @@ def export_rows(model, setup, device) -> List[Dict[str, Any]]:
             traced = torch.jit.trace(adapter, adapter.flattened_inputs, check_trace=False)
             got = adapter.outputs_schema(traced(other))[0]["instances"]
             expected = _inference(model, [{"image": other}])[0]["instances"]
-        fields = {"boxes": (got.pred_boxes.tensor, expected.pred_boxes.tensor),
-                  "scores": (got.scores, expected.scores),
-                  "classes": (got.pred_classes, expected.pred_classes),
-                  "masks": (got.pred_masks, expected.pred_masks)}  # fmt: skip
+        fields = {
+            "boxes": (got.pred_boxes.tensor, expected.pred_boxes.tensor),
+            "scores": (got.scores, expected.scores),
+            "classes": (got.pred_classes, expected.pred_classes),
+            "masks": (got.pred_masks, expected.pred_masks),
+        }
         diffs = {k: _max_abs_diff(a, b) for k, (a, b) in fields.items()}
         try:
             for a, b in fields.values():

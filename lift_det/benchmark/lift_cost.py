@@ -206,13 +206,17 @@ def _px(size: int) -> str:
 def format_markdown(result) -> str:
     lines = [f"### Cost of LiFT in ViTDet ({result['device']}; torch {result['torch']})", ""]
     header = ["Component", "Params (M)", "GFLOPs", "Input", "Note"]
-    cells = [(r["name"], f"{r['params_M']:.2f}", f"{r['flops_G']:.1f}", _px(r["image_size"]),
-              r["note"]) for r in result["rows"]]  # fmt: skip
+    cells = [
+        (r["name"], f"{r['params_M']:.2f}", f"{r['flops_G']:.1f}", _px(r["image_size"]), r["note"])
+        for r in result["rows"]
+    ]
     lines += md_table(header, cells, "lrrrr")
     if result["timings"]:
         header = ["Inference", "Input", "Median (s)", "Peak memory (MiB)"]
-        cells = [(t["name"], _px(t["image_size"]), f"{t['median_s']:.3f}",
-                  f"{t['peak_memory_MiB']:.0f}") for t in result["timings"]]  # fmt: skip
+        cells = [
+            (t["name"], _px(t["image_size"]), f"{t['median_s']:.3f}", f"{t['peak_memory_MiB']:.0f}")
+            for t in result["timings"]
+        ]
         lines += ["", *md_table(header, cells, "lrrr")]
     sizes = {"flops mrcnn": "detector_size", "flops cascade": "detector_size", "time": "time_size"}
     cells = []

@@ -38,9 +38,11 @@ def compare_steps(expected: Dict, got: Dict) -> Tuple[bool, List[Dict[str, Any]]
             continue
         identical = False
         it, name = c["at"] or ("-", "-")
-        print(f"  {step['name']}: DIFFERS from iteration {c['first_iter']} ({c['first']}; "
-              f"{c['first_rel']:.3g} relative); largest difference {c['max_abs']:.3g} absolute "
-              f"({name} at iteration {it}), {c['max_rel']:.3g} relative")  # fmt: skip
+        print(
+            f"  {step['name']}: DIFFERS from iteration {c['first_iter']} ({c['first']}; "
+            f"{c['first_rel']:.3g} relative); largest difference {c['max_abs']:.3g} absolute "
+            f"({name} at iteration {it}), {c['max_rel']:.3g} relative"
+        )
     return identical, results
 
 
@@ -85,9 +87,11 @@ def record(folder: str, expected: Dict, got: Dict, steps: List[Dict], wall_s: fl
     return path
 
 
-STUDY_CHECKS_NONE = ("No machine has run `make study-check` against the committed trace yet (it "
-                     "writes `docs/study_checks/<machine>-torch-<version>.json`; then run "
-                     "`tools/update_readme.py`).")  # fmt: skip
+STUDY_CHECKS_NONE = (
+    "No machine has run `make study-check` against the committed trace yet (it "
+    "writes `docs/study_checks/<machine>-torch-<version>.json`; then run "
+    "`tools/update_readme.py`)."
+)
 
 
 def render_study_checks(folder: str) -> str:

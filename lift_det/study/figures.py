@@ -29,8 +29,9 @@ def plot_frontier(study: Dict, path: str) -> List[Dict[str, float]]:
         ax.plot([x, x], [z["mean"], f["mean"]], color=colour, lw=1, alpha=0.5)
         ax.errorbar(x, f["mean"], yerr=_std(f["std"]), fmt="o", capsize=3, color=colour,
                     label=labels[arm])  # fmt: skip
-        ax.errorbar(x, z["mean"], yerr=_std(z["std"]), fmt="o", capsize=3, color=colour,
-                    mfc="white")  # fmt: skip
+        ax.errorbar(
+            x, z["mean"], yerr=_std(z["std"]), fmt="o", capsize=3, color=colour, mfc="white"
+        )
         drawn.append({"arm": arm, "x": x, "y": f["mean"], "zero_shot": z["mean"]})
     _save(fig, ax, path, "GFLOPs per image (inference, fvcore)",
           "val box AP (filled: finetuned, hollow: zero-shot; mean ± std over seeds)",
@@ -69,8 +70,16 @@ def plot_cosine_vs_ap(study: Dict, path: str) -> List[Dict[str, float]]:
     for p in study["cosine_vs_ap"]["points"]:
         d, low, high = p["delta_ap"], p["low"], p["high"]
         yerr = [[d - low], [high - d]] if low == low else None  # NaN: one seed, no interval
-        ax.errorbar(p["cosine"], d, xerr=_std(p["cosine_std"]), yerr=yerr, fmt="o",
-                    capsize=4, label=p["label"], color=arm_colour(p["arm"]))  # fmt: skip
+        ax.errorbar(
+            p["cosine"],
+            d,
+            xerr=_std(p["cosine_std"]),
+            yerr=yerr,
+            fmt="o",
+            capsize=4,
+            label=p["label"],
+            color=arm_colour(p["arm"]),
+        )
         drawn.append({"label": p["label"], "x": p["cosine"], "y": p["delta_ap"]})
     image = study["summary"]["arms"].get("image2x", {}).get("bbox/AP", {}).get("vs_control")
     if image:

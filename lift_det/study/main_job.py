@@ -16,10 +16,12 @@ from .pipeline import Step, run_steps
 # `make main`'s iterations per step: the baseline, stage one, each stage-two arm
 MAIN_ITERS = {"baseline": 400, "stage1": 500, "stage2": 160}
 
-CAVEAT = ("One seed is noise-limited: a rerun on another machine can move these APs by several "
-          "points, so read small differences with care. The evidence is the multi-seed study: "
-          "`make study` (tools/run_mini.py --seeds 3), committed as docs/mini_study.md and shown "
-          "in the README.")  # fmt: skip
+CAVEAT = (
+    "One seed is noise-limited: a rerun on another machine can move these APs by several "
+    "points, so read small differences with care. The evidence is the multi-seed study: "
+    "`make study` (tools/run_mini.py --seeds 3), committed as docs/mini_study.md and shown "
+    "in the README."
+)
 
 
 def mini_steps(out: str, baseline_iters: int, stage1_iters: int, stage2_iters: int) -> List[Step]:
@@ -67,12 +69,19 @@ def format_table(results: Dict[str, Dict], steps: List[Step]) -> str:
     s1 = results.get("stage1", {})
     if s1:
         cosines = [f"{s1.get(f'lift_quality/cos_{k}', float('nan')):.4f}" for k in COSINES]
-        lines += ["", "Stage one, held-out mean cosine similarity to the ViT's features of the 2x "
-                  "image:", "", *md_table(["LiFT", "bilinear", "nearest"], [cosines])]  # fmt: skip
+        lines += [
+            "",
+            "Stage one, held-out mean cosine similarity to the ViT's features of the 2x " "image:",
+            "",
+            *md_table(["LiFT", "bilinear", "nearest"], [cosines]),
+        ]
         if s1.get("lift_quality/cos_lift", 1.0) < s1.get("lift_quality/cos_bilinear", 0.0):
-            lines += ["", "**LiFT is UNDERTRAINED**: its held-out cosine is below bilinear "
-                      "upsampling's. Train stage one longer; the +LiFT rows above say little about "
-                      "LiFT."]  # fmt: skip
+            lines += [
+                "",
+                "**LiFT is UNDERTRAINED**: its held-out cosine is below bilinear "
+                "upsampling's. Train stage one longer; the +LiFT rows above say little about "
+                "LiFT.",
+            ]
     return "\n".join(lines)
 
 

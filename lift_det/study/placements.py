@@ -68,9 +68,11 @@ def placement_words(study: Dict) -> List[str]:
         d, dz = fin[lift]["bbox/AP"].get("vs_control"), zs[lift]["bbox/AP"].get("vs_control")
         if d is None:
             continue
-        text = (f"**{group}**: + LiFT {interval(d)} box AP after finetuning, {interval(dz)} "
-                f"zero-shot, against the same-budget control, at {costs[lift]['gflops']:.2f} "
-                f"GFLOPs (control {costs[CONTROL]['gflops']:.2f}).")  # fmt: skip
+        text = (
+            f"**{group}**: + LiFT {interval(d)} box AP after finetuning, {interval(dz)} "
+            f"zero-shot, against the same-budget control, at {costs[lift]['gflops']:.2f} "
+            f"GFLOPs (control {costs[CONTROL]['gflops']:.2f})."
+        )
         if lift in shares:
             s, z = shares[lift], zs_shares.get(lift)
             text += (f" It recovers {100 * s['mean']:.0f}% [{100 * s['low']:.0f}, "
@@ -92,9 +94,11 @@ def placement_words(study: Dict) -> List[str]:
     if verdicts:
         best = max(verdicts, key=lambda g: verdicts[g][1])
         paying = [g for g, (p, _) in verdicts.items() if p]
-        lines.append(f"Highest box AP of a LiFT arm after finetuning: the {best} placement "
-                     f"({verdicts[best][1]:.2f}). LiFT from the study's stage one pays in: "
-                     f"{', '.join(paying) or 'no placement'}.")  # fmt: skip
+        lines.append(
+            f"Highest box AP of a LiFT arm after finetuning: the {best} placement "
+            f"({verdicts[best][1]:.2f}). LiFT from the study's stage one pays in: "
+            f"{', '.join(paying) or 'no placement'}."
+        )
     cosines = {step: label for step, key, label in COSINES if key.endswith("cos_lift")}
     stage_ones = {a.name: a.stage_one for a in ARMS}
     cos_of = study["summary"]["stage1_cosines"]
@@ -117,8 +121,11 @@ def _verdict(group: str, costs: Dict, arm: str, d: Dict, v: Optional[Dict] = Non
     cheaper = costs[arm]["gflops"] < costs[CONTROL if group == "down" else "image2x"]["gflops"]
     if group == "down":
         pays = cheaper and not (d["significant"] and d["mean"] < 0)
-        why = ("not significantly below the 1x control at fewer GFLOPs" if pays
-               else "significantly below the 1x control" if cheaper else "not cheaper")  # fmt: skip
+        why = (
+            "not significantly below the 1x control at fewer GFLOPs"
+            if pays
+            else "significantly below the 1x control" if cheaper else "not cheaper"
+        )
     else:
         pays = d["significant"] and d["mean"] > 0 and cheaper
         why = ("significantly above the control at fewer GFLOPs than the 2x image" if pays
@@ -134,7 +141,9 @@ def _recipe_verdict(study: Dict, arm: str) -> str:
     if "image2x" not in costs:
         return ""
     pays = _verdict("up", costs, arm, d)[0]
-    return (f" Against the same-budget control it gives {interval(d)} box AP at "
-            f"{costs[arm]['gflops']:.2f} GFLOPs (the 2x image: {costs['image2x']['gflops']:.2f}): "
-            f"LiFT from this stage one {'pays' if pays else 'does not pay'} in the up "
-            f"placement.")  # fmt: skip
+    return (
+        f" Against the same-budget control it gives {interval(d)} box AP at "
+        f"{costs[arm]['gflops']:.2f} GFLOPs (the 2x image: {costs['image2x']['gflops']:.2f}): "
+        f"LiFT from this stage one {'pays' if pays else 'does not pay'} in the up "
+        f"placement."
+    )

@@ -24,14 +24,22 @@ def probe_steps(out: str, iters: int, *budgets: int) -> List[Step]:
     (:data:`STUDY_ITERS`' order), each stopped after its first ``iters`` iterations, recording
     their losses, in ``out``."""
     if not 1 <= iters <= min(budgets):
-        raise ValueError(f"iters must be in [1, {min(budgets)}] (the shortest step's iterations), "
-                         f"got {iters}")  # fmt: skip
+        raise ValueError(
+            f"iters must be in [1, {min(budgets)}] (the shortest step's iterations), "
+            f"got {iters}"
+        )
     flags = ("--stop-at-iter", str(iters), "--loss-trace", str(iters))
     # ETA: iters * cost = the iterations it runs; the probe replays training, not evaluations
-    return [replace(s, label=f"{s.label} [first {iters} iterations]", flags=s.flags + flags,
-                    cost=s.cost * iters / s.iters)
-            for s in study_steps(out, [0], *budgets, arms=["lift"])
-            if "--eval-only" not in s.flags]  # fmt: skip
+    return [
+        replace(
+            s,
+            label=f"{s.label} [first {iters} iterations]",
+            flags=s.flags + flags,
+            cost=s.cost * iters / s.iters,
+        )
+        for s in study_steps(out, [0], *budgets, arms=["lift"])
+        if "--eval-only" not in s.flags
+    ]
 
 
 def trace_budgets(trace: Dict[str, Any]) -> Tuple[int, ...]:
@@ -41,10 +49,17 @@ def trace_budgets(trace: Dict[str, Any]) -> Tuple[int, ...]:
 
 def describe(step: Step, out: str) -> Dict[str, Any]:
     """What a trace records of a step (the probe's folder as ``<probe>`` in its overrides)."""
-    overrides = {k: v.replace(out, _PROBE_DIR) if isinstance(v, str) else v
-                 for k, v in step.overrides.items()}  # fmt: skip
-    return dict(name=step.name, config=step.config, overrides=overrides, threads=step.threads,
-                max_iter=step.iters)  # fmt: skip
+    overrides = {
+        k: v.replace(out, _PROBE_DIR) if isinstance(v, str) else v
+        for k, v in step.overrides.items()
+    }
+    return dict(
+        name=step.name,
+        config=step.config,
+        overrides=overrides,
+        threads=step.threads,
+        max_iter=step.iters,
+    )
 
 
 def run_probe(out: str, iters: int, *budgets: int, extra: Optional[List[str]] = None, **kwargs):
@@ -66,12 +81,20 @@ def run_probe(out: str, iters: int, *budgets: int, extra: Optional[List[str]] = 
         with open(path) as f:
             trace = json.load(f)
         if trace["first_iter"] != 0 or len(trace["losses"]) != iters:
-            raise RuntimeError(f"{path} holds iterations {trace['first_iter']}.. "
-                               f"({len(trace['losses'])}), not 0..{iters - 1}: a resumed step? "
-                               f"Rerun the probe with --overwrite.")  # fmt: skip
+            raise RuntimeError(
+                f"{path} holds iterations {trace['first_iter']}.. "
+                f"({len(trace['losses'])}), not 0..{iters - 1}: a resumed step? "
+                f"Rerun the probe with --overwrite."
+            )
         recorded.append({**describe(step, out), "losses": trace["losses"]})
-    return dict(format=TRACE_FORMAT, iters=iters, study_iters=dict(zip(STUDY_ITERS, budgets)),
-                extra=list(extra or []), **provenance(), steps=recorded)  # fmt: skip
+    return dict(
+        format=TRACE_FORMAT,
+        iters=iters,
+        study_iters=dict(zip(STUDY_ITERS, budgets)),
+        extra=list(extra or []),
+        **provenance(),
+        steps=recorded,
+    )
 
 
 def write_trace(out: str, path: str, *budgets: int, iters: int = PROBE_ITERS, **kwargs):
@@ -94,9 +117,13 @@ def read_trace(path: str) -> Dict[str, Any]:
             raise ValueError(f"{path} is not JSON ({e})") from None
     step_keys = {"name", "config", "overrides", "threads", "max_iter", "losses"}
     try:
-        ok = (trace["format"] == TRACE_FORMAT and isinstance(trace["iters"], int)
-              and set(trace["study_iters"]) == set(STUDY_ITERS) and isinstance(trace["extra"], list)
-              and all(step_keys <= set(s) for s in trace["steps"]))  # fmt: skip
+        ok = (
+            trace["format"] == TRACE_FORMAT
+            and isinstance(trace["iters"], int)
+            and set(trace["study_iters"]) == set(STUDY_ITERS)
+            and isinstance(trace["extra"], list)
+            and all(step_keys <= set(s) for s in trace["steps"])
+        )
     except (KeyError, TypeError):
         ok = False
     if not ok:

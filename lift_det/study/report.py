@@ -31,8 +31,10 @@ def format_report(study: Dict) -> str:
     n, control, names = len(s["seeds"]), labels[CONTROL], [name for _, name in METRICS]
     resumed = "."
     if study.get("steps_skipped"):
-        resumed = (f" (resumed: {study['steps_skipped']} of its {len(study['step_seconds'])} steps "
-                   f"had run before and are not in that time).")  # fmt: skip
+        resumed = (
+            f" (resumed: {study['steps_skipped']} of its {len(study['step_seconds'])} steps "
+            f"had run before and are not in that time)."
+        )
     lines = [
         f"Mini study, {n} seeds ({', '.join(map(str, s['seeds']))}): made by `{study['command']}` "
         f"on {study['date']} at commit {study['commit']}, {study['machine']}, torch "
@@ -51,11 +53,18 @@ def format_report(study: Dict) -> str:
         metrics = [_pm(r[k]) for k, _ in METRICS]
         rows.append([labels[arm], size, f"{c['params_M']:.2f}", gflops, ms, *metrics])
     lines += md_table(["model", "px", "params (M)", "GFLOPs", "CPU ms", *names], rows)
-    lines += ["", f"Paired difference from *{control}* (same seed, same baseline, same budget): "
-              f"mean and 95% t interval over the {n} seed pairs; * marks an interval that "
-              f"excludes 0.", ""]  # fmt: skip
-    rows = [[labels[arm], *(_diff(s["arms"][arm][k]["vs_control"]) for k, _ in METRICS)]
-            for arm in arms if arm != CONTROL]  # fmt: skip
+    lines += [
+        "",
+        f"Paired difference from *{control}* (same seed, same baseline, same budget): "
+        f"mean and 95% t interval over the {n} seed pairs; * marks an interval that "
+        f"excludes 0.",
+        "",
+    ]
+    rows = [
+        [labels[arm], *(_diff(s["arms"][arm][k]["vs_control"]) for k, _ in METRICS)]
+        for arm in arms
+        if arm != CONTROL
+    ]
     lines += md_table(["model", *(f"Δ {m}" for m in names)], rows)
     lines += ["", _in_words(study), ""]
     if "zero_shot" in study:
@@ -95,13 +104,18 @@ def _zero_shot_section(study: Dict) -> List[str]:
     for arm in study["arms"]:
         d = zs[arm]["bbox/AP"].get("vs_control")
         rows.append([labels[arm], *(_pm(zs[arm][k]) for k, _ in metrics), _diff(d) if d else "-"])
-    lines = ["Zero-shot: the same detectors with no stage two (the baseline's weights, the "
-             "stage-one file), mean ± std over seeds, and the paired difference from the baseline "
-             "itself:", "",
-             *md_table(["model", *(name for _, name in metrics), "Δ box AP"], rows), "",
-             "Share of the reference gap recovered (box AP, per seed, then mean and 95% t "
-             "interval): up and stride-8 arms of the 2x image's gain over the control, down arms "
-             "of the gap between the half and the 1x image:", ""]  # fmt: skip
+    lines = [
+        "Zero-shot: the same detectors with no stage two (the baseline's weights, the "
+        "stage-one file), mean ± std over seeds, and the paired difference from the baseline "
+        "itself:",
+        "",
+        *md_table(["model", *(name for _, name in metrics), "Δ box AP"], rows),
+        "",
+        "Share of the reference gap recovered (box AP, per seed, then mean and 95% t "
+        "interval): up and stride-8 arms of the 2x image's gain over the control, down arms "
+        "of the gap between the half and the 1x image:",
+        "",
+    ]
 
     def pct(r):
         if not r["mean"] == r["mean"]:  # NaN: the reference gained nothing in some seed
@@ -111,8 +125,9 @@ def _zero_shot_section(study: Dict) -> List[str]:
     rec_zs, rows = study["zero_shot"]["recovered"], []
     for arm, r in study["recovered"].items():
         z = rec_zs.get(arm)
-        rows.append([labels[arm], f"{r['of']} ({r['gap']:+.2f}; zero-shot {z['gap']:+.2f})",
-                     pct(r), pct(z)])  # fmt: skip
+        rows.append(
+            [labels[arm], f"{r['of']} ({r['gap']:+.2f}; zero-shot {z['gap']:+.2f})", pct(r), pct(z)]
+        )
     lines += md_table(["model", "of", "finetuned", "zero-shot"], rows)
     words = placement_words(study)
     return lines + (["", "In words, per placement:", ""] + [f"- {w}" for w in words] if words
@@ -123,8 +138,14 @@ def _cosine_section(study: Dict) -> List[str]:
     """Does stage one's cosine predict box AP? The table, the words and the figure's path."""
     c = study["cosine_vs_ap"]
     pts = sorted(c["points"], key=lambda p: p["cosine"])
-    rows = [[p["label"], f"{p['cosine']:.4f} ± {p['cosine_std']:.4f}",
-             _diff({**p, "mean": p["delta_ap"]})] for p in pts]  # fmt: skip
+    rows = [
+        [
+            p["label"],
+            f"{p['cosine']:.4f} ± {p['cosine_std']:.4f}",
+            _diff({**p, "mean": p["delta_ap"]}),
+        ]
+        for p in pts
+    ]
     return ["Does stage one's cosine predict box AP? Each upsampler's held-out stage-one cosine "
             "(mean ± std over seeds) and its paired Δ box AP from the control (95% interval):", "",
             *md_table(["upsampler", "stage-one cosine", "Δ box AP"], rows), "",
@@ -141,12 +162,14 @@ def _cosine_words(pts: List[Dict], c: Dict, study: Dict) -> str:
                "ranks them only roughly as box AP does" if rho >= 0.5 else
                "does not rank them as box AP does")  # fmt: skip
     top, bottom = pts[-1], pts[0]
-    text = (f"In words: over the {len(pts)} upsamplers, stage-one cosine {verdict} (Spearman ρ = "
-            f"{rho:+.2f}, p = {c['spearman_p']:.2f}; Pearson r = {c['pearson']:+.2f}; least "
-            f"squares: {c['ap_per_0.01_cosine']:+.2f} box AP per 0.01 of cosine). From "
-            f"{bottom['label']} (cosine {bottom['cosine']:.4f}, Δ box AP "
-            f"{bottom['delta_ap']:+.2f}) to {top['label']} (cosine {top['cosine']:.4f}, Δ box AP "
-            f"{top['delta_ap']:+.2f}). ")  # fmt: skip
+    text = (
+        f"In words: over the {len(pts)} upsamplers, stage-one cosine {verdict} (Spearman ρ = "
+        f"{rho:+.2f}, p = {c['spearman_p']:.2f}; Pearson r = {c['pearson']:+.2f}; least "
+        f"squares: {c['ap_per_0.01_cosine']:+.2f} box AP per 0.01 of cosine). From "
+        f"{bottom['label']} (cosine {bottom['cosine']:.4f}, Δ box AP "
+        f"{bottom['delta_ap']:+.2f}) to {top['label']} (cosine {top['cosine']:.4f}, Δ box AP "
+        f"{top['delta_ap']:+.2f}). "
+    )
     above = [p["label"] for p in pts if p["significant"] and p["delta_ap"] > 0]
     none = "None of them is significantly above the same-budget control."
     text += f"Significantly above the same-budget control: {', '.join(above)}." if above else none
@@ -187,10 +210,13 @@ def format_headline(study: Dict) -> str:
         size = c.get("image_size", setup["image_size"])
         rows.append([labels[arm], size, f"{c['gflops']:.2f}", _pm(r), d, z])
     head = ["model", "px", "GFLOPs", "box AP", "Δ box AP", "zero-shot box AP"]
-    lines = [f"Box AP on the mini data's val images, mean ± std over "
-             f"{len(study['summary']['seeds'])} seeds; Δ: paired difference from "
-             f"*{labels[CONTROL]}*, 95% interval (* excludes 0).", "",
-             *md_table(head, rows)]  # fmt: skip
+    lines = [
+        f"Box AP on the mini data's val images, mean ± std over "
+        f"{len(study['summary']['seeds'])} seeds; Δ: paired difference from "
+        f"*{labels[CONTROL]}*, 95% interval (* excludes 0).",
+        "",
+        *md_table(head, rows),
+    ]
     if "zero_shot" in study:
         lines += ["", *[f"- {w}" for w in placement_words(study)]]
     return "\n".join(lines)

@@ -65,8 +65,14 @@ def run_study(
     write_trace(os.path.join(out, "probe"), trace, *budgets, iters=iters, **kwargs)
     chosen = DEFAULT_ARMS if arms is None else arms
     arm_names = [a[0] for a in ARMS if a[0] in chosen]
-    per_seed = {seed: {name.split("/", 1)[1]: r for name, r in results.items()
-                       if name.startswith(f"seed{seed}/")} for seed in seeds}  # fmt: skip
+    per_seed = {
+        seed: {
+            name.split("/", 1)[1]: r
+            for name, r in results.items()
+            if name.startswith(f"seed{seed}/")
+        }
+        for seed in seeds
+    }
     curve = read_curve(os.path.join(out, "baseline"), baseline_iters)
     val = DatasetCatalog.get("lift_mini_val")
     print("[study] counting parameters and GFLOPs of each arm, timing each on the CPU")
@@ -82,8 +88,10 @@ def run_study(
     baseline = dict(iterations=baseline_iters, eval_period=steps[0].overrides["train.eval_period"])
     final = {k: results["baseline"][k] for k, _ in METRICS}
     baseline.update(curve=curve, final=final, lr_drop=drop)
-    baseline["schedule"] = (f"The learning rate drops 10x at iteration {drop} "
-                            f"({BASELINE_DROP:.0%} of the iterations).")  # fmt: skip
+    baseline["schedule"] = (
+        f"The learning rate drops 10x at iteration {drop} "
+        f"({BASELINE_DROP:.0%} of the iterations)."
+    )
     baseline["plateau"] = plateau(curve, drop)
     study = {
         "arms": arm_names,
@@ -97,9 +105,11 @@ def run_study(
             "per_seed": {str(k): v for k, v in zero_shot.items()},
         },
         "recovered": recovered_shares(per_seed, arm_names),
-        "lift_vs_control": {g: paired_arms(per_seed, lift, control)
-                            for g, (lift, control) in PLACEMENT_ARMS.items()
-                            if lift in arm_names and control in arm_names},  # fmt: skip
+        "lift_vs_control": {
+            g: paired_arms(per_seed, lift, control)
+            for g, (lift, control) in PLACEMENT_ARMS.items()
+            if lift in arm_names and control in arm_names
+        },
         "recipes": {a: paired_arms(per_seed, a, "lift") for a in RECIPE_ARMS
                     if a in arm_names and "lift" in arm_names},  # fmt: skip
         "cosine_vs_ap": cosine_vs_ap(summary),
@@ -127,8 +137,10 @@ def _justification(baseline_iters: int, stage1_iters: int, stage2_iters: int) ->
     """Why these budgets, with epochs computed from the configs' batch sizes and the data."""
     from detectron2.data import DatasetCatalog
 
-    b_det, b_s1 = (get_config(f"mini/{c}.py").dataloader.train.total_batch_size
-                   for c in ("vitdet_mrcnn", "lift_stage1"))  # fmt: skip
+    b_det, b_s1 = (
+        get_config(f"mini/{c}.py").dataloader.train.total_batch_size
+        for c in ("vitdet_mrcnn", "lift_stage1")
+    )
     n_train = len(DatasetCatalog.get("lift_mini_train"))
     n_val = len(DatasetCatalog.get("lift_mini_val"))
 

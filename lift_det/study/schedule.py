@@ -127,16 +127,29 @@ def study_steps(
     needed = {a.stage_one for a in arms_used} | ({"stage1_lift"} if arms_used else set())
 
     def overrides(seed: int, iters: int) -> Dict[str, str]:
-        return {"train.seed": str(seed), "train.init_checkpoint": base,
-                "train.eval_period": str(iters)}  # fmt: skip
+        return {
+            "train.seed": str(seed),
+            "train.init_checkpoint": base,
+            "train.eval_period": str(iters),
+        }
 
     for seed in seeds:
         for name, config, label, cost, factor in STAGE_ONES:
             if name in needed:
                 iters = stage1_iters * factor
-                steps.append(Step(f"seed{seed}/{name}", "lift_final.pth", config, iters,
-                                  overrides(seed, iters), f"stage one: {label}, seed {seed}",
-                                  ("baseline",), 1, cost))  # fmt: skip
+                steps.append(
+                    Step(
+                        f"seed{seed}/{name}",
+                        "lift_final.pth",
+                        config,
+                        iters,
+                        overrides(seed, iters),
+                        f"stage one: {label}, seed {seed}",
+                        ("baseline",),
+                        1,
+                        cost,
+                    )
+                )
     zero_shot = {}  # the same model for every seed is evaluated once
     for seed in seeds:
         for arm in arms_used:
@@ -146,9 +159,19 @@ def study_steps(
     for seed in seeds:  # the costliest first: less idle time at the end
         for arm in sorted(arms_used, key=lambda a: -a.cost):
             arm_overrides, needs = _from_stage_one(arm, out, seed, overrides(seed, stage2_iters))
-            steps.append(Step(f"seed{seed}/{arm.name}", "model_final.pth", arm.config,
-                              stage2_iters, arm_overrides, f"{arm.label}, seed {seed}", needs, 1,
-                              arm.cost))  # fmt: skip
+            steps.append(
+                Step(
+                    f"seed{seed}/{arm.name}",
+                    "model_final.pth",
+                    arm.config,
+                    stage2_iters,
+                    arm_overrides,
+                    f"{arm.label}, seed {seed}",
+                    needs,
+                    1,
+                    arm.cost,
+                )
+            )
     return steps + list(zero_shot.values())
 
 

@@ -10,8 +10,15 @@ from typing import Dict, List, Sequence
 
 from .schedule import CONTROL
 
-METRICS = [("bbox/AP", "box AP"), ("bbox/AP50", "AP50"), ("bbox/AP75", "AP75"), ("bbox/APs", "APs"),
-           ("bbox/APm", "APm"), ("bbox/APl", "APl"), ("segm/AP", "mask AP")]  # fmt: skip
+METRICS = [
+    ("bbox/AP", "box AP"),
+    ("bbox/AP50", "AP50"),
+    ("bbox/AP75", "AP75"),
+    ("bbox/APs", "APs"),
+    ("bbox/APm", "APm"),
+    ("bbox/APl", "APl"),
+    ("segm/AP", "mask AP"),
+]
 COSINES = [
     ("stage1_lift", "lift_quality/cos_lift", "LiFT"),
     ("stage1_rc", "lift_quality/cos_lift", "resize-conv"),
@@ -23,8 +30,13 @@ COSINES = [
     ("stage1_long", "lift_quality/cos_lift", "LiFT, stage one 4x longer"),
 ]
 # the upsamplers of the cosine-vs-AP comparison: (stage-two arm, its stage-one cosine's label)
-UPSAMPLERS = [("bilinear", "bilinear"), ("resize_conv", "resize-conv"), ("jbu", "JBU"),
-              ("lift", "LiFT"), ("attn", "attention upsampler")]  # fmt: skip
+UPSAMPLERS = [
+    ("bilinear", "bilinear"),
+    ("resize_conv", "resize-conv"),
+    ("jbu", "JBU"),
+    ("lift", "LiFT"),
+    ("attn", "attention upsampler"),
+]
 PLATEAU_AP = 0.5  # box AP gained between the baseline's last two evaluations, at most
 
 
@@ -64,14 +76,18 @@ def summarize(per_seed: Dict[int, Dict[str, Dict[str, float]]], arms: Sequence[s
     the mean and std over seeds and, against :data:`CONTROL`, the paired difference with its 95%
     interval (``significant``: the interval excludes 0); and stage one's cosines."""
     seeds = sorted(per_seed)
-    table = {arm: {key: _mean_std([per_seed[s][arm][key] for s in seeds]) for key, _ in METRICS}
-             for arm in arms}  # fmt: skip
+    table = {
+        arm: {key: _mean_std([per_seed[s][arm][key] for s in seeds]) for key, _ in METRICS}
+        for arm in arms
+    }
     for arm in (a for a in arms if a != CONTROL and CONTROL in arms):
         for key, _ in METRICS:
             table[arm][key]["vs_control"] = paired_arms(per_seed, arm, CONTROL, key)
-    cosines = {label: _mean_std([per_seed[s][step][key] for s in seeds])
-               for step, key, label in COSINES
-               if all(step in per_seed[s] for s in seeds)}  # fmt: skip
+    cosines = {
+        label: _mean_std([per_seed[s][step][key] for s in seeds])
+        for step, key, label in COSINES
+        if all(step in per_seed[s] for s in seeds)
+    }
     return {"arms": table, "stage1_cosines": cosines, "seeds": seeds}
 
 
@@ -114,14 +130,19 @@ def plateau(curve: List[Dict[str, float]], drop: int, max_gain: float = PLATEAU_
     ``max_gain`` between them."""
     last = curve[-1]
     before = curve[-2] if len(curve) > 1 else None
-    criterion = (f"box AP gained between the last two evaluations, both after the 10x "
-                 f"learning-rate drop at iteration {drop}, <= {max_gain:.1f}")  # fmt: skip
+    criterion = (
+        f"box AP gained between the last two evaluations, both after the 10x "
+        f"learning-rate drop at iteration {drop}, <= {max_gain:.1f}"
+    )
     if before is None or before["iteration"] <= drop:
         return {"criterion": criterion, "gain": None, "plateaued": False,
                 "why": "the last phase holds fewer than two evaluations"}  # fmt: skip
     gain = last["bbox/AP"] - before["bbox/AP"]
-    return {"criterion": f"{criterion} (iterations {before['iteration']} and {last['iteration']})",
-            "gain": gain, "plateaued": bool(gain <= max_gain)}  # fmt: skip
+    return {
+        "criterion": f"{criterion} (iterations {before['iteration']} and {last['iteration']})",
+        "gain": gain,
+        "plateaued": bool(gain <= max_gain),
+    }
 
 
 def read_curve(step_dir: str, max_iter: int) -> List[Dict[str, float]]:
