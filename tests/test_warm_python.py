@@ -58,6 +58,8 @@ def test_an_import_time_variable_of_its_own_runs_cold(tmp_path):
     warm server's gets the real interpreter (a script sees no torch imported before its own)."""
     (tmp_path / "t.py").write_text("import sys; print('torch' in sys.modules)")
     cmd = [tool_python(), str(tmp_path / "t.py")]
+    import torchvision.ops  # noqa: F401  (sets TORCHINDUCTOR_CACHE_DIR here, as in the server)
+
     warm = subprocess.run(cmd, capture_output=True, text=True, check=True)
     env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "elsewhere"))
     cold = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)

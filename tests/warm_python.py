@@ -141,7 +141,9 @@ def _handle(conn):
     """In a forked handler: run the worker, report its status; kill it if the client goes away."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     request, fds = _receive(conn)
-    if _import_time_env(request["env"]) != _import_time_env(_ENV_BEFORE_IMPORTS):
+    theirs = _import_time_env(request["env"])  # less what the same imports set in their process
+    theirs = {k: v for k, v in theirs.items() if _SET_BY_IMPORTS.get(k) != v}
+    if theirs != _import_time_env(_ENV_BEFORE_IMPORTS):
         conn.sendall(b"cold 0\n")
         return
     alive_r, alive_w = os.pipe()  # closes when the worker is gone, however it ends
