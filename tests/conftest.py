@@ -126,6 +126,9 @@ def load_tool(name: str):
 CPU_ENV = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
 
 
+WARM_ENV = {}
+
+
 @functools.lru_cache(maxsize=None)
 def tool_python() -> str:
     """The interpreter for ``tools/<tool>.py`` subprocesses: ``tests/warm_python.py``'s client, a
@@ -139,6 +142,7 @@ def tool_python() -> str:
 
     import warm_python
 
+    WARM_ENV.update(os.environ)  # the server's environment: requests in it run warm
     client = warm_python.start(tempfile.mkdtemp(prefix="lift-det-warm-python-"))
     warm_python.wait_until_warm(client)
     return client

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import pytest
 
-from conftest import tool_python
+from conftest import WARM_ENV, tool_python
 
 SCRIPT = """
 import json, os, sys
@@ -60,7 +60,9 @@ def test_an_import_time_variable_of_its_own_runs_cold(tmp_path):
     cmd = [tool_python(), str(tmp_path / "t.py")]
     import torchvision.ops  # noqa: F401  (sets TORCHINDUCTOR_CACHE_DIR here, as in the server)
 
-    warm = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "elsewhere"))
+    # the server's environment, with what the imports set here since
+    same = dict(WARM_ENV, TORCHINDUCTOR_CACHE_DIR=os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    warm = subprocess.run(cmd, capture_output=True, text=True, env=same, check=True)
+    env = dict(same, DETECTRON2_DATASETS=str(tmp_path / "elsewhere"))
     cold = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     assert (warm.stdout, cold.stdout) == ("True\n", "False\n")
