@@ -93,6 +93,17 @@ def _seed():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _environ_restored():
+    """Each test leaves the environment as it found it: what a tool run in-process sets
+    (``default_setup`` sets ``PYTHONHASHSEED``) would change every later test's subprocesses."""
+    before = dict(os.environ)
+    yield
+    for key in set(os.environ) - set(before):
+        del os.environ[key]
+    os.environ.update(before)
+
+
 @pytest.fixture(scope="module")
 def small_mini(tmp_path_factory):
     """A small mini dataset (8 train / 6 val images) that every subprocess finds by env var."""

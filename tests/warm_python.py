@@ -143,7 +143,11 @@ def _handle(conn):
     request, fds = _receive(conn)
     theirs = _import_time_env(request["env"])  # less what the same imports set in their process
     theirs = {k: v for k, v in theirs.items() if _SET_BY_IMPORTS.get(k) != v}
-    if theirs != _import_time_env(_ENV_BEFORE_IMPORTS):
+    ours = _import_time_env(_ENV_BEFORE_IMPORTS)
+    if theirs != ours:  # logged beside the client: which variables sent which run cold
+        differ = sorted(k for k in theirs.keys() | ours.keys() if theirs.get(k) != ours.get(k))
+        with open(os.path.join(os.path.dirname(_CLIENT_PATH), "cold.log"), "a") as log:
+            log.write(json.dumps(dict(argv=request["argv"], differ=differ)) + "\n")
         conn.sendall(b"cold 0\n")
         return
     alive_r, alive_w = os.pipe()  # closes when the worker is gone, however it ends
