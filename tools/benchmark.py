@@ -15,7 +15,6 @@ import lift_det  # noqa: F401  # isort: skip  (first: quiets third-party import 
 import argparse
 import json
 import logging
-import os
 import torch
 
 from detectron2.utils.logger import setup_logger
@@ -90,8 +89,7 @@ def main(args):
     result["rows"] = rows
     text = lift_cost.format_markdown(result)
     for path, content in ((args.json, json.dumps(result, indent=2) + "\n"), (args.markdown, text)):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        atomic_write_text(path, content)
+        atomic_write_text(path, content)  # its folder made too
     print(text)
     logger.info(f"Wrote {args.json} and {args.markdown}.")
     return result

@@ -42,24 +42,20 @@ def get_parser() -> argparse.ArgumentParser:
 def main(args) -> None:
     if args.seeds < 0:
         raise UserError(
-            f"--seeds must be >= 1 (the study) or left out (the main job): " f"{args.seeds}"
+            f"--seeds must be >= 1 (the study) or left out (the main job): {args.seeds}"
         )
     study = args.seeds > 0
     if not study and (args.jobs, args.arms, args.report_dir, args.val_images) != (None,) * 4:
         raise UserError(
-            "--jobs, --arms, --report-dir and --val-images belong to the study: add " "--seeds N"
+            "--jobs, --arms, --report-dir and --val-images belong to the study: add --seeds N"
         )
-    counts = {
-        f"{k}-iters": (
-            v[study] if getattr(args, f"{k}_iters") is None else getattr(args, f"{k}_iters")
-        )
-        for k, v in DEFAULT_ITERS.items()
-    }
-    counts["jobs"] = 2 if args.jobs is None else args.jobs
-    counts["val-images"] = 240 if args.val_images is None else args.val_images
-    for flag, v in counts.items():
-        if v < 1:
-            raise UserError(f"--{flag} must be >= 1, got {v}")
+    defaults = {f"{k}-iters": v[study] for k, v in DEFAULT_ITERS.items()}
+    counts = {}
+    for flag, default in {**defaults, "jobs": 2, "val-images": 240}.items():
+        given = getattr(args, flag.replace("-", "_"))
+        counts[flag] = default if given is None else given
+        if counts[flag] < 1:
+            raise UserError(f"--{flag} must be >= 1, got {counts[flag]}")
     unknown = sorted(set(args.arms or ()) - {a.name for a in ARMS})
     if unknown:
         raise UserError(f"unknown --arms {unknown}; the arms are {[a.name for a in ARMS]}")

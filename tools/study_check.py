@@ -73,6 +73,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(args) -> int:
     out = os.path.abspath(args.output_dir) if args.output_dir else ""
+    switches = dict(resume=args.resume, overwrite=args.overwrite)  # for the probe's steps
     held = any(os.path.exists(os.path.join(out, n)) for n in ("baseline", "seed0", "data"))
     if out and not (args.resume or args.overwrite) and held:
         raise UserError(f"--output-dir {out} holds a probe: give --resume to reuse its finished "
@@ -82,14 +83,8 @@ def main(args) -> int:
         iters = probe.PROBE_ITERS if args.iters is None else args.iters
         if not 1 <= iters <= min(budgets):
             raise UserError(f"--iters must be in [1, {min(budgets)}], got {iters}")
-        probe.write_trace(
-            out or tempfile.mkdtemp(prefix="study_probe_"),
-            args.write,
-            *budgets,
-            iters=iters,
-            resume=args.resume,
-            overwrite=args.overwrite,
-        )
+        work = out or tempfile.mkdtemp(prefix="study_probe_")
+        probe.write_trace(work, args.write, *budgets, iters=iters, **switches)
         return 0
 
     try:
@@ -112,14 +107,8 @@ def main(args) -> int:
     start = time.time()
     work = out or tempfile.mkdtemp(prefix="study_check_")
     try:
-        got = probe.run_probe(
-            work,
-            iters,
-            *probe.trace_budgets(expected),
-            extra=expected["extra"],
-            resume=args.resume,
-            overwrite=args.overwrite,
-        )
+        budgets = probe.trace_budgets(expected)
+        got = probe.run_probe(work, iters, *budgets, extra=expected["extra"], **switches)
     except RuntimeError as e:  # a step failed: its log is named
         print(f"[study-check] the probe did not finish: {e}", file=sys.stderr)
         return 1

@@ -94,7 +94,7 @@ def load_feature_weights(
         loaded["lift"] = any(k.startswith("lift.") for k in changed)
         if not loaded["vit"]:
             logger.warning(
-                f"No ViT parameter was loaded from {weights}: expected them at " f"backbone.net.*."
+                f"No ViT parameter was loaded from {weights}: expected them at backbone.net.*."
             )
     if lift_weights:
         try:

@@ -2,7 +2,6 @@
 markdown written from the JSON alone."""
 
 import json
-import os
 from typing import List
 
 from ..checkpoint import atomic_write_text
@@ -152,7 +151,6 @@ def _correctness_lines(c) -> List[str]:
 
 def write_report(result, base: str) -> str:
     """``<base>.json`` and ``<base>.md``, each written atomically; returns the markdown."""
-    os.makedirs(os.path.dirname(base), exist_ok=True)
     atomic_write_text(base + ".json", json.dumps(result, indent=2) + "\n")
     text = format_markdown(result)
     atomic_write_text(base + ".md", text)

@@ -59,12 +59,12 @@ def _config(rel: str):
     return LazyConfig.load(os.path.join(REPO, rel))
 
 
-def train_batch(rel: str, root: str, batch: int, size: int) -> List[Dict[str, Any]]:
-    """One batch of the config's training mapper (its crops at ``size``) over the mini data."""
-    loader = _config(rel).dataloader.train
+def train_batch(cfg, root: str, batch: int, size: int) -> List[Dict[str, Any]]:
+    """One batch of a config's training loader on the mini data (a detector's crops at ``size``)."""
+    loader = cfg.dataloader.train
     loader.dataset.names = ensure_mini_coco("train", root)
     loader.total_batch_size, loader.num_workers = batch, 0
-    for aug in loader.mapper.augmentations:  # LSJ: ResizeScale + FixedSizeCrop
+    for aug in loader.mapper.get("augmentations", []):  # LSJ: ResizeScale + FixedSizeCrop
         aug.update({k: size for k in ("target_height", "target_width") if k in aug})
         if "crop_size" in aug:
             aug.crop_size = (size, size)
@@ -107,7 +107,7 @@ def stage_two_rows(setup, device, root, batches) -> List[Dict[str, Any]]:
     for name, rel in {**setup.detectors, **setup.stage2_control}.items():
         for batch in batches:
             model = build_detector(rel, setup, device, train=True)
-            data = train_batch(rel, root, batch, setup.size)
+            data = train_batch(_config(rel), root, batch, setup.size)
             cost = _step_cost(model, _config(rel), data, device, setup.min_run_time)
             trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
             row = dict(model=name, config=rel, batch=batch, precision="amp", trained_params=trained)
@@ -144,9 +144,7 @@ def stage_one_runs(setup, device, root, work) -> Tuple[Dict[str, Any], Dict[str,
     """fp32 and AMP stage one on a fixed mini batch; both write a LiFT file (ExportLiFTFile)."""
     cfg = _config(setup.stage1)
     cfg.model.square_pad = setup.size  # the loader's crops too (the mapper's image_size)
-    cfg.dataloader.train.dataset.names = ensure_mini_coco("train", root)
-    cfg.dataloader.train.total_batch_size, cfg.dataloader.train.num_workers = 2, 0
-    batch = next(iter(instantiate(cfg.dataloader.train)))
+    batch = train_batch(cfg, root, 2, setup.size)
     out, files = {}, {}
     for precision in ("fp32", "amp"):
         model = random_distiller(cfg, setup.size, device)
@@ -176,7 +174,7 @@ def stage_two_run(setup, device, root, stage_one) -> Tuple[Dict[str, Any], torch
     # as a ViTDet checkpoint loads: the ViT's keys; LiFT comes from lift_weights (strict: no key
     # is missing or unexpected)
     model.backbone.net.load_state_dict(stage_one["teacher"])
-    data = train_batch(rel, root, 2, setup.size)
+    data = train_batch(_config(rel), root, 2, setup.size)
     trainer = make_trainer(_config(rel), model, data, True, device)
     trainer.train(0, setup.iterations)
     out = dict(config=rel, iterations=setup.iterations, lift_from="AMP stage one's LiFT file")

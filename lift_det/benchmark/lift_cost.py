@@ -70,9 +70,6 @@ def component_rows(presets, size, device, vit_2x, tables):
     rows, ratios, vits = [], {}, {}
     x = torch.zeros(1, 3, size, size, device=device)
 
-    def count(model, *inputs):
-        return parameter_count(model)[""], costs.count_flops(FlopCountAnalysis(model, inputs))
-
     def count_vit(vit, vit_size, x):
         return parameter_count(vit)[""], count_vit_flops(vit_size, size, x)
 
@@ -104,7 +101,8 @@ def component_rows(presets, size, device, vit_2x, tables):
         features = torch.zeros(1, 768, size // 16, size // 16, device=device)
         for name, (label, note) in CONTROLS.items():
             control = build_upsampler(name, 768).to(device).eval()
-            rows.append(row(label, *count(control, x, features), size, note))
+            flops = costs.count_flops(FlopCountAnalysis(control, (x, features)))
+            rows.append(row(label, parameter_count(control)[""], flops, size, note))
     return rows, ratios
 
 

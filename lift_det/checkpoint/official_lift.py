@@ -13,46 +13,34 @@ import torch
 
 logger = logging.getLogger(__name__)
 
+_BN_LEAVES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+
+def _bn(prefix: str, channels: int) -> List[Tuple[str, Tuple[int, ...]]]:
+    """A BatchNorm's entries of the layout below: its leaves (a count has no dimensions)."""
+    return [(f"{prefix}.{k}", () if k == _BN_LEAVES[-1] else (channels,)) for k in _BN_LEAVES]
+
+
 # The official LiFT(in_channels=384, patch_size=16).state_dict(), in its order: names and shapes
 # read off github.com/saksham-s/lift, lift.py at commit fd6d929 (1,187,280 parameters).
 OFFICIAL_LIFT_S16_LAYOUT: List[Tuple[str, Tuple[int, ...]]] = [
     ("up1.up.weight", (416, 208, 2, 2)),
     ("up1.up.bias", (208,)),
     ("up1.conv_1.double_conv.0.weight", (192, 240, 3, 3)),
-    ("up1.conv_1.double_conv.1.weight", (192,)),
-    ("up1.conv_1.double_conv.1.bias", (192,)),
-    ("up1.conv_1.double_conv.1.running_mean", (192,)),
-    ("up1.conv_1.double_conv.1.running_var", (192,)),
-    ("up1.conv_1.double_conv.1.num_batches_tracked", ()),
+    *_bn("up1.conv_1.double_conv.1", 192),
     ("up1.conv_1.double_conv.3.weight", (192, 192, 3, 3)),
-    ("up1.conv_1.double_conv.4.weight", (192,)),
-    ("up1.conv_1.double_conv.4.bias", (192,)),
-    ("up1.conv_1.double_conv.4.running_mean", (192,)),
-    ("up1.conv_1.double_conv.4.running_var", (192,)),
-    ("up1.conv_1.double_conv.4.num_batches_tracked", ()),
+    *_bn("up1.conv_1.double_conv.4", 192),
     ("outc.weight", (384, 192, 1, 1)),
     ("outc.bias", (384,)),
     ("image_convs_1.0.weight", (32, 3, 3, 3)),
     ("image_convs_1.0.bias", (32,)),
-    ("image_convs_1.1.weight", (32,)),
-    ("image_convs_1.1.bias", (32,)),
-    ("image_convs_1.1.running_mean", (32,)),
-    ("image_convs_1.1.running_var", (32,)),
-    ("image_convs_1.1.num_batches_tracked", ()),
+    *_bn("image_convs_1.1", 32),
     ("image_convs_1.3.weight", (32, 32, 3, 3)),
     ("image_convs_1.3.bias", (32,)),
-    ("image_convs_1.4.weight", (32,)),
-    ("image_convs_1.4.bias", (32,)),
-    ("image_convs_1.4.running_mean", (32,)),
-    ("image_convs_1.4.running_var", (32,)),
-    ("image_convs_1.4.num_batches_tracked", ()),
+    *_bn("image_convs_1.4", 32),
     ("image_convs_2.0.weight", (32, 32, 3, 3)),
     ("image_convs_2.0.bias", (32,)),
-    ("image_convs_2.1.weight", (32,)),
-    ("image_convs_2.1.bias", (32,)),
-    ("image_convs_2.1.running_mean", (32,)),
-    ("image_convs_2.1.running_var", (32,)),
-    ("image_convs_2.1.num_batches_tracked", ()),
+    *_bn("image_convs_2.1", 32),
 ]
 OFFICIAL_LIFT_S16_PARAMETERS = 1187280
 
@@ -101,7 +89,7 @@ def convert_official_lift_state(state: Mapping[str, torch.Tensor]) -> Dict[str, 
         )
     out: Dict[str, torch.Tensor] = {}
     for old, new in _NORMS.items():
-        for leaf in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+        for leaf in _BN_LEAVES:
             out[f"{new}.{leaf}"] = state[f"{old}.{leaf}"].clone()
     for old, (new, fold_into) in _CONVS.items():
         out[f"{new}.weight"] = state[f"{old}.weight"].clone()

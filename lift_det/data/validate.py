@@ -30,11 +30,8 @@ def _annotation_label(d: Dict[str, Any], annotation: Dict[str, Any]) -> str:
     if annotation.get("id") is not None:
         return f"annotation id {annotation['id']} of {_image_label(d)}"
     # detectron2's COCO loader drops annotation ids: the box tells which one it is
-    return f"the annotation with bbox {_bbox(annotation)} of {_image_label(d)}"
-
-
-def _bbox(annotation: Dict[str, Any]) -> List[float]:
-    return [round(float(v), 2) for v in annotation.get("bbox") or []]
+    bbox = [round(float(v), 2) for v in annotation.get("bbox") or []]
+    return f"the annotation with bbox {bbox} of {_image_label(d)}"
 
 
 def _examples(items: List[str]) -> str:

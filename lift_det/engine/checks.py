@@ -190,9 +190,8 @@ def _int_at_least(cfg, key: str, low: int) -> int:
 
 def check_config(cfg, world_size: int = 1) -> None:
     """Types and ranges of the training fields, before anything is built."""
-    _int_at_least(cfg, "train.max_iter", 1)
-    _int_at_least(cfg, "train.log_period", 1)
-    _int_at_least(cfg, "train.eval_period", 0)  # 0: no periodic evaluation
+    for key, low in (("train.max_iter", 1), ("train.log_period", 1), ("train.eval_period", 0)):
+        _int_at_least(cfg, key, low)  # train.eval_period=0: no periodic evaluation
     if OmegaConf.select(cfg, "train.checkpointer") is not None:
         _int_at_least(cfg, "train.checkpointer.period", 1)
         if OmegaConf.select(cfg, "train.checkpointer.max_to_keep") is not None:

@@ -15,14 +15,6 @@ from ..checkpoint import MAX_ABS_WEIGHT, atomic_write_text, save_lift_file, teac
 logger = logging.getLogger(__name__)
 
 
-def stage_one_quality(storage) -> Optional[Dict[str, float]]:
-    """The latest held-out cosines that :class:`FeatureQualityEvaluator` put in the trainer's
-    storage (via ``EvalHook``), or None if stage one was never evaluated."""
-    latest = storage.latest()
-    quality = {k: latest.get(f"lift_quality/{k}") for k in ("cos_lift", "cos_bilinear")}
-    return None if None in quality.values() else {k: float(v[0]) for k, v in quality.items()}
-
-
 class StopOnDivergence(HookBase):
     """Stops training (``FloatingPointError``) at the first step after which a trained weight is not
     finite or has exploded (``|w| > max_abs``): stage one's bounded cosine loss stays finite while
@@ -161,7 +153,10 @@ class ExportLiFTFile(HookBase):
                 f"trained (a resumed run): {self.filename} records iteration {reached}."
             )
         self.teacher = self.teacher or self._teacher()
-        q = stage_one_quality(trainer.storage)
+        # the latest held-out cosines of FeatureQualityEvaluator (via EvalHook); None: never run
+        latest = trainer.storage.latest()
+        q = {k: latest.get(f"lift_quality/{k}") for k in ("cos_lift", "cos_bilinear")}
+        q = None if None in q.values() else {k: float(v[0]) for k, v in q.items()}
         undertrained = q is not None and q["cos_lift"] < q["cos_bilinear"]
         if undertrained:
             logger.warning(

@@ -77,7 +77,6 @@ def record_path(folder: str, got: Dict) -> str:
 def record(folder: str, expected: Dict, got: Dict, steps: List[Dict], wall_s: float = 0) -> str:
     """Writes the check's result to :func:`record_path` (a rerun of the same machine class
     replaces it, no other class's; tools/update_readme.py lists them); returns the path."""
-    os.makedirs(folder, exist_ok=True)
     path, made = record_path(folder, got), ("date", "commit", "machine", *VERSIONS, "cpu_class")
     result = {k: got.get(k) for k in made}
     identical = all(s["identical"] for s in steps)

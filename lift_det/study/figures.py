@@ -27,11 +27,9 @@ def plot_frontier(study: Dict, path: str) -> List[Dict[str, float]]:
         f = study["summary"]["arms"][arm]["bbox/AP"]
         z = study["zero_shot"]["summary"]["arms"][arm]["bbox/AP"]
         ax.plot([x, x], [z["mean"], f["mean"]], color=colour, lw=1, alpha=0.5)
-        ax.errorbar(x, f["mean"], yerr=_std(f["std"]), fmt="o", capsize=3, color=colour,
-                    label=labels[arm])  # fmt: skip
-        ax.errorbar(
-            x, z["mean"], yerr=_std(z["std"]), fmt="o", capsize=3, color=colour, mfc="white"
-        )
+        style = dict(fmt="o", capsize=3, color=colour)
+        ax.errorbar(x, f["mean"], yerr=_std(f["std"]), label=labels[arm], **style)
+        ax.errorbar(x, z["mean"], yerr=_std(z["std"]), mfc="white", **style)
         drawn.append({"arm": arm, "x": x, "y": f["mean"], "zero_shot": z["mean"]})
     _save(fig, ax, path, "GFLOPs per image (inference, fvcore)",
           "val box AP (filled: finetuned, hollow: zero-shot; mean ± std over seeds)",
@@ -41,6 +39,11 @@ def plot_frontier(study: Dict, path: str) -> List[Dict[str, float]]:
 
 def _std(std: float) -> float:
     return std if std == std else 0.0  # NaN (one seed): no error bar
+
+
+def _interval(mean: float, d: Dict[str, float]):
+    """The error bar of a paired difference's 95% interval; NaN (one seed): none."""
+    return [[mean - d["low"]], [d["high"] - mean]] if d["low"] == d["low"] else None
 
 
 def _axes(figsize):
@@ -68,24 +71,15 @@ def plot_cosine_vs_ap(study: Dict, path: str) -> List[Dict[str, float]]:
     fig, ax = _axes((7, 5))
     drawn = []
     for p in study["cosine_vs_ap"]["points"]:
-        d, low, high = p["delta_ap"], p["low"], p["high"]
-        yerr = [[d - low], [high - d]] if low == low else None  # NaN: one seed, no interval
-        ax.errorbar(
-            p["cosine"],
-            d,
-            xerr=_std(p["cosine_std"]),
-            yerr=yerr,
-            fmt="o",
-            capsize=4,
-            label=p["label"],
-            color=arm_colour(p["arm"]),
-        )
+        d, xerr = p["delta_ap"], _std(p["cosine_std"])
+        style = dict(fmt="o", capsize=4, label=p["label"], color=arm_colour(p["arm"]))
+        ax.errorbar(p["cosine"], d, yerr=_interval(d, p), xerr=xerr, **style)
         drawn.append({"label": p["label"], "x": p["cosine"], "y": p["delta_ap"]})
     image = study["summary"]["arms"].get("image2x", {}).get("bbox/AP", {}).get("vs_control")
     if image:
-        ax.errorbar(1.0, image["mean"], yerr=[[image["mean"] - image["low"]],
-                    [image["high"] - image["mean"]]], fmt="*", markersize=12, capsize=4,
-                    color="black", label="2x image (cosine 1: stage one's target)")  # fmt: skip
+        label = "2x image (cosine 1: stage one's target)"
+        style = dict(fmt="*", markersize=12, capsize=4, color="black", label=label)
+        ax.errorbar(1.0, image["mean"], yerr=_interval(image["mean"], image), **style)
         drawn.append({"label": "2x image", "x": 1.0, "y": image["mean"]})
     ax.axhline(0.0, color="gray", lw=1, ls="--", label="same-budget control")
     _save(fig, ax, path, "held-out stage-one cosine to the ViT's features of the 2x image",

@@ -71,7 +71,7 @@ def format_table(results: Dict[str, Dict], steps: List[Step]) -> str:
         cosines = [f"{s1.get(f'lift_quality/cos_{k}', float('nan')):.4f}" for k in COSINES]
         lines += [
             "",
-            "Stage one, held-out mean cosine similarity to the ViT's features of the 2x " "image:",
+            "Stage one, held-out mean cosine similarity to the ViT's features of the 2x image:",
             "",
             *md_table(["LiFT", "bilinear", "nearest"], [cosines]),
         ]

@@ -138,14 +138,10 @@ def _cosine_section(study: Dict) -> List[str]:
     """Does stage one's cosine predict box AP? The table, the words and the figure's path."""
     c = study["cosine_vs_ap"]
     pts = sorted(c["points"], key=lambda p: p["cosine"])
-    rows = [
-        [
-            p["label"],
-            f"{p['cosine']:.4f} ± {p['cosine_std']:.4f}",
-            _diff({**p, "mean": p["delta_ap"]}),
-        ]
-        for p in pts
-    ]
+    rows = []
+    for p in pts:
+        cosine = f"{p['cosine']:.4f} ± {p['cosine_std']:.4f}"
+        rows.append([p["label"], cosine, _diff({**p, "mean": p["delta_ap"]})])
     return ["Does stage one's cosine predict box AP? Each upsampler's held-out stage-one cosine "
             "(mean ± std over seeds) and its paired Δ box AP from the control (95% interval):", "",
             *md_table(["upsampler", "stage-one cosine", "Δ box AP"], rows), "",
