@@ -277,8 +277,10 @@ def _broken_config(line):
 
     def write(tmp_path):
         path = tmp_path / "broken.py"
-        path.write_text("from lift_det.model_zoo import get_config\n"
-                        "_cfg = get_config('mini/vitdet_mrcnn.py')\n" + line)  # fmt: skip
+        path.write_text(
+            "from lift_det.model_zoo import get_config\n"
+            "_cfg = get_config('mini/vitdet_mrcnn.py')\n" + line
+        )
         return str(path)
 
     write.__name__ = "broken_config"
@@ -289,52 +291,120 @@ def _broken_config(line):
 #  what the error must say)
 REFUSED = [
     (ROW_KEY, ["train.max_iterr=5"], None, "key 'train.max_iterr'.*did you mean 'train.max_iter'"),
-    (ROW_KEY, ["model.backbone.net.window_sise=4"], None,
-     "unknown config key 'model.backbone.net.window_sise'"),
-    (ROW_TYPE, ["dataloader.train.dataset=[1]"], None,
-     "the override dataloader.train.dataset=.1. cannot be applied to .*vitdet_mrcnn.py: "),
-    (ROW_TYPE, ["train.max_iter=abc"], None,
-     "train.max_iter must be a number .the config has 400.*'abc'"),
-    (ROW_TYPE, ["model.roi_heads.num_classes=abc"], None,
-     "model.roi_heads.num_classes must be a number .the config has 3., got 'abc'; e.g. "),
+    (
+        ROW_KEY,
+        ["model.backbone.net.window_sise=4"],
+        None,
+        "unknown config key 'model.backbone.net.window_sise'",
+    ),
+    (
+        ROW_TYPE,
+        ["dataloader.train.dataset=[1]"],
+        None,
+        "the override dataloader.train.dataset=.1. cannot be applied to .*vitdet_mrcnn.py: ",
+    ),
+    (
+        ROW_TYPE,
+        ["train.max_iter=abc"],
+        None,
+        "train.max_iter must be a number .the config has 400.*'abc'",
+    ),
+    (
+        ROW_TYPE,
+        ["model.roi_heads.num_classes=abc"],
+        None,
+        "model.roi_heads.num_classes must be a number .the config has 3., got 'abc'; e.g. ",
+    ),
     (ROW_INT, ["train.max_iter=-5"], None, "train.max_iter must be an integer >= 1, got -5"),
     (ROW_INT, ["train.max_iter=2.5"], None, "train.max_iter must be an integer >= 1, got 2.5"),
-    (ROW_INT, ["train.checkpointer.period=0"], None,
-     "train.checkpointer.period must be an integer >= 1"),
-    (ROW_INT, ["train.checkpointer.max_to_keep=0"], None,
-     "train.checkpointer.max_to_keep must be an integer >= 1, got 0"),
+    (
+        ROW_INT,
+        ["train.checkpointer.period=0"],
+        None,
+        "train.checkpointer.period must be an integer >= 1",
+    ),
+    (
+        ROW_INT,
+        ["train.checkpointer.max_to_keep=0"],
+        None,
+        "train.checkpointer.max_to_keep must be an integer >= 1, got 0",
+    ),
     (ROW_INT, ["train.log_period=0"], None, "train.log_period must be an integer >= 1, got 0"),
     (ROW_INT, ["train.eval_period=-1"], None, "train.eval_period must be an integer >= 0, got -1"),
-    (ROW_BATCH, ["dataloader.train.total_batch_size=0"], None,
-     "total_batch_size must be an integer >= 1"),
-    (ROW_BATCH, ["--num-gpus", "2", "dataloader.train.total_batch_size=3"], None,
-     r"total_batch_size=3 is not divisible by the number of processes \(2\)"),
-    (ROW_SWITCH, ["train.max_iter=3", "--num-gpus", "2"], None,
-     "'--num-gpus' is neither key=value"),
+    (
+        ROW_BATCH,
+        ["dataloader.train.total_batch_size=0"],
+        None,
+        "total_batch_size must be an integer >= 1",
+    ),
+    (
+        ROW_BATCH,
+        ["--num-gpus", "2", "dataloader.train.total_batch_size=3"],
+        None,
+        r"total_batch_size=3 is not divisible by the number of processes \(2\)",
+    ),
+    (
+        ROW_SWITCH,
+        ["train.max_iter=3", "--num-gpus", "2"],
+        None,
+        "'--num-gpus' is neither key=value",
+    ),
     (ROW_SWITCH, ["--resume", "--overwrite"], None, "--resume and --overwrite contradict"),
     (ROW_PROCS, ["--num-gpus", "0"], None, "--num-gpus must be an integer >= 1, got 0"),
-    (ROW_PROCS, ["--num-machines", "2", "--machine-rank", "2"], None,
-     r"--machine-rank must be in \[0, --num-machines=2\), got 2"),
-    (ROW_CONFIG, ["--config-file", "configs/nope.py"], None,
-     "--config-file 'configs/nope.py' does not exist .relative paths start at "),
-    (ROW_CONFIG, ["--config-file", _yacs_yaml], None,
-     "yacs.yaml' is a yacs config .top-level keys MODEL.: this tool reads LazyConfig files"),
-    (ROW_CONFIG, ["--config-file", _broken_config("x = = 1\n")], None,
-     r"broken.py': invalid syntax at line 3 of .*broken.py: fix the file's Python"),
-    (ROW_CONFIG, ["--config-file", _broken_config("model = _cfg.modell\n")], None,
-     r"broken.py' failed when it ran: ConfigAttributeError: Missing key modell .*at .*broken.py, "
-     r"line 3\)"),
+    (
+        ROW_PROCS,
+        ["--num-machines", "2", "--machine-rank", "2"],
+        None,
+        r"--machine-rank must be in \[0, --num-machines=2\), got 2",
+    ),
+    (
+        ROW_CONFIG,
+        ["--config-file", "configs/nope.py"],
+        None,
+        "--config-file 'configs/nope.py' does not exist .relative paths start at ",
+    ),
+    (
+        ROW_CONFIG,
+        ["--config-file", _yacs_yaml],
+        None,
+        "yacs.yaml' is a yacs config .top-level keys MODEL.: this tool reads LazyConfig files",
+    ),
+    (
+        ROW_CONFIG,
+        ["--config-file", _broken_config("x = = 1\n")],
+        None,
+        r"broken.py': invalid syntax at line 3 of .*broken.py: fix the file's Python",
+    ),
+    (
+        ROW_CONFIG,
+        ["--config-file", _broken_config("model = _cfg.modell\n")],
+        None,
+        r"broken.py' failed when it ran: ConfigAttributeError: Missing key modell "
+        r".*at .*broken.py, line 3\)",
+    ),
     (ROW_WEIGHTS, ["--eval-only"], None, "--eval-only needs weights: set train.init_checkpoint="),
-    (ROW_WEIGHTS, ["--eval-only", "train.init_checkpoint=/nonexistent/m.pth"], None,
-     "train.init_checkpoint '/nonexistent/m.pth' does not exist"),
-    (ROW_WEIGHTS, ["train.init_checkpoint=/nonexistent/m.pth"], None,
-     "'/nonexistent/m.pth' does not exist"),
+    (
+        ROW_WEIGHTS,
+        ["--eval-only", "train.init_checkpoint=/nonexistent/m.pth"],
+        None,
+        "train.init_checkpoint '/nonexistent/m.pth' does not exist",
+    ),
+    (
+        ROW_WEIGHTS,
+        ["train.init_checkpoint=/nonexistent/m.pth"],
+        None,
+        "'/nonexistent/m.pth' does not exist",
+    ),
     (ROW_FOLDER, [], lambda p: "", "train.output_dir is empty: set train.output_dir="),
     (ROW_FOLDER, [], _a_file, "is a file, not a folder"),
     (ROW_FOLDER, [], lambda p: os.path.join(_a_file(p), "out"), "cannot be written"),
-    (ROW_RUN, [], _existing_run,
-     "holds a run.*--resume to continue it, --overwrite to start afresh"),
-]  # fmt: skip
+    (
+        ROW_RUN,
+        [],
+        _existing_run,
+        "holds a run.*--resume to continue it, --overwrite to start afresh",
+    ),
+]
 
 
 def test_the_readme_lists_exactly_the_refusals_tested_here():
@@ -399,8 +469,14 @@ def test_exploding_stage_one_stops_at_the_first_diverged_step(small_mini, tmp_pa
     # checkpoints every iteration: the newest is the step before the diverged one
     assert (out / "last_checkpoint").read_text() == f"model_{stopped - 1:07d}.pth"
     weights = torch.load(out / f"model_{stopped - 1:07d}.pth", weights_only=False)["model"]
-    assert max(v.abs().max().item() for k, v in weights.items() if ".lift." in f".{k}"
-               and "running" not in k and v.is_floating_point()) <= 1e4  # fmt: skip
+    assert (
+        max(
+            v.abs().max().item()
+            for k, v in weights.items()
+            if ".lift." in f".{k}" and "running" not in k and v.is_floating_point()
+        )
+        <= 1e4
+    )
 
 
 def test_missing_lift_file_is_refused_before_anything_is_built(tmp_path, capsys, monkeypatch):
@@ -453,9 +529,18 @@ def test_unreadable_init_checkpoint_is_one_line(small_mini, tmp_path):
     for name, content in [("model.pkl", rng.bytes(3000))]:
         bad = tmp_path / name
         bad.write_bytes(content)
-        r = run_tool(["--config-file", config("vitdet_mrcnn"), "--eval-only", "train.device=cpu",
-                      f"train.init_checkpoint={bad}", f"train.output_dir={tmp_path / 'out'}"],
-                     cwd=tmp_path, check=False)  # fmt: skip
+        r = run_tool(
+            [
+                "--config-file",
+                config("vitdet_mrcnn"),
+                "--eval-only",
+                "train.device=cpu",
+                f"train.init_checkpoint={bad}",
+                f"train.output_dir={tmp_path / 'out'}",
+            ],
+            cwd=tmp_path,
+            check=False,
+        )
         assert r.returncode == 2, r.stderr[-2000:]
         assert "Traceback" not in r.stderr
         assert f"'{bad}' ({len(content)} bytes) is not a checkpoint or is truncated" in r.stderr
@@ -547,8 +632,11 @@ def test_missing_dataset_hint_is_given_once(monkeypatch, tmp_path):
 def _files(folder):
     """{name: bytes} of the files of a folder (not its subfolders)."""
     names = sorted(os.listdir(folder))
-    return {n: open(os.path.join(folder, n), "rb").read() for n in names if os.path.isfile(
-        os.path.join(folder, n))}  # fmt: skip
+    return {
+        n: open(os.path.join(folder, n), "rb").read()
+        for n in names
+        if os.path.isfile(os.path.join(folder, n))
+    }
 
 
 def test_eval_only_into_a_training_folder_keeps_its_files(trained, tmp_path):
@@ -619,13 +707,22 @@ def test_a_config_that_registers_its_dataset(small_mini, tmp_path):
     user = tmp_path / "my_config.py"
     user.write_text(USER_CONFIG.format(root=small_mini))
     out = str(tmp_path / "out")
-    proc = run_tool(["--config-file", str(user), f"train.output_dir={out}", "train.max_iter=1"],
-                    tmp_path)  # fmt: skip
+    proc = run_tool(
+        ["--config-file", str(user), f"train.output_dir={out}", "train.max_iter=1"], tmp_path
+    )
     assert "already registered" not in proc.stderr
     assert os.path.isfile(os.path.join(out, "model_final.pth"))
     assert "bbox" in open(os.path.join(out, "log.txt")).read()  # evaluated on user_val
-    proc = run_tool(["--config-file", str(user), "--eval-only", f"train.output_dir={out}",
-                     f"train.init_checkpoint={out}/model_final.pth"], tmp_path)  # fmt: skip
+    proc = run_tool(
+        [
+            "--config-file",
+            str(user),
+            "--eval-only",
+            f"train.output_dir={out}",
+            f"train.init_checkpoint={out}/model_final.pth",
+        ],
+        tmp_path,
+    )
     assert os.path.isfile(os.path.join(out, "inference_model_final", "coco_instances_results.json"))
 
 
@@ -639,8 +736,9 @@ def test_resume_applies_a_new_learning_rate(small_mini, tmp_path, caplog):
     d2_logger = logging.getLogger("detectron2")  # default_setup stops it propagating
     d2_logger.addHandler(caplog.handler)
     try:
-        trainer = tool.main(parse_args(common + ["train.max_iter=3", "optimizer.lr=0.0008",
-                                                 "--resume"]))  # fmt: skip
+        trainer = tool.main(
+            parse_args(common + ["train.max_iter=3", "optimizer.lr=0.0008", "--resume"])
+        )
     finally:
         d2_logger.removeHandler(caplog.handler)
     assert {g["initial_lr"] for g in trainer.optimizer.param_groups} == {0.0008}
@@ -659,9 +757,17 @@ def test_eval_only_refuses_a_mostly_random_model(trained, tmp_path):
     vit_only = {k: v for k, v in ckpt["model"].items() if k.startswith("backbone.net.")}
     path = str(tmp_path / "vit_only.pth")
     torch.save({"model": vit_only}, path)
-    proc = run_tool(["--config-file", config("vitdet_mrcnn"), "--eval-only",
-                     f"train.init_checkpoint={path}", f"train.output_dir={tmp_path / 'o'}"],
-                    tmp_path, check=False)  # fmt: skip
+    proc = run_tool(
+        [
+            "--config-file",
+            config("vitdet_mrcnn"),
+            "--eval-only",
+            f"train.init_checkpoint={path}",
+            f"train.output_dir={tmp_path / 'o'}",
+        ],
+        tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert "Traceback" not in proc.stderr

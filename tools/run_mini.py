@@ -30,8 +30,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--report-dir", default=None, help="study: where mini_study.* go")
     parser.add_argument("--val-images", type=int, default=None, help="study: val images (240)")
     for name in DEFAULT_ITERS:
-        parser.add_argument(f"--{name}-iters", type=int, default=None, help="(main, study): "
-                            f"{DEFAULT_ITERS[name]}")  # fmt: skip
+        parser.add_argument(
+            f"--{name}-iters",
+            type=int,
+            default=None,
+            help="(main, study): " f"{DEFAULT_ITERS[name]}",
+        )
     switch = parser.add_mutually_exclusive_group()
     switch.add_argument("--resume", action="store_true", help="skip steps that finished")
     switch.add_argument("--overwrite", action="store_true", help="rerun every step afresh")
@@ -60,8 +64,9 @@ def main(args) -> None:
     if unknown:
         raise UserError(f"unknown --arms {unknown}; the arms are {[a.name for a in ARMS]}")
     budgets = [counts[f"{k}-iters"] for k in DEFAULT_ITERS]
-    kwargs = dict(extra=[o for o in args.opts if o != "--"], resume=args.resume,
-                  overwrite=args.overwrite)  # fmt: skip
+    kwargs = dict(
+        extra=[o for o in args.opts if o != "--"], resume=args.resume, overwrite=args.overwrite
+    )
     if not study:
         run_pipeline(args.output_dir or "output/mini", *budgets, **kwargs)
         return

@@ -76,8 +76,10 @@ def main(args) -> int:
     switches = dict(resume=args.resume, overwrite=args.overwrite)  # for the probe's steps
     held = any(os.path.exists(os.path.join(out, n)) for n in ("baseline", "seed0", "data"))
     if out and not (args.resume or args.overwrite) and held:
-        raise UserError(f"--output-dir {out} holds a probe: give --resume to reuse its finished "
-                        f"steps, --overwrite to rerun them, or another folder")  # fmt: skip
+        raise UserError(
+            f"--output-dir {out} holds a probe: give --resume to reuse its finished "
+            f"steps, --overwrite to rerun them, or another folder"
+        )
     if args.write:
         budgets = args.study_iters or list(schedule.STUDY_ITERS.values())
         iters = probe.PROBE_ITERS if args.iters is None else args.iters
@@ -125,13 +127,17 @@ def main(args) -> int:
     mine, theirs = class_name(got), class_name(expected)
     known = earlier_record(args.record, expected, got)  # before this run's record replaces it
     wall = time.time() - start
-    print(f"[study-check] machine class: {mine or 'unknown'} (the trace's: {theirs or 'unknown'});"
-          f" {wall:.0f} s")  # fmt: skip
+    print(
+        f"[study-check] machine class: {mine or 'unknown'} (the trace's: {theirs or 'unknown'});"
+        f" {wall:.0f} s"
+    )
     if args.record:
         print(f"[study-check] recorded in {record(args.record, expected, got, results, wall)}")
     if identical:
-        print(f"[study-check] identical: this machine reproduces the study's first {iters} "
-              f"iterations of each step bit for bit")  # fmt: skip
+        print(
+            f"[study-check] identical: this machine reproduces the study's first {iters} "
+            f"iterations of each step bit for bit"
+        )
         return 0
     kept = "--output-dir DIR keeps the probe's files"
     kept = f"the probe's runs and logs: {work}" if out else kept
@@ -142,10 +148,12 @@ def main(args) -> int:
         f"(initialization, random streams or data of other versions)"
     )
     if got["torch"] != expected.get("torch"):
-        print(f"[study-check] this run's torch {got['torch']} is not the trace's "
-              f"{expected.get('torch')}: another torch version may initialize the models "
-              f"differently (nn.init.trunc_normal_ changed between torch 2.11 and 2.14.1: README); "
-              f"check with the torch dev/setup_env.sh pins")  # fmt: skip
+        print(
+            f"[study-check] this run's torch {got['torch']} is not the trace's "
+            f"{expected.get('torch')}: another torch version may initialize the models "
+            f"differently (nn.init.trunc_normal_ changed between torch 2.11 and 2.14.1: README); "
+            f"check with the torch dev/setup_env.sh pins"
+        )
     if mine is not None and mine != theirs:  # another class: a finding, unless its record differs
         if known is None:
             recorded = "recorded" if args.record else "not recorded (give --record DIR)"
@@ -156,7 +164,8 @@ def main(args) -> int:
             return 0
         keys = ("name", "identical", "first_iter", "max_abs", "max_rel")
         same = [{k: s.get(k) for k in keys} for s in known["steps"]] == [
-            {k: s[k] for k in keys} for s in results]  # fmt: skip
+            {k: s[k] for k in keys} for s in results
+        ]
         print(
             f"[study-check] {'as' if same else 'NOT as'} this class's earlier record "
             f"(commit {known.get('commit')}, {known.get('date')})"

@@ -79,13 +79,19 @@ def gpu_tables(reports) -> str:
         epoch, schedule = s1.get("epoch_s"), s1.get("schedule_s")
         failed = "".join(f"; {f['section']} failed" for f in r.get("failed", []))
         cost.append(
-            [r["device"], _with_spread(lift, inf["rows"], setting),
-             _with_spread(backbone, inf["rows"], setting),
-             _with_spread(sdpa, inf["rows"], ("model", "part", "batch", "precision")),
-             _fmt(s1.get("images_per_s"), ".1f"), _fmt(epoch and epoch / 3600, ".2f"),
-             f"{_fmt(schedule and schedule / 86400, '.1f')} ({_fmt(s1['schedule_epochs'], '.0f')} "
-             f"ep)", f"{r['wall_s']:.0f}", f"`docs/gpu/{r['device_slug']}.md`{failed}"]
-        )  # fmt: skip
+            [
+                r["device"],
+                _with_spread(lift, inf["rows"], setting),
+                _with_spread(backbone, inf["rows"], setting),
+                _with_spread(sdpa, inf["rows"], ("model", "part", "batch", "precision")),
+                _fmt(s1.get("images_per_s"), ".1f"),
+                _fmt(epoch and epoch / 3600, ".2f"),
+                f"{_fmt(schedule and schedule / 86400, '.1f')} "
+                f"({_fmt(s1['schedule_epochs'], '.0f')} ep)",
+                f"{r['wall_s']:.0f}",
+                f"`docs/gpu/{r['device_slug']}.md`{failed}",
+            ]
+        )
         rows = []
         if "config" in s1:
             rows = [dict(s1, model=f"stage one, `{s1['config']}`", batch=s1["batch_per_gpu"])]

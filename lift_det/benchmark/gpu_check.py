@@ -53,11 +53,13 @@ GPU = Setup(
     iterations=10,
     min_run_time=1.0,
     vit_sizes={
-        s: {f"ViTDet-{s}": f"configs/vitdet_mrcnn_{k}.py", f"ViTDet-{s} + LiFT-{s}": f"configs/"
-            f"vitdet_mrcnn_{k}_lift.py"}
+        s: {
+            f"ViTDet-{s}": f"configs/vitdet_mrcnn_{k}.py",
+            f"ViTDet-{s} + LiFT-{s}": f"configs/" f"vitdet_mrcnn_{k}_lift.py",
+        }
         for s, k in (("L", "l"), ("H", "h"))
     },
-)  # fmt: skip
+)
 TOY = Setup(
     size=128,
     detectors={
@@ -82,8 +84,9 @@ TOY = Setup(
 
 def build_detector(rel: str, setup: Setup, device, train: bool = False):
     """A detector config's model (relative to the repo) with random weights at ``setup.size``."""
-    return random_detector(os.path.join(REPO, rel), setup.size, *setup.heads, device=device,
-                           train=train)  # fmt: skip
+    return random_detector(
+        os.path.join(REPO, rel), setup.size, *setup.heads, device=device, train=train
+    )
 
 
 def inference_rows(
@@ -107,8 +110,11 @@ def inference_rows(
     models = {name: model.to(device) for name, model in models.items()}
     rows = []
     for setting in settings:
-        fns = {n: _inference_call(models[n], setup, device, *setting, amp_dtype)
-               for n in detectors if memory[(n, *setting)] is not None}  # fmt: skip
+        fns = {
+            n: _inference_call(models[n], setup, device, *setting, amp_dtype)
+            for n in detectors
+            if memory[(n, *setting)] is not None
+        }
         try:
             times = time_interleaved(fns, 2, setup.min_run_time, device)
         except torch.cuda.OutOfMemoryError as e:
@@ -162,16 +168,24 @@ def _paired(measured, memory) -> Dict[str, Any]:
         return dict(oom=True)
     medians = [m.median for m in measured]
     mean = sum(medians) / len(medians)
-    return dict(median_s=mean, repeats_s=medians, spread=(max(medians) - min(medians)) / mean,
-                runs=sum(len(m.times) for m in measured), peak_memory_MiB=memory)  # fmt: skip
+    return dict(
+        median_s=mean,
+        repeats_s=medians,
+        spread=(max(medians) - min(medians)) / mean,
+        runs=sum(len(m.times) for m in measured),
+        peak_memory_MiB=memory,
+    )
 
 
 def ratio_rows(rows, keys, over: Dict[str, str], value: str = "median_s"):
     """Ratios of ``value`` between rows that share ``keys``: ``over = {field: denominator}``."""
     (field_, base), out = next(iter(over.items())), []
     for r in rows:
-        match = [b for b in rows if b[field_] == base and all(b[k] == r[k] for k in keys)
-                 and "oom" not in b]  # fmt: skip
+        match = [
+            b
+            for b in rows
+            if b[field_] == base and all(b[k] == r[k] for k in keys) and "oom" not in b
+        ]
         if r[field_] != base and "oom" not in r and match:
             ratio = r[value] / match[0][value]
             out.append({**{k: r[k] for k in keys}, field_: r[field_], "ratio": ratio})

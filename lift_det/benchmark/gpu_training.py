@@ -90,9 +90,14 @@ def stage_one_cost(setup, device, recipe_gpus: int) -> Dict[str, Any]:
     cost = _step_cost(model, cfg, images, device, setup.min_run_time)
     del model
     free(device)
-    out = dict(config=setup.stage1, batch_per_gpu=batch, epoch_images=COCO_TRAIN_IMAGES,
-               recipe=f"{GPU.stage1}: total_batch_size={total} on {recipe_gpus} GPUs",
-               schedule_epochs=epochs, **cost)  # fmt: skip
+    out = dict(
+        config=setup.stage1,
+        batch_per_gpu=batch,
+        epoch_images=COCO_TRAIN_IMAGES,
+        recipe=f"{GPU.stage1}: total_batch_size={total} on {recipe_gpus} GPUs",
+        schedule_epochs=epochs,
+        **cost,
+    )
     if "oom" not in cost:
         out["images_per_s"] = batch / cost["median_s"]
         out["epoch_s"] = COCO_TRAIN_IMAGES / out["images_per_s"]
@@ -120,11 +125,18 @@ def stage_two_rows(setup, device, root, batches) -> List[Dict[str, Any]]:
 
 def stage_two_ratios(rows, lift_name: str) -> List[Dict[str, Any]]:
     """+LiFT's step time and peak memory over each other row's of the same batch."""
-    return [dict(batch=r["batch"], over=b["model"], time=r["median_s"] / b["median_s"],
-                 memory=r["peak_memory_MiB"] / b["peak_memory_MiB"])
-            for r in rows if r["model"] == lift_name and "oom" not in r
-            for b in rows if b["model"] != lift_name and b["batch"] == r["batch"]
-            and "oom" not in b]  # fmt: skip
+    return [
+        dict(
+            batch=r["batch"],
+            over=b["model"],
+            time=r["median_s"] / b["median_s"],
+            memory=r["peak_memory_MiB"] / b["peak_memory_MiB"],
+        )
+        for r in rows
+        if r["model"] == lift_name and "oom" not in r
+        for b in rows
+        if b["model"] != lift_name and b["batch"] == r["batch"] and "oom" not in b
+    ]
 
 
 def _losses(trainer) -> List[float]:

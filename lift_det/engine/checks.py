@@ -88,8 +88,14 @@ def load_lazy_config(path: str):
         ) from None
     except Exception as e:  # noqa: B902 (an error the config's code raised when it ran)
         frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.endswith(".py")]
-        where = next((f"{f.filename}, line {f.lineno}" for f in reversed(frames)
-                      if "site-packages" not in f.filename), path)  # fmt: skip
+        where = next(
+            (
+                f"{f.filename}, line {f.lineno}"
+                for f in reversed(frames)
+                if "site-packages" not in f.filename
+            ),
+            path,
+        )
         raise UsageError(
             f"--config-file '{path}' failed when it ran: {type(e).__name__}: "
             f"{' '.join(str(e).split())} (at {where}). Fix the config, or what it imports."

@@ -22,8 +22,10 @@ def check_steps(trace: str, expected: Dict, where: str) -> None:
     there = [{k: v for k, v in s.items() if k != "losses"} for s in expected["steps"]]
     if here != there:
         diff = next(_difference(a, b) for a, b in itertools.zip_longest(there, here) if a != b)
-        raise UserError(f"{trace} records other probe steps than this checkout's ({diff}): "
-                        f"`make study` writes a trace for this checkout")  # fmt: skip
+        raise UserError(
+            f"{trace} records other probe steps than this checkout's ({diff}): "
+            f"`make study` writes a trace for this checkout"
+        )
 
 
 def compare_steps(expected: Dict, got: Dict) -> Tuple[bool, List[Dict[str, Any]]]:
@@ -104,8 +106,10 @@ def render_study_checks(folder: str) -> str:
             result = f"identical bit for bit ({r['iters']} iterations per step)"
         else:
             worst = max(r["steps"], key=lambda s: s["max_rel"])
-            result = (f"differs: {worst['name']} from iteration {worst['first_iter']}, largest "
-                      f"relative difference {worst['max_rel']:.2g}")  # fmt: skip
+            result = (
+                f"differs: {worst['name']} from iteration {worst['first_iter']}, largest "
+                f"relative difference {worst['max_rel']:.2g}"
+            )
         others = versions(r, [k for k in VERSIONS if k != "torch"])  # older records: none
         stack = f"{r['torch']}, {others}" if others else r["torch"]
         c = r.get("cpu_class")  # older records: the machine's name only

@@ -31,9 +31,14 @@ def plot_frontier(study: Dict, path: str) -> List[Dict[str, float]]:
         ax.errorbar(x, f["mean"], yerr=_std(f["std"]), label=labels[arm], **style)
         ax.errorbar(x, z["mean"], yerr=_std(z["std"]), mfc="white", **style)
         drawn.append({"arm": arm, "x": x, "y": f["mean"], "zero_shot": z["mean"]})
-    _save(fig, ax, path, "GFLOPs per image (inference, fvcore)",
-          "val box AP (filled: finetuned, hollow: zero-shot; mean ± std over seeds)",
-          f"Mini study, {len(study['summary']['seeds'])} seeds: AP against compute")  # fmt: skip
+    _save(
+        fig,
+        ax,
+        path,
+        "GFLOPs per image (inference, fvcore)",
+        "val box AP (filled: finetuned, hollow: zero-shot; mean ± std over seeds)",
+        f"Mini study, {len(study['summary']['seeds'])} seeds: AP against compute",
+    )
     return drawn
 
 
@@ -82,7 +87,12 @@ def plot_cosine_vs_ap(study: Dict, path: str) -> List[Dict[str, float]]:
         ax.errorbar(1.0, image["mean"], yerr=_interval(image["mean"], image), **style)
         drawn.append({"label": "2x image", "x": 1.0, "y": image["mean"]})
     ax.axhline(0.0, color="gray", lw=1, ls="--", label="same-budget control")
-    _save(fig, ax, path, "held-out stage-one cosine to the ViT's features of the 2x image",
-          "Δ box AP vs the same-budget control (95% interval)",
-          f"Does cosine predict AP? {len(study['summary']['seeds'])} seeds")  # fmt: skip
+    _save(
+        fig,
+        ax,
+        path,
+        "held-out stage-one cosine to the ViT's features of the 2x image",
+        "Δ box AP vs the same-budget control (95% interval)",
+        f"Does cosine predict AP? {len(study['summary']['seeds'])} seeds",
+    )
     return drawn

@@ -31,19 +31,54 @@ def mini_steps(out: str, baseline_iters: int, stage1_iters: int, stage2_iters: i
     stage2 = {"train.init_checkpoint": base_ckpt, "train.eval_period": str(stage2_iters)}
     after_base, after_s1 = ("baseline",), ("baseline", "stage1")
     return [
-        Step("baseline", "model_final.pth", "vitdet_mrcnn", baseline_iters,
-             {"train.eval_period": str(baseline_iters)}, "ViTDet (baseline)"),
-        Step("stage1", "lift_final.pth", "lift_stage1", stage1_iters,
-             {"train.init_checkpoint": base_ckpt, "train.eval_period": str(stage1_iters)},
-             "stage one: LiFT-S on the frozen ViT", after_base, cost=0.35),
-        Step("baseline_ft", "model_final.pth", "vitdet_mrcnn_ft", stage2_iters, dict(stage2),
-             "ViTDet + same extra iterations", after_base),
-        Step("bilinear", "model_final.pth", "vitdet_mrcnn_bilinear", stage2_iters, dict(stage2),
-             "ViTDet + bilinear 2x (control)", after_base, cost=0.9),
-        Step("lift", "model_final.pth", "vitdet_mrcnn_lift", stage2_iters,
-             {**stage2, "model.backbone.net.lift_weights": lift_file}, "ViTDet + LiFT", after_s1,
-             cost=0.9),
-    ]  # fmt: skip
+        Step(
+            "baseline",
+            "model_final.pth",
+            "vitdet_mrcnn",
+            baseline_iters,
+            {"train.eval_period": str(baseline_iters)},
+            "ViTDet (baseline)",
+        ),
+        Step(
+            "stage1",
+            "lift_final.pth",
+            "lift_stage1",
+            stage1_iters,
+            {"train.init_checkpoint": base_ckpt, "train.eval_period": str(stage1_iters)},
+            "stage one: LiFT-S on the frozen ViT",
+            after_base,
+            cost=0.35,
+        ),
+        Step(
+            "baseline_ft",
+            "model_final.pth",
+            "vitdet_mrcnn_ft",
+            stage2_iters,
+            dict(stage2),
+            "ViTDet + same extra iterations",
+            after_base,
+        ),
+        Step(
+            "bilinear",
+            "model_final.pth",
+            "vitdet_mrcnn_bilinear",
+            stage2_iters,
+            dict(stage2),
+            "ViTDet + bilinear 2x (control)",
+            after_base,
+            cost=0.9,
+        ),
+        Step(
+            "lift",
+            "model_final.pth",
+            "vitdet_mrcnn_lift",
+            stage2_iters,
+            {**stage2, "model.backbone.net.lift_weights": lift_file},
+            "ViTDet + LiFT",
+            after_s1,
+            cost=0.9,
+        ),
+    ]
 
 
 KEYS = ("bbox/AP", "bbox/AP50", "bbox/AP75", "bbox/APs", "segm/AP")  # the table's metrics

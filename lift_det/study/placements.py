@@ -12,8 +12,11 @@ _GAIN_OF_2X = ("ft", "image2x", "the 2x image's gain over the same-budget contro
 _HALF_TO_1X = ("image_half", "ft", "the gap between the half image and the 1x image")
 REFERENCES = {"up": _GAIN_OF_2X, "stride8": _GAIN_OF_2X, "down": _HALF_TO_1X}
 # the LiFT arm of each placement, with its plain upsampling control
-PLACEMENT_ARMS = {"up": ("lift", "bilinear"), "down": ("lift_down", "bilinear_down"),
-                  "stride8": ("lift_s8", None)}  # fmt: skip
+PLACEMENT_ARMS = {
+    "up": ("lift", "bilinear"),
+    "down": ("lift_down", "bilinear_down"),
+    "stride8": ("lift_s8", None),
+}
 # up arms whose LiFT comes from another stage-one recipe, paired with "lift" (the study's recipe)
 RECIPE_ARMS = ("lift_half", "lift_long")
 
@@ -25,8 +28,11 @@ def zero_shot_per_seed(results: Dict[str, Dict], seeds: Sequence[int], arms: Seq
     for seed in seeds:
         row = {}
         for arm in arms:
-            for name in ("baseline" if arm == CONTROL else None, f"seed{seed}/zs_{arm}",
-                         f"zeroshot/{arm}"):  # fmt: skip
+            for name in (
+                "baseline" if arm == CONTROL else None,
+                f"seed{seed}/zs_{arm}",
+                f"zeroshot/{arm}",
+            ):
                 if name in results:
                     row[arm] = results[name]
                     break
@@ -48,10 +54,16 @@ def recovered_shares(per_seed: Dict, arms: Sequence[str], key: str = "bbox/AP") 
         low, high, what = ref
         seeds = sorted(per_seed)
         gaps = [per_seed[s][high][key] - per_seed[s][low][key] for s in seeds]
-        shares = [(per_seed[s][arm][key] - per_seed[s][low][key]) / g if g > 0 else math.nan
-                  for s, g in zip(seeds, gaps)]  # fmt: skip
-        out[arm] = {**paired_interval(shares), "values": shares, "of": what,
-                    "gap": sum(gaps) / len(gaps)}  # fmt: skip
+        shares = [
+            (per_seed[s][arm][key] - per_seed[s][low][key]) / g if g > 0 else math.nan
+            for s, g in zip(seeds, gaps)
+        ]
+        out[arm] = {
+            **paired_interval(shares),
+            "values": shares,
+            "of": what,
+            "gap": sum(gaps) / len(gaps),
+        }
     return out
 
 
@@ -75,12 +87,17 @@ def placement_words(study: Dict) -> List[str]:
         )
         if lift in shares:
             s, z = shares[lift], zs_shares.get(lift)
-            text += (f" It recovers {100 * s['mean']:.0f}% [{100 * s['low']:.0f}, "
-                     f"{100 * s['high']:.0f}] of {s['of']} ({s['gap']:+.2f} box AP) after "
-                     f"finetuning" + (f", {100 * z['mean']:.0f}% zero-shot (of {z['gap']:+.2f})"
-                                      if z and z["mean"] == z["mean"] else
-                                      f"; zero-shot there is no gain to recover ({z['gap']:+.2f})"
-                                      if z else "") + ".")  # fmt: skip
+            text += (
+                f" It recovers {100 * s['mean']:.0f}% [{100 * s['low']:.0f}, "
+                f"{100 * s['high']:.0f}] of {s['of']} ({s['gap']:+.2f} box AP) after "
+                f"finetuning"
+                + (
+                    f", {100 * z['mean']:.0f}% zero-shot (of {z['gap']:+.2f})"
+                    if z and z["mean"] == z["mean"]
+                    else f"; zero-shot there is no gain to recover ({z['gap']:+.2f})" if z else ""
+                )
+                + "."
+            )
         v = study["lift_vs_control"].get(group)
         if v:
             text += f" Against + bilinear in the same placement: {interval(v)} box AP."
@@ -107,9 +124,13 @@ def placement_words(study: Dict) -> List[str]:
         lines.append(
             f"Stage-one recipe: {arm_labels(study)[arm]} minus up: + LiFT from the study's stage "
             f"one (paired): {interval(d)} box AP after finetuning"
-            + (f"; held-out stage-one cosine {cos[0]['mean']:.4f} against {cos[1]['mean']:.4f}."
-               if all(cos) else ".") + _recipe_verdict(study, arm)
-        )  # fmt: skip
+            + (
+                f"; held-out stage-one cosine {cos[0]['mean']:.4f} against {cos[1]['mean']:.4f}."
+                if all(cos)
+                else "."
+            )
+            + _recipe_verdict(study, arm)
+        )
     return lines
 
 
@@ -128,8 +149,11 @@ def _verdict(group: str, costs: Dict, arm: str, d: Dict, v: Optional[Dict] = Non
         )
     else:
         pays = d["significant"] and d["mean"] > 0 and cheaper
-        why = ("significantly above the control at fewer GFLOPs than the 2x image" if pays
-               else "not significantly above the same-budget control")  # fmt: skip
+        why = (
+            "significantly above the control at fewer GFLOPs than the 2x image"
+            if pays
+            else "not significantly above the same-budget control"
+        )
     if pays and v is not None and not (v["significant"] and v["mean"] > 0):
         return False, f"{why}, but not significantly above + bilinear there"
     return pays, why

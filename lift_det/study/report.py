@@ -38,13 +38,14 @@ def format_report(study: Dict) -> str:
     lines = [
         f"Mini study, {n} seeds ({', '.join(map(str, s['seeds']))}): made by `{study['command']}` "
         f"on {study['date']} at commit {study['commit']}, {study['machine']}, torch "
-        f"{study['torch']}, in {study['wall_time_s'] / 60:.0f} min{resumed}", "",
+        f"{study['torch']}, in {study['wall_time_s'] / 60:.0f} min{resumed}",
+        "",
         f"Mean ± std over seeds. Every arm starts from the same baseline mini ViTDet "
         f"({base['iterations']} iterations, box AP {base['final']['bbox/AP']:.2f}, mask AP "
         f"{base['final']['segm/AP']:.2f}) and trains {setup['stage2_iters']} iterations with the "
         f"ViT frozen; GFLOPs (fvcore){cpu} at inference on one image at the arm's input size (px).",
         "",
-    ]  # fmt: skip
+    ]
     rows = []
     for arm in arms:
         c, r = study["costs"][arm], s["arms"][arm]
@@ -71,24 +72,33 @@ def format_report(study: Dict) -> str:
         lines += [*_zero_shot_section(study), ""]
     left = [labels[a] for a in setup.get("arms_left_out", [])]
     if left:
-        lines += [f"Not run by default (`STUDY_ARGS=\"--arms ...\"` runs them): "
-                  f"{'; '.join(left)}.", ""]  # fmt: skip
+        lines += [
+            f'Not run by default (`STUDY_ARGS="--arms ..."` runs them): ' f"{'; '.join(left)}.",
+            "",
+        ]
     cos, p = s["stage1_cosines"], base["plateau"]
     gain = f"gained {p['gain']:+.2f}, " if p["gain"] is not None else f"not met ({p.get('why')}), "
     verdict = "plateaued." if p["plateaued"] else "**not plateaued** by it."
     curve = base["curve"]
     lines += [
         f"Stage one ({setup['stage1_iters']} iterations per seed), held-out mean cosine "
-        f"similarity to the ViT's features of the 2x image:", "",
-        *md_table(list(cos), [[_pm(v, 4) for v in cos.values()]]), "",
+        f"similarity to the ViT's features of the 2x image:",
+        "",
+        *md_table(list(cos), [[_pm(v, 4) for v in cos.values()]]),
+        "",
         f"The shared baseline: val box AP every {base['eval_period']} iterations. Convergence "
         f"criterion, fixed before the run: {p['criterion']}: {gain}{verdict} "
-        + base.get("schedule", "The learning rate drops 10x at 90%."), "",
-        *md_table(["iteration", *(c["iteration"] for c in curve)],
-                  [[name, *(f"{c[k]:.2f}" for c in curve)] for k, name in CURVE]), "",
-        f"Budget: {setup['justification']}", "",
+        + base.get("schedule", "The learning rate drops 10x at 90%."),
+        "",
+        *md_table(
+            ["iteration", *(c["iteration"] for c in curve)],
+            [[name, *(f"{c[k]:.2f}" for c in curve)] for k, name in CURVE],
+        ),
+        "",
+        f"Budget: {setup['justification']}",
+        "",
         f"Figure: box AP vs GFLOPs, mean ± std over seeds: `{study['figure']}`.",
-    ]  # fmt: skip
+    ]
     if "cosine_vs_ap" in study:
         lines += ["", *_cosine_section(study)]
     return "\n".join(lines)
@@ -130,8 +140,9 @@ def _zero_shot_section(study: Dict) -> List[str]:
         )
     lines += md_table(["model", "of", "finetuned", "zero-shot"], rows)
     words = placement_words(study)
-    return lines + (["", "In words, per placement:", ""] + [f"- {w}" for w in words] if words
-                    else [])  # fmt: skip
+    return lines + (
+        ["", "In words, per placement:", ""] + [f"- {w}" for w in words] if words else []
+    )
 
 
 def _cosine_section(study: Dict) -> List[str]:
@@ -142,11 +153,16 @@ def _cosine_section(study: Dict) -> List[str]:
     for p in pts:
         cosine = f"{p['cosine']:.4f} ± {p['cosine_std']:.4f}"
         rows.append([p["label"], cosine, _diff({**p, "mean": p["delta_ap"]})])
-    return ["Does stage one's cosine predict box AP? Each upsampler's held-out stage-one cosine "
-            "(mean ± std over seeds) and its paired Δ box AP from the control (95% interval):", "",
-            *md_table(["upsampler", "stage-one cosine", "Δ box AP"], rows), "",
-            _cosine_words(pts, c, study), "",
-            f"Figure: Δ box AP vs stage-one cosine: `{study['cosine_figure']}`."]  # fmt: skip
+    return [
+        "Does stage one's cosine predict box AP? Each upsampler's held-out stage-one cosine "
+        "(mean ± std over seeds) and its paired Δ box AP from the control (95% interval):",
+        "",
+        *md_table(["upsampler", "stage-one cosine", "Δ box AP"], rows),
+        "",
+        _cosine_words(pts, c, study),
+        "",
+        f"Figure: Δ box AP vs stage-one cosine: `{study['cosine_figure']}`.",
+    ]
 
 
 def _cosine_words(pts: List[Dict], c: Dict, study: Dict) -> str:
@@ -154,9 +170,15 @@ def _cosine_words(pts: List[Dict], c: Dict, study: Dict) -> str:
     if c["spearman"] is None:
         return f"With {len(pts)} upsampler(s) (fewer than 3), no correlation is computed."
     rho = c["spearman"]
-    verdict = ("ranks the upsamplers as box AP does" if rho >= 0.9 else
-               "ranks them only roughly as box AP does" if rho >= 0.5 else
-               "does not rank them as box AP does")  # fmt: skip
+    verdict = (
+        "ranks the upsamplers as box AP does"
+        if rho >= 0.9
+        else (
+            "ranks them only roughly as box AP does"
+            if rho >= 0.5
+            else "does not rank them as box AP does"
+        )
+    )
     top, bottom = pts[-1], pts[0]
     text = (
         f"In words: over the {len(pts)} upsamplers, stage-one cosine {verdict} (Spearman ρ = "
@@ -171,8 +193,10 @@ def _cosine_words(pts: List[Dict], c: Dict, study: Dict) -> str:
     text += f"Significantly above the same-budget control: {', '.join(above)}." if above else none
     image = study["summary"]["arms"].get("image2x", {}).get("bbox/AP", {}).get("vs_control")
     if image:
-        text += (f" The 2x image, whose ViT features are stage one's target (cosine 1 by "
-                 f"construction), gives {image['mean']:+.2f} box AP.")  # fmt: skip
+        text += (
+            f" The 2x image, whose ViT features are stage one's target (cosine 1 by "
+            f"construction), gives {image['mean']:+.2f} box AP."
+        )
     return text
 
 
@@ -183,12 +207,15 @@ def _in_words(study: Dict) -> str:
     for arm in (a for a in study["arms"] if a != CONTROL):
         d = s["arms"][arm]["bbox/AP"]["vs_control"]
         text = f"{labels[arm]} ({d['mean']:+.2f} box AP)"
-        (better if d["significant"] and d["mean"] > 0 else
-         worse if d["significant"] else neither).append(text)  # fmt: skip
-    return (f"In words, box AP against *{labels[CONTROL]}* at 95%: significantly better: "
-            f"{'; '.join(better) or 'none'}. Significantly worse: {'; '.join(worse) or 'none'}. "
-            f"Not distinguishable from it with {len(s['seeds'])} seeds: "
-            f"{'; '.join(neither) or 'none'}.")  # fmt: skip
+        (
+            better if d["significant"] and d["mean"] > 0 else worse if d["significant"] else neither
+        ).append(text)
+    return (
+        f"In words, box AP against *{labels[CONTROL]}* at 95%: significantly better: "
+        f"{'; '.join(better) or 'none'}. Significantly worse: {'; '.join(worse) or 'none'}. "
+        f"Not distinguishable from it with {len(s['seeds'])} seeds: "
+        f"{'; '.join(neither) or 'none'}."
+    )
 
 
 def format_headline(study: Dict) -> str:

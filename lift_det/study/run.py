@@ -107,8 +107,11 @@ def run_study(
             for g, (lift, control) in PLACEMENT_ARMS.items()
             if lift in arm_names and control in arm_names
         },
-        "recipes": {a: paired_arms(per_seed, a, "lift") for a in RECIPE_ARMS
-                    if a in arm_names and "lift" in arm_names},  # fmt: skip
+        "recipes": {
+            a: paired_arms(per_seed, a, "lift")
+            for a in RECIPE_ARMS
+            if a in arm_names and "lift" in arm_names
+        },
         "cosine_vs_ap": cosine_vs_ap(summary),
         "costs": arm_costs(arm_names, val[0]["file_name"]),
         "per_seed": {str(k): v for k, v in per_seed.items()},
@@ -125,8 +128,10 @@ def run_study(
     report = format_report(study)
     atomic_write_text(os.path.join(report_dir, "mini_study.json"), json.dumps(study, indent=2))
     atomic_write_text(os.path.join(report_dir, "mini_study.md"), report + "\n")
-    print("\n" + report + f"\n\n[study] wrote {report_dir}/mini_study.md, .json, .png and "
-          f"mini_study_cosine.png")  # fmt: skip
+    print(
+        "\n" + report + f"\n\n[study] wrote {report_dir}/mini_study.md, .json, .png and "
+        f"mini_study_cosine.png"
+    )
     return study
 
 
@@ -173,6 +178,10 @@ def arm_costs(arms: Sequence[str], image: str) -> Dict[str, Dict[str, float]]:
         img = torch.nn.functional.interpolate(img[None].float(), size=(size, size))[0]
         inputs = [{"image": img, "height": 256, "width": 256}]
         flops = count_flops(FlopCountAnalysis(model, inputs))
-        costs[arm] = {"params_M": parameter_count(model)[""] / 1e6, "gflops": flops / 1e9,
-                      "image_size": int(size), "cpu_ms": cpu_latency_ms(model, inputs)}  # fmt: skip
+        costs[arm] = {
+            "params_M": parameter_count(model)[""] / 1e6,
+            "gflops": flops / 1e9,
+            "image_size": int(size),
+            "cpu_ms": cpu_latency_ms(model, inputs),
+        }
     return costs

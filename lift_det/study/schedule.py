@@ -44,21 +44,44 @@ ARMS = [
     Arm("resize_conv", "vitdet_mrcnn_resize_conv", "up: + resize-conv", "stage1_rc", 2.4, "up"),
     Arm("jbu", "vitdet_mrcnn_jbu", "up: + JBU", "stage1_jbu", 2.4, "up"),
     Arm("attn", "vitdet_mrcnn_attn", "up: + attention upsampler", "stage1_attn", 2.5, "up"),
-    Arm("lift_half", "vitdet_mrcnn_lift", "up: + LiFT, stage one at 128 px", "stage1_half", 2.6,
-        "up"),
-    Arm("lift_long", "vitdet_mrcnn_lift", "up: + LiFT, stage one 4x longer", "stage1_long", 2.6,
-        "up"),
+    Arm(
+        "lift_half",
+        "vitdet_mrcnn_lift",
+        "up: + LiFT, stage one at 128 px",
+        "stage1_half",
+        2.6,
+        "up",
+    ),
+    Arm(
+        "lift_long",
+        "vitdet_mrcnn_lift",
+        "up: + LiFT, stage one 4x longer",
+        "stage1_long",
+        2.6,
+        "up",
+    ),
     Arm("lift_down", "vitdet_mrcnn_lift_down", "down: + LiFT", "stage1_lift", 0.9, "down"),
     Arm("bilinear_down", "vitdet_mrcnn_bilinear_down", "down: + bilinear", None, 0.8, "down"),
     Arm("lift_s8", "vitdet_mrcnn_lift_s8", "stride 8: + LiFT", "stage1_lift", 1.14, "stride8"),
     Arm("lift_ft", "vitdet_mrcnn_lift_ft", "up: + LiFT, finetuned", "stage1_lift", 2.8, "up"),
     Arm("lift2", "vitdet_mrcnn_lift2", "stride 4: + LiFT twice", "stage1_lift", 1.54, "stride8"),
-]  # fmt: skip
+]
 CONTROL = "ft"  # the same-budget baseline every arm is paired with
 # `make study`'s arms, sized for hours of 2 CPU cores (LiFT finetuned, LiFT twice, LiFT from
 # the stage one at 128 px and from the 4x longer one run on request: --arms)
-DEFAULT_ARMS = ("ft", "image2x", "image_half", "lift", "bilinear", "resize_conv", "jbu", "attn",
-                "lift_down", "bilinear_down", "lift_s8")  # fmt: skip
+DEFAULT_ARMS = (
+    "ft",
+    "image2x",
+    "image_half",
+    "lift",
+    "bilinear",
+    "resize_conv",
+    "jbu",
+    "attn",
+    "lift_down",
+    "bilinear_down",
+    "lift_s8",
+)
 # where a zero-shot evaluation (the baseline's weights, a stage-one file if the arm has one, no
 # stage two) writes its metrics, relative to its step's folder
 ZERO_SHOT = os.path.join("inference_model_final", "metrics.json")

@@ -105,22 +105,40 @@ def cosine_vs_ap(summary: Dict) -> Dict:
         if cos is None or "vs_control" not in row:
             continue
         d = row["vs_control"]
-        points.append({"arm": arm, "label": label, "cosine": cos["mean"], "cosine_std": cos["std"],
-                       "delta_ap": d["mean"], "low": d["low"], "high": d["high"],
-                       "significant": d["significant"]})  # fmt: skip
-    out = {"points": points, "spearman": None, "spearman_p": None, "pearson": None,
-           "ap_per_0.01_cosine": None}  # fmt: skip
+        points.append(
+            {
+                "arm": arm,
+                "label": label,
+                "cosine": cos["mean"],
+                "cosine_std": cos["std"],
+                "delta_ap": d["mean"],
+                "low": d["low"],
+                "high": d["high"],
+                "significant": d["significant"],
+            }
+        )
+    out = {
+        "points": points,
+        "spearman": None,
+        "spearman_p": None,
+        "pearson": None,
+        "ap_per_0.01_cosine": None,
+    }
     x = np.array([p["cosine"] for p in points])
     y = np.array([p["delta_ap"] for p in points])
     if len(points) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
         rho = float(stats.spearmanr(x, y)[0])
         # exact two-sided p: the share of the n! orderings of y with |rho| at least as large
-        perms = [stats.spearmanr(x, y[list(order)])[0]
-                 for order in itertools.permutations(range(len(y)))]  # fmt: skip
+        perms = [
+            stats.spearmanr(x, y[list(order)])[0] for order in itertools.permutations(range(len(y)))
+        ]
         p_value = float(np.mean(np.abs(perms) >= abs(rho) - 1e-12))
-        out.update(spearman=rho, spearman_p=p_value,
-                   pearson=float(np.corrcoef(x, y)[0, 1]),
-                   **{"ap_per_0.01_cosine": float(np.polyfit(x, y, 1)[0] / 100)})  # fmt: skip
+        out.update(
+            spearman=rho,
+            spearman_p=p_value,
+            pearson=float(np.corrcoef(x, y)[0, 1]),
+            **{"ap_per_0.01_cosine": float(np.polyfit(x, y, 1)[0] / 100)},
+        )
     return out
 
 
@@ -135,8 +153,12 @@ def plateau(curve: List[Dict[str, float]], drop: int, max_gain: float = PLATEAU_
         f"learning-rate drop at iteration {drop}, <= {max_gain:.1f}"
     )
     if before is None or before["iteration"] <= drop:
-        return {"criterion": criterion, "gain": None, "plateaued": False,
-                "why": "the last phase holds fewer than two evaluations"}  # fmt: skip
+        return {
+            "criterion": criterion,
+            "gain": None,
+            "plateaued": False,
+            "why": "the last phase holds fewer than two evaluations",
+        }
     gain = last["bbox/AP"] - before["bbox/AP"]
     return {
         "criterion": f"{criterion} (iterations {before['iteration']} and {last['iteration']})",

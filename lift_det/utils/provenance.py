@@ -74,8 +74,15 @@ def class_name(made: Dict) -> Optional[str]:
     c = made.get("cpu_class")
     if not c:
         return None
-    parts = [c["vendor"], "family", c["family"], "model", c["model"], c["capability"],
-             f"{c['cpus']} cpus"] + [f"{k} {made.get(k)}" for k in VERSIONS]  # fmt: skip
+    parts = [
+        c["vendor"],
+        "family",
+        c["family"],
+        "model",
+        c["model"],
+        c["capability"],
+        f"{c['cpus']} cpus",
+    ] + [f"{k} {made.get(k)}" for k in VERSIONS]
     return slug(" ".join(str(p) for p in parts))
 
 
