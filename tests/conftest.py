@@ -146,9 +146,8 @@ def tool_python() -> str:
     process of its own per run, forked from a server of this test process that has imported torch
     and detectron2 once (about 4 CPU seconds a process). Its tool runs as ``__main__`` with the
     command's argv, directory, environment and stdio; ``-c`` and the like run in
-    ``sys.executable``. A tool's import-time output (warnings) is seen by the tests that run the
-    real interpreter: each tool's ``--help`` (:func:`tool_help`) and first refusal
-    (test_user_mistakes.py)."""
+    ``sys.executable``. Each tool's ``--help`` (:func:`tool_help`) runs in the real interpreter:
+    every tool's imports are also tested from a fresh process, with nothing imported before."""
     import tempfile
 
     import warm_python

@@ -288,8 +288,19 @@ def test_scale_invariance_says_how_many_images_it_used(tmp_path):
         pixels = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
         Image.fromarray(pixels).resize((80, 80)).save(tmp_path / f"img{i}.png")
     tool = _tool("scale_invariance.py")
-    args = ["--output", str(tmp_path / "cka.png"), "--images", str(tmp_path), "--size", "64",
-            "--scales", "1", "2", "--max-images", "2"]  # fmt: skip
+    args = [
+        "--output",
+        str(tmp_path / "cka.png"),
+        "--images",
+        str(tmp_path),
+        "--size",
+        "64",
+        "--scales",
+        "1",
+        "2",
+        "--max-images",
+        "2",
+    ]
     title = tool["main"](tool["get_parser"]().parse_args(args))
     assert "the first 2 of 3 images, --max-images 2" in title
     with open(str(tmp_path / "cka.json")) as f:

@@ -285,9 +285,16 @@ def test_readme_own_coco_recipe_with_rle_masks(tmp_path, monkeypatch):
             rle["counts"] = rle["counts"].decode()
             images.append(dict(id=i + 1, file_name=f"{i}.png", height=64, width=64))
             anns.append(
-                dict(id=i + 1, image_id=i + 1, category_id=1 + i, bbox=[10, 8, 40, 32],
-                     area=1280, iscrowd=0, segmentation=rle)
-            )  # fmt: skip
+                dict(
+                    id=i + 1,
+                    image_id=i + 1,
+                    category_id=1 + i,
+                    bbox=[10, 8, 40, 32],
+                    area=1280,
+                    iscrowd=0,
+                    segmentation=rle,
+                )
+            )
         cats = [dict(id=1, name="a"), dict(id=2, name="b")]
         coco = dict(images=images, annotations=anns, categories=cats)
         (tmp_path / "my" / "annotations" / f"{split}.json").write_text(json.dumps(coco))
@@ -300,8 +307,9 @@ def test_readme_own_coco_recipe_with_rle_masks(tmp_path, monkeypatch):
     exec(readme_block("own_coco"), scope)
     cfg = scope["cfg"]
     assert instantiate(cfg.dataloader.evaluator)._metadata.name == "my_val"
-    cfg.model.backbone.net.update(img_size=64, embed_dim=64, depth=1, num_heads=2,
-                                  window_block_indexes=[], lift_weights="")  # fmt: skip
+    cfg.model.backbone.net.update(
+        img_size=64, embed_dim=64, depth=1, num_heads=2, window_block_indexes=[], lift_weights=""
+    )
     cfg.model.backbone.net.allow_random_lift = True
     cfg.model.backbone.square_pad = 64
     cfg.dataloader.train.mapper.augmentations = []

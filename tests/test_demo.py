@@ -149,9 +149,12 @@ def make_lift_file(path):
 
     mini_vit = {"type": "detectron2.ViT", "embed_dim": 192, "depth": 4, "num_heads": 3}
     save_lift_file(
-        path, LiFT.from_preset("LiFT-S", 192), backbone={**mini_vit, "patch_size": 16},
-        iteration=1, teacher={"weights": "", "initialized": True},
-    )  # fmt: skip
+        path,
+        LiFT.from_preset("LiFT-S", 192),
+        backbone={**mini_vit, "patch_size": 16},
+        iteration=1,
+        teacher={"weights": "", "initialized": True},
+    )
     return str(path)
 
 

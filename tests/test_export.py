@@ -102,7 +102,13 @@ def test_the_readme_export_blocks_run_as_written(tmp_path):
     assert len(blocks) == 2
     os.symlink(os.path.join(REPO, "configs"), tmp_path / "configs")
     for code, made in zip(blocks, ["model.ts", "lift.onnx"]):
-        proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=600, env=dict(os.environ, **CPU_ENV))  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=dict(os.environ, **CPU_ENV),
+        )
         assert proc.returncode == 0, code + proc.stderr[-3000:]
         assert (tmp_path / made).stat().st_size > 1000

@@ -177,10 +177,16 @@ def test_readme_tables_from_a_report(report):
     # the first +LiFT model's (the down placement, the detector's own size)
     first = result["inference"]["rows"][1]["model"]
     assert first.endswith("down")
-    (detector,) = [r for r in ratios if r["part"] == "detector" and at.items() <= r.items()
-                   and r["model"] == first]  # fmt: skip
-    (backbone,) = [r for r in ratios if r["part"] == "backbone" and at.items() <= r.items()
-                   and r["model"] == first]  # fmt: skip
+    (detector,) = [
+        r
+        for r in ratios
+        if r["part"] == "detector" and at.items() <= r.items() and r["model"] == first
+    ]
+    (backbone,) = [
+        r
+        for r in ratios
+        if r["part"] == "backbone" and at.items() <= r.items() and r["model"] == first
+    ]
 
     def spread(part):  # the larger A/B spread of the +LiFT and plain rows behind a ratio
         rows = [r for r in result["inference"]["rows"] if r["part"] == part]
@@ -324,9 +330,22 @@ def test_a_report_cut_short_while_written_keeps_the_previous_one(tmp_path, monke
     from lift_det.checkpoint import file_io
 
     base = str(tmp_path / "gpu" / "dev")
-    old = dict(toy=True, device="dev", torch="t", cuda="none", amp_dtype="bf16", image_size=8,
-               wall_s=1.0, budget_s=2.0, date="d", commit="c", machine="m", command="x",
-               skipped=[], failed=[])  # fmt: skip
+    old = dict(
+        toy=True,
+        device="dev",
+        torch="t",
+        cuda="none",
+        amp_dtype="bf16",
+        image_size=8,
+        wall_s=1.0,
+        budget_s=2.0,
+        date="d",
+        commit="c",
+        machine="m",
+        command="x",
+        skipped=[],
+        failed=[],
+    )
     gpu_report.write_report(old, base)
     before = {p: open(base + p).read() for p in (".json", ".md")}
 

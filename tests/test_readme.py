@@ -124,8 +124,9 @@ def test_tools_run(tool, tmp_path_factory):
 def test_study_checks_block_lists_the_recorded_machines(tmp_path):
     assert "<!-- generated: docs/study_checks/ -->" in DOCS
     assert update_readme.render_study_checks(str(tmp_path)) == STUDY_CHECKS_NONE + "\n"
-    steps = [{"name": "baseline", "identical": True, "first_iter": None, "max_abs": 0.0,
-              "max_rel": 0.0}]  # fmt: skip
+    steps = [
+        {"name": "baseline", "identical": True, "first_iter": None, "max_abs": 0.0, "max_rel": 0.0}
+    ]
     record = {
         "machine": "CPU X, 2 CPUs, no GPU",
         "date": "d",

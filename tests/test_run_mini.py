@@ -15,15 +15,31 @@ from lift_det.utils.cli import UserError
 def test_format_table():
     steps = mini.mini_steps("/o", baseline_iters=7, stage1_iters=5, stage2_iters=3)
     results = {
-        "baseline": {"bbox/AP": 10.0, "bbox/AP50": 20.5, "bbox/AP75": 5.25, "bbox/APs": 1.0,
-                     "segm/AP": 12.345, "iterations": 7},
-        "stage1": {"lift_quality/cos_lift": 0.91234, "lift_quality/cos_bilinear": 0.9,
-                   "lift_quality/cos_nearest": 0.85, "iterations": 5},
+        "baseline": {
+            "bbox/AP": 10.0,
+            "bbox/AP50": 20.5,
+            "bbox/AP75": 5.25,
+            "bbox/APs": 1.0,
+            "segm/AP": 12.345,
+            "iterations": 7,
+        },
+        "stage1": {
+            "lift_quality/cos_lift": 0.91234,
+            "lift_quality/cos_bilinear": 0.9,
+            "lift_quality/cos_nearest": 0.85,
+            "iterations": 5,
+        },
         "baseline_ft": {"bbox/AP": 11.0, "bbox/AP50": float("nan"), "iterations": 3},
         "bilinear": {"iterations": 3},
-        "lift": {"bbox/AP": 12.0, "bbox/AP50": 30.0, "bbox/AP75": 6.0, "bbox/APs": 2.0,
-                 "segm/AP": 13.0, "iterations": 3},
-    }  # fmt: skip
+        "lift": {
+            "bbox/AP": 12.0,
+            "bbox/AP50": 30.0,
+            "bbox/AP75": 6.0,
+            "bbox/APs": 2.0,
+            "segm/AP": 13.0,
+            "iterations": 3,
+        },
+    }
     assert mini.format_table(results, steps).split("\n") == [
         "| model | iterations | box AP | AP50 | AP75 | APs | mask AP |",
         "|---|---|---|---|---|---|---|",
@@ -42,14 +58,20 @@ def test_format_table():
 
 def test_format_table_flags_an_undertrained_lift():
     steps = mini.mini_steps("/o", baseline_iters=7, stage1_iters=5, stage2_iters=3)
-    stage1 = {"lift_quality/cos_lift": 0.85, "lift_quality/cos_bilinear": 0.9,
-              "lift_quality/cos_nearest": 0.8, "iterations": 5}  # fmt: skip
+    stage1 = {
+        "lift_quality/cos_lift": 0.85,
+        "lift_quality/cos_bilinear": 0.9,
+        "lift_quality/cos_nearest": 0.8,
+        "iterations": 5,
+    }
     results = {"baseline": {"iterations": 7}, "stage1": stage1}
     table = mini.format_table(results, steps)
     assert "| 0.8500 | 0.9000 | 0.8000 |" in table
-    assert table.endswith("**LiFT is UNDERTRAINED**: its held-out cosine is below bilinear "
-                          "upsampling's. Train stage one longer; the +LiFT rows above say little "
-                          "about LiFT.")  # fmt: skip
+    assert table.endswith(
+        "**LiFT is UNDERTRAINED**: its held-out cosine is below bilinear "
+        "upsampling's. Train stage one longer; the +LiFT rows above say little "
+        "about LiFT."
+    )
     stage1["lift_quality/cos_lift"] = 0.91
     assert "UNDERTRAINED" not in mini.format_table(results, steps)
 
@@ -125,14 +147,26 @@ def test_run_mini_says_in_one_line_why_it_stops(pipeline, tmp_path):
     shutil.copytree(pipeline[0], out)
     env = dict(os.environ, **CPU_ENV)
     tool = [tool_python(), os.path.join(REPO, "tools", "run_mini.py")]
-    run = subprocess.run([*tool, "--output-dir", out], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=300)  # fmt: skip
+    run = subprocess.run(
+        [*tool, "--output-dir", out],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 2 and "Traceback" not in run.stderr and run.stdout == ""
     assert "holds the runs of ['baseline'" in run.stderr.splitlines()[-1]
 
     fresh = str(tmp_path / "fresh")
-    run = subprocess.run([*tool, "--output-dir", fresh, "train.max_iterr=1"], cwd=tmp_path,
-                         env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    run = subprocess.run(
+        [*tool, "--output-dir", fresh, "train.max_iterr=1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
     line = run.stderr.strip().splitlines()[-1]
     assert line.startswith("run_mini.py: step 'baseline' failed (exit 2): train_net.py: error: ")

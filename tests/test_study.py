@@ -43,8 +43,10 @@ def test_summarize_pairs_arms_by_seed():
     # seeds differ by a lot, the arm is always control + 1.5: paired, that is exact and
     # significant; the control's own seed spread must not enter the interval
     control = {0: 10.0, 1: 30.0, 2: 20.0}
-    per_seed = {s: {"ft": _metrics(ap), "lift": _metrics(ap + 1.5), "bilinear": _metrics(ap)}
-                for s, ap in control.items()}  # fmt: skip
+    per_seed = {
+        s: {"ft": _metrics(ap), "lift": _metrics(ap + 1.5), "bilinear": _metrics(ap)}
+        for s, ap in control.items()
+    }
     per_seed[2]["bilinear"] = _metrics(22.0)  # +0, +0, +2: not significant
     out = statistics.summarize(per_seed, ["ft", "lift", "bilinear"])
     box = out["arms"]["lift"]["bbox/AP"]
@@ -63,8 +65,9 @@ def test_summarize_pairs_arms_by_seed():
 
 
 def test_plateau_criterion():
-    curve = [{"iteration": i, "bbox/AP": ap}
-             for i, ap in [(100, 5), (200, 10), (300, 20), (400, 20.5)]]  # fmt: skip
+    curve = [
+        {"iteration": i, "bbox/AP": ap} for i, ap in [(100, 5), (200, 10), (300, 20), (400, 20.5)]
+    ]
     got = statistics.plateau(curve, drop=250)
     assert got["gain"] == pytest.approx(0.5) and got["plateaued"]  # 300 -> 400, both after 250
     assert "iterations 300 and 400" in got["criterion"]
@@ -84,8 +87,10 @@ def test_cosine_vs_ap_against_scipy_and_numpy_by_hand():
         }
         for a, d in delta.items()
     }
-    summary = {"arms": arms, "stage1_cosines": {k: {"mean": v, "std": 0.001} for k, v in
-                                                cos.items()}}  # fmt: skip
+    summary = {
+        "arms": arms,
+        "stage1_cosines": {k: {"mean": v, "std": 0.001} for k, v in cos.items()},
+    }
     got = statistics.cosine_vs_ap(summary)
     assert [p["arm"] for p in got["points"]] == ["bilinear", "resize_conv", "jbu", "lift"]
     x, y = [0.86, 0.92, 0.90, 0.94], [-19.0, -16.0, -5.0, -1.0]
@@ -167,9 +172,14 @@ def test_study_steps_are_paired_within_a_seed(tmp_path):
             assert s.overrides["model.backbone.net.lift_weights"] == stage_one
     assert len(steps) == 1 + 2 * (len(schedule.STAGE_ONES) + len(arms)) + len(zero_shot)
     sub = schedule.study_steps(out, [0], 30, 20, 10, arms=["ft", "lift_half"])
-    assert [s.name for s in sub] == ["baseline", "seed0/stage1_lift", "seed0/stage1_half",
-                                     "seed0/lift_half", "seed0/ft",
-                                     "seed0/zs_lift_half"]  # fmt: skip
+    assert [s.name for s in sub] == [
+        "baseline",
+        "seed0/stage1_lift",
+        "seed0/stage1_half",
+        "seed0/lift_half",
+        "seed0/ft",
+        "seed0/zs_lift_half",
+    ]
     default = schedule.study_steps(out, [0], 30, 20, 10)
     stage_ones = {"seed0/stage1_lift", "seed0/stage1_rc", "seed0/stage1_jbu", "seed0/stage1_attn"}
     assert {s.name for s in default if "--eval-only" not in s.flags} == {"baseline"} | {
@@ -188,7 +198,8 @@ def _numbers(step_dir):
 
 @pytest.fixture(scope="module")
 def tiny_study(small_mini, tmp_path_factory):
-    """The study at 1-2 iterations per step, 2 seeds, the control and LiFT arms."""
+    """The study at its smallest: 2 seeds, the control and LiFT arms, the baseline at 2
+    iterations (a curve of 2 evaluations), every other step at 1."""
     out = str(tmp_path_factory.mktemp("study"))
     stdout = io.StringIO()
     probes = []  # the probe's own steps are tested in test_study_check.py
@@ -198,12 +209,17 @@ def tiny_study(small_mini, tmp_path_factory):
         mp.setattr(sys, "executable", tool_python())  # the steps' interpreter
         mp.setattr(study, "write_trace", lambda *a, **k: probes.append((a, k)))
         # each arm's CPU latency timed for 0.05 s instead of 2 s (a measured median all the same)
-        mp.setattr(study, "cpu_latency_ms", functools.partial(study.cpu_latency_ms,
-                                                              min_run_time=0.05))  # fmt: skip
-        result = study.run_study(out, [0, 1], 2, 2, 2, jobs=2, arms=["ft", "lift"], val_images=6)
-    assert len(probes) == 1 and probes[0][0][1:] == (os.path.join(out, "mini_study_trace.json"),
-                                                     2, 2, 2)  # fmt: skip
-    assert probes[0][1]["iters"] == 2  # the study's budgets, the probe no longer than a step
+        mp.setattr(
+            study, "cpu_latency_ms", functools.partial(study.cpu_latency_ms, min_run_time=0.05)
+        )
+        result = study.run_study(out, [0, 1], 2, 1, 1, jobs=2, arms=["ft", "lift"], val_images=6)
+    assert len(probes) == 1 and probes[0][0][1:] == (
+        os.path.join(out, "mini_study_trace.json"),
+        2,
+        1,
+        1,
+    )
+    assert probes[0][1]["iters"] == 1  # the study's budgets, the probe no longer than a step
     return out, result, stdout.getvalue()
 
 
@@ -217,8 +233,11 @@ def test_study_writes_its_report(tiny_study):
     assert os.path.getsize(os.path.join(out, "mini_study.png")) > 1000
     for seed in (0, 1):  # the per-seed numbers are the steps' own final evaluations
         for step in ("ft", "lift", "stage1_lift"):
-            last = [r for r in _numbers(os.path.join(out, f"seed{seed}", step))
-                    if any(k.startswith(("bbox/", "lift_quality/")) for k in r)][-1]  # fmt: skip
+            last = [
+                r
+                for r in _numbers(os.path.join(out, f"seed{seed}", step))
+                if any(k.startswith(("bbox/", "lift_quality/")) for k in r)
+            ][-1]
             for k, v in last.items():
                 assert written["per_seed"][str(seed)][step][k] == v, (seed, step, k)
     lift = written["summary"]["arms"]["lift"]["bbox/AP"]
@@ -246,7 +265,8 @@ def test_same_seed_gives_identical_metrics(tiny_study, tmp_path, monkeypatch):
     for k, v in CPU_ENV.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("LIFT_DET_MINI_ROOT", os.path.join(out, "data"))  # the study's own data
-    steps = {s.name: s for s in schedule.study_steps(out, [0, 1], 2, 2, 2, arms=["ft", "lift"])}
+    monkeypatch.setattr(sys, "executable", tool_python())  # the steps' interpreter, as the study's
+    steps = {s.name: s for s in schedule.study_steps(out, [0, 1], 2, 1, 1, arms=["ft", "lift"])}
     again = str(tmp_path)
     for name in ("seed1/stage1_lift", "seed1/lift"):  # rerun from the same inputs, same seed
         with contextlib.redirect_stdout(io.StringIO()):
@@ -296,20 +316,25 @@ def test_every_arm_has_its_own_colour():
 
 def _placement_study(lift, bilinear):
     """A 3-seed study of the up placement with given per-seed box APs of LiFT and bilinear."""
-    aps = {"ft": [50.0, 52.0, 54.0], "image2x": [60.0, 61.0, 64.0], "lift": lift,
-           "bilinear": bilinear}  # fmt: skip
-    per_seed = {s: {a: {k: v[s] for k, _ in statistics.METRICS} for a, v in aps.items()}
-                for s in range(3)}  # fmt: skip
+    aps = {
+        "ft": [50.0, 52.0, 54.0],
+        "image2x": [60.0, 61.0, 64.0],
+        "lift": lift,
+        "bilinear": bilinear,
+    }
+    per_seed = {
+        s: {a: {k: v[s] for k, _ in statistics.METRICS} for a, v in aps.items()} for s in range(3)
+    }
     arms = list(aps)
     summary = statistics.summarize(per_seed, arms)
     return per_seed, {
-        "arms": arms, "summary": summary,
+        "arms": arms,
+        "summary": summary,
         "costs": {a: {"gflops": g} for a, g in zip(arms, (1.75, 5.5, 3.5, 3.2))},
-        "zero_shot": {"summary": summary, "recovered": placements.recovered_shares(
-            per_seed, arms)},
+        "zero_shot": {"summary": summary, "recovered": placements.recovered_shares(per_seed, arms)},
         "recovered": placements.recovered_shares(per_seed, arms),
         "lift_vs_control": {"up": statistics.paired_arms(per_seed, "lift", "bilinear")},
-    }  # fmt: skip
+    }
 
 
 def test_recovered_share_by_hand():
@@ -355,11 +380,15 @@ def test_recipe_words_pair_the_other_stage_one_with_the_studys():
     for s, ap in zip(per_seed, (56.0, 56.0, 61.0)):
         per_seed[s]["lift_long"] = {k: ap for k, _ in statistics.METRICS}
     study["recipes"] = {"lift_long": statistics.paired_arms(per_seed, "lift_long", "lift")}
-    study["summary"]["stage1_cosines"] = {"LiFT": {"mean": 0.9},
-                                          "LiFT, stage one 4x longer": {"mean": 0.95}}  # fmt: skip
+    study["summary"]["stage1_cosines"] = {
+        "LiFT": {"mean": 0.9},
+        "LiFT, stage one 4x longer": {"mean": 0.95},
+    }
     study["summary"] = statistics.summarize(per_seed, [*study["arms"], "lift_long"])
-    study["summary"]["stage1_cosines"] = {"LiFT": {"mean": 0.9},
-                                          "LiFT, stage one 4x longer": {"mean": 0.95}}  # fmt: skip
+    study["summary"]["stage1_cosines"] = {
+        "LiFT": {"mean": 0.9},
+        "LiFT, stage one 4x longer": {"mean": 0.95},
+    }
     study["costs"]["lift_long"] = {"gflops": 3.5}
     recipe = placements.placement_words(study)[-1]
     assert recipe.startswith("Stage-one recipe: up: + LiFT, stage one 4x longer minus")
@@ -381,9 +410,11 @@ def test_cosine_section_and_figure_from_the_committed_study(tmp_path):
     s = committed["summary"]
     committed["cosine_vs_ap"] = statistics.cosine_vs_ap(s)
     committed["cosine_figure"] = "docs/mini_study_cosine.png"
-    pairs = [(s["stage1_cosines"][label]["mean"], s["arms"][arm]["bbox/AP"]["vs_control"]["mean"])
-             for arm, label in statistics.UPSAMPLERS
-             if arm in s["arms"] and label in s["stage1_cosines"]]  # fmt: skip
+    pairs = [
+        (s["stage1_cosines"][label]["mean"], s["arms"][arm]["bbox/AP"]["vs_control"]["mean"])
+        for arm, label in statistics.UPSAMPLERS
+        if arm in s["arms"] and label in s["stage1_cosines"]
+    ]
     assert len(pairs) >= 3
     rho = stats.spearmanr(*zip(*pairs))[0]
     text = report.format_report(committed)
@@ -409,7 +440,8 @@ def test_a_resumed_study_says_its_time_leaves_out_the_steps_run_before():
     n = len(study["step_seconds"])
     study["steps_skipped"], study["wall_time_s"] = 3, 120.0
     head = report.format_report(study).splitlines()[0]
-    assert head.endswith(f"in 2 min (resumed: 3 of its {n} steps had run before and are not in "
-                         "that time).")  # fmt: skip
+    assert head.endswith(
+        f"in 2 min (resumed: 3 of its {n} steps had run before and are not in " "that time)."
+    )
     study["steps_skipped"] = 0
     assert report.format_report(study).splitlines()[0].endswith(", in 2 min.")

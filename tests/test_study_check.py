@@ -172,8 +172,19 @@ def check_here(capsys, monkeypatch):
 
 def test_study_check_end_to_end(tmp_path, check_here):
     trace_file, probe = str(tmp_path / "trace.json"), str(tmp_path / "probe")
-    rc, out, err = study_check("--write", trace_file, "--study-iters", "20", "10", "10",
-                               "--iters", "2", "--output-dir", probe, cwd=tmp_path)  # fmt: skip
+    rc, out, err = study_check(
+        "--write",
+        trace_file,
+        "--study-iters",
+        "20",
+        "10",
+        "10",
+        "--iters",
+        "2",
+        "--output-dir",
+        probe,
+        cwd=tmp_path,
+    )
     assert rc == 0, out[-3000:] + err[-3000:]
     trace = read(trace_file)
     assert [s["name"] for s in trace["steps"]] == ["baseline", "seed0/stage1_lift", "seed0/lift"]
@@ -190,8 +201,9 @@ def test_study_check_end_to_end(tmp_path, check_here):
 
     # the check rebuilds the steps from the trace's budgets (here: takes the finished runs; the
     # checks run main() in this process, the write above ran the script)
-    rc, out, err = check_here("--trace", trace_file, "--output-dir", probe, "--resume",
-                              cwd=tmp_path)  # fmt: skip
+    rc, out, err = check_here(
+        "--trace", trace_file, "--output-dir", probe, "--resume", cwd=tmp_path
+    )
     assert rc == 0, out[-3000:] + err[-3000:]
     assert out.count("identical bit for bit (2 iterations)") == 3
     assert trace["machine"] in out
@@ -204,8 +216,9 @@ def test_study_check_end_to_end(tmp_path, check_here):
     loss["total_loss"] = old[:5] + ("1" if old[5] != "1" else "2") + old[6:]
     with open(tmp_path / "changed.json", "w") as f:
         json.dump(changed, f)
-    rc, out, err = check_here("--trace", "changed.json", "--output-dir", probe, "--resume",
-                              cwd=tmp_path)  # fmt: skip
+    rc, out, err = check_here(
+        "--trace", "changed.json", "--output-dir", probe, "--resume", cwd=tmp_path
+    )
     assert rc == 1, out[-3000:] + err[-3000:]
     assert "baseline: identical bit for bit" in out and "seed0/lift: identical bit for bit" in out
     assert "seed0/stage1_lift: DIFFERS from iteration 1 (total_loss" in out
@@ -216,8 +229,16 @@ def test_study_check_end_to_end(tmp_path, check_here):
     changed["torch"] = "0.1"
     with open(tmp_path / "changed.json", "w") as f:
         json.dump(changed, f)
-    rc, out, err = check_here("--trace", "changed.json", "--output-dir", probe, "--resume",
-                              "--record", "checks", cwd=tmp_path)  # fmt: skip
+    rc, out, err = check_here(
+        "--trace",
+        "changed.json",
+        "--output-dir",
+        probe,
+        "--resume",
+        "--record",
+        "checks",
+        cwd=tmp_path,
+    )
     assert rc == 0, out[-3000:] + err[-3000:]
     assert "this machine class has no record: its difference is a finding, recorded" in out
     assert f"this run's torch {torch.__version__} is not the trace's 0.1" in out
@@ -239,14 +260,30 @@ def test_study_check_end_to_end(tmp_path, check_here):
     assert f"family {c['family']} model {c['model']}, {c['capability']}" in table
 
     # again: the same class now has a record, and the run is as that record
-    rc, out, err = check_here("--trace", "changed.json", "--output-dir", probe, "--resume",
-                              "--record", "checks", cwd=tmp_path)  # fmt: skip
+    rc, out, err = check_here(
+        "--trace",
+        "changed.json",
+        "--output-dir",
+        probe,
+        "--resume",
+        "--record",
+        "checks",
+        cwd=tmp_path,
+    )
     assert rc == 0 and "as this class's earlier record" in out, out[-3000:] + err[-3000:]
     # a record of this class that says otherwise: a failure within the class
     recorded["steps"][1]["max_abs"] *= 2
     path.write_text(json.dumps(recorded))
-    rc, out, err = check_here("--trace", "changed.json", "--output-dir", probe, "--resume",
-                              "--record", "checks", cwd=tmp_path)  # fmt: skip
+    rc, out, err = check_here(
+        "--trace",
+        "changed.json",
+        "--output-dir",
+        probe,
+        "--resume",
+        "--record",
+        "checks",
+        cwd=tmp_path,
+    )
     assert rc == 1 and "NOT as this class's earlier record" in out, out[-3000:] + err[-3000:]
     assert len(list((tmp_path / "checks").iterdir())) == 1  # its own record replaced, no other
 
@@ -261,8 +298,13 @@ def test_a_record_per_machine_class(tmp_path):
     rerun of the same class replaces its own."""
     study_check = load_tool("study_check")
     trace = {"iters": 10, "date": "d0", "commit": "c0", "machine": "M", "torch": "2.14.1"}
-    cpu = {"vendor": "AuthenticAMD", "family": "25", "model": "1", "capability": "AVX512",
-           "cpus": 2}  # fmt: skip
+    cpu = {
+        "vendor": "AuthenticAMD",
+        "family": "25",
+        "model": "1",
+        "capability": "AVX512",
+        "cpus": 2,
+    }
 
     def run(torch_version, commit, **cls):
         got = {
@@ -276,8 +318,7 @@ def test_a_record_per_machine_class(tmp_path):
             "command": "study_check.py",
             "cpu_class": {**cpu, **cls},
         }
-        steps = [dict(name="baseline", identical=False, first_iter=0,
-                      max_abs=0.1, max_rel=0.2)]  # fmt: skip
+        steps = [dict(name="baseline", identical=False, first_iter=0, max_abs=0.1, max_rel=0.2)]
         return study_check.record(str(tmp_path), trace, got, steps, wall_s=1.0)
 
     first, other = run("2.14.1+cu130", "a"), run("2.11.0+cu130", "b")

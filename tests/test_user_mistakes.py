@@ -8,11 +8,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import pytest
 import torch
 
-from conftest import CPU_ENV, REPO, doc_table_rows, load_tool
+from conftest import CPU_ENV, REPO, doc_table_rows, load_tool, tool_python
 from lift_det.checkpoint import save_lift_file
 from lift_det.modeling import vit_identity
 
@@ -57,7 +56,7 @@ dataloader.train.dataset.names = "mine_train"
 
 def run_tool(args, cwd):
     env = dict(os.environ, **CPU_ENV)
-    cmd = [sys.executable, TRAIN_NET, *args]
+    cmd = [tool_python(), TRAIN_NET, *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
 
 
@@ -76,11 +75,23 @@ def config(name):
 
 def test_model_the_constructor_refuses(small_mini, tmp_path):
     out = tmp_path / "out"
-    proc = run_tool(["--config-file", config("vitdet_mrcnn_lift"), f"train.output_dir={out}",
-                     "model.backbone.net.num_passes=4", "model.backbone.net.allow_random_lift=True",
-                     "train.max_iter=1"], tmp_path)  # fmt: skip
-    assert_one_line(proc, "the model (model): The pyramid's finest level (p2) has stride 4",
-                    "num_passes=4", "Use fewer LiFT passes")  # fmt: skip
+    proc = run_tool(
+        [
+            "--config-file",
+            config("vitdet_mrcnn_lift"),
+            f"train.output_dir={out}",
+            "model.backbone.net.num_passes=4",
+            "model.backbone.net.allow_random_lift=True",
+            "train.max_iter=1",
+        ],
+        tmp_path,
+    )
+    assert_one_line(
+        proc,
+        "the model (model): The pyramid's finest level (p2) has stride 4",
+        "num_passes=4",
+        "Use fewer LiFT passes",
+    )
     assert not os.path.exists(out)  # the refused run left nothing: no config.yaml, log or lock
 
 
@@ -147,22 +158,39 @@ def test_lift_file_of_another_teacher(small_mini, tmp_path):
     net = model.backbone.net
     lift_file = str(tmp_path / "lift_final.pth")
     teacher = {"weights": "another_vitdet.pth", "initialized": True, "fingerprint": "0" * 16}
-    save_lift_file(lift_file, net.lift, backbone=vit_identity(net), teacher=teacher,
-                   iteration=5)  # fmt: skip
-    proc = run_tool(["--config-file", config("vitdet_mrcnn_lift"),
-                     f"train.init_checkpoint={detector}",
-                     f"model.backbone.net.lift_weights={lift_file}", "train.max_iter=1",
-                     f"train.output_dir={tmp_path / 'out'}"], tmp_path)  # fmt: skip
-    assert_one_line(proc, f"LiFT file '{lift_file}' was trained against another ViT",
-                    "another_vitdet.pth", "train stage one against this ViT")  # fmt: skip
+    save_lift_file(lift_file, net.lift, backbone=vit_identity(net), teacher=teacher, iteration=5)
+    proc = run_tool(
+        [
+            "--config-file",
+            config("vitdet_mrcnn_lift"),
+            f"train.init_checkpoint={detector}",
+            f"model.backbone.net.lift_weights={lift_file}",
+            "train.max_iter=1",
+            f"train.output_dir={tmp_path / 'out'}",
+        ],
+        tmp_path,
+    )
+    assert_one_line(
+        proc,
+        f"LiFT file '{lift_file}' was trained against another ViT",
+        "another_vitdet.pth",
+        "train stage one against this ViT",
+    )
     assert not os.path.exists(tmp_path / "out")
     # a folder that held something keeps it, and gets nothing new
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")
-    proc = run_tool(["--config-file", config("vitdet_mrcnn_lift"),
-                     f"train.init_checkpoint={detector}",
-                     f"model.backbone.net.lift_weights={lift_file}", "train.max_iter=1",
-                     f"train.output_dir={tmp_path / 'out'}"], tmp_path)  # fmt: skip
+    proc = run_tool(
+        [
+            "--config-file",
+            config("vitdet_mrcnn_lift"),
+            f"train.init_checkpoint={detector}",
+            f"model.backbone.net.lift_weights={lift_file}",
+            "train.max_iter=1",
+            f"train.output_dir={tmp_path / 'out'}",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 2 and os.listdir(tmp_path / "out") == ["notes.txt"]
 
 
@@ -181,28 +209,52 @@ def test_the_readme_lists_exactly_these_refusals():
 TOOLS = os.path.join(REPO, "tools")
 
 OTHER_REFUSALS = [
-    ("demo.py", ["--config-file", "configs/nope.py", "--input", "{img}", "--output", "o.jpg"],
-     "--config-file 'configs/nope.py' does not exist"),
-    ("demo.py", ["--config-file", "{cfg}", "--input", "{img}", "--output", "drawn"],
-     "--output drawn: OpenCV writes no image with no extension: give a .jpg or .png file"),
-    ("demo.py", ["--config-file", "{cfg}", "--input", "{img}", "--output", "notes.txt"],
-     "--output notes.txt: OpenCV writes no image with .txt"),
-    ("visualize_features.py", ["--lift-weights", "missing.pth", "--output", "v.png"],
-     "LiFT file 'missing.pth' does not exist"),
-    ("visualize_features.py", ["--passes", "0", "--output", "v.png"],
-     "--passes must be >= 1, got 0"),
-    ("scale_invariance.py", ["--images", "nothing/", "--output", "c.png"],
-     "--images: no images found in ['nothing/']"),
-    ("visualize_features.py", ["--config", "{timm}", "--output", "v.png"],
-     "has no model.source.net; the feature tools take a detectron2 ViT"),
-    ("scale_invariance.py", ["--config", "{timm}", "--output", "c.png"],
-     "has no model.source.net; the feature tools take a detectron2 ViT"),
+    (
+        "demo.py",
+        ["--config-file", "configs/nope.py", "--input", "{img}", "--output", "o.jpg"],
+        "--config-file 'configs/nope.py' does not exist",
+    ),
+    (
+        "demo.py",
+        ["--config-file", "{cfg}", "--input", "{img}", "--output", "drawn"],
+        "--output drawn: OpenCV writes no image with no extension: give a .jpg or .png file",
+    ),
+    (
+        "demo.py",
+        ["--config-file", "{cfg}", "--input", "{img}", "--output", "notes.txt"],
+        "--output notes.txt: OpenCV writes no image with .txt",
+    ),
+    (
+        "visualize_features.py",
+        ["--lift-weights", "missing.pth", "--output", "v.png"],
+        "LiFT file 'missing.pth' does not exist",
+    ),
+    (
+        "visualize_features.py",
+        ["--passes", "0", "--output", "v.png"],
+        "--passes must be >= 1, got 0",
+    ),
+    (
+        "scale_invariance.py",
+        ["--images", "nothing/", "--output", "c.png"],
+        "--images: no images found in ['nothing/']",
+    ),
+    (
+        "visualize_features.py",
+        ["--config", "{timm}", "--output", "v.png"],
+        "has no model.source.net; the feature tools take a detectron2 ViT",
+    ),
+    (
+        "scale_invariance.py",
+        ["--config", "{timm}", "--output", "c.png"],
+        "has no model.source.net; the feature tools take a detectron2 ViT",
+    ),
     ("benchmark.py", ["--presets", "LiFT-X"], "Unknown LiFT presets ['LiFT-X']"),
     ("run_mini.py", ["--seeds", "1", "--jobs", "0"], "--jobs must be >= 1, got 0"),
-]  # fmt: skip
-# a tool's first refusal runs the script as users do (a subprocess, its own interpreter); its
-# others run its main() in this process as the script's __main__ block runs it (run_main: the
-# same exit code and stderr), without a new interpreter's imports (seconds of CPU) for each
+]
+# a tool's first refusal runs the script as users do (a subprocess: conftest.tool_python, whose
+# --help runs are the tools' cold starts); its others run its main() in this process as the
+# script's __main__ block runs it (run_main: the same exit code and stderr)
 AS_SCRIPT = {row[0]: i for i, row in reversed(list(enumerate(OTHER_REFUSALS)))}
 
 
@@ -239,8 +291,14 @@ def test_other_tools_refuse_in_one_line(tool, args, fragment, as_script, tmp_pat
     args = [a.format(img=image, **cfgs) for a in args]
     if as_script:
         env = dict(os.environ, **CPU_ENV)
-        proc = subprocess.run([sys.executable, os.path.join(TOOLS, tool), *args], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+        proc = subprocess.run(
+            [tool_python(), os.path.join(TOOLS, tool), *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
         code, stderr = proc.returncode, proc.stderr
     else:
         code, stderr = run_script_in_process(tool, args, tmp_path, monkeypatch)

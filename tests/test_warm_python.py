@@ -28,8 +28,14 @@ def run(python, tmp_path, *args, threads="1", **env):
     folder = tmp_path / "work"
     folder.mkdir(exist_ok=True)
     env = dict(os.environ, MINE="yes", OMP_NUM_THREADS=threads, **env)
-    proc = subprocess.run([python, str(tmp_path / "s.py"), *args], cwd=folder, env=env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [python, str(tmp_path / "s.py"), *args],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     out = json.loads(proc.stdout.splitlines()[0])
     assert out.pop("cwd") == str(folder) and out.pop("path0") == str(tmp_path)
     return proc.returncode, out, proc.stderr, (folder / "unclosed.txt").read_text()
