@@ -4,7 +4,6 @@ losses; stage two freezes what it should; ViTDet-L/H checkpoints load; model_zoo
 import glob
 import os
 import subprocess
-import sys
 import pytest
 import torch
 
@@ -13,7 +12,7 @@ from detectron2.config import LazyConfig, instantiate
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from conftest import PYRAMID_STRIDES, REPO, doc_text, load_config
+from conftest import PYRAMID_STRIDES, REPO, doc_text, load_config, tool_python
 from lift_det.config import frozen_vit_lr_factor, lift_backbone
 from lift_det.model_zoo import get_config
 
@@ -219,7 +218,7 @@ def test_get_config_from_any_directory(tmp_path):
         "try:\n    get_config_file('nope.py')\nexcept RuntimeError as e:\n    print(e)\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+        [tool_python(), "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
     ).stdout
     assert out.splitlines()[0] == "CascadeROIHeads 160"
     assert "nope.py is not one of lift_det's configs" in out and "vitdet_mrcnn_l_lift.py" in out
@@ -233,7 +232,7 @@ def readme_block(name):
 def test_readme_vitdet_l_example_runs_outside_the_repo(tmp_path):
     (tmp_path / "example.py").write_text(readme_block("vitdet_l_lift"))
     out = subprocess.run(
-        [sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, check=True
+        [tool_python(), "example.py"], cwd=tmp_path, capture_output=True, text=True, check=True
     ).stdout
     assert out.split()[-2:] == ["LiFT", "1024"]
 

@@ -93,9 +93,8 @@ def test_the_readme_export_blocks_run_as_written(tmp_path):
     import os
     import re
     import subprocess
-    import sys
 
-    from conftest import CPU_ENV, REPO, doc_text
+    from conftest import CPU_ENV, REPO, doc_text, tool_python
 
     section = doc_text().split("### Export", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"^```python\n(.*?)^```$", section, flags=re.M | re.S)
@@ -103,7 +102,7 @@ def test_the_readme_export_blocks_run_as_written(tmp_path):
     os.symlink(os.path.join(REPO, "configs"), tmp_path / "configs")
     for code, made in zip(blocks, ["model.ts", "lift.onnx"]):
         proc = subprocess.run(
-            [sys.executable, "-c", code],
+            [tool_python(), "-c", code],
             cwd=tmp_path,
             capture_output=True,
             text=True,

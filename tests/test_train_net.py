@@ -8,7 +8,6 @@ import numpy as np
 import os
 import re
 import subprocess
-import sys
 import pytest
 import torch
 from pycocotools.coco import COCO
@@ -556,7 +555,7 @@ def test_configs_need_no_hidden_registration():
         "assert 'lift_det' in sys.modules and 'lift_mini_val' in __import__("
         "'detectron2.data', fromlist=['x']).DatasetCatalog.list(); print('ok')"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    proc = subprocess.run([tool_python(), "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 

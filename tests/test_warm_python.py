@@ -72,3 +72,35 @@ def test_an_import_time_variable_of_its_own_runs_cold(tmp_path):
     env = dict(same, DETECTRON2_DATASETS=str(tmp_path / "elsewhere"))
     cold = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     assert (warm.stdout, cold.stdout) == ("True\n", "False\n")
+
+
+CODE = """
+import json, os, sys
+print(json.dumps(dict(argv=sys.argv, cwd=os.getcwd(), main=__name__, path0=sys.path[0],
+                      file="__file__" in globals())))
+print("torch" in sys.modules)  # True only where it ran warm
+print("to stderr", file=sys.stderr)
+if sys.argv[1] == "raise":
+    raise ValueError("from -c")
+sys.exit(int(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("arg", ["0", "3", "raise"])
+def test_code_of_minus_c_runs_as_the_interpreter_runs_it(tmp_path, arg):
+    """``python -c CODE args``: the same argv (``-c`` first), ``__main__``, directory first on the
+    path, no ``__file__``, output and exit status; an exception ends in its traceback, exit 1."""
+
+    def run(python):
+        cmd = [python, "-c", CODE, arg, "x"]
+        return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    warm, real = run(tool_python()), run(sys.executable)
+    assert warm.stdout.endswith("True\n") and real.stdout.endswith("False\n")
+    assert warm.returncode == real.returncode and warm.stdout[:-5] == real.stdout[:-6]
+    assert json.loads(warm.stdout.splitlines()[0]) == dict(
+        argv=["-c", arg, "x"], cwd=str(tmp_path), main="__main__", path0="", file=False
+    )
+    assert warm.returncode == {"0": 0, "3": 3, "raise": 1}[arg]
+    assert warm.stderr.splitlines()[-1] == real.stderr.splitlines()[-1]
+    assert warm.stderr.startswith("to stderr\n")

@@ -5,9 +5,9 @@ process's CPU seconds; the suite starts about a hundred).
 :func:`start` forks off a server that imports those libraries once and writes a client script.
 The client is a drop-in for the interpreter (``[client, "tools/train_net.py", ...]``): it sends
 its argv, working directory, environment and stdin/stdout/stderr to the server, which forks a
-worker from its warm state; the worker runs the script as ``__main__`` (``runpy``) in that
-directory, with that environment and those file descriptors, and its exit status (an exit code,
-or the signal that killed it) becomes the client's. Anything else (``-c``, ``-m``, no server) and
+worker from its warm state; the worker runs the script (or ``-c``'s code) as ``__main__`` in
+that directory, with that environment and those file descriptors, and its exit status (an exit
+code, or the signal that killed it) becomes the client's. Anything else (``-m``, no server) and
 any request whose import-time environment differs from the server's (``PYTHON*``,
 ``DETECTRON2_*``, ``TORCH*``, ``PYTORCH*``) runs in the real interpreter, cold. Nothing of
 lift_det is imported by the server: each worker imports it (and reads its environment) itself.
@@ -30,7 +30,8 @@ CLIENT = """#!{python} -S
 import array, json, os, socket, sys
 REAL, SOCKET = {python!r}, {socket!r}
 script = sys.argv[1] if len(sys.argv) > 1 else ""
-if not script.endswith(".py") or not os.path.exists(SOCKET):
+warm = script.endswith(".py") or script == "-c" and len(sys.argv) > 2
+if not warm or not os.path.exists(SOCKET):
     os.execv(REAL, [REAL] + sys.argv[1:])
 conn = socket.socket(socket.AF_UNIX)
 conn.connect(SOCKET)
@@ -72,6 +73,7 @@ def _receive(conn):
 def _work(request, fds):
     """In the forked worker: become ``python <argv>`` in the request's directory and environment."""
     import runpy
+    import types
     import torch
 
     for target, fd in enumerate(fds):
@@ -82,14 +84,21 @@ def _work(request, fds):
     os.environ.update({**_SET_BY_IMPORTS, **request["env"]})
     threads = request["env"].get("OMP_NUM_THREADS", "")
     torch.set_num_threads(int(threads) if threads.isdigit() and int(threads) > 0 else _THREADS)
-    script = request["argv"][0]
-    sys.argv = list(request["argv"])
-    sys.path[0] = os.path.dirname(os.path.abspath(script))
+    script, *args = request["argv"]
+    if script == "-c":  # as the interpreter runs it: argv[0] "-c", the directory first on the path
+        main, sys.argv, sys.path[0] = types.ModuleType("__main__"), ["-c", *args[1:]], ""
+        sys.modules["__main__"] = main
+        source = compile(args[0], "<string>", "exec")
+    else:
+        sys.argv, sys.path[0] = [script, *args], os.path.dirname(os.path.abspath(script))
     sys.executable = _CLIENT_PATH  # the tool's own subprocesses (the study's steps) start warm too
     _track_open()
     code = 0
     try:
-        runpy.run_path(script, run_name="__main__")
+        if script == "-c":
+            exec(source, main.__dict__)
+        else:
+            runpy.run_path(script, run_name="__main__")
     except SystemExit as e:
         if isinstance(e.code, int) or e.code is None:
             code = e.code or 0
