@@ -23,10 +23,11 @@ def tool():
 
 @pytest.fixture(scope="module")
 def run(tool, tmp_path_factory):
-    """One run: ViT-B and LiFT-B counted at 1024 (the README's size), detectors and timings tiny."""
+    """One run: ViT-B and LiFT-B counted at 1024 (the README's size), the detectors at 64 px; no
+    timings (test_benchmark_timing.py times them)."""
     out = tmp_path_factory.mktemp("benchmark")
     args = ["--device", "cpu", "--presets", "LiFT-B", "--image-size", "1024"]
-    args += ["--detector-size", "64", "--time-size", "64", "--repeats", "2"]
+    args += ["--detector-size", "64", "--time-size", "0"]
     args += ["--proposals", "20", "--detections", "5"]
     args += ["--json", str(out / "b.json"), "--markdown", str(out / "b.md")]
     tool["main"](tool["get_parser"]().parse_args(args))
@@ -67,11 +68,14 @@ def test_vit_sizes_are_vitdets(tool):
     vit = lift_cost.build_vit("S", 224)
     assert [i for i, b in enumerate(vit.blocks) if b.window_size == 0] == [2, 5, 8, 11]
     assert vit.patch_embed.proj.out_channels == 384 and len(vit.blocks) == 12
-    # its FLOPs counted block by block (the tool's way) are those of the whole ViT, on any grid
+    # its parameters and FLOPs counted block by block (the tool's way) are those of the whole ViT,
+    # on any grid
     for size in (224, 256):
         x = torch.zeros(1, 3, size, size)
-        whole = count_flops(FlopCountAnalysis(lift_cost.build_vit("S", 224), (x,)))
-        assert lift_cost.count_vit_flops("S", 224, x) == whole
+        whole = lift_cost.build_vit("S", 224)
+        flops = count_flops(FlopCountAnalysis(whole, (x,)))
+        params = sum(p.numel() for p in whole.parameters())
+        assert lift_cost.count_vit("S", 224, x) == (params, flops)
 
 
 def test_readme_promise_lift_b_flops_at_most_10_percent_of_vit_b(run):
@@ -118,13 +122,7 @@ def test_table_rows_and_ratios(tool, run):
     down, s8 = (rows[f"Mask R-CNN, ViTDet-B + LiFT-B, {p}"] for p in ("down", "stride 8"))
     assert down["params_M"] > plain["params_M"] and down["flops_G"] < plain["flops_G"]
     assert s8["params_M"] > plain["params_M"] and s8["flops_G"] > plain["flops_G"]
-    for key in ("time mrcnn_lift/mrcnn", "time stage-one step/frozen ViT-B forward"):
-        assert result["ratios"][key] > 0
-    assert [t["name"] for t in result["timings"]] == [
-        "Mask R-CNN, ViTDet-B",
-        "Mask R-CNN, ViTDet-B + LiFT-B, down",
-    ]
-    assert all(len(t["times_s"]) == 2 and t["peak_memory_MiB"] > 0 for t in result["timings"])
+    assert result["timings"] == [] and not any(k.startswith("time") for k in result["ratios"])
     for name in names:
         assert f"| {name} |" in text
     assert "| flops LiFT-B/ViT-B | 1024x1024 |" in text

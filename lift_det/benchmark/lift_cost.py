@@ -7,6 +7,7 @@ import logging
 import os
 import platform
 import time
+from typing import Tuple
 import torch
 from fvcore.nn import FlopCountAnalysis, flop_count_table, parameter_count
 
@@ -46,19 +47,23 @@ def build_vit(size: str, image_size: int, **blocks) -> ViT:
     return ViT(img_size=image_size, window_size=14, use_rel_pos=True, **args).eval()
 
 
-def count_vit_flops(size: str, image_size: int, x: torch.Tensor) -> float:
-    """FLOPs of ``build_vit(size, image_size)`` on ``x``, counted on ViTs of at most one block: its
-    windowed blocks all cost the same, and so do its global ones."""
+def count_vit(size: str, image_size: int, x: torch.Tensor) -> Tuple[int, float]:
+    """Parameters and FLOPs of ``build_vit(size, image_size)`` on ``x``, counted on ViTs of at most
+    one block (a ViT-H is never built whole): its windowed blocks all cost the same, and so do its
+    global ones."""
 
     def count(**blocks):
         vit = build_vit(size, image_size, **blocks).to(x.device)
-        return costs.count_flops(FlopCountAnalysis(vit, (x,)))
+        return parameter_count(vit)[""], costs.count_flops(FlopCountAnalysis(vit, (x,)))
 
     embed, args = count(depth=0, window_block_indexes=[]), vitdet_vit_args(size)
-    windowed = len(args["window_block_indexes"])
-    window_block = count(depth=1, window_block_indexes=[0]) - embed
-    global_block = count(depth=1, window_block_indexes=[]) - embed
-    return embed + windowed * window_block + (args["depth"] - windowed) * global_block
+    windowed, depth = len(args["window_block_indexes"]), args["depth"]
+    window_block = count(depth=1, window_block_indexes=[0])
+    global_block = count(depth=1, window_block_indexes=[])
+    return tuple(
+        e + windowed * (w - e) + (depth - windowed) * (g - e)
+        for e, w, g in zip(embed, window_block, global_block)
+    )
 
 
 def row(name, params, flops, size, note=""):
@@ -69,27 +74,21 @@ def component_rows(presets, size, device, vit_2x, tables):
     """Every LiFT preset next to its ViT at ``size``, and the controls (:data:`CONTROLS`)."""
     rows, ratios, vits = [], {}, {}
     x = torch.zeros(1, 3, size, size, device=device)
-
-    def count_vit(vit, vit_size, x):
-        return parameter_count(vit)[""], count_vit_flops(vit_size, size, x)
-
     for preset in presets:
         vit_size = preset.split("-")[-1]
         if vit_size not in VIT_SIZES:
             logger.warning(f"{preset}: no ViT size {vit_size!r} in VIT_SIZES, skipped.")
             continue
         if vit_size not in vits:
-            vit = build_vit(vit_size, size).to(device)
-            vits[vit_size] = (vit, *count_vit(vit, vit_size, x))
-            rows.append(row(f"ViT-{vit_size}/16", *vits[vit_size][1:], size))
+            vits[vit_size] = count_vit(vit_size, size, x)
+            rows.append(row(f"ViT-{vit_size}/16", *vits[vit_size], size))
             if vit_2x:
                 note = "the stride-8 grid the costly way (stride 16 on a 2x image)"
                 big = torch.zeros(1, 3, 2 * size, 2 * size, device=device)
                 rows.append(
-                    row(f"ViT-{vit_size}/16", *count_vit(vit, vit_size, big), 2 * size, note)
+                    row(f"ViT-{vit_size}/16", *count_vit(vit_size, size, big), 2 * size, note)
                 )
-        vit, _, vit_flops = vits[vit_size]
-        channels = vit.patch_embed.proj.out_channels
+        vit_flops, channels = vits[vit_size][1], vitdet_vit_args(vit_size)["embed_dim"]
         lift = build_upsampler(preset, channels).to(device).eval()
         features = torch.zeros(1, channels, size // 16, size // 16, device=device)
         analysis = FlopCountAnalysis(lift, (x, features))
