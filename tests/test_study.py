@@ -212,7 +212,7 @@ def tiny_study(small_mini, tmp_path_factory):
         mp.setattr(
             study, "cpu_latency_ms", functools.partial(study.cpu_latency_ms, min_run_time=0.05)
         )
-        result = study.run_study(out, [0, 1], 2, 1, 1, jobs=2, arms=["ft", "lift"], val_images=6)
+        result = study.run_study(out, [0, 1], 2, 1, 1, jobs=2, arms=["ft", "lift"], val_images=4)
     assert len(probes) == 1 and probes[0][0][1:] == (
         os.path.join(out, "mini_study_trace.json"),
         2,
@@ -247,7 +247,7 @@ def test_study_writes_its_report(tiny_study):
     assert written["costs"]["lift"]["params_M"] > written["costs"]["ft"]["params_M"]
     assert written["costs"]["lift"]["gflops"] > written["costs"]["ft"]["gflops"]
     assert [c["iteration"] for c in written["baseline"]["curve"]] == [1, 2]
-    assert written["setup"]["val_images"] == 6  # the study's own data, not the default's 40
+    assert written["setup"]["val_images"] == 4  # the study's own data, not the default's 40
     assert "ETA" in stdout and "[study] 9/9 steps done" in stdout
     # zero-shot: the control's is the baseline's final evaluation, LiFT's its own seed's
     zs = written["zero_shot"]["per_seed"]
