@@ -107,7 +107,6 @@ def format_report(study: Dict) -> str:
 def _zero_shot_section(study: Dict) -> List[str]:
     """Zero-shot (the baseline's weights with the stage-one file, no stage two) against the
     baseline; the share of each placement's reference gap recovered; the placement words."""
-
     labels = arm_labels(study)
     zs, metrics = study["zero_shot"]["summary"]["arms"], METRICS[:1] + METRICS[3:]
     rows = []
@@ -170,15 +169,8 @@ def _cosine_words(pts: List[Dict], c: Dict, study: Dict) -> str:
     if c["spearman"] is None:
         return f"With {len(pts)} upsampler(s) (fewer than 3), no correlation is computed."
     rho = c["spearman"]
-    verdict = (
-        "ranks the upsamplers as box AP does"
-        if rho >= 0.9
-        else (
-            "ranks them only roughly as box AP does"
-            if rho >= 0.5
-            else "does not rank them as box AP does"
-        )
-    )
+    verdict = "ranks them only roughly" if rho >= 0.5 else "does not rank them"
+    verdict = f"{'ranks the upsamplers' if rho >= 0.9 else verdict} as box AP does"
     top, bottom = pts[-1], pts[0]
     text = (
         f"In words: over the {len(pts)} upsamplers, stage-one cosine {verdict} (Spearman ρ = "

@@ -69,18 +69,8 @@ ARMS = [
 CONTROL = "ft"  # the same-budget baseline every arm is paired with
 # `make study`'s arms, sized for hours of 2 CPU cores (LiFT finetuned, LiFT twice, LiFT from
 # the stage one at 128 px and from the 4x longer one run on request: --arms)
-DEFAULT_ARMS = (
-    "ft",
-    "image2x",
-    "image_half",
-    "lift",
-    "bilinear",
-    "resize_conv",
-    "jbu",
-    "attn",
-    "lift_down",
-    "bilinear_down",
-    "lift_s8",
+DEFAULT_ARMS = tuple(
+    a.name for a in ARMS if a.name not in ("lift_half", "lift_long", "lift_ft", "lift2")
 )
 # where a zero-shot evaluation (the baseline's weights, a stage-one file if the arm has one, no
 # stage two) writes its metrics, relative to its step's folder
@@ -160,19 +150,9 @@ def study_steps(
         for name, config, label, cost, factor in STAGE_ONES:
             if name in needed:
                 iters = stage1_iters * factor
-                steps.append(
-                    Step(
-                        f"seed{seed}/{name}",
-                        "lift_final.pth",
-                        config,
-                        iters,
-                        overrides(seed, iters),
-                        f"stage one: {label}, seed {seed}",
-                        ("baseline",),
-                        1,
-                        cost,
-                    )
-                )
+                label = f"stage one: {label}, seed {seed}"
+                args = config, iters, overrides(seed, iters), label, ("baseline",), 1, cost
+                steps.append(Step(f"seed{seed}/{name}", "lift_final.pth", *args))
     zero_shot = {}  # the same model for every seed is evaluated once
     for seed in seeds:
         for arm in arms_used:
@@ -182,19 +162,8 @@ def study_steps(
     for seed in seeds:  # the costliest first: less idle time at the end
         for arm in sorted(arms_used, key=lambda a: -a.cost):
             arm_overrides, needs = _from_stage_one(arm, out, seed, overrides(seed, stage2_iters))
-            steps.append(
-                Step(
-                    f"seed{seed}/{arm.name}",
-                    "model_final.pth",
-                    arm.config,
-                    stage2_iters,
-                    arm_overrides,
-                    f"{arm.label}, seed {seed}",
-                    needs,
-                    1,
-                    arm.cost,
-                )
-            )
+            args = arm.config, stage2_iters, arm_overrides, f"{arm.label}, seed {seed}", needs, 1
+            steps.append(Step(f"seed{seed}/{arm.name}", "model_final.pth", *args, arm.cost))
     return steps + list(zero_shot.values())
 
 
