@@ -10,17 +10,16 @@ from typing import Dict, List, Optional
 
 from ..checkpoint import atomic_write_text
 from ..utils.provenance import provenance
-from ..utils.tables import md_table
+from ..utils.tables import md_block
 from .pipeline import Step, run_steps
 
 # `make main`'s iterations per step: the baseline, stage one, each stage-two arm
 MAIN_ITERS = {"baseline": 400, "stage1": 500, "stage2": 160}
 
 CAVEAT = (
-    "One seed is noise-limited: a rerun on another machine can move these APs by several "
-    "points, so read small differences with care. The evidence is the multi-seed study: "
-    "`make study` (tools/run_mini.py --seeds 3), committed as docs/mini_study.md and shown "
-    "in the README."
+    "One seed is noise-limited: a rerun on another machine can move these APs by several points, "
+    "so read small differences with care. The evidence is the multi-seed study: `make study` "
+    "(tools/run_mini.py --seeds 3), committed as docs/mini_study.md and shown in the README."
 )
 
 
@@ -66,24 +65,20 @@ def format_table(results: Dict[str, Dict], steps: List[Step]) -> str:
         if s.name != "baseline":
             iters += f" + {r.get('iterations', '?')}"
         rows.append([s.label, iters, *(_fmt(r.get(k)) for k in KEYS)])
-    lines = md_table(["model", "iterations", "box AP", "AP50", "AP75", "APs", "mask AP"], rows)
+    blocks = [md_block(["model", "iterations", "box AP", "AP50", "AP75", "APs", "mask AP"], rows)]
     s1 = results.get("stage1", {})
     if s1:
         cosines = [f"{s1.get(f'lift_quality/cos_{k}', float('nan')):.4f}" for k in COSINES]
-        lines += [
-            "",
+        blocks += [
             "Stage one, held-out mean cosine similarity to the ViT's features of the 2x image:",
-            "",
-            *md_table(["LiFT", "bilinear", "nearest"], [cosines]),
+            md_block(["LiFT", "bilinear", "nearest"], [cosines]),
         ]
         if s1.get("lift_quality/cos_lift", 1.0) < s1.get("lift_quality/cos_bilinear", 0.0):
-            lines += [
-                "",
-                "**LiFT is UNDERTRAINED**: its held-out cosine is below bilinear "
-                "upsampling's. Train stage one longer; the +LiFT rows above say little about "
-                "LiFT.",
-            ]
-    return "\n".join(lines)
+            blocks.append(
+                "**LiFT is UNDERTRAINED**: its held-out cosine is below bilinear upsampling's. "
+                "Train stage one longer; the +LiFT rows above say little about LiFT."
+            )
+    return "\n\n".join(blocks)
 
 
 def run_pipeline(out: str, *budgets: int, **kwargs) -> Dict:

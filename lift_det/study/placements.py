@@ -26,17 +26,13 @@ def zero_shot_per_seed(results: Dict[str, Dict], seeds: Sequence[int], arms: Seq
     ``seed<k>/zs_<arm>`` or ``zeroshot/<arm>``, see ``study_schedule.zero_shot_step``)."""
     out = {}
     for seed in seeds:
-        row = {}
+        row = out[seed] = {}
         for arm in arms:
-            for name in (
-                "baseline" if arm == CONTROL else None,
-                f"seed{seed}/zs_{arm}",
-                f"zeroshot/{arm}",
-            ):
-                if name in results:
-                    row[arm] = results[name]
-                    break
-        out[seed] = row
+            names = ["baseline"] if arm == CONTROL else []
+            names += [f"seed{seed}/zs_{arm}", f"zeroshot/{arm}"]
+            found = next((name for name in names if name in results), None)
+            if found:
+                row[arm] = results[found]
     return out
 
 
@@ -89,15 +85,13 @@ def placement_words(study: Dict) -> List[str]:
             s, z = shares[lift], zs_shares.get(lift)
             text += (
                 f" It recovers {100 * s['mean']:.0f}% [{100 * s['low']:.0f}, "
-                f"{100 * s['high']:.0f}] of {s['of']} ({s['gap']:+.2f} box AP) after "
-                f"finetuning"
-                + (
-                    f", {100 * z['mean']:.0f}% zero-shot (of {z['gap']:+.2f})"
-                    if z and z["mean"] == z["mean"]
-                    else f"; zero-shot there is no gain to recover ({z['gap']:+.2f})" if z else ""
-                )
-                + "."
+                f"{100 * s['high']:.0f}] of {s['of']} ({s['gap']:+.2f} box AP) after finetuning"
             )
+            if z and z["mean"] == z["mean"]:
+                text += f", {100 * z['mean']:.0f}% zero-shot (of {z['gap']:+.2f})"
+            elif z:
+                text += f"; zero-shot there is no gain to recover ({z['gap']:+.2f})"
+            text += "."
         v = study["lift_vs_control"].get(group)
         if v:
             text += f" Against + bilinear in the same placement: {interval(v)} box AP."
@@ -167,7 +161,6 @@ def _recipe_verdict(study: Dict, arm: str) -> str:
     pays = _verdict("up", costs, arm, d)[0]
     return (
         f" Against the same-budget control it gives {interval(d)} box AP at "
-        f"{costs[arm]['gflops']:.2f} GFLOPs (the 2x image: {costs['image2x']['gflops']:.2f}): "
-        f"LiFT from this stage one {'pays' if pays else 'does not pay'} in the up "
-        f"placement."
+        f"{costs[arm]['gflops']:.2f} GFLOPs (the 2x image: {costs['image2x']['gflops']:.2f}): LiFT "
+        f"from this stage one {'pays' if pays else 'does not pay'} in the up placement."
     )

@@ -86,8 +86,7 @@ def run_study(
     final = {k: results["baseline"][k] for k, _ in METRICS}
     baseline.update(curve=curve, final=final, lr_drop=drop)
     baseline["schedule"] = (
-        f"The learning rate drops 10x at iteration {drop} "
-        f"({BASELINE_DROP:.0%} of the iterations)."
+        f"The learning rate drops 10x at iteration {drop} ({BASELINE_DROP:.0%} of the iterations)."
     )
     baseline["plateau"] = plateau(curve, drop)
     study = {

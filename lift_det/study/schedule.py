@@ -35,31 +35,18 @@ class Arm(NamedTuple):
     group: str
 
 
+LIFT_CONFIG = "vitdet_mrcnn_lift"  # stage two with LiFT in the up placement, for every recipe
 ARMS = [
     Arm("ft", "vitdet_mrcnn_ft", "ViTDet + same extra iterations", None, 1.36, "control"),
     Arm("image2x", "vitdet_mrcnn_2x", "ViTDet on the 2x image", None, 4.63, "image"),
     Arm("image_half", "vitdet_mrcnn_half", "ViTDet on the half image", None, 0.6, "image"),
-    Arm("lift", "vitdet_mrcnn_lift", "up: + LiFT", "stage1_lift", 2.6, "up"),
+    Arm("lift", LIFT_CONFIG, "up: + LiFT", "stage1_lift", 2.6, "up"),
     Arm("bilinear", "vitdet_mrcnn_bilinear", "up: + bilinear", None, 2.4, "up"),
     Arm("resize_conv", "vitdet_mrcnn_resize_conv", "up: + resize-conv", "stage1_rc", 2.4, "up"),
     Arm("jbu", "vitdet_mrcnn_jbu", "up: + JBU", "stage1_jbu", 2.4, "up"),
     Arm("attn", "vitdet_mrcnn_attn", "up: + attention upsampler", "stage1_attn", 2.5, "up"),
-    Arm(
-        "lift_half",
-        "vitdet_mrcnn_lift",
-        "up: + LiFT, stage one at 128 px",
-        "stage1_half",
-        2.6,
-        "up",
-    ),
-    Arm(
-        "lift_long",
-        "vitdet_mrcnn_lift",
-        "up: + LiFT, stage one 4x longer",
-        "stage1_long",
-        2.6,
-        "up",
-    ),
+    Arm("lift_half", LIFT_CONFIG, "up: + LiFT, stage one at 128 px", "stage1_half", 2.6, "up"),
+    Arm("lift_long", LIFT_CONFIG, "up: + LiFT, stage one 4x longer", "stage1_long", 2.6, "up"),
     Arm("lift_down", "vitdet_mrcnn_lift_down", "down: + LiFT", "stage1_lift", 0.9, "down"),
     Arm("bilinear_down", "vitdet_mrcnn_bilinear_down", "down: + bilinear", None, 0.8, "down"),
     Arm("lift_s8", "vitdet_mrcnn_lift_s8", "stride 8: + LiFT", "stage1_lift", 1.14, "stride8"),

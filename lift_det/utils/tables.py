@@ -13,3 +13,8 @@ def md_table(header: Sequence, rows: Iterable[Sequence], align: str = "") -> Lis
     per column, ``r`` right-aligns it (default: every column left)."""
     rule = "|" + "".join("---:|" if a == "r" else "---|" for a in align.ljust(len(header), "l"))
     return [md_row(header), rule, *map(md_row, rows)]
+
+
+def md_block(header: Sequence, rows: Iterable[Sequence], align: str = "") -> str:
+    """:func:`md_table` as one string (a report joins its blocks with blank lines)."""
+    return "\n".join(md_table(header, rows, align))
