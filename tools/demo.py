@@ -107,8 +107,7 @@ def main(args):
     weights = args.weights or cfg.train.init_checkpoint
     if not weights:
         raise UserError(
-            "no weights: give --weights OUTPUT_DIR/model_final.pth (or set "
-            "train.init_checkpoint)."
+            "no weights: give --weights OUTPUT_DIR/model_final.pth (or set train.init_checkpoint)."
         )
     try:  # lift_det's checked loading: a LiFT file or a partly random model is refused
         predictor = LazyPredictor(cfg, weights)
