@@ -36,9 +36,8 @@ def get_parser() -> argparse.ArgumentParser:
         "--record",
         default="",
         metavar="DIR",
-        help="also write the check's "
-        "result to DIR/<machine>-torch-<version>.json (make study-check: "
-        "docs/study_checks, which the README lists)",
+        help="also write the check's result to DIR/<machine>-torch-<version>.json (make "
+        "study-check: docs/study_checks, which the README lists)",
     )
     parser.add_argument(
         "--output-dir",

@@ -138,17 +138,12 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         fit_file = min(1.0, len(loaded) / max(1, n_file))
         frozen = {k for k, p in params.items() if not p.requires_grad}
         bad_frozen = sorted(frozen & (missing | set(shapes)))
-        self._report = dict(
-            path=path,
-            allow=allow,
-            n_loaded=len(loaded),
-            n_model=len(model_keys),
-            missing=group_keys(missing, model_keys),
-            shapes=group_keys(shapes, model_keys),
-            unused=group_keys(incompatible.unexpected_keys, model_keys),
-            zero_rel_pos=len(zero_rel_pos),
-            parts=parts,
+        report = dict(path=path, allow=allow, n_loaded=len(loaded), n_model=len(model_keys))
+        report.update(
+            missing=group_keys(missing, model_keys), shapes=group_keys(shapes, model_keys)
         )
+        unused = group_keys(incompatible.unexpected_keys, model_keys)
+        self._report = dict(report, unused=unused, zero_rel_pos=len(zero_rel_pos), parts=parts)
         if allow:
             return incompatible
         what = describe_keys(self.model, missing, shapes)

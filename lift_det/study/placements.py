@@ -115,15 +115,13 @@ def placement_words(study: Dict) -> List[str]:
     cos_of = study["summary"]["stage1_cosines"]
     for arm, d in study.get("recipes", {}).items():
         cos = [cos_of.get(cosines[stage_ones[a]]) for a in (arm, "lift")]
+        held = "."
+        if all(cos):
+            held = f"; held-out stage-one cosine {cos[0]['mean']:.4f} against {cos[1]['mean']:.4f}."
         lines.append(
             f"Stage-one recipe: {arm_labels(study)[arm]} minus up: + LiFT from the study's stage "
             f"one (paired): {interval(d)} box AP after finetuning"
-            + (
-                f"; held-out stage-one cosine {cos[0]['mean']:.4f} against {cos[1]['mean']:.4f}."
-                if all(cos)
-                else "."
-            )
-            + _recipe_verdict(study, arm)
+            f"{held}{_recipe_verdict(study, arm)}"
         )
     return lines
 
@@ -136,18 +134,14 @@ def _verdict(group: str, costs: Dict, arm: str, d: Dict, v: Optional[Dict] = Non
     cheaper = costs[arm]["gflops"] < costs[CONTROL if group == "down" else "image2x"]["gflops"]
     if group == "down":
         pays = cheaper and not (d["significant"] and d["mean"] < 0)
-        why = (
-            "not significantly below the 1x control at fewer GFLOPs"
-            if pays
-            else "significantly below the 1x control" if cheaper else "not cheaper"
-        )
+        why = "significantly below the 1x control" if cheaper else "not cheaper"
+        if pays:
+            why = "not significantly below the 1x control at fewer GFLOPs"
     else:
         pays = d["significant"] and d["mean"] > 0 and cheaper
-        why = (
-            "significantly above the control at fewer GFLOPs than the 2x image"
-            if pays
-            else "not significantly above the same-budget control"
-        )
+        why = "significantly above the control at fewer GFLOPs than the 2x image"
+        if not pays:
+            why = "not significantly above the same-budget control"
     if pays and v is not None and not (v["significant"] and v["mean"] > 0):
         return False, f"{why}, but not significantly above + bilinear there"
     return pays, why
