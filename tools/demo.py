@@ -107,8 +107,7 @@ def main(args):
     weights = args.weights or cfg.train.init_checkpoint
     if not weights:
         raise UserError(
-            "no weights: give --weights OUTPUT_DIR/model_final.pth (or set "
-            "train.init_checkpoint)."
+            "no weights: give --weights OUTPUT_DIR/model_final.pth (or set train.init_checkpoint)."
         )
     try:  # lift_det's checked loading: a LiFT file or a partly random model is refused
         predictor = LazyPredictor(cfg, weights)
@@ -178,9 +177,8 @@ def get_parser():
     parser.add_argument("--webcam", action="store_true", help="the first webcam")
     parser.add_argument(
         "--output",
-        help="a file for one input, else a folder (created), never an "
-        "input; a video's output file gets a codec this OpenCV can write (.mp4, "
-        "else .avi); default: show in a window",
+        help="a file for one input, else a folder (created), never an input; a video's output "
+        "file gets a codec this OpenCV can write (.mp4, else .avi); default: show in a window",
     )
     parser.add_argument("--weights", default="", help="default: train.init_checkpoint")
     parser.add_argument("--confidence-threshold", "--confidence", type=float, default=0.5)

@@ -36,9 +36,8 @@ def get_parser() -> argparse.ArgumentParser:
         "--record",
         default="",
         metavar="DIR",
-        help="also write the check's "
-        "result to DIR/<machine>-torch-<version>.json (make study-check: "
-        "docs/study_checks, which the README lists)",
+        help="also write the check's result to DIR/<machine>-torch-<version>.json (make "
+        "study-check: docs/study_checks, which the README lists)",
     )
     parser.add_argument(
         "--output-dir",
@@ -95,8 +94,7 @@ def main(args) -> int:
         why = e.strerror if isinstance(e, OSError) else str(e)
         raise UserError(
             f"cannot use the trace {args.trace} ({why}): `make study` writes it (or "
-            f"tools/study_check.py --write {args.trace} --study-iters "
-            f"...)"
+            f"tools/study_check.py --write {args.trace} --study-iters ...)"
         ) from None
     if args.iters is not None and args.iters != expected["iters"]:
         raise UserError(f"--iters {args.iters}: a check replays the trace's {expected['iters']}")

@@ -152,9 +152,8 @@ def render(path: str) -> str:
             meta = json.load(f)
         if all(k in meta for k in PROVENANCE):
             text += (
-                f"\n\n*Made {meta['date']} at commit `{meta['commit']}` on "
-                f"{meta['machine']}, torch {meta['torch']}: "
-                f"`{meta['command']}`.*"
+                f"\n\n*Made {meta['date']} at commit `{meta['commit']}` on {meta['machine']}, "
+                f"torch {meta['torch']}: `{meta['command']}`.*"
             )
     return text + "\n"
 

@@ -91,8 +91,7 @@ def get_parser():
         type=int,
         default=0,
         help="longer image side (default: the ViT's "
-        "img_size; the 2x-input map of ViT-B at 1024 needs ~36 GB: use 512 on a "
-        "small machine)",
+        "img_size; the 2x-input map of ViT-B at 1024 needs ~36 GB: use 512 on a small machine)",
     )
     return parser
 

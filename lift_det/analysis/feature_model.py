@@ -42,11 +42,9 @@ def build_feature_model(config_file: Optional[str] = None) -> ViTLiFT:
         if "net" not in model.source:  # e.g. a timm ViT (configs/mini/lift_stage1_timm.py)
             source = model.source.get("_target_")
             raise UserError(
-                f"{config_file}: its stage-one source "
-                f"({getattr(source, '__name__', source)}) has no model.source.net; the "
-                f"feature tools take a detectron2 ViT: a stage-one config with "
-                f"model.source.net, or a detector config "
-                f"(model.backbone.net)."
+                f"{config_file}: its stage-one source ({getattr(source, '__name__', source)}) has "
+                "no model.source.net; the feature tools take a detectron2 ViT: a stage-one config "
+                "with model.source.net, or a detector config (model.backbone.net)."
             )
         vit_cfg, lift = model.source.net, instantiate(model.lift)
     elif "backbone" in model and "net" in model.backbone:
@@ -60,8 +58,7 @@ def build_feature_model(config_file: Optional[str] = None) -> ViTLiFT:
     else:
         raise UserError(
             f"{config_file} has neither model.source.net + model.lift (stage one) nor "
-            f"model.backbone.net (a ViTDet detector): no ViT to take features "
-            f"from."
+            "model.backbone.net (a ViTDet detector): no ViT to take features from."
         )
     vit_args = {k: vit_cfg[k] for k in vit_cfg if k != "_target_"}
     if lift is None:  # LiFT-S (the smallest) for a width without a preset (the mini ViT)
@@ -107,9 +104,8 @@ def load_feature_weights(
     for part, name, flag in (("vit", "ViT", "--weights"), ("lift", "LiFT", "--lift-weights")):
         if not loaded[part] and (part == "vit" or has_lift_params):
             logger.warning(
-                f"The {name} has RANDOM weights (no {flag} given, or nothing loaded): "
-                f"features and maps come from an untrained network and say nothing "
-                f"about the paper's claims."
+                f"The {name} has RANDOM weights (no {flag} given, or nothing loaded): features and "
+                "maps come from an untrained network and say nothing about the paper's claims."
             )
     net.eval()
     return loaded

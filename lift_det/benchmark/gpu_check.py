@@ -168,13 +168,8 @@ def _paired(measured, memory) -> Dict[str, Any]:
         return dict(oom=True)
     medians = [m.median for m in measured]
     mean = sum(medians) / len(medians)
-    return dict(
-        median_s=mean,
-        repeats_s=medians,
-        spread=(max(medians) - min(medians)) / mean,
-        runs=sum(len(m.times) for m in measured),
-        peak_memory_MiB=memory,
-    )
+    spread, runs = (max(medians) - min(medians)) / mean, sum(len(m.times) for m in measured)
+    return dict(median_s=mean, repeats_s=medians, spread=spread, runs=runs, peak_memory_MiB=memory)
 
 
 def ratio_rows(rows, keys, over: Dict[str, str], value: str = "median_s"):

@@ -34,8 +34,7 @@ def _table(header, cells) -> List[str]:
 def _losses(run) -> str:
     return (
         f"{run['iterations']} iterations, total loss {run['losses'][0]:.4f} -> "
-        f"{run['losses'][-1]:.4f}: finite {_yes(run['finite'])}, falling "
-        f"{_yes(run['falling'])}"
+        f"{run['losses'][-1]:.4f}: finite {_yes(run['finite'])}, falling {_yes(run['falling'])}"
     )
 
 
@@ -100,9 +99,8 @@ def _stage_one_lines(s1) -> List[str]:
             f"{s1['epoch_images']} images / {s1['images_per_s']:.2f} images/s = "
             f"{s1['epoch_s']:.0f} s = {s1['epoch_s'] / 3600:.2f} h; the config's "
             f"{s1['schedule_epochs']:.1f} epochs: {s1['schedule_epochs']:.1f} x "
-            f"{s1['epoch_s']:.0f} s = {s1['schedule_s']:.0f} s = "
-            f"{s1['schedule_s'] / 3600:.1f} h ({s1['schedule_s'] / 86400:.2f} days); on N "
-            f"GPUs about 1/N of it.",
+            f"{s1['epoch_s']:.0f} s = {s1['schedule_s']:.0f} s = {s1['schedule_s'] / 3600:.1f} h "
+            f"({s1['schedule_s'] / 86400:.2f} days); on N GPUs about 1/N of it.",
             "",
         ]
     return lines
@@ -142,9 +140,8 @@ def _correctness_lines(c) -> List[str]:
     for e in c["export"]:
         diff = ", ".join(f"{k} {v:.2g}" for k, v in e["max_abs_diff"].items())
         lines.append(
-            f"- TorchScript export ({e['attn_impl']} attention, {e['detections']} "
-            f"detections) equals eager: {_yes(e['equal'])} (max abs difference: "
-            f"{diff})"
+            f"- TorchScript export ({e['attn_impl']} attention, {e['detections']} detections) "
+            f"equals eager: {_yes(e['equal'])} (max abs difference: {diff})"
         )
     return lines + [""]
 

@@ -90,14 +90,9 @@ def stage_one_cost(setup, device, recipe_gpus: int) -> Dict[str, Any]:
     cost = _step_cost(model, cfg, images, device, setup.min_run_time)
     del model
     free(device)
-    out = dict(
-        config=setup.stage1,
-        batch_per_gpu=batch,
-        epoch_images=COCO_TRAIN_IMAGES,
-        recipe=f"{GPU.stage1}: total_batch_size={total} on {recipe_gpus} GPUs",
-        schedule_epochs=epochs,
-        **cost,
-    )
+    out = dict(config=setup.stage1, batch_per_gpu=batch, epoch_images=COCO_TRAIN_IMAGES)
+    recipe = f"{GPU.stage1}: total_batch_size={total} on {recipe_gpus} GPUs"
+    out.update(recipe=recipe, schedule_epochs=epochs, **cost)
     if "oom" not in cost:
         out["images_per_s"] = batch / cost["median_s"]
         out["epoch_s"] = COCO_TRAIN_IMAGES / out["images_per_s"]
@@ -148,7 +143,6 @@ def _formats(lift_file) -> Dict[str, Tuple]:
 
 
 def _differing(a: Dict, b: Dict) -> List[str]:
-    """The keys whose values differ between ``a`` and ``b`` (or that one of them lacks)."""
     return [k for k in set(a) | set(b) if a.get(k) != b.get(k)]
 
 

@@ -141,16 +141,10 @@ def inference_timings(size, device, repeats, config_dir, heads):
     memory = {k: costs.peak_memory_mib(fn, device) for k, fn in fns.items()}  # also the warmup
     measured = costs.time_interleaved(fns, repeats, device=device)
     median = {k: costs.merged_median(ms) for k, ms in measured.items()}
-    timings = [
-        dict(
-            name=DETECTORS[k][1],
-            image_size=size,
-            median_s=median[k],
-            times_s=[m.median for m in ms],
-            peak_memory_MiB=memory[k],
-        )
-        for k, ms in measured.items()
-    ]
+    timings = []
+    for k, ms in measured.items():
+        row = dict(name=DETECTORS[k][1], image_size=size, median_s=median[k])
+        timings.append({**row, "times_s": [m.median for m in ms], "peak_memory_MiB": memory[k]})
     return timings, median["mrcnn_lift"] / median["mrcnn"]
 
 

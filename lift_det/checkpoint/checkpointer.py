@@ -138,17 +138,12 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         fit_file = min(1.0, len(loaded) / max(1, n_file))
         frozen = {k for k, p in params.items() if not p.requires_grad}
         bad_frozen = sorted(frozen & (missing | set(shapes)))
-        self._report = dict(
-            path=path,
-            allow=allow,
-            n_loaded=len(loaded),
-            n_model=len(model_keys),
-            missing=group_keys(missing, model_keys),
-            shapes=group_keys(shapes, model_keys),
-            unused=group_keys(incompatible.unexpected_keys, model_keys),
-            zero_rel_pos=len(zero_rel_pos),
-            parts=parts,
+        report = dict(path=path, allow=allow, n_loaded=len(loaded), n_model=len(model_keys))
+        report.update(
+            missing=group_keys(missing, model_keys), shapes=group_keys(shapes, model_keys)
         )
+        unused = group_keys(incompatible.unexpected_keys, model_keys)
+        self._report = dict(report, unused=unused, zero_rel_pos=len(zero_rel_pos), parts=parts)
         if allow:
             return incompatible
         what = describe_keys(self.model, missing, shapes)
@@ -178,10 +173,9 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
             )
         if fit_model < MIN_FIT and fit_file < MIN_FIT:
             raise ValueError(
-                f"'{path}' does not fit this model: only {fit_model:.0%} of the model's "
-                f"parameters and {fit_file:.0%} of the file's {n_file} tensors matched "
-                f"({what}). Use a checkpoint of this model (or a ViTDet/MAE checkpoint of the "
-                f"same ViT size), {fix}"
+                f"'{path}' does not fit this model: only {fit_model:.0%} of the model's parameters "
+                f"and {fit_file:.0%} of the file's {n_file} tensors matched ({what}). Use a "
+                f"checkpoint of this model (or a ViTDet/MAE checkpoint of the same ViT size), {fix}"
             )
         new = [p for p in parts if p.source == "new"]  # parts this checkpoint format never has
         random = sorted(k for k in missing | set(shapes) if not any(p.covers(k) for p in new))
@@ -191,9 +185,8 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
             raise ValueError(
                 f"'{path}' leaves {len(random)} of the model's {len(model_keys)} tensors "
                 f"({n_random / numel:.0%} of its parameters) at their random initialization "
-                f"({which}): predictions would come from a partly random model. Give a "
-                f"checkpoint of this model (the OUTPUT_DIR/model_final.pth its training wrote), "
-                f"{fix}"
+                f"({which}): predictions would come from a partly random model. Give a checkpoint "
+                f"of this model (the OUTPUT_DIR/model_final.pth its training wrote), {fix}"
             )
         return incompatible
 

@@ -34,7 +34,6 @@ def _split_paths(root: str, split: str) -> Tuple[str, str]:
 
 
 def _root_error(root: str, error: OSError) -> OSError:
-    """The error for a dataset root that cannot be written, with the fix."""
     if error.errno == errno.ENOSPC:
         return OSError(errno.ENOSPC, f"No space left on {root} to write the mini COCO dataset.")
     parent = os.path.abspath(root)
@@ -78,7 +77,6 @@ def _remove_leftovers(directory: str, num_images: Optional[int] = None) -> None:
 
 
 def _generate_split(root: str, split: str, num_images: int, image_size: int, seed: int) -> None:
-    """Draws and writes the images and the annotation file of one split ("train" or "val")."""
     json_file, image_dir = _split_paths(root, split)
     os.makedirs(image_dir, exist_ok=True)
     _remove_leftovers(image_dir, num_images)

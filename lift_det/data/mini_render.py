@@ -112,10 +112,8 @@ def _object_color(rng: np.random.Generator, background: np.ndarray) -> np.ndarra
     """A saturated RGB color (float, 0-255) far enough from the background color."""
     best, best_dist = None, -1.0
     for _ in range(20):
-        hue = rng.uniform(0.0, 1.0)
-        sat = rng.uniform(0.55, 1.0)
-        val = rng.uniform(0.3, 1.0)
-        rgb = 255.0 * np.array(colorsys.hsv_to_rgb(hue, sat, val))
+        hsv = rng.uniform(0.0, 1.0), rng.uniform(0.55, 1.0), rng.uniform(0.3, 1.0)
+        rgb = 255.0 * np.array(colorsys.hsv_to_rgb(*hsv))
         dist = float(np.linalg.norm(rgb - background))
         if dist >= 90.0:
             return rgb

@@ -88,14 +88,8 @@ def load_lazy_config(path: str):
         ) from None
     except Exception as e:  # noqa: B902 (an error the config's code raised when it ran)
         frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.endswith(".py")]
-        where = next(
-            (
-                f"{f.filename}, line {f.lineno}"
-                for f in reversed(frames)
-                if "site-packages" not in f.filename
-            ),
-            path,
-        )
+        ours = [f for f in frames if "site-packages" not in f.filename]
+        where = f"{ours[-1].filename}, line {ours[-1].lineno}" if ours else path
         raise UsageError(
             f"--config-file '{path}' failed when it ran: {type(e).__name__}: "
             f"{' '.join(str(e).split())} (at {where}). Fix the config, or what it imports."
@@ -154,11 +148,9 @@ def check_overrides(cfg, opts: List[str]) -> None:
         if _takes_argument(node, name):
             continue
         close = difflib.get_close_matches(key, list(_paths(cfg)), n=1, cutoff=0.6)
-        hint = (
-            f"did you mean '{close[0]}'?"
-            if close
-            else f"the config's top-level keys are {', '.join(sorted(cfg.keys()))}"
-        )
+        hint = f"the config's top-level keys are {', '.join(sorted(cfg.keys()))}"
+        if close:
+            hint = f"did you mean '{close[0]}'?"
         raise UsageError(f"unknown config key '{key}' in override '{o}': {hint}")
 
 

@@ -117,8 +117,7 @@ class LiFTSimpleFeaturePyramid(SimpleFeaturePyramid):
                     f"{in_shape.stride}"
                     + (f" (LiFT applied num_passes={passes} times)" if passes else "")
                     + ": nothing can be pooled to it without discarding the upsampling. Use fewer "
-                    "LiFT passes (stride = patch size / 2**num_passes >= 4), or give "
-                    "scale_factors."
+                    "LiFT passes (stride = patch size / 2**num_passes >= 4), or give scale_factors."
                 )
             last = int(top_block.in_feature[1:]) if top_block is not None else 5
             scale_factors = [in_shape.stride / 2**k for k in range(2, last + 1)]

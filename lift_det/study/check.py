@@ -89,9 +89,8 @@ def record(folder: str, expected: Dict, got: Dict, steps: List[Dict], wall_s: fl
 
 
 STUDY_CHECKS_NONE = (
-    "No machine has run `make study-check` against the committed trace yet (it "
-    "writes `docs/study_checks/<machine>-torch-<version>.json`; then run "
-    "`tools/update_readme.py`)."
+    "No machine has run `make study-check` against the committed trace yet (it writes "
+    "`docs/study_checks/<machine>-torch-<version>.json`; then run `tools/update_readme.py`)."
 )
 
 

@@ -18,7 +18,6 @@ def plot_frontier(study: Dict, path: str) -> List[Dict[str, float]]:
     """Box AP against GFLOPs per arm: finetuned (filled, mean ± std over seeds) and zero-shot
     (hollow), joined by a line; one colour per arm (:func:`arm_colour`); the labels are in the
     legend, so none overlap. Returns what was drawn."""
-
     labels = arm_labels(study)
     fig, ax = _axes((9, 5.5))
     drawn = []
@@ -31,14 +30,10 @@ def plot_frontier(study: Dict, path: str) -> List[Dict[str, float]]:
         ax.errorbar(x, f["mean"], yerr=_std(f["std"]), label=labels[arm], **style)
         ax.errorbar(x, z["mean"], yerr=_std(z["std"]), mfc="white", **style)
         drawn.append({"arm": arm, "x": x, "y": f["mean"], "zero_shot": z["mean"]})
-    _save(
-        fig,
-        ax,
-        path,
-        "GFLOPs per image (inference, fvcore)",
-        "val box AP (filled: finetuned, hollow: zero-shot; mean ± std over seeds)",
-        f"Mini study, {len(study['summary']['seeds'])} seeds: AP against compute",
-    )
+    ax.set_xlabel("GFLOPs per image (inference, fvcore)")
+    ax.set_ylabel("val box AP (filled: finetuned, hollow: zero-shot; mean ± std over seeds)")
+    ax.set_title(f"Mini study, {len(study['summary']['seeds'])} seeds: AP against compute")
+    _save(fig, ax, path)
     return drawn
 
 
@@ -59,9 +54,7 @@ def _axes(figsize):
     return fig, fig.subplots()
 
 
-def _save(fig, ax, path: str, xlabel: str, ylabel: str, title: str) -> None:
-    """Labels, grid and legend, then the PNG at ``path``."""
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+def _save(fig, ax, path: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
@@ -72,7 +65,6 @@ def plot_cosine_vs_ap(study: Dict, path: str) -> List[Dict[str, float]]:
     """Paired Δ box AP (mean, 95% interval) vs held-out stage-one cosine (mean ± std), one point
     per upsampler, the 2x image at cosine 1 (stage one's target), the control at 0. Returns what
     was drawn (label, x, y) per point."""
-
     fig, ax = _axes((7, 5))
     drawn = []
     for p in study["cosine_vs_ap"]["points"]:
@@ -87,12 +79,8 @@ def plot_cosine_vs_ap(study: Dict, path: str) -> List[Dict[str, float]]:
         ax.errorbar(1.0, image["mean"], yerr=_interval(image["mean"], image), **style)
         drawn.append({"label": "2x image", "x": 1.0, "y": image["mean"]})
     ax.axhline(0.0, color="gray", lw=1, ls="--", label="same-budget control")
-    _save(
-        fig,
-        ax,
-        path,
-        "held-out stage-one cosine to the ViT's features of the 2x image",
-        "Δ box AP vs the same-budget control (95% interval)",
-        f"Does cosine predict AP? {len(study['summary']['seeds'])} seeds",
-    )
+    ax.set_xlabel("held-out stage-one cosine to the ViT's features of the 2x image")
+    ax.set_ylabel("Δ box AP vs the same-budget control (95% interval)")
+    ax.set_title(f"Does cosine predict AP? {len(study['summary']['seeds'])} seeds")
+    _save(fig, ax, path)
     return drawn

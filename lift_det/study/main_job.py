@@ -10,17 +10,16 @@ from typing import Dict, List, Optional
 
 from ..checkpoint import atomic_write_text
 from ..utils.provenance import provenance
-from ..utils.tables import md_table
+from ..utils.tables import md_block
 from .pipeline import Step, run_steps
 
 # `make main`'s iterations per step: the baseline, stage one, each stage-two arm
 MAIN_ITERS = {"baseline": 400, "stage1": 500, "stage2": 160}
 
 CAVEAT = (
-    "One seed is noise-limited: a rerun on another machine can move these APs by several "
-    "points, so read small differences with care. The evidence is the multi-seed study: "
-    "`make study` (tools/run_mini.py --seeds 3), committed as docs/mini_study.md and shown "
-    "in the README."
+    "One seed is noise-limited: a rerun on another machine can move these APs by several points, "
+    "so read small differences with care. The evidence is the multi-seed study: `make study` "
+    "(tools/run_mini.py --seeds 3), committed as docs/mini_study.md and shown in the README."
 )
 
 
@@ -28,57 +27,23 @@ def mini_steps(out: str, baseline_iters: int, stage1_iters: int, stage2_iters: i
     """The pipeline's steps; each step's output folder is ``out/<name>``."""
     base_ckpt = os.path.join(out, "baseline", "model_final.pth")
     lift_file = os.path.join(out, "stage1", "lift_final.pth")
-    stage2 = {"train.init_checkpoint": base_ckpt, "train.eval_period": str(stage2_iters)}
-    after_base, after_s1 = ("baseline",), ("baseline", "stage1")
-    return [
-        Step(
-            "baseline",
-            "model_final.pth",
-            "vitdet_mrcnn",
-            baseline_iters,
-            {"train.eval_period": str(baseline_iters)},
-            "ViTDet (baseline)",
-        ),
-        Step(
-            "stage1",
-            "lift_final.pth",
-            "lift_stage1",
-            stage1_iters,
-            {"train.init_checkpoint": base_ckpt, "train.eval_period": str(stage1_iters)},
-            "stage one: LiFT-S on the frozen ViT",
-            after_base,
-            cost=0.35,
-        ),
-        Step(
-            "baseline_ft",
-            "model_final.pth",
-            "vitdet_mrcnn_ft",
-            stage2_iters,
-            dict(stage2),
-            "ViTDet + same extra iterations",
-            after_base,
-        ),
-        Step(
-            "bilinear",
-            "model_final.pth",
-            "vitdet_mrcnn_bilinear",
-            stage2_iters,
-            dict(stage2),
-            "ViTDet + bilinear 2x (control)",
-            after_base,
-            cost=0.9,
-        ),
-        Step(
-            "lift",
-            "model_final.pth",
-            "vitdet_mrcnn_lift",
-            stage2_iters,
-            {**stage2, "model.backbone.net.lift_weights": lift_file},
-            "ViTDet + LiFT",
-            after_s1,
-            cost=0.9,
-        ),
-    ]
+    steps = []
+    for name, config, iters, label, cost in [
+        ("baseline", "vitdet_mrcnn", baseline_iters, "ViTDet (baseline)", 1.0),
+        ("stage1", "lift_stage1", stage1_iters, "stage one: LiFT-S on the frozen ViT", 0.35),
+        ("baseline_ft", "vitdet_mrcnn_ft", stage2_iters, "ViTDet + same extra iterations", 1.0),
+        ("bilinear", "vitdet_mrcnn_bilinear", stage2_iters, "ViTDet + bilinear 2x (control)", 0.9),
+        ("lift", "vitdet_mrcnn_lift", stage2_iters, "ViTDet + LiFT", 0.9),
+    ]:
+        overrides = {} if name == "baseline" else {"train.init_checkpoint": base_ckpt}
+        overrides["train.eval_period"] = str(iters)
+        needs = () if name == "baseline" else ("baseline",)
+        if name == "lift":
+            overrides["model.backbone.net.lift_weights"] = lift_file
+            needs += ("stage1",)
+        final = "lift_final.pth" if name == "stage1" else "model_final.pth"
+        steps.append(Step(name, final, config, iters, overrides, label, needs, cost=cost))
+    return steps
 
 
 KEYS = ("bbox/AP", "bbox/AP50", "bbox/AP75", "bbox/APs", "segm/AP")  # the table's metrics
@@ -100,24 +65,20 @@ def format_table(results: Dict[str, Dict], steps: List[Step]) -> str:
         if s.name != "baseline":
             iters += f" + {r.get('iterations', '?')}"
         rows.append([s.label, iters, *(_fmt(r.get(k)) for k in KEYS)])
-    lines = md_table(["model", "iterations", "box AP", "AP50", "AP75", "APs", "mask AP"], rows)
+    blocks = [md_block(["model", "iterations", "box AP", "AP50", "AP75", "APs", "mask AP"], rows)]
     s1 = results.get("stage1", {})
     if s1:
         cosines = [f"{s1.get(f'lift_quality/cos_{k}', float('nan')):.4f}" for k in COSINES]
-        lines += [
-            "",
+        blocks += [
             "Stage one, held-out mean cosine similarity to the ViT's features of the 2x image:",
-            "",
-            *md_table(["LiFT", "bilinear", "nearest"], [cosines]),
+            md_block(["LiFT", "bilinear", "nearest"], [cosines]),
         ]
         if s1.get("lift_quality/cos_lift", 1.0) < s1.get("lift_quality/cos_bilinear", 0.0):
-            lines += [
-                "",
-                "**LiFT is UNDERTRAINED**: its held-out cosine is below bilinear "
-                "upsampling's. Train stage one longer; the +LiFT rows above say little about "
-                "LiFT.",
-            ]
-    return "\n".join(lines)
+            blocks.append(
+                "**LiFT is UNDERTRAINED**: its held-out cosine is below bilinear upsampling's. "
+                "Train stage one longer; the +LiFT rows above say little about LiFT."
+            )
+    return "\n\n".join(blocks)
 
 
 def run_pipeline(out: str, *budgets: int, **kwargs) -> Dict:

@@ -26,17 +26,13 @@ def zero_shot_per_seed(results: Dict[str, Dict], seeds: Sequence[int], arms: Seq
     ``seed<k>/zs_<arm>`` or ``zeroshot/<arm>``, see ``study_schedule.zero_shot_step``)."""
     out = {}
     for seed in seeds:
-        row = {}
+        row = out[seed] = {}
         for arm in arms:
-            for name in (
-                "baseline" if arm == CONTROL else None,
-                f"seed{seed}/zs_{arm}",
-                f"zeroshot/{arm}",
-            ):
-                if name in results:
-                    row[arm] = results[name]
-                    break
-        out[seed] = row
+            names = ["baseline"] if arm == CONTROL else []
+            names += [f"seed{seed}/zs_{arm}", f"zeroshot/{arm}"]
+            found = next((name for name in names if name in results), None)
+            if found:
+                row[arm] = results[found]
     return out
 
 
@@ -89,15 +85,13 @@ def placement_words(study: Dict) -> List[str]:
             s, z = shares[lift], zs_shares.get(lift)
             text += (
                 f" It recovers {100 * s['mean']:.0f}% [{100 * s['low']:.0f}, "
-                f"{100 * s['high']:.0f}] of {s['of']} ({s['gap']:+.2f} box AP) after "
-                f"finetuning"
-                + (
-                    f", {100 * z['mean']:.0f}% zero-shot (of {z['gap']:+.2f})"
-                    if z and z["mean"] == z["mean"]
-                    else f"; zero-shot there is no gain to recover ({z['gap']:+.2f})" if z else ""
-                )
-                + "."
+                f"{100 * s['high']:.0f}] of {s['of']} ({s['gap']:+.2f} box AP) after finetuning"
             )
+            if z and z["mean"] == z["mean"]:
+                text += f", {100 * z['mean']:.0f}% zero-shot (of {z['gap']:+.2f})"
+            elif z:
+                text += f"; zero-shot there is no gain to recover ({z['gap']:+.2f})"
+            text += "."
         v = study["lift_vs_control"].get(group)
         if v:
             text += f" Against + bilinear in the same placement: {interval(v)} box AP."
@@ -121,15 +115,13 @@ def placement_words(study: Dict) -> List[str]:
     cos_of = study["summary"]["stage1_cosines"]
     for arm, d in study.get("recipes", {}).items():
         cos = [cos_of.get(cosines[stage_ones[a]]) for a in (arm, "lift")]
+        held = "."
+        if all(cos):
+            held = f"; held-out stage-one cosine {cos[0]['mean']:.4f} against {cos[1]['mean']:.4f}."
         lines.append(
             f"Stage-one recipe: {arm_labels(study)[arm]} minus up: + LiFT from the study's stage "
             f"one (paired): {interval(d)} box AP after finetuning"
-            + (
-                f"; held-out stage-one cosine {cos[0]['mean']:.4f} against {cos[1]['mean']:.4f}."
-                if all(cos)
-                else "."
-            )
-            + _recipe_verdict(study, arm)
+            f"{held}{_recipe_verdict(study, arm)}"
         )
     return lines
 
@@ -142,18 +134,14 @@ def _verdict(group: str, costs: Dict, arm: str, d: Dict, v: Optional[Dict] = Non
     cheaper = costs[arm]["gflops"] < costs[CONTROL if group == "down" else "image2x"]["gflops"]
     if group == "down":
         pays = cheaper and not (d["significant"] and d["mean"] < 0)
-        why = (
-            "not significantly below the 1x control at fewer GFLOPs"
-            if pays
-            else "significantly below the 1x control" if cheaper else "not cheaper"
-        )
+        why = "significantly below the 1x control" if cheaper else "not cheaper"
+        if pays:
+            why = "not significantly below the 1x control at fewer GFLOPs"
     else:
         pays = d["significant"] and d["mean"] > 0 and cheaper
-        why = (
-            "significantly above the control at fewer GFLOPs than the 2x image"
-            if pays
-            else "not significantly above the same-budget control"
-        )
+        why = "significantly above the control at fewer GFLOPs than the 2x image"
+        if not pays:
+            why = "not significantly above the same-budget control"
     if pays and v is not None and not (v["significant"] and v["mean"] > 0):
         return False, f"{why}, but not significantly above + bilinear there"
     return pays, why
@@ -167,7 +155,6 @@ def _recipe_verdict(study: Dict, arm: str) -> str:
     pays = _verdict("up", costs, arm, d)[0]
     return (
         f" Against the same-budget control it gives {interval(d)} box AP at "
-        f"{costs[arm]['gflops']:.2f} GFLOPs (the 2x image: {costs['image2x']['gflops']:.2f}): "
-        f"LiFT from this stage one {'pays' if pays else 'does not pay'} in the up "
-        f"placement."
+        f"{costs[arm]['gflops']:.2f} GFLOPs (the 2x image: {costs['image2x']['gflops']:.2f}): LiFT "
+        f"from this stage one {'pays' if pays else 'does not pay'} in the up placement."
     )

@@ -25,8 +25,7 @@ def probe_steps(out: str, iters: int, *budgets: int) -> List[Step]:
     their losses, in ``out``."""
     if not 1 <= iters <= min(budgets):
         raise ValueError(
-            f"iters must be in [1, {min(budgets)}] (the shortest step's iterations), "
-            f"got {iters}"
+            f"iters must be in [1, {min(budgets)}] (the shortest step's iterations), got {iters}"
         )
     flags = ("--stop-at-iter", str(iters), "--loss-trace", str(iters))
     # ETA: iters * cost = the iterations it runs; the probe replays training, not evaluations
@@ -82,19 +81,12 @@ def run_probe(out: str, iters: int, *budgets: int, extra: Optional[List[str]] = 
             trace = json.load(f)
         if trace["first_iter"] != 0 or len(trace["losses"]) != iters:
             raise RuntimeError(
-                f"{path} holds iterations {trace['first_iter']}.. "
-                f"({len(trace['losses'])}), not 0..{iters - 1}: a resumed step? "
-                f"Rerun the probe with --overwrite."
+                f"{path} holds iterations {trace['first_iter']}.. ({len(trace['losses'])}), not "
+                f"0..{iters - 1}: a resumed step? Rerun the probe with --overwrite."
             )
         recorded.append({**describe(step, out), "losses": trace["losses"]})
-    return dict(
-        format=TRACE_FORMAT,
-        iters=iters,
-        study_iters=dict(zip(STUDY_ITERS, budgets)),
-        extra=list(extra or []),
-        **provenance(),
-        steps=recorded,
-    )
+    setup = dict(format=TRACE_FORMAT, iters=iters, study_iters=dict(zip(STUDY_ITERS, budgets)))
+    return {**setup, "extra": list(extra or []), **provenance(), "steps": recorded}
 
 
 def write_trace(out: str, path: str, *budgets: int, iters: int = PROBE_ITERS, **kwargs):

@@ -3,7 +3,7 @@ written from the study's JSON, with its in-words sentences (figures: :mod:`.figu
 
 from typing import Dict, List
 
-from ..utils.tables import md_table
+from ..utils.tables import md_block, md_table
 from .placements import placement_words
 from .schedule import CONTROL, arm_labels
 from .statistics import METRICS, interval
@@ -35,16 +35,14 @@ def format_report(study: Dict) -> str:
             f" (resumed: {study['steps_skipped']} of its {len(study['step_seconds'])} steps "
             f"had run before and are not in that time)."
         )
-    lines = [
+    blocks = [
         f"Mini study, {n} seeds ({', '.join(map(str, s['seeds']))}): made by `{study['command']}` "
         f"on {study['date']} at commit {study['commit']}, {study['machine']}, torch "
         f"{study['torch']}, in {study['wall_time_s'] / 60:.0f} min{resumed}",
-        "",
         f"Mean ± std over seeds. Every arm starts from the same baseline mini ViTDet "
         f"({base['iterations']} iterations, box AP {base['final']['bbox/AP']:.2f}, mask AP "
         f"{base['final']['segm/AP']:.2f}) and trains {setup['stage2_iters']} iterations with the "
         f"ViT frozen; GFLOPs (fvcore){cpu} at inference on one image at the arm's input size (px).",
-        "",
     ]
     rows = []
     for arm in arms:
@@ -53,78 +51,63 @@ def format_report(study: Dict) -> str:
         size, gflops = c.get("image_size", setup["image_size"]), f"{c['gflops']:.2f}"
         metrics = [_pm(r[k]) for k, _ in METRICS]
         rows.append([labels[arm], size, f"{c['params_M']:.2f}", gflops, ms, *metrics])
-    lines += md_table(["model", "px", "params (M)", "GFLOPs", "CPU ms", *names], rows)
-    lines += [
-        "",
-        f"Paired difference from *{control}* (same seed, same baseline, same budget): "
-        f"mean and 95% t interval over the {n} seed pairs; * marks an interval that "
-        f"excludes 0.",
-        "",
+    blocks += [
+        md_block(["model", "px", "params (M)", "GFLOPs", "CPU ms", *names], rows),
+        f"Paired difference from *{control}* (same seed, same baseline, same budget): mean and "
+        f"95% t interval over the {n} seed pairs; * marks an interval that excludes 0.",
     ]
     rows = [
         [labels[arm], *(_diff(s["arms"][arm][k]["vs_control"]) for k, _ in METRICS)]
         for arm in arms
         if arm != CONTROL
     ]
-    lines += md_table(["model", *(f"Δ {m}" for m in names)], rows)
-    lines += ["", _in_words(study), ""]
+    blocks += [md_block(["model", *(f"Δ {m}" for m in names)], rows), _in_words(study)]
     if "zero_shot" in study:
-        lines += [*_zero_shot_section(study), ""]
+        blocks += _zero_shot_section(study)
     left = [labels[a] for a in setup.get("arms_left_out", [])]
     if left:
-        lines += [
-            f'Not run by default (`STUDY_ARGS="--arms ..."` runs them): ' f"{'; '.join(left)}.",
-            "",
-        ]
+        blocks.append(
+            f'Not run by default (`STUDY_ARGS="--arms ..."` runs them): ' f"{'; '.join(left)}."
+        )
     cos, p = s["stage1_cosines"], base["plateau"]
     gain = f"gained {p['gain']:+.2f}, " if p["gain"] is not None else f"not met ({p.get('why')}), "
     verdict = "plateaued." if p["plateaued"] else "**not plateaued** by it."
     curve = base["curve"]
-    lines += [
+    blocks += [
         f"Stage one ({setup['stage1_iters']} iterations per seed), held-out mean cosine "
         f"similarity to the ViT's features of the 2x image:",
-        "",
-        *md_table(list(cos), [[_pm(v, 4) for v in cos.values()]]),
-        "",
+        md_block(list(cos), [[_pm(v, 4) for v in cos.values()]]),
         f"The shared baseline: val box AP every {base['eval_period']} iterations. Convergence "
         f"criterion, fixed before the run: {p['criterion']}: {gain}{verdict} "
         + base.get("schedule", "The learning rate drops 10x at 90%."),
-        "",
-        *md_table(
+        md_block(
             ["iteration", *(c["iteration"] for c in curve)],
             [[name, *(f"{c[k]:.2f}" for c in curve)] for k, name in CURVE],
         ),
-        "",
         f"Budget: {setup['justification']}",
-        "",
         f"Figure: box AP vs GFLOPs, mean ± std over seeds: `{study['figure']}`.",
     ]
     if "cosine_vs_ap" in study:
-        lines += ["", *_cosine_section(study)]
-    return "\n".join(lines)
+        blocks += _cosine_section(study)
+    return "\n\n".join(blocks)
 
 
 def _zero_shot_section(study: Dict) -> List[str]:
     """Zero-shot (the baseline's weights with the stage-one file, no stage two) against the
     baseline; the share of each placement's reference gap recovered; the placement words."""
-
     labels = arm_labels(study)
     zs, metrics = study["zero_shot"]["summary"]["arms"], METRICS[:1] + METRICS[3:]
     rows = []
     for arm in study["arms"]:
         d = zs[arm]["bbox/AP"].get("vs_control")
         rows.append([labels[arm], *(_pm(zs[arm][k]) for k, _ in metrics), _diff(d) if d else "-"])
-    lines = [
-        "Zero-shot: the same detectors with no stage two (the baseline's weights, the "
-        "stage-one file), mean ± std over seeds, and the paired difference from the baseline "
-        "itself:",
-        "",
-        *md_table(["model", *(name for _, name in metrics), "Δ box AP"], rows),
-        "",
+    blocks = [
+        "Zero-shot: the same detectors with no stage two (the baseline's weights, the stage-one "
+        "file), mean ± std over seeds, and the paired difference from the baseline itself:",
+        md_block(["model", *(name for _, name in metrics), "Δ box AP"], rows),
         "Share of the reference gap recovered (box AP, per seed, then mean and 95% t "
         "interval): up and stride-8 arms of the 2x image's gain over the control, down arms "
         "of the gap between the half and the 1x image:",
-        "",
     ]
 
     def pct(r):
@@ -138,11 +121,9 @@ def _zero_shot_section(study: Dict) -> List[str]:
         rows.append(
             [labels[arm], f"{r['of']} ({r['gap']:+.2f}; zero-shot {z['gap']:+.2f})", pct(r), pct(z)]
         )
-    lines += md_table(["model", "of", "finetuned", "zero-shot"], rows)
-    words = placement_words(study)
-    return lines + (
-        ["", "In words, per placement:", ""] + [f"- {w}" for w in words] if words else []
-    )
+    blocks.append(md_block(["model", "of", "finetuned", "zero-shot"], rows))
+    words = "\n".join(f"- {w}" for w in placement_words(study))
+    return blocks + (["In words, per placement:", words] if words else [])
 
 
 def _cosine_section(study: Dict) -> List[str]:
@@ -156,37 +137,25 @@ def _cosine_section(study: Dict) -> List[str]:
     return [
         "Does stage one's cosine predict box AP? Each upsampler's held-out stage-one cosine "
         "(mean ± std over seeds) and its paired Δ box AP from the control (95% interval):",
-        "",
-        *md_table(["upsampler", "stage-one cosine", "Δ box AP"], rows),
-        "",
+        md_block(["upsampler", "stage-one cosine", "Δ box AP"], rows),
         _cosine_words(pts, c, study),
-        "",
         f"Figure: Δ box AP vs stage-one cosine: `{study['cosine_figure']}`.",
     ]
 
 
 def _cosine_words(pts: List[Dict], c: Dict, study: Dict) -> str:
-    """What the cosine-vs-AP data (``pts``: its points by cosine) show, in generated words."""
     if c["spearman"] is None:
         return f"With {len(pts)} upsampler(s) (fewer than 3), no correlation is computed."
     rho = c["spearman"]
-    verdict = (
-        "ranks the upsamplers as box AP does"
-        if rho >= 0.9
-        else (
-            "ranks them only roughly as box AP does"
-            if rho >= 0.5
-            else "does not rank them as box AP does"
-        )
-    )
+    verdict = "ranks them only roughly" if rho >= 0.5 else "does not rank them"
+    verdict = f"{'ranks the upsamplers' if rho >= 0.9 else verdict} as box AP does"
     top, bottom = pts[-1], pts[0]
     text = (
         f"In words: over the {len(pts)} upsamplers, stage-one cosine {verdict} (Spearman ρ = "
-        f"{rho:+.2f}, p = {c['spearman_p']:.2f}; Pearson r = {c['pearson']:+.2f}; least "
-        f"squares: {c['ap_per_0.01_cosine']:+.2f} box AP per 0.01 of cosine). From "
-        f"{bottom['label']} (cosine {bottom['cosine']:.4f}, Δ box AP "
-        f"{bottom['delta_ap']:+.2f}) to {top['label']} (cosine {top['cosine']:.4f}, Δ box AP "
-        f"{top['delta_ap']:+.2f}). "
+        f"{rho:+.2f}, p = {c['spearman_p']:.2f}; Pearson r = {c['pearson']:+.2f}; least squares: "
+        f"{c['ap_per_0.01_cosine']:+.2f} box AP per 0.01 of cosine). From {bottom['label']} "
+        f"(cosine {bottom['cosine']:.4f}, Δ box AP {bottom['delta_ap']:+.2f}) to {top['label']} "
+        f"(cosine {top['cosine']:.4f}, Δ box AP {top['delta_ap']:+.2f}). "
     )
     above = [p["label"] for p in pts if p["significant"] and p["delta_ap"] > 0]
     none = "None of them is significantly above the same-budget control."
@@ -212,9 +181,8 @@ def _in_words(study: Dict) -> str:
         ).append(text)
     return (
         f"In words, box AP against *{labels[CONTROL]}* at 95%: significantly better: "
-        f"{'; '.join(better) or 'none'}. Significantly worse: {'; '.join(worse) or 'none'}. "
-        f"Not distinguishable from it with {len(s['seeds'])} seeds: "
-        f"{'; '.join(neither) or 'none'}."
+        f"{'; '.join(better) or 'none'}. Significantly worse: {'; '.join(worse) or 'none'}. Not "
+        f"distinguishable from it with {len(s['seeds'])} seeds: {'; '.join(neither) or 'none'}."
     )
 
 
@@ -234,9 +202,8 @@ def format_headline(study: Dict) -> str:
         rows.append([labels[arm], size, f"{c['gflops']:.2f}", _pm(r), d, z])
     head = ["model", "px", "GFLOPs", "box AP", "Δ box AP", "zero-shot box AP"]
     lines = [
-        f"Box AP on the mini data's val images, mean ± std over "
-        f"{len(study['summary']['seeds'])} seeds; Δ: paired difference from "
-        f"*{labels[CONTROL]}*, 95% interval (* excludes 0).",
+        f"Box AP on the mini data's val images, mean ± std over {len(study['summary']['seeds'])} "
+        f"seeds; Δ: paired difference from *{labels[CONTROL]}*, 95% interval (* excludes 0).",
         "",
         *md_table(head, rows),
     ]

@@ -86,8 +86,7 @@ def run_study(
     final = {k: results["baseline"][k] for k, _ in METRICS}
     baseline.update(curve=curve, final=final, lr_drop=drop)
     baseline["schedule"] = (
-        f"The learning rate drops 10x at iteration {drop} "
-        f"({BASELINE_DROP:.0%} of the iterations)."
+        f"The learning rate drops 10x at iteration {drop} ({BASELINE_DROP:.0%} of the iterations)."
     )
     baseline["plateau"] = plateau(curve, drop)
     study = {
@@ -178,10 +177,6 @@ def arm_costs(arms: Sequence[str], image: str) -> Dict[str, Dict[str, float]]:
         img = torch.nn.functional.interpolate(img[None].float(), size=(size, size))[0]
         inputs = [{"image": img, "height": 256, "width": 256}]
         flops = count_flops(FlopCountAnalysis(model, inputs))
-        costs[arm] = {
-            "params_M": parameter_count(model)[""] / 1e6,
-            "gflops": flops / 1e9,
-            "image_size": int(size),
-            "cpu_ms": cpu_latency_ms(model, inputs),
-        }
+        costs[arm] = dict(params_M=parameter_count(model)[""] / 1e6, gflops=flops / 1e9)
+        costs[arm].update(image_size=int(size), cpu_ms=cpu_latency_ms(model, inputs))
     return costs

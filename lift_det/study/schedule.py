@@ -35,31 +35,18 @@ class Arm(NamedTuple):
     group: str
 
 
+LIFT_CONFIG = "vitdet_mrcnn_lift"  # stage two with LiFT in the up placement, for every recipe
 ARMS = [
     Arm("ft", "vitdet_mrcnn_ft", "ViTDet + same extra iterations", None, 1.36, "control"),
     Arm("image2x", "vitdet_mrcnn_2x", "ViTDet on the 2x image", None, 4.63, "image"),
     Arm("image_half", "vitdet_mrcnn_half", "ViTDet on the half image", None, 0.6, "image"),
-    Arm("lift", "vitdet_mrcnn_lift", "up: + LiFT", "stage1_lift", 2.6, "up"),
+    Arm("lift", LIFT_CONFIG, "up: + LiFT", "stage1_lift", 2.6, "up"),
     Arm("bilinear", "vitdet_mrcnn_bilinear", "up: + bilinear", None, 2.4, "up"),
     Arm("resize_conv", "vitdet_mrcnn_resize_conv", "up: + resize-conv", "stage1_rc", 2.4, "up"),
     Arm("jbu", "vitdet_mrcnn_jbu", "up: + JBU", "stage1_jbu", 2.4, "up"),
     Arm("attn", "vitdet_mrcnn_attn", "up: + attention upsampler", "stage1_attn", 2.5, "up"),
-    Arm(
-        "lift_half",
-        "vitdet_mrcnn_lift",
-        "up: + LiFT, stage one at 128 px",
-        "stage1_half",
-        2.6,
-        "up",
-    ),
-    Arm(
-        "lift_long",
-        "vitdet_mrcnn_lift",
-        "up: + LiFT, stage one 4x longer",
-        "stage1_long",
-        2.6,
-        "up",
-    ),
+    Arm("lift_half", LIFT_CONFIG, "up: + LiFT, stage one at 128 px", "stage1_half", 2.6, "up"),
+    Arm("lift_long", LIFT_CONFIG, "up: + LiFT, stage one 4x longer", "stage1_long", 2.6, "up"),
     Arm("lift_down", "vitdet_mrcnn_lift_down", "down: + LiFT", "stage1_lift", 0.9, "down"),
     Arm("bilinear_down", "vitdet_mrcnn_bilinear_down", "down: + bilinear", None, 0.8, "down"),
     Arm("lift_s8", "vitdet_mrcnn_lift_s8", "stride 8: + LiFT", "stage1_lift", 1.14, "stride8"),
@@ -69,18 +56,8 @@ ARMS = [
 CONTROL = "ft"  # the same-budget baseline every arm is paired with
 # `make study`'s arms, sized for hours of 2 CPU cores (LiFT finetuned, LiFT twice, LiFT from
 # the stage one at 128 px and from the 4x longer one run on request: --arms)
-DEFAULT_ARMS = (
-    "ft",
-    "image2x",
-    "image_half",
-    "lift",
-    "bilinear",
-    "resize_conv",
-    "jbu",
-    "attn",
-    "lift_down",
-    "bilinear_down",
-    "lift_s8",
+DEFAULT_ARMS = tuple(
+    a.name for a in ARMS if a.name not in ("lift_half", "lift_long", "lift_ft", "lift2")
 )
 # where a zero-shot evaluation (the baseline's weights, a stage-one file if the arm has one, no
 # stage two) writes its metrics, relative to its step's folder
@@ -160,19 +137,9 @@ def study_steps(
         for name, config, label, cost, factor in STAGE_ONES:
             if name in needed:
                 iters = stage1_iters * factor
-                steps.append(
-                    Step(
-                        f"seed{seed}/{name}",
-                        "lift_final.pth",
-                        config,
-                        iters,
-                        overrides(seed, iters),
-                        f"stage one: {label}, seed {seed}",
-                        ("baseline",),
-                        1,
-                        cost,
-                    )
-                )
+                label = f"stage one: {label}, seed {seed}"
+                args = config, iters, overrides(seed, iters), label, ("baseline",), 1, cost
+                steps.append(Step(f"seed{seed}/{name}", "lift_final.pth", *args))
     zero_shot = {}  # the same model for every seed is evaluated once
     for seed in seeds:
         for arm in arms_used:
@@ -182,19 +149,8 @@ def study_steps(
     for seed in seeds:  # the costliest first: less idle time at the end
         for arm in sorted(arms_used, key=lambda a: -a.cost):
             arm_overrides, needs = _from_stage_one(arm, out, seed, overrides(seed, stage2_iters))
-            steps.append(
-                Step(
-                    f"seed{seed}/{arm.name}",
-                    "model_final.pth",
-                    arm.config,
-                    stage2_iters,
-                    arm_overrides,
-                    f"{arm.label}, seed {seed}",
-                    needs,
-                    1,
-                    arm.cost,
-                )
-            )
+            args = arm.config, stage2_iters, arm_overrides, f"{arm.label}, seed {seed}", needs, 1
+            steps.append(Step(f"seed{seed}/{arm.name}", "model_final.pth", *args, arm.cost))
     return steps + list(zero_shot.values())
 
 

@@ -105,25 +105,11 @@ def cosine_vs_ap(summary: Dict) -> Dict:
         if cos is None or "vs_control" not in row:
             continue
         d = row["vs_control"]
-        points.append(
-            {
-                "arm": arm,
-                "label": label,
-                "cosine": cos["mean"],
-                "cosine_std": cos["std"],
-                "delta_ap": d["mean"],
-                "low": d["low"],
-                "high": d["high"],
-                "significant": d["significant"],
-            }
-        )
-    out = {
-        "points": points,
-        "spearman": None,
-        "spearman_p": None,
-        "pearson": None,
-        "ap_per_0.01_cosine": None,
-    }
+        point = dict(arm=arm, label=label, cosine=cos["mean"], cosine_std=cos["std"])
+        point.update(delta_ap=d["mean"], low=d["low"], high=d["high"], significant=d["significant"])
+        points.append(point)
+    keys = ("spearman", "spearman_p", "pearson", "ap_per_0.01_cosine")
+    out = {"points": points, **dict.fromkeys(keys)}
     x = np.array([p["cosine"] for p in points])
     y = np.array([p["delta_ap"] for p in points])
     if len(points) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
@@ -133,12 +119,8 @@ def cosine_vs_ap(summary: Dict) -> Dict:
             stats.spearmanr(x, y[list(order)])[0] for order in itertools.permutations(range(len(y)))
         ]
         p_value = float(np.mean(np.abs(perms) >= abs(rho) - 1e-12))
-        out.update(
-            spearman=rho,
-            spearman_p=p_value,
-            pearson=float(np.corrcoef(x, y)[0, 1]),
-            **{"ap_per_0.01_cosine": float(np.polyfit(x, y, 1)[0] / 100)},
-        )
+        out.update(spearman=rho, spearman_p=p_value, pearson=float(np.corrcoef(x, y)[0, 1]))
+        out["ap_per_0.01_cosine"] = float(np.polyfit(x, y, 1)[0] / 100)
     return out
 
 
@@ -153,18 +135,11 @@ def plateau(curve: List[Dict[str, float]], drop: int, max_gain: float = PLATEAU_
         f"learning-rate drop at iteration {drop}, <= {max_gain:.1f}"
     )
     if before is None or before["iteration"] <= drop:
-        return {
-            "criterion": criterion,
-            "gain": None,
-            "plateaued": False,
-            "why": "the last phase holds fewer than two evaluations",
-        }
+        why = "the last phase holds fewer than two evaluations"
+        return dict(criterion=criterion, gain=None, plateaued=False, why=why)
     gain = last["bbox/AP"] - before["bbox/AP"]
-    return {
-        "criterion": f"{criterion} (iterations {before['iteration']} and {last['iteration']})",
-        "gain": gain,
-        "plateaued": bool(gain <= max_gain),
-    }
+    criterion += f" (iterations {before['iteration']} and {last['iteration']})"
+    return dict(criterion=criterion, gain=gain, plateaued=bool(gain <= max_gain))
 
 
 def read_curve(step_dir: str, max_iter: int) -> List[Dict[str, float]]:

@@ -74,16 +74,9 @@ def class_name(made: Dict) -> Optional[str]:
     c = made.get("cpu_class")
     if not c:
         return None
-    parts = [
-        c["vendor"],
-        "family",
-        c["family"],
-        "model",
-        c["model"],
-        c["capability"],
-        f"{c['cpus']} cpus",
-    ] + [f"{k} {made.get(k)}" for k in VERSIONS]
-    return slug(" ".join(str(p) for p in parts))
+    stack = " ".join(f"{k} {made.get(k)}" for k in VERSIONS)
+    cpu = f"{c['vendor']} family {c['family']} model {c['model']} {c['capability']}"
+    return slug(f"{cpu} {c['cpus']} cpus {stack}")
 
 
 def versions(made: Dict, keys=tuple(VERSIONS)) -> str:
