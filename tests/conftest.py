@@ -28,23 +28,23 @@ TINY_VIT = dict(
 # first, so pytest-xdist (`--dist loadfile --no-loadscope-reorder` in the Makefile) hands them out
 # before the short files, which then fill the gaps: both workers finish at about the same time.
 # Every other file follows in the usual order; tests within a file keep theirs.
-SLOWEST_FILES = [  # CPU seconds of a full run (2026-12, 2 workers), most first
-    "test_train_net.py",  # 236 (builds tiny_main)
-    "test_study.py",  # 119
-    "test_user_mistakes.py",  # 93
-    "test_readme_stages.py",  # 93
-    "test_configs.py",  # 67
-    "test_train_lift.py",  # 62
-    "test_benchmark.py",  # 62
-    "test_readme.py",  # 52
-    "test_gpu_check.py",  # 38
-    "test_study_check.py",  # 36
-    "test_docs.py",  # 33
-    "test_demo.py",  # 26
-    "test_export.py",  # 23
-    "test_backbone.py",  # 19
-    "test_run_mini.py",  # 17 (reads tiny_main)
-    "test_checkpoints.py",  # 16
+SLOWEST_FILES = [  # seconds of each file's tests in a full run's --durations (2026-12-07)
+    "test_train_net.py",  # 100 (builds tiny_main)
+    "test_configs.py",  # 68
+    "test_readme_stages.py",  # 50
+    "test_readme.py",  # 40 (each tool's --help, cold)
+    "test_study.py",  # 40
+    "test_train_lift.py",  # 35
+    "test_benchmark.py",  # 26
+    "test_backbone.py",  # 17
+    "test_gpu_check.py",  # 16
+    "test_study_check.py",  # 15
+    "test_checkpoints.py",  # 14
+    "test_benchmark_timing.py",  # 12
+    "test_mini_data.py",  # 11
+    "test_export.py",  # 11
+    "test_user_mistakes.py",  # 9
+    "test_demo.py",  # 9
 ]
 
 
