@@ -155,3 +155,19 @@ def test_gpu_block_is_pending_without_a_gpu_report(tmp_path):
     # a --toy report is not a GPU figure
     (tmp_path / "cpu.json").write_text(json.dumps({"toy": True}))
     assert update_readme.render_gpu_reports(str(tmp_path)) == update_readme.GPU_PENDING + "\n"
+
+
+def test_make_test_time_is_the_timers_output():
+    """docs/make_test.md (shown in the README) is what dev/time_make_test.sh writes: its sentence,
+    and a total that holds the setup and the pytest time it names."""
+    with open(os.path.join(REPO, "docs", "make_test.md")) as f:
+        text = f.read()
+    pattern = (
+        r"`make test` from a fresh clone took \*\*(\d+) min (\d+) s\*\* on \d+ CPUs\n\(.+\), "
+        r"\d{4}-\d\d-\d\d at commit `[0-9a-f]{7,}`: (\d+) s of setup\n\(with .+\) and (\d+) s of "
+        r"pytest for \d+ tests\. Measured by\n`bash dev/time_make_test.sh`\.\n"
+    )
+    minutes, seconds, setup, pytest_s = map(int, re.fullmatch(pattern, text).groups())
+    assert setup + pytest_s <= 60 * minutes + seconds
+    with open(os.path.join(REPO, "dev", "time_make_test.sh")) as f:
+        assert "took **$((total / 60)) min $((total % 60)) s** on $(nproc) CPUs" in f.read()
