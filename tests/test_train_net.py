@@ -147,7 +147,7 @@ def test_zero_shot_eval_from_a_vitdet_checkpoint_and_a_lift_file(trained, tmp_pa
 
 
 KILL_CONFIG = """
-import os, signal
+import multiprocessing, os, signal
 from detectron2.config import LazyCall as L, LazyConfig
 from detectron2.engine import HookBase
 
@@ -156,7 +156,9 @@ class KillAfter(HookBase):
         self.iteration = iteration
 
     def after_step(self):  # after the checkpointer's after_step of this iteration
-        if self.trainer.iter == self.iteration:
+        if self.trainer.iter == self.iteration:  # its data-loader workers first, as a machine
+            for worker in multiprocessing.active_children():  # going down takes them all
+                os.kill(worker.pid, signal.SIGKILL)
             os.kill(os.getpid(), signal.SIGKILL)
 
 _cfg = LazyConfig.load({config!r})
@@ -181,7 +183,8 @@ def moments(checkpoint):
     [("vitdet_mrcnn", "train.eval_period=2"), ("lift_stage1", "train.eval_period=0")],
 )
 def test_resume_after_kill_is_exact(small_mini, tmp_path, name, period):
-    """SIGKILL right after iteration 3's checkpoint (deterministic: a hook kills the process),
+    """SIGKILL right after iteration 3's checkpoint (deterministic: a hook kills the process and
+    its data-loader workers, which would otherwise hold its output open until they notice),
     then --resume (given after the key=value overrides): training continues at 4 and ends with
     the very weights (BatchNorm statistics included) and optimizer state of an uninterrupted run.
     The detector also evaluates at iteration 3, before the checkpoint is written (an evaluation
