@@ -93,15 +93,24 @@ def _seed():
     yield
 
 
+@contextlib.contextmanager
+def restored_environ():
+    """``os.environ`` as it was before the block, whatever the block set, changed or removed."""
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(before):
+            del os.environ[key]
+        os.environ.update(before)
+
+
 @pytest.fixture(autouse=True)
 def _environ_restored():
     """Each test leaves the environment as it found it: what a tool run in-process sets
     (``default_setup`` sets ``PYTHONHASHSEED``) would change every later test's subprocesses."""
-    before = dict(os.environ)
-    yield
-    for key in set(os.environ) - set(before):
-        del os.environ[key]
-    os.environ.update(before)
+    with restored_environ():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -229,16 +229,8 @@ def test_study_check_end_to_end(tmp_path, check_here):
     changed["torch"] = "0.1"
     with open(tmp_path / "changed.json", "w") as f:
         json.dump(changed, f)
-    rc, out, err = check_here(
-        "--trace",
-        "changed.json",
-        "--output-dir",
-        probe,
-        "--resume",
-        "--record",
-        "checks",
-        cwd=tmp_path,
-    )
+    recheck = ["--trace", "changed.json", "--output-dir", probe, "--resume", "--record", "checks"]
+    rc, out, err = check_here(*recheck, cwd=tmp_path)
     assert rc == 0, out[-3000:] + err[-3000:]
     assert "this machine class has no record: its difference is a finding, recorded" in out
     assert f"this run's torch {torch.__version__} is not the trace's 0.1" in out
@@ -260,30 +252,12 @@ def test_study_check_end_to_end(tmp_path, check_here):
     assert f"family {c['family']} model {c['model']}, {c['capability']}" in table
 
     # again: the same class now has a record, and the run is as that record
-    rc, out, err = check_here(
-        "--trace",
-        "changed.json",
-        "--output-dir",
-        probe,
-        "--resume",
-        "--record",
-        "checks",
-        cwd=tmp_path,
-    )
+    rc, out, err = check_here(*recheck, cwd=tmp_path)
     assert rc == 0 and "as this class's earlier record" in out, out[-3000:] + err[-3000:]
     # a record of this class that says otherwise: a failure within the class
     recorded["steps"][1]["max_abs"] *= 2
     path.write_text(json.dumps(recorded))
-    rc, out, err = check_here(
-        "--trace",
-        "changed.json",
-        "--output-dir",
-        probe,
-        "--resume",
-        "--record",
-        "checks",
-        cwd=tmp_path,
-    )
+    rc, out, err = check_here(*recheck, cwd=tmp_path)
     assert rc == 1 and "NOT as this class's earlier record" in out, out[-3000:] + err[-3000:]
     assert len(list((tmp_path / "checks").iterdir())) == 1  # its own record replaced, no other
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import pytest
 
-from conftest import WARM_ENV, tool_python
+from conftest import WARM_ENV, restored_environ, tool_python
 
 SCRIPT = """
 import json, os, sys
@@ -104,3 +104,22 @@ def test_code_of_minus_c_runs_as_the_interpreter_runs_it(tmp_path, arg):
     assert warm.returncode == {"0": 0, "3": 3, "raise": 1}[arg]
     assert warm.stderr.splitlines()[-1] == real.stderr.splitlines()[-1]
     assert warm.stderr.startswith("to stderr\n")
+
+
+def test_a_tool_run_in_a_test_leaves_no_variable_behind(tmp_path):
+    """detectron2's seed_all_rng (default_setup runs it) sets PYTHONHASHSEED, an import-time
+    variable: left behind by a test that runs a tool in-process, it would send every later tool
+    run of that test process to the cold interpreter. Each test runs in restored_environ."""
+    from detectron2.utils.env import seed_all_rng
+
+    before = dict(os.environ)
+    with restored_environ():
+        seed_all_rng(0)
+        os.environ["PATH"] = "changed"
+        os.environ.pop("HOME", None)
+        assert os.environ["PYTHONHASHSEED"] == "0"
+    assert dict(os.environ) == before
+    script = tmp_path / "t.py"
+    script.write_text("import sys\nprint('torch' in sys.modules)\n")
+    out = subprocess.run([tool_python(), str(script)], capture_output=True, text=True, check=True)
+    assert out.stdout == "True\n"  # warm: nothing was left to differ from the server's
