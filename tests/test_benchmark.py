@@ -9,6 +9,7 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
+from conftest import shrunk_config_dir
 from lift_det.benchmark import lift_cost
 from lift_det.benchmark.costs import count_flops
 from lift_det.modeling import LIFT_PRESETS, build_upsampler
@@ -21,27 +22,15 @@ def tool():
     return runpy.run_path(TOOL, run_name="lift_det_test")
 
 
-# lift_det's detector config, its ViT-B shrunk to 4 of its 12 blocks (the third global, as in
-# ViTDet): the same detector rows and relations as the full configs, at a third of the CPU
-SHRUNK = """
-from lift_det.model_zoo import get_config
-
-_cfg = get_config({name!r})
-_cfg.model.backbone.net.update(depth=4, window_block_indexes=[0, 1, 3])
-model, dataloader, optimizer, lr_multiplier, train = (
-    _cfg.model, _cfg.dataloader, _cfg.optimizer, _cfg.lr_multiplier, _cfg.train)
-"""
-
-
 @pytest.fixture(scope="module")
 def run(tool, tmp_path_factory):
     """One run: ViT-B and LiFT-B counted at 1024 (the README's size), the detectors (ViT-B at 4
     blocks, through --config-dir) at 64 px; no timings (test_benchmark_timing.py times them)."""
-    out, configs = tmp_path_factory.mktemp("benchmark"), tmp_path_factory.mktemp("configs")
-    for name, _ in lift_cost.DETECTORS.values():
-        (configs / name).write_text(SHRUNK.format(name=name))
+    out = tmp_path_factory.mktemp("benchmark")
+    names = [name for name, _ in lift_cost.DETECTORS.values()]
+    configs = shrunk_config_dir(tmp_path_factory.mktemp("configs"), names)
     args = ["--device", "cpu", "--presets", "LiFT-B", "--image-size", "1024"]
-    args += ["--detector-size", "64", "--time-size", "0", "--config-dir", str(configs)]
+    args += ["--detector-size", "64", "--time-size", "0", "--config-dir", configs]
     args += ["--proposals", "20", "--detections", "5"]
     args += ["--json", str(out / "b.json"), "--markdown", str(out / "b.md")]
     tool["main"](tool["get_parser"]().parse_args(args))

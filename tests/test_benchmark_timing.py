@@ -7,16 +7,30 @@ import os
 import runpy
 import pytest
 
+from conftest import shrunk_config_dir
+
 TOOL = os.path.join(os.path.dirname(__file__), "..", "tools", "benchmark.py")
 
 
 @pytest.fixture(scope="module")
 def timed(tmp_path_factory):
-    """One run that times the detectors and stage one at 64 px (ViT-B and LiFT-B counted at 224,
-    no detector FLOPs: test_benchmark.py counts them)."""
+    """One run that times the detectors and stage one at 64 px, their ViT-B at 4 blocks (through
+    --config-dir; ViT-B and LiFT-B counted at 224, no detector FLOPs: test_benchmark.py counts
+    them)."""
     tool = runpy.run_path(TOOL, run_name="lift_det_test")
     out = tmp_path_factory.mktemp("benchmark_timing")
-    args = ["--device", "cpu", "--presets", "LiFT-B", "--image-size", "224"]
+    names = ["vitdet_mrcnn.py", "vitdet_mrcnn_lift_down.py", "lift_stage1_coco.py"]
+    configs = shrunk_config_dir(tmp_path_factory.mktemp("configs"), names)
+    args = [
+        "--device",
+        "cpu",
+        "--presets",
+        "LiFT-B",
+        "--image-size",
+        "224",
+        "--config-dir",
+        configs,
+    ]
     args += ["--detector-size", "0", "--time-size", "64", "--repeats", "2"]
     args += ["--proposals", "20", "--detections", "5"]
     args += ["--json", str(out / "b.json"), "--markdown", str(out / "b.md")]
