@@ -12,7 +12,7 @@ import subprocess
 from types import SimpleNamespace
 import pytest
 
-from conftest import REPO, load_tool, tool_python
+from conftest import CPU_ENV, REPO, load_tool, tool_python
 from lift_det.benchmark import gpu_check, gpu_report
 from lift_det.benchmark.costs import time_interleaved
 
@@ -27,7 +27,7 @@ def tool():
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     cwd, out = tmp_path_factory.mktemp("cwd"), tmp_path_factory.mktemp("gpu")
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    env = dict(os.environ, **CPU_ENV)  # one thread, as the other tools' runs here
     env.pop("LIFT_DET_MINI_ROOT", None)
     cmd = [tool_python(), os.path.join(REPO, "tools", "gpu_check.py"), "--toy"]
     run = subprocess.run(

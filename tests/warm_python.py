@@ -14,6 +14,7 @@ lift_det is imported by the server: each worker imports it (and reads its enviro
 """
 
 import array
+import importlib
 import json
 import os
 import select
@@ -24,6 +25,14 @@ import sys
 import time
 
 PRELOAD = "import torch, torchvision.ops, detectron2.modeling, detectron2.config, detectron2.engine"
+# imported on first use by most tool runs: timm's layers by detectron2's ViT blocks (their
+# deprecation warning is lift_det's to filter, as in a fresh process), tensorboard by the event
+# writers, hydra's override parser by LazyConfig.apply_overrides (about 0.5 s a run in all)
+PRELOAD_QUIET = (
+    "timm.models.layers",
+    "torch.utils.tensorboard",
+    "hydra.core.override_parser.overrides_parser",
+)
 _IMPORT_TIME_ENV = ("PYTHON", "DETECTRON2_", "TORCH", "PYTORCH")
 
 CLIENT = """#!{python} -S
@@ -182,7 +191,13 @@ def serve(path, client, parent):
     global _CLIENT_PATH, _THREADS, _ENV_BEFORE_IMPORTS, _SET_BY_IMPORTS
     _ENV_BEFORE_IMPORTS = dict(os.environ)
     exec(PRELOAD)
+    import warnings
     import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for module in PRELOAD_QUIET:
+            importlib.import_module(module)
 
     _CLIENT_PATH, _THREADS = client, torch.get_num_threads()
     # what the imports set (TORCHINDUCTOR_CACHE_DIR, OpenCV's paths): a fresh process sets it too
