@@ -1,6 +1,7 @@
 """Every config instantiates; eval forward gives real detections; one train step has the expected
 losses; stage two freezes what it should; ViTDet-L/H checkpoints load; model_zoo.get_config."""
 
+import functools
 import glob
 import os
 import subprocess
@@ -179,20 +180,35 @@ def test_lift_backbone_requires_weights_and_freeze_and_picks_preset_by_width():
         lift_backbone(cfg.model.backbone, lift_weights="", freeze=True)
 
 
+# real widths and heads, depth shrunk to 2 blocks (one windowed, one global), 64x64 images
+LARGE_SHRINK = dict(img_size=64, depth=2, window_block_indexes=[0], drop_path_rate=0.0)
+
+
+def _shrunk(name):
+    cfg = get_config(name)
+    cfg.model.backbone.net.update(**LARGE_SHRINK)
+    cfg.model.backbone.square_pad = 64
+    return cfg
+
+
+@functools.lru_cache(maxsize=None)
+def _upstream_vitdet(arch, size):
+    """An upstream-format ViTDet-L/H checkpoint's state dict (the plain config, random weights,
+    shrunk), built once and read by the test of each placement."""
+    torch.manual_seed(0)
+    return instantiate(_shrunk(f"vitdet_{arch}_{size}.py").model).state_dict()
+
+
 @pytest.mark.parametrize("size,width", [("l", 1024), ("h", 1280)])
 @pytest.mark.parametrize("arch", ["mrcnn", "cascade"])
 @pytest.mark.parametrize("placement", ["", "_down", "_s8"])
 def test_large_vitdet_checkpoint_loads_into_lift_config(tmp_path, arch, size, width, placement):
-    # upstream-format ViTDet-L/H (the plain config) -> its +LiFT config; real widths and heads,
-    # depth shrunk to 2 blocks (one windowed, one global) and 64x64 images for a CPU test
-    shrink = dict(img_size=64, depth=2, window_block_indexes=[0], drop_path_rate=0.0)
-    plain, lift = (get_config(f"vitdet_{arch}_{size}{s}.py") for s in ("", f"_lift{placement}"))
+    # upstream-format ViTDet-L/H (the plain config) -> its +LiFT config, both shrunk for a CPU test
+    plain = get_config(f"vitdet_{arch}_{size}.py")
+    lift = _shrunk(f"vitdet_{arch}_{size}_lift{placement}.py")
     assert plain.model.backbone.net.embed_dim == lift.model.backbone.net.embed_dim == width
-    for cfg in (plain, lift):
-        cfg.model.backbone.net.update(**shrink)
-        cfg.model.backbone.square_pad = 64
     lift.model.backbone.net.lift_weights = ""
-    sd = instantiate(plain.model).state_dict()
+    sd = _upstream_vitdet(arch, size)
     model = instantiate(lift.model)
     assert model.backbone.net.lift.in_channels == width
     result = DetectionCheckpointer(model)._load_model({"model": dict(sd)})
