@@ -107,9 +107,12 @@ def stage_one_cost(setup, device, recipe_gpus: int) -> Dict[str, Any]:
     return out
 
 
-def stage_two_rows(setup, device, root, batches) -> List[Dict[str, Any]]:
+def stage_two_rows(setup, device, root, recipe_gpus: int) -> List[Dict[str, Any]]:
     """One AMP training step (the configs' optimizer, a mini COCO batch) with and without LiFT,
-    and of the control that freezes the ViT as +LiFT does; each row counts what is trained."""
+    and of the control that freezes the ViT as +LiFT does, at batch 1 (ViTDet's) and the COCO
+    config's batch per GPU (``setup.stage2_batches`` if set); each row counts what is trained."""
+    total = int(_config(GPU.detectors["ViTDet-B"]).dataloader.train.total_batch_size)
+    batches = setup.stage2_batches or sorted({1, total // recipe_gpus})
     rows = []
     for name, rel in {**setup.detectors, **setup.stage2_control}.items():
         for batch in batches:
