@@ -9,6 +9,7 @@ import inspect
 from typing import Any, Dict, Optional
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 
+import detectron2.data.transforms as T
 from detectron2.config import CfgNode as CN
 from detectron2.config import LazyCall as L
 from detectron2.modeling.backbone.vit import ViT
@@ -138,8 +139,6 @@ def lift_backbone(
 def set_image_size(model, dataloader, size: int) -> None:
     """Give a detector LazyConfig another input size, in place: ``square_pad``, the training
     augmentations' target and crop, the test resize (the ViT's ``img_size`` stays)."""
-    import detectron2.data.transforms as T
-
     model.backbone.square_pad = size
     for aug in dataloader.train.mapper.augmentations:
         if "target_height" in aug:

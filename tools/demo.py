@@ -17,6 +17,9 @@ from detectron2.utils.video_visualizer import VideoVisualizer
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 import tqdm
+from lift_det.data import read_image
+from lift_det.engine import checks
+from lift_det.engine.predictor import LazyPredictor
 from lift_det.utils import media
 from lift_det.utils.cli import UserError, run_main
 
@@ -97,11 +100,6 @@ def main(args):
     logger = setup_logger(name="lift_det")
     # arguments first: nothing is loaded before they are known to be usable
     inputs, video_out = check_arguments(args)
-
-    from lift_det.data import read_image
-    from lift_det.engine import checks
-    from lift_det.engine.predictor import LazyPredictor  # registers lift_det's classes
-
     # a missing file or a yacs YAML: a UsageError, refused in one line
     cfg = LazyConfig.apply_overrides(checks.load_lazy_config(args.config_file), args.opts)
     weights = args.weights or cfg.train.init_checkpoint

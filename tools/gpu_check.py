@@ -23,7 +23,6 @@ from typing import Any, Dict
 import torch
 from fvcore.common.timer import Timer
 
-from detectron2.config import LazyConfig
 from detectron2.utils.logger import setup_logger
 
 from lift_det.benchmark import gpu_training
@@ -113,10 +112,7 @@ def main(args) -> int:
         with section("stage one"):
             result["stage_one"] = gpu_training.stage_one_cost(setup, device, args.recipe_gpus)
         with section("stage two"):
-            coco = LazyConfig.load(os.path.join(REPO, GPU.detectors["ViTDet-B"]))
-            recipe_batch = int(coco.dataloader.train.total_batch_size) // args.recipe_gpus
-            s2_batches = setup.stage2_batches or sorted({1, recipe_batch})
-            rows = gpu_training.stage_two_rows(setup, device, root, s2_batches)
+            rows = gpu_training.stage_two_rows(setup, device, root, args.recipe_gpus)
             lift_name = list(setup.detectors)[1]
             ratios = gpu_training.stage_two_ratios(rows, lift_name)
             result["stage_two"] = dict(rows=rows, ratios=ratios)

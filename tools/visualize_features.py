@@ -96,16 +96,6 @@ def get_parser():
     return parser
 
 
-def parse_query(text, image_hw):
-    if not text:
-        return image_hw[1] / 2.0, image_hw[0] / 2.0
-    try:
-        x, y = (float(v) for v in text.split(","))
-    except ValueError:
-        raise UserError(f"--query must be 'x,y' in pixels, got {text!r}.") from None
-    return x, y
-
-
 def main(args):
     logger = setup_logger(name="lift_det", abbrev_name="lift_det")
     if args.passes < 1:
@@ -115,7 +105,12 @@ def main(args):
     original = feature_model.read_rgb(path)
     size = args.size or feature_model.native_image_size(net)
     x, image = feature_model.prepare_image(original, size, net.lift.patch_size)
-    qx, qy = parse_query(args.query, original.shape[:2])
+    qx, qy = original.shape[1] / 2.0, original.shape[0] / 2.0  # default: the center
+    if args.query:
+        try:
+            qx, qy = (float(v) for v in args.query.split(","))
+        except ValueError:
+            raise UserError(f"--query must be 'x,y' in pixels, got {args.query!r}.") from None
     # the query in the resized image's pixels
     query = (qx * image.shape[1] / original.shape[1], qy * image.shape[0] / original.shape[0])
     maps = self_similarity_maps(net, x, query, num_passes=args.passes)

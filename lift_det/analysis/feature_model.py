@@ -10,6 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from detectron2.config import LazyConfig, instantiate
+from detectron2.data.detection_utils import read_image
+
 from ..checkpoint import AtomicDetectionCheckpointer, load_lift_file
 from ..config import LIFT_PRESET_FOR_WIDTH
 from ..data import IMAGE_EXTENSIONS
@@ -34,8 +37,6 @@ def build_feature_model(config_file: Optional[str] = None) -> ViTLiFT:
     ``model.lift``; default: ``configs/mini/lift_stage1.py``) or a detector's whose
     ``model.backbone.net`` is a ViTLiFT (its ``lift_weights`` not loaded) or a plain ViT (then with
     the LiFT preset of its width, LiFT-S where none)."""
-    from detectron2.config import LazyConfig, instantiate
-
     config_file = config_file or get_config_file("mini/lift_stage1.py")
     model = LazyConfig.load(config_file).model
     if "source" in model and "lift" in model:
@@ -172,8 +173,6 @@ def image_paths(specs: Sequence[str], limit: Optional[int] = None) -> List[str]:
 
 def read_rgb(path: str) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB; a file that is not there is the user's mistake."""
-    from detectron2.data.detection_utils import read_image
-
     try:
         return read_image(path, format="RGB")
     except FileNotFoundError as e:

@@ -2,15 +2,12 @@
 FLOP total, models with random weights, random images, the one timing helper (torch.utils.benchmark,
 interleaved) and peak memory."""
 
-import logging
 import resource
 import warnings
 from typing import Any, Callable, Dict, Optional
 import torch
 
 from detectron2.config import LazyConfig, instantiate
-
-logger = logging.getLogger(__name__)
 
 
 def count_flops(analysis) -> float:
@@ -23,13 +20,16 @@ def count_flops(analysis) -> float:
         return float(analysis.total())
 
 
-def detector_config(path: str, size=None, proposals=None, detections=None):
+def detector_config(path: str, size=None, proposals=None, detections=None, lift_weights=""):
     """The model config of a detector LazyConfig for counting: a random LiFT allowed, every
     detection through the mask head (score threshold 0); at ``size`` (``square_pad``),
-    ``proposals`` and ``detections`` per image where given."""
+    ``proposals`` and ``detections`` per image where given; ``lift_weights``: the LiFT file a
+    checkpoint's load reads (none by default)."""
     model = LazyConfig.load(path).model
     if "lift" in model.backbone.net:  # a ViTLiFT: no LiFT file is loaded
         model.backbone.net.allow_random_lift = True
+    if lift_weights:
+        model.backbone.net.lift_weights = lift_weights
     if size:
         model.backbone.square_pad = size  # the ViT interpolates its position embeddings
     if proposals:
@@ -114,18 +114,6 @@ def merged_median(measurements: list) -> float:
     from torch.utils.benchmark import Measurement
 
     return Measurement.merge(measurements)[0].median
-
-
-def measure(fn: Callable[[], Any], device, min_run_time: float) -> Dict[str, Any]:
-    """Peak memory of one call (the warmup), then :func:`time_interleaved`; OOM is recorded."""
-    try:
-        memory = peak_memory_mib(lambda: (fn(), sync(device)), device)
-        (m,) = time_interleaved({"fn": fn}, 1, min_run_time, device)["fn"]
-    except torch.cuda.OutOfMemoryError as e:
-        logger.warning(f"out of memory: {str(e).splitlines()[0]}")
-        free(device)
-        return dict(oom=True)
-    return dict(median_s=m.median, iqr_s=m.iqr, runs=len(m.times), peak_memory_MiB=memory)
 
 
 def cpu_latency_ms(model, inputs, min_run_time: float = 2.0) -> float:

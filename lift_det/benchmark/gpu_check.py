@@ -11,7 +11,7 @@ import torch
 from ..config import VIT_SIZES
 from ..modeling import ATTN_IMPLS, set_attn_impl
 from ..utils import REPO
-from .costs import free, peak_memory_mib, random_detector, random_image, sync, time_interleaved
+from .costs import free, peak_memory_mib, random_detector, random_image, time_interleaved
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +82,10 @@ TOY = Setup(
 )
 
 
-def build_detector(rel: str, setup: Setup, device, train: bool = False):
-    """A detector config's model (relative to the repo) with random weights at ``setup.size``."""
+def build_detector(rel: str, setup: Setup, device, **kwargs):
+    """:func:`random_detector` of a detector config (relative to the repo) at ``setup.size``."""
     return random_detector(
-        os.path.join(REPO, rel), setup.size, *setup.heads, device=device, train=train
+        os.path.join(REPO, rel), setup.size, *setup.heads, device=device, **kwargs
     )
 
 
@@ -118,7 +118,7 @@ def inference_rows(
         try:
             times = time_interleaved(fns, 2, setup.min_run_time, device)
         except torch.cuda.OutOfMemoryError as e:
-            _out_of_memory(e, device)
+            out_of_memory(e, device)
             times = {}
         keys = dict(zip(("part", "batch", "attn_impl", "precision"), setting))
         for name, rel in detectors.items():
@@ -152,12 +152,13 @@ def _inference_call(model, setup, device, part, batch, impl, precision, amp_dtyp
 def _peak_memory(fn, device):
     """Peak memory (MiB) of one call (also the warmup), or None when it runs out of memory."""
     try:
-        return peak_memory_mib(lambda: (fn(), sync(device)), device)
+        return peak_memory_mib(fn, device)  # synchronized after the call
     except torch.cuda.OutOfMemoryError as e:
-        _out_of_memory(e, device)
+        out_of_memory(e, device)
 
 
-def _out_of_memory(e, device) -> None:
+def out_of_memory(e, device) -> None:
+    """A CUDA out-of-memory error logged in one line, the cache freed: the measurements go on."""
     logger.warning(f"out of memory: {str(e).splitlines()[0]}")
     free(device)
 

@@ -20,8 +20,8 @@ from ..engine.hooks import ExportLiFTFile
 from ..engine.train_utils import build_trainer
 from ..modeling import ATTN_IMPLS, set_attn_impl
 from ..utils import REPO
-from .costs import detector_config, free, measure, random_distiller, random_image
-from .gpu_check import GPU, build_detector
+from .costs import free, peak_memory_mib, random_distiller, random_image, time_interleaved
+from .gpu_check import GPU, build_detector, out_of_memory
 
 logger = logging.getLogger(__name__)
 # COCO train2017, all images: what configs/lift_stage1_coco.py counts as one epoch
@@ -72,10 +72,17 @@ def train_batch(cfg, root: str, batch: int, size: int) -> List[Dict[str, Any]]:
 
 
 def _step_cost(model, cfg, data, device, min_run_time) -> Dict[str, Any]:
-    """One AMP training step (the config's optimizer) on a fixed batch: :func:`measure`."""
+    """One AMP training step (the config's optimizer) on a fixed batch: peak memory of one (the
+    warmup), then :func:`time_interleaved`; out of memory is recorded."""
     trainer = make_trainer(cfg, model, data, True, device)
     with EventStorage(0) as trainer.storage:
-        return measure(trainer.run_step, device, min_run_time)
+        try:
+            memory = peak_memory_mib(trainer.run_step, device)
+            (m,) = time_interleaved({"step": trainer.run_step}, 1, min_run_time, device)["step"]
+        except torch.cuda.OutOfMemoryError as e:
+            out_of_memory(e, device)
+            return dict(oom=True)
+    return dict(median_s=m.median, iqr_s=m.iqr, runs=len(m.times), peak_memory_MiB=memory)
 
 
 def stage_one_cost(setup, device, recipe_gpus: int) -> Dict[str, Any]:
@@ -100,9 +107,12 @@ def stage_one_cost(setup, device, recipe_gpus: int) -> Dict[str, Any]:
     return out
 
 
-def stage_two_rows(setup, device, root, batches) -> List[Dict[str, Any]]:
+def stage_two_rows(setup, device, root, recipe_gpus: int) -> List[Dict[str, Any]]:
     """One AMP training step (the configs' optimizer, a mini COCO batch) with and without LiFT,
-    and of the control that freezes the ViT as +LiFT does; each row counts what is trained."""
+    and of the control that freezes the ViT as +LiFT does, at batch 1 (ViTDet's) and the COCO
+    config's batch per GPU (``setup.stage2_batches`` if set); each row counts what is trained."""
+    total = int(_config(GPU.detectors["ViTDet-B"]).dataloader.train.total_batch_size)
+    batches = setup.stage2_batches or sorted({1, total // recipe_gpus})
     rows = []
     for name, rel in {**setup.detectors, **setup.stage2_control}.items():
         for batch in batches:
@@ -173,10 +183,7 @@ def stage_one_runs(setup, device, root, work) -> Tuple[Dict[str, Any], Dict[str,
 def stage_two_run(setup, device, root, stage_one) -> Tuple[Dict[str, Any], torch.nn.Module]:
     """+LiFT stage two, its ViT the stage-one teacher and LiFT the AMP stage-one file (AMP)."""
     rel = list(setup.detectors.values())[1]
-    model_cfg = detector_config(os.path.join(REPO, rel), setup.size, *setup.heads)
-    model_cfg.backbone.net.lift_weights = stage_one["lift_file"]
-    torch.manual_seed(0)
-    model = instantiate(model_cfg).to(device)
+    model = build_detector(rel, setup, device, train=True, lift_weights=stage_one["lift_file"])
     # as a ViTDet checkpoint loads: the ViT's keys; LiFT comes from lift_weights (strict: no key
     # is missing or unexpected)
     model.backbone.net.load_state_dict(stage_one["teacher"])

@@ -15,7 +15,7 @@ from detectron2.config import LazyConfig
 from detectron2.modeling import ViT
 from detectron2.utils.analysis import FlopCountAnalysis as ModelFlopCountAnalysis
 
-from ..config import VIT_SIZES, vitdet_vit_args
+from ..config import vitdet_vit_args
 from ..modeling import build_upsampler
 from ..utils.tables import md_table
 from . import costs
@@ -76,9 +76,6 @@ def component_rows(presets, size, device, vit_2x, tables):
     x = torch.zeros(1, 3, size, size, device=device)
     for preset in presets:
         vit_size = preset.split("-")[-1]
-        if vit_size not in VIT_SIZES:
-            logger.warning(f"{preset}: no ViT size {vit_size!r} in VIT_SIZES, skipped.")
-            continue
         if vit_size not in vits:
             vits[vit_size] = count_vit(vit_size, size, x)
             rows.append(row(f"ViT-{vit_size}/16", *vits[vit_size], size))

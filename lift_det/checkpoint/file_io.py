@@ -144,7 +144,6 @@ def atomic_torch_save(obj: Any, path: str) -> None:
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
     with _atomic_open(path) as f:
         f.write(data)
 

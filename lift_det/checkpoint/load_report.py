@@ -12,8 +12,6 @@ from typing import Any, Dict, Iterable, Iterator, List, Set
 
 logger = logging.getLogger(__name__)
 
-SOURCES = ("file", "checkpoint", "random", "new", "unused")
-
 
 @dataclass(frozen=True)
 class Part:
@@ -27,10 +25,6 @@ class Part:
     origin: str = ""
     tensors: int = 0
     reason: str = ""
-
-    def __post_init__(self):
-        if self.source not in SOURCES:
-            raise ValueError(f"Part.source must be one of {SOURCES}, got {self.source!r}.")
 
     def covers(self, key: str) -> bool:
         return key.startswith(self.prefix)

@@ -4,7 +4,6 @@ JSON with polygon masks), registered as ``lift_mini_train`` / ``lift_mini_val`` 
 :func:`default_mini_root` (:mod:`.mini_files`)."""
 
 import functools
-import logging
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -13,8 +12,6 @@ from detectron2.data.datasets import load_coco_json
 
 from .mini_files import _SPLITS, _generate_if_needed, _split_paths, generate_mini_coco  # noqa: F401
 from .mini_render import MINI_CLASSES
-
-logger = logging.getLogger(__name__)
 
 MINI_DATASETS: Tuple[str, ...] = ("lift_mini_train", "lift_mini_val")
 

@@ -46,8 +46,6 @@ class LossTrace(HookBase):
     FILENAME = "loss_trace.json"
 
     def __init__(self, num_iters: int, output_dir: str):
-        if num_iters < 1:
-            raise ValueError(f"num_iters must be >= 1, got {num_iters}")
         self.num_iters = num_iters
         self.path = os.path.join(output_dir, self.FILENAME)
         self.losses: List[Dict[str, str]] = []

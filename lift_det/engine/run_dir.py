@@ -3,11 +3,12 @@ never replaced by accident), locked while a run writes there (one run at a time)
 ``--overwrite`` only once the new run is known good, and read back on ``--resume``."""
 
 import argparse
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
-from typing import Optional
+from typing import Iterator, Optional
 from omegaconf import OmegaConf
 
 from detectron2.config import LazyConfig
@@ -76,38 +77,32 @@ def check_run(cfg, args: argparse.Namespace) -> None:
     check_output_dir(folder, args.resume, args.overwrite)
 
 
-class lock_output_dir:
+@contextlib.contextmanager
+def lock_output_dir(output_dir: str) -> Iterator[None]:
     """Holds ``<output_dir>/.train.lock`` (non-blocking) while a run writes there; a second run
     into the same folder fails at once naming the holder's pid."""
-
-    def __init__(self, output_dir: str):
-        self.path = os.path.join(output_dir, LOCK_FILE) if output_dir else ""
-        self.lock = None
-
-    def __enter__(self):
-        if not self.path or "://" in self.path:
-            return self
-        lock = portalocker.Lock(self.path, mode="a+", timeout=0, fail_when_locked=True)
-        try:
-            f = lock.acquire()
-        except portalocker.exceptions.AlreadyLocked:
-            with open(self.path) as f:
-                holder = f.read().strip() or "unknown"
-            raise UsageError(
-                f"train.output_dir '{os.path.dirname(self.path)}' is in use by another run "
-                f"(pid {holder}, lock {self.path}). Wait for it to finish or choose another "
-                f"train.output_dir."
-            ) from None
-        f.truncate(0)
-        f.write(str(os.getpid()))
-        f.flush()
-        self.lock = lock
-        return self
-
-    def __exit__(self, *exc):
-        if self.lock is not None:
-            self.lock.release()
-            self.lock = None
+    path = os.path.join(output_dir, LOCK_FILE)
+    if not output_dir or "://" in path:
+        yield
+        return
+    lock = portalocker.Lock(path, mode="a+", timeout=0, fail_when_locked=True)
+    try:
+        f = lock.acquire()
+    except portalocker.exceptions.AlreadyLocked:
+        with open(path) as f:
+            holder = f.read().strip() or "unknown"
+        raise UsageError(
+            f"train.output_dir '{os.path.dirname(path)}' is in use by another run "
+            f"(pid {holder}, lock {path}). Wait for it to finish or choose another "
+            f"train.output_dir."
+        ) from None
+    f.truncate(0)
+    f.write(str(os.getpid()))
+    f.flush()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def forget_run(output_dir: str) -> None:

@@ -4,7 +4,6 @@ the multi-scale reconstruction objective (paper Eq. 1)::
     L = d(F(x), Θ(x/2, F(x/2))) + d(F(x/2), Θ(x/4, F(x/4)))
 """
 
-import logging
 from typing import Any, Dict, List, Sequence, Tuple
 import torch
 import torch.nn.functional as F
@@ -13,8 +12,6 @@ from torch import nn
 from detectron2.structures import ImageList
 
 from .lift import check_upsampler_fits
-
-logger = logging.getLogger(__name__)
 
 DISTANCES = ("cosine", "l1", "l2")
 DOWNSCALES = ("bilinear-antialias", "bilinear")

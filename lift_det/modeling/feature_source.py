@@ -1,7 +1,6 @@
 """Frozen ViT feature sources: the teacher F of LiFT's stage one (paper §3.3), a pretrained ViT
 at ``net`` (``backbone.net.*`` in the model, as in ViTDet's checkpoints) that is never trained."""
 
-import logging
 from contextlib import nullcontext
 from typing import Any, Dict, Sequence, Tuple
 import torch
@@ -12,8 +11,6 @@ from detectron2.config import LazyConfig
 from detectron2.modeling import ViT
 
 from .backbone import vit_identity
-
-logger = logging.getLogger(__name__)
 
 # ViTDet's normalization of 0-255 RGB input, read from detectron2's model zoo
 # (common/data/constants.py: imagenet_rgb256_mean / _std), the values its configs use

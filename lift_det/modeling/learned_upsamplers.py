@@ -18,8 +18,6 @@ from .lift import check_num_passes, fit_image_to_features
 class _GuidedUpsampler(nn.Module):
     """Size rules, the recursion and the window sum shared by the two upsamplers."""
 
-    preset = "custom"
-
     def __init__(self, in_channels: int, patch_size: int, kernel_size: int):
         super().__init__()
         if in_channels <= 0:

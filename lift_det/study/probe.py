@@ -9,6 +9,9 @@ import os
 from dataclasses import replace
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..checkpoint import atomic_write_text
+from ..data import generate_mini_coco
+from ..utils.provenance import provenance
 from .pipeline import Step, run_steps
 from .schedule import STUDY_ITERS, study_steps
 
@@ -65,9 +68,6 @@ def run_probe(out: str, iters: int, *budgets: int, extra: Optional[List[str]] = 
     """Runs :func:`probe_steps` in ``out`` (``kwargs``: :func:`run_steps`' ``resume``,
     ``overwrite``) on the study's training images and :data:`PROBE_VAL_IMAGES` val images;
     returns the trace: setup, provenance and per step :func:`describe` plus ``losses``."""
-    from ..data import generate_mini_coco
-    from ..utils.provenance import provenance
-
     out = os.path.abspath(out)
     steps = probe_steps(out, iters, *budgets)
     root = os.path.join(out, "data")
@@ -92,8 +92,6 @@ def run_probe(out: str, iters: int, *budgets: int, extra: Optional[List[str]] = 
 def write_trace(out: str, path: str, *budgets: int, iters: int = PROBE_ITERS, **kwargs):
     """:func:`run_probe` in ``out`` for the study's ``budgets`` (baseline, stage one, stage two;
     ``kwargs``: its keywords), then the trace to ``path``, atomically. Returns the trace."""
-    from ..checkpoint import atomic_write_text
-
     trace = run_probe(out, iters, *budgets, **kwargs)
     atomic_write_text(path, json.dumps(trace, indent=1) + "\n")
     print(f"[probe] wrote the losses of {len(trace['steps'])} steps to {path}")

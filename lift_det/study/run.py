@@ -9,11 +9,13 @@ from typing import Dict, Optional, Sequence
 import torch
 from fvcore.nn import parameter_count
 
+from detectron2.data import DatasetCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.utils.analysis import FlopCountAnalysis
 
 from ..benchmark.costs import count_flops, cpu_latency_ms, random_detector
 from ..checkpoint import atomic_write_text
+from ..data import generate_mini_coco, register_mini_coco
 from ..model_zoo import get_config, get_config_file
 from ..utils import REPO
 from ..utils.provenance import provenance
@@ -40,10 +42,6 @@ def run_study(
     :func:`run_steps`' ``extra``, ``resume``, ``overwrite``) on its own mini data with
     ``val_images`` val images and write ``mini_study.{md,json,png}``, ``mini_study_cosine.png`` and
     the probe's ``mini_study_trace.json`` (:mod:`.probe`) to ``report_dir`` (default ``out``)."""
-    from detectron2.data import DatasetCatalog
-
-    from ..data import generate_mini_coco, register_mini_coco
-
     baseline_iters, stage1_iters, stage2_iters = budgets
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
@@ -136,8 +134,6 @@ def run_study(
 
 def _justification(baseline_iters: int, stage1_iters: int, stage2_iters: int) -> str:
     """Why these budgets, with epochs computed from the configs' batch sizes and the data."""
-    from detectron2.data import DatasetCatalog
-
     b_det, b_s1 = (
         get_config(f"mini/{c}.py").dataloader.train.total_batch_size
         for c in ("vitdet_mrcnn", "lift_stage1")

@@ -1,5 +1,6 @@
 """Where and how a tool's result was made (stamped by the tools that write results for docs/)."""
 
+import numpy
 import os
 import platform
 import re
@@ -7,6 +8,8 @@ import subprocess
 import sys
 import time
 from typing import Any, Dict, Optional
+import PIL
+import torch
 
 from . import REPO
 
@@ -17,10 +20,6 @@ VERSIONS = {"torch": "torch", "numpy": "numpy", "pillow": "Pillow", "python": "P
 
 def provenance() -> Dict[str, str]:
     """Where and how a result was made: date, commit, machine, versions, the exact command."""
-    import numpy
-    import PIL
-    import torch
-
     commit = subprocess.run(
         ["git", "-C", REPO, "describe", "--always", "--dirty"], capture_output=True, text=True
     ).stdout.strip()
@@ -49,8 +48,6 @@ def cpu_class() -> Dict[str, Any]:
     """What decides a CPU run's arithmetic besides the versions: the CPU's vendor, family and model
     (``/proc/cpuinfo``), the kernels torch picks for it (``AVX2``, ``AVX512``...) and the CPUs
     it sees. Two machines of one class compute the same bits; a marketing name does not say that."""
-    import torch
-
     info: Dict[str, str] = {}
     if os.path.exists("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as f:
