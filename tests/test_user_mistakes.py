@@ -214,6 +214,19 @@ OTHER_REFUSALS = [
         ["--config-file", "configs/nope.py", "--input", "{img}", "--output", "o.jpg"],
         "--config-file 'configs/nope.py' does not exist",
     ),
+    (  # refused before its --output folder is made
+        "demo.py",
+        [
+            "--config-file",
+            "{cfg}",
+            "--input",
+            "{img}",
+            "--output",
+            "out/",
+            "train.init_checkpoint=",
+        ],
+        "no weights: give --weights OUTPUT_DIR/model_final.pth (or set train.init_checkpoint).",
+    ),
     (
         "demo.py",
         ["--config-file", "{cfg}", "--input", "{img}", "--output", "drawn"],

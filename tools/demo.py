@@ -67,8 +67,8 @@ def check_outputs(args, inputs):
 
 
 def check_arguments(args):
-    """Everything that can be checked before the model is built; returns the image files and,
-    for a video, (fourcc, output file)."""
+    """Everything that can be checked before anything is loaded or written; returns the image
+    files."""
     if not (args.input or args.video_input or args.webcam):
         raise UserError("give --input, --video-input or --webcam.")
     inputs = expand_inputs(args.input) if args.input else []
@@ -81,9 +81,15 @@ def check_arguments(args):
     weights = args.weights
     if weights and "://" not in weights and not os.path.isfile(weights.split("?")[0]):
         raise UserError(f"--weights {weights}: no such file.")
-    video = None
     if args.output:
         check_outputs(args, inputs)
+    return inputs
+
+
+def make_outputs(args, inputs):
+    """The output folder, and for a video (fourcc, output file), before the model is built."""
+    video = None
+    if args.output:
         if len(inputs) > 1 or args.output.endswith(os.sep):
             media.make_folder(args.output)
         else:
@@ -93,13 +99,14 @@ def check_arguments(args):
             video = media.video_codec(output_path(args, name, 1))
             if args.video_input and media.same_file(video[1], args.video_input):
                 raise UserError(f"--output {video[1]} is the input video: give another --output.")
-    return inputs, video
+    return video
 
 
 def main(args):
     logger = setup_logger(name="lift_det")
-    # arguments first: nothing is loaded before they are known to be usable
-    inputs, video_out = check_arguments(args)
+    # arguments first: nothing is loaded before they are known to be usable, and nothing is
+    # written before the weights are known
+    inputs = check_arguments(args)
     # a missing file or a yacs YAML: a UsageError, refused in one line
     cfg = LazyConfig.apply_overrides(checks.load_lazy_config(args.config_file), args.opts)
     weights = args.weights or cfg.train.init_checkpoint
@@ -107,6 +114,7 @@ def main(args):
         raise UserError(
             "no weights: give --weights OUTPUT_DIR/model_final.pth (or set train.init_checkpoint)."
         )
+    video_out = make_outputs(args, inputs)
     try:  # lift_det's checked loading: a LiFT file or a partly random model is refused
         predictor = LazyPredictor(cfg, weights)
     except ValueError as e:
