@@ -11,7 +11,8 @@ from torch import nn
 
 from conftest import shrunk_config_dir
 from lift_det.benchmark import lift_cost
-from lift_det.benchmark.costs import count_flops
+from lift_det.benchmark.costs import count_flops, detector_config
+from lift_det.model_zoo import get_config_file
 from lift_det.modeling import LIFT_PRESETS, build_upsampler
 
 TOOL = os.path.join(os.path.dirname(__file__), "..", "tools", "benchmark.py")
@@ -47,6 +48,20 @@ def test_counts_of_known_layers():
     conv = nn.Conv2d(3, 8, 3)
     x = torch.zeros(1, 3, 16, 16)
     assert count_flops(FlopCountAnalysis(conv, (x,))) == 8 * 3 * 9 * 14 * 14
+
+
+def test_detector_config_applies_overrides_then_its_own_settings():
+    """A config's key=value overrides (a study's steps') reach the counted model; the counting
+    settings are applied after them."""
+    path = get_config_file("mini/vitdet_mrcnn_lift.py")
+    plain = detector_config(path, size=384)
+    model = detector_config(
+        path,
+        size=384,
+        overrides=["model.roi_heads.box_head.fc_dims=[32]", "model.backbone.square_pad=64"],
+    )
+    assert plain.roi_heads.box_head.fc_dims != [32] and model.roi_heads.box_head.fc_dims == [32]
+    assert model.backbone.square_pad == 384 and model.backbone.net.allow_random_lift is True
 
 
 def test_vit_sizes_are_vitdets(tool):

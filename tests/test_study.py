@@ -196,10 +196,14 @@ def _numbers(step_dir):
     return [{k: v for k, v in r.items() if "time" not in k} for r in rows]
 
 
+# key=value for every step of the tiny study: its smallest batches, no loader worker at inference
+TINY = ["dataloader.train.total_batch_size=2", "dataloader.test.num_workers=0"]
+
+
 @pytest.fixture(scope="module")
 def tiny_study(small_mini, tmp_path_factory):
     """The study at its smallest: 2 seeds, the control and LiFT arms, the baseline at 2
-    iterations (a curve of 2 evaluations), every other step at 1."""
+    iterations (a curve of 2 evaluations), every other step at 1, at batch 2, on 4 val images."""
     out = str(tmp_path_factory.mktemp("study"))
     stdout = io.StringIO()
     probes = []  # the probe's own steps are tested in test_study_check.py
@@ -212,7 +216,9 @@ def tiny_study(small_mini, tmp_path_factory):
         mp.setattr(
             study, "cpu_latency_ms", functools.partial(study.cpu_latency_ms, min_run_time=0.05)
         )
-        result = study.run_study(out, [0, 1], 2, 1, 1, jobs=2, arms=["ft", "lift"], val_images=4)
+        result = study.run_study(
+            out, [0, 1], 2, 1, 1, jobs=2, arms=["ft", "lift"], val_images=4, extra=TINY
+        )
     assert len(probes) == 1 and probes[0][0][1:] == (
         os.path.join(out, "mini_study_trace.json"),
         2,
@@ -248,6 +254,12 @@ def test_study_writes_its_report(tiny_study):
     assert written["costs"]["lift"]["gflops"] > written["costs"]["ft"]["gflops"]
     assert [c["iteration"] for c in written["baseline"]["curve"]] == [1, 2]
     assert written["setup"]["val_images"] == 4  # the study's own data, not the default's 40
+    # the steps' overrides are recorded, and the budget's epochs are at the batches they ran with
+    assert written["setup"]["overrides"] == TINY
+    assert "2 iterations (0.025 epochs at batch 2)" in written["setup"]["justification"]
+    assert "1 stage-one iterations per upsampler (0.0125 epochs at batch 2)" in (
+        written["setup"]["justification"]
+    )
     assert "ETA" in stdout and "[study] 9/9 steps done" in stdout
     # zero-shot: the control's is the baseline's final evaluation, LiFT's its own seed's
     zs = written["zero_shot"]["per_seed"]
@@ -270,7 +282,7 @@ def test_same_seed_gives_identical_metrics(tiny_study, tmp_path, monkeypatch):
     again = str(tmp_path)
     for name in ("seed1/stage1_lift", "seed1/lift"):  # rerun from the same inputs, same seed
         with contextlib.redirect_stdout(io.StringIO()):
-            pipeline._run_step(steps[name], again, [])
+            pipeline._run_step(steps[name], again, TINY)
         assert _numbers(os.path.join(again, name)) == _numbers(os.path.join(out, name))
     # and the seed is what changes them
     assert _numbers(os.path.join(out, "seed0/lift")) != _numbers(os.path.join(out, "seed1/lift"))

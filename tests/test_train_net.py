@@ -734,6 +734,9 @@ def test_resume_applies_a_new_learning_rate(small_mini, tmp_path, caplog):
     out = str(tmp_path / "run")
     common = ["--config-file", config("vitdet_mrcnn"), f"train.output_dir={out}"]
     common += ["train.eval_period=0", "train.device=cpu", "train.log_period=1"]
+    # no loader worker: this process's trainers outlive the test, and a worker left to the
+    # garbage collector takes seconds to shut down in whichever test collects it
+    common += ["dataloader.train.num_workers=0"]
     tool.main(parse_args(common + ["train.max_iter=2"]))
     d2_logger = logging.getLogger("detectron2")  # default_setup stops it propagating
     d2_logger.addHandler(caplog.handler)

@@ -20,12 +20,14 @@ def count_flops(analysis) -> float:
         return float(analysis.total())
 
 
-def detector_config(path: str, size=None, proposals=None, detections=None, lift_weights=""):
-    """The model config of a detector LazyConfig for counting: a random LiFT allowed, every
-    detection through the mask head (score threshold 0); at ``size`` (``square_pad``),
-    ``proposals`` and ``detections`` per image where given; ``lift_weights``: the LiFT file a
-    checkpoint's load reads (none by default)."""
-    model = LazyConfig.load(path).model
+def detector_config(
+    path: str, size=None, proposals=None, detections=None, lift_weights="", overrides=()
+):
+    """The model config of a detector LazyConfig (with its ``key=value`` ``overrides``) for
+    counting: a random LiFT allowed, every detection through the mask head (score threshold 0);
+    at ``size`` (``square_pad``), ``proposals`` and ``detections`` per image where given;
+    ``lift_weights``: the LiFT file a checkpoint's load reads (none by default)."""
+    model = LazyConfig.apply_overrides(LazyConfig.load(path), overrides).model
     if "lift" in model.backbone.net:  # a ViTLiFT: no LiFT file is loaded
         model.backbone.net.allow_random_lift = True
     if lift_weights:

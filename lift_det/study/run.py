@@ -9,6 +9,7 @@ from typing import Dict, Optional, Sequence
 import torch
 from fvcore.nn import parameter_count
 
+from detectron2.config import LazyConfig
 from detectron2.data import DatasetCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.utils.analysis import FlopCountAnalysis
@@ -79,7 +80,9 @@ def run_study(
     setup = dict(seeds=list(seeds), baseline_iters=baseline_iters, stage1_iters=stage1_iters)
     setup.update(stage2_iters=stage2_iters, image_size=256, val_images=len(val), jobs=jobs)
     left_out = [a[0] for a in ARMS if a[0] not in arm_names]
-    setup.update(justification=_justification(*budgets), arms_left_out=left_out)
+    overrides = list(kwargs.get("extra") or [])  # every step's key=value
+    setup.update(justification=_justification(overrides, *budgets), arms_left_out=left_out)
+    setup["overrides"] = overrides
     baseline = dict(iterations=baseline_iters, eval_period=steps[0].overrides["train.eval_period"])
     final = {k: results["baseline"][k] for k, _ in METRICS}
     baseline.update(curve=curve, final=final, lr_drop=drop)
@@ -110,7 +113,7 @@ def run_study(
             if a in arm_names and "lift" in arm_names
         },
         "cosine_vs_ap": cosine_vs_ap(summary),
-        "costs": arm_costs(arm_names, val[0]["file_name"]),
+        "costs": arm_costs(arm_names, val[0]["file_name"], overrides),
         "per_seed": {str(k): v for k, v in per_seed.items()},
         "figure": os.path.relpath(figure, REPO),
         "cosine_figure": os.path.relpath(cosine_figure, REPO),
@@ -132,10 +135,13 @@ def run_study(
     return study
 
 
-def _justification(baseline_iters: int, stage1_iters: int, stage2_iters: int) -> str:
-    """Why these budgets, with epochs computed from the configs' batch sizes and the data."""
+def _justification(overrides, baseline_iters: int, stage1_iters: int, stage2_iters: int) -> str:
+    """Why these budgets, with epochs computed from the batch sizes the steps ran with (the
+    configs' with ``overrides``) and the data."""
     b_det, b_s1 = (
-        get_config(f"mini/{c}.py").dataloader.train.total_batch_size
+        LazyConfig.apply_overrides(
+            get_config(f"mini/{c}.py"), overrides
+        ).dataloader.train.total_batch_size
         for c in ("vitdet_mrcnn", "lift_stage1")
     )
     n_train = len(DatasetCatalog.get("lift_mini_train"))
@@ -159,15 +165,16 @@ def _justification(baseline_iters: int, stage1_iters: int, stage2_iters: int) ->
     )
 
 
-def arm_costs(arms: Sequence[str], image: str) -> Dict[str, Dict[str, float]]:
+def arm_costs(arms: Sequence[str], image: str, overrides=()) -> Dict[str, Dict[str, float]]:
     """Parameters, GFLOPs (fvcore: one multiply-add = one flop) and CPU latency (one thread,
     :func:`cpu_latency_ms`, all arms in this one run) of each arm's detector at its input size
     (``square_pad``: 512 px for the 2x image and the up placement), at inference on one val
-    image of the mini data, with random weights and the mask head on all 50 detections."""
+    image of the mini data, with random weights and the mask head on all 50 detections; the
+    configs with the steps' ``overrides``."""
     configs = {a.name: a.config for a in ARMS}
     costs = {}
     for arm in arms:
-        model = random_detector(get_config_file(f"mini/{configs[arm]}.py"))
+        model = random_detector(get_config_file(f"mini/{configs[arm]}.py"), overrides=overrides)
         size = model.backbone.padding_constraints["square_size"]
         img = torch.as_tensor(read_image(image, format="BGR").copy()).permute(2, 0, 1)
         img = torch.nn.functional.interpolate(img[None].float(), size=(size, size))[0]
