@@ -149,16 +149,14 @@ def set_image_size(model, dataloader, size: int) -> None:
     dataloader.test.mapper.augmentations = [resize]
 
 
-def stage2_lr_multiplier(max_iter: int, warmup_iters: Optional[int] = None):
+def stage2_lr_multiplier(max_iter: int):
     """Stage two's short schedule (paper §3.5): one 10x drop at 90% of ``max_iter``, linear
-    warmup over ``warmup_iters`` (default ``min(100, max_iter // 10)``)."""
-    if warmup_iters is None:
-        warmup_iters = min(100, max_iter // 10)
+    warmup over ``min(100, max_iter // 10)`` iterations."""
     return L(WarmupParamScheduler)(
         scheduler=L(MultiStepParamScheduler)(
             values=[1.0, 0.1], milestones=[int(max_iter * 0.9)], num_updates=max_iter
         ),
-        warmup_length=warmup_iters / max_iter,
+        warmup_length=min(100, max_iter // 10) / max_iter,
         warmup_factor=0.001,
     )
 

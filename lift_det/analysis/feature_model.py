@@ -179,9 +179,7 @@ def read_rgb(path: str) -> np.ndarray:
         raise UserError(str(e)) from None
 
 
-def prepare_image(
-    image: np.ndarray, size: int, multiple: int = 16
-) -> Tuple[torch.Tensor, np.ndarray]:
+def prepare_image(image: np.ndarray, size: int, multiple: int) -> Tuple[torch.Tensor, np.ndarray]:
     """An (H, W, 3) uint8 RGB image resized (longer side about ``size``, both sides multiples of
     ``multiple``) as the normalized (1, 3, H', W') tensor and the resized (H', W', 3) image."""
     if image.ndim != 3 or image.shape[2] != 3:

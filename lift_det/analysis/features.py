@@ -63,9 +63,7 @@ def feature_map_cka(a: torch.Tensor, b: torch.Tensor, size: Tuple[int, int]) -> 
 
 
 @torch.no_grad()
-def dense_features(
-    net: ViTLiFT, image: torch.Tensor, method: str = "lift", num_passes: int = 1
-) -> torch.Tensor:
+def dense_features(net: ViTLiFT, image: torch.Tensor, method: str, num_passes: int) -> torch.Tensor:
     """(B, C, h, w) features of a normalized (B, 3, H, W) image by one of
     :data:`FEATURE_METHODS`; ``num_passes``: k of "bilinear" and "lift" (paper Table 8)."""
     if method not in FEATURE_METHODS:

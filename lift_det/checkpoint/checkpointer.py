@@ -191,9 +191,7 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         return incompatible
 
     def _log_incompatible_keys(self, incompatible) -> None:
-        r = self.__dict__.pop("_report", None)
-        if r is None:  # not loaded through _load_model above
-            return super()._log_incompatible_keys(incompatible)
+        r = self.__dict__.pop("_report")  # fvcore's load calls it after _load_model above
         line = summary_line(r)
         if r["allow"]:
             line += f" [{_SWITCH}=True: mismatches were not refused]"

@@ -174,10 +174,9 @@ def load_lift_file(
     lift: nn.Module,
     path: str,
     backbone: Optional[Dict[str, Any]] = None,
-    teacher: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Load a LiFT file into ``lift`` after :func:`check_lift_file`. Returns the metadata."""
-    data = check_lift_file(lift, path, backbone, teacher)
+    data = check_lift_file(lift, path, backbone)
     lift.load_state_dict(data["model"], strict=True)  # every tensor, no more, no fewer
     return data["lift_det"]
 

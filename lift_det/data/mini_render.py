@@ -85,17 +85,15 @@ def _shape_polygon(rng: np.random.Generator, category: int, size: float) -> np.n
         t = np.linspace(0.0, 2.0 * np.pi, _DISC_POINTS, endpoint=False) + rng.uniform(0, np.pi)
         ellipse = np.stack([a * np.cos(t), a * aspect * np.sin(t)], axis=1)
         return _rotate(ellipse, rng.uniform(0.0, np.pi))
-    if name == "triangle":
-        radius = size * np.sqrt(4.0 / (3.0 * np.sqrt(3.0)))  # equilateral of area size ** 2
-        t = np.array([0.5, 0.5 + 2.0 / 3.0, 0.5 + 4.0 / 3.0]) * np.pi
-        base = radius * np.stack([np.cos(t), np.sin(t)], axis=1)
-        while True:
-            tri = base + rng.normal(0.0, 0.12 * radius, size=(3, 2))
-            if _min_angle_deg(tri) >= 35.0:
-                break
-        tri -= tri.mean(axis=0)
-        return _rotate(tri, rng.uniform(0.0, 2.0 * np.pi))
-    raise ValueError(f"Unknown shape {name!r}")
+    radius = size * np.sqrt(4.0 / (3.0 * np.sqrt(3.0)))  # equilateral of area size ** 2
+    t = np.array([0.5, 0.5 + 2.0 / 3.0, 0.5 + 4.0 / 3.0]) * np.pi
+    base = radius * np.stack([np.cos(t), np.sin(t)], axis=1)
+    while True:
+        tri = base + rng.normal(0.0, 0.12 * radius, size=(3, 2))
+        if _min_angle_deg(tri) >= 35.0:
+            break
+    tri -= tri.mean(axis=0)
+    return _rotate(tri, rng.uniform(0.0, 2.0 * np.pi))
 
 
 def _min_angle_deg(tri: np.ndarray) -> float:

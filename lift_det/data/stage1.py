@@ -19,23 +19,20 @@ from .validate import check_some_image_reads
 logger = logging.getLogger(__name__)
 
 
-def image_folder_dicts(
-    root: str, extensions: Sequence[str] = IMAGE_EXTENSIONS
-) -> List[Dict[str, Any]]:
-    """All images under ``root`` (recursively, sorted) as dataset dicts ``{"file_name",
-    "image_id"}``; a missing or empty folder raises naming it."""
+def image_folder_dicts(root: str) -> List[Dict[str, Any]]:
+    """All images under ``root`` (recursively, sorted; :data:`IMAGE_EXTENSIONS`) as dataset dicts
+    ``{"file_name", "image_id"}``; a missing or empty folder raises naming it."""
     if not os.path.isdir(root):
         raise FileNotFoundError(f"Image folder '{root}' does not exist. {datasets_hint()}")
-    exts = tuple(e.lower() for e in extensions)
     files = sorted(
         os.path.join(d, f)
         for d, _, names in os.walk(root, followlinks=True)
         for f in names
-        if f.lower().endswith(exts) and not f.startswith(".")
+        if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
     )
     if not files:
         raise ValueError(
-            f"Image folder '{root}' contains no images (extensions {', '.join(exts)}). "
+            f"Image folder '{root}' contains no images (extensions {', '.join(IMAGE_EXTENSIONS)}). "
             f"{datasets_hint()}"
         )
     return [{"file_name": f, "image_id": os.path.relpath(f, root)} for f in files]

@@ -17,12 +17,8 @@ logger = logging.getLogger(__name__)
 
 class StopOnDivergence(HookBase):
     """Stops training (``FloatingPointError``) at the first step after which a trained weight is not
-    finite or has exploded (``|w| > max_abs``): stage one's bounded cosine loss stays finite while
-    the weights blow up. Register it before the checkpointer: a diverged step is never saved."""
-
-    def __init__(self, max_abs: float = MAX_ABS_WEIGHT):
-        self.max_abs = max_abs
-        self._params = []
+    finite or has exploded (``|w| > MAX_ABS_WEIGHT``): stage one's bounded cosine loss stays finite
+    while the weights blow up. Register it before the checkpointer: no diverged step is saved."""
 
     def before_train(self):
         self._params = [p for p in self.trainer.model.parameters() if p.requires_grad]
@@ -31,10 +27,10 @@ class StopOnDivergence(HookBase):
         if not self._params:
             return
         largest = torch.stack([p.detach().abs().amax() for p in self._params]).amax().item()
-        if not largest <= self.max_abs:  # also NaN
+        if not largest <= MAX_ABS_WEIGHT:  # also NaN
             raise FloatingPointError(
                 f"the trained weights diverged at iteration {self.trainer.iter}: largest |w| = "
-                f"{largest:.3g} (limit {self.max_abs:.0e})"
+                f"{largest:.3g} (limit {MAX_ABS_WEIGHT:.0e})"
             )
 
 

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..checkpoint import atomic_write_text
 from ..utils import REPO
 from ..utils.cli import UserError
-from ..utils.provenance import VERSIONS, class_name, slug, versions
+from ..utils.provenance import VERSIONS, class_name, versions
 from ..utils.tables import md_table
 from .probe import compare_losses, describe, probe_steps, trace_budgets
 
@@ -70,10 +70,8 @@ def _difference(there: Optional[Dict], here: Optional[Dict]) -> str:
 
 
 def record_path(folder: str, got: Dict) -> str:
-    """``folder/<machine class>.json`` (:func:`class_name`; results without a class, from older
-    code: ``<machine>-torch-<version>.json``)."""
-    name = class_name(got) or slug(got["machine"] + " torch " + got["torch"])
-    return os.path.join(folder, f"{name}.json")
+    """``folder/<machine class>.json`` (:func:`class_name`; this run's provenance has a class)."""
+    return os.path.join(folder, f"{class_name(got)}.json")
 
 
 def record(folder: str, expected: Dict, got: Dict, steps: List[Dict], wall_s: float = 0) -> str:

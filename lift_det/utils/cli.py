@@ -23,23 +23,17 @@ def refuse(parser: argparse.ArgumentParser, error: UserError) -> NoReturn:
     parser.exit(2, f"{parser.prog}: error: {error}\n")
 
 
-@contextlib.contextmanager
-def refusals(parser: argparse.ArgumentParser) -> Iterator[None]:
-    """A :class:`UserError` raised inside is refused (:func:`refuse`)."""
-    try:
-        yield
-    except UserError as e:
-        refuse(parser, e)
-
-
 def run_main(
     main: Callable[[argparse.Namespace], Any],
     parser: argparse.ArgumentParser,
     argv: Optional[List[str]] = None,
 ) -> Any:
-    """``main(parser.parse_args(argv))`` under :func:`refusals`."""
-    with refusals(parser):
+    """``main(parser.parse_args(argv))``; a :class:`UserError` raised inside is refused
+    (:func:`refuse`)."""
+    try:
         return main(parser.parse_args(argv))
+    except UserError as e:
+        refuse(parser, e)
 
 
 @contextlib.contextmanager
