@@ -178,7 +178,8 @@ def tool_python() -> str:
     and detectron2 once (about 4 CPU seconds a process). Its tool runs as ``__main__`` with the
     command's argv, directory, environment and stdio; ``-c`` and the like run in
     ``sys.executable``. Each tool's ``--help`` (:func:`tool_help`) runs in the real interpreter:
-    every tool's imports are also tested from a fresh process, with nothing imported before."""
+    every tool's imports are also tested from a fresh process that has run only the tool's first
+    import."""
     import tempfile
 
     import warm_python
@@ -236,20 +237,68 @@ def build_once(tmp_path_factory, name: str, build) -> str:
     return str(folder)
 
 
+TOOLS = sorted(f for f in os.listdir(os.path.join(REPO, "tools")) if f.endswith(".py"))
+FIRST_LINE = "import lift_det  # noqa: F401  # isort: skip"  # every tool's first statement
+
+# ``python tools/<tool> --help`` for every tool, from one fresh interpreter: it does what each tool
+# does first (sys.path[0] = tools/, ``import lift_det``), then forks one child per tool, which runs
+# the rest of the tool as __main__ with its stdout and stderr in files of its own
+HELP_RUNNER = """
+import os, runpy, sys, traceback
+tools_dir, out = sys.argv[1], sys.argv[2]
+sys.path[0] = tools_dir
+import lift_det
+for tool in sys.argv[3:]:
+    path = os.path.join(tools_dir, tool)
+    pid = os.fork()
+    if pid == 0:
+        for fd, stream in ((1, "stdout"), (2, "stderr")):
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+            os.dup2(os.open(os.path.join(out, f"{tool}.{stream}"), flags), fd)
+        sys.argv, code = [path, "--help"], 0
+        try:
+            runpy.run_path(path, run_name="__main__")
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) or e.code is None else 1
+            if not isinstance(e.code, int) and e.code is not None:
+                print(e.code, file=sys.stderr)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code or 0)
+    with open(os.path.join(out, f"{tool}.returncode"), "w") as f:
+        f.write(str(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])))
+"""
+
+
 def tool_help(tmp_path_factory, tool: str) -> dict:
-    """``tools/<tool> --help`` as users run it (a subprocess on the CPU), once per test session
-    (:func:`build_once`): its returncode, stdout and stderr. test_readme.py and test_docs.py both
-    read it; the output depends on nothing but the tool."""
+    """``tools/<tool> --help`` as users run it (on the CPU), for every tool at once per test session
+    (:func:`build_once`): its returncode, stdout and stderr. The tools run from nothing but
+    :data:`FIRST_LINE`, which each of them starts with (checked), done once in a fresh interpreter
+    (:data:`HELP_RUNNER`). test_readme.py and test_docs.py both read it; the output depends on
+    nothing but the tool."""
 
     def build(folder):
-        cmd = [sys.executable, os.path.join(REPO, "tools", tool), "--help"]
+        for name in TOOLS:
+            with open(os.path.join(REPO, "tools", name)) as f:
+                first = next(line for line in f if line.startswith(("import", "from")))
+            assert first.startswith(FIRST_LINE), f"tools/{name} does not start with {FIRST_LINE}"
+        cmd = [sys.executable, "-c", HELP_RUNNER, os.path.join(REPO, "tools"), folder, *TOOLS]
         env = dict(os.environ, **CPU_ENV)
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-        with open(os.path.join(folder, "help.json"), "w") as f:
-            json.dump(dict(returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr), f)
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        for name in TOOLS:
+            with open(os.path.join(folder, f"{name}.returncode")) as f:
+                result = dict(returncode=int(f.read()), stdout="", stderr=proc.stderr)
+            for stream in ("stdout", "stderr"):
+                with open(os.path.join(folder, f"{name}.{stream}")) as f:
+                    result[stream] += f.read()  # lift_det's import wrote to every tool's stderr
+            with open(os.path.join(folder, f"{name}.json"), "w") as f:
+                json.dump(result, f)
 
-    folder = build_once(tmp_path_factory, f"help_{tool}", build)
-    with open(os.path.join(folder, "help.json")) as f:
+    with open(os.path.join(build_once(tmp_path_factory, "tools_help", build), f"{tool}.json")) as f:
         return json.load(f)
 
 

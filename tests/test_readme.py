@@ -5,7 +5,7 @@ import os
 import re
 import pytest
 
-from conftest import REPO, doc_text, load_tool, tool_help
+from conftest import FIRST_LINE, REPO, TOOLS, doc_text, load_tool, tool_help
 from lift_det.study import main_job
 from lift_det.study import report as study_report
 from lift_det.study import schedule as study_schedule
@@ -96,26 +96,25 @@ def test_paths_in_the_readme_exist():
     assert missing == []
 
 
-TOOL_FILES = sorted(f for f in os.listdir(os.path.join(REPO, "tools")) if f.endswith(".py"))
-
-
 def test_every_file_in_tools_is_a_script():
     """tools/ holds scripts only, as upstream's: a shebang, the executable bit and a __main__
     block; code that several tools share is a module of lift_det."""
-    assert len(TOOL_FILES) > 5
-    for tool in TOOL_FILES:
+    assert len(TOOLS) > 5
+    for tool in TOOLS:
         path = os.path.join(REPO, "tools", tool)
         with open(path) as f:
             text = f.read()
         where = f"tools/{tool} is not a script: move shared code into lift_det/"
         assert text.startswith("#!/usr/bin/env python3\n"), where
+        first = next(line for line in text.splitlines() if line.startswith(("import", "from")))
+        assert first.startswith(FIRST_LINE), f"tools/{tool}: its first import is {FIRST_LINE}"
         assert re.search(r"^if __name__ == .__main__.:", text, re.M), where
         assert os.access(path, os.X_OK), f"chmod +x tools/{tool}"
 
 
-@pytest.mark.parametrize("tool", TOOL_FILES)
+@pytest.mark.parametrize("tool", TOOLS)
 def test_tools_run(tool, tmp_path_factory):
-    """Each tool as users run it: ``--help`` in a subprocess (conftest's tool_help, run once per
+    """Each tool as users run it: ``--help`` in a fresh interpreter (conftest's tool_help, once per
     session: test_docs.py reads the same run)."""
     out = tool_help(tmp_path_factory, tool)
     assert out["returncode"] == 0 and "usage:" in out["stdout"], out["stderr"][-2000:]
