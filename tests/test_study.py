@@ -196,8 +196,13 @@ def _numbers(step_dir):
     return [{k: v for k, v in r.items() if "time" not in k} for r in rows]
 
 
-# key=value for every step of the tiny study: its smallest batches, no loader worker at inference
-TINY = ["dataloader.train.total_batch_size=2", "dataloader.test.num_workers=0"]
+# key=value for every step of the tiny study: its smallest batches, no data-loader workers (the
+# workers' determinism: test_train_net.py's exact resume)
+TINY = [
+    "dataloader.train.total_batch_size=2",
+    "dataloader.train.num_workers=0",
+    "dataloader.test.num_workers=0",
+]
 
 
 @pytest.fixture(scope="module")
