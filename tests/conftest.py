@@ -29,24 +29,24 @@ TINY_VIT = dict(
 # before the short files, which then fill the gaps: both workers finish at about the same time.
 # Every other file follows in the usual order; tests within a file keep theirs.
 SLOWEST_FILES = [  # seconds of each file's tests in a full run's --durations (2026-12-07)
-    "test_train_net.py",  # 90 (builds tiny_main)
-    "test_configs.py",  # 55
-    "test_readme.py",  # 46 (each tool's --help, cold)
-    "test_readme_stages.py",  # 44
-    "test_study.py",  # 41
+    "test_train_net.py",  # 84 (builds tiny_main)
+    "test_configs.py",  # 54
+    "test_readme_stages.py",  # 45
     "test_train_lift.py",  # 35
-    "test_benchmark.py",  # 19
-    "test_gpu_check.py",  # 18
-    "test_backbone.py",  # 17
-    "test_study_check.py",  # 15
-    "test_checkpoints.py",  # 14
+    "test_study.py",  # 30
+    "test_benchmark.py",  # 21
+    "test_gpu_check.py",  # 16
+    "test_backbone.py",  # 16
+    "test_study_check.py",  # 14
+    "test_checkpoints.py",  # 13
     "test_mini_data.py",  # 12
+    "test_demo.py",  # 12
     "test_export.py",  # 11
-    "test_demo.py",  # 10
+    "test_warm_python.py",  # 10
     "test_analysis.py",  # 9
-    "test_warm_python.py",  # 9
+    "test_user_mistakes.py",  # 9
     "test_benchmark_timing.py",  # 8
-    "test_user_mistakes.py",  # 8
+    "test_readme.py",  # 5 (every tool's --help)
 ]
 
 
