@@ -160,10 +160,12 @@ def make_lift_file(path):
 
 def test_demo_refuses_weights_that_leave_the_model_random(demo, weights, tmp_path, monkeypatch):
     """A LiFT file as --weights, and a +LiFT config with a checkpoint that holds no LiFT (frozen
-    or finetuned LiFT), would draw the detections of a random model: refused."""
+    or finetuned LiFT), would draw the detections of a random model: refused, with no --output
+    folder left behind."""
     write_images(tmp_path / "in", n=1)
     lift_file = make_lift_file(tmp_path / "lift_final.pth")
-    img = ["--input", str(tmp_path / "in" / "img0.png"), "--output", str(tmp_path / "o.png")]
+    drawn = os.path.join(tmp_path, "drawn", "")  # a folder: made once the model is built
+    img = ["--input", str(tmp_path / "in" / "img0.png"), "--output", drawn]
     mini = os.path.join(REPO, "configs", "mini")
     cases = [
         (CONFIG, lift_file, "is a LiFT file"),
@@ -174,7 +176,7 @@ def test_demo_refuses_weights_that_leave_the_model_random(demo, weights, tmp_pat
     for config, w, message in cases:
         with pytest.raises(UserError, match=message):
             run_demo(demo, monkeypatch, ["--config-file", config, "--weights", w] + img)
-    assert not os.path.exists(tmp_path / "o.png")
+    assert not os.path.exists(drawn)
 
 
 def test_predictor_refuses_a_partly_random_model_and_float_images(weights, tmp_path):
@@ -233,7 +235,7 @@ def test_predictor_names_a_missing_image_file():
 
 
 def test_a_damaged_video_and_a_file_in_the_way_are_named(demo, weights, tmp_path, monkeypatch):
-    """Before the model is built: a video OpenCV cannot read is named as such (not blamed on the
+    """A video OpenCV cannot read is named as such before the model is built (not blamed on the
     output's codec), and a file where the output folder must go is named."""
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(np.random.RandomState(0).bytes(5000))

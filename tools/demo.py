@@ -87,7 +87,8 @@ def check_arguments(args):
 
 
 def make_outputs(args, inputs):
-    """The output folder, and for a video (fourcc, output file), before the model is built."""
+    """The output folder, and for a video (fourcc, output file), once the model is built: a
+    refused checkpoint leaves nothing behind."""
     video = None
     if args.output:
         if len(inputs) > 1 or args.output.endswith(os.sep):
@@ -105,7 +106,7 @@ def make_outputs(args, inputs):
 def main(args):
     logger = setup_logger(name="lift_det")
     # arguments first: nothing is loaded before they are known to be usable, and nothing is
-    # written before the weights are known
+    # written before the model is built from the weights
     inputs = check_arguments(args)
     # a missing file or a yacs YAML: a UsageError, refused in one line
     cfg = LazyConfig.apply_overrides(checks.load_lazy_config(args.config_file), args.opts)
@@ -114,11 +115,11 @@ def main(args):
         raise UserError(
             "no weights: give --weights OUTPUT_DIR/model_final.pth (or set train.init_checkpoint)."
         )
-    video_out = make_outputs(args, inputs)
     try:  # lift_det's checked loading: a LiFT file or a partly random model is refused
         predictor = LazyPredictor(cfg, weights)
     except ValueError as e:
         raise UserError(str(e)) from None
+    video_out = make_outputs(args, inputs)
 
     def detect(bgr):
         instances = predictor(bgr)["instances"].to("cpu")
