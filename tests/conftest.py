@@ -171,6 +171,24 @@ CPU_ENV = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
 WARM_ENV = {}
 
 
+def pytest_sessionstart(session):
+    """A process that runs tests starts :func:`tool_python`'s server as its session starts: the
+    server imports while the tests are collected, in the session's own environment (never one a
+    fixture has changed). The xdist controller, which runs no test, starts none."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or not session.config.getoption("numprocesses", None):
+        _start_warm_python()
+
+
+@functools.lru_cache(maxsize=None)
+def _start_warm_python() -> str:
+    import tempfile
+
+    import warm_python
+
+    WARM_ENV.update(os.environ)  # the server's environment: requests in it run warm
+    return warm_python.start(tempfile.mkdtemp(prefix="lift-det-warm-python-"))
+
+
 @functools.lru_cache(maxsize=None)
 def tool_python() -> str:
     """The interpreter for ``tools/<tool>.py`` subprocesses: ``tests/warm_python.py``'s client, a
@@ -180,12 +198,9 @@ def tool_python() -> str:
     ``sys.executable``. Each tool's ``--help`` (:func:`tool_help`) runs in the real interpreter:
     every tool's imports are also tested from a fresh process that has run only the tool's first
     import."""
-    import tempfile
-
     import warm_python
 
-    WARM_ENV.update(os.environ)  # the server's environment: requests in it run warm
-    client = warm_python.start(tempfile.mkdtemp(prefix="lift-det-warm-python-"))
+    client = _start_warm_python()
     warm_python.wait_until_warm(client)
     return client
 
