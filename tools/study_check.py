@@ -100,13 +100,12 @@ def main(args) -> int:
         raise UserError(f"--iters {args.iters}: a check replays the trace's {expected['iters']}")
     if args.study_iters is not None:
         raise UserError("--study-iters belongs to --write: a check replays the trace's")
-    where = out or os.path.join(tempfile.gettempdir(), "study_check")  # recorded as <probe>
-    check_steps(args.trace, expected, where)
     iters = expected["iters"]
 
     start = time.time()
     work = out or tempfile.mkdtemp(prefix="study_check_")
     try:
+        check_steps(args.trace, expected, work)  # the trace's probe is this checkout's
         budgets = probe.trace_budgets(expected)
         got = probe.run_probe(work, iters, *budgets, extra=expected["extra"], **switches)
     except RuntimeError as e:  # a step failed: its log is named

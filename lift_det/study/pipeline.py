@@ -45,20 +45,18 @@ class Step:
     flags: Tuple[str, ...] = ()  # train_net switches, e.g. ("--loss-trace", "10")
 
 
-def read_final_metrics(output_dir: str) -> Dict[str, float]:
-    """The last evaluation written to ``metrics.json`` by detectron2's JSONWriter."""
+def evaluations(output_dir: str) -> List[Dict[str, float]]:
+    """The evaluations detectron2's JSONWriter wrote to ``metrics.json``, in order (the step's
+    final metrics last); a step without any raises."""
     path = os.path.join(output_dir, "metrics.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: the step did not finish; see its log.txt")
-    last = {}
     with open(path) as f:
-        for line in f:
-            row = json.loads(line)
-            if any(k.startswith(("bbox/", "segm/", "lift_quality/")) for k in row):
-                last = row
-    if not last:
+        rows = [json.loads(line) for line in f]
+    rows = [r for r in rows if any(k.startswith(("bbox/", "segm/", "lift_quality/")) for k in r)]
+    if not rows:
         raise RuntimeError(f"{path} has no evaluation results; was train.eval_period > max_iter?")
-    return last
+    return rows
 
 
 def _metrics_dir(out: str, step: Step) -> str:
@@ -166,7 +164,7 @@ def run_steps(
     for step in steps:
         if resume and os.path.exists(os.path.join(out, step.name, step.final)):
             print(f"[{tag}] {step.name}: done before, skipped")
-            results[step.name] = {**read_final_metrics(_metrics_dir(out, step))}
+            results[step.name] = evaluations(_metrics_dir(out, step))[-1]
         else:
             todo.append(step)
     prior = {s.name: STEP_OVERHEAD_S + s.iters * s.cost for s in steps}
@@ -214,8 +212,8 @@ def run_steps(
                 except Exception as e:  # let the other running steps finish, then raise
                     failed.append(e)
                     continue
-                results[step.name] = read_final_metrics(_metrics_dir(out, step))
-                results[step.name]["seconds"] = spent[step.name]
+                final = evaluations(_metrics_dir(out, step))[-1]
+                results[step.name] = {**final, "seconds": spent[step.name]}
                 report(step.name)
     if failed:
         raise failed[0]

@@ -2,12 +2,11 @@
 same-budget control with 95% t intervals, and the baseline's convergence (plateau) rule."""
 
 import itertools
-import json
 import math
 import numpy as np
-import os
 from typing import Dict, List, Sequence
 
+from .pipeline import evaluations
 from .schedule import CONTROL
 
 METRICS = [
@@ -147,10 +146,8 @@ def read_curve(step_dir: str, max_iter: int) -> List[Dict[str, float]]:
     periodic evaluation is stored at the index of the iteration it follows, the final one at
     ``max_iter``.)"""
     curve = []
-    with open(os.path.join(step_dir, "metrics.json")) as f:
-        for line in f:
-            row = json.loads(line)
-            if "bbox/AP" in row:
-                it, mask = min(row["iteration"] + 1, max_iter), row.get("segm/AP", math.nan)
-                curve.append({"iteration": it, "bbox/AP": row["bbox/AP"], "segm/AP": mask})
+    for row in evaluations(step_dir):
+        if "bbox/AP" in row:
+            it, mask = min(row["iteration"] + 1, max_iter), row.get("segm/AP", math.nan)
+            curve.append({"iteration": it, "bbox/AP": row["bbox/AP"], "segm/AP": mask})
     return curve
