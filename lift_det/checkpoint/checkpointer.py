@@ -117,36 +117,33 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         with collect_parts() as parts:  # what the modules' load hooks say they took elsewhere
             incompatible = super()._load_model(checkpoint)
 
-        model_keys = list(self.model.state_dict())
+        state = self.model.state_dict()  # its keys: every tensor of the model
         missing = really_missing(self.model, incompatible.missing_keys)
         shapes = {k: (a, b) for k, a, b in incompatible.incorrect_shapes}
         # supplied by a file (LiFT from lift_weights) or left random on purpose: not missing
         elsewhere = [p for p in parts if p.source in ("file", "random")]
-        exempt = {k for k in model_keys if any(p.covers(k) for p in elsewhere)}
+        exempt = {k for k in state if any(p.covers(k) for p in elsewhere)}
         missing -= exempt | set(shapes)  # fvcore drops mis-shaped tensors: they show as missing
         # an MAE file has no relative-position tables; zero ones (ViTDet's init) add no bias
-        state = self.model.state_dict()
         zero_rel_pos = {
             k for k in missing if k.endswith(("rel_pos_h", "rel_pos_w")) and not state[k].any()
         }
         missing -= zero_rel_pos
         not_loaded = missing | exempt | set(shapes)
-        loaded = [k for k in model_keys if k not in not_loaded]
+        loaded = [k for k in state if k not in not_loaded]
         params = dict(self.model.named_parameters())
         numel = sum(p.numel() for p in params.values()) or 1
         fit_model = sum(params[k].numel() for k in loaded if k in params) / numel
         fit_file = min(1.0, len(loaded) / max(1, n_file))
         frozen = {k for k, p in params.items() if not p.requires_grad}
         bad_frozen = sorted(frozen & (missing | set(shapes)))
-        report = dict(path=path, allow=allow, n_loaded=len(loaded), n_model=len(model_keys))
-        report.update(
-            missing=group_keys(missing, model_keys), shapes=group_keys(shapes, model_keys)
-        )
-        unused = group_keys(incompatible.unexpected_keys, model_keys)
+        report = dict(path=path, allow=allow, n_loaded=len(loaded), n_model=len(state))
+        report.update(missing=group_keys(missing, state), shapes=group_keys(shapes, state))
+        unused = group_keys(incompatible.unexpected_keys, state)
         self._report = dict(report, unused=unused, zero_rel_pos=len(zero_rel_pos), parts=parts)
         if allow:
             return incompatible
-        what = describe_keys(self.model, missing, shapes)
+        what = describe_keys(state, missing, shapes)
         fix = f"or append ?{_SWITCH}=True to the path to load only what fits."
         if resume and (missing or shapes):
             raise ValueError(
@@ -165,7 +162,7 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
                     "give the stage-one LiFT file as model.backbone.net.lift_weights=.../"
                     f"lift_final.pth (LiFT), {fix}"
                 )
-            bad = describe_keys(self.model, set(bad_frozen) & missing, shapes, bad_frozen, params)
+            bad = describe_keys(params, set(bad_frozen) & missing, shapes, bad_frozen)
             raise ValueError(
                 f"'{path}' does not fit the FROZEN parameters of this model (they are never "
                 f"trained, so they must come from the checkpoint): {len(bad_frozen)} did not "
@@ -181,9 +178,9 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         random = sorted(k for k in missing | set(shapes) if not any(p.covers(k) for p in new))
         if self.complete and random:
             n_random = sum(params[k].numel() for k in random if k in params)
-            which = describe_keys(self.model, set(random) & missing, shapes, random)
+            which = describe_keys(state, set(random) & missing, shapes, random)
             raise ValueError(
-                f"'{path}' leaves {len(random)} of the model's {len(model_keys)} tensors "
+                f"'{path}' leaves {len(random)} of the model's {len(state)} tensors "
                 f"({n_random / numel:.0%} of its parameters) at their random initialization "
                 f"({which}): predictions would come from a partly random model. Give a checkpoint "
                 f"of this model (the OUTPUT_DIR/model_final.pth its training wrote), {fix}"

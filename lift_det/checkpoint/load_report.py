@@ -89,9 +89,8 @@ def format_groups(groups: Dict[str, int]) -> str:
     return ", ".join(f"{p} ({n})" for p, n in groups.items())
 
 
-def describe_keys(model, missing: Set[str], shapes: Dict[str, Any], only=None, keys=None) -> str:
-    """What did not fit, by module prefix: keys not in the file, keys of another shape."""
-    keys = list(model.state_dict() if keys is None else keys)
+def describe_keys(keys: Iterable[str], missing: Set[str], shapes: Dict[str, Any], only=None) -> str:
+    """What did not fit, by module prefix of ``keys`` (the model's): not in the file, misshaped."""
     shapes = {k: v for k, v in shapes.items() if only is None or k in only}
     out = []
     if missing:
