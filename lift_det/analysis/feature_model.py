@@ -76,31 +76,27 @@ def load_feature_weights(
     :func:`build_feature_model` net; warns about every part left random. Returns ``{"vit": loaded,
     "lift": loaded}``."""
     loaded = {"vit": False, "lift": False}
-    if weights:
-        # a stage-one checkpoint (LiFTDistiller) keeps LiFT at lift.*: the same module under both
-        # names, so either layout loads through the project's one checked loader (aliases of a
-        # loaded tensor are not missing); parts of a detector are expected, hence allow_mismatch
-        holder = nn.ModuleDict({"backbone": nn.ModuleDict({"net": net}), "lift": net.lift})
-        before = {k: v.clone() for k, v in net.state_dict().items()}
-        try:
+    try:  # refused weights: the user's to fix
+        if weights:
+            # a stage-one checkpoint (LiFTDistiller) keeps LiFT at lift.*: the same module under
+            # both names, so either layout loads through the project's one checked loader (aliases
+            # of a loaded tensor are not missing); allow_mismatch: a detector's other parts
+            holder = nn.ModuleDict({"backbone": nn.ModuleDict({"net": net}), "lift": net.lift})
+            before = {k: v.clone() for k, v in net.state_dict().items()}
             AtomicDetectionCheckpointer(holder, allow_mismatch=True).load(weights)
-        except (ValueError, FileNotFoundError) as e:  # refused weights: the user's to fix
-            raise UserError(str(e)) from None
-        after = net.state_dict()
-        changed = {k for k in before if not torch.equal(before[k], after[k])}
-        loaded["vit"] = any(not k.startswith("lift.") for k in changed)
-        loaded["lift"] = any(k.startswith("lift.") for k in changed)
-        if not loaded["vit"]:
-            logger.warning(
-                f"No ViT parameter was loaded from {weights}: expected them at backbone.net.*."
-            )
-    if lift_weights:
-        try:
-            meta = load_lift_file(net.lift, lift_weights, backbone=vit_identity(net))
-        except (ValueError, FileNotFoundError) as e:
-            raise UserError(str(e)) from None
-        net.lift_file_meta = meta
-        loaded["lift"] = True
+            after = net.state_dict()
+            changed = {k for k in before if not torch.equal(before[k], after[k])}
+            loaded["vit"] = any(not k.startswith("lift.") for k in changed)
+            loaded["lift"] = any(k.startswith("lift.") for k in changed)
+            if not loaded["vit"]:
+                logger.warning(
+                    f"No ViT parameter was loaded from {weights}: expected them at backbone.net.*."
+                )
+        if lift_weights:
+            net.lift_file_meta = load_lift_file(net.lift, lift_weights, backbone=vit_identity(net))
+            loaded["lift"] = True
+    except (ValueError, FileNotFoundError) as e:
+        raise UserError(str(e)) from None
     has_lift_params = any(True for _ in net.lift.parameters())
     for part, name, flag in (("vit", "ViT", "--weights"), ("lift", "LiFT", "--lift-weights")):
         if not loaded[part] and (part == "vit" or has_lift_params):
@@ -186,8 +182,7 @@ def prepare_image(image: np.ndarray, size: int, multiple: int) -> Tuple[torch.Te
         raise ValueError(f"prepare_image expects an (H, W, 3) RGB array, got {image.shape}.")
     h, w = image.shape[:2]
     scale = size / max(h, w)
-    new_h = max(multiple, int(round(h * scale / multiple)) * multiple)
-    new_w = max(multiple, int(round(w * scale / multiple)) * multiple)
+    new_h, new_w = (max(multiple, int(round(s * scale / multiple)) * multiple) for s in (h, w))
     x = torch.as_tensor(np.array(image)).permute(2, 0, 1)[None].float()  # HWC -> NCHW
     x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
     x = x.clamp(0, 255)
