@@ -18,8 +18,9 @@ from detectron2.utils.logger import setup_logger
 
 from lift_det.checkpoint import AtomicDetectionCheckpointer, atomic_write_bytes
 from lift_det.engine import checks, run_dir, train_utils
+from lift_det.engine.checks import get_parser
 from lift_det.engine.hooks import StopOnDivergence
-from lift_det.engine.launch import do_test, evaluate, get_parser, load_config, use_eval_dir
+from lift_det.engine.launch import do_test, evaluate, load_config, use_eval_dir
 from lift_det.engine.replay import FixedLengthLRScheduler, LossTrace
 from lift_det.engine.resume import ExactResume
 from lift_det.utils import UserError, faults_in_one_line, refuse

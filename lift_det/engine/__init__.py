@@ -8,7 +8,7 @@ from .checks import (
     check_config,
     check_overrides,
     check_weights,
-    default_argument_parser,
+    get_parser,
     load_lazy_config,
     parse_args,
 )

@@ -24,14 +24,31 @@ class UsageError(UserError):
     """A bad command line, config value or output folder."""
 
 
-def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
-    """detectron2's parser plus ``--overwrite`` (start afresh in a folder holding a run)."""
-    parser = _d2_parser(epilog)
+def get_parser() -> argparse.ArgumentParser:
+    """tools/train_net.py's parser: detectron2's, ``--overwrite`` (start afresh in a folder holding
+    a run), ``--loss-trace`` and ``--stop-at-iter`` (exact replays of a run's start)."""
+    parser = _d2_parser()
     parser.add_argument(
         "--overwrite",
         action="store_true",
         help="train from scratch into train.output_dir even if it holds a run (its checkpoints "
         "are replaced); without it such a folder is refused unless --resume is given",
+    )
+    parser.add_argument(
+        "--loss-trace",
+        type=int,
+        default=0,
+        metavar="N",
+        help="write the exact losses (float.hex) of the first N iterations to "
+        "OUTPUT_DIR/loss_trace.json (tools/study_check.py compares them); 0: off",
+    )
+    parser.add_argument(
+        "--stop-at-iter",
+        type=int,
+        default=0,
+        metavar="K",
+        help="end the run after K iterations (final checkpoint, evaluation, exports) with the "
+        "learning rates of the train.max_iter schedule: exactly the full run's first K; 0: off",
     )
     return parser
 
@@ -40,7 +57,7 @@ def parse_args(argv: Optional[List[str]] = None, parser=None) -> argparse.Namesp
     """Parse like detectron2 (``opts`` = everything from the first ``key=value`` on), then take
     ``--resume`` / ``--eval-only`` / ``--overwrite`` out of ``opts`` wherever they stand and
     refuse anything else that is not ``key=value``."""
-    parser = parser or default_argument_parser()
+    parser = parser or get_parser()
     args = parser.parse_args(argv)
     opts = []
     for o in args.opts:

@@ -1,5 +1,5 @@
-"""What tools/train_net.py does around upstream's loop: its parser, the config with the command
-line's overrides checked before anything is built, and ``--eval-only`` (its own folder, checked
+"""What tools/train_net.py does around upstream's loop: the config with the command line's
+overrides checked before anything is built, and ``--eval-only`` (its own folder, checked
 weights, detectron2's ``metrics.json``)."""
 
 import os
@@ -14,28 +14,6 @@ from detectron2.utils.events import EventStorage, JSONWriter
 from ..checkpoint import AtomicDetectionCheckpointer
 from . import checks
 from .train_utils import ddp_kwargs, instantiate_data, instantiate_model, new_eval_dir
-
-
-def get_parser():
-    """lift_det's parser (detectron2's + ``--overwrite``) and train_net's two switches."""
-    parser = checks.default_argument_parser()
-    parser.add_argument(
-        "--loss-trace",
-        type=int,
-        default=0,
-        metavar="N",
-        help="write the exact losses (float.hex) of the first N iterations to "
-        "OUTPUT_DIR/loss_trace.json (tools/study_check.py compares them); 0: off",
-    )
-    parser.add_argument(
-        "--stop-at-iter",
-        type=int,
-        default=0,
-        metavar="K",
-        help="end the run after K iterations (final checkpoint, evaluation, exports) with the "
-        "learning rates of the train.max_iter schedule: exactly the full run's first K; 0: off",
-    )
-    return parser
 
 
 def load_config(args):
