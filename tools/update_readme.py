@@ -68,8 +68,7 @@ def gpu_tables(reports) -> str:
         # a section that failed is absent from its report (listed in "failed"): n/a here
         inf = r.get("inference", dict(rows=[], ratios={}))
         s1 = r.get("stage_one", dict(schedule_epochs=None))
-        models = list(dict.fromkeys(x["model"] for x in inf["rows"]))  # plain first, +LiFT last
-        lift_model = models[-1] if models else None
+        lift_model = inf["rows"][-1]["model"] if inf["rows"] else None  # plain first, +LiFT last
         at = dict(batch=1, precision="amp")
         setting = ("part", "batch", "attn_impl", "precision")  # what +LiFT and plain rows share
         lift_ratios, sdpa_ratios = (inf["ratios"].get(k, []) for k in RATIOS)

@@ -81,16 +81,14 @@ def plot_scale_cka(
         ax.set_xticks(range(len(scales)), labels, fontsize=8)
         ax.set_yticks(range(len(scales)), labels, fontsize=8)
         _titles(ax, method, "destination scale", "source scale")
-        for i in range(len(scales)):
-            for j in range(len(scales)):
-                value = results[method][i][j]
-                color = "black" if value > (vmin + vmax) / 2 else "white"
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=color)
+        for i, j in itertools.product(range(len(scales)), repeat=2):
+            value = results[method][i][j]
+            color = "black" if value > (vmin + vmax) / 2 else "white"
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=color)
     fig.colorbar(
         im, ax=axes[0][len(methods) - 1], shrink=0.9, label=f"linear CKA ({vmin:g} to {vmax:g})"
     )
-    for ax, src in zip(axes[1], scales):
-        i = scales.index(src)
+    for i, (ax, src) in enumerate(zip(axes[1], scales)):
         for method in methods:
             ax.plot(scales, results[method][i], marker="o", label=method)
         _titles(ax, f"source scale {src:g}", "destination scale", "linear CKA")
