@@ -25,7 +25,7 @@ def tool():
 
 @pytest.fixture(scope="module")
 def run(tool, tmp_path_factory):
-    """One run: ViT-B and LiFT-B counted at 1024 (the README's size), the detectors (ViT-B at 4
+    """One run: ViT-B and LiFT-B counted at 1024 (the README's size), the detectors (ViT-B at 2
     blocks, through --config-dir) at 64 px; no timings (test_benchmark_timing.py times them)."""
     out = tmp_path_factory.mktemp("benchmark")
     names = [name for name, _ in lift_cost.DETECTORS.values()]

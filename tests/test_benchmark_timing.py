@@ -14,7 +14,7 @@ TOOL = os.path.join(os.path.dirname(__file__), "..", "tools", "benchmark.py")
 
 @pytest.fixture(scope="module")
 def timed(tmp_path_factory):
-    """One run that times the detectors and stage one at 64 px, their ViT-B at 4 blocks (through
+    """One run that times the detectors and stage one at 64 px, their ViT-B at 2 blocks (through
     --config-dir; ViT-B and LiFT-B counted at 224, no detector FLOPs: test_benchmark.py counts
     them)."""
     tool = runpy.run_path(TOOL, run_name="lift_det_test")
