@@ -117,6 +117,19 @@ def _seed():
 
 
 @contextlib.contextmanager
+def one_torch_thread():
+    """torch on one thread in this block, as the tools' runs here (:data:`CPU_ENV`): a fixture that
+    runs an expensive tool in this process leaves the other core to the other xdist worker
+    (test_benchmark's: 15 s alone on two threads, 17 s on one; 26-30 s on two in full runs)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
 def restored_environ():
     """``os.environ`` as it was before the block, whatever the block set, changed or removed."""
     before = dict(os.environ)

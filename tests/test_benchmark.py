@@ -9,7 +9,7 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
-from conftest import shrunk_config_dir
+from conftest import one_torch_thread, shrunk_config_dir
 from lift_det.benchmark import lift_cost
 from lift_det.benchmark.costs import count_flops, detector_config
 from lift_det.model_zoo import get_config_file
@@ -34,7 +34,8 @@ def run(tool, tmp_path_factory):
     args += ["--detector-size", "64", "--time-size", "0", "--config-dir", configs]
     args += ["--proposals", "20", "--detections", "5"]
     args += ["--json", str(out / "b.json"), "--markdown", str(out / "b.md")]
-    tool["main"](tool["get_parser"]().parse_args(args))
+    with one_torch_thread():
+        tool["main"](tool["get_parser"]().parse_args(args))
     with open(out / "b.json") as f, open(out / "b.md") as g:
         return json.load(f), g.read()
 
