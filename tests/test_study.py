@@ -208,7 +208,8 @@ TINY = [
 @pytest.fixture(scope="module")
 def tiny_study(small_mini, tmp_path_factory):
     """The study at its smallest: 2 seeds, the control and LiFT arms, the baseline at 2
-    iterations (a curve of 2 evaluations), every other step at 1, at batch 2, on 4 val images."""
+    iterations (a curve of 2 evaluations), every other step at 1, at batch 2, on its own data of 8
+    train and 4 val images."""
     out = str(tmp_path_factory.mktemp("study"))
     stdout = io.StringIO()
     probes = []  # the probe's own steps are tested in test_study_check.py
@@ -221,8 +222,9 @@ def tiny_study(small_mini, tmp_path_factory):
         mp.setattr(
             study, "cpu_latency_ms", functools.partial(study.cpu_latency_ms, min_run_time=0.05)
         )
+        data = dict(train_images=8, val_images=4)  # the study's own mini data
         result = study.run_study(
-            out, [0, 1], 2, 1, 1, jobs=2, arms=["ft", "lift"], val_images=4, extra=TINY
+            out, [0, 1], 2, 1, 1, jobs=2, arms=["ft", "lift"], extra=TINY, **data
         )
     assert len(probes) == 1 and probes[0][0][1:] == (
         os.path.join(out, "mini_study_trace.json"),
@@ -261,10 +263,10 @@ def test_study_writes_its_report(tiny_study):
     assert written["setup"]["val_images"] == 4  # the study's own data, not the default's 40
     # the steps' overrides are recorded, and the budget's epochs are at the batches they ran with
     assert written["setup"]["overrides"] == TINY
-    assert "2 iterations (0.025 epochs at batch 2)" in written["setup"]["justification"]
-    assert "1 stage-one iterations per upsampler (0.0125 epochs at batch 2)" in (
-        written["setup"]["justification"]
-    )
+    justification = written["setup"]["justification"]  # its own data: 8 train images
+    assert "(256 px, 8 train / 4 val images)" in justification
+    assert "2 iterations (0.5 epochs at batch 2)" in justification
+    assert "1 stage-one iterations per upsampler (0.25 epochs at batch 2)" in justification
     assert "ETA" in stdout and "[study] 9/9 steps done" in stdout
     # zero-shot: the control's is the baseline's final evaluation, LiFT's its own seed's
     zs = written["zero_shot"]["per_seed"]

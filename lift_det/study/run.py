@@ -37,20 +37,22 @@ def run_study(
     arms: Optional[Sequence[str]] = None,
     report_dir: Optional[str] = None,
     val_images: int = 240,
+    train_images: int = 160,
     **kwargs,
 ) -> Dict:
     """Run the study's steps (:func:`study_steps` for ``budgets``; ``jobs`` at a time; ``kwargs``:
     :func:`run_steps`' ``extra``, ``resume``, ``overwrite``) on its own mini data with
-    ``val_images`` val images and write ``mini_study.{md,json,png}``, ``mini_study_cosine.png`` and
-    the probe's ``mini_study_trace.json`` (:mod:`.probe`) to ``report_dir`` (default ``out``)."""
+    ``train_images`` train and ``val_images`` val images and write ``mini_study.{md,json,png}``,
+    ``mini_study_cosine.png`` and the probe's ``mini_study_trace.json`` (:mod:`.probe`) to
+    ``report_dir`` (default ``out``)."""
     baseline_iters, stage1_iters, stage2_iters = budgets
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
     t0, made = time.time(), provenance()  # the checkout as the run found it, before it writes
-    # the steps' data: the default 160 train images and val_images val images (the first 40 the
+    # the steps' data (by default the default 160 train images; the first 40 val images the
     # default val split's), registered here as lift_mini_train / lift_mini_val
     root = os.path.join(out, "data")
-    generate_mini_coco(root, num_val=val_images)
+    generate_mini_coco(root, num_train=train_images, num_val=val_images)
     register_mini_coco(root)
     env = {"LIFT_DET_MINI_ROOT": root}
     steps = study_steps(out, seeds, *budgets, arms=arms)
