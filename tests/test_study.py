@@ -13,7 +13,7 @@ import re
 import sys
 import pytest
 
-from conftest import CPU_ENV, load_tool, tool_python
+from conftest import CPU_ENV, load_tool, one_torch_thread, tool_python
 from lift_det.study import figures, pipeline, placements, report
 from lift_det.study import run as study
 from lift_det.study import schedule, statistics
@@ -213,7 +213,8 @@ def tiny_study(small_mini, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("study"))
     stdout = io.StringIO()
     probes = []  # the probe's own steps are tested in test_study_check.py
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout):
+    # the costs' FLOP count in this process on one thread, as test_benchmark's (one_torch_thread)
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout), one_torch_thread():
         for k, v in CPU_ENV.items():
             mp.setenv(k, v)
         mp.setattr(sys, "executable", tool_python())  # the steps' interpreter
