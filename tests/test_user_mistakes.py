@@ -243,6 +243,11 @@ OTHER_REFUSALS = [
         "LiFT file 'missing.pth' does not exist",
     ),
     (
+        "scale_invariance.py",
+        ["--weights", "missing.pth", "--output", "c.png"],
+        "--weights 'missing.pth' does not exist. Give the path of a checkpoint",
+    ),
+    (
         "visualize_features.py",
         ["--passes", "0", "--output", "v.png"],
         "--passes must be >= 1, got 0",

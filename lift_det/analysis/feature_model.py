@@ -16,6 +16,7 @@ from detectron2.data.detection_utils import read_image
 from ..checkpoint import AtomicDetectionCheckpointer, load_lift_file
 from ..config import LIFT_PRESET_FOR_WIDTH
 from ..data import IMAGE_EXTENSIONS
+from ..engine.checks import check_weights
 from ..model_zoo import get_config_file
 from ..modeling import ViTLiFT, build_upsampler, vit_identity
 from ..modeling.feature_source import IMAGENET_MEAN, IMAGENET_STD
@@ -78,6 +79,7 @@ def load_feature_weights(
     loaded = {"vit": False, "lift": False}
     try:  # refused weights: the user's to fix
         if weights:
+            check_weights(weights, "--weights")  # a missing file: named, as train_net names it
             # a stage-one checkpoint (LiFTDistiller) keeps LiFT at lift.*: the same module under
             # both names, so either layout loads through the project's one checked loader (aliases
             # of a loaded tensor are not missing); allow_mismatch: a detector's other parts
