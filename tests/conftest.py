@@ -34,18 +34,18 @@ SLOWEST_FILES = [  # seconds of each file's tests in a full run's --durations (2
     "test_readme_stages.py",  # 45
     "test_train_lift.py",  # 35
     "test_study.py",  # 30
-    "test_benchmark.py",  # 21
     "test_gpu_check.py",  # 16
     "test_backbone.py",  # 16
+    "test_benchmark_detectors.py",  # 14
     "test_study_check.py",  # 14
     "test_checkpoints.py",  # 13
+    "test_benchmark.py",  # 12
     "test_mini_data.py",  # 12
     "test_demo.py",  # 12
     "test_export.py",  # 11
     "test_warm_python.py",  # 10
     "test_analysis.py",  # 9
     "test_user_mistakes.py",  # 9
-    "test_benchmark_timing.py",  # 8
     "test_readme.py",  # 5 (every tool's --help)
 ]
 
@@ -120,7 +120,8 @@ def _seed():
 def one_torch_thread():
     """torch on one thread in this block, as the tools' runs here (:data:`CPU_ENV`): a fixture that
     runs an expensive tool in this process leaves the other core to the other xdist worker
-    (test_benchmark's: 15 s alone on two threads, 17 s on one; 26-30 s on two in full runs)."""
+    (the benchmark's single run, before it was split in two: 15 s alone on two threads, 17 s on
+    one; 26-30 s on two in full runs)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
