@@ -140,11 +140,9 @@ def run_study(
 def _justification(overrides, baseline_iters: int, stage1_iters: int, stage2_iters: int) -> str:
     """Why these budgets, with epochs computed from the batch sizes the steps ran with (the
     configs' with ``overrides``) and the data."""
+    configs = [get_config(f"mini/{c}.py") for c in ("vitdet_mrcnn", "lift_stage1")]
     b_det, b_s1 = (
-        LazyConfig.apply_overrides(
-            get_config(f"mini/{c}.py"), overrides
-        ).dataloader.train.total_batch_size
-        for c in ("vitdet_mrcnn", "lift_stage1")
+        LazyConfig.apply_overrides(c, overrides).dataloader.train.total_batch_size for c in configs
     )
     n_train = len(DatasetCatalog.get("lift_mini_train"))
     n_val = len(DatasetCatalog.get("lift_mini_val"))
