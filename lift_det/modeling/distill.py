@@ -44,12 +44,10 @@ class LiFTDistiller(nn.Module):
         every batch to this square size (a multiple of 4p); ``ignore_padding``: average losses /
         similarities only over cells with content."""
         super().__init__()
-        if distance not in DISTANCES:
-            raise NotImplementedError(f"distance={distance!r} is not supported; use {DISTANCES}.")
-        if downscale not in DOWNSCALES:
-            raise NotImplementedError(
-                f"downscale={downscale!r} is not supported; use {DOWNSCALES}."
-            )
+        choices = {"distance": (distance, DISTANCES), "downscale": (downscale, DOWNSCALES)}
+        for name, (value, valid) in choices.items():
+            if value not in valid:
+                raise NotImplementedError(f"{name}={value!r} is not supported; use {valid}.")
         for attr in ("embed_dim", "patch_size", "pixel_mean", "pixel_std", "identity"):
             if not hasattr(source, attr):
                 raise TypeError(f"source {type(source).__name__} has no '{attr}'.")
