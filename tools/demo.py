@@ -78,9 +78,7 @@ def check_arguments(args):
         media.check_video_readable(args.video_input)
     if not 0.0 <= args.confidence_threshold <= 1.0:
         raise UserError(f"--confidence-threshold {args.confidence_threshold}: must be in [0, 1].")
-    weights = args.weights
-    if weights and "://" not in weights and not os.path.isfile(weights.split("?")[0]):
-        raise UserError(f"--weights {weights}: no such file.")
+    checks.check_weights(args.weights, "--weights")  # a missing or empty local file, named
     if args.output:
         check_outputs(args, inputs)
     return inputs
