@@ -68,9 +68,8 @@ def main(args):
     for k in ("image_size", "detector_size", "time_size", "repeats", "proposals", "detections"):
         result[k] = getattr(args, k)
     logger.info(f"FLOPs of {', '.join(args.presets)} and their ViTs at {args.image_size}...")
-    tables = result["flop_tables"]
     rows, ratios = lift_cost.component_rows(
-        args.presets, args.image_size, device, args.vit_2x, tables
+        args.presets, args.image_size, device, args.vit_2x, result["flop_tables"]
     )
     result["ratios"] = ratios = {f"flops {k}": v for k, v in ratios.items()}
     if args.detector_size:
