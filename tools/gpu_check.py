@@ -112,10 +112,7 @@ def main(args) -> int:
         with section("stage one"):
             result["stage_one"] = gpu_training.stage_one_cost(setup, device, args.recipe_gpus)
         with section("stage two"):
-            rows = gpu_training.stage_two_rows(setup, device, root, args.recipe_gpus)
-            lift_name = list(setup.detectors)[1]
-            ratios = gpu_training.stage_two_ratios(rows, lift_name)
-            result["stage_two"] = dict(rows=rows, ratios=ratios)
+            result["stage_two"] = gpu_training.stage_two_rows(setup, device, root, args.recipe_gpus)
         with section("ViT-L/H"):
             budget = args.budget_s
             result["vit_sizes"] = vit_size_rows(setup, device, amp_dtype, budget, timer, result)

@@ -107,10 +107,11 @@ def stage_one_cost(setup, device, recipe_gpus: int) -> Dict[str, Any]:
     return out
 
 
-def stage_two_rows(setup, device, root, recipe_gpus: int) -> List[Dict[str, Any]]:
+def stage_two_rows(setup, device, root, recipe_gpus: int) -> Dict[str, List[Dict[str, Any]]]:
     """One AMP training step (the configs' optimizer, a mini COCO batch) with and without LiFT,
     and of the control that freezes the ViT as +LiFT does, at batch 1 (ViTDet's) and the COCO
-    config's batch per GPU (``setup.stage2_batches`` if set); each row counts what is trained."""
+    config's batch per GPU (``setup.stage2_batches`` if set); each row counts what is trained.
+    Returns the rows and +LiFT's (the second detector's) :func:`stage_two_ratios`."""
     total = int(_config(GPU.detectors["ViTDet-B"]).dataloader.train.total_batch_size)
     batches = setup.stage2_batches or sorted({1, total // recipe_gpus})
     rows = []
@@ -125,7 +126,7 @@ def stage_two_rows(setup, device, root, recipe_gpus: int) -> List[Dict[str, Any]
             logger.info(f"stage two step: {rows[-1]}")
             del model
             free(device)
-    return rows
+    return dict(rows=rows, ratios=stage_two_ratios(rows, list(setup.detectors)[1]))
 
 
 def stage_two_ratios(rows, lift_name: str) -> List[Dict[str, Any]]:
