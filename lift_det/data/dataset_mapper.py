@@ -4,7 +4,6 @@ files and drops boxes of zero or negative size (with a count)."""
 import dis
 import functools
 import logging
-import numpy as np
 import sys
 import types
 from typing import Any, Dict
@@ -13,20 +12,16 @@ import shapely.geometry  # noqa: F401  (fvcore's polygon crops: imported before 
 import detectron2
 from detectron2.data import DatasetMapper
 from detectron2.data import detection_utils as d2_utils
-from detectron2.structures import BoxMode
 
 from .detection_utils import read_image
+from .validate import box_problem
 
 logger = logging.getLogger(__name__)
 
 
 def has_valid_box(annotation: Dict[str, Any]) -> bool:
     """Whether an annotation's box has a finite, positive width and height (rotated: kept)."""
-    mode = annotation.get("bbox_mode", BoxMode.XYWH_ABS)
-    if mode == BoxMode.XYWHA_ABS:
-        return True
-    x0, y0, x1, y1 = BoxMode.convert(list(annotation["bbox"]), mode, BoxMode.XYXY_ABS)
-    return bool(np.all(np.isfinite([x0, y0, x1, y1])) and x1 > x0 and y1 > y0)
+    return not box_problem(annotation)
 
 
 def _reads_images_as_utils_read_image(function: types.FunctionType) -> bool:

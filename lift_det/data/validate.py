@@ -53,7 +53,9 @@ def _image_size(path: str):
     return (width, height), False
 
 
-def _box_problem(annotation: Dict[str, Any], width: Any, height: Any) -> str:
+def box_problem(annotation: Dict[str, Any], width: Any = None, height: Any = None) -> str:
+    """Why an annotation's box trains nothing (no box, not finite, no area; with the image's
+    ``width`` and ``height``: entirely outside it), "" for a usable or a rotated box."""
     bbox = annotation.get("bbox")
     if bbox is None or len(bbox) < 4:
         return "has no box"
@@ -105,7 +107,7 @@ def check_dataset_dicts(
                         else:
                             wrong_size.append(f"{label}, the image is {size[0]}x{size[1]}")
         for a in d.get("annotations", ()):
-            if problem := _box_problem(a, d.get("width"), d.get("height")):
+            if problem := box_problem(a, d.get("width"), d.get("height")):
                 boxes.append(f"{_annotation_label(d, a)} {problem}")
             if instance_masks and not a.get("iscrowd", 0) and not a.get("segmentation"):
                 no_mask.append(_annotation_label(d, a))
