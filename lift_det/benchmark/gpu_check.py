@@ -103,8 +103,8 @@ def inference_rows(
     for name, rel in detectors.items():
         model = build_detector(rel, setup, device)
         for setting in settings:
-            call = _inference_call(model, setup, device, *setting, amp_dtype)
-            memory[(name, *setting)] = _peak_memory(call, device)
+            call = _inference_call(model, setup, device, *setting, amp_dtype)  # 1st call: warmup
+            memory[(name, *setting)] = unless_oom(lambda: peak_memory_mib(call, device), device)
         models[name] = model.cpu()
         free(device)
     models = {name: model.to(device) for name, model in models.items()}
@@ -115,11 +115,7 @@ def inference_rows(
             for n in detectors
             if memory[(n, *setting)] is not None
         }
-        try:
-            times = time_interleaved(fns, 2, setup.min_run_time, device)
-        except torch.cuda.OutOfMemoryError as e:
-            out_of_memory(e, device)
-            times = {}
+        times = unless_oom(lambda: time_interleaved(fns, 2, setup.min_run_time, device), device, {})
         keys = dict(zip(("part", "batch", "attn_impl", "precision"), setting))
         for name, rel in detectors.items():
             paired = _paired(times.get(name), memory[(name, *setting)])
@@ -149,18 +145,15 @@ def _inference_call(model, setup, device, part, batch, impl, precision, amp_dtyp
     return fn
 
 
-def _peak_memory(fn, device):
-    """Peak memory (MiB) of one call (also the warmup), or None when it runs out of memory."""
+def unless_oom(fn, device, oom=None):
+    """``fn()``, or ``oom`` when it runs out of CUDA memory: the error logged in one line, the cache
+    freed, the measurements go on."""
     try:
-        return peak_memory_mib(fn, device)  # synchronized after the call
+        return fn()
     except torch.cuda.OutOfMemoryError as e:
-        out_of_memory(e, device)
-
-
-def out_of_memory(e, device) -> None:
-    """A CUDA out-of-memory error logged in one line, the cache freed: the measurements go on."""
-    logger.warning(f"out of memory: {str(e).splitlines()[0]}")
-    free(device)
+        logger.warning(f"out of memory: {str(e).splitlines()[0]}")
+        free(device)
+        return oom
 
 
 def _paired(measured, memory) -> Dict[str, Any]:

@@ -21,7 +21,7 @@ from ..engine.train_utils import build_trainer
 from ..modeling import ATTN_IMPLS, set_attn_impl
 from ..utils import REPO
 from .costs import free, peak_memory_mib, random_distiller, random_image, time_interleaved
-from .gpu_check import GPU, build_detector, out_of_memory
+from .gpu_check import GPU, build_detector, unless_oom
 
 logger = logging.getLogger(__name__)
 # COCO train2017, all images: what configs/lift_stage1_coco.py counts as one epoch
@@ -75,14 +75,14 @@ def _step_cost(model, cfg, data, device, min_run_time) -> Dict[str, Any]:
     """One AMP training step (the config's optimizer) on a fixed batch: peak memory of one (the
     warmup), then :func:`time_interleaved`; out of memory is recorded."""
     trainer = make_trainer(cfg, model, data, True, device)
+
+    def measure():
+        memory = peak_memory_mib(trainer.run_step, device)
+        (m,) = time_interleaved({"step": trainer.run_step}, 1, min_run_time, device)["step"]
+        return dict(median_s=m.median, iqr_s=m.iqr, runs=len(m.times), peak_memory_MiB=memory)
+
     with EventStorage(0) as trainer.storage:
-        try:
-            memory = peak_memory_mib(trainer.run_step, device)
-            (m,) = time_interleaved({"step": trainer.run_step}, 1, min_run_time, device)["step"]
-        except torch.cuda.OutOfMemoryError as e:
-            out_of_memory(e, device)
-            return dict(oom=True)
-    return dict(median_s=m.median, iqr_s=m.iqr, runs=len(m.times), peak_memory_MiB=memory)
+        return unless_oom(measure, device, dict(oom=True))
 
 
 def stage_one_cost(setup, device, recipe_gpus: int) -> Dict[str, Any]:
