@@ -169,14 +169,11 @@ def _paired(measured, memory) -> Dict[str, Any]:
 def ratio_rows(rows, keys, over: Dict[str, str], value: str = "median_s"):
     """Ratios of ``value`` between rows that share ``keys``: ``over = {field: denominator}``."""
     (field_, base), out = next(iter(over.items())), []
+    bases = {tuple(b[k] for k in keys): b for b in rows if b[field_] == base and "oom" not in b}
     for r in rows:
-        match = [
-            b
-            for b in rows
-            if b[field_] == base and all(b[k] == r[k] for k in keys) and "oom" not in b
-        ]
+        match = bases.get(tuple(r[k] for k in keys))
         if r[field_] != base and "oom" not in r and match:
-            ratio = r[value] / match[0][value]
+            ratio = r[value] / match[value]
             out.append({**{k: r[k] for k in keys}, field_: r[field_], "ratio": ratio})
     return out
 
