@@ -140,12 +140,9 @@ def study_steps(
                 label = f"stage one: {label}, seed {seed}"
                 args = config, iters, overrides(seed, iters), label, ("baseline",), 1, cost
                 steps.append(Step(f"seed{seed}/{name}", "lift_final.pth", *args))
-    zero_shot = {}  # the same model for every seed is evaluated once
-    for seed in seeds:
-        for arm in arms_used:
-            step = zero_shot_step(arm, base, out, seed)
-            if step is not None:
-                zero_shot.setdefault(step.name, step)
+    # the same model for every seed is evaluated once: one step per name
+    evaluations = (zero_shot_step(arm, base, out, seed) for seed in seeds for arm in arms_used)
+    zero_shot = {step.name: step for step in evaluations if step is not None}
     for seed in seeds:  # the costliest first: less idle time at the end
         for arm in sorted(arms_used, key=lambda a: -a.cost):
             arm_overrides, needs = _from_stage_one(arm, out, seed, overrides(seed, stage2_iters))
