@@ -59,10 +59,10 @@ def evaluations(output_dir: str) -> List[Dict[str, float]]:
     return rows
 
 
-def _metrics_dir(out: str, step: Step) -> str:
-    """The folder of the step's metrics.json: that of its final file (its own folder, or the
-    evaluation's for ``--eval-only``)."""
-    return os.path.dirname(os.path.join(out, step.name, step.final))
+def _final_metrics(out: str, step: Step) -> Dict[str, float]:
+    """A finished step's final metrics, from the metrics.json beside its final file (in its own
+    folder, or the evaluation's for ``--eval-only``)."""
+    return evaluations(os.path.dirname(os.path.join(out, step.name, step.final)))[-1]
 
 
 def _run_step(
@@ -164,7 +164,7 @@ def run_steps(
     for step in steps:
         if resume and os.path.exists(os.path.join(out, step.name, step.final)):
             print(f"[{tag}] {step.name}: done before, skipped")
-            results[step.name] = evaluations(_metrics_dir(out, step))[-1]
+            results[step.name] = _final_metrics(out, step)
         else:
             todo.append(step)
     prior = {s.name: STEP_OVERHEAD_S + s.iters * s.cost for s in steps}
@@ -212,8 +212,7 @@ def run_steps(
                 except Exception as e:  # let the other running steps finish, then raise
                     failed.append(e)
                     continue
-                final = evaluations(_metrics_dir(out, step))[-1]
-                results[step.name] = {**final, "seconds": spent[step.name]}
+                results[step.name] = {**_final_metrics(out, step), "seconds": spent[step.name]}
                 report(step.name)
     if failed:
         raise failed[0]
