@@ -114,9 +114,7 @@ def cosine_vs_ap(summary: Dict) -> Dict:
     if len(points) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
         rho = float(stats.spearmanr(x, y)[0])
         # exact two-sided p: the share of the n! orderings of y with |rho| at least as large
-        perms = [
-            stats.spearmanr(x, y[list(order)])[0] for order in itertools.permutations(range(len(y)))
-        ]
+        perms = [stats.spearmanr(x, order)[0] for order in itertools.permutations(y)]
         p_value = float(np.mean(np.abs(perms) >= abs(rho) - 1e-12))
         out.update(spearman=rho, spearman_p=p_value, pearson=float(np.corrcoef(x, y)[0, 1]))
         out["ap_per_0.01_cosine"] = float(np.polyfit(x, y, 1)[0] / 100)
