@@ -66,11 +66,10 @@ def run_study(
     write_trace(os.path.join(out, "probe"), trace, *budgets, iters=iters, **kwargs)
     chosen = DEFAULT_ARMS if arms is None else arms
     arm_names = [a[0] for a in ARMS if a[0] in chosen]
-    per_seed = {seed: {} for seed in seeds}  # seed<k>/<step> of each seed
-    for name, r in results.items():
-        head, _, step = name.partition("/")
-        if head.startswith("seed") and int(head[4:]) in per_seed:
-            per_seed[int(head[4:])][step] = r
+    per_seed = {  # seed<k>/<step> of each seed
+        seed: {n.split("/", 1)[1]: r for n, r in results.items() if n.startswith(f"seed{seed}/")}
+        for seed in seeds
+    }
     curve = read_curve(os.path.join(out, "baseline"), baseline_iters)
     val = DatasetCatalog.get("lift_mini_val")
     print("[study] counting parameters and GFLOPs of each arm, timing each on the CPU")
