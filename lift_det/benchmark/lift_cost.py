@@ -176,8 +176,7 @@ def measure_stage1_ratio(distiller, batch, repeats: int = 5) -> float:
     finally:
         distiller.lift.load_state_dict(saved)
         distiller.train(was_training)
-    step_s, vit_s = (costs.merged_median(measured[k]) for k in ("step", "vit"))
-    return step_s / vit_s
+    return costs.merged_median(measured["step"]) / costs.merged_median(measured["vit"])
 
 
 def stage1_ratio(size, device, repeats, config_dir):
