@@ -51,10 +51,7 @@ def trace_budgets(trace: Dict[str, Any]) -> Tuple[int, ...]:
 
 def describe(step: Step, out: str) -> Dict[str, Any]:
     """What a trace records of a step (the probe's folder as ``<probe>`` in its overrides)."""
-    overrides = {
-        k: v.replace(out, _PROBE_DIR) if isinstance(v, str) else v
-        for k, v in step.overrides.items()
-    }
+    overrides = {k: v.replace(out, _PROBE_DIR) for k, v in step.overrides.items()}
     return dict(
         name=step.name,
         config=step.config,
