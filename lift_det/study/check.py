@@ -110,9 +110,7 @@ def render_study_checks(folder: str) -> str:
         others = versions(r, [k for k in VERSIONS if k != "torch"])  # older records: none
         stack = f"{r['torch']}, {others}" if others else r["torch"]
         c = r.get("cpu_class")  # older records: the machine's name only
-        cls = "-"
-        if c:
-            cls = f"{c['vendor']} family {c['family']} model {c['model']}, {c['capability']}"
+        cls = "{vendor} family {family} model {model}, {capability}".format(**c) if c else "-"
         wall = f"{r['wall_s']:.0f}" if r.get("wall_s") else "-"
         commits = f"`{r['commit']}`", f"`{r['trace']['commit']}`"
         rows.append([r["machine"], cls, r["date"], commits[0], stack, commits[1], result, wall])
