@@ -32,8 +32,7 @@ def do_train(args, cfg):
     """Upstream's loop; ``cfg.train.export`` lists extra hooks (e.g. writing lift_final.pth)."""
     # --stop-at-iter: the run ends there (final checkpoint, evaluation, exports) on the schedule
     # of train.max_iter iterations
-    stop = getattr(args, "stop_at_iter", 0) or cfg.train.max_iter
-    trace = getattr(args, "loss_trace", 0)
+    stop = args.stop_at_iter or cfg.train.max_iter
     model = train_utils.instantiate_model(cfg.model).to(cfg.train.device)
     logger.info("Model:\n{}".format(model))
 
@@ -61,7 +60,7 @@ def do_train(args, cfg):
         [
             hooks.IterationTimer(),
             schedule,
-            LossTrace(trace, output_dir) if trace and is_main else None,
+            LossTrace(args.loss_trace, output_dir) if args.loss_trace and is_main else None,
             StopOnDivergence(),  # before the checkpointer: a diverged step is never saved
             ExactResume(),  # its state (the random state) is in every checkpoint
             hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),

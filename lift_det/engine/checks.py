@@ -25,8 +25,7 @@ class UsageError(UserError):
 
 
 def get_parser() -> argparse.ArgumentParser:
-    """tools/train_net.py's parser: detectron2's, ``--overwrite`` (start afresh in a folder holding
-    a run), ``--loss-trace`` and ``--stop-at-iter`` (exact replays of a run's start)."""
+    """tools/train_net.py's parser: detectron2's and the three options below."""
     parser = _d2_parser()
     parser.add_argument(
         "--overwrite",

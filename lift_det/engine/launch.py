@@ -31,7 +31,7 @@ def load_config(args):
             ) from None
     if not args.eval_only:
         checks.check_config(cfg, world_size=args.num_gpus * args.num_machines)
-        stop = getattr(args, "stop_at_iter", 0)
+        stop = args.stop_at_iter
         if stop > cfg.train.max_iter:
             raise checks.UsageError(
                 f"--stop-at-iter {stop} is past the end of the schedule (train.max_iter="
