@@ -111,9 +111,8 @@ def forget_run(output_dir: str) -> None:
     open JSONWriter appends: the runs' iterations would mix)."""
     if not output_dir:
         return
-    path = os.path.join(output_dir, "last_checkpoint")
-    if os.path.exists(path):
-        os.remove(path)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(output_dir, "last_checkpoint"))
     metrics = os.path.join(output_dir, "metrics.json")
     if os.path.isfile(metrics) and os.path.getsize(metrics):
         with open(metrics, "rb") as f:
