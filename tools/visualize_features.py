@@ -56,8 +56,7 @@ def plot_self_similarity(
     n = len(maps) + 1
     ncols = min(n, 4)
     nrows = -(-n // ncols)
-    figsize = (3.0 * ncols, 3.0 * H / W * nrows + 0.6)  # 3-inch panels
-    fig = Figure(figsize=figsize)
+    fig = Figure(figsize=(3.0 * ncols, 3.0 * H / W * nrows + 0.6))  # 3-inch panels
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.reshape(-1):
         ax.axis("off")

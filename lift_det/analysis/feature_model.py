@@ -86,8 +86,7 @@ def load_feature_weights(
             holder = nn.ModuleDict({"backbone": nn.ModuleDict({"net": net}), "lift": net.lift})
             before = {k: v.clone() for k, v in net.state_dict().items()}
             AtomicDetectionCheckpointer(holder, allow_mismatch=True).load(weights)
-            after = net.state_dict()
-            changed = {k for k in before if not torch.equal(before[k], after[k])}
+            changed = {k for k, v in net.state_dict().items() if not torch.equal(before[k], v)}
             loaded["vit"] = any(not k.startswith("lift.") for k in changed)
             loaded["lift"] = any(k.startswith("lift.") for k in changed)
             if not loaded["vit"]:
@@ -99,9 +98,8 @@ def load_feature_weights(
             loaded["lift"] = True
     except (ValueError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
-    has_lift_params = any(True for _ in net.lift.parameters())
     for part, name, flag in (("vit", "ViT", "--weights"), ("lift", "LiFT", "--lift-weights")):
-        if not loaded[part] and (part == "vit" or has_lift_params):
+        if not loaded[part] and (part == "vit" or any(True for _ in net.lift.parameters())):
             logger.warning(
                 f"The {name} has RANDOM weights (no {flag} given, or nothing loaded): features and "
                 "maps come from an untrained network and say nothing about the paper's claims."

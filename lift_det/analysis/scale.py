@@ -30,13 +30,12 @@ def scale_invariance(
     if grid is None:
         grid = (2 * base_size // p, 2 * base_size // p)
 
-    def batch_at(scale: float) -> torch.Tensor:
-        side = max(p, int(round(base_size * scale / p)) * p)
+    batches = {}  # the images at each scale, as one batch
+    for s in scales:
+        side = max(p, int(round(base_size * s / p)) * p)
         resize = dict(size=(side, side), mode="bilinear", antialias=True)
         resized = [F.interpolate(img[None].float(), **resize) for img in images]
-        return normalize(torch.cat(resized).clamp(0, 255))
-
-    batches = {s: batch_at(s) for s in scales}
+        batches[s] = normalize(torch.cat(resized).clamp(0, 255))
     n, results = len(scales), {}
     for method in methods:  # each scale's features on the common grid, then CKA of every pair
         native = (dense_features(net, batches[s], method, num_passes=num_passes) for s in scales)
@@ -46,13 +45,6 @@ def scale_invariance(
             cka[i][j] = cka[j][i] = feature_map_cka(feats[i], feats[j], grid)
         results[method_label(net, method, num_passes)] = cka
     return results
-
-
-def cka_color_range(results: Dict[str, List[List[float]]]) -> Tuple[float, float]:
-    """The heatmaps' colour range: from the smallest CKA of any method (rounded down to 0.05,
-    at most 0.95) to 1, so that differences between high CKA values stay visible."""
-    low = min(min(min(row) for row in matrix) for matrix in results.values())
-    return min(math.floor(low * 20) / 20, 0.95), 1.0
 
 
 def _titles(ax, title: str, xlabel: str, ylabel: str) -> None:
@@ -65,13 +57,16 @@ def plot_scale_cka(
     results: Dict[str, List[List[float]]], scales: Sequence[float], path: str, title: str = ""
 ) -> Dict[str, Any]:
     """Fig. 4 as a PNG at ``path``: one CKA heatmap (source x destination scale) per method of
-    ``results`` (:func:`scale_invariance` over ``scales``), sharing :func:`cka_color_range`, and
+    ``results`` (:func:`scale_invariance` over ``scales``), sharing one colour range, and
     below them a panel per source scale, CKA against the destination scale, a curve per method.
     Returns what was drawn (heatmaps, curves, color_range)."""
     from matplotlib.figure import Figure
 
     scales, methods = list(scales), list(results)
-    vmin, vmax = cka_color_range(results)
+    # the colour range: from the smallest CKA of any method (rounded down to 0.05, at most 0.95)
+    # to 1, so that differences between high CKA values stay visible
+    low = min(min(min(row) for row in matrix) for matrix in results.values())
+    vmin, vmax = min(math.floor(low * 20) / 20, 0.95), 1.0
     ncols = max(len(methods), len(scales))
     fig = Figure(figsize=(3.6 * ncols, 7.2), constrained_layout=True)
     axes = fig.subplots(2, ncols, squeeze=False)
