@@ -88,11 +88,15 @@ def make_outputs(args, inputs):
     """The output folder, and for a video (fourcc, output file), once the model is built: a
     refused checkpoint leaves nothing behind."""
     video = None
-    if args.output:
-        if len(inputs) > 1 or args.output.endswith(os.sep):
-            media.make_folder(args.output)
-        else:
-            media.make_folder(os.path.dirname(os.path.abspath(args.output)))
+    if args.output:  # the folder of what output_path names (a video's file counts as one input)
+        folder = os.path.dirname(os.path.abspath(output_path(args, "x", max(len(inputs), 1))))
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as e:
+            raise UserError(
+                f"--output {folder}: cannot create this folder, a file is in the way "
+                f"({e.filename or folder}): give another path, or move the file."
+            ) from None
         if args.video_input or args.webcam:
             name = os.path.splitext(os.path.basename(args.video_input or "webcam"))[0]
             video = media.video_codec(output_path(args, name, 1))

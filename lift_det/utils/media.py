@@ -63,14 +63,3 @@ def check_video_readable(path: str) -> None:
             f"video, a damaged file, or a codec this OpenCV cannot decode (try converting it to "
             f".mp4 with ffmpeg)."
         )
-
-
-def make_folder(path: str, flag: str = "--output") -> None:
-    """``os.makedirs(path, exist_ok=True)``; a file in the way is refused naming it."""
-    try:
-        os.makedirs(path, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as e:
-        raise UserError(
-            f"{flag} {path}: cannot create this folder, a file is in the way "
-            f"({e.filename or path}): give another path, or move the file."
-        ) from None
