@@ -72,11 +72,6 @@ class LiFTDistiller(nn.Module):
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
-    def train(self, mode: bool = True) -> "LiFTDistiller":
-        super().train(mode)
-        self.backbone.train(False)  # the source re-freezes itself too; be explicit
-        return self
-
     def preprocess_image(self, batched_inputs: List[Dict[str, Any]]) -> ImageList:
         """Normalize 0-255 RGB images and pad them (zeros = mean color) as ViTDet does."""
         images = []
