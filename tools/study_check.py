@@ -136,8 +136,7 @@ def main(args) -> int:
             f"iterations of each step bit for bit"
         )
         return 0
-    kept = "--output-dir DIR keeps the probe's files"
-    kept = f"the probe's runs and logs: {work}" if out else kept
+    kept = f"the probe's runs and logs: {work}" if out else "--output-dir DIR keeps the runs"
     print(
         f"[study-check] NOT identical ({kept}). Where the first difference is in the last bits "
         f"and grows, the arithmetic differs (another CPU, BLAS/OpenMP build or torch version); "

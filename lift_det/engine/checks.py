@@ -164,9 +164,8 @@ def check_overrides(cfg, opts: List[str]) -> None:
         if _takes_argument(node, name):
             continue
         close = difflib.get_close_matches(key, list(_paths(cfg)), n=1, cutoff=0.6)
-        hint = f"the config's top-level keys are {', '.join(sorted(cfg.keys()))}"
-        if close:
-            hint = f"did you mean '{close[0]}'?"
+        keys = f"the config's top-level keys are {', '.join(sorted(cfg.keys()))}"
+        hint = f"did you mean '{close[0]}'?" if close else keys
         raise UsageError(f"unknown config key '{key}' in override '{o}': {hint}")
 
 

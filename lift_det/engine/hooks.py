@@ -58,9 +58,7 @@ class ExportLiFTFile(HookBase):
         self.output_dir = output_dir
         self.checkpointer = None
         self.path: Optional[str] = None
-        self.teacher: Optional[Dict[str, Any]] = None
-        self._started = False
-        self._target_at_start = None
+        self._started = False  # before_train ran (an earlier hook's may fail)
 
     def _folder(self) -> str:
         folder = self.output_dir or getattr(self.checkpointer, "save_dir", "")
@@ -148,7 +146,7 @@ class ExportLiFTFile(HookBase):
                 f"max_iter={trainer.max_iter} is below the {reached} iterations this LiFT was "
                 f"trained (a resumed run): {self.filename} records iteration {reached}."
             )
-        self.teacher = self.teacher or self._teacher()
+        self.teacher = self.teacher if self._started else self._teacher()
         # the latest held-out cosines of FeatureQualityEvaluator (via EvalHook); None: never run
         latest = trainer.storage.latest()
         q = {k: latest.get(f"lift_quality/{k}") for k in ("cos_lift", "cos_bilinear")}

@@ -48,13 +48,11 @@ class LossTrace(HookBase):
     def __init__(self, num_iters: int, output_dir: str):
         self.num_iters = num_iters
         self.path = os.path.join(output_dir, self.FILENAME)
-        self.losses: List[Dict[str, str]] = []
-        self._first_iter = 0
-        self._done = False
+        self._done = True  # nothing to write until before_train (an earlier hook's may fail)
 
     def before_train(self):
         self._first_iter = self.trainer.start_iter
-        self.losses = []
+        self.losses: List[Dict[str, str]] = []
         self._done = self._first_iter >= self.num_iters  # a resumed run past them: nothing to do
 
     def after_step(self):
