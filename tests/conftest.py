@@ -36,7 +36,7 @@ SLOWEST_FILES = [  # seconds of each file's tests in a full run's --durations (2
     "test_study.py",  # 30
     "test_gpu_check.py",  # 16
     "test_backbone.py",  # 16
-    "test_benchmark_detectors.py",  # 14
+    "test_benchmark_detectors.py",  # 11
     "test_study_check.py",  # 14
     "test_checkpoints.py",  # 13
     "test_benchmark.py",  # 12
