@@ -75,6 +75,19 @@ def test_loss_trace_of_a_short_or_resumed_run(tmp_path):
     assert (path.read_bytes(), os.stat(path).st_mtime_ns) == before
 
 
+def test_a_start_that_failed_keeps_its_own_error(tmp_path):
+    """An earlier hook's before_train fails: the trainer still runs every after_train, and the
+    trace's must neither write nor replace that error with its own."""
+
+    class FailsToStart(hooks.HookBase):
+        def before_train(self):
+            raise RuntimeError("the earlier hook's own error")
+
+    with pytest.raises(RuntimeError, match="the earlier hook's own error"):
+        train_toy(0, 2, FailsToStart(), LossTrace(2, str(tmp_path)))
+    assert not (tmp_path / "loss_trace.json").exists()
+
+
 def test_compare_losses_is_bit_exact():
     values = [{"total_loss": 1.25, "loss_a": 0.1}, {"total_loss": 1.0, "loss_a": 1e-3}]
     trace = [{k: v.hex() for k, v in row.items()} for row in values]
