@@ -141,8 +141,8 @@ def study_steps(
                 args = config, iters, overrides(seed, iters), label, ("baseline",), 1, cost
                 steps.append(Step(f"seed{seed}/{name}", "lift_final.pth", *args))
     # the same model for every seed is evaluated once: one step per name
-    evaluations = (zero_shot_step(arm, base, out, seed) for seed in seeds for arm in arms_used)
-    zero_shot = {step.name: step for step in evaluations if step is not None}
+    candidates = (zero_shot_step(arm, base, out, seed) for seed in seeds for arm in arms_used)
+    zero_shot = {step.name: step for step in candidates if step is not None}
     for seed in seeds:  # the costliest first: less idle time at the end
         for arm in sorted(arms_used, key=lambda a: -a.cost):
             arm_overrides, needs = _from_stage_one(arm, out, seed, overrides(seed, stage2_iters))
