@@ -29,6 +29,7 @@ from lift_det.analysis.feature_model import (
 from lift_det.checkpoint import save_lift_file
 from lift_det.model_zoo import get_config_file
 from lift_det.modeling import vit_identity
+from lift_det.utils import UserError
 
 TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
 
@@ -223,6 +224,9 @@ def test_load_feature_weights(tmp_path):
     assert load_feature_weights(target, "", lift_file) == {"vit": False, "lift": True}
     for k, v in source.state_dict().items():
         torch.testing.assert_close(target.state_dict()[k], v)
+    # the LiFT file given as --weights holds no ViT: refused (figures of a random ViT), by flag
+    with pytest.raises(UserError, match="holds no ViT .a LiFT file goes to --lift-weights."):
+        load_feature_weights(build_feature_model(), lift_file, "")
 
 
 def test_load_stage_one_checkpoint(tmp_path):

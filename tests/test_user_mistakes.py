@@ -254,6 +254,11 @@ OTHER_REFUSALS = [
     ),
     (
         "scale_invariance.py",
+        ["--passes", "0", "--output", "c.png"],
+        "--passes must be >= 1, got 0",
+    ),
+    (
+        "scale_invariance.py",
         ["--images", "nothing/", "--output", "c.png"],
         "--images: no images found in ['nothing/']",
     ),

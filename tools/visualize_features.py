@@ -97,8 +97,6 @@ def get_parser():
 
 def main(args):
     logger = setup_logger(name="lift_det", abbrev_name="lift_det")
-    if args.passes < 1:
-        raise UserError(f"--passes must be >= 1, got {args.passes}.")
     net, _, caveat = feature_model.load_feature_model(args)
     path = args.image or feature_model.default_image_path()
     original = feature_model.read_rgb(path)

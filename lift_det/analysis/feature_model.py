@@ -89,9 +89,9 @@ def load_feature_weights(
             changed = {k for k, v in net.state_dict().items() if not torch.equal(before[k], v)}
             loaded["vit"] = any(not k.startswith("lift.") for k in changed)
             loaded["lift"] = any(k.startswith("lift.") for k in changed)
-            if not loaded["vit"]:
-                logger.warning(
-                    f"No ViT parameter was loaded from {weights}: expected them at backbone.net.*."
+            if not loaded["vit"]:  # nothing at backbone.net.*: a random ViT's figures
+                raise UserError(
+                    f"--weights {weights} holds no ViT (a LiFT file goes to --lift-weights)"
                 )
         if lift_weights:
             net.lift_file_meta = load_lift_file(net.lift, lift_weights, backbone=vit_identity(net))
@@ -126,9 +126,11 @@ def weights_caveat(net: ViTLiFT, loaded: Dict[str, bool]) -> str:
 
 
 def load_feature_model(args):
-    """The feature tools' model from their ``--config``, ``--weights`` and ``--lift-weights``:
-    :func:`build_feature_model` (its parts left random the same every run) with
-    :func:`load_feature_weights`; returns it, what was loaded and its :func:`weights_caveat`."""
+    """The feature tools' model from their ``--config``, ``--weights``, ``--lift-weights`` (and
+    ``--passes``, checked first): :func:`build_feature_model` (random parts the same every run)
+    with :func:`load_feature_weights`; returns it, what was loaded and :func:`weights_caveat`."""
+    if args.passes < 1:
+        raise UserError(f"--passes must be >= 1, got {args.passes}.")
     torch.manual_seed(0)
     net = build_feature_model(args.config)
     loaded = load_feature_weights(net, args.weights, args.lift_weights)
